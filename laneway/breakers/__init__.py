@@ -1,0 +1,3 @@
+"""laneway.breakers (see its issue)."""
+
+__all__: list[str] = []

@@ -1,0 +1,252 @@
+"""Typed exceptions for every failure laneway reports.
+
+Everything raised on purpose derives from :class:`LanewayError`, so callers can
+catch the whole family at once, and each concrete failure has its own class so
+they can catch exactly one. Errors that are also a standard condition derive
+from the matching builtin too (timeouts are ``TimeoutError``, bad input is
+``ValueError``, failed lookups are ``LookupError``).
+
+Sections below belong to one subpackage each; add new errors to the section of
+the subpackage that raises them.
+"""
+
+from __future__ import annotations
+
+
+class LanewayError(Exception):
+    """Root of every error laneway raises on purpose."""
+
+
+class ConfigError(LanewayError, ValueError):
+    """A spec, option or argument is invalid; the message names which and why."""
+
+
+class LanewayTimeout(LanewayError, TimeoutError):
+    """Something did not finish within its time limit."""
+
+
+class Cancelled(LanewayError):
+    """Work was cancelled before it produced a result."""
+
+
+class SystemShutdown(LanewayError):
+    """The orchestrator (or the component) is shutting down and takes no new work."""
+
+
+# --- actors -----------------------------------------------------------------
+
+
+class ActorError(LanewayError):
+    """Base for failures of actors and supervisors."""
+
+
+class ActorDead(ActorError):
+    """The actor is not running (stopped, crashed, or restarting), so it cannot take the message."""
+
+
+class ActorCrashed(ActorError):
+    """The actor crashed while handling this ask; ``__cause__`` is the original exception.
+
+    Attributes:
+        error: the exception raised by the handler.
+    """
+
+    def __init__(self, message: str, error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class ActorStartError(ActorError):
+    """``on_start`` raised, so the actor never started; ``__cause__`` is the original exception."""
+
+
+class ActorNotFound(ActorError, LookupError):
+    """No actor is registered under that name."""
+
+
+class NameTaken(ActorError, ValueError):
+    """An actor with that name already exists in this orchestrator."""
+
+
+class UnhandledMessage(ActorError, TypeError):
+    """The actor has no handler for this message type."""
+
+
+class AskTimeout(ActorError, LanewayTimeout):
+    """An ask got no reply within its timeout."""
+
+
+class SupervisorEscalation(ActorError):
+    """A supervisor exceeded its restart intensity, stopped its children and gave up."""
+
+
+# --- pool -------------------------------------------------------------------
+
+
+class PoolError(LanewayError):
+    """Base for process-pool failures."""
+
+
+class SerializationError(PoolError, TypeError):
+    """A function, argument or result could not be pickled for another process."""
+
+
+class WorkerDied(PoolError):
+    """The worker process running the task died; the message names pid and signal.
+
+    Attributes:
+        pid: the dead worker's process id.
+        reason: a short text such as ``"killed by SIGKILL"``.
+    """
+
+    def __init__(self, message: str, pid: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.reason = reason
+
+
+class TaskTimeout(PoolError, LanewayTimeout):
+    """A task ran past its timeout; its worker was killed and replaced."""
+
+
+class RemoteError(PoolError):
+    """A task raised in a worker process.
+
+    Attributes:
+        type_name: qualified name of the remote exception's type.
+        remote_traceback: the remote traceback as text.
+    """
+
+    def __init__(self, message: str, type_name: str = "", remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}\n\nRemote traceback:\n{self.remote_traceback}" if self.remote_traceback else base
+
+
+class PoolFull(PoolError):
+    """The pool's queue is at its bound and the submit would block."""
+
+
+class AuthError(PoolError):
+    """A transport refused to start or to accept a peer for lack of valid keys."""
+
+
+# --- lanes ------------------------------------------------------------------
+
+
+class LaneError(LanewayError):
+    """Base for lane and command failures."""
+
+
+class LaneNotFound(LaneError, LookupError):
+    """No lane has that name."""
+
+
+class LaneFull(LaneError):
+    """The lane's queue is at its bound and the submit would block."""
+
+
+class LaneBusy(LaneError):
+    """The lane's estimated wait exceeds the caller's ``max_wait``."""
+
+
+class LaneShutdown(LaneError, SystemShutdown):
+    """The lane manager is shutting down and takes no new commands."""
+
+
+class CommandCancelled(LaneError, Cancelled):
+    """The command was cancelled (queued or running)."""
+
+
+class Preempted(CommandCancelled):
+    """The command was preempted by higher-priority work."""
+
+
+class CommandTimeout(LaneError, LanewayTimeout):
+    """The command ran past its timeout."""
+
+
+class ToolNotFound(LaneError, LookupError):
+    """No tool is registered under that name."""
+
+
+class ToolParameterError(LaneError, ValueError):
+    """A tool was called with missing, unknown or wrongly-typed parameters."""
+
+
+class ParallelNotAllowed(LaneError):
+    """A tool not marked ``parallel_allowed`` was given to a parallel execution."""
+
+
+# --- router and breakers ----------------------------------------------------
+
+
+class RouterError(LanewayError):
+    """Base for routing failures."""
+
+
+class AgentNotFound(RouterError, LookupError):
+    """No agent is registered under that id."""
+
+
+class NoCapableAgent(RouterError, LookupError):
+    """No registered agent has the capabilities at all, so waiting cannot help."""
+
+
+class NoEligibleAgent(RouterError, LanewayTimeout):
+    """Agents with the capabilities exist but none became eligible before the timeout."""
+
+
+class CircuitOpen(RouterError):
+    """The agent's circuit breaker is open and rejects calls."""
+
+
+# --- workflow and store -----------------------------------------------------
+
+
+class WorkflowError(LanewayError):
+    """Base for workflow failures."""
+
+
+class WorkflowValidationError(WorkflowError, ValueError):
+    """A workflow definition is invalid (unknown dependency, duplicate id, cycle)."""
+
+
+class CycleError(WorkflowValidationError):
+    """The workflow's dependencies form a cycle.
+
+    Attributes:
+        cycle: the task ids along the cycle, first repeated at the end.
+    """
+
+    def __init__(self, message: str, cycle: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.cycle = cycle
+
+
+class WorkflowNotFound(WorkflowError, LookupError):
+    """No workflow has that id."""
+
+
+class HandoffValidationError(WorkflowError, ValueError):
+    """A handoff message violates its JSON Schema.
+
+    Attributes:
+        violations: one text per violation, each naming the field path.
+    """
+
+    def __init__(self, message: str, violations: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+
+class StoreError(LanewayError):
+    """The persistence store failed or holds no such record."""
+
+
+class VersionNotFound(StoreError, LookupError):
+    """The requested version does not exist."""

@@ -1,0 +1,3 @@
+"""laneway.lanes (see its issue)."""
+
+__all__: list[str] = []

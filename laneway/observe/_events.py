@@ -1,0 +1,246 @@
+"""The system's event stream: small records, prefix filters, sync and async readers.
+
+Every component publishes to the orchestrator's :class:`EventBus` under a
+dotted key (``actor.crashed``, ``queue.command.completed``,
+``agent.circuit.state``). Publishing is cheap when nobody listens to the key,
+so hot paths can publish unconditionally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import attrs
+
+log = logging.getLogger(__name__)
+
+EventFilter = "str | Iterable[str] | Callable[[Event], bool] | None"
+
+
+@attrs.frozen(slots=True)
+class Event:
+    """One thing that happened.
+
+    Attributes:
+        key: dotted event key, e.g. ``"actor.crashed"``.
+        source: name of what published it (an actor's name, a lane, an agent id).
+        data: event-specific fields.
+        ts: monotonic time of publication.
+    """
+
+    key: str
+    source: str
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+    ts: float = 0.0
+
+
+def _make_predicate(filter: Any) -> Callable[[Event], bool]:
+    """Turn a filter spec into a predicate.
+
+    A string matches the key exactly or as a dotted prefix (``"queue"`` matches
+    ``"queue.command.started"``); an iterable of strings matches any of them;
+    a callable is used as is; None matches everything.
+    """
+    if filter is None:
+        return lambda e: True
+    if callable(filter):
+        return filter
+    prefixes = (filter,) if isinstance(filter, str) else tuple(filter)
+
+    def match(e: Event) -> bool:
+        k = e.key
+        return any(k == p or k.startswith(p + ".") for p in prefixes)
+
+    return match
+
+
+class Subscription:
+    """A bounded queue of events matching a filter, readable sync or async.
+
+    When a slow reader lets the queue fill, the oldest events are dropped and
+    counted in :attr:`dropped` (and logged once), so memory stays bounded.
+
+    Example:
+        >>> bus = EventBus()
+        >>> with bus.subscribe("actor") as sub:
+        ...     bus.publish("actor.started", "counter")
+        ...     sub.get(timeout=1).key
+        'actor.started'
+    """
+
+    def __init__(self, bus: EventBus, predicate: Callable[[Event], bool], maxsize: int) -> None:
+        self._bus = bus
+        self._match = predicate
+        self._maxsize = maxsize
+        self._items: collections.deque[Event] = collections.deque()
+        self._cond = threading.Condition()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.dropped = 0
+        self.closed = False
+
+    def _offer(self, event: Event) -> None:
+        if not self._match(event):
+            return
+        with self._cond:
+            if len(self._items) >= self._maxsize:
+                self._items.popleft()
+                self.dropped += 1
+                if self.dropped == 1:
+                    log.warning("event subscription full (%d); dropping oldest events", self._maxsize)
+            self._items.append(event)
+            self._cond.notify()
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_wake, fut)
+
+    def get(self, timeout: float | None = None) -> Event:
+        """Next event, blocking up to ``timeout`` seconds; raises ``TimeoutError``."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items or self.closed, timeout):
+                raise TimeoutError(f"no event within {timeout}s")
+            if not self._items:
+                raise StopIteration
+            return self._items.popleft()
+
+    def get_nowait(self) -> Event | None:
+        """Next event if one is queued, else None."""
+        with self._cond:
+            return self._items.popleft() if self._items else None
+
+    def wait_for(self, predicate: Callable[[Event], bool], timeout: float) -> Event:
+        """Consume events until one satisfies ``predicate``; raises ``TimeoutError`` at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no matching event within {timeout}s")
+            event = self.get(timeout=left)
+            if predicate(event):
+                return event
+
+    def drain(self) -> list[Event]:
+        """Everything queued now, without waiting."""
+        with self._cond:
+            items = list(self._items)
+            self._items.clear()
+            return items
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            try:
+                yield self.get()
+            except StopIteration:
+                return
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            with self._cond:
+                if self._items:
+                    return self._items.popleft()
+                if self.closed:
+                    raise StopAsyncIteration
+                loop = asyncio.get_running_loop()
+                fut: asyncio.Future[None] = loop.create_future()
+                self._waiters.append((loop, fut))
+            await fut
+
+    def close(self) -> None:
+        """Stop receiving; blocked readers see the end of the stream."""
+        self._bus._remove(self)
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(_wake, fut)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class EventBus:
+    """Publish/subscribe hub for one orchestrator.
+
+    Listeners (callbacks) run in the publisher's thread and must be quick;
+    their exceptions are logged, never propagated into the runtime.
+    Subscriptions queue events for a reader in another thread or task.
+
+    Example:
+        >>> bus = EventBus()
+        >>> seen = []
+        >>> remove = bus.add_listener(seen.append, "queue")
+        >>> bus.publish("queue.lane.idle", "prompt")
+        >>> [e.key for e in seen]
+        ['queue.lane.idle']
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._now = clock
+        self._lock = threading.Lock()
+        # Copy-on-write tuples: publish reads them without taking the lock.
+        self._subs: tuple[Subscription, ...] = ()
+        self._listeners: tuple[tuple[Callable[[Event], bool], Callable[[Event], None]], ...] = ()
+
+    @property
+    def active(self) -> bool:
+        """True when anyone listens; hot paths may skip building event data otherwise."""
+        return bool(self._subs or self._listeners)
+
+    def publish(self, key: str, source: str, **data: Any) -> None:
+        """Publish an event to every matching subscription and listener."""
+        subs, listeners = self._subs, self._listeners
+        if not subs and not listeners:
+            return
+        event = Event(key, source, data, self._now())
+        for sub in subs:
+            sub._offer(event)
+        for match, fn in listeners:
+            if match(event):
+                try:
+                    fn(event)
+                except Exception:
+                    log.exception("event listener %r raised on %s", fn, key)
+
+    def subscribe(self, filter: Any = None, *, maxsize: int = 10_000) -> Subscription:
+        """Queue matching events for a reader; close the subscription when done.
+
+        Args:
+            filter: a key or dotted prefix, several of them, a predicate, or None for all.
+            maxsize: bound of the queue; the oldest events are dropped past it.
+        """
+        sub = Subscription(self, _make_predicate(filter), maxsize)
+        with self._lock:
+            self._subs = self._subs + (sub,)
+        return sub
+
+    def add_listener(self, fn: Callable[[Event], None], filter: Any = None) -> Callable[[], None]:
+        """Call ``fn(event)`` for each matching event; returns a function that removes it."""
+        entry = (_make_predicate(filter), fn)
+        with self._lock:
+            self._listeners = self._listeners + (entry,)
+
+        def remove() -> None:
+            with self._lock:
+                self._listeners = tuple(x for x in self._listeners if x is not entry)
+
+        return remove
+
+    def _remove(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs = tuple(s for s in self._subs if s is not sub)

@@ -1,0 +1,3 @@
+"""laneway.pool (see its issue)."""
+
+__all__: list[str] = []

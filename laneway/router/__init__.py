@@ -1,0 +1,3 @@
+"""laneway.router (see its issue)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""laneway.store (see its issue)."""
+
+__all__: list[str] = []
