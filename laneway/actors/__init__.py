@@ -14,6 +14,7 @@ Example:
 """
 
 from laneway.actors._actor import Actor, ActorRef, Exit, ExitKind, handler
+from laneway.actors._dead_letters import DeadLetter, DeadLetterQueue
 from laneway.actors._clock import Clock, ManualClock, MonotonicClock, TimerHandle
 from laneway.actors._future import Future, resolved
 from laneway.actors._orchestrator import Orchestrator, ShutdownReport
@@ -39,6 +40,8 @@ __all__ = [
     "ChildSpec",
     "ChildState",
     "Clock",
+    "DeadLetter",
+    "DeadLetterQueue",
     "Exit",
     "ExitKind",
     "Future",

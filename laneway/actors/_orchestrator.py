@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import os
 import logging
 import threading
 import weakref
@@ -12,6 +13,7 @@ import attrs
 
 from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, _Cell
 from laneway.actors._clock import Clock, MonotonicClock
+from laneway.actors._dead_letters import DeadLetterQueue
 from laneway.actors._specs import ChildSpec, Strategy
 from laneway.actors._supervisor import Supervisor, SupervisorRef
 from laneway.errors import ActorNotFound, ConfigError, NameTaken, SystemShutdown
@@ -68,6 +70,9 @@ class Orchestrator:
             :class:`~laneway.actors.ManualClock` in tests.
         ask_timeout: default seconds an ``ask`` waits for its reply.
         shutdown_timeout: default seconds each top-level actor gets to stop.
+        store: where durable state goes (lanes' pending commands, dead letters,
+            workflows): a :class:`~laneway.store.Store`, or a path for a SQLite
+            file. None keeps everything in memory.
 
     Example:
         >>> with Orchestrator(name="demo") as orch:
@@ -82,6 +87,7 @@ class Orchestrator:
         clock: Clock | None = None,
         ask_timeout: float = 30.0,
         shutdown_timeout: float = 10.0,
+        store: Any = None,
     ) -> None:
         if ask_timeout <= 0 or shutdown_timeout <= 0:
             raise ConfigError("ask_timeout and shutdown_timeout must be > 0")
@@ -90,6 +96,9 @@ class Orchestrator:
         self.ask_timeout = ask_timeout
         self.shutdown_timeout = shutdown_timeout
         self.events = EventBus(self.clock.now)
+        self._owns_store = isinstance(store, (str, os.PathLike))
+        self.store = _open_store(store)
+        self.dead_letters = DeadLetterQueue(self.store, self.events)
         self._lock = threading.RLock()
         self._names: dict[str, ActorRef] = {}
         self._top: list[tuple[ActorRef, float]] = []
@@ -224,6 +233,73 @@ class Orchestrator:
         with self._lock:
             self._hooks.append((label, hook))
 
+    def _start_component(self, key: str, factory: Callable[[Orchestrator], C]) -> C:
+        with self._lock:
+            if key in self._components:
+                raise ConfigError(f"{key} is already started in orchestrator {self.name}; configure it before first use")
+            return self.component(key, factory)
+
+    # Subsystem accessors. Each subsystem's constructor takes (orchestrator, **config)
+    # and registers its own shutdown hook; imports are lazy so `import laneway`
+    # starts nothing and never imports optional extras.
+
+    def start_pool(self, **config: Any) -> Any:
+        """Start the process pool with options (see :class:`laneway.pool.Pool`); call before first use of :attr:`pool`."""
+        from laneway.pool import Pool
+
+        return self._start_component("pool", lambda o: Pool(o, **config))
+
+    @property
+    def pool(self) -> Any:
+        """The process pool (started with defaults on first use)."""
+        from laneway.pool import Pool
+
+        return self.component("pool", Pool)
+
+    def start_lanes(self, **config: Any) -> Any:
+        """Start the lane manager with options (see :class:`laneway.lanes.LaneManager`)."""
+        from laneway.lanes import LaneManager
+
+        return self._start_component("lanes", lambda o: LaneManager(o, **config))
+
+    @property
+    def lanes(self) -> Any:
+        """The lane manager (default lanes on first use)."""
+        from laneway.lanes import LaneManager
+
+        return self.component("lanes", LaneManager)
+
+    def start_router(self, **config: Any) -> Any:
+        """Start the router with options (see :class:`laneway.router.Router`)."""
+        from laneway.router import Router
+
+        return self._start_component("router", lambda o: Router(o, **config))
+
+    @property
+    def router(self) -> Any:
+        """The capability router (started on first use)."""
+        from laneway.router import Router
+
+        return self.component("router", Router)
+
+    def register_agent(self, agent_id: str, role: Any, capabilities: Iterable[str], max_concurrent: int, handler: Callable[..., Any], **options: Any) -> Any:
+        """Register an agent with the router; see :meth:`laneway.router.Router.register_agent`."""
+        return self.router.register_agent(agent_id, role, capabilities, max_concurrent, handler, **options)
+
+    @property
+    def workflows(self) -> Any:
+        """The workflow engine (started on first use)."""
+        from laneway.workflow import WorkflowEngine
+
+        return self.component("workflows", WorkflowEngine)
+
+    @property
+    def metrics(self) -> Any:
+        """The metrics registry (started on first use)."""
+        from laneway.observe import Metrics
+
+        return self.component("metrics", Metrics)
+
     # shutdown ------------------------------------------------------------------
 
     def shutdown(self, timeout: float | None = None) -> ShutdownReport:
@@ -266,6 +342,8 @@ class Orchestrator:
                 self.events.publish("actor.stuck", ref.name)
                 self._report_stuck(ref.name)
         self.clock.close()
+        if self.store is not None and self._owns_store:
+            self.store.close()
         with self._lock:
             self._report = ShutdownReport(tuple(stopped), tuple(dict.fromkeys(self._stuck)), tuple(errors))
             self._names.clear()
@@ -276,3 +354,17 @@ class Orchestrator:
     @property
     def is_shut_down(self) -> bool:
         return self._closed
+
+
+def _open_store(store: Any) -> Any:
+    if store is None:
+        return None
+    if isinstance(store, (str, os.PathLike)):
+        from laneway.store import SQLiteStore
+
+        return SQLiteStore(store)
+    from laneway.store import Store
+
+    if not isinstance(store, Store):
+        raise ConfigError(f"store must be a Store or a path to a SQLite file, got {store!r}")
+    return store

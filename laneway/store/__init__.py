@@ -1,3 +1,14 @@
-"""laneway.store (see its issue)."""
+"""Persistence: SQLite by default (one file, no server); PostgreSQL optional.
 
-__all__: list[str] = []
+Example:
+    >>> from laneway.store import SQLiteStore
+    >>> store = SQLiteStore(":memory:")
+    >>> store.append_version("workflows", "wf-1", b"{}")
+    1
+    >>> store.close()
+"""
+
+from laneway.store._base import Store, VersionInfo
+from laneway.store._sqlite import SQLiteStore
+
+__all__ = ["SQLiteStore", "Store", "VersionInfo"]
