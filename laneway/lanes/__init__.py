@@ -1,3 +1,5 @@
-"""laneway.lanes (see its issue)."""
+"""Lanes, priority queues, the tool registry, retries, dead letters and rate limits."""
 
-__all__: list[str] = []
+from laneway.lanes._retry import RetryKind, RetryPolicy
+
+__all__ = ["RetryKind", "RetryPolicy"]
