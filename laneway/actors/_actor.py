@@ -23,7 +23,7 @@ import attrs
 import pykka
 
 from laneway.actors._future import Future
-from laneway.errors import ActorCrashed, ActorDead, ActorStartError, UnhandledMessage
+from laneway.errors import ActorCrashed, ActorDead, ActorStartError, ConfigError, UnhandledMessage
 
 if TYPE_CHECKING:
     from laneway.actors._orchestrator import Orchestrator
@@ -97,6 +97,11 @@ class Actor:
         ...     @handler(Inc)
         ...     def _inc(self, msg): self.n += msg.by; return self.n
     """
+
+    #: Exceptions that are the sender's mistake (bad argument, unknown name):
+    #: a handler raising one of these replies it to the asker, or publishes a
+    #: dead letter for a tell, and the actor keeps running instead of crashing.
+    reply_errors: tuple[type[BaseException], ...] = (ConfigError, LookupError, UnhandledMessage)
 
     _laneway_handlers: dict[type, Callable[..., Any]] = {}
     _cell: _Cell
@@ -210,14 +215,14 @@ class _Cell(pykka.ThreadingActor):
         msg = ask.message if ask is not None else message
         try:
             result = self.instance._dispatch(msg)
-        except UnhandledMessage as exc:
-            # Not a crash: the sender made the mistake, the actor is fine.
-            if ask is not None:
-                ask.future.settle(error=exc)
-            else:
-                self._publish_dead_letter(msg, str(exc))
-            return
         except Exception as exc:
+            if isinstance(exc, self.instance.reply_errors):
+                # Not a crash: the sender made the mistake, the actor is fine.
+                if ask is not None:
+                    ask.future.settle(error=exc)
+                else:
+                    self._publish_dead_letter(msg, repr(exc))
+                return
             if ask is not None:
                 err = ActorCrashed(f"{self.lw_ref.name} crashed handling {type(msg).__qualname__}: {exc!r}", exc)
                 err.__cause__ = exc
@@ -379,12 +384,12 @@ class ActorRef:
         if timeout is None:
             timeout = self.orchestrator.ask_timeout
         fut = self.ask_future(message)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
-        except asyncio.TimeoutError:
-            if fut.done():
-                raise
-            raise fut._timeout_error(f"no {fut._what} within {timeout}s") from None
+        wrapped = asyncio.wrap_future(fut)
+        done, _ = await asyncio.wait((wrapped,), timeout=timeout)
+        if not done:
+            wrapped.cancel()
+            raise fut._timeout_error(f"no {fut._what} within {timeout}s")
+        return wrapped.result()
 
     def stop(self, *, timeout: float | None = 5.0) -> bool:
         """Stop the actor after its current message; queued messages fail with ActorDead.
