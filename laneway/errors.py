@@ -232,6 +232,26 @@ class WorkflowNotFound(WorkflowError, LookupError):
     """No workflow has that id."""
 
 
+class WorkflowStateError(WorkflowError):
+    """The operation is not allowed in the workflow's current state (e.g. rollback while tasks run)."""
+
+
+class TaskTimedOut(WorkflowError, LanewayTimeout):
+    """A workflow task ran past its ``timeout``; its cancellation token was cancelled."""
+
+
+class WorkflowFailed(WorkflowError):
+    """A workflow ended failed or cancelled.
+
+    Attributes:
+        status: the workflow's final :class:`~laneway.workflow.WorkflowStatus`.
+    """
+
+    def __init__(self, message: str, status: object = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class HandoffValidationError(WorkflowError, ValueError):
     """A handoff message violates its JSON Schema.
 
