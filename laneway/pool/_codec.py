@@ -1,0 +1,174 @@
+"""How functions, arguments, results and exceptions cross a process boundary.
+
+Pickling happens at submit time in the caller's thread, so a function or argument
+that cannot travel fails there with :class:`~laneway.errors.SerializationError`
+rather than somewhere in a worker. Functions are pickled with cloudpickle (lambdas
+and closures travel by value) and identified by a digest of their bytes, so each
+worker receives a function's code once and afterwards only its digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import traceback
+import types
+import weakref
+from typing import Any, Callable
+
+import cloudpickle
+
+from laneway.errors import RemoteError, SerializationError
+from laneway.pool._backend import TaskOutcome
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+# Types whose pickles never refer to user code, so the stdlib pickler (10x faster
+# than cloudpickle for small payloads) produces bytes any worker can load.
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+# Error record kinds (first item of the pickled error tuple).
+RAISED = "raised"  #: the function raised
+UNPICKLABLE = "unpicklable"  #: the result (or the function/arguments on arrival) could not be (un)pickled
+
+
+def digest(data: bytes) -> bytes:
+    """The 16-byte digest that names a pickled function."""
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class FunctionPickler:
+    """Pickles callables, remembering the bytes of plain functions.
+
+    A module-level function or closure-free lambda is pickled once per pool; its
+    code and the globals it uses are captured then (as Ray does for remote
+    functions). Closures, bound methods and callable objects carry state that may
+    change, so they are pickled on every submit (the digest still spares the wire).
+
+    Example:
+        >>> fp = FunctionPickler()
+        >>> d, data = fp.dumps(len)
+        >>> len(d)
+        16
+    """
+
+    def __init__(self) -> None:
+        self._memo: weakref.WeakKeyDictionary[Callable[..., Any], tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
+
+    def dumps(self, fn: Callable[..., Any]) -> tuple[bytes, bytes]:
+        """``(digest, pickled bytes)`` of ``fn``; raises SerializationError if it cannot travel."""
+        if not callable(fn):
+            raise SerializationError(f"pool tasks need a callable, got {type(fn).__name__}: {fn!r}")
+        cacheable = type(fn) is types.FunctionType and fn.__closure__ is None
+        if cacheable:
+            found = self._memo.get(fn)
+            if found is not None:
+                return found
+        try:
+            data = cloudpickle.dumps(fn, protocol=PROTOCOL)
+        except Exception as exc:
+            raise SerializationError(f"cannot pickle function {_name(fn)} for a worker process: {exc!r}") from exc
+        entry = (digest(data), data)
+        if cacheable:
+            self._memo[fn] = entry
+        return entry
+
+
+def dumps_args(args: tuple, kwargs: dict | None) -> bytes:
+    """Pickle ``(args, kwargs)``; raises SerializationError naming what failed."""
+    if not kwargs and all(type(a) in _PLAIN for a in args):
+        return pickle.dumps((args, None), PROTOCOL)
+    try:
+        return cloudpickle.dumps((args, kwargs or None), protocol=PROTOCOL)
+    except Exception as exc:
+        bad = _first_unpicklable(args, kwargs)
+        raise SerializationError(f"cannot pickle argument {bad} for a worker process: {exc!r}") from exc
+
+
+def _first_unpicklable(args: tuple, kwargs: dict | None) -> str:
+    for i, a in enumerate(args):
+        if not _picklable(a):
+            return f"#{i} ({type(a).__name__})"
+    for k, v in (kwargs or {}).items():
+        if not _picklable(v):
+            return f"{k}= ({type(v).__name__})"
+    return "(unknown)"
+
+
+def _picklable(value: Any) -> bool:
+    try:
+        cloudpickle.dumps(value, protocol=PROTOCOL)
+    except Exception:
+        return False
+    return True
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+# --- worker side --------------------------------------------------------------
+
+
+def encode_result(task_id: int, value: Any) -> TaskOutcome:
+    """The outcome for a returned value (an error outcome if the value cannot be pickled)."""
+    if type(value) in _PLAIN:
+        return TaskOutcome(task_id, True, pickle.dumps(value, PROTOCOL))
+    try:
+        return TaskOutcome(task_id, True, cloudpickle.dumps(value, protocol=PROTOCOL))
+    except Exception as exc:
+        text = f"the task's result ({type(value).__name__}) cannot be pickled back to the pool: {exc!r}"
+        return TaskOutcome(task_id, False, _error_record(UNPICKLABLE, exc, text))
+
+
+def encode_error(task_id: int, exc: BaseException, kind: str = RAISED, message: str | None = None) -> TaskOutcome:
+    """The outcome for an exception, with the remote traceback text."""
+    return TaskOutcome(task_id, False, _error_record(kind, exc, message))
+
+
+def _error_record(kind: str, exc: BaseException, message: str | None) -> bytes:
+    tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        exc_bytes = cloudpickle.dumps(exc, protocol=PROTOCOL)
+        pickle.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
+    except Exception:
+        exc_bytes = b""
+    type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    text = message if message is not None else f"{type(exc).__qualname__}: {exc}"
+    return pickle.dumps((kind, type_name, text, tb_text, exc_bytes), PROTOCOL)
+
+
+# --- pool side ----------------------------------------------------------------
+
+
+def decode_outcome(outcome: TaskOutcome) -> Any:
+    """The task's result, or raise what the worker reported.
+
+    Raises:
+        RemoteError: the function raised; ``__cause__`` is the original exception when it
+            could be rebuilt here, ``remote_traceback`` its traceback text.
+        SerializationError: the result, function or arguments could not be (un)pickled.
+    """
+    if outcome.ok:
+        return pickle.loads(outcome.data)
+    raise decode_error(outcome.data)
+
+
+def decode_error(data: bytes) -> Exception:
+    """Rebuild the exception a worker reported."""
+    kind, type_name, text, tb_text, exc_bytes = pickle.loads(data)
+    original: BaseException | None = None
+    if exc_bytes:
+        try:
+            original = pickle.loads(exc_bytes)
+        except Exception:
+            log.debug("could not rebuild remote %s", type_name, exc_info=True)
+    if kind == UNPICKLABLE:
+        err: Exception = SerializationError(f"{text}\n\nRemote traceback:\n{tb_text}")
+    else:
+        err = RemoteError(f"task raised {text}", type_name, tb_text)
+    err.__cause__ = original
+    return err
