@@ -205,6 +205,10 @@ class CircuitOpen(RouterError):
     """The agent's circuit breaker is open and rejects calls."""
 
 
+class AgentTimeout(RouterError, LanewayTimeout):
+    """The task's deadline passed while an agent was running it."""
+
+
 # --- workflow and store -----------------------------------------------------
 
 
