@@ -228,6 +228,15 @@ class Orchestrator:
                 found = self._components[key] = factory(self)
             return found
 
+    def started_component(self, key: str) -> Any:
+        """The subsystem stored under ``key`` if something started it, else None; never starts one.
+
+        Lets observers (metrics, monitor, dashboard) report on a subsystem
+        without starting it as a side effect.
+        """
+        with self._lock:
+            return self._components.get(key)
+
     def on_shutdown(self, label: str, hook: Callable[[float], Any]) -> None:
         """Run ``hook(timeout_s)`` at shutdown, before actors stop; hooks run in reverse order of registration."""
         with self._lock:
