@@ -1,0 +1,377 @@
+"""Metrics fed by the event stream: counters and latency histograms per lane, agent and pool.
+
+:class:`Metrics` (``orch.metrics``) adds one listener to ``orch.events`` and
+turns events into numbers. Components never call it: they publish the events
+they publish anyway, so metrics cost nothing until ``orch.metrics`` is first
+touched, and a component written later is measured as soon as it publishes
+under a known key:
+
+====================================  =======  ===================================
+event key                             scope    series name from
+====================================  =======  ===================================
+``queue.command.<outcome>``           lane     ``data["lane"]``, else the source
+``agent.task.<outcome>``              agent    ``data["agent_id"]``, else the source
+``pool.task.<outcome>``               pool     ``data["pool"]``, else the source
+``agent.circuit.state``               breaker  ``data["agent_id"]``; ``to == "open"`` counts an open
+``supervisor.child.restarted``        restart  ``"<supervisor>/<child>"``
+``pool.worker.restarted`` / ``.lost``  restart  ``"pool/<slot>"``
+====================================  =======  ===================================
+
+``<outcome>`` is one of submitted, started, completed, failed, timeout (or
+timed_out), retry (or retried), dead_lettered, cancelled; an event carrying
+``latency_s`` adds it to the series' histogram.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from typing import Any, Callable, Mapping
+
+import attrs
+
+from laneway.errors import ConfigError
+from laneway.observe._events import Event
+from laneway.observe._histogram import DEFAULT_BUCKETS, LatencyHistogram, LatencySummary
+
+log = logging.getLogger(__name__)
+
+
+class Scope(enum.Enum):
+    """What a series measures."""
+
+    LANE = "lane"
+    AGENT = "agent"
+    POOL = "pool"
+
+
+class Counter(enum.Enum):
+    """The counters every series has; the value is the :class:`SeriesSnapshot` field name."""
+
+    SUBMITTED = "submitted"
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    RETRIED = "retried"
+    DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
+
+
+_OUTCOMES: dict[str, Counter] = {
+    **{c.value: c for c in Counter},
+    "timeout": Counter.TIMED_OUT,
+    "retry": Counter.RETRIED,
+}
+_SCOPES: dict[str, tuple[Scope, str]] = {
+    "queue.command.": (Scope.LANE, "lane"),
+    "agent.task.": (Scope.AGENT, "agent_id"),
+    "pool.task.": (Scope.POOL, "pool"),
+}
+_PREFIXES = (*_SCOPES, "agent.circuit.state", "supervisor.child.restarted", "pool.worker.")
+
+
+@attrs.frozen(slots=True)
+class SeriesSnapshot:
+    """Counters and latency of one lane, agent or pool at one moment."""
+
+    scope: Scope
+    name: str
+    submitted: int = 0
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    cancelled: int = 0
+    latency: LatencySummary = LatencySummary()
+
+    def counters(self) -> dict[str, int]:
+        """The counters as ``{field name: value}``, in :class:`Counter` order."""
+        return {c.value: getattr(self, c.value) for c in Counter}
+
+
+@attrs.frozen(slots=True)
+class BreakerSnapshot:
+    """The last known state of one agent's circuit breaker and how often it opened."""
+
+    agent_id: str
+    state: str
+    opens: int
+
+
+@attrs.frozen
+class MetricsSnapshot:
+    """Everything :class:`Metrics` knows at one moment (from :meth:`Metrics.snapshot`).
+
+    Attributes:
+        ts: the orchestrator clock's reading when taken.
+        lanes, agents, pools: series by name.
+        breakers: breaker state by agent id.
+        restarts: restarts by ``"<supervisor>/<child>"`` or ``"pool/<slot>"``.
+        worker_losses: pool worker processes that died or vanished.
+        events: events the metrics listener consumed.
+    """
+
+    ts: float
+    lanes: Mapping[str, SeriesSnapshot]
+    agents: Mapping[str, SeriesSnapshot]
+    pools: Mapping[str, SeriesSnapshot]
+    breakers: Mapping[str, BreakerSnapshot]
+    restarts: Mapping[str, int]
+    worker_losses: int
+    events: int
+
+    def series(self, scope: Scope) -> Mapping[str, SeriesSnapshot]:
+        """The series of one scope by name."""
+        return {Scope.LANE: self.lanes, Scope.AGENT: self.agents, Scope.POOL: self.pools}[scope]
+
+    def total(self, scope: Scope, counter: Counter) -> int:
+        """One counter summed over every series of a scope."""
+        return sum(getattr(s, counter.value) for s in self.series(scope).values())
+
+    @property
+    def breaker_opens(self) -> int:
+        return sum(b.opens for b in self.breakers.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (enums as their values)."""
+
+        def series(m: Mapping[str, SeriesSnapshot]) -> dict[str, Any]:
+            return {n: {**s.counters(), "latency": attrs.asdict(s.latency)} for n, s in sorted(m.items())}
+
+        return {
+            "lanes": series(self.lanes),
+            "agents": series(self.agents),
+            "pools": series(self.pools),
+            "breakers": {a: {"state": b.state, "opens": b.opens} for a, b in sorted(self.breakers.items())},
+            "restarts": dict(sorted(self.restarts.items())),
+            "worker_losses": self.worker_losses,
+        }
+
+
+class _Series:
+    __slots__ = ("counts", "latency")
+
+    def __init__(self, window: int, buckets: tuple[float, ...]) -> None:
+        self.counts = [0] * len(Counter)
+        self.latency = LatencyHistogram(window, buckets)
+
+    def snapshot(self, scope: Scope, name: str) -> SeriesSnapshot:
+        # Counters are read without the lock: each int is read atomically and a
+        # snapshot taken while events flow is a moment's view anyway.
+        return SeriesSnapshot(scope, name, *self.counts, latency=self.latency.summary())
+
+
+_COUNTER_INDEX = {c: i for i, c in enumerate(Counter)}
+
+
+class Metrics:
+    """Counters and latency histograms for one orchestrator, fed by its events.
+
+    Get it as ``orch.metrics``. Snapshots are in memory; add a Prometheus
+    endpoint with :meth:`start_prometheus` or OpenTelemetry instruments with
+    :meth:`start_opentelemetry`.
+
+    Args:
+        orch: the orchestrator whose events are measured.
+        window: recent samples each latency percentile is computed over.
+        buckets: histogram bucket bounds in seconds (Prometheus ``le``).
+        prometheus: start the Prometheus endpoint now (on ``prometheus_host:prometheus_port``).
+        prometheus_host: address to bind; loopback unless told otherwise.
+        prometheus_port: port to bind; 0 picks a free one.
+
+    Example:
+        >>> from laneway import Orchestrator
+        >>> with Orchestrator(name="doc") as orch:
+        ...     m = orch.metrics
+        ...     orch.events.publish("queue.command.completed", "prompt", lane="prompt", latency_s=0.004)
+        ...     m.snapshot().lanes["prompt"].completed
+        1
+    """
+
+    def __init__(
+        self,
+        orch: Any,
+        *,
+        window: int = 4096,
+        buckets: tuple[float, ...] = DEFAULT_BUCKETS,
+        prometheus: bool = False,
+        prometheus_host: str = "127.0.0.1",
+        prometheus_port: int = 0,
+    ) -> None:
+        LatencyHistogram(window, buckets)  # validates both before anything starts
+        self._orch = orch
+        self._window = window
+        self._buckets = tuple(buckets)
+        self._lock = threading.Lock()
+        self._series: dict[tuple[Scope, str], _Series] = {}
+        self._breakers: dict[str, BreakerSnapshot] = {}
+        self._restarts: dict[str, int] = {}
+        self._worker_losses = 0
+        self._events = 0
+        self._routes: dict[str, Callable[[Event], None] | None] = {}
+        self._exporters: list[Any] = []
+        self._remove = orch.events.add_listener(self._on_event, self._wanted)
+        orch.on_shutdown("metrics", self.close)
+        if prometheus:
+            self.start_prometheus(host=prometheus_host, port=prometheus_port)
+
+    # feeding ------------------------------------------------------------------
+
+    @staticmethod
+    def _wanted(event: Event) -> bool:
+        return event.key.startswith(_PREFIXES)
+
+    def _on_event(self, event: Event) -> None:
+        # Runs in the publisher's thread: one dict lookup to find the handler,
+        # resolved once per distinct key.
+        try:
+            route = self._routes[event.key]
+        except KeyError:
+            route = self._routes[event.key] = self._route_for(event.key)
+        if route is not None:
+            route(event)
+
+    def _route_for(self, key: str) -> Callable[[Event], None] | None:
+        for prefix, (scope, field) in _SCOPES.items():
+            if key.startswith(prefix):
+                counter = _OUTCOMES.get(key[len(prefix):])
+                if counter is None:
+                    return None
+                index = _COUNTER_INDEX[counter]
+                return lambda e: self._count(scope, e.data.get(field) or e.source, index, e.data.get("latency_s"))
+        if key == "agent.circuit.state":
+            return self._on_circuit
+        if key == "supervisor.child.restarted":
+            return lambda e: self._restarted(f"{e.source}/{e.data.get('child', '?')}")
+        if key == "pool.worker.restarted":
+            return lambda e: self._restarted(f"pool/{e.source}")
+        if key == "pool.worker.lost":
+            return self._worker_lost
+        return None
+
+    def _get(self, scope: Scope, name: str) -> _Series:
+        key = (scope, str(name))
+        series = self._series.get(key)
+        if series is None:
+            with self._lock:
+                series = self._series.setdefault(key, _Series(self._window, self._buckets))
+        return series
+
+    def _count(self, scope: Scope, name: str, index: int, latency: Any) -> None:
+        series = self._get(scope, name)
+        with self._lock:
+            series.counts[index] += 1
+            self._events += 1
+        if latency is not None:
+            series.latency.record(float(latency))
+
+    def _on_circuit(self, event: Event) -> None:
+        data = event.data
+        agent = str(data.get("agent_id") or data.get("agent") or event.source)
+        to = str(getattr(data.get("to"), "value", data.get("to")))
+        with self._lock:
+            old = self._breakers.get(agent)
+            opens = (old.opens if old else 0) + (to == "open")
+            self._breakers[agent] = BreakerSnapshot(agent, to, opens)
+            self._events += 1
+
+    def _restarted(self, name: str) -> None:
+        with self._lock:
+            self._restarts[name] = self._restarts.get(name, 0) + 1
+            self._events += 1
+
+    def _worker_lost(self, event: Event) -> None:
+        with self._lock:
+            self._worker_losses += 1
+            self._events += 1
+
+    def record(self, scope: Scope, name: str, counter: Counter, *, latency_s: float | None = None) -> None:
+        """Count one outcome by hand (for work that publishes no events).
+
+        Raises:
+            ConfigError: ``scope`` or ``counter`` is not the enum.
+        """
+        if not isinstance(scope, Scope) or not isinstance(counter, Counter):
+            raise ConfigError(f"record needs a Scope and a Counter, got {scope!r}, {counter!r}")
+        self._count(scope, name, _COUNTER_INDEX[counter], latency_s)
+
+    # reading ------------------------------------------------------------------
+
+    def series(self, scope: Scope, name: str) -> SeriesSnapshot:
+        """One series now (all zero when nothing was recorded under that name)."""
+        found = self._series.get((scope, name))
+        return found.snapshot(scope, name) if found else SeriesSnapshot(scope, name)
+
+    def snapshot(self) -> MetricsSnapshot:
+        """Every series, breaker and restart count now, as a frozen record."""
+        with self._lock:
+            items = list(self._series.items())
+            breakers = dict(self._breakers)
+            restarts = dict(self._restarts)
+            losses, events = self._worker_losses, self._events
+        by_scope: dict[Scope, dict[str, SeriesSnapshot]] = {s: {} for s in Scope}
+        for (scope, name), series in sorted(items, key=lambda kv: (kv[0][0].value, kv[0][1])):
+            by_scope[scope][name] = series.snapshot(scope, name)
+        return MetricsSnapshot(
+            ts=self._orch.clock.now(),
+            lanes=by_scope[Scope.LANE],
+            agents=by_scope[Scope.AGENT],
+            pools=by_scope[Scope.POOL],
+            breakers=breakers,
+            restarts=restarts,
+            worker_losses=losses,
+            events=events,
+        )
+
+    def histogram_buckets(self, scope: Scope, name: str) -> list[tuple[float, int]]:
+        """Cumulative latency buckets of one series (empty when unknown)."""
+        found = self._series.get((scope, name))
+        return found.latency.buckets() if found else []
+
+    # export -------------------------------------------------------------------
+
+    def start_prometheus(self, *, host: str = "127.0.0.1", port: int = 0) -> Any:
+        """Serve Prometheus text exposition over HTTP; returns the endpoint (``.url``, ``.port``).
+
+        Binds to loopback unless ``host`` says otherwise. Each orchestrator
+        gets its own collector registry, never prometheus-client's global one.
+
+        Example:
+            >>> ep = orch.metrics.start_prometheus(port=9464)   # doctest: +SKIP
+            >>> ep.url                                          # doctest: +SKIP
+            'http://127.0.0.1:9464/metrics'
+        """
+        from laneway.observe._prometheus import PrometheusEndpoint
+
+        endpoint = PrometheusEndpoint(self, self._orch, host=host, port=port)
+        self._exporters.append(endpoint)
+        return endpoint
+
+    def start_opentelemetry(self, meter_provider: Any = None) -> Any:
+        """Expose the metrics as OpenTelemetry observable instruments.
+
+        Needs ``opentelemetry-api``; uses the global meter provider unless one
+        is given. Returns the exporter (call ``close()`` to unregister).
+
+        Raises:
+            ConfigError: OpenTelemetry is not installed.
+        """
+        from laneway.observe._otel import OpenTelemetryExporter
+
+        exporter = OpenTelemetryExporter(self, meter_provider)
+        self._exporters.append(exporter)
+        return exporter
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop listening and stop every exporter (registered as an orchestrator shutdown hook)."""
+        self._remove()
+        exporters, self._exporters = self._exporters, []
+        for exporter in exporters:
+            try:
+                exporter.close()
+            except Exception:
+                log.exception("closing metrics exporter %r failed", exporter)

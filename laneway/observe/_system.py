@@ -1,0 +1,137 @@
+"""One read of the live system: lane depths, pool workers, agents and their breakers.
+
+The monitor, the dashboard and the Prometheus endpoint all show the same
+figures, so they read them here. :func:`system_view` only looks at subsystems
+something else already started (``orch.started_component``): observing must
+never start a pool or a router as a side effect.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen(slots=True)
+class LaneView:
+    """One lane's queue right now."""
+
+    name: str
+    priority: int
+    pending: int
+    active: int
+    max_concurrent: int
+    completed: int = 0
+    failed: int = 0
+
+
+@attrs.frozen(slots=True)
+class WorkerView:
+    """One pool worker right now (``rss`` in bytes, ``cpu`` in percent)."""
+
+    name: str
+    pid: int
+    state: str
+    rss: int
+    cpu: float
+    tasks_done: int
+
+
+@attrs.frozen(slots=True)
+class AgentView:
+    """One agent right now, with its breaker state."""
+
+    agent_id: str
+    role: str
+    in_flight: int
+    max_concurrent: int
+    completed: int
+    failed: int
+    breaker: str
+
+
+@attrs.frozen
+class SystemView:
+    """Lanes, workers and agents at one moment (from :func:`system_view`).
+
+    Attributes:
+        ts: the orchestrator clock's reading.
+        lanes, workers, agents: what the started subsystems report (empty when not started).
+        pool_queued: tasks waiting in the pool's own queue.
+        pool_in_flight: tasks sent to workers and not yet answered.
+    """
+
+    ts: float
+    lanes: tuple[LaneView, ...] = ()
+    workers: tuple[WorkerView, ...] = ()
+    agents: tuple[AgentView, ...] = ()
+    pool_queued: int = 0
+    pool_in_flight: int = 0
+
+    @property
+    def total_pending(self) -> int:
+        """Work waiting anywhere: commands queued in lanes plus tasks queued in the pool."""
+        return sum(lane.pending for lane in self.lanes) + self.pool_queued
+
+    @property
+    def total_active(self) -> int:
+        """Work running anywhere: commands running in lanes plus tasks on pool workers."""
+        return sum(lane.active for lane in self.lanes) + self.pool_in_flight
+
+
+def _value(x: Any) -> str:
+    return str(getattr(x, "value", x))
+
+
+def _lanes(lanes: Any) -> tuple[LaneView, ...]:
+    out = []
+    for s in lanes.lane_statistics():
+        out.append(LaneView(s.name, s.priority, s.pending, s.active, s.max_concurrent, s.completed, s.failed))
+    return tuple(sorted(out, key=lambda v: (v.priority, v.name)))
+
+
+def _workers(pool: Any) -> tuple[tuple[WorkerView, ...], int, int]:
+    workers = tuple(
+        WorkerView(w.name, w.pid, _value(w.state), w.rss, w.cpu, w.tasks_done) for w in pool.workers()
+    )
+    stats = pool.statistics()
+    return workers, stats.queued, stats.in_flight
+
+
+def _agents(router: Any) -> tuple[AgentView, ...]:
+    return tuple(
+        AgentView(a.agent_id, _value(a.role), a.in_flight, a.max_concurrent, a.completed, a.failed, _value(a.breaker))
+        for a in sorted(router.agents(), key=lambda a: a.agent_id)
+    )
+
+
+def _read(orch: Any, key: str, read: Any, empty: Any) -> Any:
+    subsystem = orch.started_component(key)
+    if subsystem is None:
+        return empty
+    try:
+        return read(subsystem)
+    except Exception:
+        # An observer must not take the system down: a subsystem mid-shutdown
+        # may refuse to answer; show the others.
+        log.debug("reading %s for the system view failed", key, exc_info=True)
+        return empty
+
+
+def system_view(orch: Any) -> SystemView:
+    """Read lanes, pool and router if they are started; a failing read is logged and left empty.
+
+    Example:
+        >>> from laneway import Orchestrator
+        >>> with Orchestrator(name="doc") as orch:
+        ...     system_view(orch).total_pending
+        0
+    """
+    lanes = _read(orch, "lanes", _lanes, ())
+    workers, queued, in_flight = _read(orch, "pool", _workers, ((), 0, 0))
+    agents = _read(orch, "router", _agents, ())
+    return SystemView(orch.clock.now(), lanes, workers, agents, queued, in_flight)
