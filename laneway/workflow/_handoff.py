@@ -20,8 +20,8 @@ from laneway.errors import HandoffValidationError
 
 PROTOCOL_VERSION = "1.0"
 
-_ID = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z0-9_.:@/-]+$"}
-_OPTIONAL_ID = {"anyOf": [_ID, {"type": "null"}]}
+_ID = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z0-9_.:@/-]*$"}
+_OPTIONAL_ID = {**_ID, "type": ["string", "null"]}  # string keywords do not apply to null
 
 HANDOFF_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -37,7 +37,7 @@ HANDOFF_SCHEMA: dict[str, Any] = {
         "task_description": {"type": "string", "minLength": 1, "maxLength": 20_000},
         "context": {"type": "object"},
         "priority": {"type": "integer", "minimum": 0, "maximum": 10},
-        "deadline_s": {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}]},
+        "deadline_s": {"type": ["number", "null"], "exclusiveMinimum": 0},
         "constraints": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "artifacts": {
             "type": "array",
