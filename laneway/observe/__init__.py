@@ -9,6 +9,7 @@ Example:
     1
 """
 
+from laneway.observe._alerts import Alert, AlertKind, AlertLevel, AlertState, AlertThresholds, Threshold
 from laneway.observe._events import Event, EventBus, Subscription
 from laneway.observe._histogram import LatencyHistogram, LatencySummary, percentile
 from laneway.observe._metrics import (
@@ -19,6 +20,7 @@ from laneway.observe._metrics import (
     Scope,
     SeriesSnapshot,
 )
+from laneway.observe._monitor import Monitor, MonitorSample, MonitorStatistics
 from laneway.observe._progress import (
     ProgressEvent,
     ProgressKind,
@@ -30,6 +32,11 @@ from laneway.observe._system import AgentView, LaneView, SystemView, WorkerView,
 
 __all__ = [
     "AgentView",
+    "Alert",
+    "AlertKind",
+    "AlertLevel",
+    "AlertState",
+    "AlertThresholds",
     "BreakerSnapshot",
     "Counter",
     "Event",
@@ -39,6 +46,9 @@ __all__ = [
     "LatencySummary",
     "Metrics",
     "MetricsSnapshot",
+    "Monitor",
+    "MonitorSample",
+    "MonitorStatistics",
     "ProgressEvent",
     "ProgressKind",
     "ProgressStatistics",
@@ -48,6 +58,7 @@ __all__ = [
     "SeriesSnapshot",
     "Subscription",
     "SystemView",
+    "Threshold",
     "WorkerView",
     "percentile",
     "system_view",
