@@ -1,4 +1,4 @@
-"""Persistence: SQLite by default (one file, no server); PostgreSQL optional.
+"""Persistence: SQLite by default (one file, no server); PostgreSQL optional (``laneway[postgres]``).
 
 Example:
     >>> from laneway.store import SQLiteStore
@@ -9,6 +9,7 @@ Example:
 """
 
 from laneway.store._base import Store, VersionInfo
+from laneway.store._postgres import PostgresStore  # psycopg is imported only when one is created
 from laneway.store._sqlite import SQLiteStore
 
-__all__ = ["SQLiteStore", "Store", "VersionInfo"]
+__all__ = ["PostgresStore", "SQLiteStore", "Store", "VersionInfo"]

@@ -1,0 +1,206 @@
+"""PostgreSQL store (optional): the same :class:`~laneway.store.Store` protocol on a server.
+
+Needs psycopg 3 (``pip install 'laneway[postgres]'``); psycopg is imported
+only when a :class:`PostgresStore` is created, so ``import laneway.store``
+works without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+from typing import Any, Iterator
+
+from laneway.errors import ConfigError, StoreError, VersionNotFound
+from laneway.store._base import VersionInfo
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {p}kv (
+    seq BIGSERIAL PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BYTEA NOT NULL,
+    UNIQUE (namespace, key)
+);
+CREATE TABLE IF NOT EXISTS {p}versions (
+    seq BIGSERIAL,
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    ts DOUBLE PRECISION NOT NULL,
+    value BYTEA NOT NULL,
+    PRIMARY KEY (namespace, key, version)
+);
+"""
+
+
+class PostgresStore:
+    """A :class:`~laneway.store.Store` in PostgreSQL tables (``<prefix>kv``, ``<prefix>versions``).
+
+    One connection is shared under a lock, like :class:`SQLiteStore`; writes
+    commit before returning. Appending a version takes a transaction-scoped
+    advisory lock on the key, so several processes can append to the same
+    store without racing for version numbers. A connection lost between
+    transactions is re-opened once before the call fails.
+
+    Args:
+        dsn: a libpq connection string or URL, e.g. ``"postgresql://user@host/db"``.
+        table_prefix: prefix of the two tables (letters, digits, ``_``), to keep
+            several systems apart in one database.
+
+    Example:
+        >>> store = PostgresStore("postgresql://laneway@localhost/laneway")   # doctest: +SKIP
+        >>> store.append_version("workflow.states", "wf-1", b"{}")           # doctest: +SKIP
+        1
+    """
+
+    def __init__(self, dsn: str, *, table_prefix: str = "laneway_") -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table_prefix):
+            raise ConfigError(f"table_prefix must be letters, digits and '_', got {table_prefix!r}")
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise ConfigError("PostgresStore needs psycopg 3: pip install 'laneway[postgres]'") from exc
+        self._psycopg = psycopg
+        self.dsn = dsn
+        self.prefix = table_prefix
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._closed = False
+        self._conn = self._connect()
+        self._execute(_SCHEMA.format(p=self.prefix))
+
+    def __repr__(self) -> str:
+        info = self._conn.info
+        return f"<PostgresStore {self.prefix}* on {info.host}:{info.port}/{info.dbname}>"
+
+    def _connect(self) -> Any:
+        try:
+            return self._psycopg.connect(self.dsn, autocommit=True)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("PostgreSQL store is closed")
+
+    def _execute(self, sql: str, args: tuple = ()) -> Any:
+        with self._lock:
+            self._check_open()
+            try:
+                return self._conn.execute(sql, args)
+            except self._psycopg.OperationalError as exc:
+                if self._depth or not (self._conn.closed or self._conn.broken):
+                    raise StoreError(f"PostgreSQL store: {exc}") from exc
+                log.warning("PostgreSQL connection lost (%s); reconnecting", exc)
+                self._conn = self._connect()
+                try:
+                    return self._conn.execute(sql, args)
+                except self._psycopg.Error as again:
+                    raise StoreError(f"PostgreSQL store: {again}") from again
+            except self._psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL store: {exc}") from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._check_open()
+            outer = self._depth == 0
+            if outer:
+                self._execute("BEGIN")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    self._execute("ROLLBACK")
+                raise
+            self._depth -= 1
+            if outer:
+                self._execute("COMMIT")
+
+    def put(self, namespace: str, key: str, value: bytes) -> None:
+        self._execute(
+            f"INSERT INTO {self.prefix}kv (namespace, key, value) VALUES (%s, %s, %s) "
+            "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
+            (namespace, key, value),
+        )
+
+    def get(self, namespace: str, key: str) -> bytes | None:
+        row = self._execute(
+            f"SELECT value FROM {self.prefix}kv WHERE namespace = %s AND key = %s", (namespace, key)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def delete(self, namespace: str, key: str) -> bool:
+        cur = self._execute(f"DELETE FROM {self.prefix}kv WHERE namespace = %s AND key = %s", (namespace, key))
+        return cur.rowcount > 0
+
+    def items(self, namespace: str) -> list[tuple[str, bytes]]:
+        rows = self._execute(
+            f"SELECT key, value FROM {self.prefix}kv WHERE namespace = %s ORDER BY seq", (namespace,)
+        ).fetchall()
+        return [(k, bytes(v)) for k, v in rows]
+
+    def append_version(self, namespace: str, key: str, value: bytes) -> int:
+        with self.transaction():
+            # Serialise appends to this key across processes; a hash collision only serialises more.
+            lock_key = f"{self.prefix}{namespace}/{key}"
+            self._execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key,))
+            row = self._execute(
+                f"SELECT COALESCE(MAX(version), 0) FROM {self.prefix}versions WHERE namespace = %s AND key = %s",
+                (namespace, key),
+            ).fetchone()
+            version = row[0] + 1
+            self._execute(
+                f"INSERT INTO {self.prefix}versions (namespace, key, version, ts, value) VALUES (%s, %s, %s, %s, %s)",
+                (namespace, key, version, time.time(), value),
+            )
+        return version
+
+    def get_version(self, namespace: str, key: str, version: int | None = None) -> tuple[int, bytes]:
+        table = f"{self.prefix}versions"
+        if version is None:
+            row = self._execute(
+                f"SELECT version, value FROM {table} WHERE namespace = %s AND key = %s ORDER BY version DESC LIMIT 1",
+                (namespace, key),
+            ).fetchone()
+        else:
+            row = self._execute(
+                f"SELECT version, value FROM {table} WHERE namespace = %s AND key = %s AND version = %s",
+                (namespace, key, version),
+            ).fetchone()
+        if row is None:
+            which = "any version" if version is None else f"version {version}"
+            raise VersionNotFound(f"{namespace}/{key} has no {which}")
+        return row[0], bytes(row[1])
+
+    def history(self, namespace: str, key: str) -> list[VersionInfo]:
+        rows = self._execute(
+            f"SELECT version, ts, length(value) FROM {self.prefix}versions "
+            "WHERE namespace = %s AND key = %s ORDER BY version",
+            (namespace, key),
+        ).fetchall()
+        return [VersionInfo(v, ts, size) for v, ts, size in rows]
+
+    def versioned_keys(self, namespace: str) -> list[str]:
+        rows = self._execute(
+            f"SELECT key FROM {self.prefix}versions WHERE namespace = %s AND version = 1 ORDER BY seq", (namespace,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def drop_tables(self) -> None:
+        """Delete this store's two tables and everything in them (for tests and teardown)."""
+        self._execute(f"DROP TABLE IF EXISTS {self.prefix}kv, {self.prefix}versions")
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
