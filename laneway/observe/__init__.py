@@ -10,6 +10,7 @@ Example:
 """
 
 from laneway.observe._alerts import Alert, AlertKind, AlertLevel, AlertState, AlertThresholds, Threshold
+from laneway.observe._dashboard import Dashboard
 from laneway.observe._events import Event, EventBus, Subscription
 from laneway.observe._histogram import LatencyHistogram, LatencySummary, percentile
 from laneway.observe._metrics import (
@@ -39,6 +40,7 @@ __all__ = [
     "AlertThresholds",
     "BreakerSnapshot",
     "Counter",
+    "Dashboard",
     "Event",
     "EventBus",
     "LaneView",

@@ -25,6 +25,7 @@ from laneway.observe._system import SystemView, system_view
 log = logging.getLogger(__name__)
 
 AlertCallback = Callable[[Alert], Any]
+SampleCallback = Callable[["MonitorSample"], Any]
 
 
 @attrs.frozen
@@ -104,6 +105,13 @@ class _MonitorActor(Actor):
                 self._schedule()
 
 
+def _callables(value: Any, what: str) -> tuple[Callable[[Any], Any], ...]:
+    found = () if value is None else tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if not all(callable(c) for c in found):
+        raise ConfigError(f"Monitor {what} must be a callable or a list of them, got {value!r}")
+    return found
+
+
 class Monitor:
     """Polls pending/active work, breaker opens and restarts; raises alerts past thresholds.
 
@@ -112,6 +120,7 @@ class Monitor:
         interval_s: seconds between polls on ``orch.clock``; None polls only on :meth:`check`.
         thresholds: what raises an alert (defaults: :class:`AlertThresholds`).
         on_alert: a callback, or several, called with each :class:`Alert` (raised and resolved).
+        on_sample: a callback, or several, called with every :class:`MonitorSample` (the dashboard uses this).
         name: the monitor actor's name.
         source: reads the system (default :func:`~laneway.observe.system_view`).
 
@@ -131,6 +140,7 @@ class Monitor:
         interval_s: float | None = 1.0,
         thresholds: AlertThresholds | None = None,
         on_alert: AlertCallback | list[AlertCallback] | tuple[AlertCallback, ...] | None = None,
+        on_sample: SampleCallback | list[SampleCallback] | tuple[SampleCallback, ...] | None = None,
         name: str = "monitor",
         source: Callable[[Any], SystemView] = system_view,
     ) -> None:
@@ -138,14 +148,14 @@ class Monitor:
             raise ConfigError(f"Monitor interval_s must be None or a number > 0, got {interval_s!r}")
         if thresholds is not None and not isinstance(thresholds, AlertThresholds):
             raise ConfigError(f"Monitor thresholds must be AlertThresholds, got {thresholds!r}")
-        callbacks = () if on_alert is None else tuple(on_alert) if isinstance(on_alert, (list, tuple)) else (on_alert,)
-        if not all(callable(c) for c in callbacks):
-            raise ConfigError(f"Monitor on_alert must be callables, got {on_alert!r}")
+        callbacks = _callables(on_alert, "on_alert")
+        sample_callbacks = _callables(on_sample, "on_sample")
         self.interval_s = interval_s
         self._orch = orch
         self._source = source
         self._state = AlertState(thresholds or AlertThresholds())
         self._callbacks: tuple[AlertCallback, ...] = callbacks
+        self._sample_callbacks: tuple[SampleCallback, ...] = sample_callbacks
         self._opens: collections.deque[float] = collections.deque(maxlen=100_000)
         self._restarts: collections.deque[float] = collections.deque(maxlen=100_000)
         self._cond = threading.Condition()
@@ -195,13 +205,17 @@ class Monitor:
         readings[(AlertKind.WORKER_RESTARTS, "workers")] = restarts
         alerts = tuple(self._state.update(readings, now))
         sample = MonitorSample(view, opens, restarts, alerts)
-        for alert in alerts:
-            self._fire(alert)
         with self._cond:
             self._last = sample
             self._active = tuple(self._state.active())
-            self._polls += 1
             self._alerts += len(alerts)
+        for alert in alerts:
+            self._fire(alert)
+        for callback in self._sample_callbacks:
+            self._call(callback, sample)
+        with self._cond:
+            # Counted last, so a waiter on wait_for_polls sees the callbacks' effects.
+            self._polls += 1
             self._cond.notify_all()
         return sample
 
@@ -216,22 +230,33 @@ class Monitor:
             message=alert.message,
         )
         for callback in self._callbacks:
-            try:
-                callback(alert)
-            except Exception:
-                self._callback_errors += 1
-                log.exception("alert callback %r raised", callback)
+            self._call(callback, alert)
+
+    def _call(self, callback: Callable[[Any], Any], arg: Any) -> None:
+        try:
+            callback(arg)
+        except Exception:
+            self._callback_errors += 1
+            log.exception("monitor callback %r raised", callback)
 
     # public -------------------------------------------------------------------
 
     def add_callback(self, fn: AlertCallback) -> Callable[[], None]:
         """Call ``fn(alert)`` for every alert from now on; returns a function that removes it."""
+        return self._add("_callbacks", fn)
+
+    def add_sample_callback(self, fn: SampleCallback) -> Callable[[], None]:
+        """Call ``fn(sample)`` after every poll from now on; returns a function that removes it."""
+        return self._add("_sample_callbacks", fn)
+
+    def _add(self, attr: str, fn: Callable[[Any], Any]) -> Callable[[], None]:
         if not callable(fn):
-            raise ConfigError(f"alert callback must be callable, got {fn!r}")
-        self._callbacks = self._callbacks + (fn,)
+            raise ConfigError(f"monitor callback must be callable, got {fn!r}")
+        # Copy-on-write tuples: the poll reads them without a lock.
+        setattr(self, attr, getattr(self, attr) + (fn,))
 
         def remove() -> None:
-            self._callbacks = tuple(c for c in self._callbacks if c is not fn)
+            setattr(self, attr, tuple(c for c in getattr(self, attr) if c is not fn))
 
         return remove
 
