@@ -1,0 +1,447 @@
+"""The router actor: owns the agent index, the waiting queue, retries and deadlines.
+
+All routing state lives in this one actor's thread, so it needs no locks.
+Submissions, agent outcomes, breaker transitions, deadline and retry timers
+all arrive as messages; every message that can make an agent eligible ends
+by offering the waiting tasks to the agents again (no polling).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from typing import Any, Callable
+
+import attrs
+
+from laneway.actors import Actor, ActorRef, SupervisorRef, handler
+from laneway.breakers import CallOutcome, GuardedCall
+from laneway.errors import (
+    ActorDead,
+    AgentNotFound,
+    AgentTimeout,
+    Cancelled,
+    CircuitOpen,
+    ConfigError,
+    LanewayError,
+    NoCapableAgent,
+    NoEligibleAgent,
+)
+from laneway.lanes import RetryPolicy
+from laneway.router._invoke import Attempt, Runners
+from laneway.router._records import AgentInfo, RouterStatistics, RoutingStrategy
+from laneway.router._select import AgentIndex, AgentSlot, pick
+from laneway.router._task import Task, TaskState, WaitQueue
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_SOURCE = "router"
+
+
+@attrs.frozen
+class Submit:
+    task: Task
+
+
+@attrs.frozen
+class Register:
+    slot: AgentSlot
+
+
+@attrs.frozen
+class Unregister:
+    agent_id: str
+
+
+@attrs.frozen
+class GetAgents:
+    agent_id: str | None = None
+
+
+@attrs.frozen
+class GetStatistics:
+    pass
+
+
+@attrs.frozen
+class CancelTask:
+    task_id: str
+
+
+@attrs.frozen
+class Close:
+    """Stop taking work; fail the tasks not yet running. Replies how many still run."""
+
+    error: LanewayError
+
+
+@attrs.frozen
+class Abandon:
+    """Fail the tasks still running (their agents did not finish in time at shutdown)."""
+
+    error: LanewayError
+
+
+@attrs.frozen
+class _Finished:
+    task: Task
+    slot: AgentSlot
+    attempt: Attempt
+    outcome: CallOutcome
+
+
+@attrs.frozen
+class BreakerMoved:
+    """An agent's breaker changed state, or its breaker actor restarted (sent from any thread)."""
+
+    agent_id: str
+
+
+@attrs.frozen
+class _DeadlineDue:
+    task_id: str
+
+
+@attrs.frozen
+class _RetryDue:
+    task_id: str
+
+
+class LiveTasks:
+    """Count of accepted, unfinished tasks, for ``Router.wait_idle``; safe from any thread."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._n = 0
+
+    def add(self, n: int = 1) -> None:
+        with self._cond:
+            self._n += n
+            if self._n == 0:
+                self._cond.notify_all()
+
+    def wait_zero(self, timeout: float | None) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._n == 0, timeout)
+
+
+def tell_quietly(ref: ActorRef, message: Any) -> None:
+    try:
+        ref.tell(message)
+    except ActorDead:
+        log.debug("router is gone; dropping %r", type(message).__name__)
+
+
+class RouterActor(Actor):
+    """Decides which agent runs each task, and what happens when it fails. See :class:`Router`."""
+
+    def __init__(
+        self,
+        *,
+        strategy: RoutingStrategy,
+        retry: RetryPolicy,
+        runners: Runners,
+        breakers: SupervisorRef,
+        live: LiveTasks,
+        seed: int | None,
+    ) -> None:
+        self.strategy = strategy
+        self.retry = retry
+        self.runners = runners
+        self.breakers = breakers
+        self.live = live
+        self.rng = random.Random(seed)
+        self.index = AgentIndex()
+        self.waiting = WaitQueue()
+        self.tasks: dict[str, Task] = {}
+        self.closed: LanewayError | None = None
+        self.c = dict.fromkeys(("submitted", "completed", "failed", "retries", "rejections", "dead_lettered"), 0)
+
+    # requests ---------------------------------------------------------------------
+
+    @handler(Submit)
+    def _submit(self, msg: Submit) -> None:
+        task = msg.task
+        self.c["submitted"] += 1
+        if self.closed is not None:
+            self._settle(task, error=self.closed)
+            return
+        if not self.index.has_capable(task.capabilities, task.role):
+            # Nothing could ever run it: fail at once; the caller learns it from the future.
+            self._settle(task, error=NoCapableAgent(self._no_capable_text(task)))
+            return
+        clock = self.orchestrator.clock
+        self.tasks[task.id] = task
+        if task.timeout is not None:
+            task.deadline = clock.now() + task.timeout
+            task.timers.append(clock.call_later(task.timeout, self._timer(_DeadlineDue(task.id))))
+        if not self._route(task):
+            self.waiting.push(task)
+
+    @handler(Register)
+    def _register(self, msg: Register) -> AgentInfo:
+        slot = msg.slot
+        if slot.agent_id in self.index.slots:
+            raise ConfigError(f"agent {slot.agent_id!r} is already registered")
+        self.index.add(slot)
+        self.orchestrator.events.publish(
+            "agent.registered", slot.agent_id, agent_id=slot.agent_id, role=slot.role.name.lower(),
+            capabilities=sorted(slot.capabilities),
+        )  # fmt: skip
+        self._drain()
+        return slot.info()
+
+    @handler(Unregister)
+    def _unregister(self, msg: Unregister) -> AgentInfo:
+        slot = self._slot(msg.agent_id)
+        self.index.remove(slot)
+        self.orchestrator.events.publish("agent.unregistered", slot.agent_id, agent_id=slot.agent_id)
+        if slot.in_flight == 0:
+            self._stop_breaker(slot)
+        for task in list(self.waiting.live()):
+            if not self.index.has_capable(task.capabilities, task.role):
+                self.waiting.forget(task)
+                self._fail(task, NoCapableAgent(self._no_capable_text(task)), "its last capable agent was removed")
+        return slot.info()
+
+    @handler(GetAgents)
+    def _agents(self, msg: GetAgents) -> Any:
+        if msg.agent_id is not None:
+            return self._slot(msg.agent_id).info()
+        return tuple(slot.info() for slot in self.index.slots.values())
+
+    @handler(GetStatistics)
+    def _statistics(self, msg: GetStatistics) -> RouterStatistics:
+        states = [t.state for t in self.tasks.values()]
+        return RouterStatistics(
+            strategy=self.strategy,
+            agents=len(self.index),
+            waiting=len(self.waiting),
+            running=states.count(TaskState.RUNNING),
+            retry_pending=states.count(TaskState.RETRY_WAIT),
+            **self.c,
+        )
+
+    @handler(CancelTask)
+    def _cancel(self, msg: CancelTask) -> None:
+        task = self.tasks.get(msg.task_id)
+        if task is not None:
+            self._end(task, Cancelled(f"task {task.id} was cancelled by its caller"), "cancelled by its caller")
+
+    @handler(Close)
+    def _close(self, msg: Close) -> int:
+        self.closed = msg.error
+        for task in list(self.tasks.values()):
+            if task.state is not TaskState.RUNNING:
+                self._end(task, msg.error, "the router shut down before the task could run", dead_letter=True)
+        return len(self.tasks)
+
+    @handler(Abandon)
+    def _abandon(self, msg: Abandon) -> int:
+        running = list(self.tasks.values())
+        for task in running:
+            self._end(task, msg.error, "the router shut down while an agent still ran the task", dead_letter=True)
+        return len(running)
+
+    # outcomes and timers ------------------------------------------------------------------
+
+    @handler(_Finished)
+    def _finished(self, msg: _Finished) -> None:
+        task, slot, attempt, outcome = msg.task, msg.slot, msg.attempt, msg.outcome
+        slot.in_flight -= 1
+        slot.update_rank()
+        current = task.attempt is attempt and task.state is TaskState.RUNNING
+        if not outcome.admitted:
+            slot.rejected += 1
+            self.c["rejections"] += 1
+            self.index.refresh(slot)
+            if current:
+                task.attempts -= 1  # never ran: not an attempt
+                self._reroute(task, avoid=slot)
+        else:
+            self._account(slot, attempt, outcome.error)
+            if current:
+                if outcome.error is None:
+                    self._succeed(task, outcome.value)
+                else:
+                    task.tried.add(slot)
+                    self._attempt_failed(task, outcome.error)
+        if slot.removed and slot.in_flight == 0:
+            self._stop_breaker(slot)
+        self._drain()
+
+    @handler(BreakerMoved)
+    def _breaker_moved(self, msg: BreakerMoved) -> None:
+        slot = self.index.slots.get(msg.agent_id)
+        if slot is not None:
+            slot.down = not slot.breaker_ref.is_alive()
+            self.index.refresh(slot)
+            self._drain()
+
+    @handler(_DeadlineDue)
+    def _deadline_due(self, msg: _DeadlineDue) -> None:
+        task = self.tasks.get(msg.task_id)
+        if task is None:
+            return
+        if task.state is TaskState.WAITING:
+            error: BaseException = NoEligibleAgent(
+                f"no agent with {sorted(task.capabilities)}{self._role_text(task)} became eligible "
+                f"within {task.timeout}s (attempts so far: {task.attempts})"
+            )
+            error.__cause__ = task.last_error
+            self._end(task, error, "no eligible agent before its deadline", dead_letter=True)
+        elif task.state is TaskState.RETRY_WAIT:
+            self._end(task, task.last_error, "its deadline passed while it waited to be retried", dead_letter=True)
+        else:
+            error = AgentTimeout(f"task {task.id} did not finish within {task.timeout}s on agent {task.attempt.agent_id}")
+            self._end(task, error, "its deadline passed while an agent ran it", dead_letter=True)
+
+    @handler(_RetryDue)
+    def _retry_due(self, msg: _RetryDue) -> None:
+        task = self.tasks.get(msg.task_id)
+        if task is not None and task.state is TaskState.RETRY_WAIT:
+            self._reroute(task)
+
+    # routing -------------------------------------------------------------------------------
+
+    def _route(self, task: Task, avoid: AgentSlot | None = None) -> bool:
+        """Start ``task`` on an eligible agent now; False if there is none."""
+        candidates = self.index.eligible(task.capabilities, task.role)
+        if avoid is not None:
+            candidates.discard(avoid)
+        if not candidates:
+            return False
+        if task.tried:
+            # Failover: prefer agents this task has not failed on yet.
+            fresh = candidates - task.tried
+            if fresh:
+                candidates = fresh
+        self._start_on(task, pick(self.strategy, candidates, self.rng))
+        return True
+
+    def _reroute(self, task: Task, avoid: AgentSlot | None = None) -> None:
+        if not self.index.has_capable(task.capabilities, task.role):
+            self._fail(task, NoCapableAgent(self._no_capable_text(task)), "no agent with its capabilities is left")
+        elif not self._route(task, avoid):
+            self.waiting.push(task)
+
+    def _start_on(self, task: Task, slot: AgentSlot) -> None:
+        task.attempts += 1
+        attempt = Attempt(task.id, slot.agent_id, task.attempts)
+        task.attempt = attempt
+        task.state = TaskState.RUNNING
+        slot.in_flight += 1
+        self.index.note_pick(slot)
+        self.index.refresh(slot)
+        remaining = None if task.deadline is None else max(0.0, task.deadline - self.orchestrator.clock.now())
+        runners, invoker, me = self.runners, slot.invoker, self.ref
+
+        def start(done: Callable[..., None]) -> None:
+            runners.start(invoker, task.payload, task.context, attempt, remaining, done)
+
+        def reply(outcome: CallOutcome) -> None:
+            tell_quietly(me, _Finished(task, slot, attempt, outcome))
+
+        try:
+            slot.breaker_ref.tell(GuardedCall(start, reply))
+        except ActorDead:
+            # Its breaker actor is down (restarting, or its supervisor gave up): like an open
+            # circuit, until a restart of it is reported (see _breaker_moved).
+            slot.down = True
+            rejected = CallOutcome(False, CircuitOpen(f"breaker of agent {slot.agent_id} is not running"))
+            tell_quietly(me, _Finished(task, slot, attempt, rejected))
+
+    def _drain(self) -> None:
+        self.waiting.drain(self._route)
+
+    # endings -------------------------------------------------------------------------------
+
+    def _account(self, slot: AgentSlot, attempt: Attempt, error: BaseException | None) -> None:
+        slot.observe_latency(attempt.latency_s)
+        data = {"agent_id": slot.agent_id, "task_id": attempt.task_id, "attempt": attempt.number, "latency_s": attempt.latency_s}
+        if error is None:
+            slot.completed += 1
+            self.orchestrator.events.publish("agent.task.completed", slot.agent_id, **data)
+        else:
+            slot.failed += 1
+            self.orchestrator.events.publish("agent.task.failed", slot.agent_id, error=repr(error), **data)
+        self.index.refresh(slot)
+
+    def _attempt_failed(self, task: Task, error: BaseException) -> None:
+        task.last_error = error
+        policy = task.retry
+        delay = policy.delay_before(task.attempts, self.rng) if policy.retries(error) else None
+        clock = self.orchestrator.clock
+        if delay is None or (task.deadline is not None and clock.now() + delay >= task.deadline):
+            self._fail(task, error, f"failed {task.attempts} attempt(s); retries {'used up' if delay is None else 'past deadline'}")
+            return
+        self.c["retries"] += 1
+        if delay <= 0:
+            self._reroute(task)
+            return
+        task.state = TaskState.RETRY_WAIT
+        task.timers.append(clock.call_later(delay, self._timer(_RetryDue(task.id))))
+
+    def _succeed(self, task: Task, value: Any) -> None:
+        self.c["completed"] += 1
+        self._finish(task)
+        task.future.settle(value)
+
+    def _fail(self, task: Task, error: BaseException, reason: str, dead_letter: bool = True) -> None:
+        self.c["failed"] += 1
+        self._finish(task)
+        if dead_letter:
+            self.c["dead_lettered"] += 1
+            self.orchestrator.dead_letters.put(
+                DEAD_LETTER_SOURCE, f"task {task.id}: {reason}", attempts=task.attempts, error=error,
+                work_id=task.id, payload=task.work(),
+            )  # fmt: skip
+        task.future.settle(error=error)
+
+    def _end(self, task: Task, error: BaseException | None, reason: str, dead_letter: bool = False) -> None:
+        """End a task from outside its run (deadline, cancel, shutdown); a running call is cancelled if it can be."""
+        error = error or LanewayError(reason)
+        if task.state is TaskState.WAITING:
+            self.waiting.forget(task)
+        elif task.state is TaskState.RUNNING and task.attempt is not None:
+            task.attempt.cancel(error)
+        self._fail(task, error, reason, dead_letter=dead_letter)
+
+    def _finish(self, task: Task) -> None:
+        task.state = TaskState.DONE
+        task.cancel_timers()
+        if self.tasks.pop(task.id, None) is not None:
+            self.live.add(-1)
+
+    def _settle(self, task: Task, error: BaseException) -> None:
+        """Fail a task that was never accepted."""
+        self.c["failed"] += 1
+        task.state = TaskState.DONE
+        self.live.add(-1)
+        task.future.settle(error=error)
+
+    # helpers ----------------------------------------------------------------------------------
+
+    def _timer(self, message: Any) -> Callable[[], None]:
+        me = self.ref
+        return lambda: tell_quietly(me, message)
+
+    def _slot(self, agent_id: str) -> AgentSlot:
+        slot = self.index.slots.get(agent_id)
+        if slot is None:
+            raise AgentNotFound(f"no agent {agent_id!r} is registered")
+        return slot
+
+    def _stop_breaker(self, slot: AgentSlot) -> None:
+        try:
+            self.breakers.terminate_child(slot.agent_id)
+            self.breakers.delete_child(slot.agent_id)
+        except LanewayError:
+            log.warning("could not stop the breaker actor of agent %s", slot.agent_id, exc_info=True)
+
+    def _role_text(self, task: Task) -> str:
+        return f" in role {task.role.name.lower()}" if task.role is not None else ""
+
+    def _no_capable_text(self, task: Task) -> str:
+        return f"no registered agent has all of {sorted(task.capabilities)}{self._role_text(task)}"

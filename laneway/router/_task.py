@@ -1,0 +1,141 @@
+"""A routed task as the router actor tracks it, and the queue of tasks waiting for an eligible agent."""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from laneway.actors import Future, TimerHandle
+from laneway.lanes import RetryPolicy
+from laneway.router._records import RoutedWork
+from laneway.router._roles import AlphaRole
+
+if TYPE_CHECKING:
+    from laneway.router._invoke import Attempt
+    from laneway.router._select import AgentSlot
+
+log = logging.getLogger(__name__)
+
+
+class TaskState(enum.Enum):
+    WAITING = "waiting"  #: no eligible agent yet
+    RUNNING = "running"  #: an agent runs it (or its breaker is deciding)
+    RETRY_WAIT = "retry_wait"  #: failed; waiting out the retry delay
+    DONE = "done"  #: its future is settled
+
+
+class Task:
+    """One submitted task; owned by the router actor's thread (no locks)."""
+
+    __slots__ = (
+        "id", "payload", "capabilities", "role", "context", "retry", "future", "deadline", "timeout", "seq",
+        "state", "attempts", "tried", "attempt", "last_error", "timers",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        id: str,
+        payload: Any,
+        capabilities: frozenset[str],
+        role: AlphaRole | None,
+        context: Any,
+        retry: RetryPolicy,
+        future: Future[Any],
+        *,
+        timeout: float | None,
+        seq: int,
+    ) -> None:
+        self.id = id
+        self.payload = payload
+        self.capabilities = capabilities
+        self.role = role
+        self.context = context
+        self.retry = retry
+        self.future = future
+        self.timeout = timeout
+        self.deadline: float | None = None  # set by the router from its clock on arrival
+        self.seq = seq
+        self.state = TaskState.WAITING
+        self.attempts = 0
+        self.tried: set[AgentSlot] = set()
+        self.attempt: Attempt | None = None
+        self.last_error: BaseException | None = None
+        self.timers: list[TimerHandle] = []
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} {self.state.value} needs {sorted(self.capabilities)}>"
+
+    @property
+    def key(self) -> tuple[frozenset[str], AlphaRole | None]:
+        return (self.capabilities, self.role)
+
+    def work(self) -> RoutedWork:
+        """What a dead letter keeps to route this task again."""
+        return RoutedWork(self.payload, tuple(sorted(self.capabilities)), self.role, self.context, self.retry)
+
+    def cancel_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+
+
+class WaitQueue:
+    """Tasks waiting for an eligible agent: FIFO per requirement (capabilities and role).
+
+    Tasks that leave by another way (deadline, cancel, shutdown) are marked
+    DONE by the router and :meth:`forget` is called; their entries are skipped
+    when reached, so leaving is O(1).
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[tuple[frozenset[str], AlphaRole | None], collections.deque[Task]] = {}
+        self._live = 0
+
+    def __len__(self) -> int:
+        return self._live
+
+    def push(self, task: Task) -> None:
+        task.state = TaskState.WAITING
+        self._queues.setdefault(task.key, collections.deque()).append(task)
+        self._live += 1
+
+    def forget(self, task: Task) -> None:
+        """A waiting task left without being dispatched."""
+        self._live -= 1
+
+    def drain(self, dispatch: Callable[[Task], bool]) -> None:
+        """Offer the waiting tasks to ``dispatch``, requirement by requirement (oldest head first).
+
+        Within a requirement tasks go in order; the first one ``dispatch``
+        refuses ends that requirement's turn (the ones behind need the same
+        agents). A dispatch only ever makes agents less eligible, so one pass
+        is enough.
+        """
+        if not self._live:
+            return
+        for key in sorted(self._queues, key=self._head_seq):
+            queue = self._queues[key]
+            while queue:
+                task = queue[0]
+                if task.state is not TaskState.WAITING:
+                    queue.popleft()
+                    continue
+                if not dispatch(task):
+                    break
+                queue.popleft()
+                self._live -= 1
+            if not queue:
+                del self._queues[key]
+
+    def _head_seq(self, key: tuple[frozenset[str], AlphaRole | None]) -> int:
+        queue = self._queues[key]
+        return queue[0].seq if queue else -1
+
+    def live(self) -> Iterator[Task]:
+        """The tasks still waiting, oldest first within each requirement."""
+        for queue in list(self._queues.values()):
+            for task in queue:
+                if task.state is TaskState.WAITING:
+                    yield task
