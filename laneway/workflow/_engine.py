@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import attrs
 
-from laneway.errors import ConfigError, SystemShutdown, WorkflowError
+from laneway.errors import Cancelled, ConfigError, SystemShutdown
 from laneway.observe._progress import ProgressStream
+from laneway.lanes import RetryPolicy
 from laneway.store import SQLiteStore, Store
 from laneway.workflow._dag import validate_graph
 from laneway.workflow._handle import Workflow
@@ -46,6 +47,19 @@ class EngineStatistics:
     workflows: Mapping[str, int]  #: workflows in memory, by state value
     running_tasks: int
     executor_threads: int
+
+
+def _routing(task: TaskDefinition) -> tuple[Any, tuple[str, ...]]:
+    """Role and capabilities for the router: an ``agent_type`` naming an α-role selects the role,
+    any other ``agent_type`` is one more capability the agent must have."""
+    from laneway.router import AlphaRole
+
+    if not task.agent_type:
+        return None, task.capabilities
+    try:
+        return AlphaRole.coerce(task.agent_type), task.capabilities
+    except ConfigError:
+        return None, tuple(dict.fromkeys((*task.capabilities, task.agent_type)))
 
 
 class WorkflowEngine:
@@ -156,12 +170,20 @@ class WorkflowEngine:
                 run.finish_attempt(tid, attempt.token, False, exc)
             return
         try:
+            role, capabilities = _routing(task)
+            # The workflow owns retries (each attempt is persisted), so the router makes one attempt.
             future = self._orch.router.submit(
-                task.payload, capabilities=task.capabilities, role=task.agent_type, timeout=task.timeout, context=attempt.ctx
+                task.payload,
+                capabilities=capabilities,
+                role=role,
+                timeout=task.timeout,
+                retry=RetryPolicy.none(),
+                context=attempt.ctx,
             )
         except Exception as exc:
             run.finish_attempt(tid, attempt.token, False, exc)
             return
+        attempt.ctx.cancel_token.add_callback(lambda _reason: future.cancel())  # withdraws it if still queued
         future.add_done_callback(lambda f: self._router_done(run, tid, attempt, f))
 
     def _run_local(self, run: WorkflowRun, tid: str, attempt: Attempt, fn: Executor) -> None:
@@ -177,7 +199,7 @@ class WorkflowEngine:
 
     @staticmethod
     def _router_done(run: WorkflowRun, tid: str, attempt: Attempt, future: Any) -> None:
-        error = future.exception() if not future.cancelled() else WorkflowError("the router cancelled the task")
+        error = Cancelled("the routed task was withdrawn") if future.cancelled() else future.exception()
         if error is None:
             run.finish_attempt(tid, attempt.token, True, future.result())
         else:

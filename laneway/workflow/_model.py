@@ -79,8 +79,11 @@ class TaskDefinition:
 
     A task runs on the local executor registered for its ``agent_type``
     (:meth:`WorkflowEngine.register_executor`) when there is one, otherwise
-    through the orchestrator's router, which picks an agent by ``agent_type``
-    (as the role) and ``capabilities``.
+    through the orchestrator's router: an ``agent_type`` that names an α-role
+    (``"executor"``, ``"α9"``) selects agents of that role, any other
+    ``agent_type`` is one more capability the agent must have, on top of
+    ``capabilities``. The agent's handler gets the :class:`TaskContext` as
+    ``ctx`` when it declares that parameter.
 
     Attributes:
         task_id: unique within the workflow.
