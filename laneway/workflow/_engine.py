@@ -302,9 +302,9 @@ class WorkflowEngine:
             definition = self._wstore.definition(workflow_id)
             run = WorkflowRun(self, definition, self._wstore.snapshot(workflow_id))
             self._runs[workflow_id] = run
-            if run.state.terminal:
-                self._remember_finished(workflow_id)
-        if not run.state.terminal:
+        if run.state.terminal:
+            run.settle_loaded()
+        else:
             run.recover()
         return run
 

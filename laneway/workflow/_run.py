@@ -201,6 +201,11 @@ class WorkflowRun:
             if self.state is WorkflowState.RUNNING:
                 self._schedule()
 
+    def settle_loaded(self) -> None:
+        """A finished workflow read back from the store: settle its future and stream at once."""
+        with self._locked():
+            self._settle()
+
     def pause(self) -> bool:
         with self._locked():
             if self.state is not WorkflowState.RUNNING:

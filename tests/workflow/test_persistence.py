@@ -183,3 +183,19 @@ def test_sigkilled_workflow_resumes_in_a_new_process(tmp_path):
     assert second == ["slow start-from 3", "slow step 4", "slow step 5", "slow step 6", "c ran"], (
         "finished tasks must not re-run; the interrupted one resumes from its checkpoint"
     )
+
+
+def test_finished_workflows_beyond_keep_finished_are_read_back_from_the_store(tmp_path):
+    with Orchestrator(name="evict", store=tmp_path / "e.db") as orch:
+        from laneway.workflow import WorkflowEngine
+
+        engine = WorkflowEngine(orch, keep_finished=2)
+        engine.register_executor("ok", lambda ctx: ctx.workflow_id)
+        handles = [engine.create_workflow([T("a")]) for _ in range(4)]
+        for h in handles:
+            h.start().wait(WAIT)
+        assert sum(engine.statistics().workflows.values()) == 2, "only the 2 newest stay in memory"
+        oldest = handles[0]
+        assert oldest.wait(WAIT).results == {"a": oldest.id}, "an evicted workflow is read back, already settled"
+        assert oldest.progress.result(WAIT) == {"a": oldest.id}
+        assert engine.workflow_ids() == [h.id for h in handles]
