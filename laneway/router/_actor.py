@@ -251,6 +251,8 @@ class RouterActor(Actor):
         task, slot, attempt, outcome = msg.task, msg.slot, msg.attempt, msg.outcome
         slot.in_flight -= 1
         slot.update_rank()
+        if slot.removed and slot.in_flight == 0:
+            self._stop_breaker(slot)
         current = task.attempt is attempt and task.state is TaskState.RUNNING
         if not outcome.admitted:
             slot.rejected += 1
@@ -267,8 +269,6 @@ class RouterActor(Actor):
                 else:
                     task.tried.add(slot)
                     self._attempt_failed(task, outcome.error)
-        if slot.removed and slot.in_flight == 0:
-            self._stop_breaker(slot)
         self._drain()
 
     @handler(BreakerMoved)
