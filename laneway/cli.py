@@ -1,0 +1,64 @@
+"""The ``laneway`` command line: a small dispatcher; each subcommand's code lives in its own module.
+
+A subcommand module provides ``HELP`` (one line), ``configure(parser)`` to add
+its arguments and ``run(args) -> int``. A module that sets ``PASSTHROUGH = True``
+gets every argument it does not declare, in order, as ``args.passthrough``
+(``laneway demo`` hands them to the example's own parser, ``--help`` included).
+Modules are imported when the parser is built, so keep their top level light.
+
+Example:
+    $ laneway --help
+    $ laneway demo --files 50 --out report.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+#: (subcommand, module) in the order ``--help`` lists them.
+COMMANDS: list[tuple[str, str]] = [
+    ("demo", "laneway.observe._demo_cmd"),
+    ("bench", "laneway.observe._bench_cmd"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="laneway", description="laneway: an actor-model runtime for AI agents and their tools."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, modname in COMMANDS:
+        module = importlib.import_module(modname)
+        passthrough = getattr(module, "PASSTHROUGH", False)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, add_help=not passthrough)
+        module.configure(p)
+        p.set_defaults(_module=module, _passthrough=passthrough)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    if extra and not args._passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.passthrough = extra
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
