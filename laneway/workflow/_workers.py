@@ -28,13 +28,16 @@ class Workers:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._idle = 0
+        self._backlog = 0  # items queued and not yet taken by a thread
         self._closed = False
 
     def submit(self, fn: Callable[[], None]) -> None:
         with self._lock:
             if self._closed:
                 raise SystemShutdown(f"{self._name} is shut down")
-            if self._idle == 0 and len(self._threads) < self._max:
+            self._backlog += 1
+            # Count the backlog, not just idle threads: two quick submits must not share one idle thread.
+            if self._backlog > self._idle and len(self._threads) < self._max:
                 t = threading.Thread(target=self._loop, name=f"{self._name}-{len(self._threads)}", daemon=True)
                 self._threads.append(t)
                 t.start()
@@ -47,6 +50,8 @@ class Workers:
             fn = self._queue.get()
             with self._lock:
                 self._idle -= 1
+                if fn is not None:
+                    self._backlog -= 1
             if fn is None:
                 return
             try:
