@@ -72,6 +72,13 @@ class WorkflowEngine:
     :meth:`recover` in a new process: finished tasks keep their results,
     interrupted ones run again with their last checkpoint.
 
+    A failed task fails its dependents (skipped, with the reason) and, unless
+    it has ``allow_failure``, the workflow; independent branches still run to
+    the end. Every permanently failed task goes to ``orch.dead_letters``
+    (source ``"workflow:<id>"``); re-submitting the letter runs it again.
+    Events: ``workflow.created``, ``workflow.<state>`` and
+    ``workflow.task.<state>`` (``task_id``, ``attempts``, ``error``, ``reason``).
+
     Args:
         orch: the orchestrator (its clock, events, dead letters and router are used).
         store: a :class:`~laneway.store.Store` or a SQLite path; default the
@@ -322,7 +329,11 @@ class WorkflowEngine:
         return self._run(workflow_id).resume()
 
     def cancel(self, workflow_id: str, reason: str = "cancelled by caller") -> bool:
-        """Cancel pending tasks and the running ones' tokens. False if it had already ended."""
+        """Cancel pending tasks and the running ones' tokens. False if it had already ended.
+
+        The workflow ends (``wait`` returns) once the running attempts have
+        returned; one that finishes anyway keeps its result.
+        """
         return self._run(workflow_id).cancel(reason)
 
     def retry_task(self, workflow_id: str, task_id: str) -> Workflow:
