@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import inspect
 import logging
 import os
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import attrs
 
-from laneway.errors import Cancelled, ConfigError, SystemShutdown
+from laneway.errors import ConfigError, SystemShutdown
 from laneway.observe._progress import ProgressStream
-from laneway.lanes import RetryPolicy
 from laneway.store import SQLiteStore, Store
 from laneway.workflow._dag import validate_graph
+from laneway.workflow._dispatch import Dispatcher, Executor
 from laneway.workflow._handle import Workflow
 from laneway.workflow._model import (
     TaskDefinition,
@@ -28,16 +26,13 @@ from laneway.workflow._model import (
     WorkflowVersion,
 )
 from laneway.workflow._persist import WorkflowStore
-from laneway.workflow._run import Attempt, WorkflowRun
-from laneway.workflow._workers import Workers
+from laneway.workflow._run import WorkflowRun
 
 if TYPE_CHECKING:
     from laneway.actors import Orchestrator
     from laneway.actors._dead_letters import DeadLetter
 
 log = logging.getLogger(__name__)
-
-Executor = Callable[[Any], Any]
 
 
 @attrs.frozen
@@ -47,19 +42,6 @@ class EngineStatistics:
     workflows: Mapping[str, int]  #: workflows in memory, by state value
     running_tasks: int
     executor_threads: int
-
-
-def _routing(task: TaskDefinition) -> tuple[Any, tuple[str, ...]]:
-    """Role and capabilities for the router: an ``agent_type`` naming an α-role selects the role,
-    any other ``agent_type`` is one more capability the agent must have."""
-    from laneway.router import AlphaRole
-
-    if not task.agent_type:
-        return None, task.capabilities
-    try:
-        return AlphaRole.coerce(task.agent_type), task.capabilities
-    except ConfigError:
-        return None, tuple(dict.fromkeys((*task.capabilities, task.agent_type)))
 
 
 class WorkflowEngine:
@@ -137,8 +119,7 @@ class WorkflowEngine:
         self._inflight = 0
         self._runs: dict[str, WorkflowRun] = {}
         self._finished_order: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._executors: dict[str, Executor] = {}
-        self._workers = Workers(threads, "laneway-workflow")
+        self._dispatch = Dispatcher(orch, threads)
         self.stopping = False
         self.closed = False
         orch.on_shutdown("workflows", self._shutdown)
@@ -164,53 +145,7 @@ class WorkflowEngine:
         """
         if not isinstance(agent_type, str) or not agent_type or not callable(fn):
             raise ConfigError(f"register_executor needs an agent_type string and a callable, got {agent_type!r}, {fn!r}")
-        with self._lock:
-            self._executors[agent_type] = fn
-
-    def _execute(self, run: WorkflowRun, tid: str, attempt: Attempt) -> None:
-        task = run.tasks[tid]
-        fn = self._executors.get(task.agent_type) if task.agent_type else None
-        if fn is not None:
-            try:
-                self._workers.submit(lambda: self._run_local(run, tid, attempt, fn))
-            except SystemShutdown as exc:
-                run.finish_attempt(tid, attempt.token, False, exc)
-            return
-        try:
-            role, capabilities = _routing(task)
-            # The workflow owns retries (each attempt is persisted), so the router makes one attempt.
-            future = self._orch.router.submit(
-                task.payload,
-                capabilities=capabilities,
-                role=role,
-                timeout=task.timeout,
-                retry=RetryPolicy.none(),
-                context=attempt.ctx,
-            )
-        except Exception as exc:
-            run.finish_attempt(tid, attempt.token, False, exc)
-            return
-        attempt.ctx.cancel_token.add_callback(lambda _reason: future.cancel())  # withdraws it if still queued
-        future.add_done_callback(lambda f: self._router_done(run, tid, attempt, f))
-
-    def _run_local(self, run: WorkflowRun, tid: str, attempt: Attempt, fn: Executor) -> None:
-        if self.stopping:
-            run.finish_attempt(tid, attempt.token, False, SystemShutdown("workflow engine is shutting down"))
-            return
-        try:
-            value = asyncio.run(fn(attempt.ctx)) if inspect.iscoroutinefunction(fn) else fn(attempt.ctx)
-        except Exception as exc:
-            run.finish_attempt(tid, attempt.token, False, exc)
-        else:
-            run.finish_attempt(tid, attempt.token, True, value)
-
-    @staticmethod
-    def _router_done(run: WorkflowRun, tid: str, attempt: Attempt, future: Any) -> None:
-        error = Cancelled("the routed task was withdrawn") if future.cancelled() else future.exception()
-        if error is None:
-            run.finish_attempt(tid, attempt.token, True, future.result())
-        else:
-            run.finish_attempt(tid, attempt.token, False, error)
+        self._dispatch.executors[agent_type] = fn
 
     # creating and running --------------------------------------------------------------
 
@@ -438,7 +373,7 @@ class WorkflowEngine:
         """Workflows in memory by state, tasks in flight, executor threads started."""
         with self._lock:
             counts = collections.Counter(r.state.value for r in self._runs.values())
-            return EngineStatistics(dict(counts), self._inflight, self._workers.threads)
+            return EngineStatistics(dict(counts), self._inflight, self._dispatch.threads)
 
     def _shutdown(self, timeout: float) -> None:
         """Stop dispatching, cancel running attempts' tokens, wait up to ``timeout`` for them, close.
@@ -455,7 +390,7 @@ class WorkflowEngine:
         with self._lock:
             if not self._idle.wait_for(lambda: self._inflight == 0, timeout):
                 log.warning("workflow engine: %d task attempts did not stop within %ss; abandoned", self._inflight, timeout)
-        self._workers.close()
+        self._dispatch.close()
         with self._lock:
             self.closed = True  # late attempt results are dropped from now on (their tasks re-run on recovery)
         if self._owns_store:

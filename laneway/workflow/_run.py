@@ -334,7 +334,7 @@ class WorkflowRun:
         if task.checkpoint_every_s is not None:
             attempt.checkpoint_timer = clock.call_later(task.checkpoint_every_s, lambda: self._auto_checkpoint(tid, token))
         self._commit(f"task {tid} started (attempt {rec.attempts})")
-        self._effects.append(lambda: self.engine._execute(self, tid, attempt))
+        self._effects.append(lambda: self.engine._dispatch.execute(self, tid, attempt))
 
     def _maybe_finish(self) -> None:
         if self._attempts:
