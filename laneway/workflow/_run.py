@@ -114,7 +114,17 @@ class WorkflowRun:
 
     def _new_stream(self) -> ProgressStream:
         e = self.engine
-        return ProgressStream(self.id, snapshot_every=e.snapshot_every, buffer_size=e.progress_buffer)
+        stream = ProgressStream(self.id, snapshot_every=e.snapshot_every, buffer_size=e.progress_buffer)
+        # Start from every task's current state, so the first snapshot shows the whole workflow.
+        if self._flat:
+            stream.update(self._fields(next(iter(self.tasks))))
+        else:
+            stream.update({tid: self._fields(tid) for tid in self.tasks})
+        return stream
+
+    def _fields(self, tid: str) -> dict[str, Any]:
+        rec = self.records[tid]
+        return {"state": rec.state.value, "attempts": rec.attempts, **self._progress_fields.get(tid, {})}
 
     def _load_results(self) -> None:
         for tid, rec in self.records.items():
@@ -133,12 +143,10 @@ class WorkflowRun:
         return rec
 
     def _report(self, tid: str) -> None:
-        rec = self.records[tid]
-        fields = {"state": rec.state.value, "attempts": rec.attempts, **self._progress_fields.get(tid, {})}
         if self._flat:
-            self.progress.update(fields)
+            self.progress.update(self._fields(tid))
         else:
-            self.progress.update({tid: fields})
+            self.progress.update({tid: self._fields(tid)})
 
     def _set_state(self, state: WorkflowState) -> None:
         self.state = state

@@ -191,6 +191,8 @@ def test_workflow_stream_reports_each_task_under_its_id(engine):
     sub = wf.progress.subscribe()
     wf.start()
     events = list(sub)
+    assert events[0].kind is ProgressKind.SNAPSHOT, "a subscriber starts from the whole workflow"
+    assert events[0].data == {t: {"state": "pending", "attempts": 0} for t in ("a", "b")}
     assert events[-1].kind is ProgressKind.COMPLETE and events[-1].result == {"a": "a", "b": "b"}
     assert replay(events) == {
         "a": {"state": "completed", "attempts": 1, "pct": 100},
