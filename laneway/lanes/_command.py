@@ -1,0 +1,117 @@
+"""The scheduler's mutable records: a command, one run (attempt) of it, and a parallel group.
+
+Private: only the lane manager touches them, under its scheduler lock.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING, Any
+
+from laneway.actors import Future
+from laneway.errors import LanewayTimeout
+from laneway.lanes._records import CommandState
+from laneway.lanes._token import CancellationToken
+
+if TYPE_CHECKING:
+    from laneway.lanes._lane import Lane
+    from laneway.lanes._retry import RetryPolicy
+    from laneway.lanes._timers import Timer
+    from laneway.lanes._tools import ToolSpec
+
+
+class Command:
+    """One submitted unit of work and its bookkeeping across attempts."""
+
+    __slots__ = (
+        "id", "lane", "spec", "params", "caller", "level", "base_level", "seq", "timeout", "retry",
+        "deadline_s", "preemptible", "submitted_at", "enqueued_at", "state", "attempts", "future", "run",
+        "group", "batch", "timers", "durable", "named", "queued",
+    )
+
+    def __init__(self, id: str, lane: Lane, spec: ToolSpec, params: dict[str, Any], caller: str, level: int,
+                 timeout: float | None, retry: RetryPolicy, deadline_s: float | None, preemptible: bool,
+                 now: float, durable: bool) -> None:
+        self.id = id
+        self.lane = lane
+        self.spec = spec
+        self.params = params
+        self.caller = caller
+        self.level = level
+        self.base_level = level
+        self.seq = 0
+        self.timeout = timeout
+        self.retry = retry
+        self.deadline_s = deadline_s
+        self.preemptible = preemptible
+        self.submitted_at = now
+        self.enqueued_at = now
+        self.state = CommandState.QUEUED
+        self.queued = True  # in a queue structure right now (the queue's validity check reads it)
+        self.attempts = 0
+        self.future: Future[Any] = Future()
+        self.future._what = f"result of command {id}"
+        self.future._timeout_error = LanewayTimeout
+        self.run: Run | None = None
+        self.group: Group | None = None  # member of a parallel group
+        self.batch: Group | None = None  # the queue placeholder of a parallel group
+        self.timers: list[Timer] = []
+        self.durable = durable  # its record lives in the manager's store until it ends
+        self.named = durable  # its tool is registered by name (the manager sets it when there is no store)
+
+    def __repr__(self) -> str:
+        return f"<Command {self.id} {self.spec.name} in {self.lane.name} {self.state.value}>"
+
+    def cancel_timers(self) -> None:
+        for t in self.timers:
+            t.cancel()
+        self.timers.clear()
+
+    def payload(self, *, with_fn: bool = False) -> dict[str, Any]:
+        """What the store (tool by name only) and the dead-letter queue keep to run it again.
+
+        ``with_fn`` adds the function itself for tools not registered by name,
+        so a dead letter of a plain callable can still be re-submitted.
+        """
+        return {
+            "fn": self.spec.fn if with_fn and not self.named else None,
+            "id": self.id,
+            "lane": self.lane.name,
+            "tool": self.spec.name,
+            "module": self.spec.module,
+            "params": self.params,
+            "caller": self.caller,
+            "priority": self.base_level,
+            "timeout": self.timeout,
+            "retry": self.retry,
+            "deadline_s": self.deadline_s,
+            "preemptible": self.preemptible,
+            "attempts": self.attempts,
+        }
+
+
+class Run:
+    """One attempt of a command; holds a lane slot and a worker slot until the tool returns."""
+
+    __slots__ = ("cmd", "attempt", "started_at", "token", "superseded", "requeue", "task", "ended")
+
+    def __init__(self, cmd: Command, attempt: int, now: float) -> None:
+        self.cmd = cmd
+        self.attempt = attempt
+        self.started_at = now
+        self.token = CancellationToken()
+        self.superseded = False  # its outcome no longer decides the command (timed out, cancelled, preempted)
+        self.requeue = False  # preempted with REQUEUE: queue the command again when this run ends
+        self.task: Any = None  # the asyncio task of an async tool
+        self.ended = False
+
+
+class Group:
+    """Members of one ``execute_parallel`` call: they run together, up to ``max_concurrent`` at once."""
+
+    __slots__ = ("pending", "max_concurrent", "outstanding")
+
+    def __init__(self, max_concurrent: int) -> None:
+        self.pending: collections.deque[Command] = collections.deque()
+        self.max_concurrent = max_concurrent
+        self.outstanding = 0  # members not yet completed, failed or cancelled; the group holds its lane until 0

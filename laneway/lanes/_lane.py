@@ -1,0 +1,141 @@
+"""One lane's state: its mailbox (queue), slots, counters and windows.
+
+A lane is an actor in the Akka sense: a mailbox plus state that only its
+dispatcher touches, run on a shared pool of threads rather than a thread of
+its own. The lane manager's scheduler is that dispatcher; it holds one lock
+while it moves commands between lanes, so cross-lane priority is exact.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import TYPE_CHECKING
+
+from laneway.lanes._config import LaneConfig
+from laneway.lanes._queue import FairQueue
+from laneway.lanes._records import LaneStats
+from laneway.lanes._window import Latencies, RateLimiter, Throughput
+
+if TYPE_CHECKING:
+    from laneway.lanes._command import Command, Group, Run
+    from laneway.lanes._timers import Timer
+
+# Weight of the newest run time in the moving average behind ETAs.
+_EWMA_ALPHA = 0.2
+
+
+class Lane:
+    """Mutable state of one lane; guarded by the manager's scheduler lock."""
+
+    def __init__(self, config: LaneConfig, now: float, session_id: str | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.session_id = session_id
+        self.queue = FairQueue()
+        self.preemptors: collections.deque[Command] = collections.deque()  # take the next free slots
+        self.group: Group | None = None  # a parallel group holding the lane
+        self.pending = 0  # queued (in any structure) or waiting for a retry
+        self.active = 0
+        self.waiting: dict[str, Command] = {}  # pending commands, oldest first
+        self.runs: dict[Run, None] = {}
+        self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
+        self.rate_timer: Timer | None = None  # set while the rate limit holds the lane back
+        self.throughput = Throughput(now)
+        self.latencies = Latencies()
+        self.run_ewma: float | None = None
+        self.paused = False
+        self.pressure = False
+        self.busy = False
+        self.closing = False
+        self.idle_since: float | None = now
+        self.idle_timer: Timer | None = None
+        self.completed = self.failed = self.timed_out = self.retried = 0
+        self.dead_lettered = self.cancelled = self.preempted = 0
+
+    def __repr__(self) -> str:
+        return f"<Lane {self.name} pending={self.pending} active={self.active}>"
+
+    @property
+    def cap(self) -> int:
+        """Slots usable now: a running parallel group sets its own bound."""
+        return self.group.max_concurrent if self.group is not None else self.config.max_concurrency
+
+    def has_work(self) -> bool:
+        if self.preemptors:
+            return True
+        if self.group is not None:
+            return bool(self.group.pending)
+        return bool(self.queue)
+
+    def eligible(self) -> bool:
+        """May the scheduler take a command from this lane now (rate limits aside)?"""
+        return not self.paused and self.rate_timer is None and self.active < self.cap and self.has_work()
+
+    def take(self) -> Command | None:
+        """The next command to start, or None; a group's placeholder turns the lane into group mode."""
+        if self.preemptors:
+            return self.preemptors.popleft()
+        if self.group is not None:
+            return self.group.pending.popleft() if self.group.pending else None
+        while True:
+            cmd = self.queue.pop()
+            if cmd is None:
+                return None
+            cmd.queued = False
+            if cmd.batch is None:
+                return cmd
+            group = cmd.batch
+            if group.pending:
+                self.group = group
+                return group.pending.popleft()
+
+    def add_waiting(self, cmd: Command) -> None:
+        self.pending += 1
+        self.waiting[cmd.id] = cmd
+        self.busy = True
+        self.idle_since = None
+
+    def remove_waiting(self, cmd: Command) -> None:
+        self.pending -= 1
+        del self.waiting[cmd.id]
+
+    def note_run_time(self, seconds: float) -> None:
+        prev = self.run_ewma
+        self.run_ewma = seconds if prev is None else prev + _EWMA_ALPHA * (seconds - prev)
+
+    def eta(self, position: int) -> float | None:
+        """Seconds until a command at ``position`` starts, from recent run times and the slot count."""
+        behind = position + 1 - (self.cap - self.active)
+        if behind <= 0:
+            return 0.0
+        if self.run_ewma is None:
+            return None
+        return behind * self.run_ewma / self.cap
+
+    def stats(self, now: float) -> LaneStats:
+        oldest = next(iter(self.waiting.values()), None)
+        p50, p90, p95, p99 = self.latencies.percentiles(50, 90, 95, 99)
+        cfg = self.config
+        return LaneStats(
+            name=self.name,
+            priority=cfg.priority,
+            min_concurrency=cfg.min_concurrency,
+            max_concurrency=cfg.max_concurrency,
+            pending=self.pending,
+            active=self.active,
+            completed=self.completed,
+            failed=self.failed,
+            timed_out=self.timed_out,
+            retried=self.retried,
+            dead_lettered=self.dead_lettered,
+            cancelled=self.cancelled,
+            preempted=self.preempted,
+            oldest_queued_age_s=0.0 if oldest is None else max(0.0, now - oldest.enqueued_at),
+            throughput_per_s=self.throughput.rate(now),
+            latency_p50_s=p50,
+            latency_p90_s=p90,
+            latency_p95_s=p95,
+            latency_p99_s=p99,
+            paused=self.paused,
+            session_id=self.session_id,
+        )

@@ -1,0 +1,116 @@
+"""A lane's queue: round-robin across callers, priority levels then FIFO inside one caller.
+
+Not thread-safe: the lane manager's scheduler lock guards it. Removal and
+re-prioritisation are lazy (stale heap entries are skipped when popped), so
+cancel and deadline boosts are O(log n).
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from laneway.lanes._command import Command
+
+_LEVELS = 5
+
+
+class _CallerQueue:
+    __slots__ = ("heap", "live", "per_level")
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[int, int, Command]] = []
+        self.live = 0
+        self.per_level = [0] * _LEVELS
+
+
+class FairQueue:
+    """Queued commands of one lane.
+
+    Callers take turns (one heavy caller cannot starve the others); inside
+    one caller's queue the lower level (higher priority) goes first, and
+    equal levels go in submission order.
+    """
+
+    __slots__ = ("_callers", "_len")
+
+    def __init__(self) -> None:
+        # Insertion order is the round-robin order: the first caller is served next.
+        self._callers: dict[str, _CallerQueue] = {}
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def push(self, cmd: Command) -> None:
+        """Queue ``cmd`` (its ``level`` and ``seq`` set)."""
+        cq = self._callers.get(cmd.caller)
+        if cq is None:
+            cq = self._callers[cmd.caller] = _CallerQueue()
+        heapq.heappush(cq.heap, (cmd.level, cmd.seq, cmd))
+        cq.live += 1
+        cq.per_level[cmd.level] += 1
+        self._len += 1
+
+    def estimate(self, caller: str, level: int) -> int:
+        """How many queued commands would go before a new one of ``caller`` at ``level``."""
+        if not self._len:
+            return 0
+        own = self._callers.get(caller)
+        # Same-caller commands at an equal or better level, plus one turn of
+        # every other caller per own command ahead (round-robin), capped by
+        # what that caller has queued.
+        ahead = sum(own.per_level[: level + 1]) if own is not None else 0
+        others = sum(min(cq.live, ahead + 1) for cq in self._callers.values() if cq is not own)
+        return ahead + others
+
+    def pop(self) -> Command | None:
+        """Take the next command: the first caller in turn, its best command; None if empty."""
+        callers = self._callers
+        while callers:
+            caller, cq = next(iter(callers.items()))
+            cmd = self._pop_live(cq)
+            del callers[caller]
+            if cq.live:
+                callers[caller] = cq  # to the back of the round
+            if cmd is not None:
+                return cmd
+        return None
+
+    @staticmethod
+    def _valid(entry: tuple[int, int, Command]) -> bool:
+        level, seq, cmd = entry
+        return cmd.queued and cmd.level == level and cmd.seq == seq
+
+    def _pop_live(self, cq: _CallerQueue) -> Command | None:
+        heap = cq.heap
+        while heap:
+            entry = heapq.heappop(heap)
+            if self._valid(entry):
+                cmd = entry[2]
+                cq.live -= 1
+                cq.per_level[cmd.level] -= 1
+                self._len -= 1
+                return cmd
+        cq.live = 0
+        return None
+
+    def discard(self, cmd: Command) -> None:
+        """Account for ``cmd`` leaving the queue other than by :meth:`pop` (call before marking it not queued)."""
+        cq = self._callers.get(cmd.caller)
+        if cq is None:
+            return
+        cq.live -= 1
+        cq.per_level[cmd.level] -= 1
+        self._len -= 1
+        if cq.live == 0:
+            del self._callers[cmd.caller]
+
+    def promote(self, cmd: Command, level: int) -> None:
+        """Move a queued command to ``level`` (keeps its submission order within the new level)."""
+        cq = self._callers[cmd.caller]
+        cq.per_level[cmd.level] -= 1
+        cq.per_level[level] += 1
+        cmd.level = level
+        heapq.heappush(cq.heap, (level, cmd.seq, cmd))

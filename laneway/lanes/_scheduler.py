@@ -1,0 +1,383 @@
+"""The lanes' dispatcher: one lock, buckets of eligible lanes by priority, runs, retries and timeouts.
+
+Every method ending in ``_locked`` runs under ``self._lock`` and never calls
+user code: it appends what must happen afterwards (settle a future, publish
+an event, write the store, start a thread) to ``acts``, which :meth:`_do`
+runs once the lock is released.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import threading
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable
+
+from laneway.errors import CommandCancelled, CommandTimeout, Preempted
+from laneway.lanes._command import Command, Run
+from laneway.lanes._config import PreemptAction
+from laneway.lanes._executors import Executors
+from laneway.lanes._lane import Lane
+from laneway.lanes._records import CommandState
+from laneway.lanes._timers import TimerQueue
+
+if TYPE_CHECKING:
+    from laneway.actors import Orchestrator
+    from laneway.lanes._persist import PendingStore
+
+log = logging.getLogger(__name__)
+
+Acts = list[Callable[[], Any]]
+
+
+class Scheduler:
+    """State and transitions shared by all lanes; :class:`~laneway.lanes.LaneManager` adds the public API."""
+
+    def __init__(self, orch: Orchestrator, max_workers: int) -> None:
+        self._orch = orch
+        self._clock = orch.clock
+        self._events = orch.events
+        self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)  # a full lane got room
+        self._quiet = threading.Condition(self._lock)  # no command left
+        self._space_waiters = 0
+        self._lanes: dict[str, Lane] = {}
+        self._buckets: dict[int, dict[Lane, None]] = {}  # eligible lanes by priority, round-robin order
+        self._prios: list[int] = []
+        self._commands: dict[str, Command] = {}  # every command not yet completed, failed or cancelled
+        self._running = 0
+        self._reserved = 0  # worker slots kept free for lanes below their min_concurrency
+        self._max_workers = max_workers
+        self._seq = itertools.count(1)
+        self._timers = TimerQueue(self._clock)
+        self._accepting = True
+        self._closed = False
+        self._pending: PendingStore | None = None
+        self._exec = Executors(self)
+
+    # helpers -------------------------------------------------------------------
+
+    def _do(self, acts: Acts) -> None:
+        for act in acts:
+            try:
+                act()
+            except Exception:
+                log.exception("lanes: deferred action %r raised", act)
+
+    def _emit(self, acts: Acts, key: str, source: str, **data: Any) -> None:
+        if self._events.active:
+            acts.append(partial(self._events.publish, key, source, **data))
+
+    def _touch(self, lane: Lane) -> None:
+        """Put the lane in (or take it out of) its priority bucket after any change."""
+        prio = lane.config.priority
+        bucket = self._buckets.get(prio)
+        if lane.eligible():
+            if bucket is None:
+                bucket = self._buckets[prio] = {}
+                bisect.insort(self._prios, prio)
+            if lane not in bucket:
+                bucket[lane] = None
+        elif bucket is not None and lane in bucket:
+            del bucket[lane]
+
+    def _lane_changed_locked(self, lane: Lane, acts: Acts) -> None:
+        """Eligibility, pressure and idle transitions after pending or active changed."""
+        self._touch(lane)
+        threshold = lane.config.pressure_threshold
+        if threshold is not None:
+            if lane.pending >= threshold and not lane.pressure:
+                lane.pressure = True
+                self._emit(acts, "queue.lane.pressure", lane.name, pending=lane.pending, threshold=threshold)
+            elif lane.pending < threshold:
+                lane.pressure = False
+        if lane.busy and lane.pending == 0 and lane.active == 0:
+            lane.busy = False
+            lane.idle_since = self._clock.now()
+            self._emit(acts, "queue.lane.idle", lane.name)
+            self._lane_idle_locked(lane, acts)
+        if self._space_waiters and lane.pending < lane.config.max_pending:
+            self._space.notify_all()
+
+    def _lane_idle_locked(self, lane: Lane, acts: Acts) -> None:
+        """Hook for session lanes (clean-up timers); plain lanes do nothing."""
+
+    # dispatch ------------------------------------------------------------------
+
+    def _dispatch_locked(self, acts: Acts) -> None:
+        """Start commands while workers are free: always from the best eligible lane."""
+        if self._closed:
+            return
+        while self._running < self._max_workers:
+            lane = self._pick_lane_locked()
+            if lane is None:
+                return
+            cmd = lane.take()
+            if cmd is not None:
+                self._start_locked(cmd, acts)
+            self._touch(lane)
+
+    def _pick_lane_locked(self) -> Lane | None:
+        spare = self._max_workers - self._running - 1
+        for prio in self._prios:
+            bucket = self._buckets[prio]
+            for lane in bucket:
+                if spare < self._reserved and lane.active >= lane.config.min_concurrency:
+                    continue  # the last free workers are kept for lanes below their minimum
+                if lane.limiter is not None:
+                    wait = lane.limiter.wait_s(self._clock.now())
+                    if wait > 0:
+                        self._hold_for_rate_locked(lane, wait)
+                        return self._pick_lane_locked()
+                del bucket[lane]
+                bucket[lane] = None  # equal priorities take turns
+                return lane
+        return None
+
+    def _hold_for_rate_locked(self, lane: Lane, wait: float) -> None:
+        lane.rate_timer = self._timers.schedule(wait, partial(self._rate_release, lane))
+        self._touch(lane)
+
+    def _rate_release(self, lane: Lane) -> None:
+        acts: Acts = []
+        with self._lock:
+            lane.rate_timer = None
+            self._touch(lane)
+            self._dispatch_locked(acts)
+        self._do(acts)
+
+    def _start_locked(self, cmd: Command, acts: Acts) -> None:
+        lane = cmd.lane
+        lane.remove_waiting(cmd)
+        cmd.cancel_timers()  # deadline boosts are moot once it runs
+        cmd.state = CommandState.RUNNING
+        cmd.attempts += 1
+        now = self._clock.now()
+        run = cmd.run = Run(cmd, cmd.attempts, now)
+        lane.active += 1
+        if lane.active <= lane.config.min_concurrency:
+            self._reserved -= 1
+        lane.runs[run] = None
+        self._running += 1
+        if lane.limiter is not None:
+            lane.limiter.record(now)
+        if cmd.timeout is not None:
+            cmd.timers.append(self._timers.schedule(cmd.timeout, partial(self._on_timeout, run)))
+        if self._space_waiters:
+            self._space.notify_all()
+        self._exec.launch_locked(run, acts)
+
+    # the end of a run ----------------------------------------------------------
+
+    def _finish(self, run: Run, ok: bool, value: Any) -> None:
+        """A run returned or raised (called from the loop thread, a pool callback or a worker)."""
+        acts: Acts = []
+        with self._lock:
+            self._end_run_locked(run, ok, value, acts)
+            self._dispatch_locked(acts)
+        self._do(acts)
+
+    def _end_run_locked(self, run: Run, ok: bool, value: Any, acts: Acts) -> None:
+        run.ended = True
+        cmd = run.cmd
+        lane = cmd.lane
+        now = self._clock.now()
+        lane.active -= 1
+        if lane.active < lane.config.min_concurrency:
+            self._reserved += 1
+        del lane.runs[run]
+        self._running -= 1
+        lane.note_run_time(now - run.started_at)
+        if run.superseded:
+            if run.requeue and cmd.state is CommandState.RUNNING:
+                cmd.attempts -= 1  # a preempted attempt does not count against the retry policy
+                lane.add_waiting(cmd)
+                self._requeue_locked(cmd, keep_seq=True)
+        elif ok:
+            self._complete_locked(cmd, run, value, now, acts)
+        else:
+            self._fail_attempt_locked(cmd, value, acts)
+        self._lane_changed_locked(lane, acts)
+
+    def _final_locked(self, cmd: Command) -> None:
+        """The command reached a final state: forget it, release its group, wake drainers."""
+        cmd.cancel_timers()
+        del self._commands[cmd.id]
+        group = cmd.group
+        if group is not None:
+            group.outstanding -= 1
+            if group.outstanding == 0 and cmd.lane.group is group:
+                cmd.lane.group = None
+        if not self._commands:
+            self._quiet.notify_all()
+
+    def _complete_locked(self, cmd: Command, run: Run, value: Any, now: float, acts: Acts) -> None:
+        cmd.state = CommandState.COMPLETED
+        lane = cmd.lane
+        lane.completed += 1
+        latency = now - cmd.submitted_at
+        lane.latencies.record(latency)
+        lane.throughput.record(now)
+        self._final_locked(cmd)
+        if cmd.durable and self._pending is not None:
+            acts.append(partial(self._pending.delete, cmd.id))
+        acts.append(partial(cmd.future.settle, value))
+        self._emit(acts, "queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
+                   tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
+
+    def _fail_attempt_locked(self, cmd: Command, error: BaseException, acts: Acts) -> None:
+        lane = cmd.lane
+        policy = cmd.retry
+        if cmd.attempts < policy.max_attempts and policy.retries(error) and not self._closed:
+            delay = policy.delay_before(cmd.attempts) or 0.0
+            lane.retried += 1
+            cmd.state = CommandState.RETRY_WAIT
+            lane.add_waiting(cmd)
+            cmd.enqueued_at = self._clock.now()
+            self._emit(acts, "queue.command.retry", lane.name, command_id=cmd.id, caller=cmd.caller,
+                       attempt=cmd.attempts, delay_s=delay, error=repr(error))
+            if delay > 0:
+                cmd.timers.append(self._timers.schedule(delay, partial(self._retry_due, cmd)))
+            else:
+                self._requeue_locked(cmd)
+            return
+        cmd.state = CommandState.FAILED
+        lane.failed += 1
+        lane.dead_lettered += 1
+        self._final_locked(cmd)
+        reason = f"{cmd.spec.name} failed after {cmd.attempts} attempt(s): {error!r}"
+        acts.append(partial(self._dead_letter, cmd, reason, error))
+
+    def _dead_letter(self, cmd: Command, reason: str, error: BaseException) -> None:
+        """Outside the lock: letter first, then events, then the caller sees the error."""
+        source = f"lane:{cmd.lane.name}"
+        try:
+            if cmd.durable and self._pending is not None:
+                letter = self._pending.move_to_dead_letters(self._orch.dead_letters, cmd, source, reason, error)
+            else:
+                letter = self._orch.dead_letters.put(source, reason, attempts=cmd.attempts, error=error,
+                                                     work_id=cmd.id, payload=cmd.payload(with_fn=True))
+            letter_id = letter.id
+        except Exception:
+            log.exception("could not dead-letter command %s", cmd.id)
+            letter_id = ""
+        if self._events.active:
+            self._events.publish("queue.command.failed", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                                 tool=cmd.spec.name, error=repr(error), attempts=cmd.attempts)
+            self._events.publish("queue.command.dead_lettered", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                                 letter_id=letter_id, reason=reason)
+        cmd.future.settle(error=error)
+
+    def _retry_due(self, cmd: Command) -> None:
+        acts: Acts = []
+        with self._lock:
+            if cmd.state is CommandState.RETRY_WAIT:
+                cmd.timers.clear()
+                self._requeue_locked(cmd)
+                self._dispatch_locked(acts)
+        self._do(acts)
+
+    def _requeue_locked(self, cmd: Command, keep_seq: bool = False) -> None:
+        """Queue a waiting command again (retry or preempted); it is already counted as pending."""
+        lane = cmd.lane
+        cmd.state = CommandState.QUEUED
+        group = cmd.group
+        if group is not None and lane.group is group:
+            group.pending.append(cmd)
+        else:
+            if not keep_seq:
+                cmd.seq = next(self._seq)
+            cmd.queued = True
+            lane.queue.push(cmd)
+        self._touch(lane)
+
+    def _on_timeout(self, run: Run) -> None:
+        acts: Acts = []
+        with self._lock:
+            if run.ended or run.superseded:
+                return
+            run.superseded = True
+            cmd = run.cmd
+            cmd.lane.timed_out += 1
+            acts.append(partial(run.token.cancel, f"timed out after {cmd.timeout}s"))
+            self._emit(acts, "queue.command.timeout", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                       timeout_s=cmd.timeout, attempt=run.attempt)
+            error = CommandTimeout(
+                f"command {cmd.id} ({cmd.spec.name}) in lane {cmd.lane.name!r} ran past its {cmd.timeout}s timeout"
+                f" (attempt {run.attempt})"
+            )
+            self._fail_attempt_locked(cmd, error, acts)
+            self._lane_changed_locked(cmd.lane, acts)
+            self._dispatch_locked(acts)
+        self._do(acts)
+
+    # cancel and preempt ----------------------------------------------------------
+
+    def _unqueue_locked(self, cmd: Command) -> None:
+        """Take a QUEUED command out of whichever structure holds it."""
+        lane = cmd.lane
+        if cmd.queued:
+            lane.queue.discard(cmd)
+            cmd.queued = False
+        elif cmd in lane.preemptors:
+            lane.preemptors.remove(cmd)
+        elif cmd.group is not None and cmd in cmd.group.pending:
+            cmd.group.pending.remove(cmd)
+        lane.remove_waiting(cmd)
+
+    def _cancel_locked(self, cmd: Command, reason: str, acts: Acts) -> None:
+        lane = cmd.lane
+        state = cmd.state
+        if state is CommandState.QUEUED:
+            self._unqueue_locked(cmd)
+        elif state is CommandState.RETRY_WAIT:
+            lane.remove_waiting(cmd)
+        elif state is CommandState.RUNNING and cmd.run is not None and not cmd.run.superseded:
+            cmd.run.superseded = True
+            acts.append(partial(cmd.run.token.cancel, reason))
+        cmd.state = CommandState.CANCELLED
+        lane.cancelled += 1
+        self._final_locked(cmd)
+        if cmd.durable and self._pending is not None:
+            acts.append(partial(self._pending.delete, cmd.id))
+        acts.append(partial(cmd.future.settle, error=CommandCancelled(f"command {cmd.id} cancelled: {reason}")))
+        self._emit(acts, "queue.command.cancelled", lane.name, command_id=cmd.id, caller=cmd.caller, reason=reason)
+        self._lane_changed_locked(lane, acts)
+
+    def _preempt_locked(self, cmd: Command, acts: Acts) -> bool:
+        """If ``cmd`` arrives at a full lane, preempt the lowest-priority preemptible run; True if it did."""
+        lane = cmd.lane
+        action = lane.config.preempt
+        if action is PreemptAction.NEVER or lane.active < lane.cap or lane.group is not None:
+            return False
+        now = self._clock.now()
+        victim: Run | None = None
+        for run in lane.runs:
+            c = run.cmd
+            if run.superseded or not c.preemptible or c.level <= cmd.level:
+                continue
+            if now - run.started_at < lane.config.preempt_min_runtime_s:
+                continue
+            if victim is None or (c.level, run.started_at) > (victim.cmd.level, victim.started_at):
+                victim = run
+        if victim is None:
+            return False
+        victim.superseded = True
+        lane.preempted += 1
+        vc = victim.cmd
+        reason = f"preempted by command {cmd.id} (priority {cmd.level} over {vc.level})"
+        acts.append(partial(victim.token.cancel, reason, preempted=True))
+        self._emit(acts, "queue.command.preempted", lane.name, command_id=vc.id, caller=vc.caller,
+                   by=cmd.id, action=action.value)
+        if action is PreemptAction.REQUEUE:
+            victim.requeue = True
+        else:
+            vc.state = CommandState.CANCELLED
+            self._final_locked(vc)
+            if vc.durable and self._pending is not None:
+                acts.append(partial(self._pending.delete, vc.id))
+            acts.append(partial(vc.future.settle, error=Preempted(f"command {vc.id} {reason}")))
+        lane.preemptors.append(cmd)
+        return True

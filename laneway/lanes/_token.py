@@ -1,0 +1,119 @@
+"""Cooperative cancellation for running commands: a token tools check or await."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import threading
+from typing import Callable
+
+from laneway.errors import CommandCancelled, Preempted
+
+log = logging.getLogger(__name__)
+
+_current: contextvars.ContextVar[CancellationToken | None] = contextvars.ContextVar("laneway_token", default=None)
+
+
+class CancellationToken:
+    """Tells running work that it should stop; the work checks it (or awaits it) and stops itself.
+
+    Each run of a command gets a fresh token. The lane manager cancels it when
+    the command is cancelled, times out or is preempted. A sync tool cannot be
+    interrupted from outside, so long tools should call
+    :meth:`raise_if_cancelled` between steps or use :meth:`wait` as an
+    interruptible sleep; an async tool's task is cancelled as well.
+
+    A tool receives the token as a ``cancel_token`` keyword argument when its
+    signature has one, or from :func:`current_token` anywhere in its call stack.
+
+    Example:
+        >>> token = CancellationToken()
+        >>> token.cancel("user pressed stop")
+        >>> token.cancelled, token.reason
+        (True, 'user pressed stop')
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[str], None]] = []
+        self.reason = ""
+        self.preempted = False
+
+    def __repr__(self) -> str:
+        return f"<CancellationToken {'cancelled: ' + self.reason if self.cancelled else 'active'}>"
+
+    @property
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` was called."""
+        return self._event.is_set()
+
+    def cancel(self, reason: str = "cancelled", *, preempted: bool = False) -> bool:
+        """Cancel (the first reason wins) and run the callbacks in this thread; True if this call cancelled it."""
+        with self._lock:
+            if self._event.is_set():
+                return False
+            self.reason = reason
+            self.preempted = preempted
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            try:
+                fn(reason)
+            except Exception:
+                log.exception("cancellation callback %r raised", fn)
+        return True
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`~laneway.errors.CommandCancelled` (``Preempted`` when preempted) if cancelled."""
+        if self._event.is_set():
+            raise (Preempted if self.preempted else CommandCancelled)(self.reason)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until cancelled or ``timeout`` seconds pass; True if cancelled (an interruptible sleep)."""
+        return self._event.wait(timeout)
+
+    async def wait_async(self) -> str:
+        """Suspend the calling task until the token is cancelled; returns the reason.
+
+        Example:
+            >>> async def tool(cancel_token):              # doctest: +SKIP
+            ...     await cancel_token.wait_async()
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+
+        def wake(reason: str) -> None:
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(reason))
+
+        self.add_callback(wake)
+        return await fut
+
+    def add_callback(self, fn: Callable[[str], None]) -> None:
+        """Call ``fn(reason)`` on cancellation (at once, in this thread, if already cancelled)."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(fn)
+                return
+        fn(self.reason)
+
+
+def current_token() -> CancellationToken | None:
+    """The token of the command running in this thread or task, or None outside a command.
+
+    Example:
+        >>> from laneway.lanes import current_token
+        >>> def long_tool(items):                          # doctest: +SKIP
+        ...     for item in items:
+        ...         current_token().raise_if_cancelled()
+    """
+    return _current.get()
+
+
+def _set_current(token: CancellationToken | None) -> contextvars.Token:
+    return _current.set(token)
+
+
+def _reset_current(mark: contextvars.Token) -> None:
+    _current.reset(mark)

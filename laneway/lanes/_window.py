@@ -1,0 +1,82 @@
+"""Sliding windows a lane keeps: start-rate limits, throughput and latency percentiles.
+
+Not thread-safe: the lane manager's scheduler lock guards them. Times come
+from the orchestrator's clock, so tests drive them with a ManualClock.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+from laneway.lanes._config import RateLimit
+
+
+class RateLimiter:
+    """Start timestamps per configured window; a start is allowed while every window has room."""
+
+    __slots__ = ("_windows",)
+
+    def __init__(self, limit: RateLimit) -> None:
+        self._windows = [(span, n, collections.deque()) for span, n in limit.windows()]
+
+    def wait_s(self, now: float) -> float:
+        """0 if a command may start now, else seconds until the fullest window frees a place."""
+        wait = 0.0
+        for span, n, starts in self._windows:
+            while starts and starts[0] <= now - span:
+                starts.popleft()
+            if len(starts) >= n:
+                wait = max(wait, starts[0] + span - now)
+        return wait
+
+    def record(self, now: float) -> None:
+        for _, _, starts in self._windows:
+            starts.append(now)
+
+
+class Throughput:
+    """Completions per one-second bucket over the last ``span_s`` seconds."""
+
+    __slots__ = ("_buckets", "_span", "_since")
+
+    def __init__(self, now: float, span_s: float = 60.0) -> None:
+        self._buckets: collections.deque[list[int]] = collections.deque()
+        self._span = span_s
+        self._since = now
+
+    def record(self, now: float) -> None:
+        second = int(now)
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == second:
+            buckets[-1][1] += 1
+        else:
+            buckets.append([second, 1])
+            while buckets[0][0] <= second - self._span:
+                buckets.popleft()
+
+    def rate(self, now: float) -> float:
+        """Completions per second over the window (or since the lane started, if younger)."""
+        cutoff = int(now) - self._span
+        total = sum(n for second, n in self._buckets if second > cutoff)
+        return total / max(1.0, min(self._span, now - self._since))
+
+
+class Latencies:
+    """The most recent ``size`` latencies, for percentiles."""
+
+    __slots__ = ("_samples",)
+
+    def __init__(self, size: int = 2048) -> None:
+        self._samples: collections.deque[float] = collections.deque(maxlen=size)
+
+    def record(self, seconds: float) -> None:
+        self._samples.append(seconds)
+
+    def percentiles(self, *qs: float) -> tuple[float | None, ...]:
+        """Nearest-rank percentiles (``qs`` in 0..100), None each when there are no samples."""
+        ordered = sorted(self._samples)
+        if not ordered:
+            return tuple(None for _ in qs)
+        last = len(ordered) - 1
+        return tuple(ordered[min(last, max(0, math.ceil(q / 100 * len(ordered)) - 1))] for q in qs)
