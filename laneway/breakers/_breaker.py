@@ -9,7 +9,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 from laneway.actors import Clock, MonotonicClock
 from laneway.breakers._config import BreakerConfig, BreakerState, BreakerStatistics, Transition
 from laneway.breakers._states import BEHAVIOURS, Closed, Open, Permit, StateBehaviour
-from laneway.errors import CircuitOpen, ConfigError
+from laneway.errors import Cancelled, CircuitOpen, ConfigError, SystemShutdown
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,14 @@ class CircuitBreaker:
     def record(self, permit: Permit, error: BaseException | None = None) -> BreakerState:
         """Report how the call made under ``permit`` ended; returns the state afterwards.
 
-        ``error`` None, or an excluded error, is a success; any other error is a failure.
+        ``error`` None, or an excluded error, is a success; any other error is
+        a failure, except :class:`~laneway.errors.Cancelled` and
+        :class:`~laneway.errors.SystemShutdown`, which say nothing about the
+        dependency's health: those give the permit back (:meth:`release`).
         """
+        if isinstance(error, (Cancelled, SystemShutdown)):
+            self.release(permit)
+            return self.state
         # Exclude predicates are user code: evaluate them before taking the lock.
         failed = error is not None and not self.config.excludes(error)
         with self._lock:

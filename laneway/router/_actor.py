@@ -27,6 +27,8 @@ from laneway.errors import (
     LanewayError,
     NoCapableAgent,
     NoEligibleAgent,
+    RouterError,
+    SystemShutdown,
 )
 from laneway.lanes import RetryPolicy
 from laneway.router._invoke import Attempt, Runners
@@ -41,6 +43,13 @@ DEAD_LETTER_SOURCE = "router"
 
 @attrs.frozen
 class Submit:
+    task: Task
+
+
+@attrs.frozen
+class SubmitNow:
+    """Start the task on an eligible agent now, or raise; never queue it."""
+
     task: Task
 
 
@@ -136,6 +145,9 @@ def tell_quietly(ref: ActorRef, message: Any) -> None:
 class RouterActor(Actor):
     """Decides which agent runs each task, and what happens when it fails. See :class:`Router`."""
 
+    # Refusals of a submit_nowait are answers to the caller, not crashes.
+    reply_errors = Actor.reply_errors + (RouterError, SystemShutdown)
+
     def __init__(
         self,
         *,
@@ -171,13 +183,29 @@ class RouterActor(Actor):
             # Nothing could ever run it: fail at once; the caller learns it from the future.
             self._settle(task, error=NoCapableAgent(self._no_capable_text(task)))
             return
+        self._accept(task)
+        if not self._route(task):
+            self.waiting.push(task)
+
+    @handler(SubmitNow)
+    def _submit_now(self, msg: SubmitNow) -> None:
+        task = msg.task
+        if self.closed is not None:
+            raise SystemShutdown(str(self.closed))
+        if not self.index.has_capable(task.capabilities, task.role):
+            raise NoCapableAgent(self._no_capable_text(task))
+        if not self.index.eligible(task.capabilities, task.role):
+            raise NoEligibleAgent(f"no agent with {sorted(task.capabilities)}{self._role_text(task)} is eligible now")
+        self.c["submitted"] += 1
+        self._accept(task)
+        self._route(task)
+
+    def _accept(self, task: Task) -> None:
         clock = self.orchestrator.clock
         self.tasks[task.id] = task
         if task.timeout is not None:
             task.deadline = clock.now() + task.timeout
             task.timers.append(clock.call_later(task.timeout, self._timer(_DeadlineDue(task.id))))
-        if not self._route(task):
-            self.waiting.push(task)
 
     @handler(Register)
     def _register(self, msg: Register) -> AgentInfo:

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.errors import AgentTimeout, ConfigError, SystemShutdown
+from laneway.errors import Cancelled, ConfigError, SystemShutdown
 
 if TYPE_CHECKING:
     from laneway.actors import Orchestrator
@@ -131,7 +131,10 @@ class _Workers:
                 self._backlog -= 1
             if fn is None:
                 return
-            fn()
+            try:
+                fn()
+            except Exception:  # calls report their own errors; this is a last line of defence
+                log.exception("%s: a queued call raised", self._name)
 
     def close(self, timeout: float) -> bool:
         """Stop the threads once their current call ends; False if some did not within ``timeout``."""
@@ -255,7 +258,7 @@ class Runners:
                 result = await awaitable
             except asyncio.CancelledError:
                 attempt.latency_s = time.perf_counter() - start
-                done(attempt.cancel_error or SystemShutdown("the router shut down while the task ran"))
+                done(attempt.cancel_error or Cancelled(f"task {attempt.task_id} was cancelled on the event loop"))
                 return
             except Exception as exc:
                 attempt.latency_s = time.perf_counter() - start
@@ -283,7 +286,7 @@ class Runners:
         def finished(f: Any) -> None:
             attempt.latency_s = time.perf_counter() - t0
             if f.cancelled():
-                done(attempt.cancel_error or AgentTimeout(f"task {attempt.task_id} was cancelled on the pool"))
+                done(attempt.cancel_error or Cancelled(f"task {attempt.task_id} was cancelled on the pool"))
                 return
             error = f.exception()
             done(error) if error is not None else done(None, f.result())

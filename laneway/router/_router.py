@@ -24,6 +24,7 @@ from laneway.router._actor import (
     Register,
     RouterActor,
     Submit,
+    SubmitNow,
     Unregister,
     tell_quietly,
 )
@@ -271,6 +272,45 @@ class Router:
             ConfigError: a bad argument.
             SystemShutdown: the router is shut down.
         """
+        task = self._new_task(payload, capabilities, role, timeout, retry, context)
+        self._live.add(1)
+        try:
+            self._ref.tell(Submit(task))
+        except ActorDead:
+            self._live.add(-1)
+            raise SystemShutdown(f"router {self.name} is not running") from None
+        return task.future
+
+    def submit_nowait(
+        self,
+        payload: Any,
+        *,
+        capabilities: Iterable[str] | str = (),
+        role: AlphaRole | str | int | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        context: Any = None,
+    ) -> Future[Any]:
+        """Like :meth:`submit`, but the task never waits in the router: it starts on an
+        eligible agent now, or the call raises (the caller, e.g. a lane, keeps it queued).
+
+        Retries after a failure may still wait for an agent, within ``timeout``.
+
+        Raises:
+            NoEligibleAgent: agents with the capabilities exist, none is eligible now.
+            NoCapableAgent: no agent has the capabilities.
+            ConfigError, SystemShutdown: as :meth:`submit`.
+        """
+        task = self._new_task(payload, capabilities, role, timeout, retry, context)
+        self._live.add(1)
+        try:
+            self._ref.ask(SubmitNow(task))
+        except BaseException:
+            self._live.add(-1)
+            raise
+        return task.future
+
+    def _new_task(self, payload: Any, capabilities: Any, role: Any, timeout: Any, retry: Any, context: Any) -> Task:
         caps = capability_set(capabilities, "capabilities")
         role = None if role is None else AlphaRole.coerce(role)
         timeout = self.default_timeout if timeout is None else _timeout(timeout, "timeout")
@@ -282,16 +322,9 @@ class Router:
         future: Future[Any] = Future()
         future._what = f"result of task {task_id}"
         future._timeout_error = LanewayTimeout
-        task = Task(task_id, payload, caps, role, context, retry or self.retry, future, timeout=timeout, seq=seq)
         ref = self._ref
         future.add_done_callback(lambda f: f.cancelled() and tell_quietly(ref, CancelTask(task_id)))
-        self._live.add(1)
-        try:
-            ref.tell(Submit(task))
-        except ActorDead:
-            self._live.add(-1)
-            raise SystemShutdown(f"router {self.name} is not running") from None
-        return future
+        return Task(task_id, payload, caps, role, context, retry or self.retry, future, timeout=timeout, seq=seq)
 
     def run(self, payload: Any, **kwargs: Any) -> Any:
         """:meth:`submit` and wait for the result (bounded by the task's timeout, if any).

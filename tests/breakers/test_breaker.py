@@ -286,3 +286,18 @@ def test_merged_overrides_fields_and_rejects_unknown_ones():
     assert base.merged({"failure_threshold": 2}) == BreakerConfig(failure_threshold=2, reset_timeout_s=20)
     with pytest.raises(ConfigError, match="fail_max"):
         base.merged({"fail_max": 2})
+
+
+def test_cancellation_and_shutdown_say_nothing_about_health():
+    from laneway.errors import Cancelled, SystemShutdown
+
+    clock = ManualClock()
+    cb, _ = make(clock, failure_threshold=1, reset_timeout_s=1)
+    fail(cb, error=Cancelled("caller gave up"))
+    fail(cb, error=SystemShutdown("stopping"))
+    assert cb.state is CLOSED and cb.statistics().failures == 0
+    fail(cb)
+    clock.advance(1)
+    probe = cb.acquire()
+    cb.record(probe, Cancelled("probe cancelled"))
+    assert cb.state is HALF_OPEN and cb.try_acquire() is not None  # the probe slot is free again

@@ -283,3 +283,33 @@ def test_roles_have_numbers_symbols_and_meanings():
             AlphaRole.coerce(bad)
     with pytest.raises(ConfigError, match="strategy"):
         RoutingStrategy.coerce("fastest")
+
+
+def test_submit_nowait_starts_now_or_raises_without_queueing(orch, gate):
+    orch.register_agent("solo", "executor", {"x"}, 1, gate)
+    first = orch.router.submit_nowait("first", capabilities="x")
+    gate.wait_entered(1)
+    with pytest.raises(NoEligibleAgent, match="eligible now"):
+        orch.router.submit_nowait("second", capabilities="x")
+    with pytest.raises(NoCapableAgent):
+        orch.router.submit_nowait("third", capabilities="y")
+    assert orch.router.statistics().waiting == 0
+    gate.open()
+    assert first.get(10) == "first"
+    assert orch.router.wait_idle(10)
+    assert orch.router.statistics().submitted == 1
+
+
+def test_a_caller_cancelling_a_running_async_task_does_not_count_against_the_agent(orch):
+    async def forever(payload):
+        await asyncio.Future()
+
+    orch.register_agent("slow", "executor", {"x"}, 1, forever, breaker={"failure_threshold": 1})
+    with orch.events.subscribe("agent.task") as sub:
+        fut = orch.router.submit(1, capabilities="x")
+        sub.wait_for(lambda e: e.key == "agent.task.started", 10)
+        fut.cancel()
+        sub.wait_for(lambda e: e.key == "agent.task.failed", 10)
+    assert orch.router.wait_idle(10)
+    assert orch.router.agent("slow").breaker is BreakerState.CLOSED
+    assert orch.router.breaker("slow").statistics().failures == 0
