@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from typing import Any, Callable
 
-import attrs
-
-from laneway.actors import Actor, ActorRef, SupervisorRef, handler
+from laneway.actors import Actor, SupervisorRef, handler
 from laneway.breakers import CallOutcome, GuardedCall
 from laneway.errors import (
     ActorDead,
@@ -32,6 +29,23 @@ from laneway.errors import (
 )
 from laneway.lanes import RetryPolicy
 from laneway.router._invoke import Attempt, Runners
+from laneway.router._messages import (
+    Abandon,
+    BreakerMoved,
+    CancelTask,
+    Close,
+    DeadlineDue,
+    Finished,
+    GetAgents,
+    GetStatistics,
+    LiveTasks,
+    Register,
+    RetryDue,
+    Submit,
+    SubmitNow,
+    Unregister,
+    tell_quietly,
+)
 from laneway.router._records import AgentInfo, RouterStatistics, RoutingStrategy
 from laneway.router._select import AgentIndex, AgentSlot, pick
 from laneway.router._task import Task, TaskState, WaitQueue
@@ -39,107 +53,6 @@ from laneway.router._task import Task, TaskState, WaitQueue
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_SOURCE = "router"
-
-
-@attrs.frozen
-class Submit:
-    task: Task
-
-
-@attrs.frozen
-class SubmitNow:
-    """Start the task on an eligible agent now, or raise; never queue it."""
-
-    task: Task
-
-
-@attrs.frozen
-class Register:
-    slot: AgentSlot
-
-
-@attrs.frozen
-class Unregister:
-    agent_id: str
-
-
-@attrs.frozen
-class GetAgents:
-    agent_id: str | None = None
-
-
-@attrs.frozen
-class GetStatistics:
-    pass
-
-
-@attrs.frozen
-class CancelTask:
-    task_id: str
-
-
-@attrs.frozen
-class Close:
-    """Stop taking work; fail the tasks not yet running. Replies how many still run."""
-
-    error: LanewayError
-
-
-@attrs.frozen
-class Abandon:
-    """Fail the tasks still running (their agents did not finish in time at shutdown)."""
-
-    error: LanewayError
-
-
-@attrs.frozen
-class _Finished:
-    task: Task
-    slot: AgentSlot
-    attempt: Attempt
-    outcome: CallOutcome
-
-
-@attrs.frozen
-class BreakerMoved:
-    """An agent's breaker changed state, or its breaker actor restarted (sent from any thread)."""
-
-    agent_id: str
-
-
-@attrs.frozen
-class _DeadlineDue:
-    task_id: str
-
-
-@attrs.frozen
-class _RetryDue:
-    task_id: str
-
-
-class LiveTasks:
-    """Count of accepted, unfinished tasks, for ``Router.wait_idle``; safe from any thread."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._n = 0
-
-    def add(self, n: int = 1) -> None:
-        with self._cond:
-            self._n += n
-            if self._n == 0:
-                self._cond.notify_all()
-
-    def wait_zero(self, timeout: float | None) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._n == 0, timeout)
-
-
-def tell_quietly(ref: ActorRef, message: Any) -> None:
-    try:
-        ref.tell(message)
-    except ActorDead:
-        log.debug("router is gone; dropping %r", type(message).__name__)
 
 
 class RouterActor(Actor):
@@ -205,7 +118,7 @@ class RouterActor(Actor):
         self.tasks[task.id] = task
         if task.timeout is not None:
             task.deadline = clock.now() + task.timeout
-            task.timers.append(clock.call_later(task.timeout, self._timer(_DeadlineDue(task.id))))
+            task.timers.append(clock.call_later(task.timeout, self._timer(DeadlineDue(task.id))))
 
     @handler(Register)
     def _register(self, msg: Register) -> AgentInfo:
@@ -274,8 +187,8 @@ class RouterActor(Actor):
 
     # outcomes and timers ------------------------------------------------------------------
 
-    @handler(_Finished)
-    def _finished(self, msg: _Finished) -> None:
+    @handler(Finished)
+    def _finished(self, msg: Finished) -> None:
         task, slot, attempt, outcome = msg.task, msg.slot, msg.attempt, msg.outcome
         slot.in_flight -= 1
         slot.update_rank()
@@ -307,8 +220,8 @@ class RouterActor(Actor):
             self.index.refresh(slot)
             self._drain()
 
-    @handler(_DeadlineDue)
-    def _deadline_due(self, msg: _DeadlineDue) -> None:
+    @handler(DeadlineDue)
+    def _deadline_due(self, msg: DeadlineDue) -> None:
         task = self.tasks.get(msg.task_id)
         if task is None:
             return
@@ -325,8 +238,8 @@ class RouterActor(Actor):
             error = AgentTimeout(f"task {task.id} did not finish within {task.timeout}s on agent {task.attempt.agent_id}")
             self._end(task, error, "its deadline passed while an agent ran it", dead_letter=True)
 
-    @handler(_RetryDue)
-    def _retry_due(self, msg: _RetryDue) -> None:
+    @handler(RetryDue)
+    def _retry_due(self, msg: RetryDue) -> None:
         task = self.tasks.get(msg.task_id)
         if task is not None and task.state is TaskState.RETRY_WAIT:
             self._reroute(task)
@@ -369,7 +282,7 @@ class RouterActor(Actor):
             runners.start(invoker, task.payload, task.context, attempt, remaining, done)
 
         def reply(outcome: CallOutcome) -> None:
-            tell_quietly(me, _Finished(task, slot, attempt, outcome))
+            tell_quietly(me, Finished(task, slot, attempt, outcome))
 
         try:
             slot.breaker_ref.tell(GuardedCall(start, reply))
@@ -378,7 +291,7 @@ class RouterActor(Actor):
             # circuit, until a restart of it is reported (see _breaker_moved).
             slot.down = True
             rejected = CallOutcome(False, CircuitOpen(f"breaker of agent {slot.agent_id} is not running"))
-            tell_quietly(me, _Finished(task, slot, attempt, rejected))
+            tell_quietly(me, Finished(task, slot, attempt, rejected))
 
     def _drain(self) -> None:
         self.waiting.drain(self._route)
@@ -409,7 +322,7 @@ class RouterActor(Actor):
             self._reroute(task)
             return
         task.state = TaskState.RETRY_WAIT
-        task.timers.append(clock.call_later(delay, self._timer(_RetryDue(task.id))))
+        task.timers.append(clock.call_later(delay, self._timer(RetryDue(task.id))))
 
     def _succeed(self, task: Task, value: Any) -> None:
         self.c["completed"] += 1
