@@ -334,10 +334,13 @@ class RouterActor(Actor):
         self._finish(task)
         if dead_letter:
             self.c["dead_lettered"] += 1
-            self.orchestrator.dead_letters.put(
-                DEAD_LETTER_SOURCE, f"task {task.id}: {reason}", attempts=task.attempts, error=error,
-                work_id=task.id, payload=task.work(),
-            )  # fmt: skip
+            try:
+                self.orchestrator.dead_letters.put(
+                    DEAD_LETTER_SOURCE, f"task {task.id}: {reason}", attempts=task.attempts, error=error,
+                    work_id=task.id, payload=task.work(),
+                )  # fmt: skip
+            except Exception:  # e.g. the store's disk is full: the caller still gets the error
+                log.exception("could not dead-letter task %s (%s)", task.id, reason)
         task.future.settle(error=error)
 
     def _end(self, task: Task, error: BaseException | None, reason: str, dead_letter: bool = False) -> None:
