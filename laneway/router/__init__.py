@@ -8,7 +8,6 @@ Example:
     'HI'
 """
 
-from laneway.router._invoke import Attempt
 from laneway.router._records import AgentInfo, AgentOptions, RoutedWork, RouterStatistics, RoutingStrategy
 from laneway.router._roles import AlphaRole
 from laneway.router._router import Router
@@ -20,7 +19,6 @@ __all__ = [
     "AgentOptions",
     "AgentSlot",
     "AlphaRole",
-    "Attempt",
     "RoutedWork",
     "Router",
     "RouterStatistics",
