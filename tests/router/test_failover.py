@@ -164,3 +164,20 @@ def test_a_tripped_breaker_sends_work_elsewhere_and_reset_brings_it_back(orch):
     assert {orch.router.run(i, capabilities="x", timeout=10)[0] for i in range(4)} == {"b"}
     orch.router.breaker("a").reset()
     assert "a" in {orch.router.run(i, capabilities="x", timeout=10)[0] for i in range(4)}
+
+
+def test_dead_letters_persist_in_sqlite_and_resubmit_after_a_restart(tmp_path):
+    from laneway import Orchestrator
+
+    path = tmp_path / "laneway.db"
+    with Orchestrator(name="first", store=str(path)) as orch:
+        orch.register_agent("bad", "executor", {"x"}, 1, always_fails)
+        with pytest.raises(AgentDown):
+            orch.router.run({"doc": 7}, capabilities="x", role="executor", context={"wf": "w1"}, timeout=10,
+                            retry=RetryPolicy.none())
+    with Orchestrator(name="second", store=str(path)) as orch:
+        [letter] = orch.dead_letters.list("router")
+        assert letter.payload.payload == {"doc": 7} and letter.payload.role is AlphaRole.EXECUTOR
+        orch.register_agent("good", "executor", {"x"}, 1, lambda payload, ctx: (payload, ctx))
+        assert orch.dead_letters.resubmit(letter.id).get(10) == ({"doc": 7}, {"wf": "w1"})
+        assert orch.dead_letters.list("router") == []
