@@ -1,0 +1,445 @@
+"""The pool's Ray backend: each laneway worker is one Ray actor.
+
+``Pool(orch, backend="ray")`` runs the same workers as the default ZeroMQ pool,
+as Ray actors on a local Ray (``ray.init(num_cpus=...)``) or on an existing
+cluster (``address="auto"`` or ``"ray://HOST:10001"``). Everything that decides
+*what* happens (queue, windows, attempts, timeouts, dead letters, restarts) stays
+in the pool; this module only moves tasks and notices deaths. Ray's own actor
+restarts and task retries are switched off so they never double up with
+laneway's supervisor.
+
+How it works, in one event loop thread:
+
+* ``start_worker`` creates the actor and one *watch* call chain: ``hello`` (the
+  worker is ready: pid, host, node), then ``beat`` calls forever (memory and CPU
+  for the pool). The watch is the only place that reports ``worker_lost``: a
+  dead actor, however it died (``ray.kill`` after a timeout, a SIGKILLed process,
+  a lost node), fails the outstanding call, so no idle death goes unnoticed. A
+  beat that does not come back in time (``hub.clock``) kills the actor as hung.
+* Tasks the pool assigns to a worker go out as one actor call per batch (at most
+  ``max_calls_per_worker`` in flight, the rest waiting to form the next batch).
+  Each call is a streaming generator, so outcomes come back as tasks finish,
+  not when the batch ends. Functions travel once per actor, then by digest.
+* All reports to the pool go through one reporter thread, in order, so no pool
+  callback (which may run user code) ever stalls Ray I/O, and a worker's last
+  results always reach the pool before its ``worker_lost``.
+
+Example:
+    >>> from laneway import Orchestrator
+    >>> with Orchestrator(name="doc") as orch:                                  # doctest: +SKIP
+    ...     pool = orch.start_pool(backend="ray", workers=2, num_cpus=2)
+    ...     pool.submit(pow, 2, 10).get(timeout=60)
+    1024
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+from laneway.errors import ConfigError, PoolError
+from laneway.pool import _ray_session
+from laneway.pool._backend import Backend, TaskOutcome, TaskWire, WorkerHub
+from laneway.pool._runner import ShipLedger
+
+log = logging.getLogger(__name__)
+
+#: Bound on waiting for the loop thread to create an actor (it does not wait for Ray).
+LOOP_CALL_S = 30.0
+#: After a kill, how long to wait for Ray to confirm the death before reporting it anyway.
+KILL_CONFIRM_S = 10.0
+#: How long a dead worker's last streamed results may take to drain before ``worker_lost``.
+DRAIN_S = 5.0
+#: Actor options laneway owns: Ray restarting or retrying would double up with the supervisor.
+_OWNED_OPTIONS = {"max_restarts": 0, "max_task_retries": 0}
+
+
+class _Slot:
+    """The backend's state for one worker incarnation (touched only on the loop thread)."""
+
+    __slots__ = ("wid", "handle", "ledger", "seq", "calls", "outbox", "gens", "reason", "error", "dead",
+                 "consumer", "timer", "gone")
+
+    def __init__(self, wid: str, handle: Any) -> None:
+        self.wid = wid
+        self.handle = handle
+        self.ledger = ShipLedger()
+        self.seq = 0  # next batch number; the actor serves them strictly in order
+        self.calls = 0  # batch calls in flight
+        self.outbox: list[TaskWire] = []  # assigned, waiting for a free call
+        self.gens: asyncio.Queue[Any] = asyncio.Queue()
+        self.reason: str | None = None  # why we stopped or killed it (None: it died on its own)
+        self.error: BaseException | None = None
+        self.dead = False
+        self.consumer: asyncio.Task[None] | None = None
+        self.timer: Any = None  # start or heartbeat deadline on hub.clock
+        self.gone = threading.Event()  # set once worker_lost was reported
+
+
+class RayBackend(Backend):
+    """Runs pool workers as Ray actors (``Pool(orch, backend="ray", ...)``).
+
+    Args:
+        address: ``None`` starts a local Ray (unless the application already called
+            ``ray.init``); ``"auto"`` or ``"ray://HOST:10001"`` joins a running cluster.
+        num_cpus: CPUs of the local Ray (only without ``address``).
+        worker_cpus: CPUs each worker actor reserves from Ray's scheduler.
+        heartbeat_s: seconds between a worker's heartbeats (memory and CPU for the pool).
+        heartbeat_timeout_s: a heartbeat this much later than due means the worker hung: it is killed.
+        start_timeout_s: an actor not up after this long (e.g. the cluster lacks resources) is killed.
+        max_calls_per_worker: batch calls in flight per actor; tasks assigned meanwhile wait to
+            form the next batch, so busy pools send big batches.
+        actor_options: extra ``ray.remote`` options for the worker actors (``resources``,
+            ``scheduling_strategy``, ``runtime_env``, ...), except restarts and retries.
+        init_options: extra ``ray.init`` keywords when laneway starts or joins Ray.
+
+    Raises:
+        ConfigError: a bad value, or an option laneway must own (``max_restarts``, ...).
+
+    Example:
+        >>> pool = orch.start_pool(backend="ray", address="auto", workers=8)   # doctest: +SKIP
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        *,
+        worker_cpus: float = 1.0,
+        heartbeat_s: float = 1.0,
+        heartbeat_timeout_s: float = 30.0,
+        start_timeout_s: float = 120.0,
+        max_calls_per_worker: int = 2,
+        actor_options: dict[str, Any] | None = None,
+        init_options: dict[str, Any] | None = None,
+    ) -> None:
+        _check_positive(heartbeat_s=heartbeat_s, heartbeat_timeout_s=heartbeat_timeout_s,
+                        start_timeout_s=start_timeout_s, max_calls_per_worker=max_calls_per_worker)
+        if worker_cpus < 0:
+            raise ConfigError(f"RayBackend worker_cpus must be >= 0, got {worker_cpus!r}")
+        if num_cpus is not None and num_cpus < 1:
+            raise ConfigError(f"RayBackend num_cpus must be >= 1, got {num_cpus!r}")
+        owned = sorted(set(actor_options or ()) & {*_OWNED_OPTIONS, "max_retries"})
+        if owned:
+            raise ConfigError(f"RayBackend actor_options may not set {owned}: laneway's supervisor owns "
+                              "restarts and retries, so Ray's are always off")
+        self.address = address
+        self.num_cpus = num_cpus
+        self.heartbeat_s = heartbeat_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self.max_calls = max_calls_per_worker
+        self._actor_options = {"num_cpus": worker_cpus, **(actor_options or {}), **_OWNED_OPTIONS}
+        self._init_options = dict(init_options or {})
+        self._hub: WorkerHub | None = None
+        self._owns_session = False
+        self._slots: dict[str, _Slot] = {}
+        self._closed = False
+        self._wake_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reports: queue.SimpleQueue[tuple[Callable[..., Any], tuple, dict] | None] = queue.SimpleQueue()
+
+    # --- lifecycle --------------------------------------------------------------
+
+    def open(self, hub: WorkerHub) -> None:
+        """Start or join Ray, then the loop and reporter threads."""
+        import ray
+
+        from laneway.pool._ray_worker import RayWorker
+
+        self._hub = hub
+        self._owns_session = _ray_session.acquire(self.address, self.num_cpus, self._init_options)
+        self._ray = ray
+        self._actor_cls = ray.remote(**self._actor_options)(RayWorker)
+        self._loop = asyncio.new_event_loop()
+        name = getattr(hub, "name", "pool")
+        self._loop_thread = threading.Thread(target=self._run_loop, name=f"laneway-ray:{name}", daemon=True)
+        self._reporter = threading.Thread(target=self._run_reports, name=f"laneway-ray-reports:{name}", daemon=True)
+        self._loop_thread.start()
+        self._reporter.start()
+
+    def close(self, timeout: float) -> None:
+        """Kill any actor still alive, stop the threads, and shut Ray down if laneway started it."""
+        if self._closed or self._hub is None:
+            self._closed = True
+            return
+        slots = self._on_loop(lambda: list(self._slots.values()))
+        for slot in slots:
+            self.kill_worker(slot.wid, "pool closed")
+        deadline = time.monotonic() + timeout
+        for slot in slots:
+            if not slot.gone.wait(max(0.0, deadline - time.monotonic())):
+                log.warning("Ray worker %s still not confirmed dead at close", slot.wid)
+        self._closed = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(timeout=LOOP_CALL_S)
+        self._reports.put(None)
+        self._reporter.join(timeout=LOOP_CALL_S)
+        if self._owns_session:
+            _ray_session.release()
+
+    def describe(self) -> dict[str, Any]:
+        """Where the workers run: the cluster address (or ``"local"``) and actor resources."""
+        return {"address": self.address or "local", "num_cpus": self.num_cpus,
+                "worker_cpus": self._actor_options["num_cpus"], "started_ray": self._owns_session}
+
+    # --- the Backend contract ---------------------------------------------------------
+
+    def start_worker(self, worker_id: str) -> None:
+        """Create the worker's actor; ``worker_ready`` follows once it answers ``hello``."""
+        try:
+            self._on_loop(self._start, worker_id)
+        except PoolError:
+            raise
+        except Exception as exc:
+            raise PoolError(f"could not create the Ray actor for worker {worker_id}: {exc!r}") from exc
+
+    def stop_worker(self, worker_id: str, timeout: float) -> None:
+        """Let the actor finish what it was sent and exit; kill it after ``timeout``; block until gone."""
+        if self._closed:
+            return
+        slot = self._on_loop(self._begin_stop, worker_id)
+        if slot is None or slot.gone.wait(timeout):
+            return
+        self.kill_worker(worker_id, f"did not stop within {timeout}s; killed")
+        if not slot.gone.wait(KILL_CONFIRM_S + DRAIN_S):
+            log.warning("Ray never confirmed the end of worker %s; reporting it gone", worker_id)
+            self._post(self._finish_now, slot)
+            slot.gone.wait(LOOP_CALL_S)
+
+    def kill_worker(self, worker_id: str, reason: str) -> None:
+        """``ray.kill`` the actor (from any thread, without blocking); the watch reports the death."""
+        self._post(self._kill, worker_id, reason)
+
+    def wake(self) -> None:
+        """Schedule a dispatch on the loop thread (coalesced: one pending at a time)."""
+        if not self._wake_pending and not self._closed:
+            self._wake_pending = True
+            self._post(self._dispatch)
+
+    # --- loop thread: starting, stopping, killing ------------------------------------
+
+    def _start(self, wid: str) -> None:
+        slot = _Slot(wid, self._actor_cls.remote())
+        self._slots[wid] = slot
+        slot.consumer = self._loop.create_task(self._consume(slot))
+        self._loop.create_task(self._watch(slot))
+
+    def _begin_stop(self, wid: str) -> _Slot | None:
+        slot = self._slots.get(wid)
+        if slot is None:
+            return None  # already gone, and reported
+        if slot.reason is None:
+            slot.reason = "stopped"
+        self._send(slot)  # whatever is still assigned runs before the stop
+        try:
+            slot.handle.stop.remote(self._next_seq(slot))
+        except Exception as exc:
+            self._fail(slot, exc)
+        return slot
+
+    def _kill(self, wid: str, reason: str) -> None:
+        slot = self._slots.get(wid)
+        if slot is None or slot.dead:
+            return
+        if slot.reason in (None, "stopped"):
+            slot.reason = reason
+        log.info("killing Ray worker %s: %s", wid, reason)
+        try:
+            self._ray.kill(slot.handle, no_restart=True)
+        except Exception:
+            log.debug("ray.kill(%s) failed; the watch will still report the end", wid, exc_info=True)
+        self._arm(slot, KILL_CONFIRM_S, self._finish_now, slot)
+
+    def _fail(self, slot: _Slot, exc: BaseException) -> None:
+        """A call to the actor failed: make sure it is dead; the watch reports it."""
+        if slot.error is None:
+            slot.error = exc
+        self._kill(slot.wid, slot.reason or f"ray actor died: {describe_actor_error(exc)}")
+
+    # --- loop thread: the watch (ready, heartbeats, the one place that reports the end) ----
+
+    async def _watch(self, slot: _Slot) -> None:
+        hub, wid = self._hub, slot.wid
+        try:
+            self._arm(slot, self.start_timeout_s, self._kill, wid,
+                      f"ray actor not up within {self.start_timeout_s}s (does the cluster have the resources?)")
+            pid, host, node = await slot.handle.hello.remote()
+            self._report(hub.worker_ready, wid, pid=pid, host=host, node=node)
+            beat = self.heartbeat_s + self.heartbeat_timeout_s
+            while True:
+                self._arm(slot, beat, self._kill, wid, f"no heartbeat for {beat:.3g}s")
+                rss, cpu = await slot.handle.beat.remote(self.heartbeat_s)
+                self._report(hub.heartbeat, wid, rss=rss, cpu=cpu)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the actor is gone (or unusable): report it once
+            if slot.error is None:
+                slot.error = exc
+        await self._finish(slot)
+
+    async def _finish(self, slot: _Slot) -> None:
+        if slot.dead:
+            return
+        slot.dead = True
+        self._disarm(slot)
+        self._slots.pop(slot.wid, None)
+        slot.gens.put_nowait(None)
+        if slot.consumer is not None:  # results the actor streamed before dying go first
+            await asyncio.wait({slot.consumer}, timeout=DRAIN_S)
+        if slot.reason is None:
+            log.warning("Ray worker %s died: %s", slot.wid, slot.error)
+        reason = slot.reason or f"ray actor died: {describe_actor_error(slot.error or RuntimeError('unknown'))}"
+        try:
+            self._ray.kill(slot.handle, no_restart=True)  # no-op if dead; sure if merely unusable
+        except Exception:
+            log.debug("ray.kill after the end of %s failed", slot.wid, exc_info=True)
+        self._report(self._lost, slot, reason)
+
+    def _finish_now(self, slot: _Slot) -> None:
+        if not slot.dead:
+            self._loop.create_task(self._finish(slot))
+
+    def _lost(self, slot: _Slot, reason: str) -> None:
+        try:
+            self._hub.worker_lost(slot.wid, reason)
+        finally:
+            slot.gone.set()
+
+    def _arm(self, slot: _Slot, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        self._disarm(slot)
+        slot.timer = self._hub.clock.call_later(delay, lambda: self._post(fn, *args))
+
+    @staticmethod
+    def _disarm(slot: _Slot) -> None:
+        if slot.timer is not None:
+            slot.timer.cancel()
+            slot.timer = None
+
+    # --- loop thread: tasks out, outcomes in --------------------------------------------
+
+    def _dispatch(self) -> None:
+        self._wake_pending = False
+        while batches := self._hub.assign():
+            for wid, wires in batches:
+                slot = self._slots.get(wid)
+                if slot is None or slot.dead:
+                    continue  # its worker_lost is reported (or on its way); the pool requeues the window
+                slot.outbox.extend(wires)
+                if slot.calls < self.max_calls:
+                    self._send(slot)
+
+    def _send(self, slot: _Slot) -> None:
+        if not slot.outbox or slot.reason is not None:
+            return  # a dying worker's tasks stay in its window; the pool requeues them
+        wires, slot.outbox = slot.outbox, []
+        to_send = slot.ledger.to_send
+        batch = [(w.task_id, w.fn_digest, to_send(w.fn_digest, w.fn_bytes), w.args_bytes) for w in wires]
+        try:
+            gen = slot.handle.run.remote(self._next_seq(slot), batch)
+        except Exception as exc:
+            self._fail(slot, exc)
+            return
+        slot.calls += 1
+        slot.gens.put_nowait(gen)
+
+    @staticmethod
+    def _next_seq(slot: _Slot) -> int:
+        seq, slot.seq = slot.seq, slot.seq + 1
+        return seq
+
+    async def _consume(self, slot: _Slot) -> None:
+        """Report one worker's outcomes, batch after batch, in the order they were sent."""
+        hub, wid = self._hub, slot.wid
+        while (gen := await slot.gens.get()) is not None:
+            try:
+                async for ref in gen:
+                    chunk = await ref
+                    self._report(hub.results, wid, [TaskOutcome(t, ok, data) for t, ok, data in chunk])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._fail(slot, exc)
+                return  # later batches of a dead actor can hold nothing
+            slot.calls -= 1
+            if slot.calls < self.max_calls:
+                self._send(slot)
+
+    # --- threads --------------------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.close()
+
+    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except (RuntimeError, AttributeError):  # loop closed: the backend is closed, nothing left to do
+            log.debug("Ray backend closed; dropped %r", fn)
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the loop thread and return its result (never call from the loop)."""
+        if self._closed or self._hub is None:
+            raise PoolError("the Ray backend is closed" if self._closed else "the Ray backend is not open")
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+        self._post(run)
+        return fut.result(timeout=LOOP_CALL_S)
+
+    def _report(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._reports.put((fn, args, kwargs))
+
+    def _run_reports(self) -> None:
+        while (item := self._reports.get()) is not None:
+            fn, args, kwargs = item
+            try:
+                fn(*args, **kwargs)
+            except Exception:
+                log.exception("reporting to the pool failed: %s", getattr(fn, "__name__", fn))
+
+
+def describe_actor_error(exc: BaseException) -> str:
+    """Short text for why a Ray actor call failed, for ``worker_lost`` reasons and dead letters.
+
+    Example:
+        >>> describe_actor_error(RuntimeError("boom\\nmore"))
+        'RuntimeError: boom'
+    """
+    text = str(exc)
+    for marker in ("Worker exit detail:", "The actor is dead because"):
+        at = text.find(marker)
+        if at >= 0:
+            return _first_sentence(text[at + len(marker):] if marker.endswith(":") else text[at:])
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _first_sentence(text: str) -> str:
+    text = " ".join(text.split())
+    end = text.find(". ")
+    return (text if end < 0 else text[: end + 1]).strip()
+
+
+def _check_positive(**values: float) -> None:
+    for key, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"RayBackend {key} must be > 0, got {value!r}")

@@ -1,0 +1,66 @@
+"""Joining Ray: start a local instance or connect to a cluster, and leave it as found.
+
+Ray's connection is per process (``ray.init`` / ``ray.shutdown`` are global), so
+this is the one place in laneway with process-wide state: a count of the Ray
+backends using a connection that laneway itself opened. The last one to close
+shuts Ray down; a connection the application opened is never shut down by
+laneway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from laneway.errors import ConfigError, PoolError
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_users = 0  # backends using a Ray connection that laneway opened
+
+
+def acquire(address: str | None, num_cpus: int | None, init_options: dict[str, Any]) -> bool:
+    """Make sure Ray is initialized; True if this call's session must later be :func:`release`d.
+
+    Raises:
+        ConfigError: ``num_cpus`` given with an ``address`` (a cluster has its own CPUs).
+        PoolError: Ray could not start or connect.
+    """
+    global _users
+    import ray
+
+    if address is not None and num_cpus is not None:
+        raise ConfigError(f"num_cpus={num_cpus} applies to a local Ray only; the cluster at {address!r} "
+                          "has its own resources (drop num_cpus or address)")
+    with _lock:
+        if ray.is_initialized():
+            if _users:
+                _users += 1
+                return True
+            log.info("using the Ray connection the application opened (address/num_cpus ignored)")
+            return False
+        options = {"include_dashboard": False, **init_options}
+        if address is None:
+            options["num_cpus"] = num_cpus
+        try:
+            ray.init(address=address, **options)
+        except Exception as exc:
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+            raise PoolError(f"could not start or join {where}: {exc}") from exc
+        _users = 1
+        log.info("Ray started (%s)", address or f"local, num_cpus={num_cpus}")
+        return True
+
+
+def release() -> None:
+    """One backend that :func:`acquire` counted is done; the last one shuts Ray down."""
+    global _users
+    import ray
+
+    with _lock:
+        _users = max(0, _users - 1)
+        if _users == 0 and ray.is_initialized():
+            ray.shutdown()
+            log.info("Ray shut down")
