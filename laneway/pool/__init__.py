@@ -9,11 +9,13 @@ Example:
 """
 
 from laneway.pool._backend import Backend, TaskOutcome, TaskWire, WorkerHub, exit_reason, make_backend
+from laneway.pool._pool import Pool
 from laneway.pool._records import Assignment, PoolStats, TaskPayload, WorkerState, WorkerStats
 
 __all__ = [
     "Assignment",
     "Backend",
+    "Pool",
     "PoolStats",
     "TaskOutcome",
     "TaskPayload",

@@ -126,6 +126,9 @@ class RayBackend(Backend):
             raise ConfigError(f"RayBackend worker_cpus must be >= 0, got {worker_cpus!r}")
         if num_cpus is not None and num_cpus < 1:
             raise ConfigError(f"RayBackend num_cpus must be >= 1, got {num_cpus!r}")
+        if address is not None and num_cpus is not None:
+            raise ConfigError(f"num_cpus={num_cpus} applies to a local Ray only; the cluster at {address!r} "
+                              "has its own resources (drop num_cpus or address)")
         owned = sorted(set(actor_options or ()) & {*_OWNED_OPTIONS, "max_retries"})
         if owned:
             raise ConfigError(f"RayBackend actor_options may not set {owned}: laneway's supervisor owns "
@@ -154,8 +157,8 @@ class RayBackend(Backend):
 
         from laneway.pool._ray_worker import RayWorker
 
-        self._hub = hub
         self._owns_session = _ray_session.acquire(self.address, self.num_cpus, self._init_options)
+        self._hub = hub
         self._ray = ray
         self._actor_cls = ray.remote(**self._actor_options)(RayWorker)
         self._loop = asyncio.new_event_loop()

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Any
 
-from laneway.errors import ConfigError, PoolError
+from laneway.errors import PoolError
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,11 @@ def acquire(address: str | None, num_cpus: int | None, init_options: dict[str, A
     """Make sure Ray is initialized; True if this call's session must later be :func:`release`d.
 
     Raises:
-        ConfigError: ``num_cpus`` given with an ``address`` (a cluster has its own CPUs).
         PoolError: Ray could not start or connect.
     """
     global _users
     import ray
 
-    if address is not None and num_cpus is not None:
-        raise ConfigError(f"num_cpus={num_cpus} applies to a local Ray only; the cluster at {address!r} "
-                          "has its own resources (drop num_cpus or address)")
     with _lock:
         if ray.is_initialized():
             if _users:

@@ -1,0 +1,536 @@
+"""The pool's bookkeeping: queue, windows, attempts, timeouts, dead letters, statistics.
+
+The :class:`Scheduler` is the pool side of the backend seam (it implements
+:class:`~laneway.pool._backend.WorkerHub`). Every method takes one short lock,
+never runs user code while holding it (futures are settled, dead letters written
+and actors told after it is released), and never waits on a backend.
+
+Windows: each worker has a FIFO of tasks sent to it and not yet answered. A
+worker runs its tasks in order, so the head of the window is the one running:
+its start time drives the per-task timeout, and it is the only task whose attempt
+counts when the worker dies (the others never started and are requeued as they
+were). The window is small on purpose: work queued in the pool can still go to
+whichever worker frees up first, while work prefetched into a window cannot.
+It grows to its full size only for workers whose tasks finish quickly, so slow
+tasks never queue behind each other in one worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import random
+import re
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from laneway.actors import Future
+from laneway.errors import LanewayTimeout, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
+from laneway.pool import _codec
+from laneway.pool._backend import TaskOutcome, TaskWire
+from laneway.pool._records import Assignment, PoolStats, TaskPayload, WorkerState, WorkerStats
+
+if TYPE_CHECKING:
+    from laneway.actors import Clock, TimerHandle
+    from laneway.pool._backend import Backend
+
+log = logging.getLogger(__name__)
+
+#: A worker whose tasks take longer than this (moving average) gets a window of SLOW_WINDOW.
+FAST_TASK_S = 0.005
+SLOW_WINDOW = 2
+#: Gone remote workers kept for :meth:`Scheduler.worker_stats`.
+GONE_KEPT = 32
+
+
+def remote_slot(worker_id: str) -> str:
+    """The actor (child) name of a remote worker: ``remote-<id>`` with unsafe characters replaced."""
+    return "remote-" + re.sub(r"[^A-Za-z0-9_.-]", "_", worker_id)
+
+
+class Task:
+    """One submitted task and its retry state (internal, mutable, guarded by the scheduler lock)."""
+
+    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer")
+
+    def __init__(self, id: int, wire: TaskWire, attempts: int, label: str) -> None:
+        self.id = id
+        self.wire = wire
+        self.attempts = attempts
+        self.tries = 0
+        self.future: Future[Any] = Future()
+        self.future._what = f"result of pool task {id} ({label})"
+        self.future._timeout_error = LanewayTimeout
+        self.label = label
+        self.timer: TimerHandle | None = None
+
+    def payload(self) -> TaskPayload:
+        w = self.wire
+        return TaskPayload(w.fn_bytes, w.args_bytes, w.timeout, self.attempts, self.label)
+
+
+class WorkerRecord:
+    """The scheduler's view of one worker incarnation (internal)."""
+
+    __slots__ = (
+        "wid", "slot", "ref", "state", "pid", "host", "node", "remote", "window", "head_started",
+        "service_s", "tasks_done", "rss", "cpu", "draining", "stopping", "timed_out", "idle_since",
+    )
+
+    def __init__(self, wid: str, slot: str, ref: Any, remote: bool, now: float) -> None:
+        self.wid = wid
+        self.slot = slot
+        self.ref = ref
+        self.remote = remote
+        self.state = WorkerState.STARTING
+        self.pid = 0
+        self.host = ""
+        self.node = ""
+        self.window: collections.deque[Task] = collections.deque()
+        self.head_started = now
+        self.service_s = 0.0
+        self.tasks_done = 0
+        self.rss = 0
+        self.cpu = 0.0
+        self.draining = False  # takes no new tasks
+        self.stopping = False  # a graceful stop is under way: its end is not a death
+        self.timed_out: Task | None = None  # killed because this task ran too long
+        self.idle_since = now
+
+    def room(self, window: int) -> int:
+        limit = window if self.service_s < FAST_TASK_S else min(window, SLOW_WINDOW)
+        return limit - len(self.window)
+
+
+class Scheduler:
+    """Queue, windows and accounting of one pool; the backend's :class:`WorkerHub`.
+
+    ``on_lost(ref, wid, reason)`` tells a worker's actor its process is gone;
+    ``on_grow()`` asks for one more worker; ``on_drained(slot, why)`` says a
+    draining worker has an empty window and can be stopped.
+    """
+
+    def __init__(
+        self,
+        orch: Any,
+        *,
+        name: str,
+        max_queue: int,
+        window: int,
+        assignment: Assignment,
+        max_tasks_per_worker: int | None,
+        max_memory_bytes: int | None,
+        on_lost: Callable[[Any, str, str], None],
+        on_grow: Callable[[], None],
+        on_drained: Callable[[str, str], None],
+        on_joined: Callable[[str], None],
+    ) -> None:
+        self.orch = orch
+        self.name = name
+        self.clock: Clock = orch.clock
+        self.backend: Backend | None = None
+        self.max_queue = max_queue
+        self.window = window
+        self.assignment = assignment
+        self.max_tasks = max_tasks_per_worker
+        self.max_memory = max_memory_bytes
+        self._on_lost = on_lost
+        self._on_grow = on_grow
+        self._on_drained = on_drained
+        self._on_joined = on_joined
+        self._lock = threading.Lock()
+        self._not_full = threading.Condition(self._lock)
+        self._ready_cond = threading.Condition(self._lock)
+        self._queue: collections.deque[Task] = collections.deque()
+        self._workers: dict[str, WorkerRecord] = {}
+        self._gone: collections.deque[WorkerRecord] = collections.deque(maxlen=GONE_KEPT)
+        self._ids = itertools.count(1)
+        self._rr = 0
+        self._rng = random.Random()
+        self._closed = False
+        self._broken = ""
+        self.grow_pending = False
+        self.worker_limit = 0  # max workers; set by the pool
+        self.c = collections.Counter()  # statistics counters
+
+    # --- submitting -----------------------------------------------------------
+
+    def submit(self, wire_parts: tuple[bytes, bytes, bytes], timeout: float | None, attempts: int, label: str,
+               block: bool, queue_timeout: float | None) -> Future[Any]:
+        with self._lock:
+            self._check_open()
+            if len(self._queue) >= self.max_queue:
+                if not block:
+                    raise PoolFull(f"pool queue is full ({self.max_queue} tasks); retry later or use submit()")
+                if not self._not_full.wait_for(
+                    lambda: len(self._queue) < self.max_queue or self._closed or self._broken, queue_timeout
+                ):
+                    raise PoolFull(f"pool queue stayed full ({self.max_queue} tasks) for {queue_timeout}s")
+                self._check_open()
+            tid = next(self._ids)
+            task = Task(tid, TaskWire(tid, *wire_parts, timeout), attempts, label)
+            self._queue.append(task)
+            self.c["submitted"] += 1
+            grow = self._wants_worker()
+        if grow:
+            self._on_grow()
+        self.backend.wake()
+        return task.future
+
+    def _check_open(self) -> None:
+        if self._broken:
+            raise SystemShutdown(f"pool is down: {self._broken}")
+        if self._closed:
+            raise SystemShutdown("pool is shut down; it takes no new tasks")
+
+    def _wants_worker(self) -> bool:
+        if self.grow_pending or sum(1 for w in self._workers.values() if not w.remote) >= self.worker_limit:
+            return False
+        if any(w.state is WorkerState.STARTING for w in self._workers.values()):
+            return False
+        if any(not w.draining and w.state is not WorkerState.STARTING and w.room(self.window) > 0
+               for w in self._workers.values()):
+            return False
+        self.grow_pending = True
+        return True
+
+    # --- WorkerHub: assignment --------------------------------------------------
+
+    def assign(self) -> list[tuple[str, list[TaskWire]]]:
+        """Move queued tasks into windows of workers with room, by the assignment strategy."""
+        timers: list[tuple[Task, str]] = []
+        with self._lock:
+            queue = self._queue
+            if not queue:
+                return []
+            window = self.window
+            open_ = [w for w in self._workers.values()
+                     if not w.draining and w.state in (WorkerState.IDLE, WorkerState.BUSY) and w.room(window) > 0]
+            if not open_:
+                return []
+            batches: dict[str, list[TaskWire]] = {}
+            now = self.clock.now()
+            pick = self._picker(open_)
+            while queue and open_:
+                w = pick()
+                task = queue.popleft()
+                if not w.window:
+                    w.head_started = now
+                    if task.wire.timeout is not None:
+                        timers.append((task, w.wid))
+                w.window.append(task)
+                w.state = WorkerState.BUSY
+                batches.setdefault(w.wid, []).append(task.wire)
+                if w.room(window) <= 0:
+                    open_.remove(w)
+            if len(queue) < self.max_queue:
+                self._not_full.notify_all()
+        for task, wid in timers:
+            self._arm(task, wid)
+        return list(batches.items())
+
+    def _picker(self, open_: list[WorkerRecord]) -> Callable[[], WorkerRecord]:
+        kind = self.assignment
+        if kind is Assignment.LEAST_BUSY:
+            return lambda: min(open_, key=lambda w: len(w.window))
+        if kind is Assignment.RANDOM:
+            return lambda: self._rng.choice(open_)
+
+        def round_robin() -> WorkerRecord:
+            self._rr += 1
+            return open_[self._rr % len(open_)]
+
+        return round_robin
+
+    def _arm(self, task: Task, wid: str) -> None:
+        timeout = task.wire.timeout
+        task.timer = self.clock.call_later(timeout, lambda: self._expired(task, wid))
+
+    def _expired(self, task: Task, wid: str) -> None:
+        with self._lock:
+            w = self._workers.get(wid)
+            if w is None or not w.window or w.window[0] is not task or w.timed_out is not None:
+                return
+            w.timed_out = task
+        log.warning("pool task %d (%s) ran past its %.3gs timeout; killing worker %s", task.id, task.label,
+                    task.wire.timeout, wid)
+        self.backend.kill_worker(wid, f"task {task.id} timed out after {task.wire.timeout}s")
+
+    # --- WorkerHub: reports ---------------------------------------------------------
+
+    def worker_ready(self, worker_id: str, *, pid: int, host: str, node: str = "") -> None:
+        with self._lock:
+            w = self._workers.get(worker_id)
+            if w is None:
+                return
+            w.pid, w.host, w.node = pid, host, node
+            w.state = WorkerState.IDLE
+            w.idle_since = self.clock.now()
+            self.grow_pending = False
+            self._ready_cond.notify_all()
+        self.orch.events.publish("pool.worker.ready", w.slot, worker_id=worker_id, pid=pid, host=host)
+        self.backend.wake()
+
+    def worker_joined(self, worker_id: str, *, pid: int, host: str, node: str = "") -> bool:
+        with self._lock:
+            if self._closed or self._broken or worker_id in self._workers:
+                return False
+            w = self._workers[worker_id] = WorkerRecord(worker_id, remote_slot(worker_id), None, True, self.clock.now())
+        self.orch.events.publish("pool.worker.joined", w.slot, worker_id=worker_id, pid=pid, host=host)
+        self.worker_ready(worker_id, pid=pid, host=host, node=node)
+        self._on_joined(worker_id)
+        return True
+
+    def results(self, worker_id: str, outcomes: Sequence[TaskOutcome]) -> None:
+        done: list[tuple[Task, TaskOutcome]] = []
+        head: Task | None = None
+        drained = ""
+        with self._lock:
+            w = self._workers.get(worker_id)
+            if w is None:
+                self.c["late_results"] += len(outcomes)
+                return
+            window = w.window
+            now = self.clock.now()
+            for outcome in outcomes:
+                if window and window[0].id == outcome.task_id:
+                    task = window.popleft()
+                else:  # not the head: only possible if a backend reorders; still account for it
+                    task = next((t for t in window if t.id == outcome.task_id), None)
+                    if task is None:
+                        self.c["late_results"] += 1
+                        continue
+                    window.remove(task)
+                if task.timer is not None:
+                    task.timer.cancel()
+                w.service_s = 0.8 * w.service_s + 0.2 * (now - w.head_started)
+                w.head_started = now
+                w.tasks_done += 1
+                done.append((task, outcome))
+            if window:
+                if done and window[0].wire.timeout is not None and window[0].timer is None:
+                    head = window[0]
+            else:
+                w.state = WorkerState.IDLE
+                w.idle_since = now
+                self._ready_cond.notify_all()
+            if self.max_tasks is not None and w.tasks_done >= self.max_tasks and not w.draining:
+                w.draining = True
+                self.c["recycled"] += 1
+            if w.draining and not window and not w.stopping:
+                drained = w.slot
+            more = bool(self._queue)
+        if head is not None:
+            self._arm(head, worker_id)
+        counts = collections.Counter(self._settle(task, outcome) for task, outcome in done)
+        with self._lock:
+            self.c.update(counts)
+        if drained:
+            self._on_drained(drained, "recycle")
+        if more:
+            self.backend.wake()
+
+    @staticmethod
+    def _settle(task: Task, outcome: TaskOutcome) -> str:
+        """Decode (user code may run: unpickling) and settle; returns the counter to bump."""
+        try:
+            value = _codec.decode_outcome(outcome)
+        except Exception as exc:
+            ok = task.future.settle(error=exc)
+            key = "failed"
+        else:
+            ok = task.future.settle(value)
+            key = "completed"
+        return key if ok else "late_results"
+
+    def heartbeat(self, worker_id: str, *, rss: int = 0, cpu: float = 0.0) -> None:
+        drained = ""
+        with self._lock:
+            w = self._workers.get(worker_id)
+            if w is None:
+                return
+            w.rss, w.cpu = rss, cpu
+            if self.max_memory is not None and rss > self.max_memory and not w.draining and not w.remote:
+                log.info("worker %s uses %d MB > limit; recycling it", worker_id, rss >> 20)
+                w.draining = True
+                self.c["recycled"] += 1
+                if not w.window and not w.stopping:
+                    drained = w.slot
+        if drained:
+            self._on_drained(drained, "memory")
+
+    def worker_lost(self, worker_id: str, reason: str) -> None:
+        settle: list[tuple[Task, BaseException]] = []
+        letters: list[tuple[Task, str, BaseException]] = []
+        with self._lock:
+            w = self._workers.pop(worker_id, None)
+            if w is None:
+                return
+            self._ready_cond.notify_all()
+            window, w.window = list(w.window), collections.deque()
+            for task in window:
+                if task.timer is not None:
+                    task.timer.cancel()
+                    task.timer = None
+            who = f"worker pid {w.pid}" if w.pid else f"worker {worker_id}"
+            if window:
+                head, rest = window[0], window[1:]
+                if w.timed_out is head:
+                    self.c["timed_out"] += 1
+                    settle.append((head, TaskTimeout(
+                        f"pool task {head.id} ({head.label}) ran past its {head.wire.timeout}s timeout; "
+                        f"{who} was killed and replaced")))
+                else:
+                    head.tries += 1
+                    if self._closed or self._broken or head.tries >= head.attempts:
+                        text = f"{who} {reason}"
+                        err = WorkerDied(f"pool task {head.id} ({head.label}) failed after {head.tries} "
+                                         f"attempt(s): {text}", w.pid, reason)
+                        letters.append((head, text, err))
+                    else:
+                        self.c["retried"] += 1
+                        rest = [head] + rest
+                if self._closed or self._broken:
+                    for task in rest:
+                        letters.append((task, f"pool shut down before it ran ({who} {reason})",
+                                        SystemShutdown(f"pool shut down before task {task.id} ran")))
+                else:
+                    self._queue.extendleft(reversed(rest))
+            if not w.stopping:
+                self.c["worker_deaths"] += 1
+            if w.remote:
+                w.state = WorkerState.GONE
+                self._gone.append(w)
+            more = bool(self._queue)
+        log.log(logging.INFO if w.stopping else logging.WARNING, "pool worker %s (%s) ended: %s",
+                worker_id, who, reason)
+        self.orch.events.publish("pool.worker.lost", w.slot, worker_id=worker_id, pid=w.pid, reason=reason,
+                                 planned=w.stopping)
+        for task, err in settle:
+            task.future.settle(error=err)
+        for task, text, err in letters:
+            self._dead_letter(task, text, err)
+        if not w.stopping and w.ref is not None:
+            self._on_lost(w.ref, worker_id, reason)
+        if more and self.backend is not None:
+            self.backend.wake()
+
+    def _dead_letter(self, task: Task, reason: str, err: BaseException) -> None:
+        if task.future.settle(error=err):
+            with self._lock:
+                self.c["dead_lettered"] += 1
+            self.orch.dead_letters.put("pool", reason, attempts=task.tries, error=err,
+                                       work_id=f"pool-task-{task.id}", payload=task.payload())
+
+    # --- worker registry (called by worker actors and the pool) ---------------------
+
+    def new_worker(self, slot: str, ref: Any) -> str:
+        """Register a starting incarnation of ``slot`` and return its fresh worker id."""
+        with self._lock:
+            self._check_open()
+            wid = f"{slot}.{next(self._ids)}"
+            self._workers[wid] = WorkerRecord(wid, slot, ref, False, self.clock.now())
+            return wid
+
+    def attach(self, worker_id: str, ref: Any) -> bool:
+        """Give a joined remote worker its actor; False if it is already gone."""
+        with self._lock:
+            w = self._workers.get(worker_id)
+            if w is not None:
+                w.ref = ref
+            return w is not None
+
+    def stopping(self, worker_id: str) -> bool:
+        """Mark a graceful stop; True if the worker is still known (so the backend must stop it)."""
+        with self._lock:
+            w = self._workers.get(worker_id)
+            if w is None:
+                return False
+            w.stopping = w.draining = True
+            return True
+
+    def drain(self, slot: str) -> bool:
+        """Stop giving ``slot`` tasks; True if its window is already empty."""
+        with self._lock:
+            for w in self._workers.values():
+                if w.slot == slot:
+                    w.draining = True
+                    return not w.window
+            return True
+
+    def idle_slots(self, idle_s: float) -> list[str]:
+        """Local slots idle for ``idle_s`` or more, most recently started first."""
+        now = self.clock.now()
+        with self._lock:
+            idle = [w for w in self._workers.values() if not w.remote and not w.draining and not w.window
+                    and w.state is WorkerState.IDLE and now - w.idle_since >= idle_s]
+            return [w.slot for w in sorted(idle, key=lambda w: w.wid, reverse=True)]
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(1 for w in self._workers.values() if not w.remote)
+
+    def wait_ready(self, count: int, timeout: float | None) -> bool:
+        with self._lock:
+            return self._ready_cond.wait_for(
+                lambda: sum(1 for w in self._workers.values()
+                            if w.state in (WorkerState.IDLE, WorkerState.BUSY)) >= count, timeout)
+
+    # --- closing ----------------------------------------------------------------
+
+    def close(self, reason: str = "") -> None:
+        """Take no more tasks; queued ones fail with SystemShutdown and go to the dead-letter queue."""
+        with self._lock:
+            if reason:
+                self._broken = self._broken or reason
+            self._closed = True
+            queued, self._queue = list(self._queue), collections.deque()
+            self._not_full.notify_all()
+        for task in queued:
+            self._dead_letter(task, f"pool shut down before it ran{': ' + reason if reason else ''}",
+                              SystemShutdown(f"pool shut down before task {task.id} ran"))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no task is in any window."""
+        with self._lock:
+            return self._ready_cond.wait_for(lambda: not any(w.window for w in self._workers.values()), timeout)
+
+    def busy_workers(self) -> list[str]:
+        with self._lock:
+            return [w.wid for w in self._workers.values() if w.window]
+
+    # --- statistics --------------------------------------------------------------------
+
+    def statistics(self, backend: str, restarts: int) -> PoolStats:
+        with self._lock:
+            ws = list(self._workers.values())
+            c = self.c
+            return PoolStats(
+                backend=backend,
+                workers=sum(1 for w in ws if w.state in (WorkerState.IDLE, WorkerState.BUSY)),
+                starting=sum(1 for w in ws if w.state is WorkerState.STARTING),
+                busy=sum(1 for w in ws if w.window),
+                queued=len(self._queue),
+                in_flight=sum(len(w.window) for w in ws),
+                max_queue=self.max_queue,
+                submitted=c["submitted"], completed=c["completed"], failed=c["failed"],
+                timed_out=c["timed_out"], retried=c["retried"], dead_lettered=c["dead_lettered"],
+                late_results=c["late_results"], worker_deaths=c["worker_deaths"], restarts=restarts,
+                recycled=c["recycled"],
+            )
+
+    def worker_stats(self, restarts: dict[str, int]) -> list[WorkerStats]:
+        with self._lock:
+            ws = sorted(self._workers.values(), key=lambda w: (w.remote, w.slot)) + list(self._gone)
+            return [
+                WorkerStats(
+                    name=f"{self.name}/{w.slot}", worker_id=w.wid, pid=w.pid,
+                    state=WorkerState.DRAINING if w.draining and w.state is not WorkerState.GONE else w.state,
+                    tasks_done=w.tasks_done,
+                    current_task=f"pool-task-{w.window[0].id}" if w.window else None,
+                    in_flight=len(w.window), rss=w.rss, cpu=w.cpu, host=w.host, node=w.node, remote=w.remote,
+                    restarts=restarts.get(w.slot, 0),
+                )
+                for w in ws
+            ]

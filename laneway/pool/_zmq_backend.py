@@ -1,0 +1,448 @@
+"""The default backend: worker OS processes talking to the pool over ZeroMQ.
+
+One I/O thread owns the pool's ROUTER socket (ZeroMQ sockets are not thread-safe)
+and carries the whole data path: it receives outcomes and heartbeats, sends task
+batches, and polls, in the same ``zmq.Poller``, a pidfd per local worker, which
+becomes readable the moment the process exits, so a death is seen within
+milliseconds rather than at the next heartbeat. Other threads reach it through a
+command deque plus an eventfd. Routing every task through per-worker actor
+mailboxes would add two thread hand-offs per task and cap throughput near the
+actor ask rate (about 10k/s); the worker actors instead handle lifecycle
+(start, stop, crash, restart), which is rare.
+
+Liveness: local workers are watched by pidfd; every worker, local or remote,
+heartbeats from a thread of its own, and one that stays silent for
+``heartbeat_timeout_s`` (read on the orchestrator's clock) is killed (local) or
+dropped (remote). Remote workers join on their own with ``laneway worker
+--connect``; a pool that listens beyond loopback requires CurveZMQ keys.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import pickle
+import shutil
+import signal
+import tempfile
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import zmq
+
+from laneway.errors import AuthError, ConfigError, PoolError
+from laneway.pool import _wire
+from laneway.pool._backend import Backend, TaskOutcome, TaskWire, WorkerHub, exit_reason
+from laneway.pool._curve import CurveServer, is_loopback
+from laneway.pool._runner import ShipLedger
+from laneway.pool._spawner import Spawner
+from laneway.pool._worker_proc import WorkerConfig, spawn_entry
+
+log = logging.getLogger(__name__)
+
+#: Incoming messages handled per poll round before sending again (keeps windows fed).
+RECV_BURST = 256
+
+
+class _Peer:
+    """One worker as the I/O thread knows it."""
+
+    __slots__ = ("wid", "ident", "remote", "token", "proc", "pid", "pidfd", "hello", "seen", "ledger",
+                 "exited", "kill_reason")
+
+    def __init__(self, wid: str, remote: bool, token: bytes, now: float) -> None:
+        self.wid = wid
+        self.ident = wid.encode()
+        self.remote = remote
+        self.token = token
+        self.proc: Any = None
+        self.pid = 0
+        self.pidfd = -1
+        self.hello = False
+        self.seen = now
+        self.ledger = ShipLedger()
+        self.exited = threading.Event()
+        self.kill_reason = ""
+
+
+class ZmqBackend(Backend):
+    """Worker processes over ZeroMQ (``Pool(backend="zmq")``, the default).
+
+    Args:
+        listen: endpoint the pool binds. None (default): an ``ipc://`` socket in a private
+            temporary directory, for local workers only. ``"tcp://HOST:PORT"`` also admits
+            remote workers (``laneway worker --connect``); port 0 picks a free port.
+        keys: directory from ``laneway keys``; required when ``listen`` is not loopback.
+        heartbeat_s: seconds between worker heartbeats (and pings to remote workers).
+        heartbeat_timeout_s: silence after which a worker is considered hung or gone.
+        start_timeout_s: how long a launched worker may take to connect.
+
+    Example:
+        >>> orch.start_pool(workers=2, listen="tcp://0.0.0.0:5555", keys="/etc/laneway/keys")  # doctest: +SKIP
+    """
+
+    name = "zmq"
+
+    def __init__(
+        self,
+        *,
+        listen: str | None = None,
+        keys: str | os.PathLike | None = None,
+        heartbeat_s: float = 0.5,
+        heartbeat_timeout_s: float = 5.0,
+        start_timeout_s: float = 60.0,
+    ) -> None:
+        if not 0 < heartbeat_s < heartbeat_timeout_s:
+            raise ConfigError(f"need 0 < heartbeat_s < heartbeat_timeout_s, got {heartbeat_s}, {heartbeat_timeout_s}")
+        if listen is not None:
+            scheme = urlsplit(listen).scheme
+            if scheme not in ("tcp", "ipc"):
+                raise ConfigError(f"listen must be a tcp:// or ipc:// endpoint, got {listen!r}")
+            if keys is None and not is_loopback(listen):
+                raise AuthError(
+                    f"refusing to listen on {listen} without keys: anyone who reaches it could run code in "
+                    f"this process; create keys with `laneway keys DIR` and pass keys=DIR")
+        self.listen = listen
+        self.keys = keys
+        self.heartbeat_s = heartbeat_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.start_timeout_s = start_timeout_s
+        self.endpoint = ""
+        self._peers: dict[str, _Peer] = {}
+        self._cmds: collections.deque[tuple] = collections.deque()
+        self._signalled = False
+        self._io_ident = 0
+        self._closed = False
+
+    # --- Backend ------------------------------------------------------------------
+
+    def open(self, hub: WorkerHub) -> None:
+        self._hub = hub
+        self._clock = hub.clock
+        self._ctx = zmq.Context()
+        self._tmpdir = ""
+        self._curve: CurveServer | None = None
+        router = self._ctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.SNDHWM, 0)
+        router.setsockopt(zmq.RCVHWM, 0)
+        try:
+            if self.keys is not None:
+                self._curve = CurveServer(self._ctx, self.keys)
+                self._curve.secure(router)
+            router.bind(self._bind_address())
+        except Exception:
+            router.close()
+            self._shutdown_ctx()
+            raise
+        self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._connect_ep = self._connectable(self.endpoint)
+        self._router = router
+        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._spawner = Spawner(self.endpoint)
+        self._thread = threading.Thread(target=self._loop, name="laneway-pool-io", daemon=True)
+        self._thread.start()
+        self._tick_timer = self._clock.call_later(self.heartbeat_s, self._tick)
+
+    def _bind_address(self) -> str:
+        if self.listen is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="laneway-pool-")  # mode 0700: only this user can connect
+            return f"ipc://{self._tmpdir}/pool.sock"
+        parts = urlsplit(self.listen)
+        if parts.scheme == "tcp" and parts.port in (0, None):
+            return f"tcp://{parts.hostname}:*"
+        return self.listen
+
+    @staticmethod
+    def _connectable(endpoint: str) -> str:
+        parts = urlsplit(endpoint)
+        if parts.scheme == "tcp" and parts.hostname in ("0.0.0.0", "::", "*"):
+            host = "[::1]" if parts.hostname == "::" else "127.0.0.1"
+            return f"tcp://{host}:{parts.port}"
+        return endpoint
+
+    def start_worker(self, worker_id: str) -> None:
+        if self._closed:
+            raise PoolError("the pool's backend is closed")
+        peer = _Peer(worker_id, False, os.urandom(16), self._clock.now())
+        cfg = WorkerConfig(
+            endpoint=self._connect_ep,
+            worker_id=worker_id,
+            token=peer.token,
+            heartbeat_s=self.heartbeat_s,
+            parent_pid=os.getpid(),
+            curve=self._curve.local_client() if self._curve is not None else None,
+        )
+        proc = self._spawner.spawn(spawn_entry, (cfg,), name=f"laneway-worker:{worker_id}")
+        peer.proc, peer.pid = proc, proc.pid
+        try:
+            peer.pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            peer.pidfd = -1  # fall back to multiprocessing's sentinel pipe, which also turns readable on exit
+        self._peers[worker_id] = peer
+        self._post(("watch", peer))
+
+    def stop_worker(self, worker_id: str, timeout: float) -> None:
+        peer = self._peers.get(worker_id)
+        if peer is None:
+            return
+        self._post(("stop", peer))
+        if peer.exited.wait(timeout) or peer.remote:
+            return
+        peer.kill_reason = f"did not stop within {timeout}s"
+        self._signal(peer, signal.SIGKILL)
+        if not peer.exited.wait(max(5.0, timeout)):
+            log.error("worker %s (pid %d) did not go away after SIGKILL", worker_id, peer.pid)
+
+    def kill_worker(self, worker_id: str, reason: str) -> None:
+        peer = self._peers.get(worker_id)
+        if peer is None:
+            return
+        if peer.remote:
+            self._post(("drop", peer, reason))
+            return
+        peer.kill_reason = peer.kill_reason or reason
+        self._signal(peer, signal.SIGKILL)
+
+    def wake(self) -> None:
+        if threading.get_ident() == self._io_ident:
+            return  # the I/O loop assigns at the end of every round anyway
+        if not self._signalled:
+            self._signalled = True
+            try:
+                os.eventfd_write(self._efd, 1)
+            except OSError:
+                pass  # closed: nothing left to wake
+
+    def close(self, timeout: float) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._tick_timer.cancel()
+        self._post(("close", timeout))
+        self._thread.join(timeout + 5)
+        if self._thread.is_alive():
+            log.error("pool I/O thread did not finish closing")
+        self._spawner.close()
+        self._shutdown_ctx()
+        os.close(self._efd)
+
+    def _shutdown_ctx(self) -> None:
+        if self._curve is not None:
+            self._curve.stop()
+        self._ctx.term()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def is_remote(self, worker_id: str) -> bool:
+        peer = self._peers.get(worker_id)
+        return peer is not None and peer.remote
+
+    def describe(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "curve": self._curve is not None}
+
+    # --- helpers for any thread ----------------------------------------------------
+
+    def _post(self, cmd: tuple) -> None:
+        self._cmds.append(cmd)
+        try:
+            os.eventfd_write(self._efd, 1)
+        except OSError:
+            pass
+
+    @staticmethod
+    def _signal(peer: _Peer, sig: int) -> None:
+        try:
+            os.kill(peer.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass  # already gone (its pidfd reports it)
+
+    def _tick(self) -> None:
+        if not self._closed:
+            self._post(("tick",))
+            self._tick_timer = self._clock.call_later(self.heartbeat_s, self._tick)
+
+    # --- the I/O thread ------------------------------------------------------------
+
+    def _loop(self) -> None:
+        self._io_ident = threading.get_ident()
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._efd, zmq.POLLIN)
+        self._poller = poller
+        self._by_fd: dict[int, _Peer] = {}
+        try:
+            while True:
+                ready = poller.poll()
+                for item, _ in ready:
+                    if item is self._router:
+                        self._receive()
+                    elif item == self._efd:
+                        self._signalled = False
+                        try:
+                            os.eventfd_read(self._efd)
+                        except BlockingIOError:
+                            pass
+                        if not self._commands():
+                            return
+                    else:
+                        peer = self._by_fd.get(item)
+                        if peer is not None:
+                            self._reap(peer)
+                self._dispatch()
+        except Exception:
+            log.exception("pool I/O thread failed; killing workers")
+            self._close_all(1.0)
+        finally:
+            self._router.close(linger=0)
+
+    def _commands(self) -> bool:
+        cmds = self._cmds
+        while cmds:
+            cmd = cmds.popleft()
+            kind = cmd[0]
+            if kind == "watch":
+                peer = cmd[1]
+                fd = peer.pidfd if peer.pidfd >= 0 else peer.proc.sentinel
+                self._by_fd[fd] = peer
+                self._poller.register(fd, zmq.POLLIN)
+            elif kind == "tick":
+                self._check_heartbeats()
+            elif kind == "stop":
+                self._router.send_multipart([cmd[1].ident, _wire.STOP])
+                if cmd[1].remote:
+                    self._drop(cmd[1], "stopped by the pool")
+            elif kind == "drop":
+                self._router.send_multipart([cmd[1].ident, _wire.REJOIN])
+                self._drop(cmd[1], cmd[2])
+            elif kind == "close":
+                self._close_all(cmd[1])
+                return False
+        return True
+
+    def _receive(self) -> None:
+        router, hub, peers = self._router, self._hub, self._peers
+        for _ in range(RECV_BURST):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 2:
+                continue
+            ident, kind = frames[0], frames[1]
+            body = frames[2] if len(frames) > 2 else b""
+            if kind == _wire.DONE:
+                peer = peers.get(ident.decode(errors="replace"))
+                if peer is not None and peer.hello:
+                    peer.seen = self._clock.now()
+                    hub.results(peer.wid, [TaskOutcome(*o) for o in pickle.loads(body)])
+                else:
+                    hub.results(ident.decode(errors="replace"), [TaskOutcome(0, False, b"")])  # counted as late
+                    router.send_multipart([ident, _wire.REJOIN])
+            elif kind == _wire.BEAT and ident.endswith(_wire.HB_SUFFIX):
+                peer = peers.get(ident[: -len(_wire.HB_SUFFIX)].decode(errors="replace"))
+                if peer is not None:
+                    peer.seen = self._clock.now()
+                    if peer.hello:
+                        rss, cpu = _json(body, [0, 0.0])
+                        hub.heartbeat(peer.wid, rss=int(rss), cpu=float(cpu))
+            elif kind == _wire.HELLO:
+                self._hello(ident, body)
+
+    def _hello(self, ident: bytes, body: bytes) -> None:
+        pid, host, token = _json(body, [0, "?", ""])
+        wid = ident.decode(errors="replace")
+        peer = self._peers.get(wid)
+        if peer is not None and not peer.remote:
+            if peer.hello or token != peer.token.hex():
+                log.warning("ignored a HELLO for local worker %s with a wrong token", wid)
+                return
+            peer.hello = True
+            peer.seen = self._clock.now()
+            self._hub.worker_ready(wid, pid=peer.pid, host=str(host))
+            return
+        if peer is not None or token or self.listen is None:
+            log.warning("ignored a HELLO from %r (unknown or duplicate worker)", wid)
+            return
+        peer = _Peer(wid, True, b"", self._clock.now())
+        peer.pid, peer.hello = int(pid), True
+        self._peers[wid] = peer
+        if not self._hub.worker_joined(wid, pid=peer.pid, host=str(host)):
+            del self._peers[wid]
+            self._router.send_multipart([ident, _wire.STOP])
+
+    def _dispatch(self) -> None:
+        router, peers = self._router, self._peers
+        for wid, wires in self._hub.assign():
+            peer = peers.get(wid)
+            if peer is None:
+                continue  # reaped this round; the pool already requeued its window
+            ledger = peer.ledger
+            batch = [(t.task_id, t.fn_digest, ledger.to_send(t.fn_digest, t.fn_bytes), t.args_bytes) for t in wires]
+            router.send_multipart([peer.ident, _wire.TASKS, pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)])
+
+    def _check_heartbeats(self) -> None:
+        now = self._clock.now()
+        for peer in list(self._peers.values()):
+            limit = self.heartbeat_timeout_s if peer.hello else self.start_timeout_s
+            if now - peer.seen > limit:
+                what = f"no heartbeat for {limit}s" if peer.hello else f"did not connect within {limit}s"
+                if peer.remote:
+                    self._drop(peer, what)
+                elif not peer.kill_reason:
+                    log.warning("worker %s (pid %d): %s; killing it", peer.wid, peer.pid, what)
+                    peer.kill_reason = what
+                    self._signal(peer, signal.SIGKILL)
+            elif peer.remote:
+                self._router.send_multipart([peer.ident, _wire.PING])
+
+    def _drop(self, peer: _Peer, reason: str) -> None:
+        if self._peers.pop(peer.wid, None) is None:
+            return
+        peer.exited.set()
+        self._hub.worker_lost(peer.wid, reason)
+
+    def _reap(self, peer: _Peer) -> None:
+        fd = peer.pidfd if peer.pidfd >= 0 else peer.proc.sentinel
+        self._poller.unregister(fd)
+        del self._by_fd[fd]
+        peer.proc.join(timeout=5)  # the process has exited; this only collects its status
+        reason = exit_reason(peer.proc.exitcode)
+        if peer.kill_reason:
+            reason = f"{peer.kill_reason}; {reason}"
+        if peer.pidfd >= 0:
+            os.close(peer.pidfd)
+        peer.proc.close()
+        self._peers.pop(peer.wid, None)
+        try:
+            self._hub.worker_lost(peer.wid, reason)
+        finally:
+            peer.exited.set()
+
+    def _close_all(self, timeout: float) -> None:
+        """Stop every worker still here: remote ones are told to stop, local ones killed and reaped."""
+        for peer in list(self._peers.values()):
+            if peer.remote:
+                self._router.send_multipart([peer.ident, _wire.STOP])
+                self._drop(peer, "pool closed")
+            else:
+                peer.kill_reason = peer.kill_reason or "pool closed"
+                self._signal(peer, signal.SIGKILL)
+        for peer in list(self._by_fd.values()):
+            self._reap(peer)
+        for peer in list(self._peers.values()):  # launched but never watched (a race with close)
+            peer.proc.join(timeout)
+            self._peers.pop(peer.wid, None)
+            self._hub.worker_lost(peer.wid, "pool closed")
+            peer.exited.set()
+
+
+def _json(body: bytes, default: list) -> list:
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return default
+    return value if isinstance(value, list) and len(value) == len(default) else default
