@@ -23,6 +23,8 @@ from typing import Sequence
 COMMANDS: list[tuple[str, str]] = [
     ("demo", "laneway.observe._demo_cmd"),
     ("bench", "laneway.observe._bench_cmd"),
+    ("worker", "laneway.pool._worker_main"),
+    ("keys", "laneway.pool._keys_main"),
 ]
 
 

@@ -1,0 +1,40 @@
+"""``laneway worker``: join a pool from this host as a remote worker.
+
+Example:
+    $ laneway worker --connect tcp://pool-host:5555 --keys ~/laneway-keys
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from urllib.parse import urlsplit
+
+HELP = "run a worker that joins a pool listening on tcp (remote hosts)"
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connect", required=True, metavar="tcp://HOST:PORT", help="the pool's endpoint")
+    parser.add_argument("--keys", metavar="DIR", help="directory with server.key and this worker's key pair")
+    parser.add_argument("--key-name", default="client", metavar="NAME",
+                        help="which key pair in DIR to use (NAME.key_secret); default: client")
+    parser.add_argument("--heartbeat", type=float, default=0.5, metavar="S", help="seconds between heartbeats")
+    parser.add_argument("--pool-timeout", type=float, default=10.0, metavar="S",
+                        help="rejoin after hearing nothing from the pool this long")
+
+
+def run(args: argparse.Namespace) -> int:
+    from laneway.pool._worker_proc import WorkerConfig, run as serve
+
+    if urlsplit(args.connect).scheme != "tcp" or not urlsplit(args.connect).port:
+        raise SystemExit(f"laneway worker: --connect needs tcp://HOST:PORT, got {args.connect!r}")
+    curve = None
+    if args.keys:
+        from laneway.pool._curve import load_client
+
+        curve = load_client(args.keys, args.key_name)
+    cfg = WorkerConfig(endpoint=args.connect, heartbeat_s=args.heartbeat, curve=curve, pool_timeout_s=args.pool_timeout)
+    log.warning("laneway worker joining %s (%s)", args.connect, "CurveZMQ" if curve else "no keys")
+    return serve(cfg)
