@@ -1,20 +1,29 @@
 """Where runs execute: sync tools on worker threads, async tools on one event loop, cpu_bound on the pool.
 
 Worker threads pull: a thread that finishes a run takes the scheduler lock
-once, records the outcome and picks its next run in the same critical
-section, so under load a command costs one lock round trip and no thread
-hand-off. Threads start lazily, at most one per concurrently running sync
-command, and never one per queued command.
+once, records the outcome and takes its next run in the same critical
+section. Threads start lazily, never one per queued command, and are woken
+sparingly, because in CPython every extra runnable thread costs GIL hand-offs
+(64 threads serving no-op tools do a quarter of the work of one):
+
+* at most one woken thread is on its way to the ready queue at any time;
+* while a thread runs a tool that is usually fast (under ``_FAST_S``), no
+  helper is woken for the rest of the ready queue, because that thread will
+  be back for it in microseconds; a real-time fallback wakes a helper anyway
+  if it is not back within ``_FALLBACK_S`` (a usually fast tool that blocked).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
+import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
+from laneway.actors import MonotonicClock
 from laneway.errors import CommandCancelled, Preempted
 from laneway.lanes._token import _reset_current, _set_current
 
@@ -24,14 +33,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_FAST_S = 100e-6  # a tool whose recent runs took less than this is "fast"
+_FALLBACK_S = 0.002  # how long the ready queue may wait on a fast tool before a helper is woken anyway
+_EWMA_ALPHA = 0.2
+
 
 class _Worker:
-    __slots__ = ("cond", "run", "thread")
+    __slots__ = ("cond", "woken")
 
     def __init__(self, lock: threading.Lock) -> None:
         self.cond = threading.Condition(lock)
-        self.run: Run | None = None
-        self.thread: threading.Thread | None = None
+        self.woken = False
 
 
 def _cancelled_error(run: Run) -> CommandCancelled:
@@ -44,8 +56,14 @@ class Executors:
 
     def __init__(self, sched: Scheduler) -> None:
         self._sched = sched
+        self._ready: collections.deque[Run] = collections.deque()  # started sync runs waiting for a thread
         self._idle: list[_Worker] = []
-        self._threads: list[_Worker] = []
+        self._threads = 0
+        self._pulling = 0  # threads woken (or spawned) and not yet at the ready queue
+        self._fast_running = 0  # threads inside a usually-fast tool
+        self._tool_s: dict[str, float] = {}  # moving average of each tool's real run time
+        self._fallback: MonotonicClock | None = None
+        self._fallback_armed = False
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
@@ -53,7 +71,7 @@ class Executors:
 
     @property
     def thread_count(self) -> int:
-        return len(self._threads)
+        return self._threads
 
     def launch_locked(self, run: Run, acts: list[Callable[[], Any]]) -> None:
         """Hand a started run to its executor (called under the scheduler lock)."""
@@ -62,15 +80,9 @@ class Executors:
             acts.append(partial(self._start_async, run))
         elif spec.cpu_bound:
             acts.append(partial(self._start_pool, run))
-        elif self._idle:
-            worker = self._idle.pop()
-            worker.run = run
-            worker.cond.notify()
         else:
-            worker = _Worker(self._sched._lock)
-            worker.run = run
-            self._threads.append(worker)
-            acts.append(partial(self._spawn, worker))
+            self._ready.append(run)
+            self._wake_locked(acts)
 
     # shared by every executor -------------------------------------------------
 
@@ -101,32 +113,89 @@ class Executors:
 
     # threads ------------------------------------------------------------------
 
-    def _spawn(self, worker: _Worker) -> None:
-        t = threading.Thread(target=self._work, args=(worker,), name=f"laneway-lane-{len(self._threads)}", daemon=True)
-        worker.thread = t
-        t.start()
+    def _wake_locked(self, acts: list[Callable[[], Any]], force: bool = False) -> None:
+        if not self._ready or self._pulling or self._stopping:
+            return
+        if self._fast_running and not force:
+            if not self._fallback_armed:
+                self._fallback_armed = True
+                if self._fallback is None:
+                    self._fallback = MonotonicClock()
+                self._fallback.call_later(_FALLBACK_S, self._fallback_due)
+            return
+        self._pulling += 1
+        if self._idle:
+            worker = self._idle.pop()
+            worker.woken = True
+            worker.cond.notify()
+        else:
+            self._threads += 1
+            acts.append(self._spawn)
 
-    def _work(self, worker: _Worker) -> None:
+    def _fallback_due(self) -> None:
+        acts: list[Callable[[], Any]] = []
+        with self._sched._lock:
+            self._fallback_armed = False
+            self._wake_locked(acts, force=True)
+        self._sched._do(acts)
+
+    def _take_locked(self, acts: list[Callable[[], Any]]) -> tuple[Run | None, bool]:
+        """The next ready run for the calling thread (and whether its tool is fast); wakes a helper if due."""
+        if not self._ready:
+            return None, False
+        run = self._ready.popleft()
+        fast = self._tool_s.get(run.cmd.spec.name, 1.0) < _FAST_S
+        if fast:
+            self._fast_running += 1
+        self._wake_locked(acts)
+        return run, fast
+
+    def _spawn(self) -> None:
+        threading.Thread(target=self._work, name=f"laneway-lane-{self._threads}", daemon=True).start()
+
+    def _work(self) -> None:
         sched = self._sched
-        run = worker.run
-        worker.run = None
-        while run is not None:
-            self._announce(run)
-            ok, value = self._call_sync(run)
-            acts: list[Callable[[], Any]] = []
-            with sched._lock:
-                sched._end_run_locked(run, ok, value, acts)
-                self._idle.append(worker)  # so the dispatch below can give this very thread the next run
-                sched._dispatch_locked(acts)
-                run, worker.run = worker.run, None
-            sched._do(acts)
-            if run is None:
+        worker = _Worker(sched._lock)
+        acts: list[Callable[[], Any]] = []
+        with sched._lock:
+            self._pulling -= 1
+            run, fast = self._take_locked(acts)
+        sched._do(acts)
+        while True:
+            while run is None:
+                acts = []
                 with sched._lock:
-                    while worker.run is None and not self._stopping:
+                    if self._stopping:
+                        self._threads -= 1
+                        return
+                    self._idle.append(worker)
+                    while not worker.woken and not self._stopping:
                         worker.cond.wait()
-                    run, worker.run = worker.run, None
-                    if run is None and worker in self._idle:
+                    if worker.woken:
+                        worker.woken = False
+                        self._pulling -= 1
+                    else:
                         self._idle.remove(worker)
+                        continue
+                    run, fast = self._take_locked(acts)
+                sched._do(acts)
+            self._announce(run)
+            began = time.perf_counter()
+            ok, value = self._call_sync(run)
+            took = time.perf_counter() - began
+            acts = []
+            with sched._lock:
+                if fast:
+                    self._fast_running -= 1
+                name = run.cmd.spec.name
+                prev = self._tool_s.get(name)
+                self._tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * (took - prev)
+                self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
+                sched._end_run_locked(run, ok, value, acts)
+                sched._dispatch_locked(acts)
+                self._pulling -= 1
+                run, fast = self._take_locked(acts)
+            sched._do(acts)
 
     # the event loop for async tools ----------------------------------------------
 
@@ -206,21 +275,22 @@ class Executors:
             self._stopping = True
             for w in self._idle:
                 w.cond.notify()
+        if self._fallback is not None:
+            self._fallback.close()
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            def stop_loop() -> None:
-                for task in asyncio.all_tasks(loop):
-                    task.cancel()
-                loop.call_soon(loop.stop)
+        if loop is None or loop.is_closed():
+            return
 
-            try:
-                loop.call_soon_threadsafe(stop_loop)
-            except RuntimeError:
-                pass
-            if self._loop_thread is not None:
-                self._loop_thread.join(timeout)
-                if not self._loop_thread.is_alive():
-                    loop.close()
-        for w in list(self._threads):
-            if w.thread is not None and w.thread is not threading.current_thread():
-                w.thread.join(0 if w.run is not None else min(timeout, 1.0))
+        def stop_loop() -> None:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.call_soon(loop.stop)
+
+        try:
+            loop.call_soon_threadsafe(stop_loop)
+        except RuntimeError:
+            return
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout)
+            if not self._loop_thread.is_alive():
+                loop.close()

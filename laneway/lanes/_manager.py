@@ -270,10 +270,9 @@ class LaneManager(Submitter):
 
     def _submit_record(self, rec: dict[str, Any], *, attempts: int, unbounded: bool = False) -> CommandHandle:
         target = rec.get("fn") or self.tools.resolve(rec["tool"], rec.get("module", ""))
-        return self._submit(rec["lane"], target, rec["params"], block=0.0, unbounded=unbounded, attempts=attempts,
-                            priority=Priority(rec["priority"]), caller=rec["caller"], timeout=rec["timeout"],
-                            retry=rec["retry"], deadline_s=rec["deadline_s"], preemptible=rec["preemptible"],
-                            command_id=rec["id"])
+        return self._submit(rec["lane"], target, rec["params"], Priority(rec["priority"]), rec["caller"],
+                            rec["timeout"], rec["retry"], rec["deadline_s"], rec["preemptible"], None, 0.0, rec["id"],
+                            attempts=attempts, unbounded=unbounded)
 
     def _recover(self) -> tuple[CommandHandle, ...]:
         assert self._pending is not None

@@ -62,6 +62,8 @@ class FairQueue:
         # every other caller per own command ahead (round-robin), capped by
         # what that caller has queued.
         ahead = sum(own.per_level[: level + 1]) if own is not None else 0
+        if own is not None and len(self._callers) == 1:
+            return ahead
         others = sum(min(cq.live, ahead + 1) for cq in self._callers.values() if cq is not own)
         return ahead + others
 

@@ -6,7 +6,8 @@ import asyncio
 import time
 import weakref
 from functools import partial
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Mapping
+from typing import Any, Callable, Iterable
 
 from laneway.errors import (
     ConfigError,
@@ -70,16 +71,17 @@ class Submitter(SessionLanes):
             >>> h.position, h.eta_s, h.result(timeout=10)                                      # doctest: +SKIP
         """
         block = self._orch.ask_timeout if block_timeout is None else block_timeout
-        return self._submit(lane, target, params, priority=priority, caller=caller, timeout=timeout, retry=retry,
-                            deadline_s=deadline_s, preemptible=preemptible, max_wait=max_wait, block=block,
-                            command_id=command_id)
+        return self._submit(lane, target, params, priority, caller, timeout, retry, deadline_s, preemptible,
+                            max_wait, block, command_id)
 
     def submit_nowait(self, lane: str, target: str | Callable[..., Any] | ToolSpec,
-                      params: Mapping[str, Any] | None = None, **options: Any) -> CommandHandle:
+                      params: Mapping[str, Any] | None = None, *, priority: Priority | None = None,
+                      caller: str = "default", timeout: float | None = _UNSET, retry: RetryPolicy | None = None,
+                      deadline_s: float | None = None, preemptible: bool | None = None,
+                      max_wait: float | None = None, command_id: str | None = None) -> CommandHandle:
         """Like :meth:`submit`, but raise ``LaneFull`` at once instead of waiting for room."""
-        if "block_timeout" in options:
-            raise ConfigError("submit_nowait never blocks; block_timeout does not apply")
-        return self._submit(lane, target, params, block=0.0, **options)
+        return self._submit(lane, target, params, priority, caller, timeout, retry, deadline_s, preemptible,
+                            max_wait, 0.0, command_id)
 
     def call(self, lane: str, target: str | Callable[..., Any] | ToolSpec, params: Mapping[str, Any] | None = None,
              *, wait_timeout: float | None = None, **options: Any) -> Any:
@@ -130,7 +132,7 @@ class Submitter(SessionLanes):
     def _check_params(spec: ToolSpec, params: Mapping[str, Any] | None) -> dict[str, Any]:
         if params is None:
             params = {}
-        elif not isinstance(params, Mapping):
+        elif type(params) is not dict and not isinstance(params, Mapping):
             raise ConfigError(f"params must be a mapping of parameter names to values, got {type(params).__name__}")
         spec.validate(params)
         return dict(params)
@@ -144,31 +146,32 @@ class Submitter(SessionLanes):
                 return self._session_lane_locked(name[len(SESSION_PREFIX):])
         raise LaneNotFound(f"no lane named {name!r}; lanes are {sorted(n for n in self._lanes if not n.startswith(SESSION_PREFIX))}")
 
-    def _new_command(self, lane: Lane, spec: ToolSpec, params: dict[str, Any], durable: bool, *,
+    def _new_command(self, lane: Lane, spec: ToolSpec, params: dict[str, Any], durable: bool,
                      priority: Priority | None = None, caller: str = "default", timeout: float | None = _UNSET,
                      retry: RetryPolicy | None = None, deadline_s: float | None = None,
                      preemptible: bool | None = None, command_id: str | None = None) -> Command:
+        # Each check is skipped for the default, so the common submit pays for none of them.
         if priority is None:
             level = spec.priority if spec.priority is not None else Priority.NORMAL
-        elif isinstance(priority, Priority) or (isinstance(priority, int) and not isinstance(priority, bool) and 0 <= priority <= 4):
+        elif isinstance(priority, Priority) or (type(priority) is int and 0 <= priority <= 4):
             level = Priority(priority)
         else:
             raise ConfigError(f"priority must be a Priority, got {priority!r}")
         if timeout is _UNSET:
             timeout = spec.timeout if spec.timeout is not None else lane.config.timeout_s
-        elif timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        elif timeout is not None and (type(timeout) not in (int, float) or timeout <= 0):
             raise ConfigError(f"timeout must be a number > 0 or None, got {timeout!r}")
         if retry is None:
             retry = lane.config.retry
         elif not isinstance(retry, RetryPolicy):
             raise ConfigError(f"retry must be a RetryPolicy, got {retry!r}")
-        if deadline_s is not None and (isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)) or deadline_s <= 0):
+        if deadline_s is not None and (type(deadline_s) not in (int, float) or deadline_s <= 0):
             raise ConfigError(f"deadline_s must be a number > 0 or None, got {deadline_s!r}")
-        if not isinstance(caller, str) or not caller:
+        if caller != "default" and (type(caller) is not str or not caller):
             raise ConfigError(f"caller must be a non-empty string, got {caller!r}")
         if command_id is None:
             command_id = self._new_id()  # type: ignore[attr-defined]
-        elif not isinstance(command_id, str) or not command_id:
+        elif type(command_id) is not str or not command_id:
             raise ConfigError(f"command_id must be a non-empty string, got {command_id!r}")
         cmd = Command(command_id, lane, spec, params, caller, int(level), timeout, retry, deadline_s,
                       spec.preemptible if preemptible is None else bool(preemptible), self._clock.now(),
@@ -180,7 +183,7 @@ class Submitter(SessionLanes):
         """Persist (before queueing, so a crash cannot lose an accepted command), then publish."""
         saved: list[Command] = []
         try:
-            for cmd in cmds:
+            for cmd in cmds if self._pending is not None else ():
                 if cmd.durable:
                     self._pending.save(cmd)  # type: ignore[union-attr]
                     saved.append(cmd)
@@ -238,7 +241,7 @@ class Submitter(SessionLanes):
         lane = cmd.lane
         if cmd.id in self._commands:
             raise ConfigError(f"command id {cmd.id!r} is already in use")
-        if self._preempt_locked(cmd, acts):
+        if lane.active >= lane.cap and lane.runs and self._preempt_locked(cmd, acts):
             position, eta = 0, 0.0
         else:
             position = lane.queue.estimate(cmd.caller, cmd.level) + len(lane.preemptors)
@@ -268,11 +271,15 @@ class Submitter(SessionLanes):
                        priority=Priority(cmd.level).name.lower())
         self._do(acts)
 
-    def _submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, *, block: float,
-                max_wait: float | None = None, attempts: int = 0, unbounded: bool = False, **options: Any) -> CommandHandle:
+    def _submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, priority: Priority | None,
+                caller: str, timeout: float | None, retry: RetryPolicy | None, deadline_s: float | None,
+                preemptible: bool | None, max_wait: float | None, block: float, command_id: str | None,
+                attempts: int = 0, unbounded: bool = False) -> CommandHandle:
+        # Positional all the way down: keyword packing costs a microsecond per layer on the hot path.
         spec, durable = self._resolve(target)
         checked = self._check_params(spec, params)
-        cmd = self._new_command(self._lane_for(lane_name), spec, checked, durable, **options)
+        cmd = self._new_command(self._lane_for(lane_name), spec, checked, durable, priority, caller, timeout, retry,
+                                deadline_s, preemptible, command_id)
         cmd.attempts = attempts
         if cmd.id in self._commands:
             raise ConfigError(f"command id {cmd.id!r} is already in use")
@@ -310,7 +317,7 @@ class Submitter(SessionLanes):
         if refused:
             raise ParallelNotAllowed(f"not marked parallel_allowed, so none of the batch ran: {', '.join(refused)}")
         lane = self._lane_for(SESSION_PREFIX + session_id)
-        members = [self._new_command(lane, spec, params, durable, caller=caller, priority=priority)
+        members = [self._new_command(lane, spec, params, durable, priority, caller)
                    for spec, params, durable in prepared]
         self._announce_submitted(members)
         acts: Acts = []

@@ -12,6 +12,9 @@ from laneway.errors import CommandCancelled, Preempted
 
 log = logging.getLogger(__name__)
 
+# Guards the rare paths of every token (cancel, wait, callbacks); the hot path takes no lock.
+_slow_path = threading.Lock()
+
 _current: contextvars.ContextVar[CancellationToken | None] = contextvars.ContextVar("laneway_token", default=None)
 
 
@@ -34,10 +37,14 @@ class CancellationToken:
         (True, 'user pressed stop')
     """
 
+    __slots__ = ("_cancelled", "_event", "_callbacks", "reason", "preempted")
+
     def __init__(self) -> None:
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._callbacks: list[Callable[[str], None]] = []
+        # Every run gets a token and few are ever cancelled or waited on, so the
+        # Event and the callback list are made only when someone needs them.
+        self._cancelled = False
+        self._event: threading.Event | None = None
+        self._callbacks: list[Callable[[str], None]] | None = None
         self.reason = ""
         self.preempted = False
 
@@ -47,17 +54,19 @@ class CancellationToken:
     @property
     def cancelled(self) -> bool:
         """True once :meth:`cancel` was called."""
-        return self._event.is_set()
+        return self._cancelled
 
     def cancel(self, reason: str = "cancelled", *, preempted: bool = False) -> bool:
         """Cancel (the first reason wins) and run the callbacks in this thread; True if this call cancelled it."""
-        with self._lock:
-            if self._event.is_set():
+        with _slow_path:
+            if self._cancelled:
                 return False
             self.reason = reason
             self.preempted = preempted
-            self._event.set()
-            callbacks, self._callbacks = self._callbacks, []
+            self._cancelled = True
+            if self._event is not None:
+                self._event.set()
+            callbacks, self._callbacks = self._callbacks or [], None
         for fn in callbacks:
             try:
                 fn(reason)
@@ -67,12 +76,18 @@ class CancellationToken:
 
     def raise_if_cancelled(self) -> None:
         """Raise :class:`~laneway.errors.CommandCancelled` (``Preempted`` when preempted) if cancelled."""
-        if self._event.is_set():
+        if self._cancelled:
             raise (Preempted if self.preempted else CommandCancelled)(self.reason)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until cancelled or ``timeout`` seconds pass; True if cancelled (an interruptible sleep)."""
-        return self._event.wait(timeout)
+        with _slow_path:
+            if self._cancelled:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     async def wait_async(self) -> str:
         """Suspend the calling task until the token is cancelled; returns the reason.
@@ -92,8 +107,10 @@ class CancellationToken:
 
     def add_callback(self, fn: Callable[[str], None]) -> None:
         """Call ``fn(reason)`` on cancellation (at once, in this thread, if already cancelled)."""
-        with self._lock:
-            if not self._event.is_set():
+        with _slow_path:
+            if not self._cancelled:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(fn)
                 return
         fn(self.reason)

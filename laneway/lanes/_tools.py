@@ -143,10 +143,14 @@ class ToolSpec:
     is_async: bool = False
     takes_token: bool = False
     module: str = ""
+    _declared: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_declared", frozenset(p.name for p in self.parameters))
 
     def validate(self, params: Mapping[str, Any]) -> None:
         """Raise ToolParameterError naming the first missing, unknown or wrongly-typed parameter."""
-        declared = {p.name for p in self.parameters}
+        declared = self._declared
         for key in params:
             if key not in declared:
                 raise ToolParameterError(f"tool {self.name!r}: unknown parameter {key!r}; it takes {sorted(declared)}")
@@ -239,8 +243,10 @@ class ToolRegistry:
         spec = fn if isinstance(fn, ToolSpec) else make_spec(fn, **options)
         with self._lock:
             old = self._tools.get(spec.name)
-            # Re-importing a module re-registers its tools: same module and qualname is the same tool.
-            if old is not None and old.fn is not spec.fn and _qualified(old.fn) != _qualified(spec.fn):
+            # Re-importing a module re-registers its tools: same module and qualname is the
+            # same tool, unless the name is a lambda's or a local's ("<lambda>", "<locals>").
+            same = _qualified(old.fn) == _qualified(spec.fn) and "<" not in _qualified(spec.fn) if old else True
+            if old is not None and old.fn is not spec.fn and not same:
                 raise ConfigError(f"tool name {spec.name!r} is already taken by {_qualified(old.fn)}")
             self._tools[spec.name] = spec
         return spec

@@ -1,0 +1,197 @@
+"""Lane throughput and latency: laneway lanes vs the a3s-lane Python SDK vs raw actor asks, same run.
+
+Shapes (a3s-lane's benchmark, see /work/shared/ANCHORS.md):
+  * 100 no-op commands round-robin over 10 lanes (priority i, min 1, max 10), and over 1 lane;
+    a3s-lane's submit blocks, so 100 threads keep them in flight; laneway's submit returns a
+    handle, so one thread submits all 100 then waits for them.
+  * steady state: 4 submitter threads, each submitting batches of 100 and waiting, 20,000 in all.
+  * latency: sequential submit-and-wait, one at a time; raw laneway and pykka asks for reference.
+Managers are built and warmed before timing. Medians of --rounds rounds.
+
+Run: python benchmarks/lanes_throughput.py [--rounds 5] [--skip-a3s]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from typing import Callable
+
+import pykka
+
+from laneway import Orchestrator
+from laneway.actors import Actor
+from laneway.lanes import LaneConfig, ToolRegistry
+
+
+def noop(x: int = 0) -> int:
+    return x
+
+
+def ten_lanes() -> list[LaneConfig]:
+    return [LaneConfig(f"lane{i}", priority=i, min_concurrency=1, max_concurrency=10, pressure_threshold=None)
+            for i in range(10)]
+
+
+def laneway_manager(orch: Orchestrator, configs: list[LaneConfig]):
+    tools = ToolRegistry()
+    tools.register(noop, name="noop")
+    return orch.start_lanes(lanes=configs, tools=tools, store=None)
+
+
+def burst_laneway(lanes, names: list[str], n: int) -> float:
+    start = time.perf_counter()
+    handles = [lanes.submit(names[i % len(names)], "noop", {"x": i}) for i in range(n)]
+    for h in handles:
+        h.result(timeout=60)
+    return n / (time.perf_counter() - start)
+
+
+def burst_threads(submit: Callable[[int], object], n: int, threads: int) -> float:
+    """n blocking submits kept in flight by ``threads`` threads; returns ops/s."""
+    barrier = threading.Barrier(threads + 1)
+    per = n // threads
+
+    def worker(k: int) -> None:
+        barrier.wait()
+        for i in range(per):
+            submit(k * per + i)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in ts:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in ts:
+        t.join()
+    return per * threads / (time.perf_counter() - start)
+
+
+def steady_laneway(lanes, names: list[str], total: int, submitters: int, batch: int = 100) -> float:
+    def one(k: int) -> None:
+        handles = [lanes.submit(names[(k + i) % len(names)], "noop", {"x": i}, caller=f"c{k % 4}") for i in range(batch)]
+        for h in handles:
+            h.result(timeout=60)
+
+    return burst_threads(one, total // batch, submitters) * batch
+
+
+def latency(call: Callable[[int], object], n: int) -> tuple[float, float, float]:
+    lat = []
+    start = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        call(i)
+        lat.append(time.perf_counter() - t)
+    total = time.perf_counter() - start
+    lat.sort()
+    return n / total, statistics.median(lat) * 1e6, lat[int(len(lat) * 0.99)] * 1e6
+
+
+class PykkaEcho(pykka.ThreadingActor):
+    def on_receive(self, message):
+        return message
+
+
+class Echo(Actor):
+    def on_receive(self, message):
+        return message
+
+
+def median_of(rounds: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(rounds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip-a3s", action="store_true")
+    args = parser.parse_args()
+    r = args.rounds
+    rows: dict[str, dict[str, float]] = {}
+
+    orch10 = Orchestrator(name="bench10")
+    orch1 = Orchestrator(name="bench1")
+    lanes10 = laneway_manager(orch10, ten_lanes())
+    lanes1 = laneway_manager(orch1, [LaneConfig("only", priority=0, min_concurrency=1, max_concurrency=10,
+                                                pressure_threshold=None)])
+    names10 = [f"lane{i}" for i in range(10)]
+    for _ in range(3):  # warm: threads started, code paths hot
+        burst_laneway(lanes10, names10, 200)
+        burst_laneway(lanes1, ["only"], 200)
+    lw: dict[str, float] = {}
+    lw["100 over 10 lanes"] = median_of(r, lambda: burst_laneway(lanes10, names10, 100))
+    lw["100 over 1 lane"] = median_of(r, lambda: burst_laneway(lanes1, ["only"], 100))
+    lw["100 over 10, 100 threads"] = median_of(
+        r, lambda: burst_threads(lambda i: lanes10.call(names10[i % 10], "noop", {"x": i}), 100, 100))
+    lw["steady 20k, 4 submitters"] = median_of(r, lambda: steady_laneway(lanes10, names10, 20_000, 4))
+    ops, p50, p99 = latency(lambda i: lanes10.call("lane3", "noop", {"x": i}), 5000)
+    lw["sequential submit+wait"] = ops
+    rows["laneway lanes"] = lw
+    lat_rows = {"laneway lanes": (p50, p99)}
+    orch10.shutdown()
+    orch1.shutdown()
+
+    orch = Orchestrator(name="bench-ask")
+    ref = orch.spawn(Echo, name="echo")
+    ops, p50, p99 = latency(lambda i: ref.ask(i, timeout=10), 20_000)
+    rows["laneway raw ask"] = {"sequential submit+wait": ops}
+    lat_rows["laneway raw ask"] = (p50, p99)
+    orch.shutdown()
+    pref = PykkaEcho.start()
+    ops, p50, p99 = latency(lambda i: pref.ask(i), 20_000)
+    rows["pykka ask"] = {"sequential submit+wait": ops}
+    lat_rows["pykka ask"] = (p50, p99)
+    pref.stop()
+
+    if args.skip_a3s:
+        print("a3s-lane: skipped (--skip-a3s)")
+    else:
+        try:
+            from _a3s_lane import PyLane, PyLaneConfig
+        except ImportError as exc:
+            print(f"a3s-lane: column skipped, cannot import _a3s_lane ({exc}); pip install a3s-lane==0.4.0")
+        else:
+            a10 = PyLane.with_lanes([PyLaneConfig(f"lane{i}", priority=i, min_concurrency=1, max_concurrency=10)
+                                     for i in range(10)])
+            a1 = PyLane.with_lanes([PyLaneConfig("only", priority=0, min_concurrency=1, max_concurrency=10)])
+            a10.start()
+            a1.start()
+            burst_threads(lambda i: a10.submit(f"lane{i % 10}", "noop", {"x": i}), 100, 100)
+            a = {
+                "100 over 10 lanes": median_of(r, lambda: burst_threads(
+                    lambda i: a10.submit(f"lane{i % 10}", "noop", {"x": i}), 100, 100)),
+                "100 over 1 lane": median_of(r, lambda: burst_threads(lambda i: a1.submit("only", "noop", {"x": i}), 100, 100)),
+            }
+            ops, p50, p99 = latency(lambda i: a10.submit("lane3", "noop", {"x": i}), 100)
+            a["sequential submit+wait"] = ops
+            a["100 over 10, 100 threads"] = a["100 over 10 lanes"]
+            rows["a3s-lane 0.4.0"] = a
+            lat_rows["a3s-lane 0.4.0"] = (p50, p99)
+            for lane in (a10, a1):
+                lane.shutdown()
+                lane.drain(10.0)
+
+    shapes = ["100 over 10 lanes", "100 over 1 lane", "100 over 10, 100 threads", "steady 20k, 4 submitters",
+              "sequential submit+wait"]
+    print(f"\nops/s (median of {r} rounds; 2-core machine, shared)")
+    print(f"{'':26}" + "".join(f"{k:>18}" for k in rows))
+    for shape in shapes:
+        cells = "".join(f"{v[shape]:>18,.0f}" if shape in v else f"{'-':>18}" for v in rows.values())
+        print(f"{shape:26}{cells}")
+    print("\nsequential latency    p50 µs   p99 µs")
+    for k, (p50, p99) in lat_rows.items():
+        print(f"{k:20} {p50:8.1f} {p99:8.1f}")
+    lw = rows["laneway lanes"]
+    if "a3s-lane 0.4.0" in rows:
+        a = rows["a3s-lane 0.4.0"]
+        print("\nlaneway / a3s-lane: " + ", ".join(f"{s} {lw[s] / a[s]:.0f}x" for s in shapes if s in a))
+    print(f"laneway lanes / pykka ask (sequential): {lw['sequential submit+wait'] / rows['pykka ask']['sequential submit+wait']:.2f}x; "
+          f"p50 {lat_rows['laneway lanes'][0] / lat_rows['pykka ask'][0]:.2f}x")
+    print(f"laneway lanes / laneway raw ask (sequential): {lw['sequential submit+wait'] / rows['laneway raw ask']['sequential submit+wait']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
