@@ -48,6 +48,7 @@ class RayWorker:
         self._tasks = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="laneway-task")
         self._next_seq = 0
         self._turn: asyncio.Condition | None = None
+        self._stop: asyncio.Event | None = None
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)
 
@@ -63,7 +64,10 @@ class RayWorker:
         The backend always keeps one ``beat`` outstanding: it is how an idle actor's
         death is noticed (the call fails) and how a hung one is (the answer is late).
         """
-        await asyncio.sleep(period)
+        try:
+            await asyncio.wait_for(self._stopping().wait(), period)
+        except asyncio.TimeoutError:
+            pass
         try:
             return self._proc.memory_info().rss, self._proc.cpu_percent(None)
         except Exception:  # psutil can fail in odd containers; liveness matters, numbers do not
@@ -87,7 +91,13 @@ class RayWorker:
 
         await self._wait_turn(seq)
         self._tasks.shutdown(wait=True)
+        self._stopping().set()  # the outstanding beat answers now, so the actor can exit at once
         ray.actor.exit_actor()
+
+    def _stopping(self) -> asyncio.Event:
+        if self._stop is None:
+            self._stop = asyncio.Event()  # created on the actor's loop
+        return self._stop
 
     def _run_chunk(self, tasks: list[WireTask], start: int) -> tuple[list[WireOutcome], int]:
         run = self._runner.run
