@@ -1,0 +1,101 @@
+"""Sync, async and cpu-bound tools; tokens; events on the system stream, read sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import pytest
+
+from laneway.lanes import current_token
+from tests.lanes.support import WAIT, lane, start_lanes
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def pid_of_worker(x: int) -> int:
+    return os.getpid()
+
+
+def test_sync_and_async_tools_both_run_async_ones_on_one_loop_thread(orch):
+    lanes = start_lanes(orch, [lane("work", max_concurrency=8)])
+    loop_threads = set()
+
+    async def fetch(n: int) -> int:
+        loop_threads.add(threading.current_thread().name)
+        await asyncio.sleep(0.01)
+        return n * 2
+
+    lanes.tools.register(fetch)
+    lanes.tools.register(square)
+    handles = [lanes.submit("work", "fetch", {"n": i}) for i in range(8)]
+    assert [h.result(timeout=WAIT) for h in handles] == [i * 2 for i in range(8)]
+    assert loop_threads == {"laneway-lanes-async"}
+    assert lanes.call("work", "square", {"x": 7}) == 49
+
+
+def test_await_a_handle_and_call_async_from_a_coroutine(orch):
+    lanes = start_lanes(orch, [lane("work")])
+    lanes.tools.register(square)
+
+    async def main():
+        h = lanes.submit("work", "square", {"x": 3})
+        return await h, await lanes.call_async("work", "square", {"x": 4})
+
+    assert asyncio.run(main()) == (9, 16)
+
+
+def test_tools_get_their_token_as_an_argument_or_from_current_token(orch):
+    lanes = start_lanes(orch, [lane("work")])
+    seen = []
+
+    def both(cancel_token) -> bool:
+        seen.append(cancel_token)
+        return current_token() is cancel_token
+
+    lanes.tools.register(both)
+    assert lanes.call("work", "both") is True
+    assert not seen[0].cancelled and current_token() is None
+
+
+def test_plain_callables_run_too(orch):
+    lanes = start_lanes(orch, [lane("work")])
+    assert lanes.call("work", lambda a, b=2: a + b, {"a": 1}) == 3
+
+
+def test_events_of_a_command_in_order_sync_and_async(orch):
+    lanes = start_lanes(orch, [lane("work")])
+    lanes.tools.register(square)
+    with orch.events.subscribe("queue.command") as sub:
+        h = lanes.submit("work", "square", {"x": 2}, caller="alice")
+        h.result(timeout=WAIT)
+        events = [sub.get(timeout=WAIT) for _ in range(3)]
+    assert [e.key for e in events] == ["queue.command.submitted", "queue.command.started", "queue.command.completed"]
+    assert all(e.source == "work" and e.data["command_id"] == h.command_id and e.data["caller"] == "alice" for e in events)
+    done = events[2].data
+    assert done["latency_s"] >= done["run_s"] >= 0 and done["attempts"] == 1
+
+    async def read_async():
+        sub = orch.events.subscribe(lambda e: e.key == "queue.command.completed")
+        lanes.submit("work", "square", {"x": 3})
+        async for event in sub:
+            sub.close()
+            return event
+
+    assert asyncio.run(read_async()).data["tool"] == "square"
+
+
+@pytest.mark.multiprocess
+def test_cpu_bound_tools_run_on_the_process_pool(orch):
+    pool_mod = pytest.importorskip("laneway.pool")
+    if not hasattr(pool_mod, "Pool"):
+        pytest.skip("laneway.pool.Pool is not there yet")
+    orch.start_pool(workers=1)
+    lanes = start_lanes(orch, [lane("work", max_concurrency=2)])
+    lanes.tools.register(pid_of_worker, cpu_bound=True)
+    lanes.tools.register(square, cpu_bound=True)
+    assert lanes.call("work", "square", {"x": 9}, wait_timeout=60) == 81
+    assert lanes.call("work", "pid_of_worker", {"x": 0}, wait_timeout=60) != os.getpid()
