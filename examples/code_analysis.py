@@ -228,6 +228,7 @@ def digest(result: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def shard(items: list[Any], size: int) -> list[list[Any]]:
-    """``items`` cut into consecutive chunks of at most ``size``."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def part(items: list[Any], index: int, count: int) -> list[Any]:
+    """The ``index``-th of ``count`` contiguous, near-equal parts of ``items`` (some may be empty)."""
+    n = len(items)
+    return items[index * n // count : (index + 1) * n // count]

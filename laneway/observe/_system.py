@@ -88,10 +88,10 @@ def _value(x: Any) -> str:
 
 
 def _lanes(lanes: Any) -> tuple[LaneView, ...]:
-    out = []
-    for s in lanes.lane_statistics():
-        out.append(LaneView(s.name, s.priority, s.pending, s.active, s.max_concurrent, s.completed, s.failed))
-    return tuple(sorted(out, key=lambda v: (v.priority, v.name)))
+    return tuple(
+        LaneView(s.name, s.priority, s.pending, s.active, s.max_concurrency, s.completed, s.failed)
+        for s in lanes.statistics().lanes
+    )
 
 
 def _workers(pool: Any) -> tuple[tuple[WorkerView, ...], int, int]:

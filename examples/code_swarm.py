@@ -1,0 +1,313 @@
+"""The code swarm: α-role agents analyze the Python standard library's source tree.
+
+    laneway demo                       # the whole stdlib, live dashboard on a terminal
+    laneway demo --chaos               # SIGKILL pool workers during the run: same result
+    laneway demo --path DIR --files 200 --out report.json
+
+A DAG workflow (``laneway.workflow``) routes each step to agents by role and
+capability (``laneway.router``, every agent behind a circuit breaker):
+
+    list ──> read-00 ──> analyze-00 ──> validate-00 ──┐
+         ├─> read-01 ──> analyze-01 ──> validate-01 ──┼──> aggregate
+         └─> ...                                      ┘
+    α1 observers    α5 analyzers     α3 validators      α8 aggregator
+
+Observers list and read the files (threads: I/O). Analyzers send one command
+per file to the ``prompt`` lane (``laneway.lanes``); its tool is ``cpu_bound``,
+so it runs ``ast`` on the process pool (``laneway.pool``, real worker
+processes over ZeroMQ). Validators check every result against what was read;
+the aggregator builds the report. Control commands (pause, resume, cancel)
+go through the ``control`` lane, which the scheduler serves before the
+hundreds of queued prompt commands. With ``--chaos``, worker processes are
+SIGKILLed during the run; the pool, lane and workflow retries put every file
+through anyway, so the result (and its digest) is identical to a calm run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sys
+import sysconfig
+import threading
+import time
+from typing import Any
+
+import attrs
+import cloudpickle
+
+import code_analysis as ca
+from laneway import Orchestrator
+from laneway.actors import Backoff, OneForOne
+from laneway.lanes import LaneConfig, Priority, RetryPolicy
+from laneway.observe import Dashboard, Monitor, Scope
+from laneway.observe import Counter as C
+from laneway.router import AlphaRole
+from laneway.workflow import TaskDefinition, WorkflowState
+
+# The analysis functions travel to worker processes by value: a worker (even
+# one started by hand on another host) need not have examples/ on its path.
+cloudpickle.register_pickle_by_value(ca)
+
+
+@attrs.frozen
+class SwarmConfig:
+    """One run's settings (see ``--help``)."""
+
+    root: str
+    files: int | None = None
+    shards: int = 16
+    workers: int = 2
+    chaos: bool = False
+    chaos_interval_s: float = 0.5
+    seed: int = 7
+    live: bool | None = None
+
+
+# --- agents --------------------------------------------------------------------
+
+
+def register_agents(orch: Orchestrator, cfg: SwarmConfig, dash: Dashboard) -> None:
+    """Observers, analyzers, validators and an aggregator; tools for the lanes."""
+    lanes = orch.lanes
+    lanes.tools.register(ca.analyze_source, name="code.analyze", cpu_bound=True, preemptible=True,
+                         description="Parse one Python file with ast: functions, classes, complexity")  # fmt: skip
+    engine = orch.workflows
+    for verb in ("pause", "resume", "cancel"):
+        lanes.tools.register(getattr(engine, verb), name=f"workflow.{verb}", category="control",
+                             parameters={"workflow_id": str}, description=f"{verb.capitalize()} a workflow")  # fmt: skip
+
+    def observe(payload: Any, ctx: Any) -> Any:
+        if payload["step"] == "list":
+            return ca.list_python_files(cfg.root, cfg.files)
+        files = ctx.dependency_results["list"]
+        return ca.read_sources(cfg.root, ca.part(files, payload["shard"], cfg.shards))
+
+    def analyze(payload: Any, ctx: Any) -> list[dict[str, Any]]:
+        read = ctx.dependency_results[f"read-{payload['shard']:02d}"]
+        handles = [
+            lanes.submit("prompt", "code.analyze", {"path": i["path"], "text": i["text"], "sha256": i["sha256"]},
+                         caller=ctx.task_id, preemptible=True)
+            for i in read
+            if i["text"] is not None
+        ]  # fmt: skip
+        for h in handles:
+            h.future.add_done_callback(lambda f: f.exception() is None and dash.advance())
+        ctx.cancel_token.add_callback(lambda reason: [h.cancel(reason) for h in handles])
+        unreadable = [i for i in read if i["text"] is None]
+        dash.advance(len(unreadable))
+        return ca.analyze_batch(unreadable) + [h.result(timeout=600) for h in handles]
+
+    def validate(payload: Any, ctx: Any) -> dict[str, Any]:
+        k = payload["shard"]
+        return ca.validate_batch(ctx.dependency_results[f"analyze-{k:02d}"], ctx.dependency_results[f"read-{k:02d}"])
+
+    def aggregate(payload: Any, ctx: Any) -> dict[str, Any]:
+        results, problems = [], []
+        for _, checked in sorted(ctx.dependency_results.items()):
+            results.extend(checked["results"])
+            problems.extend(checked["problems"])
+        return ca.aggregate(results, problems, payload["label"])
+
+    agents = [
+        ("observer-1", AlphaRole.OBSERVER, {"fs.list", "fs.read"}, 2, observe),
+        ("observer-2", AlphaRole.OBSERVER, {"fs.read"}, 2, observe),
+        ("analyzer-1", AlphaRole.ANALYZER, {"code.analyze"}, 2, analyze),
+        ("analyzer-2", AlphaRole.ANALYZER, {"code.analyze"}, 2, analyze),
+        ("validator-1", AlphaRole.VALIDATOR, {"code.validate"}, 2, validate),
+        ("validator-2", AlphaRole.VALIDATOR, {"code.validate"}, 2, validate),
+        ("aggregator", AlphaRole.AGGREGATOR, {"report.aggregate"}, 1, aggregate),
+    ]
+    for agent_id, role, caps, limit, handler in agents:
+        orch.register_agent(agent_id, role, caps, limit, handler)
+
+
+def build_tasks(cfg: SwarmConfig, label: str) -> list[TaskDefinition]:
+    """The DAG: list, then per shard read -> analyze -> validate, then aggregate."""
+    retry = RetryPolicy.fixed(3, 0.05)
+    tasks = [TaskDefinition("list", agent_type="observer", capabilities=("fs.list",), payload={"step": "list"})]
+    for k in range(cfg.shards):
+        read, analyze, validate = f"read-{k:02d}", f"analyze-{k:02d}", f"validate-{k:02d}"
+        tasks += [
+            TaskDefinition(read, agent_type="observer", capabilities=("fs.read",), dependencies=["list"],
+                           payload={"step": "read", "shard": k}, retry_policy=retry),
+            TaskDefinition(analyze, agent_type="analyzer", capabilities=("code.analyze",), dependencies=[read],
+                           payload={"shard": k}, retry_policy=retry),
+            TaskDefinition(validate, agent_type="validator", capabilities=("code.validate",),
+                           dependencies=[read, analyze], payload={"shard": k}, retry_policy=retry),
+        ]  # fmt: skip
+    tasks.append(TaskDefinition("aggregate", agent_type="aggregator", capabilities=("report.aggregate",),
+                                dependencies=[f"validate-{k:02d}" for k in range(cfg.shards)], payload={"label": label}))  # fmt: skip
+    return tasks
+
+
+# --- chaos and control ------------------------------------------------------------------
+
+
+class Chaos:
+    """SIGKILLs a random live pool worker every ``interval_s`` until stopped (a demo driver, not a runtime part)."""
+
+    def __init__(self, orch: Orchestrator, interval_s: float, seed: int) -> None:
+        self._orch = orch
+        self._interval = interval_s
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self.kills: list[int] = []
+        self._thread = threading.Thread(target=self._run, name="chaos", daemon=True)
+
+    def start(self) -> Chaos:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            pids = sorted(w.pid for w in self._orch.pool.workers() if w.pid and w.state.value in ("idle", "busy"))
+            if pids:
+                pid = self._rng.choice(pids)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    self.kills.append(pid)
+                except ProcessLookupError:
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def pause_and_resume(orch: Orchestrator, workflow_id: str) -> dict[str, Any]:
+    """Pause the workflow through the control lane while prompt work is queued, then resume it."""
+    lanes = orch.lanes
+    queued = lanes.lane_stats("prompt").pending
+    t0 = time.perf_counter()
+    pause = lanes.submit("control", "workflow.pause", {"workflow_id": workflow_id}, priority=Priority.CRITICAL)
+    pause.result(timeout=60)
+    paused_in = time.perf_counter() - t0
+    resume = lanes.submit("control", "workflow.resume", {"workflow_id": workflow_id}, priority=Priority.CRITICAL)
+    resume.result(timeout=60)
+    return {"prompt_queued_at_pause": queued, "pause_latency_ms": round(paused_in * 1000, 2)}
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any]:
+    """Run the swarm once; returns the report (``result`` is deterministic, ``run`` is not)."""
+    started = time.perf_counter()
+    with Orchestrator(name="code-swarm", shutdown_timeout=10.0) as orch:
+        metrics = orch.metrics
+        # Chaos kills a worker every half second; allow far more restarts than the
+        # pool's default intensity (10 in 10 s) before its supervisor gives up.
+        supervision = OneForOne(max_restarts=100, within_s=10.0, backoff=Backoff(initial_s=0.05, max_s=1.0, jitter=0.1))
+        orch.start_pool(workers=cfg.workers, supervision=supervision, stop_timeout_s=2.0)
+        total = len(ca.list_python_files(cfg.root, cfg.files))
+        # The control demonstration starts when the prompt lane reports pressure (a quarter of the files queued).
+        prompt = LaneConfig("prompt", priority=5, min_concurrency=1, max_concurrency=2 * cfg.workers,
+                            retry=RetryPolicy.fixed(5, 0.05), pressure_threshold=max(1, min(100, total // 4)))  # fmt: skip
+        orch.start_lanes(extra_lanes=[prompt])
+        monitor = Monitor(orch, interval_s=0.5, name="swarm-monitor")
+        dash = Dashboard(orch, title=f"code swarm: {label}", total=total, monitor=monitor, live=cfg.live, stream=stream)
+        register_agents(orch, cfg, dash)
+        wf = orch.workflows.create_workflow(build_tasks(cfg, label), name="code-swarm", max_parallel_tasks=8)
+        control: dict[str, Any] = {}
+        wake = threading.Event()  # prompt-lane pressure, or the workflow ended first
+        orch.events.add_listener(lambda e: wake.set(), lambda e: e.key == "queue.lane.pressure" and e.source == "prompt")
+        chaos = Chaos(orch, cfg.chaos_interval_s, cfg.seed) if cfg.chaos else None
+        with dash:
+            dash.set_status("running" + (" with chaos" if chaos else ""))
+            wf.start()
+            wf.future.add_done_callback(lambda f: wake.set())
+            if chaos:
+                chaos.start()
+            wake.wait(timeout=3600)
+            if not wf.future.done() and wf.status().state is WorkflowState.RUNNING:
+                control = pause_and_resume(orch, wf.id)
+            status = wf.wait(timeout=3600)
+            if chaos:
+                chaos.stop()
+            dash.set_status(status.state.value)
+        elapsed = time.perf_counter() - started
+        snap = metrics.snapshot()
+        result = status.results.get("aggregate")
+        run = {
+            "state": status.state.value,
+            "elapsed_s": round(elapsed, 2),
+            "files_per_s": round(total / elapsed, 1),
+            "lines_per_s": round((result or {}).get("lines", 0) / elapsed),
+            "workers": cfg.workers,
+            "chaos_kills": len(chaos.kills) if chaos else 0,
+            "retries": {s.value: snap.total(s, C.RETRIED) for s in Scope},
+            "worker_restarts": sum(n for k, n in snap.restarts.items() if k.startswith("pool")),
+            "worker_losses": snap.worker_losses,
+            "breaker_trips": snap.breaker_opens,
+            "dead_letters": len(orch.dead_letters),
+            "control": control,
+            "prompt_latency": attrs.asdict(snap.lanes["prompt"].latency) if "prompt" in snap.lanes else {},
+        }
+    return {"result": result, "run": run}
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def summary(report: dict[str, Any]) -> str:
+    """The human summary printed at the end."""
+    r, run = report["result"] or {}, report["run"]
+    lines = [
+        f"code swarm over {r.get('root', '?')}: {run['state']} in {run['elapsed_s']} s",
+        f"  files {r.get('files', 0)}, lines {r.get('lines', 0):,}, classes {r.get('classes', 0):,}, "
+        f"functions {r.get('functions', 0):,}, mean complexity {r.get('mean_complexity', 0)}",
+        f"  unparseable files {len(r.get('unparseable', []))}, validation problems {len(r.get('validation_problems', []))}",
+        "  most complex functions:",
+        *(f"    {f['complexity']:4d}  {f['file']}:{f['line']} {f['name']}" for f in r.get("most_complex", [])[:5]),
+        "  longest functions:",
+        *(f"    {f['length']:4d} lines  {f['file']}:{f['line']} {f['name']}" for f in r.get("longest", [])[:3]),
+        f"  throughput {run['files_per_s']} files/s, {run['lines_per_s']:,} lines/s on {run['workers']} workers",
+        f"  retries {sum(run['retries'].values())} {run['retries']}, worker restarts {run['worker_restarts']}, "
+        f"chaos kills {run['chaos_kills']}, breaker trips {run['breaker_trips']}, dead letters {run['dead_letters']}",
+    ]
+    if run["control"]:
+        c = run["control"]
+        lines.append(f"  control lane: pause took {c['pause_latency_ms']} ms with {c['prompt_queued_at_pause']} prompt commands queued")
+    lines.append(f"  result digest {r.get('digest', '-')}")
+    return "\n".join(lines)
+
+
+def parser(prog: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--path", help="source tree to analyze (default: this Python's standard library)")
+    p.add_argument("--files", type=int, help="analyze only the first N files (sorted by path)")
+    p.add_argument("--workers", type=int, default=2, help="pool worker processes (default 2)")
+    p.add_argument("--shards", type=int, default=16, help="read/analyze/validate steps in the DAG (default 16)")
+    p.add_argument("--chaos", action="store_true", help="SIGKILL pool workers during the run; the result must not change")
+    p.add_argument("--chaos-interval", type=float, default=0.5, help="seconds between kills with --chaos (default 0.5)")
+    p.add_argument("--seed", type=int, default=7, help="seed of the chaos victim picks")
+    p.add_argument("--out", help="write the JSON report here")
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--live", dest="live", action="store_true", default=None, help="force the live dashboard")
+    view.add_argument("--plain", dest="live", action="store_false", help="plain log lines instead of the live dashboard")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parser(prog).parse_args(argv)
+    root = args.path or sysconfig.get_paths()["stdlib"]
+    if not os.path.isdir(root):
+        print(f"no such directory: {root}", file=sys.stderr)
+        return 2
+    label = "Python {}.{} stdlib".format(*sys.version_info[:2]) if args.path is None else os.path.basename(os.path.normpath(root))
+    cfg = SwarmConfig(root, args.files, max(1, args.shards), max(1, args.workers), args.chaos, args.chaos_interval, args.seed, args.live)
+    report = run_swarm(cfg, label)
+    print(summary(report))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2, sort_keys=True)
+        print(f"report written to {args.out}")
+    return 0 if report["run"]["state"] == "completed" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
