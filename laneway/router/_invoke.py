@@ -1,8 +1,10 @@
 """Running agent handlers: sync ones on a bounded set of threads, async ones on one event loop,
 CPU-bound ones on the orchestrator's process pool.
 
-Nothing here blocks the caller: :meth:`Runners.start` hands the call to the
-right place and the call reports its end through ``done(error, value)``.
+:meth:`Runners.start` hands the call to the right place and returns; the
+call reports its end through ``done(error, value)``. (Only the process
+pool's own backpressure can make it wait: its submit blocks while its queue
+is full.)
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from laneway.breakers._actor import Done
 from laneway.errors import Cancelled, ConfigError, SystemShutdown
 
 if TYPE_CHECKING:
@@ -194,9 +197,6 @@ class _EventLoop:
             return False
         loop.close()
         return True
-
-
-Done = Callable[..., None]
 
 
 class Runners:
