@@ -60,7 +60,7 @@ class Executors:
         self._idle: list[_Worker] = []
         self._threads = 0
         self._pulling = 0  # threads woken (or spawned) and not yet at the ready queue
-        self._fast_running = 0  # threads inside a usually-fast tool
+        self._fast: dict[_Worker, float] = {}  # threads inside a usually-fast tool, and since when
         self._tool_s: dict[str, float] = {}  # moving average of each tool's real run time
         self._fallback: MonotonicClock | None = None
         self._fallback_armed = False
@@ -68,6 +68,7 @@ class Executors:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
+        self._pool_hooked = False
 
     @property
     def thread_count(self) -> int:
@@ -113,16 +114,16 @@ class Executors:
 
     # threads ------------------------------------------------------------------
 
-    def _wake_locked(self, acts: list[Callable[[], Any]], force: bool = False) -> None:
+    def _wake_locked(self, acts: list[Callable[[], Any]], fallback: bool = False) -> None:
         if not self._ready or self._pulling or self._stopping:
             return
-        if self._fast_running and not force:
-            if not self._fallback_armed:
-                self._fallback_armed = True
-                if self._fallback is None:
-                    self._fallback = MonotonicClock()
-                self._fallback.call_later(_FALLBACK_S, self._fallback_due)
-            return
+        if self._fast:
+            # A thread in a fast tool is back for the ready queue soon; wake no helper unless
+            # (checked by the fallback timer) one of them has been in its tool too long.
+            now = time.perf_counter()
+            if not (fallback and any(now - t > _FALLBACK_S for t in self._fast.values())):
+                self._arm_fallback_locked()
+                return
         self._pulling += 1
         if self._idle:
             worker = self._idle.pop()
@@ -132,23 +133,29 @@ class Executors:
             self._threads += 1
             acts.append(self._spawn)
 
+    def _arm_fallback_locked(self) -> None:
+        if not self._fallback_armed:
+            self._fallback_armed = True
+            if self._fallback is None:
+                self._fallback = MonotonicClock()
+            self._fallback.call_later(_FALLBACK_S, self._fallback_due)
+
     def _fallback_due(self) -> None:
         acts: list[Callable[[], Any]] = []
         with self._sched._lock:
             self._fallback_armed = False
-            self._wake_locked(acts, force=True)
+            self._wake_locked(acts, fallback=True)
         self._sched._do(acts)
 
-    def _take_locked(self, acts: list[Callable[[], Any]]) -> tuple[Run | None, bool]:
-        """The next ready run for the calling thread (and whether its tool is fast); wakes a helper if due."""
+    def _take_locked(self, worker: _Worker, acts: list[Callable[[], Any]]) -> Run | None:
+        """The next ready run for ``worker``; wakes a helper for the rest if due."""
         if not self._ready:
-            return None, False
+            return None
         run = self._ready.popleft()
-        fast = self._tool_s.get(run.cmd.spec.name, 1.0) < _FAST_S
-        if fast:
-            self._fast_running += 1
+        if self._tool_s.get(run.cmd.spec.name, 1.0) < _FAST_S:
+            self._fast[worker] = time.perf_counter()
         self._wake_locked(acts)
-        return run, fast
+        return run
 
     def _spawn(self) -> None:
         threading.Thread(target=self._work, name=f"laneway-lane-{self._threads}", daemon=True).start()
@@ -159,7 +166,7 @@ class Executors:
         acts: list[Callable[[], Any]] = []
         with sched._lock:
             self._pulling -= 1
-            run, fast = self._take_locked(acts)
+            run = self._take_locked(worker, acts)
         sched._do(acts)
         while True:
             while run is None:
@@ -177,7 +184,7 @@ class Executors:
                     else:
                         self._idle.remove(worker)
                         continue
-                    run, fast = self._take_locked(acts)
+                    run = self._take_locked(worker, acts)
                 sched._do(acts)
             self._announce(run)
             began = time.perf_counter()
@@ -185,8 +192,7 @@ class Executors:
             took = time.perf_counter() - began
             acts = []
             with sched._lock:
-                if fast:
-                    self._fast_running -= 1
+                self._fast.pop(worker, None)
                 name = run.cmd.spec.name
                 prev = self._tool_s.get(name)
                 self._tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * (took - prev)
@@ -194,7 +200,7 @@ class Executors:
                 sched._end_run_locked(run, ok, value, acts)
                 sched._dispatch_locked(acts)
                 self._pulling -= 1
-                run, fast = self._take_locked(acts)
+                run = self._take_locked(worker, acts)
             sched._do(acts)
 
     # the event loop for async tools ----------------------------------------------
@@ -249,11 +255,23 @@ class Executors:
 
     # the process pool -------------------------------------------------------------
 
+    def _pool(self) -> Any:
+        orch = self._sched._orch
+        with self._loop_lock:
+            if not self._pool_hooked:
+                pool = orch.pool
+                # Shutdown hooks run in reverse order: a pool started after the lanes would stop
+                # first and fail their queued cpu-bound commands; drain the lanes before it.
+                orch.on_shutdown("lanes before pool", self._sched.close)  # type: ignore[attr-defined]
+                self._pool_hooked = True
+                return pool
+        return orch.pool
+
     def _start_pool(self, run: Run) -> None:
         cmd = run.cmd
         self._announce(run)
         try:
-            fut = self._sched._orch.pool.submit(cmd.spec.fn, kwargs=dict(cmd.params), timeout=cmd.timeout, attempts=1)
+            fut = self._pool().submit(cmd.spec.fn, kwargs=dict(cmd.params), timeout=cmd.timeout, attempts=1)
         except Exception as exc:
             self._sched._finish(run, False, exc)
             return

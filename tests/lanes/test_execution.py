@@ -99,3 +99,24 @@ def test_cpu_bound_tools_run_on_the_process_pool(orch):
     lanes.tools.register(square, cpu_bound=True)
     assert lanes.call("work", "square", {"x": 9}, wait_timeout=60) == 81
     assert lanes.call("work", "pid_of_worker", {"x": 0}, wait_timeout=60) != os.getpid()
+
+
+def test_a_usually_fast_tool_that_blocks_does_not_hold_up_the_queue(orch, rec):
+    # Fast tools are served by as few threads as possible; a fast tool that blocks must
+    # still let the next command start on another thread (the real-time fallback).
+    lanes = start_lanes(orch, [lane("work", max_concurrency=2)])
+    gate = threading.Event()
+
+    def mostly_fast(block: bool) -> bool:
+        if block:
+            gate.wait(WAIT)
+        return block
+
+    lanes.tools.register(mostly_fast)
+    for _ in range(30):
+        lanes.call("work", "mostly_fast", {"block": False})
+    blocked = lanes.submit("work", "mostly_fast", {"block": True})
+    assert lanes.submit("work", "mostly_fast", {"block": False}).result(timeout=WAIT) is False
+    assert not blocked.done()
+    gate.set()
+    assert blocked.result(timeout=WAIT) is True
