@@ -264,6 +264,7 @@ class Pool:
         taken = {c.name for c in self._sup.which_children()}
         slot = next(f"w{i}" for i in range(1, len(taken) + 2) if f"w{i}" not in taken)
         self._sup.start_child(self._spec(slot))
+        self._core.slots += 1
         self.orch.events.publish("pool.worker.added", slot)
 
     def _on_lost(self, ref: Any, worker_id: str, reason: str) -> None:

@@ -89,7 +89,7 @@ class WorkerRecord:
         self.node = ""
         self.window: collections.deque[Task] = collections.deque()
         self.head_started = now
-        self.service_s = 0.0
+        self.service_s = FAST_TASK_S  # counts as slow until its first tasks prove fast
         self.tasks_done = 0
         self.rss = 0
         self.cpu = 0.0
@@ -145,13 +145,15 @@ class Scheduler:
         self._queue: collections.deque[Task] = collections.deque()
         self._workers: dict[str, WorkerRecord] = {}
         self._gone: collections.deque[WorkerRecord] = collections.deque(maxlen=GONE_KEPT)
-        self._ids = itertools.count(1)
+        self._task_ids = itertools.count(1)
+        self._worker_ids = itertools.count(1)
         self._rr = 0
         self._rng = random.Random()
         self._closed = False
         self._broken = ""
         self.grow_pending = False
-        self.worker_limit = 0  # max workers; set by the pool
+        self.worker_limit = 0  # max local workers; set by the pool
+        self.slots = 0  # local worker slots under the supervisor; changed only by the pool manager
         self.c = collections.Counter()  # statistics counters
 
     # --- submitting -----------------------------------------------------------
@@ -168,13 +170,10 @@ class Scheduler:
                 ):
                     raise PoolFull(f"pool queue stayed full ({self.max_queue} tasks) for {queue_timeout}s")
                 self._check_open()
-            tid = next(self._ids)
+            tid = next(self._task_ids)
             task = Task(tid, TaskWire(tid, *wire_parts, timeout), attempts, label)
             self._queue.append(task)
             self.c["submitted"] += 1
-            grow = self._wants_worker()
-        if grow:
-            self._on_grow()
         self.backend.wake()
         return task.future
 
@@ -185,13 +184,11 @@ class Scheduler:
             raise SystemShutdown("pool is shut down; it takes no new tasks")
 
     def _wants_worker(self) -> bool:
-        if self.grow_pending or sum(1 for w in self._workers.values() if not w.remote) >= self.worker_limit:
+        """Called with tasks left queued and no worker with room: ask for one more worker?"""
+        if self.grow_pending or self.slots >= self.worker_limit:
             return False
         if any(w.state is WorkerState.STARTING for w in self._workers.values()):
-            return False
-        if any(not w.draining and w.state is not WorkerState.STARTING and w.room(self.window) > 0
-               for w in self._workers.values()):
-            return False
+            return False  # one is on its way already
         self.grow_pending = True
         return True
 
@@ -207,8 +204,6 @@ class Scheduler:
             window = self.window
             open_ = [w for w in self._workers.values()
                      if not w.draining and w.state in (WorkerState.IDLE, WorkerState.BUSY) and w.room(window) > 0]
-            if not open_:
-                return []
             batches: dict[str, list[TaskWire]] = {}
             now = self.clock.now()
             pick = self._picker(open_)
@@ -224,8 +219,11 @@ class Scheduler:
                 batches.setdefault(w.wid, []).append(task.wire)
                 if w.room(window) <= 0:
                     open_.remove(w)
-            if len(queue) < self.max_queue:
+            if batches and len(queue) < self.max_queue:
                 self._not_full.notify_all()
+            grow = bool(queue) and self._wants_worker()
+        if grow:
+            self._on_grow()
         for task, wid in timers:
             self._arm(task, wid)
         return list(batches.items())
@@ -403,6 +401,7 @@ class Scheduler:
                 w.state = WorkerState.GONE
                 self._gone.append(w)
             more = bool(self._queue)
+            notify = not (w.stopping or self._closed or w.ref is None)
         log.log(logging.INFO if w.stopping else logging.WARNING, "pool worker %s (%s) ended: %s",
                 worker_id, who, reason)
         self.orch.events.publish("pool.worker.lost", w.slot, worker_id=worker_id, pid=w.pid, reason=reason,
@@ -411,7 +410,7 @@ class Scheduler:
             task.future.settle(error=err)
         for task, text, err in letters:
             self._dead_letter(task, text, err)
-        if not w.stopping and w.ref is not None:
+        if notify:
             self._on_lost(w.ref, worker_id, reason)
         if more and self.backend is not None:
             self.backend.wake()
@@ -429,7 +428,7 @@ class Scheduler:
         """Register a starting incarnation of ``slot`` and return its fresh worker id."""
         with self._lock:
             self._check_open()
-            wid = f"{slot}.{next(self._ids)}"
+            wid = f"{slot}.{next(self._worker_ids)}"
             self._workers[wid] = WorkerRecord(wid, slot, ref, False, self.clock.now())
             return wid
 
@@ -465,11 +464,11 @@ class Scheduler:
         with self._lock:
             idle = [w for w in self._workers.values() if not w.remote and not w.draining and not w.window
                     and w.state is WorkerState.IDLE and now - w.idle_since >= idle_s]
-            return [w.slot for w in sorted(idle, key=lambda w: w.wid, reverse=True)]
+            return [w.slot for w in sorted(idle, key=lambda w: int(w.wid.rsplit(".", 1)[1]), reverse=True)]
 
     def count(self) -> int:
-        with self._lock:
-            return sum(1 for w in self._workers.values() if not w.remote)
+        """Local worker slots (running, starting or waiting out a restart backoff)."""
+        return self.slots
 
     def wait_ready(self, count: int, timeout: float | None) -> bool:
         with self._lock:

@@ -161,6 +161,7 @@ class PoolManager(Actor):
             if msg.slot in self._shrinking:
                 self._shrinking.discard(msg.slot)
                 sup.delete_child(msg.slot)
+                self._pool._core.slots -= 1
                 self.orchestrator.events.publish("pool.worker.removed", msg.slot)
             else:
                 sup.restart_child(msg.slot)
@@ -172,9 +173,8 @@ class PoolManager(Actor):
     def _tick(self, msg: Tick) -> None:
         try:
             pool = self._pool
-            count = pool._core.count()
             for slot in pool._core.idle_slots(pool.idle_shrink_s):
-                if count - len(self._shrinking) <= pool.min_workers:
+                if pool._core.count() - len(self._shrinking) <= pool.min_workers:
                     break
                 self._shrinking.add(slot)
                 if pool._core.drain(slot):

@@ -1,0 +1,268 @@
+"""The pool's scheduling and accounting, driven through a fake backend (no processes, manual clock)."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from laneway.actors import OneForOne
+
+from laneway.errors import ConfigError, PoolFull, RemoteError, SystemShutdown, TaskTimeout, WorkerDied
+from laneway.pool import Assignment, Pool, TaskPayload, WorkerState
+from laneway.pool._scheduler import SLOW_WINDOW
+
+from .fake_backend import FakeBackend
+from .tasks import add, boom, inc
+
+
+def start(orch, backend=None, **config):
+    backend = backend or FakeBackend()
+    config.setdefault("workers", 2)
+    config.setdefault("supervision", OneForOne(max_restarts=100))  # restart at once: the manual clock stands still
+    pool = Pool(orch, backend=backend, **config) if "name" in config else orch.start_pool(backend=backend, **config)
+    assert pool.wait_ready(config.get("min_workers", config["workers"]) if backend.auto_ready else 0, timeout=10)
+    return pool, backend
+
+
+def wids(backend):
+    return [w for w in backend.started if w not in {k for k, _ in backend.killed} and w not in backend.stopped]
+
+
+def test_results_errors_and_kwargs_travel_through_the_backend(manual_orch):
+    pool, be = start(manual_orch, workers=1)
+    f1 = pool.submit(add, 1, 2, kwargs={"c": 4})
+    f2 = pool.submit(boom, "nope")
+    (wid,) = be.pump()
+    be.finish(wid, 2)
+    assert f1.get(1) == 7
+    with pytest.raises(RemoteError) as info:
+        f2.get(1)
+    assert info.value.type_name == "builtins.ValueError"
+    assert "nope" in info.value.remote_traceback and "in boom" in info.value.remote_traceback
+    assert isinstance(info.value.__cause__, ValueError)
+    stats = pool.statistics()
+    assert (stats.submitted, stats.completed, stats.failed, stats.backend) == (2, 1, 1, "fake")
+
+
+def test_window_starts_small_and_grows_once_tasks_prove_fast(manual_orch):
+    pool, be = start(manual_orch, workers=2, window=6)
+    futs = [pool.submit(inc, i) for i in range(20)]
+    first = be.pump()
+    assert sorted(len(v) for v in first.values()) == [SLOW_WINDOW, SLOW_WINDOW]
+    w1 = next(iter(first))
+    be.finish(w1, 1)  # the manual clock stands still: the task took 0 s, so w1 is fast now
+    assert len(be.pump()[w1]) == 6 - (SLOW_WINDOW - 1)
+    assert len(be.in_flight(w1)) == 6
+    for w in list(be.sent):
+        be.finish(w, len(be.in_flight(w)))
+    while any(be.pump().values()) or any(be.in_flight(w) for w in be.sent):
+        for w in list(be.sent):
+            be.finish(w, len(be.in_flight(w)))
+    assert [f.get(1) for f in futs] == list(range(1, 21))
+
+
+def test_round_robin_alternates_and_least_busy_fills_the_emptiest(manual_orch):
+    pool, be = start(manual_orch, workers=2, window=2)
+    pool.submit(inc, 1)
+    pool.submit(inc, 2)
+    first = be.pump()
+    assert sorted(len(v) for v in first.values()) == [1, 1]  # one each, not both on one worker
+
+    pool2, be2 = start(manual_orch, backend=FakeBackend(), workers=2, window=2, assignment="least_busy", name="lb")
+    a, b = wids(be2)
+    pool2.submit(inc, 1)
+    be2.pump()
+    busy = next(w for w in (a, b) if be2.in_flight(w))
+    pool2.submit(inc, 2)
+    assert list(be2.pump()) == [b if busy == a else a]
+
+
+def test_random_assignment_uses_every_worker_with_room(manual_orch):
+    pool, be = start(manual_orch, workers=3, window=1, assignment=Assignment.RANDOM)
+    pool._core._rng = random.Random(7)
+    for i in range(3):
+        pool.submit(inc, i)
+    assert sorted(len(v) for v in be.pump().values()) == [1, 1, 1]  # window 1: each gets exactly one
+
+
+def test_dead_worker_retries_the_running_task_and_requeues_the_rest_in_order(manual_orch):
+    pool, be = start(manual_orch, workers=1, window=4)
+    futs = [pool.submit(inc, i, attempts=2) for i in range(2)]
+    (w1,) = be.pump()
+    be.die(w1)
+    assert futs[0].done() is False and futs[1].done() is False
+    stats = pool.statistics()
+    assert (stats.retried, stats.worker_deaths, stats.queued) == (1, 1, 2)
+    # The supervisor restarts the worker (a fresh id) and the same tasks go out again, in order.
+    w2 = be.wait_started(2)
+    assert w2 != w1 and pool._core.wait_ready(1, 10)
+    assert be.pump() == {w2: [1, 2]}
+    be.finish(w2, 2)
+    assert [f.get(1) for f in futs] == [1, 2]
+
+
+def test_exhausted_attempts_fail_with_worker_died_and_dead_letter_that_resubmits(manual_orch):
+    pool, be = start(manual_orch, workers=1)
+    fut = pool.submit(inc, 41, attempts=2)
+    for n in range(2):
+        be.wait_started(n + 1)
+        assert pool._core.wait_ready(1, 10)
+        (wid,) = be.pump()
+        pid = next(w.pid for w in pool.workers() if w.worker_id == wid)
+        be.die(wid)
+    with pytest.raises(WorkerDied) as info:
+        fut.get(1)
+    assert info.value.pid == pid and info.value.reason == "killed by SIGKILL"
+    assert f"worker pid {pid} killed by SIGKILL" in str(info.value)
+    (letter,) = manual_orch.dead_letters.list("pool")
+    assert letter.reason == f"worker pid {pid} killed by SIGKILL" and letter.attempts == 2
+    assert isinstance(letter.payload, TaskPayload) and letter.work_id == "pool-task-1"
+    assert pool.statistics().dead_lettered == 1
+    again = manual_orch.dead_letters.resubmit(letter.id)
+    be.wait_started(3)
+    assert pool._core.wait_ready(1, 10)
+    (wid,) = be.pump()
+    be.finish(wid)
+    assert again.get(1) == 42 and manual_orch.dead_letters.list("pool") == []
+
+
+def test_timeout_counts_from_the_start_kills_the_worker_and_is_not_retried(manual_orch):
+    clock = manual_orch.clock
+    pool, be = start(manual_orch, workers=1, window=4)
+    slow = pool.submit(inc, 1, timeout=5)
+    queued_behind = pool.submit(inc, 2, timeout=5)
+    (wid,) = be.pump()
+    clock.advance(4)
+    be.finish(wid, 0)
+    assert not be.killed
+    clock.advance(1.5)
+    assert be.killed == [(wid, "task 1 timed out after 5s")]
+    with pytest.raises(TaskTimeout, match="ran past its 5s timeout"):
+        slow.get(1)
+    assert pool.statistics().timed_out == 1
+    # The task that was waiting behind it never ran: requeued, its attempt not spent, its clock not started.
+    be.wait_started(2)
+    assert pool._core.wait_ready(1, 10)
+    (w2,) = be.pump()
+    clock.advance(4.9)
+    be.finish(w2)
+    assert queued_behind.get(1) == 3 and len(be.killed) == 1
+
+
+def test_late_results_are_dropped_and_counted(manual_orch):
+    pool, be = start(manual_orch, workers=1)
+    fut = pool.submit(inc, 1)
+    (wid,) = be.pump()
+    wire = be.sent[wid][0]
+    be.die(wid)
+    be.hub.results(wid, [be.runner.run(wire.task_id, wire.fn_digest, wire.fn_bytes, wire.args_bytes)])
+    assert not fut.done() and pool.statistics().late_results == 1
+
+
+def test_backpressure_blocks_or_raises_pool_full(manual_orch):
+    pool, be = start(manual_orch, backend=FakeBackend(auto_ready=False), workers=1, max_queue=2)
+    pool.submit_nowait(inc, 1)
+    pool.submit(inc, 2)
+    with pytest.raises(PoolFull):
+        pool.submit_nowait(inc, 3)
+    with pytest.raises(PoolFull, match="stayed full"):
+        pool.submit(inc, 3, queue_timeout=0.05)
+    got = []
+    blocked = threading.Thread(target=lambda: got.append(pool.submit(inc, 3)))
+    blocked.start()
+    assert not got
+    be.ready(be.started[0])
+    be.pump()  # two tasks leave the queue: the blocked submit gets in
+    blocked.join(10)
+    assert got and pool.statistics().queued == 1
+
+
+def test_shutdown_dead_letters_queued_tasks_and_refuses_new_ones(manual_orch):
+    pool, be = start(manual_orch, backend=FakeBackend(auto_ready=False), workers=1)
+    fut = pool.submit(inc, 1)
+    pool.shutdown(timeout=1)
+    with pytest.raises(SystemShutdown):
+        fut.get(1)
+    (letter,) = manual_orch.dead_letters.list("pool")
+    assert "shut down before it ran" in letter.reason
+    with pytest.raises(SystemShutdown):
+        pool.submit(inc, 2)
+    assert be.closed and be.stopped == be.started
+
+
+def test_recycles_after_max_tasks_and_above_max_memory(manual_orch):
+    pool, be = start(manual_orch, workers=1, max_tasks_per_worker=2, max_memory_mb=100)
+    with manual_orch.events.subscribe("pool.worker") as sub:
+        futs = [pool.submit(inc, i) for i in range(3)]
+        (w1,) = be.pump()
+        be.finish(w1, 2)
+        sub.wait_for(lambda e: e.key == "pool.worker.recycled", 10)
+        assert be.stopped == [w1] and futs[1].get(1) == 2
+        be.wait_started(2)
+        assert pool._core.wait_ready(1, 10)
+        (w2,) = be.pump()
+        assert w2 != w1
+        be.hub.heartbeat(w2, rss=150 * 2**20)
+        assert pool.workers()[0].state is WorkerState.DRAINING
+        be.finish(w2)  # memory: recycled once its window is empty
+        sub.wait_for(lambda e: e.key == "pool.worker.recycled", 10)
+    assert be.stopped == [w1, w2] and pool.statistics().recycled == 2 and futs[2].get(1) == 3
+
+
+def test_grows_under_pressure_and_shrinks_after_idle(manual_orch):
+    clock = manual_orch.clock
+    pool, be = start(manual_orch, min_workers=1, max_workers=3, window=1, idle_shrink_s=10, workers=None)
+    with manual_orch.events.subscribe("pool.worker") as sub:
+        futs = [pool.submit(inc, i) for i in range(6)]
+        be.pump()  # w1 takes one; the rest wait: pressure
+        sub.wait_for(lambda e: e.key == "pool.worker.added" and e.source == "w2", 10)
+        assert pool._core.wait_ready(2, 10)
+        be.pump()
+        sub.wait_for(lambda e: e.key == "pool.worker.added" and e.source == "w3", 10)
+        assert pool._core.wait_ready(3, 10)
+        be.pump()
+        assert len(be.started) == 3  # never above max_workers
+        while any(be.pump().values()) or any(be.in_flight(w) for w in list(be.sent)):
+            for w in list(be.sent):
+                be.finish(w, len(be.in_flight(w)))
+        assert all(f.done() for f in futs) and len(be.started) == 3
+        removed = set()
+        for _ in range(20):
+            clock.wait_for_timers(1)
+            clock.advance(11)
+            while (e := sub.get_nowait()) is not None:
+                if e.key == "pool.worker.removed":
+                    removed.add(e.source)
+            if len(removed) == 2:
+                break
+            try:
+                sub.wait_for(lambda e: e.key == "pool.worker.removed" and removed.add(e.source) is None, 0.2)
+            except TimeoutError:
+                pass
+            if len(removed) == 2:
+                break
+    assert removed == {"w2", "w3"} and pool._core.count() == 1
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"workers": -1}, "min_workers"),
+    ({"min_workers": 3, "max_workers": 2}, "must not exceed"),
+    ({"window": 0}, "window"),
+    ({"assignment": "fastest"}, "assignment must be one of"),
+    ({"max_memory_mb": 0}, "max_memory_mb"),
+    ({"supervision": "one_for_one"}, "supervision"),
+    ({"backend": "carrier-pigeon"}, "backend must be one of"),
+    ({"no_such_option": 1}, "bad option"),
+])
+def test_bad_config_is_a_config_error(manual_orch, config, match):
+    with pytest.raises(ConfigError, match=match):
+        manual_orch.start_pool(**config)
+
+
+def test_bad_submit_arguments_are_config_errors(manual_orch):
+    pool, _ = start(manual_orch, workers=1)
+    for kwargs in ({"timeout": 0}, {"attempts": 0}, {"kwargs": [1]}):
+        with pytest.raises(ConfigError):
+            pool.submit(inc, 1, **kwargs)
