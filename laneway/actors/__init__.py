@@ -30,6 +30,7 @@ from laneway.actors._specs import (
     Strategy,
     StrategyKind,
 )
+from laneway.actors._threads import DaemonThreads, LoopThread
 from laneway.actors._supervisor import Supervisor, SupervisorRef, supervisor_spec
 
 __all__ = [
@@ -40,11 +41,13 @@ __all__ = [
     "ChildSpec",
     "ChildState",
     "Clock",
+    "DaemonThreads",
     "DeadLetter",
     "DeadLetterQueue",
     "Exit",
     "ExitKind",
     "Future",
+    "LoopThread",
     "ManualClock",
     "MonotonicClock",
     "OneForAll",

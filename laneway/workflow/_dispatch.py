@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from laneway.errors import Cancelled, ConfigError, SystemShutdown
 from laneway.lanes import RetryPolicy
 from laneway.workflow._model import TaskDefinition
-from laneway.workflow._workers import Workers
+from laneway.actors._threads import DaemonThreads
 
 if TYPE_CHECKING:
     from laneway.actors import Orchestrator
@@ -37,14 +37,15 @@ class Dispatcher:
     def __init__(self, orch: Orchestrator, threads: int) -> None:
         self._orch = orch
         self.executors: dict[str, Executor] = {}  # replaced whole-key only, so reads need no lock
-        self._workers = Workers(threads, "laneway-workflow")
+        self._workers = DaemonThreads(threads, "laneway-workflow")
 
     @property
     def threads(self) -> int:
         return self._workers.threads
 
     def close(self) -> None:
-        self._workers.close()
+        # Do not wait: a task ignoring its token must not hold up shutdown (threads are daemons).
+        self._workers.close(timeout=0)
 
     def execute(self, run: WorkflowRun, tid: str, attempt: Attempt) -> None:
         task = run.tasks[tid]
