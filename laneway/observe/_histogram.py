@@ -105,13 +105,16 @@ class LatencyHistogram:
 
     __slots__ = ("_lock", "_ring", "_bounds", "_buckets", "count", "total", "min", "max")
 
-    def __init__(self, window: int = 4096, buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+    def __init__(
+        self, window: int = 4096, buckets: Sequence[float] = DEFAULT_BUCKETS, *, lock: threading.Lock | None = None
+    ) -> None:
         if not isinstance(window, int) or window < 1:
             raise ConfigError(f"histogram window must be an int >= 1, got {window!r}")
         bounds = tuple(float(b) for b in buckets)
         if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:])):
             raise ConfigError(f"histogram buckets must be a non-empty increasing sequence, got {buckets!r}")
-        self._lock = threading.Lock()
+        # A caller keeping counters next to the histogram may share one lock with it.
+        self._lock = lock or threading.Lock()
         self._ring: collections.deque[float] = collections.deque(maxlen=window)
         self._bounds = bounds
         self._buckets = [0] * (len(bounds) + 1)  # the last one is +Inf
@@ -122,17 +125,20 @@ class LatencyHistogram:
 
     def record(self, seconds: float) -> None:
         """Add one sample; negative values (clock skew between threads) count as 0."""
-        v = seconds if seconds > 0.0 else 0.0
-        i = bisect.bisect_left(self._bounds, v)
         with self._lock:
-            self.count += 1
-            self.total += v
-            if v < self.min:
-                self.min = v
-            if v > self.max:
-                self.max = v
-            self._buckets[i] += 1
-            self._ring.append(v)
+            self._add(seconds)
+
+    def _add(self, seconds: float) -> None:
+        # The caller holds the lock.
+        v = seconds if seconds > 0.0 else 0.0
+        self.count += 1
+        self.total += v
+        if v < self.min:
+            self.min = v
+        if v > self.max:
+            self.max = v
+        self._buckets[bisect.bisect_left(self._bounds, v)] += 1
+        self._ring.append(v)
 
     def summary(self) -> LatencySummary:
         """Counts and the p50/p90/p95/p99 of the recent window."""

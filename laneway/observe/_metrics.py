@@ -153,16 +153,23 @@ class MetricsSnapshot:
 
 
 class _Series:
-    __slots__ = ("counts", "latency")
+    __slots__ = ("lock", "counts", "latency")
 
     def __init__(self, window: int, buckets: tuple[float, ...]) -> None:
+        self.lock = threading.Lock()
         self.counts = [0] * len(Counter)
-        self.latency = LatencyHistogram(window, buckets)
+        self.latency = LatencyHistogram(window, buckets, lock=self.lock)
+
+    def add(self, index: int, latency: Any) -> None:
+        with self.lock:
+            self.counts[index] += 1
+            if latency is not None:
+                self.latency._add(float(latency))
 
     def snapshot(self, scope: Scope, name: str) -> SeriesSnapshot:
-        # Counters are read without the lock: each int is read atomically and a
-        # snapshot taken while events flow is a moment's view anyway.
-        return SeriesSnapshot(scope, name, *self.counts, latency=self.latency.summary())
+        with self.lock:
+            counts = list(self.counts)
+        return SeriesSnapshot(scope, name, *counts, latency=self.latency.summary())
 
 
 _COUNTER_INDEX = {c: i for i, c in enumerate(Counter)}
@@ -207,11 +214,11 @@ class Metrics:
         self._window = window
         self._buckets = tuple(buckets)
         self._lock = threading.Lock()
-        self._series: dict[tuple[Scope, str], _Series] = {}
+        self._series: dict[Scope, dict[str, _Series]] = {scope: {} for scope in Scope}
         self._breakers: dict[str, BreakerSnapshot] = {}
         self._restarts: dict[str, int] = {}
         self._worker_losses = 0
-        self._events = 0
+        self._other_events = 0
         self._routes: dict[str, Callable[[Event], None] | None] = {}
         self._exporters: list[Any] = []
         self._remove = orch.events.add_listener(self._on_event, self._wanted)
@@ -239,10 +246,7 @@ class Metrics:
         for prefix, (scope, field) in _SCOPES.items():
             if key.startswith(prefix):
                 counter = _OUTCOMES.get(key[len(prefix):])
-                if counter is None:
-                    return None
-                index = _COUNTER_INDEX[counter]
-                return lambda e: self._count(scope, e.data.get(field) or e.source, index, e.data.get("latency_s"))
+                return None if counter is None else self._counting(scope, field, _COUNTER_INDEX[counter])
         if key == "agent.circuit.state":
             return self._on_circuit
         if key == "supervisor.child.restarted":
@@ -253,21 +257,23 @@ class Metrics:
             return self._worker_lost
         return None
 
-    def _get(self, scope: Scope, name: str) -> _Series:
-        key = (scope, str(name))
-        series = self._series.get(key)
-        if series is None:
-            with self._lock:
-                series = self._series.setdefault(key, _Series(self._window, self._buckets))
-        return series
+    def _counting(self, scope: Scope, field: str, index: int) -> Callable[[Event], None]:
+        # The hot path: one dict lookup for the series, one lock for counter and histogram.
+        by_name = self._series[scope]
 
-    def _count(self, scope: Scope, name: str, index: int, latency: Any) -> None:
-        series = self._get(scope, name)
+        def count(e: Event) -> None:
+            data = e.data
+            name = data.get(field) or e.source
+            series = by_name.get(name)
+            if series is None:
+                series = self._new_series(scope, str(name))
+            series.add(index, data.get("latency_s"))
+
+        return count
+
+    def _new_series(self, scope: Scope, name: str) -> _Series:
         with self._lock:
-            series.counts[index] += 1
-            self._events += 1
-        if latency is not None:
-            series.latency.record(float(latency))
+            return self._series[scope].setdefault(name, _Series(self._window, self._buckets))
 
     def _on_circuit(self, event: Event) -> None:
         data = event.data
@@ -277,17 +283,17 @@ class Metrics:
             old = self._breakers.get(agent)
             opens = (old.opens if old else 0) + (to == "open")
             self._breakers[agent] = BreakerSnapshot(agent, to, opens)
-            self._events += 1
+            self._other_events += 1
 
     def _restarted(self, name: str) -> None:
         with self._lock:
             self._restarts[name] = self._restarts.get(name, 0) + 1
-            self._events += 1
+            self._other_events += 1
 
     def _worker_lost(self, event: Event) -> None:
         with self._lock:
             self._worker_losses += 1
-            self._events += 1
+            self._other_events += 1
 
     def record(self, scope: Scope, name: str, counter: Counter, *, latency_s: float | None = None) -> None:
         """Count one outcome by hand (for work that publishes no events).
@@ -297,25 +303,25 @@ class Metrics:
         """
         if not isinstance(scope, Scope) or not isinstance(counter, Counter):
             raise ConfigError(f"record needs a Scope and a Counter, got {scope!r}, {counter!r}")
-        self._count(scope, name, _COUNTER_INDEX[counter], latency_s)
+        series = self._series[scope].get(name) or self._new_series(scope, name)
+        series.add(_COUNTER_INDEX[counter], latency_s)
 
     # reading ------------------------------------------------------------------
 
     def series(self, scope: Scope, name: str) -> SeriesSnapshot:
         """One series now (all zero when nothing was recorded under that name)."""
-        found = self._series.get((scope, name))
+        found = self._series[scope].get(name)
         return found.snapshot(scope, name) if found else SeriesSnapshot(scope, name)
 
     def snapshot(self) -> MetricsSnapshot:
         """Every series, breaker and restart count now, as a frozen record."""
         with self._lock:
-            items = list(self._series.items())
+            items = {scope: sorted(by_name.items()) for scope, by_name in self._series.items()}
             breakers = dict(self._breakers)
             restarts = dict(self._restarts)
-            losses, events = self._worker_losses, self._events
-        by_scope: dict[Scope, dict[str, SeriesSnapshot]] = {s: {} for s in Scope}
-        for (scope, name), series in sorted(items, key=lambda kv: (kv[0][0].value, kv[0][1])):
-            by_scope[scope][name] = series.snapshot(scope, name)
+            losses, other = self._worker_losses, self._other_events
+        by_scope = {scope: {name: s.snapshot(scope, name) for name, s in pairs} for scope, pairs in items.items()}
+        counted = sum(sum(s.counters().values()) for series in by_scope.values() for s in series.values())
         return MetricsSnapshot(
             ts=self._orch.clock.now(),
             lanes=by_scope[Scope.LANE],
@@ -324,12 +330,12 @@ class Metrics:
             breakers=breakers,
             restarts=restarts,
             worker_losses=losses,
-            events=events,
+            events=counted + other,
         )
 
     def histogram_buckets(self, scope: Scope, name: str) -> list[tuple[float, int]]:
         """Cumulative latency buckets of one series (empty when unknown)."""
-        found = self._series.get((scope, name))
+        found = self._series[scope].get(name)
         return found.latency.buckets() if found else []
 
     # export -------------------------------------------------------------------

@@ -1,0 +1,121 @@
+"""The ``laneway`` command line: --help everywhere, ``bench``, and ``demo`` run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+def laneway(*args, timeout=120, cwd=None, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "laneway", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def expected_result(root: Path, label: str) -> dict:
+    """The report's result computed in this process, straight from the pure analysis functions."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import code_analysis as ca
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    read = ca.read_sources(str(root), ca.list_python_files(str(root)))
+    checked = ca.validate_batch(ca.analyze_batch(read), read)
+    return ca.aggregate(checked["results"], checked["problems"], label)
+
+
+def test_help_lists_every_subcommand():
+    out = laneway("--help")
+    assert out.returncode == 0
+    for command in ("demo", "bench"):
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", ["demo", "bench"])
+def test_subcommand_help(command):
+    out = laneway(command, "--help")
+    assert out.returncode == 0, out.stderr
+    assert f"laneway {command}" in out.stdout
+    if command == "demo":
+        for option in ("--chaos", "--path", "--out", "--files"):
+            assert option in out.stdout
+
+
+def test_unknown_arguments_are_refused_for_normal_subcommands():
+    out = laneway("bench", "--no-such-flag")
+    assert out.returncode == 2 and "unrecognized arguments" in out.stderr
+
+
+def test_bench_lists_runs_and_summarizes(tmp_path):
+    (tmp_path / "fast.py").write_text('"""Prints its arguments."""\nimport sys\nprint("fast ran", sys.argv[1:])\n')
+    (tmp_path / "broken.py").write_text('"""Fails on purpose."""\nraise SystemExit(3)\n')
+    (tmp_path / "_helper.py").write_text("")
+    listed = laneway("bench", "--dir", str(tmp_path), "--list")
+    assert listed.returncode == 0
+    assert "fast" in listed.stdout and "Prints its arguments." in listed.stdout and "_helper" not in listed.stdout
+    ran = laneway("bench", "--dir", str(tmp_path), "--arg=--quick")
+    assert ran.returncode == 1  # one benchmark failed
+    assert "fast ran ['--quick']" in ran.stdout
+    assert "broken                       exit 3" in ran.stdout
+    assert "fast                         ok" in ran.stdout
+    one = laneway("bench", "--dir", str(tmp_path), "fast")
+    assert one.returncode == 0 and "broken" not in one.stdout
+    assert laneway("bench", "--dir", str(tmp_path), "nope").returncode == 2
+
+
+def test_bench_finds_the_checkouts_benchmarks():
+    out = laneway("bench", "--list")
+    assert out.returncode == 0
+    assert "metrics_overhead" in out.stdout
+
+
+@pytest.mark.multiprocess
+def test_demo_on_a_small_tree_writes_the_expected_report(tmp_path):
+    tree = STDLIB / "json"
+    report_path = tmp_path / "report.json"
+    out = laneway("demo", "--path", str(tree), "--out", str(report_path), timeout=180, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads(report_path.read_text())
+    result, run = report["result"], report["run"]
+    assert result == expected_result(tree, "json")  # same files, functions, complexities, digest
+    assert result["files"] == len(list(tree.glob("*.py")))
+    assert run["state"] == "completed" and run["dead_letters"] == 0
+    # stdout is a pipe here, so the dashboard printed plain lines, then the summary.
+    assert "\x1b[" not in out.stdout
+    assert "code swarm: json |" in out.stdout
+    assert f"result digest {result['digest']}" in out.stdout
+    assert "most complex functions" in out.stdout
+
+
+@pytest.mark.multiprocess
+@pytest.mark.chaos
+def test_demo_with_chaos_gives_the_identical_result(tmp_path):
+    tree = STDLIB / "email"
+    calm, wild = tmp_path / "calm.json", tmp_path / "chaos.json"
+    out = laneway("demo", "--path", str(tree), "--out", str(calm), timeout=180, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = laneway("demo", "--path", str(tree), "--chaos", "--chaos-interval", "0.1", "--out", str(wild), timeout=180, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    calm_report, chaos_report = json.loads(calm.read_text()), json.loads(wild.read_text())
+    assert chaos_report["run"]["chaos_kills"] >= 1
+    assert chaos_report["result"] == calm_report["result"]
+
+
+def test_demo_refuses_a_missing_path(tmp_path):
+    out = laneway("demo", "--path", str(tmp_path / "nope"))
+    assert out.returncode == 2 and "no such directory" in out.stderr
+
+
+def test_demo_without_the_examples_says_where_they_are(tmp_path):
+    out = laneway("demo", env={"LANEWAY_EXAMPLES": str(tmp_path)})
+    assert out.returncode == 2 and "examples/code_swarm.py" in out.stderr
