@@ -19,10 +19,9 @@ import threading
 import time
 from typing import Callable
 
-import pykka
+from actor_ask import Echo, PykkaEcho, measure_ask  # same directory: the raw-ask baselines
 
 from laneway import Orchestrator
-from laneway.actors import Actor
 from laneway.lanes import LaneConfig, ToolRegistry
 
 
@@ -78,26 +77,7 @@ def steady_laneway(lanes, names: list[str], total: int, submitters: int, batch: 
     return burst_threads(one, total // batch, submitters) * batch
 
 
-def latency(call: Callable[[int], object], n: int) -> tuple[float, float, float]:
-    lat = []
-    start = time.perf_counter()
-    for i in range(n):
-        t = time.perf_counter()
-        call(i)
-        lat.append(time.perf_counter() - t)
-    total = time.perf_counter() - start
-    lat.sort()
-    return n / total, statistics.median(lat) * 1e6, lat[int(len(lat) * 0.99)] * 1e6
-
-
-class PykkaEcho(pykka.ThreadingActor):
-    def on_receive(self, message):
-        return message
-
-
-class Echo(Actor):
-    def on_receive(self, message):
-        return message
+latency = measure_ask  # (call, n) -> (ops/s, p50 µs, p99 µs), one call at a time
 
 
 def median_of(rounds: int, fn: Callable[[], float]) -> float:
