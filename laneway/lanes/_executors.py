@@ -91,7 +91,7 @@ class Executors:
         cmd = run.cmd
         sched = self._sched
         if cmd.durable and sched._pending is not None:
-            sched._pending.save(cmd)  # the attempt count survives a crash mid-run
+            sched._pending.record_attempt(cmd)  # the attempt count survives a crash mid-run
         if sched._events.active:
             sched._events.publish("queue.command.started", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
                                   tool=cmd.spec.name, attempt=run.attempt,

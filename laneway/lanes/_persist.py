@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
+
+from laneway.lanes._records import CommandState
 
 if TYPE_CHECKING:
     from laneway.actors import DeadLetter, DeadLetterQueue
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAMESPACE = "lanes.pending"
+_LIVE = (CommandState.QUEUED, CommandState.RUNNING, CommandState.RETRY_WAIT)
 
 
 class PendingStore:
@@ -34,14 +38,32 @@ class PendingStore:
         # True when the orchestrator's dead-letter queue writes to this same store,
         # so moving a command there can be one transaction.
         self._atomic = shares_dead_letters
+        # Writes of one command come from different threads (the run's thread records the
+        # attempt, whoever ends it deletes it); this lock orders a late attempt record after
+        # the delete, where it sees the final state and writes nothing.
+        self._io = threading.Lock()
 
     def save(self, cmd: Command) -> None:
         """Write (or overwrite) the command's record; raises StoreError or a pickling error."""
-        self.store.put(NAMESPACE, cmd.id, cloudpickle.dumps(cmd.payload()))
+        blob = cloudpickle.dumps(cmd.payload())
+        with self._io:
+            self.store.put(NAMESPACE, cmd.id, blob)
+
+    def record_attempt(self, cmd: Command) -> None:
+        """Rewrite the record with the new attempt count, unless the command already ended."""
+        try:
+            blob = cloudpickle.dumps(cmd.payload())
+            with self._io:
+                if cmd.state in _LIVE:
+                    self.store.put(NAMESPACE, cmd.id, blob)
+        except Exception:
+            # Not fatal: after a crash the run would count one attempt fewer.
+            log.exception("could not record the attempt of command %s in the store", cmd.id)
 
     def delete(self, command_id: str) -> None:
         try:
-            self.store.delete(NAMESPACE, command_id)
+            with self._io:
+                self.store.delete(NAMESPACE, command_id)
         except Exception:
             # The command already finished; at worst it runs again after a restart.
             log.exception("could not delete finished command %s from the store", command_id)
@@ -61,7 +83,7 @@ class PendingStore:
                              error: BaseException | str) -> DeadLetter:
         """Dead-letter the command and drop its pending record, atomically when the DLQ shares the store."""
         if self._atomic:
-            with self.store.transaction():
+            with self._io, self.store.transaction():
                 letter = dlq.put(source, reason, attempts=cmd.attempts, error=error, work_id=cmd.id, payload=cmd.payload())
                 self.store.delete(NAMESPACE, cmd.id)
             return letter

@@ -192,9 +192,12 @@ class Scheduler:
         lane.note_run_time(now - run.started_at)
         if run.superseded:
             if run.requeue and cmd.state is CommandState.RUNNING:
-                cmd.attempts -= 1  # a preempted attempt does not count against the retry policy
-                lane.add_waiting(cmd)
-                self._requeue_locked(cmd, keep_seq=True)
+                if ok:  # it finished anyway (ignoring its token): no reason to run it again
+                    self._complete_locked(cmd, run, value, now, acts)
+                else:
+                    cmd.attempts -= 1  # a preempted attempt does not count against the retry policy
+                    lane.add_waiting(cmd)
+                    self._requeue_locked(cmd, keep_seq=True)
         elif ok:
             self._complete_locked(cmd, run, value, now, acts)
         else:
