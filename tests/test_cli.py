@@ -37,7 +37,7 @@ def expected_result(root: Path, label: str) -> dict:
 def test_help_lists_every_subcommand():
     out = laneway("--help")
     assert out.returncode == 0
-    for command in ("demo", "bench"):
+    for command in ("demo", "bench", "worker", "keys"):
         assert command in out.stdout
 
 

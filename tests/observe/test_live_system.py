@@ -1,0 +1,86 @@
+"""Observers on real subsystems: lanes, a process pool and router agents behind breakers."""
+
+from __future__ import annotations
+
+import io
+import threading
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from laneway import Orchestrator
+from laneway.lanes import LaneConfig, ToolRegistry
+from laneway.observe import AlertKind, AlertLevel, AlertThresholds, Dashboard, Monitor, Scope, system_view
+from laneway.router import AlphaRole
+
+
+@pytest.fixture
+def live():
+    orch = Orchestrator(name="observe-live", shutdown_timeout=10.0)
+    yield orch
+    orch.shutdown()
+
+
+def test_observers_never_start_subsystems(live):
+    view = system_view(live)
+    assert view.lanes == () and view.workers == () and view.agents == ()
+    for key in ("lanes", "pool", "router"):
+        assert live.started_component(key) is None
+
+
+def test_monitor_reads_real_lane_depth_and_alerts_on_it(live):
+    gate = threading.Event()
+    lanes = live.start_lanes(lanes=[LaneConfig("work", priority=1, max_concurrency=1, pressure_threshold=None)],
+                             tools=ToolRegistry(), store=None)  # fmt: skip
+    lanes.tools.register(lambda: gate.wait(30), name="wait")
+    metrics = live.metrics
+    alerts = []
+    monitor = Monitor(live, interval_s=None, thresholds=AlertThresholds(queue_depth=(5, 10)), on_alert=alerts.append)
+    handles = [lanes.submit("work", "wait") for _ in range(8)]
+    sample = monitor.check()
+    (work,) = sample.view.lanes
+    assert (work.name, work.active, work.pending) == ("work", 1, 7)
+    assert (sample.total_active, sample.total_pending) == (1, 7)
+    assert [(a.kind, a.subject, a.level) for a in alerts] == [(AlertKind.QUEUE_DEPTH, "lane:work", AlertLevel.WARNING)]
+    gate.set()
+    for h in handles:
+        h.result(timeout=30)
+    monitor.check()
+    assert alerts[-1].resolved
+    lane = metrics.snapshot().lanes["work"]
+    assert lane.submitted == lane.started == lane.completed == 8
+    assert lane.latency.count == 8 and lane.latency.max_s > 0
+
+
+@pytest.mark.multiprocess
+def test_view_dashboard_and_prometheus_show_workers_agents_and_breakers(live):
+    pool = live.start_pool(workers=1)
+    assert pool.submit(pow, 2, 5).get(timeout=60) == 32
+    live.register_agent("echo-1", AlphaRole.EXECUTOR, {"echo"}, 2, lambda payload: payload)
+    live.register_agent("echo-2", AlphaRole.EXECUTOR, {"echo"}, 2, lambda payload: payload)
+    metrics = live.metrics
+    assert live.router.run("hi", capabilities={"echo"}, timeout=30) == "hi"
+    live.router.breaker("echo-2").trip()
+
+    view = system_view(live)
+    (worker,) = view.workers
+    assert worker.pid > 0 and worker.rss > 0 and worker.state in ("idle", "busy")
+    assert [(a.agent_id, a.breaker) for a in view.agents] == [("echo-1", "closed"), ("echo-2", "open")]
+    snap = metrics.snapshot()
+    assert snap.breakers["echo-2"].opens == 1
+    assert sum(s.completed for s in snap.agents.values()) == 1
+    assert snap.series(Scope.AGENT)[next(iter(snap.agents))].latency.count == 1
+
+    out = io.StringIO()
+    with Dashboard(live, title="live", total=1, interval_s=60, stream=out, live=False) as dash:
+        dash.advance()
+    line = out.getvalue().splitlines()[-1]
+    assert "1/1 (100%)" in line and "workers 1/1" in line and "breakers echo-2" in line
+
+    endpoint = metrics.start_prometheus()
+    with urllib.request.urlopen(endpoint.url, timeout=10) as resp:
+        families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+    (rss,) = families["laneway_worker_rss_bytes"].samples
+    assert rss.value == worker.rss or rss.value > 0
+    assert {s.labels["agent"]: s.value for s in families["laneway_breaker_open"].samples}["echo-2"] == 1.0
