@@ -62,7 +62,7 @@ _OWNED_OPTIONS = {"max_restarts": 0, "max_task_retries": 0}
 class _Slot:
     """The backend's state for one worker incarnation (touched only on the loop thread)."""
 
-    __slots__ = ("wid", "handle", "ledger", "seq", "calls", "outbox", "gens", "reason", "error", "dead",
+    __slots__ = ("wid", "handle", "ledger", "seq", "calls", "outbox", "calls_out", "reason", "error", "dead",
                  "consumer", "timer", "gone")
 
     def __init__(self, wid: str, handle: Any) -> None:
@@ -72,7 +72,7 @@ class _Slot:
         self.seq = 0  # next batch number; the actor serves them strictly in order
         self.calls = 0  # batch calls in flight
         self.outbox: list[TaskWire] = []  # assigned, waiting for a free call
-        self.gens: asyncio.Queue[Any] = asyncio.Queue()
+        self.calls_out: asyncio.Queue[Any] = asyncio.Queue()  # calls in flight, in send order
         self.reason: str | None = None  # why we stopped or killed it (None: it died on its own)
         self.error: BaseException | None = None
         self.dead = False
@@ -160,6 +160,7 @@ class RayBackend(Backend):
         self._owns_session = _ray_session.acquire(self.address, self.num_cpus, self._init_options)
         self._hub = hub
         self._ray = ray
+        self._streaming = not _client_mode()
         self._actor_cls = ray.remote(**self._actor_options)(RayWorker)
         self._loop = asyncio.new_event_loop()
         name = getattr(hub, "name", "pool")
@@ -241,7 +242,7 @@ class RayBackend(Backend):
             return None  # already gone, and reported
         if slot.reason is None:
             slot.reason = "stopped"
-        self._send(slot)  # whatever is still assigned runs before the stop
+        self._pump(slot, float("inf"))  # whatever is still assigned runs before the stop
         try:
             slot.handle.stop.remote(self._next_seq(slot))
         except Exception as exc:
@@ -294,7 +295,7 @@ class RayBackend(Backend):
         slot.dead = True
         self._disarm(slot)
         self._slots.pop(slot.wid, None)
-        slot.gens.put_nowait(None)
+        slot.calls_out.put_nowait(None)
         if slot.consumer is not None:  # results the actor streamed before dying go first
             await asyncio.wait({slot.consumer}, timeout=DRAIN_S)
         if slot.reason is None:
@@ -336,22 +337,26 @@ class RayBackend(Backend):
                 if slot is None or slot.dead:
                     continue  # its worker_lost is reported (or on its way); the pool requeues the window
                 slot.outbox.extend(wires)
-                if slot.calls < self.max_calls:
-                    self._send(slot)
+                self._pump(slot, self.max_calls)
 
-    def _send(self, slot: _Slot) -> None:
-        if not slot.outbox or slot.reason is not None:
-            return  # a dying worker's tasks stay in its window; the pool requeues them
-        wires, slot.outbox = slot.outbox, []
-        to_send = slot.ledger.to_send
-        batch = [(w.task_id, w.fn_digest, to_send(w.fn_digest, w.fn_bytes), w.args_bytes) for w in wires]
-        try:
-            gen = slot.handle.run.remote(self._next_seq(slot), batch)
-        except Exception as exc:
-            self._fail(slot, exc)
-            return
-        slot.calls += 1
-        slot.gens.put_nowait(gen)
+    def _pump(self, slot: _Slot, max_calls: float) -> None:
+        """Send what is assigned to ``slot`` while it has fewer than ``max_calls`` calls in flight."""
+        while slot.outbox and slot.calls < max_calls and slot.reason is None:
+            if self._streaming:
+                wires, slot.outbox = slot.outbox, []
+                method = slot.handle.run
+            else:  # no streaming over Ray Client: one task per call keeps timeouts and deaths on the right task
+                wires, slot.outbox = slot.outbox[:1], slot.outbox[1:]
+                method = slot.handle.run_all
+            to_send = slot.ledger.to_send
+            batch = [(w.task_id, w.fn_digest, to_send(w.fn_digest, w.fn_bytes), w.args_bytes) for w in wires]
+            try:
+                call = method.remote(self._next_seq(slot), batch)
+            except Exception as exc:
+                self._fail(slot, exc)
+                return
+            slot.calls += 1
+            slot.calls_out.put_nowait(call)
 
     @staticmethod
     def _next_seq(slot: _Slot) -> int:
@@ -361,10 +366,14 @@ class RayBackend(Backend):
     async def _consume(self, slot: _Slot) -> None:
         """Report one worker's outcomes, batch after batch, in the order they were sent."""
         hub, wid = self._hub, slot.wid
-        while (gen := await slot.gens.get()) is not None:
+        while (call := await slot.calls_out.get()) is not None:
             try:
-                async for ref in gen:
-                    chunk = await ref
+                if self._streaming:
+                    async for ref in call:
+                        chunk = await ref
+                        self._report(hub.results, wid, [TaskOutcome(t, ok, data) for t, ok, data in chunk])
+                else:
+                    chunk = await call
                     self._report(hub.results, wid, [TaskOutcome(t, ok, data) for t, ok, data in chunk])
             except asyncio.CancelledError:
                 raise
@@ -372,8 +381,7 @@ class RayBackend(Backend):
                 self._fail(slot, exc)
                 return  # later batches of a dead actor can hold nothing
             slot.calls -= 1
-            if slot.calls < self.max_calls:
-                self._send(slot)
+            self._pump(slot, self.max_calls)
 
     # --- threads --------------------------------------------------------------------------
 
@@ -440,6 +448,15 @@ def _first_sentence(text: str) -> str:
     text = " ".join(text.split())
     end = text.find(". ")
     return (text if end < 0 else text[: end + 1]).strip()
+
+
+def _client_mode() -> bool:
+    """True when connected through Ray Client (``ray://``), which has no streaming generators."""
+    try:
+        from ray.util.client import ray as client
+    except ImportError:
+        return False
+    return bool(client.is_connected())
 
 
 def _check_positive(**values: float) -> None:

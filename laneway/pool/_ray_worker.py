@@ -75,6 +75,14 @@ class RayWorker:
 
     async def run(self, seq: int, tasks: list[WireTask]) -> AsyncIterator[list[WireOutcome]]:
         """Run batch ``seq`` once every earlier batch is done, yielding outcomes as they come."""
+        async for chunk in self._chunks(seq, tasks):
+            yield chunk
+
+    async def run_all(self, seq: int, tasks: list[WireTask]) -> list[WireOutcome]:
+        """Like :meth:`run`, answering once at the end (for Ray Client, which cannot stream)."""
+        return [outcome async for chunk in self._chunks(seq, tasks) for outcome in chunk]
+
+    async def _chunks(self, seq: int, tasks: list[WireTask]) -> AsyncIterator[list[WireOutcome]]:
         await self._wait_turn(seq)
         try:
             loop = asyncio.get_running_loop()

@@ -416,11 +416,14 @@ class Scheduler:
             self.backend.wake()
 
     def _dead_letter(self, task: Task, reason: str, err: BaseException) -> None:
-        if task.future.settle(error=err):
-            with self._lock:
-                self.c["dead_lettered"] += 1
-            self.orch.dead_letters.put("pool", reason, attempts=task.tries, error=err,
-                                       work_id=f"pool-task-{task.id}", payload=task.payload())
+        if task.future.done():
+            return  # the caller cancelled it: nobody wants it run again
+        # The letter goes first, so whoever sees the future fail also finds the letter.
+        self.orch.dead_letters.put("pool", reason, attempts=task.tries, error=err,
+                                   work_id=f"pool-task-{task.id}", payload=task.payload())
+        task.future.settle(error=err)
+        with self._lock:
+            self.c["dead_lettered"] += 1
 
     # --- worker registry (called by worker actors and the pool) ---------------------
 

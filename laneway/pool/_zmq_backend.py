@@ -409,13 +409,16 @@ class ZmqBackend(Backend):
         fd = peer.pidfd if peer.pidfd >= 0 else peer.proc.sentinel
         self._poller.unregister(fd)
         del self._by_fd[fd]
-        peer.proc.join(timeout=5)  # the process has exited; this only collects its status
-        reason = exit_reason(peer.proc.exitcode)
+        peer.proc.join(timeout=1)  # the process has exited; this only collects its status
+        code = peer.proc.exitcode
+        # None: someone else in this process (an os.wait() call) collected the status first.
+        reason = exit_reason(code) if code is not None else "exited (status collected elsewhere)"
         if peer.kill_reason:
             reason = f"{peer.kill_reason}; {reason}"
         if peer.pidfd >= 0:
             os.close(peer.pidfd)
-        peer.proc.close()
+        if code is not None:
+            peer.proc.close()
         self._peers.pop(peer.wid, None)
         try:
             self._hub.worker_lost(peer.wid, reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import psutil
 import pytest
@@ -59,12 +60,21 @@ def _alive(p: psutil.Process) -> bool:
 
 
 def wait_gone(pids, timeout: float = 15.0) -> set[int]:
-    """Wait until none of ``pids`` runs; returns those still alive at the deadline."""
-    procs = []
-    for pid in pids:
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    return {p.pid for p in alive if _alive(p)}
+    """Wait until none of ``pids`` runs (zombies count as gone); returns those alive at the deadline.
+
+    Never waits on the processes themselves: for children of this process that would
+    reap them behind the pool's back.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = {pid for pid in pids if _pid_alive(pid)}
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        return _alive(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        return False
