@@ -99,17 +99,16 @@ def _as_param(item: Any) -> ToolParam:
     raise ConfigError(f"a parameter must be a ToolParam or a dict, got {item!r}")
 
 
-def _params_from_signature(fn: Callable[..., Any]) -> tuple[ToolParam, ...]:
+def _params_from_signature(fn: Callable[..., Any], signature: Mapping[str, inspect.Parameter]) -> tuple[ToolParam, ...]:
     try:
         hints = typing.get_type_hints(fn)
     except Exception:
         hints = {}
-    params = []
-    for p in inspect.signature(fn).parameters.values():
-        if p.name == _TOKEN_PARAM or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
-            continue
-        params.append(ToolParam(p.name, hints.get(p.name), "", p.default is p.empty))
-    return tuple(params)
+    return tuple(
+        ToolParam(p.name, hints.get(p.name), "", p.default is p.empty)
+        for p in signature.values()
+        if p.name != _TOKEN_PARAM and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY)
+    )
 
 
 @attrs.frozen
@@ -143,6 +142,7 @@ class ToolSpec:
     is_async: bool = False
     takes_token: bool = False
     module: str = ""
+    accepts_extra: bool = False  #: parameters were inferred from a signature with ``**kwargs``
     _declared: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -152,7 +152,7 @@ class ToolSpec:
         """Raise ToolParameterError naming the first missing, unknown or wrongly-typed parameter."""
         declared = self._declared
         for key in params:
-            if key not in declared:
+            if key not in declared and not self.accepts_extra:
                 raise ToolParameterError(f"tool {self.name!r}: unknown parameter {key!r}; it takes {sorted(declared)}")
         for p in self.parameters:
             if p.name in params:
@@ -182,8 +182,13 @@ def make_spec(fn: Callable[..., Any], *, name: str | None = None, description: s
     """Build a :class:`ToolSpec` for ``fn`` (see :func:`tool` for the options)."""
     if not callable(fn):
         raise ConfigError(f"a tool must be callable, got {fn!r}")
+    try:
+        signature: Mapping[str, inspect.Parameter] = inspect.signature(fn).parameters
+        known = True
+    except (TypeError, ValueError):  # some builtins have no signature: nothing to check against
+        signature, known = {}, False
     if parameters is None:
-        params = _params_from_signature(fn)
+        params = _params_from_signature(fn, signature)
     elif isinstance(parameters, Mapping):
         params = tuple(ToolParam(k, v) if not isinstance(v, Mapping) else _as_param({"name": k, **v}) for k, v in parameters.items())
     else:
@@ -197,10 +202,8 @@ def make_spec(fn: Callable[..., Any], *, name: str | None = None, description: s
     is_async = inspect.iscoroutinefunction(fn)
     if cpu_bound and is_async:
         raise ConfigError(f"tool {name or fn.__name__!r}: an async def tool cannot be cpu_bound (the pool runs plain functions)")
-    try:
-        takes_token = _TOKEN_PARAM in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        takes_token = False
+    takes_token = _TOKEN_PARAM in signature
+    accepts_extra = parameters is None and (not known or any(p.kind is p.VAR_KEYWORD for p in signature.values()))
     return ToolSpec(
         name=name or getattr(fn, "__name__", repr(fn)),
         fn=fn,
@@ -215,6 +218,7 @@ def make_spec(fn: Callable[..., Any], *, name: str | None = None, description: s
         preemptible=preemptible,
         is_async=is_async,
         takes_token=takes_token,
+        accepts_extra=accepts_extra,
         module=getattr(fn, "__module__", "") or "",
     )
 

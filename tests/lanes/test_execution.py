@@ -120,3 +120,28 @@ def test_a_usually_fast_tool_that_blocks_does_not_hold_up_the_queue(orch, rec):
     assert not blocked.done()
     gate.set()
     assert blocked.result(timeout=WAIT) is True
+
+
+def test_a_token_can_be_awaited_checked_and_waited_on():
+    from laneway.errors import CommandCancelled, Preempted
+    from laneway.lanes import CancellationToken
+
+    token = CancellationToken()
+    token.raise_if_cancelled()  # nothing yet
+
+    async def waiter():
+        threading.Timer(0.01, token.cancel, args=("stop now",)).start()
+        return await token.wait_async()
+
+    assert asyncio.run(waiter()) == "stop now"
+    assert token.wait(0) and not token.cancel("again") and token.reason == "stop now"
+    with pytest.raises(CommandCancelled, match="stop now"):
+        token.raise_if_cancelled()
+    preempted = CancellationToken()
+    calls = []
+    preempted.add_callback(calls.append)
+    preempted.cancel("make room", preempted=True)
+    preempted.add_callback(calls.append)  # already cancelled: runs at once
+    assert calls == ["make room", "make room"]
+    with pytest.raises(Preempted):
+        preempted.raise_if_cancelled()

@@ -111,3 +111,14 @@ def test_a_managers_registry_falls_back_to_its_parent_and_imports_defining_modul
     # resolve() imports the module a persisted command names, whose @tool registers the tool.
     spec = ToolRegistry(parent=default_registry).resolve("durable_echo", "tests.lanes.durable_tools")
     assert spec.module == "tests.lanes.durable_tools"
+
+
+def test_inferred_parameters_of_a_kwargs_function_accept_extra_keys():
+    reg = ToolRegistry()
+    spec = reg.register(lambda a, **rest: (a, rest), name="open")
+    spec.validate({"a": 1, "anything": 2})
+    with pytest.raises(ToolParameterError, match="missing required parameter 'a'"):
+        spec.validate({"anything": 2})
+    declared = reg.register(lambda a, **rest: a, name="closed", parameters=[{"name": "a"}])
+    with pytest.raises(ToolParameterError, match="unknown parameter"):
+        declared.validate({"a": 1, "anything": 2})
