@@ -21,6 +21,7 @@ from laneway.lanes._scheduler import Acts
 from laneway.lanes._submit import Submitter
 from laneway.lanes._tools import ToolRegistry, default_registry
 from laneway.lanes._window import RateLimiter
+from laneway.store import SQLiteStore
 
 if TYPE_CHECKING:
     from laneway.actors import DeadLetter, Orchestrator
@@ -71,9 +72,13 @@ class LaneManager(Submitter):
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigError(f"max_workers must be an int >= 1, got {max_workers!r}")
         super().__init__(orch, max_workers)
-        configs = {c.name: c for c in (DEFAULT_LANES if lanes is None else lanes)}
+        configs: dict[str, LaneConfig] = {}
+        for c in DEFAULT_LANES if lanes is None else lanes:
+            if getattr(c, "name", None) in configs:
+                raise ConfigError(f"two lanes are named {c.name!r}")
+            configs[getattr(c, "name", "")] = c
         for c in extra_lanes:
-            configs[c.name] = c
+            configs[getattr(c, "name", "")] = c  # extra lanes replace same-named ones
         if not configs:
             raise ConfigError("a lane manager needs at least one lane")
         for c in configs.values():
@@ -89,8 +94,6 @@ class LaneManager(Submitter):
         if store is _FROM_ORCH:
             store = orch.store
         elif isinstance(store, (str, os.PathLike)):
-            from laneway.store import SQLiteStore
-
             store = self._owned_store = SQLiteStore(store)
         self._pending = PendingStore(store, shares_dead_letters=store is orch.store) if store is not None else None
         self._close_report: DrainReport | None = None
@@ -100,7 +103,8 @@ class LaneManager(Submitter):
         self.recovered: tuple[CommandHandle, ...] = self._recover() if self._pending is not None and recover else ()
 
     def __repr__(self) -> str:
-        return f"<LaneManager lanes={len(self._lanes)} running={self._running} pending={len(self._commands) - self._running}>"
+        pending = sum(lane.pending for lane in list(self._lanes.values()))
+        return f"<LaneManager lanes={len(self._lanes)} running={self._running} pending={pending}>"
 
     def _new_id(self) -> str:
         return f"{self._id_prefix}-{next(self._ids)}"
