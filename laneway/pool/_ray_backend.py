@@ -20,6 +20,8 @@ How it works, in one event loop thread:
   ``max_calls_per_worker`` in flight, the rest waiting to form the next batch).
   Each call is a streaming generator, so outcomes come back as tasks finish,
   not when the batch ends. Functions travel once per actor, then by digest.
+  Ray Client (``ray://``) cannot stream, so there every call carries one task:
+  correct, but slower than running the driver on a cluster node (``"auto"``).
 * All reports to the pool go through one reporter thread, in order, so no pool
   callback (which may run user code) ever stalls Ray I/O, and a worker's last
   results always reach the pool before its ``worker_lost``.
@@ -161,6 +163,8 @@ class RayBackend(Backend):
         self._hub = hub
         self._ray = ray
         self._streaming = not _client_mode()
+        # Without streaming every call carries one task, so nothing is gained by holding tasks back.
+        self._call_limit = self.max_calls if self._streaming else float("inf")
         self._actor_cls = ray.remote(**self._actor_options)(RayWorker)
         self._loop = asyncio.new_event_loop()
         name = getattr(hub, "name", "pool")
@@ -240,9 +244,9 @@ class RayBackend(Backend):
         slot = self._slots.get(wid)
         if slot is None:
             return None  # already gone, and reported
+        self._pump(slot, float("inf"))  # whatever is still assigned runs before the stop
         if slot.reason is None:
             slot.reason = "stopped"
-        self._pump(slot, float("inf"))  # whatever is still assigned runs before the stop
         try:
             slot.handle.stop.remote(self._next_seq(slot))
         except Exception as exc:
@@ -337,7 +341,7 @@ class RayBackend(Backend):
                 if slot is None or slot.dead:
                     continue  # its worker_lost is reported (or on its way); the pool requeues the window
                 slot.outbox.extend(wires)
-                self._pump(slot, self.max_calls)
+                self._pump(slot, self._call_limit)
 
     def _pump(self, slot: _Slot, max_calls: float) -> None:
         """Send what is assigned to ``slot`` while it has fewer than ``max_calls`` calls in flight."""
@@ -381,7 +385,7 @@ class RayBackend(Backend):
                 self._fail(slot, exc)
                 return  # later batches of a dead actor can hold nothing
             slot.calls -= 1
-            self._pump(slot, self.max_calls)
+            self._pump(slot, self._call_limit)
 
     # --- threads --------------------------------------------------------------------------
 
