@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -35,6 +36,14 @@ def _duration(seconds: float | None) -> str:
         return "--:--"
     s = int(round(seconds))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+def _table(title: str, columns: tuple[str, ...], *, left: int) -> Table:
+    """A compact table whose first ``left`` columns are text (left-aligned) and the rest numbers."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i < left or col in ("state", "breaker") else "right")
+    return table
 
 
 class Dashboard:
@@ -199,27 +208,22 @@ class Dashboard:
 
     def _tables(self, sample: MonitorSample) -> list[RenderableType]:
         view = sample.view
-        lanes = Table(title="lanes", title_justify="left", expand=False)
-        for col in ("lane", "prio", "pending", "active", "max", "done", "failed"):
-            lanes.add_column(col, justify="left" if col == "lane" else "right")
+        lanes = _table("lanes", ("lane", "prio", "pending", "active", "max", "done", "failed"), left=1)
         for ln in view.lanes:
             lanes.add_row(ln.name, str(ln.priority), str(ln.pending), str(ln.active), str(ln.max_concurrent), str(ln.completed), str(ln.failed))
-        workers = Table(title="workers", title_justify="left")
-        for col in ("worker", "pid", "state", "RSS MB", "CPU %", "tasks"):
-            workers.add_column(col, justify="left" if col in ("worker", "state") else "right")
+        workers = _table("workers", ("worker", "pid", "state", "RSS MB", "CPU %", "tasks"), left=1)
         for w in view.workers:
             workers.add_row(w.name, str(w.pid or "-"), w.state, f"{w.rss / 2**20:.0f}", f"{w.cpu:.0f}", str(w.tasks_done))
-        agents = Table(title="agents", title_justify="left")
-        for col in ("agent", "role", "busy", "done", "failed", "breaker"):
-            agents.add_column(col, justify="left" if col in ("agent", "role", "breaker") else "right")
+        agents = _table("agents", ("agent", "role", "busy", "done", "failed", "breaker"), left=2)
         for a in view.agents:
             agents.add_row(
                 a.agent_id, a.role, f"{a.in_flight}/{a.max_concurrent}", str(a.completed), str(a.failed),
                 Text(a.breaker, style=_BREAKER_STYLE.get(a.breaker, "")),
             )  # fmt: skip
+        # Two columns keep the screen short enough for a laptop terminal.
         grid = Table.grid(padding=(0, 2))
-        grid.add_row(lanes, workers)
-        return [grid, agents] if view.agents else [grid]
+        grid.add_row(lanes, Group(workers, agents) if view.agents else workers)
+        return [grid]
 
     # lifecycle ----------------------------------------------------------------
 

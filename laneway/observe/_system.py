@@ -43,7 +43,7 @@ class WorkerView:
 
 @attrs.frozen(slots=True)
 class AgentView:
-    """One agent right now, with its breaker state."""
+    """One agent right now, with its breaker state (``role`` reads like ``"α5 analyzer"``)."""
 
     agent_id: str
     role: str
@@ -102,9 +102,14 @@ def _workers(pool: Any) -> tuple[tuple[WorkerView, ...], int, int]:
     return workers, stats.queued, stats.in_flight
 
 
+def _role(role: Any) -> str:
+    symbol = getattr(role, "symbol", None)
+    return f"{symbol} {role.name.lower()}" if symbol else _value(role)
+
+
 def _agents(router: Any) -> tuple[AgentView, ...]:
     return tuple(
-        AgentView(a.agent_id, _value(a.role), a.in_flight, a.max_concurrent, a.completed, a.failed, _value(a.breaker))
+        AgentView(a.agent_id, _role(a.role), a.in_flight, a.max_concurrent, a.completed, a.failed, _value(a.breaker))
         for a in sorted(router.agents(), key=lambda a: a.agent_id)
     )
 
