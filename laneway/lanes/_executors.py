@@ -271,7 +271,10 @@ class Executors:
         cmd = run.cmd
         self._announce(run)
         try:
-            fut = self._pool().submit(cmd.spec.fn, kwargs=dict(cmd.params), timeout=cmd.timeout, attempts=1)
+            # Never block the dispatching thread (it may be the event loop or the timer thread):
+            # a full pool queue fails this attempt with PoolFull, and the retry policy decides.
+            # The pool itself re-runs the task when a worker dies under it (its default attempts).
+            fut = self._pool().submit_nowait(cmd.spec.fn, kwargs=dict(cmd.params), timeout=cmd.timeout)
         except Exception as exc:
             self._sched._finish(run, False, exc)
             return
