@@ -8,7 +8,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from laneway.errors import ConfigError, LaneFull, LaneShutdown
-from laneway.lanes._config import SESSION_PREFIX, LaneConfig, Priority
+from laneway.lanes._config import DEFAULT_LANES, SESSION_PREFIX, LaneConfig, Priority
 from laneway.lanes._lane import Lane
 from laneway.lanes._records import CommandHandle, LaneStats
 from laneway.lanes._scheduler import Acts, Scheduler
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_SESSION_BASE = LaneConfig("session", priority=3, max_concurrency=5)
+# Session lanes copy the "session" lane's settings; these when a manager has no such lane.
+_DEFAULT_SESSION_BASE = next(c for c in DEFAULT_LANES if c.name == "session")
 
 
 class SessionLane:
@@ -88,6 +89,9 @@ class SessionLanes(Scheduler):
 
     def session(self, session_id: str, *, serial: bool = True) -> SessionLane:
         """The session's lane, created on first use (serial unless ``serial=False``).
+
+        Session lanes take the priority, timeout, retry and limits of the
+        ``"session"`` lane; ``serial`` only matters when the lane is created.
 
         Raises:
             LaneFull: ``max_sessions`` lanes are open and none is idle to clean up.
