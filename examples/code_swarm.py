@@ -222,17 +222,25 @@ def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any
             wf.future.add_done_callback(lambda f: wake.set())
             if chaos:
                 chaos.start()
-            wake.wait(timeout=3600)
-            if not wf.future.done() and wf.status().state is WorkflowState.RUNNING:
-                control = pause_and_resume(orch, wf.id)
-            status = wf.wait(timeout=3600)
-            if chaos:
-                chaos.stop()
+            try:
+                wake.wait(timeout=3600)
+                if not wf.future.done() and wf.status().state is WorkflowState.RUNNING:
+                    control = pause_and_resume(orch, wf.id)
+                status = wf.wait(timeout=3600)
+            except KeyboardInterrupt:
+                # Ctrl-C is a control command too: cancel through the control lane, keep what finished.
+                dash.set_status("cancelling")
+                orch.lanes.submit("control", "workflow.cancel", {"workflow_id": wf.id}, priority=Priority.CRITICAL)
+                status = wf.wait(timeout=60)
+            finally:
+                if chaos:
+                    chaos.stop()
             dash.set_status(status.state.value)
         elapsed = time.perf_counter() - started
         snap = metrics.snapshot()
         result = status.results.get("aggregate")
         run = {
+            "tree": label,
             "state": status.state.value,
             "elapsed_s": round(elapsed, 2),
             "files_per_s": round(total / elapsed, 1),
@@ -244,10 +252,19 @@ def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any
             "worker_losses": snap.worker_losses,
             "breaker_trips": snap.breaker_opens,
             "dead_letters": len(orch.dead_letters),
+            "dead_letters_by_source": _by_source(orch.dead_letters.list()),
             "control": control,
             "prompt_latency": attrs.asdict(snap.lanes["prompt"].latency) if "prompt" in snap.lanes else {},
         }
     return {"result": result, "run": run}
+
+
+def _by_source(letters: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for letter in letters:
+        family = letter.source.split(":", 1)[0]
+        counts[family] = counts.get(family, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 # --- output ------------------------------------------------------------------------------
@@ -257,7 +274,7 @@ def summary(report: dict[str, Any]) -> str:
     """The human summary printed at the end."""
     r, run = report["result"] or {}, report["run"]
     lines = [
-        f"code swarm over {r.get('root', '?')}: {run['state']} in {run['elapsed_s']} s",
+        f"code swarm over {run['tree']}: {run['state']} in {run['elapsed_s']} s",
         f"  files {r.get('files', 0)}, lines {r.get('lines', 0):,}, classes {r.get('classes', 0):,}, "
         f"functions {r.get('functions', 0):,}, mean complexity {r.get('mean_complexity', 0)}",
         f"  unparseable files {len(r.get('unparseable', []))}, validation problems {len(r.get('validation_problems', []))}",
@@ -267,8 +284,11 @@ def summary(report: dict[str, Any]) -> str:
         *(f"    {f['length']:4d} lines  {f['file']}:{f['line']} {f['name']}" for f in r.get("longest", [])[:3]),
         f"  throughput {run['files_per_s']} files/s, {run['lines_per_s']:,} lines/s on {run['workers']} workers",
         f"  retries {sum(run['retries'].values())} {run['retries']}, worker restarts {run['worker_restarts']}, "
-        f"chaos kills {run['chaos_kills']}, breaker trips {run['breaker_trips']}, dead letters {run['dead_letters']}",
+        f"chaos kills {run['chaos_kills']}, breaker trips {run['breaker_trips']}, dead letters {run['dead_letters']}"
+        + (f" {run['dead_letters_by_source']}" if run["dead_letters"] else ""),
     ]
+    if run["state"] == "completed" and set(run["dead_letters_by_source"]) == {"pool"}:
+        lines.append("  (pool dead letters are attempts that died with their worker; the prompt lane ran each again)")
     if run["control"]:
         c = run["control"]
         lines.append(f"  control lane: pause took {c['pause_latency_ms']} ms with {c['prompt_queued_at_pause']} prompt commands queued")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -119,3 +120,23 @@ def test_demo_refuses_a_missing_path(tmp_path):
 def test_demo_without_the_examples_says_where_they_are(tmp_path):
     out = laneway("demo", env={"LANEWAY_EXAMPLES": str(tmp_path)})
     assert out.returncode == 2 and "examples/code_swarm.py" in out.stderr
+
+
+@pytest.mark.multiprocess
+def test_ctrl_c_cancels_the_workflow_through_the_control_lane(tmp_path):
+    report_path = tmp_path / "report.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "laneway", "demo", "--plain", "--files", "600", "--out", str(report_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        first = proc.stdout.readline()  # the dashboard's first line: the run is under way
+        assert "code swarm" in first
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out + err
+    report = json.loads(report_path.read_text())
+    assert report["run"]["state"] == "cancelled" and report["result"] is None
+    assert "code swarm over" in out and "cancelled" in out
