@@ -312,9 +312,15 @@ class ZmqBackend(Backend):
             elif kind == "tick":
                 self._check_heartbeats()
             elif kind == "stop":
-                self._router.send_multipart([cmd[1].ident, _wire.STOP])
-                if cmd[1].remote:
-                    self._drop(cmd[1], "stopped by the pool")
+                peer = cmd[1]
+                if peer.remote:
+                    self._router.send_multipart([peer.ident, _wire.STOP])
+                    self._drop(peer, "stopped by the pool")
+                elif peer.hello:
+                    self._router.send_multipart([peer.ident, _wire.STOP])
+                else:  # not connected yet: a STOP would be dropped, and it runs nothing anyway
+                    peer.kill_reason = "stopped before it connected"
+                    self._signal(peer, signal.SIGKILL)
             elif kind == "drop":
                 self._router.send_multipart([cmd[1].ident, _wire.REJOIN])
                 self._drop(cmd[1], cmd[2])

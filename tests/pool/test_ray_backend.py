@@ -236,3 +236,15 @@ def test_router_and_lanes_run_cpu_bound_work_on_ray_actors(orch):
 def test_bad_ray_options_are_config_errors(orch, options, match):
     with pytest.raises(ConfigError, match=match):
         orch.start_pool(backend="ray", workers=1, **options)
+
+
+def test_recycling_after_max_tasks_stops_actors_gracefully(orch):
+    pool = orch.start_pool(backend="ray", workers=1, max_tasks_per_worker=40)
+    assert pool.wait_ready(1, timeout=60)
+    futures = [pool.submit(my_pid) for _ in range(120)]
+    pids = [f.get(timeout=90) for f in futures]
+    served = [pids.count(p) for p in dict.fromkeys(pids)]  # per actor, in order
+    # An actor is recycled after its 40th task, once the few already sent to it are done.
+    assert len(served) >= 2 and all(n >= 40 for n in served[:-1]), served
+    stats = pool.statistics()
+    assert stats.recycled >= len(served) - 1 and stats.worker_deaths == 0 and stats.completed == 120

@@ -1,0 +1,127 @@
+"""Chaos: SIGKILL worker processes under load; every task must end exactly once, accounted for."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+
+import pytest
+
+from laneway.actors import Backoff, OneForOne
+from laneway.errors import SystemShutdown, WorkerDied
+from laneway.pool import WorkerState
+
+from . import tasks
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.chaos]
+
+#: Chaos tolerates many restarts; the default intensity would (rightly) give up.
+CHAOS_SUPERVISION = OneForOne(max_restarts=10_000, within_s=10, backoff=Backoff(initial_s=0.01, max_s=0.1))
+
+
+def live_pids(pool):
+    return [w.pid for w in pool.workers() if w.pid and w.state in (WorkerState.IDLE, WorkerState.BUSY)]
+
+
+def _kill(pid: int) -> int:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        return 1
+    except ProcessLookupError:
+        return 0
+
+
+def account(orch, pool, futs, expected):
+    """Every future ends once: with its value, or with WorkerDied and exactly one dead letter."""
+    letters = {l.work_id: l for l in orch.dead_letters.list("pool")}
+    ok = dead = 0
+    for i, fut in enumerate(futs):
+        try:
+            value = fut.get(120)
+        except WorkerDied as exc:
+            dead += 1
+            assert "killed by SIGKILL" in str(exc)
+        else:
+            ok += 1
+            assert value == expected(i)
+    assert len(letters) == dead, (len(letters), dead)
+    assert all(l.reason.startswith("worker pid ") and l.reason.endswith("killed by SIGKILL") for l in letters.values())
+    stats = pool.statistics()
+    assert (stats.completed, stats.dead_lettered, stats.submitted) == (ok, dead, len(futs))
+    assert stats.queued == 0 and stats.in_flight == 0
+    return ok, dead
+
+
+def test_repeated_sigkills_during_a_2000_task_run(make_pool, orch):
+    pool = make_pool(workers=3, supervision=CHAOS_SUPERVISION)
+    rng = random.Random(1)
+    futs = [pool.submit(tasks.sleep_then, 0.001, i) for i in range(2000)]
+    killed = set()
+    for milestone in range(150, 2000, 150):  # a kill each time the run gets 150 tasks further
+        try:
+            futs[milestone].get(120)
+        except WorkerDied:
+            pass
+        pids = [p for p in live_pids(pool) if p not in killed]
+        if pids and _kill(pid := rng.choice(pids)):
+            killed.add(pid)
+    ok, dead = account(orch, pool, futs, expected=lambda i: i)
+    assert len(killed) >= 6 and ok + dead == 2000 and ok > 1900
+    assert pool.statistics().worker_deaths == len(killed)
+    assert pool.wait_ready(3, timeout=60) and len(live_pids(pool)) == 3
+
+
+def test_kill_during_a_submit_burst(make_pool, orch):
+    pool = make_pool(workers=2, supervision=CHAOS_SUPERVISION, max_queue=500)
+    futs = []
+    burst = threading.Thread(target=lambda: futs.extend(pool.submit(tasks.inc, i) for i in range(3000)))
+    burst.start()
+    killed = 0
+    while burst.is_alive() and killed < 6:
+        pids = live_pids(pool)
+        if pool.statistics().completed > 100 * (killed + 1) and pids:
+            killed += _kill(pids[0])
+    burst.join(120)
+    ok, dead = account(orch, pool, futs, expected=lambda i: i + 1)
+    assert ok + dead == 3000 and killed >= 1
+    assert pool.wait_ready(2, timeout=60)
+
+
+def test_kill_every_worker_at_once(make_pool, orch, tmp_path):
+    pool = make_pool(workers=3, supervision=CHAOS_SUPERVISION)
+    go = tmp_path / "go"
+    futs = [pool.submit(tasks.wait_for_file, str(go), i) for i in range(9)]
+    before = live_pids(pool)
+    assert len(before) == 3
+    with orch.events.subscribe("pool.worker.lost") as sub:
+        for pid in before:
+            _kill(pid)
+        for _ in before:
+            sub.get(timeout=30)
+    assert pool.wait_ready(3, timeout=60)
+    go.touch()
+    assert [f.get(60) for f in futs] == list(range(9))
+    stats = pool.statistics()
+    assert stats.worker_deaths == 3 and stats.retried >= 3 and not set(live_pids(pool)) & set(before)
+
+
+def test_supervisor_that_gives_up_dead_letters_what_is_left(make_pool, orch, tmp_path):
+    pool = make_pool(workers=1, supervision=OneForOne(max_restarts=1, within_s=60))
+    fut = pool.submit(tasks.wait_for_file, str(tmp_path / "never"), attempts=5)
+    queued = pool.submit(tasks.inc, 1)
+    for _ in range(2):
+        pid = live_pids(pool)[0]
+        with orch.events.subscribe("pool.worker.lost") as sub:
+            _kill(pid)
+            sub.get(timeout=30)
+        if _ == 0:
+            assert pool.wait_ready(1, timeout=30)
+    with pytest.raises((WorkerDied, SystemShutdown)):
+        fut.get(30)
+    with pytest.raises((WorkerDied, SystemShutdown)):
+        queued.get(30)
+    assert {l.work_id for l in orch.dead_letters.list("pool")} == {"pool-task-1", "pool-task-2"}
+    with pytest.raises(SystemShutdown, match="gave up"):
+        pool.submit(tasks.inc, 2)
