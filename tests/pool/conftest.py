@@ -78,3 +78,12 @@ def _pid_alive(pid: int) -> bool:
         return _alive(psutil.Process(pid))
     except psutil.NoSuchProcess:
         return False
+
+
+def wait_until(pred, timeout: float = 30.0, what: str = "condition"):
+    """Re-check ``pred`` until it is truthy, up to a deadline (for state no event announces)."""
+    deadline = time.monotonic() + timeout
+    while not (value := pred()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return value

@@ -14,22 +14,13 @@ from laneway.errors import RemoteError, SerializationError, TaskTimeout, WorkerD
 from laneway.pool import WorkerState
 
 from . import tasks
-from .conftest import wait_gone
+from .conftest import wait_gone, wait_until
 
 pytestmark = pytest.mark.multiprocess
 
 
 def live_pids(pool):
     return {w.pid for w in pool.workers() if w.state in (WorkerState.IDLE, WorkerState.BUSY)}
-
-
-def wait_until(pred, timeout=30.0, what="condition"):
-    """Re-check ``pred`` until true, up to a deadline (for state with no event to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not (value := pred()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value
 
 
 def test_results_kwargs_lambdas_and_closures_run_in_other_processes(make_pool):
