@@ -40,6 +40,7 @@ import asyncio
 import concurrent.futures
 import logging
 import queue
+import re
 import threading
 import time
 from typing import Any, Callable
@@ -436,22 +437,28 @@ def describe_actor_error(exc: BaseException) -> str:
     """Short text for why a Ray actor call failed, for ``worker_lost`` reasons and dead letters.
 
     Example:
+        >>> describe_actor_error(RuntimeError("The actor died because its node has died. Node Id: 1404b2439104"))
+        'its node has died (node 1404b243)'
         >>> describe_actor_error(RuntimeError("boom\\nmore"))
         'RuntimeError: boom'
     """
-    text = str(exc)
-    for marker in ("Worker exit detail:", "The actor is dead because"):
-        at = text.find(marker)
-        if at >= 0:
-            return _first_sentence(text[at + len(marker):] if marker.endswith(":") else text[at:])
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    text = " ".join(str(exc).split())
+    cause = _CAUSE.search(text)
+    if cause is None:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    extra = []
+    if detail := _DETAIL.search(text):
+        extra.append(detail.group(1))
+    if node := _NODE.search(text):
+        extra.append(f"node {node.group(1)}")
+    return cause.group(1) + (f" ({'; '.join(extra)})" if extra else "")
 
 
-def _first_sentence(text: str) -> str:
-    text = " ".join(text.split())
-    end = text.find(". ")
-    return (text if end < 0 else text[: end + 1]).strip()
+# Ray words an actor's death as "... is dead because <cause>. ... Worker exit detail: <detail>. ... Node Id: <id>".
+_CAUSE = re.compile(r"(?:is dead|died) because (.+?)\.(?:\s|$)")
+_DETAIL = re.compile(r"Worker exit detail: (.+?)\.(?:\s|$)")
+_NODE = re.compile(r"Node Id: ([0-9a-f]{8})")
 
 
 def _client_mode() -> bool:
