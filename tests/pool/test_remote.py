@@ -1,0 +1,106 @@
+"""Remote ZeroMQ workers: CurveZMQ keys, refusal of strangers, and the remote worker lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from laneway.cli import main as cli
+from laneway.errors import AuthError, ConfigError
+from laneway.pool import WorkerState
+
+from . import tasks
+from .conftest import wait_until
+
+pytestmark = pytest.mark.multiprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def remote_workers():
+    """Start ``laneway worker`` processes; every one is killed at the end."""
+    procs = []
+
+    def start(endpoint, *args):
+        cmd = [sys.executable, "-m", "laneway", "worker", "--connect", endpoint, "--heartbeat", "0.1", *args]
+        proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=ROOT), stderr=subprocess.DEVNULL)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_keys_command_writes_the_server_and_client_pairs(tmp_path, capsys):
+    assert cli(["keys", str(tmp_path / "k"), "--client", "gpu1", "--client", "gpu2"]) == 0
+    names = {p.relative_to(tmp_path / "k").as_posix() for p in (tmp_path / "k").rglob("*") if p.is_file()}
+    assert names == {"server.key", "server.key_secret", "gpu1.key", "gpu1.key_secret", "gpu2.key",
+                     "gpu2.key_secret", "authorized/gpu1.key", "authorized/gpu2.key"}
+    assert oct((tmp_path / "k" / "gpu1.key_secret").stat().st_mode & 0o777) == "0o600"
+    assert "server.key_secret" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("listen", ["tcp://0.0.0.0:0", "tcp://10.1.2.3:5555"])
+def test_listening_beyond_loopback_without_keys_refuses_to_start(orch, listen):
+    with pytest.raises(AuthError, match="without keys"):
+        orch.start_pool(workers=0, listen=listen)
+
+
+def test_bad_listen_and_missing_key_files_are_typed_errors(orch, tmp_path):
+    with pytest.raises(ConfigError, match="tcp:// or ipc://"):
+        orch.start_pool(workers=0, listen="udp://127.0.0.1:1")
+    with pytest.raises(AuthError, match="laneway keys"):
+        orch.start_pool(workers=0, listen="tcp://0.0.0.0:0", keys=tmp_path / "empty")
+
+
+def test_only_the_worker_with_an_authorized_key_joins_and_gets_tasks(orch, tmp_path, remote_workers, caplog):
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    cli(["keys", str(keys), "--client", "good"])
+    cli(["keys", str(other), "--client", "good"])  # same name, different (unknown) key...
+    shutil.copy(keys / "server.key", other / "server.key")  # ...that knows the pool's public key
+    pool = orch.start_pool(workers=0, listen="tcp://127.0.0.1:0", keys=keys)
+    caplog.set_level(logging.WARNING, "laneway.pool._curve")
+    wrong = remote_workers(pool.endpoint, "--keys", str(other), "--key-name", "good")
+    nokey = remote_workers(pool.endpoint)
+    wait_until(lambda: "refused a worker with unknown CurveZMQ key" in caplog.text, what="the wrong key's attempt")
+    good = remote_workers(pool.endpoint, "--keys", str(keys), "--key-name", "good")
+    assert pool.wait_ready(1, timeout=60)
+    pids = {f.get(60) for f in [pool.submit(tasks.pid) for _ in range(200)]}
+    assert pids == {good.pid}
+    (joined,) = pool.workers()
+    assert joined.pid == good.pid and joined.remote and joined.tasks_done == 200
+    assert wrong.poll() is None and nokey.poll() is None  # still knocking, never admitted
+    assert pool.statistics().workers == 1
+
+
+@pytest.mark.chaos
+def test_a_dead_remote_worker_is_reported_gone_not_restarted_and_may_rejoin(orch, tmp_path, remote_workers):
+    pool = orch.start_pool(workers=1, listen="tcp://127.0.0.1:0", heartbeat_s=0.1, heartbeat_timeout_s=1.0)
+    remote = remote_workers(pool.endpoint)
+    assert pool.wait_ready(2, timeout=60)
+    go = tmp_path / "go"
+    futs = [pool.submit(tasks.wait_for_file, str(go), i) for i in range(4)]
+    holder = wait_until(lambda: next((w for w in pool.workers() if w.remote and w.current_task), None),
+                        what="the remote worker to hold a task")
+    with orch.events.subscribe("pool.worker.lost") as sub:
+        os.kill(remote.pid, signal.SIGKILL)
+        lost = sub.get(timeout=30)
+    assert lost.data["reason"] == "no heartbeat for 1.0s" and lost.data["pid"] == holder.pid
+    go.touch()
+    assert [f.get(60) for f in futs] == [0, 1, 2, 3]  # its task was retried on the local worker
+    states = {w.worker_id: w.state for w in pool.workers()}
+    assert states[holder.worker_id] is WorkerState.GONE and len(states) == 2
+    stats = pool.statistics()
+    assert (stats.workers, stats.retried, stats.restarts) == (1, 1, 0)
+    again = remote_workers(pool.endpoint)
+    assert pool.wait_ready(2, timeout=60)
+    assert again.pid in {f.get(60) for f in [pool.submit(tasks.pid) for _ in range(40)]}
