@@ -1,0 +1,78 @@
+"""Serialization and the function cache both ends keep in step (no processes)."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from laneway.errors import RemoteError, SerializationError
+from laneway.pool import exit_reason
+from laneway.pool._codec import FunctionPickler, decode_outcome, digest, dumps_args
+from laneway.pool._curve import is_loopback
+from laneway.pool._runner import ShipLedger, TaskRunner
+
+from . import tasks
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 12), max_size=200), st.integers(1, 6))
+def test_ledger_and_runner_caches_never_disagree(sequence, size):
+    """Whatever order functions are used in, the sender ships code exactly when the worker lacks it."""
+    fns = [FunctionPickler().dumps(lambda x, k=k: x + k) for k in range(13)]
+    ledger, runner = ShipLedger(size), TaskRunner(size)
+    for n, k in enumerate(sequence):
+        d, code = fns[k]
+        on_wire = ledger.to_send(d, code)
+        assert decode_outcome(runner.run(n, d, on_wire, dumps_args((1,), None))) == 1 + k
+
+
+def test_plain_functions_are_pickled_once_closures_every_time():
+    fp = FunctionPickler()
+    assert fp.dumps(tasks.inc) is fp.dumps(tasks.inc)
+    box = [1]
+    closure = lambda: box[0]  # noqa: E731
+    first = fp.dumps(closure)
+    box[0] = 2
+    assert fp.dumps(closure) is not first  # state captured by value must be fresh
+    with pytest.raises(SerializationError, match="callable"):
+        fp.dumps(42)
+
+
+def test_arguments_use_the_fast_pickler_only_for_plain_values():
+    assert pickle.loads(dumps_args((1, "a", 2.5, None), None)) == ((1, "a", 2.5, None), None)
+    assert pickle.loads(dumps_args((1,), {"b": [2]})) == ((1,), {"b": [2]})
+    double = lambda x: 2 * x  # noqa: E731
+    assert pickle.loads(dumps_args((double,), None))[0][0](4) == 8  # by value, via cloudpickle
+
+
+def test_runner_reports_raising_unloadable_and_unpicklable_tasks_without_raising():
+    runner = TaskRunner()
+    d, code = FunctionPickler().dumps(tasks.boom)
+    with pytest.raises(RemoteError) as info:
+        decode_outcome(runner.run(1, d, code, dumps_args(("x",), None)))
+    assert "in boom" in info.value.remote_traceback and "_runner.py" not in info.value.remote_traceback
+    with pytest.raises(SerializationError, match="cannot unpickle the task's function"):
+        decode_outcome(runner.run(2, digest(b"junk"), b"junk", dumps_args((), None)))
+    with pytest.raises(SerializationError, match="no function"):
+        decode_outcome(runner.run(3, b"?" * 16, b"", dumps_args((), None)))
+    d, code = FunctionPickler().dumps(tasks.unpicklable_result)
+    with pytest.raises(SerializationError, match="cannot be pickled back"):
+        decode_outcome(runner.run(4, d, code, dumps_args((), None)))
+    assert runner.tasks_done == 2 and runner.current is None
+
+
+@pytest.mark.parametrize("code, text", [(-9, "killed by SIGKILL"), (-11, "killed by SIGSEGV"), (0, "exited with code 0"),
+                                        (3, "exited with code 3"), (None, "vanished (exit status unknown)")])
+def test_exit_reason(code, text):
+    assert exit_reason(code) == text
+
+
+@pytest.mark.parametrize("endpoint, loopback", [
+    ("ipc:///tmp/x.sock", True), ("tcp://127.0.0.1:1", True), ("tcp://localhost:1", True), ("tcp://[::1]:1", True),
+    ("tcp://0.0.0.0:1", False), ("tcp://192.168.1.5:1", False), ("tcp://no-such-host.invalid:1", False),
+])
+def test_is_loopback(endpoint, loopback):
+    assert is_loopback(endpoint) is loopback
