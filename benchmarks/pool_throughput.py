@@ -1,0 +1,148 @@
+"""Process-pool throughput: laneway's pool against the stdlib pools, same run, same worker count.
+
+Run: python benchmarks/pool_throughput.py [--tiny 20000] [--cpu 200] [--rounds 3]
+
+Shapes (see /work/shared/ANCHORS.md): tiny ``x + 1`` tasks on 2 workers, each task
+submitted on its own and all gathered (pools warmed, start-up not timed); and
+CPU-bound pure-Python tasks of about 20 ms on 1 and on 2 workers. Prints the
+median tasks/s of each runner and the ratios the issue sets targets for.
+
+Runners are entries of ``TINY_RUNNERS`` / ``CPU_RUNNERS``: a name and a context
+manager that starts a pool with N workers and yields ``run(fn, items) -> results``.
+Add a backend or a baseline by appending a :class:`Runner`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import multiprocessing
+import statistics
+import time
+from typing import Any, Callable, ContextManager, Iterator
+
+import attrs
+
+from laneway import Orchestrator
+
+RunMany = Callable[[Callable[[Any], Any], list], list]
+
+
+@attrs.frozen
+class Runner:
+    """A named way to run tasks: ``start(workers)`` yields ``run(fn, items) -> results``."""
+
+    name: str
+    start: Callable[[int], ContextManager[RunMany]]
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+@contextlib.contextmanager
+def laneway_pool(workers: int, **config: Any) -> Iterator[RunMany]:
+    orch = Orchestrator(name="bench")
+    try:
+        pool = orch.start_pool(workers=workers, **config)
+        assert pool.wait_ready(timeout=120)
+
+        def run(fn, items):
+            futs = [pool.submit(fn, x) for x in items]
+            return [f.get(600) for f in futs]
+
+        yield run
+    finally:
+        orch.shutdown()
+
+
+@contextlib.contextmanager
+def process_pool_executor(workers: int) -> Iterator[RunMany]:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+        def run(fn, items):
+            futs = [ex.submit(fn, x) for x in items]
+            return [f.result() for f in futs]
+
+        yield run
+
+
+@contextlib.contextmanager
+def mp_pool_apply_async(workers: int) -> Iterator[RunMany]:
+    with multiprocessing.get_context("spawn").Pool(workers) as mp:
+        def run(fn, items):
+            results = [mp.apply_async(fn, (x,)) for x in items]
+            return [r.get() for r in results]
+
+        yield run
+
+
+TINY_RUNNERS: list[Runner] = [
+    Runner("laneway pool (zmq)", laneway_pool),
+    Runner("ProcessPoolExecutor submit", process_pool_executor),
+    Runner("multiprocessing.Pool apply_async", mp_pool_apply_async),
+]
+
+CPU_RUNNERS: list[Runner] = [
+    Runner("laneway pool (zmq)", laneway_pool),
+    Runner("ProcessPoolExecutor submit", process_pool_executor),
+]
+
+
+def measure(runner: Runner, workers: int, fn: Callable, items: list, rounds: int) -> float:
+    """Median tasks/s over ``rounds`` timed runs on one warmed pool."""
+    rates = []
+    with runner.start(workers) as run:
+        run(fn, items[: max(1, len(items) // 10)])  # warm up: workers started, code shipped
+        for _ in range(rounds):
+            start = time.perf_counter()
+            results = run(fn, items)
+            rates.append(len(items) / (time.perf_counter() - start))
+            assert len(results) == len(items)
+    return statistics.median(rates)
+
+
+def calibrate_spin(target_s: float = 0.020) -> int:
+    n = 100_000
+    while True:
+        start = time.perf_counter()
+        spin(n)
+        took = time.perf_counter() - start
+        if took > 0.005:
+            return max(1, int(n * target_s / took))
+        n *= 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", type=int, default=20_000, help="tiny tasks per round")
+    parser.add_argument("--cpu", type=int, default=200, help="CPU-bound tasks per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    print(f"tiny tasks: x + 1, 2 workers, {args.tiny} tasks, median of {args.rounds}")
+    tiny = {r.name: measure(r, 2, inc, list(range(args.tiny)), args.rounds) for r in TINY_RUNNERS}
+    for name, rate in tiny.items():
+        print(f"  {name:36s} {rate:10,.0f} tasks/s")
+    ours = tiny[TINY_RUNNERS[0].name]
+    for r in TINY_RUNNERS[1:]:
+        print(f"  {'laneway / ' + r.name:44s} {ours / tiny[r.name]:6.2f}x")
+
+    n = calibrate_spin()
+    items = [n] * args.cpu
+    print(f"\nCPU-bound: {args.cpu} pure-Python tasks of ~20 ms, 1 vs 2 workers, median of {args.rounds}")
+    for r in CPU_RUNNERS:
+        one = measure(r, 1, spin, items, args.rounds)
+        two = measure(r, 2, spin, items, args.rounds)
+        print(f"  {r.name:36s} 1 worker {one:7.1f}/s  2 workers {two:7.1f}/s  speed-up {two / one:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
