@@ -100,6 +100,7 @@ class Orchestrator:
         self.store = _open_store(store)
         self.dead_letters = DeadLetterQueue(self.store, self.events)
         self._lock = threading.RLock()
+        self._creating = threading.RLock()
         self._names: dict[str, ActorRef] = {}
         self._top: list[tuple[ActorRef, float]] = []
         self._components: dict[str, Any] = {}
@@ -220,12 +221,19 @@ class Orchestrator:
         Subsystems (pool, lanes, router) use this so that importing laneway
         starts nothing and each system gets its own instances.
         """
-        with self._lock:
+        found = self._components.get(key)
+        if found is not None:
+            return found
+        # A factory spawns actors, whose start registers names under self._lock
+        # from other threads; so creation is serialised by its own lock.
+        with self._creating:
             found = self._components.get(key)
             if found is None:
                 if self._closed:
                     raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot start {key}")
-                found = self._components[key] = factory(self)
+                found = factory(self)
+                with self._lock:
+                    self._components[key] = found
             return found
 
     def started_component(self, key: str) -> Any:
@@ -243,7 +251,7 @@ class Orchestrator:
             self._hooks.append((label, hook))
 
     def _start_component(self, key: str, factory: Callable[[Orchestrator], C]) -> C:
-        with self._lock:
+        with self._creating:
             if key in self._components:
                 raise ConfigError(f"{key} is already started in orchestrator {self.name}; configure it before first use")
             return self.component(key, factory)

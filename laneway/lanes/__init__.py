@@ -24,10 +24,13 @@ Scheduling
     stay reserved per lane). Default lanes: system (0, max 5), control (1, 3),
     query (2, 10), session (3, 5), skill (4, 3), prompt (5, 2). Inside a lane,
     callers take turns (fair share); inside one caller's queue, commands go by
-    :class:`Priority` (critical .. background), then FIFO. Each lane is an
-    actor in the Akka sense: its mailbox is its queue and only the manager's
-    dispatcher touches its state, on a shared pool of threads (no thread per
-    lane or per command).
+    :class:`Priority` (critical .. background), then FIFO. Each named lane is
+    also a supervised actor (:class:`LaneActor`, ``orch.lookup("lanes/<name>")``
+    or ``orch.lanes.lane_ref(name)``) whose mailbox takes :class:`Submit`,
+    :class:`Cancel`, :class:`Pause`, :class:`Resume`, :class:`SetMaxConcurrent`,
+    :class:`SetRateLimit` and :class:`GetStats`; ``submit`` is the direct path
+    to the same queues, without a thread hand-off per command. Commands run on
+    a shared pool of threads (no thread per lane or per command).
 
 Execution
     Sync tools run on worker threads, ``async def`` tools on one event loop
@@ -61,6 +64,7 @@ Persistence
 """
 
 from laneway.lanes._config import DEFAULT_LANES, LaneConfig, PreemptAction, Priority, RateLimit
+from laneway.lanes._lane_actor import Cancel, GetStats, LaneActor, Pause, Resume, SetMaxConcurrent, SetRateLimit, Submit
 from laneway.lanes._manager import LaneManager
 from laneway.lanes._records import CommandHandle, CommandState, DrainReport, LaneManagerStats, LaneStats
 from laneway.lanes._retry import RetryKind, RetryPolicy
@@ -69,21 +73,29 @@ from laneway.lanes._token import CancellationToken, current_token
 from laneway.lanes._tools import ToolParam, ToolRegistry, ToolSpec, default_registry, tool
 
 __all__ = [
-    "DEFAULT_LANES",
+    "Cancel",
     "CancellationToken",
     "CommandHandle",
     "CommandState",
+    "DEFAULT_LANES",
     "DrainReport",
+    "GetStats",
+    "LaneActor",
     "LaneConfig",
     "LaneManager",
     "LaneManagerStats",
     "LaneStats",
+    "Pause",
     "PreemptAction",
     "Priority",
     "RateLimit",
+    "Resume",
     "RetryKind",
     "RetryPolicy",
     "SessionLane",
+    "SetMaxConcurrent",
+    "SetRateLimit",
+    "Submit",
     "ToolParam",
     "ToolRegistry",
     "ToolSpec",

@@ -124,8 +124,8 @@ class LaneConfig:
 
     @name.validator
     def _check_name(self, attribute: attrs.Attribute, value: Any) -> None:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"lane name must be a non-empty string, got {value!r}")
+        if not isinstance(value, str) or not value or "/" in value:
+            raise ConfigError(f"lane name must be a non-empty string without '/', got {value!r}")
 
     def __attrs_post_init__(self) -> None:
         if self.min_concurrency > self.max_concurrency:

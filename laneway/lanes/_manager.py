@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import attrs
 
+from laneway.actors import ActorRef, ChildSpec, OneForOne
 from laneway.errors import ConfigError, LaneError, LaneNotFound, LaneShutdown, LanewayError, StoreError
 from laneway.lanes._config import DEFAULT_LANES, SESSION_PREFIX, LaneConfig, Priority, RateLimit
 from laneway.lanes._lane import Lane
+from laneway.lanes._lane_actor import LaneActor
 from laneway.lanes._persist import PendingStore
 from laneway.lanes._records import CommandHandle, CommandState, DrainReport, LaneManagerStats, LaneStats
 from laneway.lanes._scheduler import Acts
@@ -99,6 +101,10 @@ class LaneManager(Submitter):
         self._close_report: DrainReport | None = None
         orch.dead_letters.register_resubmitter("lane:", self._resubmit_letter)
         orch.on_shutdown("lanes", self.close)
+        # One supervised actor per named lane (see _lane_actor.py for why commands also have a direct path).
+        self._actors = orch.spawn_supervisor(
+            "lanes", strategy=OneForOne(max_restarts=10, within_s=60), children=[_lane_spec(self, n) for n in configs]
+        )
         #: Handles of the commands recovered from the store at start.
         self.recovered: tuple[CommandHandle, ...] = self._recover() if self._pending is not None and recover else ()
 
@@ -135,6 +141,7 @@ class LaneManager(Submitter):
         """Add a lane while running."""
         with self._lock:
             self._add_lane_locked(config)
+        self._actors.start_child(_lane_spec(self, config.name))
 
     def remove_lane(self, name: str) -> None:
         """Remove an idle lane. Raises LaneError if it has pending or running commands."""
@@ -145,6 +152,13 @@ class LaneManager(Submitter):
             del self._lanes[name]
             self._reserved -= max(0, lane.config.min_concurrency - lane.active)
             self._touch(lane)
+        self._actors.terminate_child(name)
+        self._actors.delete_child(name)
+
+    def lane_ref(self, name: str) -> ActorRef:
+        """The actor of a named lane, for message-style callers (see :class:`LaneActor`)."""
+        self._lane(name)
+        return self._actors.child(name)
 
     def lane_names(self) -> list[str]:
         """Names of the configured lanes (not session lanes), in scheduling order."""
@@ -362,5 +376,10 @@ class LaneManager(Submitter):
         self._exec.stop(1.0)
         if self._owned_store is not None:
             self._owned_store.close()
+        self._actors.stop(timeout=self._orch.shutdown_timeout)
         self._close_report = attrs.evolve(report, persisted=tuple(persisted), dead_lettered=tuple(lettered))
         return self._close_report
+
+
+def _lane_spec(manager: LaneManager, lane: str) -> ChildSpec:
+    return ChildSpec(LaneActor, name=lane, kwargs={"manager": manager, "lane": lane})
