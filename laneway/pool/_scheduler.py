@@ -21,87 +21,21 @@ import collections
 import itertools
 import logging
 import random
-import re
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from laneway.actors import Future
-from laneway.errors import LanewayTimeout, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
+from laneway.errors import PoolFull, SystemShutdown, TaskTimeout, WorkerDied
 from laneway.pool import _codec
 from laneway.pool._backend import TaskOutcome, TaskWire
-from laneway.pool._records import Assignment, PoolStats, TaskPayload, WorkerState, WorkerStats
+from laneway.pool._records import Assignment, PoolStats, WorkerState, WorkerStats
+from laneway.pool._window import GONE_KEPT, Task, WorkerRecord, remote_slot
 
 if TYPE_CHECKING:
-    from laneway.actors import Clock, TimerHandle
+    from laneway.actors import Clock
     from laneway.pool._backend import Backend
 
 log = logging.getLogger(__name__)
-
-#: A worker whose tasks take longer than this (moving average) gets a window of SLOW_WINDOW.
-FAST_TASK_S = 0.005
-SLOW_WINDOW = 2
-#: Gone remote workers kept for :meth:`Scheduler.worker_stats`.
-GONE_KEPT = 32
-
-
-def remote_slot(worker_id: str) -> str:
-    """The actor (child) name of a remote worker: ``remote-<id>`` with unsafe characters replaced."""
-    return "remote-" + re.sub(r"[^A-Za-z0-9_.-]", "_", worker_id)
-
-
-class Task:
-    """One submitted task and its retry state (internal, mutable, guarded by the scheduler lock)."""
-
-    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer")
-
-    def __init__(self, id: int, wire: TaskWire, attempts: int, label: str) -> None:
-        self.id = id
-        self.wire = wire
-        self.attempts = attempts
-        self.tries = 0
-        self.future: Future[Any] = Future()
-        self.future._what = f"result of pool task {id} ({label})"
-        self.future._timeout_error = LanewayTimeout
-        self.label = label
-        self.timer: TimerHandle | None = None
-
-    def payload(self) -> TaskPayload:
-        w = self.wire
-        return TaskPayload(w.fn_bytes, w.args_bytes, w.timeout, self.attempts, self.label)
-
-
-class WorkerRecord:
-    """The scheduler's view of one worker incarnation (internal)."""
-
-    __slots__ = (
-        "wid", "slot", "ref", "state", "pid", "host", "node", "remote", "window", "head_started",
-        "service_s", "tasks_done", "rss", "cpu", "draining", "stopping", "timed_out", "idle_since",
-    )
-
-    def __init__(self, wid: str, slot: str, ref: Any, remote: bool, now: float) -> None:
-        self.wid = wid
-        self.slot = slot
-        self.ref = ref
-        self.remote = remote
-        self.state = WorkerState.STARTING
-        self.pid = 0
-        self.host = ""
-        self.node = ""
-        self.window: collections.deque[Task] = collections.deque()
-        self.head_started = now
-        self.service_s = FAST_TASK_S  # counts as slow until its first tasks prove fast
-        self.tasks_done = 0
-        self.rss = 0
-        self.cpu = 0.0
-        self.draining = False  # takes no new tasks
-        self.stopping = False  # a graceful stop is under way: its end is not a death
-        self.timed_out: Task | None = None  # killed because this task ran too long
-        self.idle_since = now
-
-    def room(self, window: int) -> int:
-        limit = window if self.service_s < FAST_TASK_S else min(window, SLOW_WINDOW)
-        return limit - len(self.window)
-
 
 class Scheduler:
     """Queue, windows and accounting of one pool; the backend's :class:`WorkerHub`.
@@ -525,14 +459,4 @@ class Scheduler:
     def worker_stats(self, restarts: dict[str, int]) -> list[WorkerStats]:
         with self._lock:
             ws = sorted(self._workers.values(), key=lambda w: (w.remote, w.slot)) + list(self._gone)
-            return [
-                WorkerStats(
-                    name=f"{self.name}/{w.slot}", worker_id=w.wid, pid=w.pid,
-                    state=WorkerState.DRAINING if w.draining and w.state is not WorkerState.GONE else w.state,
-                    tasks_done=w.tasks_done,
-                    current_task=f"pool-task-{w.window[0].id}" if w.window else None,
-                    in_flight=len(w.window), rss=w.rss, cpu=w.cpu, host=w.host, node=w.node, remote=w.remote,
-                    restarts=restarts.get(w.slot, 0),
-                )
-                for w in ws
-            ]
+            return [w.stats(self.name, restarts.get(w.slot, 0)) for w in ws]

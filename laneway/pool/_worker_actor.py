@@ -22,7 +22,7 @@ import attrs
 
 from laneway.actors import Actor, ChildSpec, RestartType, handler
 from laneway.errors import ActorError, WorkerDied
-from laneway.pool._scheduler import remote_slot
+from laneway.pool._window import remote_slot
 
 if TYPE_CHECKING:
     from laneway.pool._pool import Pool

@@ -135,7 +135,7 @@ class _Session:
         return sock
 
     def serve(self) -> str:
-        cfg, sock, runner = self.cfg, self.sock, self.runner
+        cfg, sock = self.cfg, self.sock
         hello = [os.getpid(), socket.gethostname(), cfg.token.hex()]
         sock.send_multipart([_wire.HELLO, json.dumps(hello).encode()])
         self.hb.start()

@@ -35,7 +35,7 @@ import zmq
 
 from laneway.errors import AuthError, ConfigError, PoolError
 from laneway.pool import _wire
-from laneway.pool._backend import Backend, TaskOutcome, TaskWire, WorkerHub, exit_reason
+from laneway.pool._backend import Backend, TaskOutcome, WorkerHub, exit_reason
 from laneway.pool._curve import CurveServer, is_loopback
 from laneway.pool._runner import ShipLedger
 from laneway.pool._spawner import Spawner

@@ -11,7 +11,7 @@ from laneway.actors import OneForOne
 
 from laneway.errors import ConfigError, PoolFull, RemoteError, SystemShutdown, TaskTimeout, WorkerDied
 from laneway.pool import Assignment, Pool, TaskPayload, WorkerState
-from laneway.pool._scheduler import SLOW_WINDOW
+from laneway.pool._window import SLOW_WINDOW
 
 from .fake_backend import FakeBackend
 from .tasks import add, boom, inc

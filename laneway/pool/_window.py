@@ -1,0 +1,95 @@
+"""The scheduler's records: a submitted task with its retry state, and one worker's window.
+
+Both are internal and mutable, guarded by the :class:`~laneway.pool._scheduler.Scheduler`'s lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from typing import TYPE_CHECKING, Any
+
+from laneway.actors import Future
+from laneway.errors import LanewayTimeout
+from laneway.pool._backend import TaskWire
+from laneway.pool._records import TaskPayload, WorkerState, WorkerStats
+
+if TYPE_CHECKING:
+    from laneway.actors import TimerHandle
+
+#: A worker whose tasks take longer than this (moving average) gets a window of SLOW_WINDOW.
+FAST_TASK_S = 0.005
+SLOW_WINDOW = 2
+#: Gone remote workers kept for :meth:`Scheduler.worker_stats`.
+GONE_KEPT = 32
+
+
+def remote_slot(worker_id: str) -> str:
+    """The actor (child) name of a remote worker: ``remote-<id>`` with unsafe characters replaced."""
+    return "remote-" + re.sub(r"[^A-Za-z0-9_.-]", "_", worker_id)
+
+
+class Task:
+    """One submitted task and its retry state (internal, mutable, guarded by the scheduler lock)."""
+
+    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer")
+
+    def __init__(self, id: int, wire: TaskWire, attempts: int, label: str) -> None:
+        self.id = id
+        self.wire = wire
+        self.attempts = attempts
+        self.tries = 0
+        self.future: Future[Any] = Future()
+        self.future._what = f"result of pool task {id} ({label})"
+        self.future._timeout_error = LanewayTimeout
+        self.label = label
+        self.timer: TimerHandle | None = None
+
+    def payload(self) -> TaskPayload:
+        w = self.wire
+        return TaskPayload(w.fn_bytes, w.args_bytes, w.timeout, self.attempts, self.label)
+
+
+class WorkerRecord:
+    """The scheduler's view of one worker incarnation (internal)."""
+
+    __slots__ = (
+        "wid", "slot", "ref", "state", "pid", "host", "node", "remote", "window", "head_started",
+        "service_s", "tasks_done", "rss", "cpu", "draining", "stopping", "timed_out", "idle_since",
+    )
+
+    def __init__(self, wid: str, slot: str, ref: Any, remote: bool, now: float) -> None:
+        self.wid = wid
+        self.slot = slot
+        self.ref = ref
+        self.remote = remote
+        self.state = WorkerState.STARTING
+        self.pid = 0
+        self.host = ""
+        self.node = ""
+        self.window: collections.deque[Task] = collections.deque()
+        self.head_started = now
+        self.service_s = FAST_TASK_S  # counts as slow until its first tasks prove fast
+        self.tasks_done = 0
+        self.rss = 0
+        self.cpu = 0.0
+        self.draining = False  # takes no new tasks
+        self.stopping = False  # a graceful stop is under way: its end is not a death
+        self.timed_out: Task | None = None  # killed because this task ran too long
+        self.idle_since = now
+
+    def room(self, window: int) -> int:
+        """How many more tasks it may take: the full window only once its tasks prove fast."""
+        limit = window if self.service_s < FAST_TASK_S else min(window, SLOW_WINDOW)
+        return limit - len(self.window)
+
+    def stats(self, pool_name: str, restarts: int) -> WorkerStats:
+        gone = self.state is WorkerState.GONE
+        return WorkerStats(
+            name=f"{pool_name}/{self.slot}", worker_id=self.wid, pid=self.pid,
+            state=WorkerState.DRAINING if self.draining and not gone else self.state,
+            tasks_done=self.tasks_done,
+            current_task=f"pool-task-{self.window[0].id}" if self.window else None,
+            in_flight=len(self.window), rss=self.rss, cpu=self.cpu, host=self.host, node=self.node,
+            remote=self.remote, restarts=restarts,
+        )
