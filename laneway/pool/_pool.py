@@ -34,6 +34,10 @@ class Pool:
     (``orch.dead_letters``, source ``"pool"``) and its future fails with
     :class:`~laneway.errors.WorkerDied`.
 
+    Workers are started with the ``spawn`` method, so, as with :mod:`multiprocessing`,
+    a script that starts a pool must guard its entry point with
+    ``if __name__ == "__main__":`` (workers import the main module).
+
     Args:
         orch: the orchestrator.
         backend: ``"zmq"`` (default: local processes over ZeroMQ), ``"ray"``, or a
@@ -252,6 +256,9 @@ class Pool:
     def _abort(self) -> None:
         self._closed = True
         self._core.close("the pool failed to start")
+        for ref in (self._manager, getattr(self, "_sup", None)):
+            if ref is not None:
+                ref.stop(timeout=self.stop_timeout_s)
         self._backend.close(1.0)
 
     # --- callbacks from the scheduler and the supervisor ---------------------------------

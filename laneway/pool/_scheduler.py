@@ -137,7 +137,7 @@ class Scheduler:
                 return []
             window = self.window
             open_ = [w for w in self._workers.values()
-                     if not w.draining and w.state in (WorkerState.IDLE, WorkerState.BUSY) and w.room(window) > 0]
+                     if not w.draining and w.state in (WorkerState.IDLE, WorkerState.BUSY) and w.room(window, self.max_tasks) > 0]
             batches: dict[str, list[TaskWire]] = {}
             now = self.clock.now()
             pick = self._picker(open_)
@@ -151,7 +151,7 @@ class Scheduler:
                 w.window.append(task)
                 w.state = WorkerState.BUSY
                 batches.setdefault(w.wid, []).append(task.wire)
-                if w.room(window) <= 0:
+                if w.room(window, self.max_tasks) <= 0:
                     open_.remove(w)
             if batches and len(queue) < self.max_queue:
                 self._not_full.notify_all()

@@ -78,10 +78,14 @@ class WorkerRecord:
         self.timed_out: Task | None = None  # killed because this task ran too long
         self.idle_since = now
 
-    def room(self, window: int) -> int:
-        """How many more tasks it may take: the full window only once its tasks prove fast."""
+    def room(self, window: int, max_tasks: int | None) -> int:
+        """How many more tasks it may take: the full window only once its tasks prove fast,
+        and never more than it has left before recycling."""
         limit = window if self.service_s < FAST_TASK_S else min(window, SLOW_WINDOW)
-        return limit - len(self.window)
+        room = limit - len(self.window)
+        if max_tasks is not None:
+            room = min(room, max_tasks - self.tasks_done - len(self.window))
+        return room
 
     def stats(self, pool_name: str, restarts: int) -> WorkerStats:
         gone = self.state is WorkerState.GONE

@@ -137,8 +137,9 @@ def test_a_stopped_worker_misses_heartbeats_and_is_killed(make_pool, tmp_path):
 
 def test_workers_are_recycled_after_max_tasks(make_pool):
     pool = make_pool(workers=1, max_tasks_per_worker=3)
-    pids = [pool.submit(tasks.pid).get(30) for _ in range(7)]
-    assert len(set(pids)) == 3 and pids[:3] == [pids[0]] * 3
+    futs = [pool.submit(tasks.pid) for _ in range(7)]  # all at once: recycling must still count exactly
+    pids = [f.get(30) for f in futs]
+    assert pids == [pids[0]] * 3 + [pids[3]] * 3 + [pids[6]] and len(set(pids)) == 3
     assert pool.statistics().recycled >= 2 and pool.statistics().worker_deaths == 0
 
 
