@@ -104,3 +104,25 @@ def test_a_dead_remote_worker_is_reported_gone_not_restarted_and_may_rejoin(orch
     again = remote_workers(pool.endpoint)
     assert pool.wait_ready(2, timeout=60)
     assert again.pid in {f.get(60) for f in [pool.submit(tasks.pid) for _ in range(40)]}
+
+
+@pytest.mark.chaos
+def test_a_remote_worker_cut_off_for_a_while_rejoins_under_a_new_identity(orch, tmp_path, remote_workers):
+    pool = orch.start_pool(workers=1, listen="tcp://127.0.0.1:0", heartbeat_s=0.1, heartbeat_timeout_s=1.0)
+    remote = remote_workers(pool.endpoint)
+    assert pool.wait_ready(2, timeout=60)
+    go = tmp_path / "go"
+    futs = [pool.submit(tasks.wait_for_file, str(go), i) for i in range(4)]
+    holder = wait_until(lambda: next((w for w in pool.workers() if w.remote and w.current_task), None),
+                        what="the remote worker to hold a task")
+    with orch.events.subscribe("pool.worker") as sub:
+        os.kill(remote.pid, signal.SIGSTOP)  # a network partition, as far as the pool can tell
+        sub.wait_for(lambda e: e.key == "pool.worker.lost", 30)
+        go.touch()
+        assert [f.get(60) for f in futs] == [0, 1, 2, 3]
+        os.kill(remote.pid, signal.SIGCONT)
+        joined = sub.wait_for(lambda e: e.key == "pool.worker.joined", 60)
+    assert joined.data["pid"] == remote.pid and joined.data["worker_id"] != holder.worker_id
+    # What it finished while cut off arrived late: counted, never delivered twice.
+    wait_until(lambda: pool.statistics().late_results >= 1, what="the late result to be counted")
+    assert remote.pid in {f.get(60) for f in [pool.submit(tasks.pid) for _ in range(40)]}
