@@ -6,6 +6,36 @@ Example:
     ...     pool = orch.start_pool(workers=2)
     ...     pool.submit(pow, 2, 10).get(timeout=30)
     1024
+
+Running on several machines with ZeroMQ and CurveZMQ:
+
+1. On the pool host, create keys (one pair per worker host)::
+
+       laneway keys ~/lw-keys --client gpu1 --client gpu2
+
+2. Start the pool listening on tcp with the keys (a pool refuses to listen beyond
+   loopback without them)::
+
+       orch.start_pool(workers=2, listen="tcp://0.0.0.0:5555", keys="~/lw-keys")
+
+3. Copy ``server.key`` and ``gpu1.key_secret`` to host gpu1 (into a directory of its own)
+   and start a worker there::
+
+       laneway worker --connect tcp://POOL-HOST:5555 --keys ~/lw-keys --key-name gpu1
+
+Remote workers heartbeat like local ones. One that dies or goes silent is reported
+as gone (``WorkerState.GONE``), its task is retried elsewhere, and it is not
+restarted (the pool cannot start processes on other hosts); when it comes back it
+joins again under a new id. Revoke a host by deleting its key from
+``~/lw-keys/authorized/`` and restarting the pool.
+
+Security: tasks and results are pickles, so joining a pool is code execution both
+ways. A worker key lets its holder receive every task the pool assigns to it (the
+code and the data) and send back results the pool will unpickle, i.e. run code in
+the pool's process. Give keys only to hosts you would give a shell. Keys
+authenticate and encrypt; they do not sandbox. Without ``listen`` the pool uses an
+``ipc://`` socket in a private (0700) directory; ``listen="tcp://127.0.0.1:..."``
+without keys admits any local user, so use keys there too on shared machines.
 """
 
 from laneway.pool._backend import Backend, TaskOutcome, TaskWire, WorkerHub, exit_reason, make_backend
