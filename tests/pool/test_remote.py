@@ -82,15 +82,21 @@ def test_only_the_worker_with_an_authorized_key_joins_and_gets_tasks(orch, tmp_p
     assert pool.statistics().workers == 1
 
 
-@pytest.mark.chaos
-def test_a_dead_remote_worker_is_reported_gone_not_restarted_and_may_rejoin(orch, tmp_path, remote_workers):
+def remote_holding_a_task(orch, go, remote_workers):
+    """A pool with one local and one remote worker, four tasks blocked on ``go``, one held remotely."""
     pool = orch.start_pool(workers=1, listen="tcp://127.0.0.1:0", heartbeat_s=0.1, heartbeat_timeout_s=1.0)
     remote = remote_workers(pool.endpoint)
     assert pool.wait_ready(2, timeout=60)
-    go = tmp_path / "go"
     futs = [pool.submit(tasks.wait_for_file, str(go), i) for i in range(4)]
     holder = wait_until(lambda: next((w for w in pool.workers() if w.remote and w.current_task), None),
                         what="the remote worker to hold a task")
+    return pool, remote, futs, holder
+
+
+@pytest.mark.chaos
+def test_a_dead_remote_worker_is_reported_gone_not_restarted_and_may_rejoin(orch, tmp_path, remote_workers):
+    go = tmp_path / "go"
+    pool, remote, futs, holder = remote_holding_a_task(orch, go, remote_workers)
     with orch.events.subscribe("pool.worker.lost") as sub:
         os.kill(remote.pid, signal.SIGKILL)
         lost = sub.get(timeout=30)
@@ -108,13 +114,8 @@ def test_a_dead_remote_worker_is_reported_gone_not_restarted_and_may_rejoin(orch
 
 @pytest.mark.chaos
 def test_a_remote_worker_cut_off_for_a_while_rejoins_under_a_new_identity(orch, tmp_path, remote_workers):
-    pool = orch.start_pool(workers=1, listen="tcp://127.0.0.1:0", heartbeat_s=0.1, heartbeat_timeout_s=1.0)
-    remote = remote_workers(pool.endpoint)
-    assert pool.wait_ready(2, timeout=60)
     go = tmp_path / "go"
-    futs = [pool.submit(tasks.wait_for_file, str(go), i) for i in range(4)]
-    holder = wait_until(lambda: next((w for w in pool.workers() if w.remote and w.current_task), None),
-                        what="the remote worker to hold a task")
+    pool, remote, futs, holder = remote_holding_a_task(orch, go, remote_workers)
     with orch.events.subscribe("pool.worker") as sub:
         os.kill(remote.pid, signal.SIGSTOP)  # a network partition, as far as the pool can tell
         sub.wait_for(lambda e: e.key == "pool.worker.lost", 30)
