@@ -117,7 +117,7 @@ class Pool:
             max_tasks_per_worker=max_tasks_per_worker,
             max_memory_bytes=None if max_memory_mb is None else int(max_memory_mb * 2**20),
             on_lost=self._on_lost, on_grow=lambda: self._tell_manager(Grow()),
-            on_drained=lambda slot, why: self._tell_manager(Drained(slot)),
+            on_drained=lambda slot: self._tell_manager(Drained(slot)),
             on_joined=lambda wid: self._tell_manager(Adopt(wid)),
         )
         self._core.worker_limit = self.max_workers

@@ -37,11 +37,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 class Scheduler:
     """Queue, windows and accounting of one pool; the backend's :class:`WorkerHub`.
 
     ``on_lost(ref, wid, reason)`` tells a worker's actor its process is gone;
-    ``on_grow()`` asks for one more worker; ``on_drained(slot, why)`` says a
+    ``on_grow()`` asks for one more worker; ``on_drained(slot)`` says a
     draining worker has an empty window and can be stopped.
     """
 
@@ -57,7 +58,7 @@ class Scheduler:
         max_memory_bytes: int | None,
         on_lost: Callable[[Any, str, str], None],
         on_grow: Callable[[], None],
-        on_drained: Callable[[str, str], None],
+        on_drained: Callable[[str], None],
         on_joined: Callable[[str], None],
     ) -> None:
         self.orch = orch
@@ -136,14 +137,17 @@ class Scheduler:
             if not queue:
                 return []
             window = self.window
+            ready = (WorkerState.IDLE, WorkerState.BUSY)
             open_ = [w for w in self._workers.values()
-                     if not w.draining and w.state in (WorkerState.IDLE, WorkerState.BUSY) and w.room(window, self.max_tasks) > 0]
+                     if not w.draining and w.state in ready and w.room(window, self.max_tasks) > 0]
             batches: dict[str, list[TaskWire]] = {}
             now = self.clock.now()
             pick = self._picker(open_)
             while queue and open_:
-                w = pick()
                 task = queue.popleft()
+                if task.future.cancelled():
+                    continue  # the caller gave up on it before it ran
+                w = pick()
                 if not w.window:
                     w.head_started = now
                     if task.wire.timeout is not None:
@@ -247,7 +251,7 @@ class Scheduler:
                 w.state = WorkerState.IDLE
                 w.idle_since = now
                 self._ready_cond.notify_all()
-            if self.max_tasks is not None and w.tasks_done >= self.max_tasks and not w.draining:
+            if self.max_tasks is not None and w.tasks_done >= self.max_tasks and not w.draining and not w.remote:
                 w.draining = True
                 self.c["recycled"] += 1
             if w.draining and not window and not w.stopping:
@@ -259,7 +263,7 @@ class Scheduler:
         with self._lock:
             self.c.update(counts)
         if drained:
-            self._on_drained(drained, "recycle")
+            self._on_drained(drained)
         if more:
             self.backend.wake()
 
@@ -290,7 +294,7 @@ class Scheduler:
                 if not w.window and not w.stopping:
                     drained = w.slot
         if drained:
-            self._on_drained(drained, "memory")
+            self._on_drained(drained)
 
     def worker_lost(self, worker_id: str, reason: str) -> None:
         settle: list[tuple[Task, BaseException]] = []

@@ -83,7 +83,7 @@ class WorkerRecord:
         and never more than it has left before recycling."""
         limit = window if self.service_s < FAST_TASK_S else min(window, SLOW_WINDOW)
         room = limit - len(self.window)
-        if max_tasks is not None:
+        if max_tasks is not None and not self.remote:  # remote workers are never recycled
             room = min(room, max_tasks - self.tasks_done - len(self.window))
         return room
 

@@ -266,3 +266,14 @@ def test_bad_submit_arguments_are_config_errors(manual_orch):
     for kwargs in ({"timeout": 0}, {"attempts": 0}, {"kwargs": [1]}):
         with pytest.raises(ConfigError):
             pool.submit(inc, 1, **kwargs)
+
+
+def test_a_task_cancelled_before_it_is_sent_never_runs(manual_orch):
+    pool, be = start(manual_orch, workers=1)
+    doomed = pool.submit(inc, 1)
+    kept = pool.submit(inc, 2)
+    assert doomed.cancel()
+    (wid,) = be.pump()
+    assert [w.task_id for w in be.sent[wid]] == [2]
+    be.finish(wid)
+    assert kept.get(1) == 3
