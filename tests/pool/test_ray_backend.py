@@ -1,6 +1,12 @@
 """The pool on Ray: each worker a Ray actor, with laneway's own retries, timeouts and supervision.
 
 One local Ray (2 CPUs) serves the whole module; each test starts its own pool on it.
+The pool suite's own tests run here again on Ray (Thespian's idea: one suite over
+every system base): their bodies are imported from ``test_processes`` and
+``test_chaos`` and get ``backend="ray"`` from the fixture below. Left out are the
+few that assert what only local processes can know (the exact signal or exit code a
+worker died of, its parent pid, three 1-CPU workers on a 2-CPU Ray); the Ray form of
+each is tested further down.
 """
 
 from __future__ import annotations
@@ -18,9 +24,25 @@ import pytest
 ray = pytest.importorskip("ray", reason="the Ray backend needs the ray extra: pip install 'laneway[ray]'")
 
 from laneway import Orchestrator  # noqa: E402
-from laneway.errors import ConfigError, RemoteError, TaskTimeout, WorkerDied  # noqa: E402
+from laneway.errors import ConfigError, WorkerDied  # noqa: E402
 from laneway.lanes import ToolRegistry, tool  # noqa: E402
 from laneway.pool import WorkerState  # noqa: E402
+
+from .conftest import wait_until  # noqa: E402
+from .test_chaos import (  # noqa: E402,F401
+    test_kill_during_a_submit_burst,
+    test_supervisor_that_gives_up_dead_letters_what_is_left,
+)
+from .test_processes import (  # noqa: E402,F401
+    test_a_hanging_task_times_out_and_its_worker_is_replaced,
+    test_a_stopped_worker_misses_heartbeats_and_is_killed,
+    test_cpu_bound_tasks_run_in_parallel_across_workers,
+    test_exceptions_come_back_with_the_remote_traceback,
+    test_results_kwargs_lambdas_and_closures_run_in_other_processes,
+    test_unpicklable_function_argument_or_result_is_a_serialization_error,
+    test_workers_above_the_memory_limit_are_recycled,
+    test_workers_are_recycled_after_max_tasks,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.multiprocess]
 
@@ -40,21 +62,16 @@ def orch(ray_session):
 
 
 @pytest.fixture
+def backend(ray_session):
+    """Overrides the pool suite's parametrized backend: everything here runs on Ray."""
+    return "ray"
+
+
+@pytest.fixture
 def pool(orch):
     p = orch.start_pool(backend="ray", workers=2, heartbeat_s=0.2)
     assert p.wait_ready(2, timeout=60), p.workers()
     return p
-
-
-def wait_until(pred, timeout: float = 30.0, what: str = "condition"):
-    """Poll ``pred`` until it is truthy (a deadline, not a sleep to let things settle)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def ready_workers(pool):
@@ -63,13 +80,6 @@ def ready_workers(pool):
 
 def inc(x):
     return x + 1
-
-
-def fails_deep(x):
-    def inner():
-        raise ValueError(f"bad input {x}")
-
-    inner()
 
 
 def exit_process(code):
@@ -94,20 +104,7 @@ def slow_square(i):
     return i * i
 
 
-# --- results, errors, statistics ------------------------------------------------------
-
-
-def test_results_and_remote_tracebacks(pool):
-    futures = [pool.submit(inc, i) for i in range(500)]
-    assert [f.get(timeout=60) for f in futures] == list(range(1, 501))
-    with pytest.raises(RemoteError) as info:
-        pool.submit(fails_deep, 7).get(timeout=60)
-    err = info.value
-    assert isinstance(err.__cause__, ValueError) and "bad input 7" in str(err.__cause__)
-    assert "fails_deep" in err.remote_traceback and "inner" in err.remote_traceback
-    assert "ValueError: bad input 7" in err.remote_traceback
-    stats = pool.statistics()
-    assert (stats.backend, stats.completed, stats.failed) == ("ray", 500, 1)
+# --- statistics ----------------------------------------------------------------------------
 
 
 def test_worker_statistics_name_actor_processes_and_node(pool):
@@ -127,20 +124,6 @@ def test_worker_statistics_name_actor_processes_and_node(pool):
 
 
 # --- failures: timeouts, deaths, retries, dead letters -----------------------------------
-
-
-def test_timeout_kills_the_actor_and_the_worker_is_replaced(pool):
-    before = {w.worker_id: w.pid for w in ready_workers(pool)}
-    fut = pool.submit(time.sleep, 60, timeout=0.5)
-    with pytest.raises(TaskTimeout, match="timeout"):
-        fut.get(timeout=30)
-    killed = [wid for wid in before if wid not in {w.worker_id for w in pool.workers()}]
-    assert len(killed) == 1, "exactly the worker running the task is replaced"
-    psutil.Process(before[killed[0]]).wait(timeout=30) if psutil.pid_exists(before[killed[0]]) else None
-    wait_until(lambda: len(ready_workers(pool)) == 2, timeout=60, what="the replacement worker")
-    assert pool.submit(inc, 1).get(timeout=60) == 2
-    stats = pool.statistics()
-    assert stats.timed_out == 1 and stats.restarts >= 1
 
 
 def test_dead_actor_is_retried_then_dead_lettered_with_the_reason(pool, orch, tmp_path):
@@ -236,15 +219,3 @@ def test_router_and_lanes_run_cpu_bound_work_on_ray_actors(orch):
 def test_bad_ray_options_are_config_errors(orch, options, match):
     with pytest.raises(ConfigError, match=match):
         orch.start_pool(backend="ray", workers=1, **options)
-
-
-def test_recycling_after_max_tasks_stops_actors_gracefully(orch):
-    pool = orch.start_pool(backend="ray", workers=1, max_tasks_per_worker=40)
-    assert pool.wait_ready(1, timeout=60)
-    futures = [pool.submit(my_pid) for _ in range(120)]
-    pids = [f.get(timeout=90) for f in futures]
-    served = [pids.count(p) for p in dict.fromkeys(pids)]  # per actor, in order
-    # An actor is recycled after its 40th task, once the few already sent to it are done.
-    assert len(served) >= 2 and all(n >= 40 for n in served[:-1]), served
-    stats = pool.statistics()
-    assert stats.recycled >= len(served) - 1 and stats.worker_deaths == 0 and stats.completed == 120

@@ -12,6 +12,8 @@ cluster_utils = pytest.importorskip("ray.cluster_utils")
 from laneway import Orchestrator  # noqa: E402
 from laneway.pool import WorkerState  # noqa: E402
 
+from .conftest import wait_until  # noqa: E402
+
 pytestmark = [pytest.mark.ray, pytest.mark.multiprocess, pytest.mark.chaos, pytest.mark.slow]
 
 
@@ -32,14 +34,6 @@ def slow_echo(i):
     return i
 
 
-def wait_until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := pred()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
 def test_lost_node_fails_its_worker_tasks_move_and_a_new_node_gets_the_replacement(cluster):
     first = cluster.add_node(num_cpus=1)
     second = cluster.add_node(num_cpus=1)
@@ -50,7 +44,7 @@ def test_lost_node_fails_its_worker_tasks_move_and_a_new_node_gets_the_replaceme
         nodes = {w.node for w in pool.workers()}
         assert nodes == {first.node_id, second.node_id}
         futures = [pool.submit(slow_echo, i) for i in range(80)]
-        wait_until(lambda: pool.statistics().completed >= 10, 60, "some progress")
+        wait_until(lambda: pool.statistics().completed >= 10, 60, what="some progress")
         lost = orch.events.subscribe("pool.worker.lost")
         cluster.remove_node(second)
         # The second node's worker is gone; its task goes to the first node's worker.
@@ -61,5 +55,5 @@ def test_lost_node_fails_its_worker_tasks_move_and_a_new_node_gets_the_replaceme
         assert stats.worker_deaths == 1 and stats.completed == 80
         third = cluster.add_node(num_cpus=1)  # room for the replacement actor
         wait_until(lambda: len([w for w in pool.workers() if w.state is WorkerState.IDLE]) == 2, 120,
-                   "the replacement worker on the new node")
+                   what="the replacement worker on the new node")
         assert {w.node for w in pool.workers()} == {first.node_id, third.node_id}
