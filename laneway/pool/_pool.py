@@ -256,6 +256,8 @@ class Pool:
     def _abort(self) -> None:
         self._closed = True
         self._core.close("the pool failed to start")
+        if hasattr(self, "_remove_listener"):
+            self._remove_listener()
         for ref in (self._manager, getattr(self, "_sup", None)):
             if ref is not None:
                 ref.stop(timeout=self.stop_timeout_s)

@@ -330,7 +330,7 @@ class ZmqBackend(Backend):
         return True
 
     def _receive(self) -> None:
-        router, hub, peers = self._router, self._hub, self._peers
+        router = self._router
         for _ in range(RECV_BURST):
             try:
                 frames = router.recv_multipart(zmq.NOBLOCK)
@@ -338,25 +338,31 @@ class ZmqBackend(Backend):
                 return
             if len(frames) < 2:
                 continue
-            ident, kind = frames[0], frames[1]
-            body = frames[2] if len(frames) > 2 else b""
-            if kind == _wire.DONE:
-                peer = peers.get(ident.decode(errors="replace"))
-                if peer is not None and peer.hello:
-                    peer.seen = self._clock.now()
-                    hub.results(peer.wid, [TaskOutcome(*o) for o in pickle.loads(body)])
-                else:
-                    hub.results(ident.decode(errors="replace"), [TaskOutcome(0, False, b"")])  # counted as late
-                    router.send_multipart([ident, _wire.REJOIN])
-            elif kind == _wire.BEAT and ident.endswith(_wire.HB_SUFFIX):
-                peer = peers.get(ident[: -len(_wire.HB_SUFFIX)].decode(errors="replace"))
-                if peer is not None:
-                    peer.seen = self._clock.now()
-                    if peer.hello:
-                        rss, cpu = _json(body, [0, 0.0])
-                        hub.heartbeat(peer.wid, rss=int(rss), cpu=float(cpu))
-            elif kind == _wire.HELLO:
-                self._hello(ident, body)
+            try:
+                self._handle(frames[0], frames[1], frames[2] if len(frames) > 2 else b"")
+            except Exception:
+                # A malformed message (a worker of another version, a bug) must not stop the pool.
+                log.exception("dropped a malformed %r message from worker %r", frames[1][:1], frames[0])
+
+    def _handle(self, ident: bytes, kind: bytes, body: bytes) -> None:
+        hub, peers = self._hub, self._peers
+        if kind == _wire.DONE:
+            peer = peers.get(ident.decode(errors="replace"))
+            if peer is not None and peer.hello:
+                peer.seen = self._clock.now()
+                hub.results(peer.wid, [TaskOutcome(*o) for o in pickle.loads(body)])
+            else:  # from an id the pool already gave up on: counted as late, never unpickled
+                hub.results(ident.decode(errors="replace"), [TaskOutcome(0, False, b"")])
+                self._router.send_multipart([ident, _wire.REJOIN])
+        elif kind == _wire.BEAT and ident.endswith(_wire.HB_SUFFIX):
+            peer = peers.get(ident[: -len(_wire.HB_SUFFIX)].decode(errors="replace"))
+            if peer is not None:
+                peer.seen = self._clock.now()
+                if peer.hello:
+                    rss, cpu = _json(body, [0, 0.0])
+                    hub.heartbeat(peer.wid, rss=int(rss), cpu=float(cpu))
+        elif kind == _wire.HELLO:
+            self._hello(ident, body)
 
     def _hello(self, ident: bytes, body: bytes) -> None:
         pid, host, token = _json(body, [0, "?", ""])
