@@ -165,7 +165,9 @@ class Pool:
             queue_timeout: seconds to wait for room in the queue (None: until there is room).
 
         Returns:
-            A :class:`~laneway.actors.Future`: ``.get(timeout)`` gives the result or raises
+            A :class:`~laneway.actors.Future` (done callbacks run on the pool's results thread;
+            they may submit, but must not wait for other pool results there):
+            ``.get(timeout)`` gives the result or raises
             :class:`~laneway.errors.RemoteError` (with the remote traceback),
             :class:`~laneway.errors.TaskTimeout`, :class:`~laneway.errors.WorkerDied`.
 
@@ -252,6 +254,7 @@ class Pool:
             self._manager.stop(timeout=timeout)
         self._sup.stop(timeout=timeout + self.stop_timeout_s * max(1, self.max_workers))
         self._backend.close(timeout)
+        self._core.stop_results(timeout)
 
     def _abort(self) -> None:
         self._closed = True
@@ -262,6 +265,7 @@ class Pool:
             if ref is not None:
                 ref.stop(timeout=self.stop_timeout_s)
         self._backend.close(1.0)
+        self._core.stop_results(1.0)
 
     # --- callbacks from the scheduler and the supervisor ---------------------------------
 

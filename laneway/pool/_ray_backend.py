@@ -229,7 +229,7 @@ class RayBackend(Backend):
 
     def wake(self) -> None:
         """Schedule a dispatch on the loop thread (coalesced: one pending at a time)."""
-        if not self._wake_pending and not self._closed:
+        if not self._wake_pending and not self._closed and self._loop is not None:
             self._wake_pending = True
             self._post(self._dispatch)
 

@@ -10,8 +10,8 @@ the pool infers the running task from it, and the function cache
 (:class:`~laneway.pool._runner.TaskRunner`) must evict in step with the
 sender's :class:`~laneway.pool._runner.ShipLedger`.
 
-This module is imported in Ray worker processes (and by the backend); it never
-runs in a plain ``import laneway``.
+This module imports ray: only Ray worker processes and the backend's ``open``
+import it, never a plain ``import laneway``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ import os
 import socket
 import time
 from typing import AsyncIterator
+
+import psutil
+import ray
 
 from laneway.pool._runner import TaskRunner
 
@@ -41,8 +44,6 @@ class RayWorker:
     """The body of one laneway worker actor (the backend wraps it with ``ray.remote``)."""
 
     def __init__(self) -> None:
-        import psutil
-
         self._runner = TaskRunner()
         # One thread: tasks run one at a time, in order, off the actor's event loop.
         self._tasks = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="laneway-task")
@@ -54,8 +55,6 @@ class RayWorker:
 
     async def hello(self) -> tuple[int, str, str]:
         """``(pid, host, node id)``: the actor is up and can take tasks."""
-        import ray
-
         return os.getpid(), socket.gethostname(), ray.get_runtime_context().get_node_id()
 
     async def beat(self, period: float) -> tuple[int, float]:
@@ -95,8 +94,6 @@ class RayWorker:
 
     async def stop(self, seq: int) -> None:
         """Exit once batches before ``seq`` are done (a graceful stop)."""
-        import ray
-
         await self._wait_turn(seq)
         self._tasks.shutdown(wait=True)
         self._stopping().set()  # the outstanding beat answers now, so the actor can exit at once

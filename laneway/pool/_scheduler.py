@@ -2,8 +2,9 @@
 
 The :class:`Scheduler` is the pool side of the backend seam (it implements
 :class:`~laneway.pool._backend.WorkerHub`). Every method takes one short lock,
-never runs user code while holding it (futures are settled, dead letters written
-and actors told after it is released), and never waits on a backend.
+never runs user code while holding it, and never waits on a backend. Results are
+decoded and futures settled (so done callbacks run) on the pool's own results
+thread, in the order they arrived, never on a backend's I/O thread.
 
 Windows: each worker has a FIFO of tasks sent to it and not yet answered. A
 worker runs its tasks in order, so the head of the window is the one running:
@@ -20,8 +21,10 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import queue
 import random
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from laneway.actors import Future
@@ -90,6 +93,10 @@ class Scheduler:
         self.worker_limit = 0  # max local workers; set by the pool
         self.slots = 0  # local worker slots under the supervisor; changed only by the pool manager
         self.c = collections.Counter()  # statistics counters
+        self._results: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._results_thread = threading.Thread(target=self._run_results, name=f"laneway-pool-results:{name}",
+                                                daemon=True)
+        self._results_thread.start()
 
     # --- submitting -----------------------------------------------------------
 
@@ -244,6 +251,7 @@ class Scheduler:
                 w.head_started = now
                 w.tasks_done += 1
                 done.append((task, outcome))
+                self.c["late_results" if task.future.cancelled() else "completed" if outcome.ok else "failed"] += 1
             if window:
                 if done and window[0].wire.timeout is not None and window[0].timer is None:
                     head = window[0]
@@ -259,26 +267,46 @@ class Scheduler:
             more = bool(self._queue)
         if head is not None:
             self._arm(head, worker_id)
-        counts = collections.Counter(self._settle(task, outcome) for task, outcome in done)
-        with self._lock:
-            self.c.update(counts)
+        if done:
+            self._results.put(partial(self._settle, done))
         if drained:
             self._on_drained(drained)
         if more:
             self.backend.wake()
 
-    @staticmethod
-    def _settle(task: Task, outcome: TaskOutcome) -> str:
-        """Decode (user code may run: unpickling) and settle; returns the counter to bump."""
-        try:
-            value = _codec.decode_outcome(outcome)
-        except Exception as exc:
-            ok = task.future.settle(error=exc)
-            key = "failed"
-        else:
-            ok = task.future.settle(value)
-            key = "completed"
-        return key if ok else "late_results"
+    def _settle(self, done: list[tuple[Task, TaskOutcome]]) -> None:
+        """On the results thread: decode (unpickling may run user code) and settle, in order."""
+        for task, outcome in done:
+            try:
+                value = _codec.decode_outcome(outcome)
+            except Exception as exc:
+                if outcome.ok:  # counted as completed, but its result cannot be unpickled here
+                    with self._lock:
+                        self.c["completed"] -= 1
+                        self.c["failed"] += 1
+                task.future.settle(error=exc)
+            else:
+                task.future.settle(value)
+
+    def _run_results(self) -> None:
+        # Futures run their done callbacks in the thread that settles them. Settling here,
+        # not on the backend's I/O thread, keeps a slow or blocking callback (one that
+        # submits into a full queue, say) from stalling the data path that would unblock it.
+        while True:
+            job = self._results.get()
+            if job is None:
+                return
+            try:
+                job()
+            except Exception:
+                log.exception("settling pool results failed")
+
+    def stop_results(self, timeout: float) -> None:
+        """Finish settling what is queued, then end the results thread."""
+        self._results.put(None)
+        self._results_thread.join(timeout)
+        if self._results_thread.is_alive():
+            log.error("pool %s: a future's done callback is still running; abandoning the results thread", self.name)
 
     def heartbeat(self, worker_id: str, *, rss: int = 0, cpu: float = 0.0) -> None:
         drained = ""
@@ -344,24 +372,28 @@ class Scheduler:
                 worker_id, who, reason)
         self.orch.events.publish("pool.worker.lost", w.slot, worker_id=worker_id, pid=w.pid, reason=reason,
                                  planned=w.stopping)
-        for task, err in settle:
-            task.future.settle(error=err)
-        for task, text, err in letters:
-            self._dead_letter(task, text, err)
+        if settle or letters:
+            self._results.put(partial(self._fail, settle, letters))
         if notify:
             self._on_lost(w.ref, worker_id, reason)
         if more and self.backend is not None:
             self.backend.wake()
 
+    def _fail(self, settle: list[tuple[Task, BaseException]], letters: list[tuple[Task, str, BaseException]]) -> None:
+        for task, err in settle:
+            task.future.settle(error=err)
+        for task, text, err in letters:
+            self._dead_letter(task, text, err)
+
     def _dead_letter(self, task: Task, reason: str, err: BaseException) -> None:
         if task.future.done():
             return  # the caller cancelled it: nobody wants it run again
-        # The letter goes first, so whoever sees the future fail also finds the letter.
+        # Letter and count first, so whoever sees the future fail also finds both.
         self.orch.dead_letters.put("pool", reason, attempts=task.tries, error=err,
                                    work_id=f"pool-task-{task.id}", payload=task.payload())
-        task.future.settle(error=err)
         with self._lock:
             self.c["dead_lettered"] += 1
+        task.future.settle(error=err)
 
     # --- worker registry (called by worker actors and the pool) ---------------------
 

@@ -155,3 +155,18 @@ def test_cpu_bound_tasks_run_in_parallel_across_workers(make_pool):
     futs = [pool.submit(tasks.cpu, 200_000) for _ in range(8)]
     assert len({f.get(60) for f in futs}) == 1
     assert all(w.tasks_done > 0 for w in pool.workers())
+
+
+def test_done_callbacks_run_off_the_io_thread_and_may_submit_into_a_full_queue(make_pool):
+    pool = make_pool(workers=1, max_queue=2)
+    chained, seen = [], threading.Event()
+
+    def chain(_):
+        chained.append(threading.current_thread().name)
+        chained.extend(pool.submit(tasks.inc, i) for i in range(10))  # blocks while the queue is full
+        seen.set()
+
+    pool.submit(tasks.inc, 0).add_done_callback(chain)
+    assert seen.wait(30)
+    assert chained[0].startswith("laneway-pool-results")
+    assert [f.get(30) for f in chained[1:]] == list(range(1, 11))

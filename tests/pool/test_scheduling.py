@@ -227,7 +227,7 @@ def test_grows_under_pressure_and_shrinks_after_idle(manual_orch):
         while any(be.pump().values()) or any(be.in_flight(w) for w in list(be.sent)):
             for w in list(be.sent):
                 be.finish(w, len(be.in_flight(w)))
-        assert all(f.done() for f in futs) and len(be.started) == 3
+        assert all(f.get(5) is not None for f in futs) and len(be.started) == 3
         removed = set()
         for _ in range(20):
             clock.wait_for_timers(1)
