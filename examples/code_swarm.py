@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import signal
@@ -62,7 +63,7 @@ class SwarmConfig:
     shards: int = 16
     workers: int = 2
     chaos: bool = False
-    chaos_interval_s: float = 0.5
+    chaos_interval_s: float = 1.0
     seed: int = 7
     live: bool | None = None
 
@@ -148,7 +149,10 @@ def build_tasks(cfg: SwarmConfig, label: str) -> list[TaskDefinition]:
 
 
 class Chaos:
-    """SIGKILLs a random live pool worker every ``interval_s`` until stopped (a demo driver, not a runtime part)."""
+    """SIGKILLs a random busy pool worker every ``interval_s`` until stopped (a demo driver, not a runtime part).
+
+    Only workers with tasks in flight are picked, so every kill cuts work short.
+    """
 
     def __init__(self, orch: Orchestrator, interval_s: float, seed: int) -> None:
         self._orch = orch
@@ -164,7 +168,7 @@ class Chaos:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            pids = sorted(w.pid for w in self._orch.pool.workers() if w.pid and w.state.value in ("idle", "busy"))
+            pids = sorted(w.pid for w in self._orch.pool.workers() if w.pid and w.in_flight)
             if pids:
                 pid = self._rng.choice(pids)
                 try:
@@ -199,7 +203,7 @@ def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any
     started = time.perf_counter()
     with Orchestrator(name="code-swarm", shutdown_timeout=10.0) as orch:
         metrics = orch.metrics
-        # Chaos kills a worker every half second; allow far more restarts than the
+        # Chaos kills a worker every second or faster; allow far more restarts than the
         # pool's default intensity (10 in 10 s) before its supervisor gives up.
         supervision = OneForOne(max_restarts=100, within_s=10.0, backoff=Backoff(initial_s=0.05, max_s=1.0, jitter=0.1))
         orch.start_pool(workers=cfg.workers, supervision=supervision, stop_timeout_s=2.0)
@@ -238,6 +242,7 @@ def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any
             dash.set_status(status.state.value)
         elapsed = time.perf_counter() - started
         snap = metrics.snapshot()
+        pool = orch.pool.statistics()
         result = status.results.get("aggregate")
         run = {
             "tree": label,
@@ -247,9 +252,9 @@ def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any
             "lines_per_s": round((result or {}).get("lines", 0) / elapsed),
             "workers": cfg.workers,
             "chaos_kills": len(chaos.kills) if chaos else 0,
-            "retries": {s.value: snap.total(s, C.RETRIED) for s in Scope},
-            "worker_restarts": sum(n for k, n in snap.restarts.items() if k.startswith("pool")),
-            "worker_losses": snap.worker_losses,
+            "retries": {**{s.value: snap.total(s, C.RETRIED) for s in Scope}, "pool": pool.retried},
+            "worker_restarts": pool.restarts,
+            "worker_deaths": pool.worker_deaths,
             "breaker_trips": snap.breaker_opens,
             "dead_letters": len(orch.dead_letters),
             "dead_letters_by_source": _by_source(orch.dead_letters.list()),
@@ -284,7 +289,7 @@ def summary(report: dict[str, Any]) -> str:
         *(f"    {f['length']:4d} lines  {f['file']}:{f['line']} {f['name']}" for f in r.get("longest", [])[:3]),
         f"  throughput {run['files_per_s']} files/s, {run['lines_per_s']:,} lines/s on {run['workers']} workers",
         f"  retries {sum(run['retries'].values())} {run['retries']}, worker restarts {run['worker_restarts']}, "
-        f"chaos kills {run['chaos_kills']}, breaker trips {run['breaker_trips']}, dead letters {run['dead_letters']}"
+        f"worker deaths {run['worker_deaths']}, chaos kills {run['chaos_kills']}, breaker trips {run['breaker_trips']}, dead letters {run['dead_letters']}"
         + (f" {run['dead_letters_by_source']}" if run["dead_letters"] else ""),
     ]
     if run["state"] == "completed" and set(run["dead_letters_by_source"]) == {"pool"}:
@@ -303,9 +308,11 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="pool worker processes (default 2)")
     p.add_argument("--shards", type=int, default=16, help="read/analyze/validate steps in the DAG (default 16)")
     p.add_argument("--chaos", action="store_true", help="SIGKILL pool workers during the run; the result must not change")
-    p.add_argument("--chaos-interval", type=float, default=0.5, help="seconds between kills with --chaos (default 0.5)")
+    p.add_argument("--chaos-interval", type=float, default=1.0, help="seconds between kills with --chaos (default 1)")
     p.add_argument("--seed", type=int, default=7, help="seed of the chaos victim picks")
     p.add_argument("--out", help="write the JSON report here")
+    p.add_argument("--log-level", default="error", choices=["debug", "info", "warning", "error"],
+                   help="laneway's log level (default error: chaos makes many expected warnings; alerts show on the dashboard)")
     view = p.add_mutually_exclusive_group()
     view.add_argument("--live", dest="live", action="store_true", default=None, help="force the live dashboard")
     view.add_argument("--plain", dest="live", action="store_false", help="plain log lines instead of the live dashboard")
@@ -314,6 +321,7 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = parser(prog).parse_args(argv)
+    logging.getLogger("laneway").setLevel(args.log_level.upper())
     root = args.path or sysconfig.get_paths()["stdlib"]
     if not os.path.isdir(root):
         print(f"no such directory: {root}", file=sys.stderr)
