@@ -10,23 +10,14 @@ durations.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from laneway.observe._checkout import checkout_dir
+
 HELP = "run the benchmarks (benchmarks/*.py), each in its own process"
-
-
-def default_dir() -> Path:
-    """``$LANEWAY_BENCHMARKS``, else ``benchmarks/`` of the source checkout laneway runs from."""
-    env = os.environ.get("LANEWAY_BENCHMARKS")
-    if env:
-        return Path(env)
-    import laneway
-
-    return Path(laneway.__file__).resolve().parent.parent / "benchmarks"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +39,7 @@ def discover(directory: Path) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    directory = args.dir or default_dir()
+    directory = args.dir or checkout_dir("benchmarks", "LANEWAY_BENCHMARKS")
     found = discover(directory)
     if not found:
         print(f"no benchmarks in {directory} (run from a source checkout, or pass --dir)", file=sys.stderr)

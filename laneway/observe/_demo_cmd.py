@@ -9,22 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-from pathlib import Path
+
+from laneway.observe._checkout import checkout_dir
 
 HELP = "run the flagship example: an agent swarm analyzing the Python standard library (--help for options)"
 PASSTHROUGH = True
-
-
-def examples_dir() -> Path:
-    """``$LANEWAY_EXAMPLES``, else ``examples/`` of the source checkout laneway runs from."""
-    env = os.environ.get("LANEWAY_EXAMPLES")
-    if env:
-        return Path(env)
-    import laneway
-
-    return Path(laneway.__file__).resolve().parent.parent / "examples"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    directory = examples_dir()
+    directory = checkout_dir("examples", "LANEWAY_EXAMPLES")
     if not (directory / "code_swarm.py").is_file():
         print(
             f"the demo lives in examples/code_swarm.py of the source checkout; not found in {directory} "

@@ -1,0 +1,16 @@
+"""Where a source checkout's ``examples/`` and ``benchmarks/`` are, for ``laneway demo`` and ``laneway bench``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def checkout_dir(name: str, env_var: str) -> Path:
+    """``$env_var`` if set, else the folder ``name`` next to the ``laneway`` package (an editable install)."""
+    env = os.environ.get(env_var)
+    if env:
+        return Path(env)
+    import laneway
+
+    return Path(laneway.__file__).resolve().parent.parent / name
