@@ -163,7 +163,8 @@ class AlertState:
             if level is previous:
                 continue
             bound = threshold.bound(level if level is not AlertLevel.OK else previous)
-            alert = Alert(kind, subject, level, previous, value, bound, _message(kind, subject, level, previous, value, bound), now)
+            text = _message(kind, subject, level, previous, value, bound)
+            alert = Alert(kind, subject, level, previous, value, bound, text, now)
             alerts.append(alert)
             if level is AlertLevel.OK:
                 self._levels.pop(key, None)
@@ -178,7 +179,9 @@ class AlertState:
         return sorted(self._active.values(), key=lambda a: (-a.level, a.kind.value, a.subject))
 
 
-def _message(kind: AlertKind, subject: str, level: AlertLevel, previous: AlertLevel, value: float, bound: float | None) -> str:
+def _message(
+    kind: AlertKind, subject: str, level: AlertLevel, previous: AlertLevel, value: float, bound: float | None
+) -> str:
     what = {
         AlertKind.QUEUE_DEPTH: "pending",
         AlertKind.BREAKER_OPENS: "breaker opens in the window",

@@ -21,11 +21,12 @@ HELP = "run the benchmarks (benchmarks/*.py), each in its own process"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (file stems, e.g. pool_throughput); default all")
-    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    parser.add_argument("--dir", type=Path, default=None, help="where the scripts are (default: the checkout's benchmarks/)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds each script may run (default 900)")
-    parser.add_argument(
+    add = parser.add_argument
+    add("names", nargs="*", metavar="NAME", help="benchmarks to run, by file stem (default: all)")
+    add("--list", action="store_true", help="list the benchmarks and exit")
+    add("--dir", type=Path, default=None, help="where the scripts are (default: the checkout's benchmarks/)")
+    add("--timeout", type=float, default=900.0, help="seconds each script may run (default 900)")
+    add(
         "--arg", dest="script_args", action="append", default=[], metavar="ARG",
         help="an argument for every script (repeat it: --arg=--quick)",
     )  # fmt: skip
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n=== {name} ({found[name]}) ===", flush=True)
         start = time.perf_counter()
         try:
-            code = subprocess.run([sys.executable, str(found[name]), *args.script_args], timeout=args.timeout).returncode
+            command = [sys.executable, str(found[name]), *args.script_args]
+            code = subprocess.run(command, timeout=args.timeout).returncode
         except subprocess.TimeoutExpired:
             code = None
         results.append((name, code, time.perf_counter() - start))

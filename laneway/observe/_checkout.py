@@ -1,4 +1,4 @@
-"""Where a source checkout's ``examples/`` and ``benchmarks/`` are, for ``laneway demo`` and ``laneway bench``."""
+"""Where the source checkout's ``examples/`` and ``benchmarks/`` are (for ``laneway demo`` and ``bench``)."""
 
 from __future__ import annotations
 

@@ -92,7 +92,8 @@ class Dashboard:
         self._closed = False
         self._own_monitor = monitor is None
         if monitor is None:
-            monitor = Monitor(orch, interval_s=interval_s, name=f"dashboard-{id(self):x}", on_sample=self._on_sample)
+            name = f"dashboard-{id(self):x}"
+            monitor = Monitor(orch, interval_s=interval_s, name=name, on_sample=self._on_sample)
         else:
             monitor.add_sample_callback(self._on_sample)
         self._monitor = monitor
@@ -188,7 +189,8 @@ class Dashboard:
     def render(self) -> RenderableType:
         """The live screen for the latest sample."""
         done, total, elapsed, eta = self.progress()
-        head = Text.assemble((self.title, "bold"), f"  {_duration(elapsed)} elapsed  ", (self._status, "cyan"))
+        elapsed_text = f"  {_duration(elapsed)} elapsed  "
+        head = Text.assemble((self.title, "bold"), elapsed_text, (self._status, "cyan"))
         rows: list[RenderableType] = [head]
         if total:
             bar = Table.grid(padding=(0, 1))
@@ -210,10 +212,12 @@ class Dashboard:
         view = sample.view
         lanes = _table("lanes", ("lane", "prio", "pending", "active", "max", "done", "failed"), left=1)
         for ln in view.lanes:
-            lanes.add_row(ln.name, str(ln.priority), str(ln.pending), str(ln.active), str(ln.max_concurrent), str(ln.completed), str(ln.failed))
+            numbers = (ln.priority, ln.pending, ln.active, ln.max_concurrent, ln.completed, ln.failed)
+            lanes.add_row(ln.name, *map(str, numbers))
         workers = _table("workers", ("worker", "pid", "state", "RSS MB", "CPU %", "tasks"), left=1)
         for w in view.workers:
-            workers.add_row(w.name, str(w.pid or "-"), w.state, f"{w.rss / 2**20:.0f}", f"{w.cpu:.0f}", str(w.tasks_done))
+            rss, cpu = f"{w.rss / 2**20:.0f}", f"{w.cpu:.0f}"
+            workers.add_row(w.name, str(w.pid or "-"), w.state, rss, cpu, str(w.tasks_done))
         agents = _table("agents", ("agent", "role", "busy", "done", "failed", "breaker"), left=2)
         for a in view.agents:
             agents.add_row(

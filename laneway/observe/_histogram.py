@@ -106,7 +106,11 @@ class LatencyHistogram:
     __slots__ = ("_lock", "_ring", "_bounds", "_buckets", "count", "total", "min", "max")
 
     def __init__(
-        self, window: int = 4096, buckets: Sequence[float] = DEFAULT_BUCKETS, *, lock: threading.Lock | None = None
+        self,
+        window: int = 4096,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        *,
+        lock: threading.Lock | None = None,
     ) -> None:
         if not isinstance(window, int) or window < 1:
             raise ConfigError(f"histogram window must be an int >= 1, got {window!r}")

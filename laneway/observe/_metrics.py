@@ -320,7 +320,10 @@ class Metrics:
             breakers = dict(self._breakers)
             restarts = dict(self._restarts)
             losses, other = self._worker_losses, self._other_events
-        by_scope = {scope: {name: s.snapshot(scope, name) for name, s in pairs} for scope, pairs in items.items()}
+        by_scope = {
+            scope: {name: series.snapshot(scope, name) for name, series in pairs}
+            for scope, pairs in items.items()
+        }
         counted = sum(sum(s.counters().values()) for series in by_scope.values() for s in series.values())
         return MetricsSnapshot(
             ts=self._orch.clock.now(),

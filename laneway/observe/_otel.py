@@ -46,10 +46,11 @@ class OpenTelemetryExporter:
         self._closed = False
         provider = meter_provider if meter_provider is not None else otel.get_meter_provider()
         meter = provider.get_meter("laneway")
-        meter.create_observable_counter("laneway.work", [self._work], description="Work items by scope, series and outcome")
-        meter.create_observable_gauge("laneway.latency.recent", [self._latency], unit="s", description="Recent latency quantiles")
-        meter.create_observable_counter("laneway.breaker.opens", [self._breakers], description="Circuit breaker opens")
-        meter.create_observable_counter("laneway.restarts", [self._restarts], description="Restarts by child or slot")
+        counter, gauge = meter.create_observable_counter, meter.create_observable_gauge
+        counter("laneway.work", [self._work], description="Work items by scope, series and outcome")
+        gauge("laneway.latency.recent", [self._latency], unit="s", description="Recent latency quantiles")
+        counter("laneway.breaker.opens", [self._breakers], description="Circuit breaker opens")
+        counter("laneway.restarts", [self._restarts], description="Restarts by child or slot")
 
     def _snapshot(self, options: Any) -> MetricsSnapshot | None:
         return None if self._closed else self._metrics.snapshot()
@@ -82,11 +83,13 @@ class OpenTelemetryExporter:
 
     def _breakers(self, options: Any) -> Iterable[Any]:
         snap = self._snapshot(options)
-        return [] if snap is None else [self._otel.Observation(b.opens, {"agent": a}) for a, b in snap.breakers.items()]
+        obs = self._otel.Observation
+        return [] if snap is None else [obs(b.opens, {"agent": a}) for a, b in snap.breakers.items()]
 
     def _restarts(self, options: Any) -> Iterable[Any]:
         snap = self._snapshot(options)
-        return [] if snap is None else [self._otel.Observation(n, {"name": k}) for k, n in snap.restarts.items()]
+        obs = self._otel.Observation
+        return [] if snap is None else [obs(n, {"name": k}) for k, n in snap.restarts.items()]
 
     def close(self) -> None:
         """Report nothing from now on."""

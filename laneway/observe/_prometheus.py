@@ -43,9 +43,11 @@ class LanewayCollector:
 
     def collect(self) -> Iterator[Metric]:
         snap = self._metrics.snapshot()
-        work = CounterMetricFamily("laneway_work", "Work items by scope, series and outcome.", labels=["scope", "name", "outcome"])
-        hist = HistogramMetricFamily("laneway_latency_seconds", "Latency since start.", labels=["scope", "name"])
-        recent = Metric("laneway_latency_recent_seconds", "Exact latency quantiles over the recent window.", "summary")
+        series = ["scope", "name"]
+        labels = [*series, "outcome"]
+        work = CounterMetricFamily("laneway_work", "Work by scope, series and outcome.", labels=labels)
+        hist = HistogramMetricFamily("laneway_latency_seconds", "Latency since start.", labels=series)
+        recent = Metric("laneway_latency_recent_seconds", "Exact quantiles of recent latency.", "summary")
         for scope in Scope:
             for name, series in snap.series(scope).items():
                 for outcome, value in series.counters().items():
@@ -65,12 +67,13 @@ class LanewayCollector:
                 recent.add_sample(recent.name + "_sum", labels, lat.sum_s)
         yield from (work, hist, recent)
 
-        open_now = GaugeMetricFamily("laneway_breaker_open", "1 while the agent's circuit is open.", labels=["agent"])
-        opens = CounterMetricFamily("laneway_breaker_opens", "Times the agent's circuit opened.", labels=["agent"])
+        agent = ["agent"]
+        open_now = GaugeMetricFamily("laneway_breaker_open", "1 while the circuit is open.", labels=agent)
+        opens = CounterMetricFamily("laneway_breaker_opens", "Times the circuit opened.", labels=agent)
         for agent, b in snap.breakers.items():
             open_now.add_metric([agent], 1.0 if b.state == "open" else 0.0)
             opens.add_metric([agent], b.opens)
-        restarts = CounterMetricFamily("laneway_restarts", "Restarts by supervised child or pool slot.", labels=["name"])
+        restarts = CounterMetricFamily("laneway_restarts", "Restarts by child or pool slot.", labels=["name"])
         for name, n in snap.restarts.items():
             restarts.add_metric([name], n)
         losses = CounterMetricFamily("laneway_worker_losses", "Pool worker processes that died or vanished.")

@@ -109,7 +109,9 @@ def _role(role: Any) -> str:
 
 def _agents(router: Any) -> tuple[AgentView, ...]:
     return tuple(
-        AgentView(a.agent_id, _role(a.role), a.in_flight, a.max_concurrent, a.completed, a.failed, _value(a.breaker))
+        AgentView(
+            a.agent_id, _role(a.role), a.in_flight, a.max_concurrent, a.completed, a.failed, _value(a.breaker)
+        )
         for a in sorted(router.agents(), key=lambda a: a.agent_id)
     )
 
