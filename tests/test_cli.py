@@ -143,3 +143,37 @@ def test_ctrl_c_cancels_the_workflow_through_the_control_lane(tmp_path):
     report = json.loads(report_path.read_text())
     assert report["run"]["state"] == "cancelled" and report["result"] is None
     assert "code swarm over" in out and "cancelled" in out
+
+
+def test_the_demos_analysis_on_known_code():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import code_analysis as ca
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    source = '''
+class Box:
+    def get(self, key):
+        if key and key in self.d or key is None:      # if +1, and/or +2
+            return [x for x in self.d if x]            # comprehension +1, its if +1
+        for k in self.d:                               # for +1
+            try:
+                assert k                               # assert +1
+            except KeyError:                           # except +1
+                pass
+        def inner(y):                                  # measured on its own
+            return 1 if y else 2                       # ternary +1
+        match key:
+            case 1: return 1                           # case +1
+            case _: return 0                           # wildcard: +0
+'''
+    r = ca.analyze_source("box.py", source, "sha")
+    assert r["error"] is None and r["classes"] == 1 and r["lines"] == 15
+    assert [(f["name"], f["line"], f["length"], f["complexity"]) for f in r["functions"]] == [
+        ("Box.get", 3, 13, 10),
+        ("Box.get.<locals>.inner", 11, 2, 2),
+    ]
+    broken = ca.analyze_source("bad.py", "def f(:\n", "sha")
+    assert broken["error"].startswith("SyntaxError") and broken["functions"] == []
+    assert ca.validate_result(r, "sha") == [] and ca.validate_result(r, "other") != []
+    assert [ca.part(list(range(10)), k, 3) for k in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
