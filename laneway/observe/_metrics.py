@@ -11,7 +11,7 @@ event key                             scope    series name from
 ====================================  =======  ===================================
 ``queue.command.<outcome>``           lane     ``data["lane"]``, else the source
 ``agent.task.<outcome>``              agent    ``data["agent_id"]``, else the source
-``pool.task.<outcome>``               pool     ``data["pool"]``, else the source
+``pool.task.<outcome>``               pool     ``data["pool"]``, else the source (*)
 ``agent.circuit.state``               breaker  ``data["agent_id"]``; ``to == "open"`` counts an open
 ``supervisor.child.restarted``        restart  ``"<supervisor>/<child>"``
 ``pool.worker.restarted`` / ``.lost``  restart  ``"pool/<slot>"``
@@ -20,6 +20,10 @@ event key                             scope    series name from
 ``<outcome>`` is one of submitted, started, completed, failed, timeout (or
 timed_out), retry (or retried), dead_lettered, cancelled; an event carrying
 ``latency_s`` adds it to the series' histogram.
+
+(*) The process pool publishes no per-task events (its hot path runs at tens
+of thousands of tasks per second), so a started pool's counters are read from
+``Pool.statistics()`` at snapshot time instead.
 """
 
 from __future__ import annotations
@@ -329,12 +333,40 @@ class Metrics:
             ts=self._orch.clock.now(),
             lanes=by_scope[Scope.LANE],
             agents=by_scope[Scope.AGENT],
-            pools=by_scope[Scope.POOL],
+            pools=self._with_pool_statistics(by_scope[Scope.POOL]),
             breakers=breakers,
             restarts=restarts,
             worker_losses=losses,
             events=counted + other,
         )
+
+    def _with_pool_statistics(self, pools: dict[str, SeriesSnapshot]) -> dict[str, SeriesSnapshot]:
+        """Pool counters from ``Pool.statistics()`` when the pool publishes no task events of its own.
+
+        The pool counts every task itself (its hot path publishes nothing per
+        task), so its counters are read at snapshot time; a latency histogram
+        appears once ``pool.task.*`` events carry ``latency_s``.
+        """
+        pool = self._orch.started_component("pool")
+        if pool is None:
+            return pools
+        name = str(getattr(pool, "name", "pool"))
+        evented = pools.get(name)
+        if evented is not None and evented.submitted:
+            return pools
+        try:
+            st = pool.statistics()
+        except Exception:
+            log.debug("pool statistics unavailable for metrics", exc_info=True)
+            return pools
+        latency = evented.latency if evented is not None else LatencySummary()
+        started = max(0, st.submitted - st.queued)
+        pools = dict(pools)
+        pools[name] = SeriesSnapshot(
+            Scope.POOL, name, st.submitted, started, st.completed, st.failed, st.timed_out, st.retried,
+            st.dead_lettered, 0, latency,
+        )  # fmt: skip
+        return dict(sorted(pools.items()))
 
     def histogram_buckets(self, scope: Scope, name: str) -> list[tuple[float, int]]:
         """Cumulative latency buckets of one series (empty when unknown)."""

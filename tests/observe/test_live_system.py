@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from laneway import Orchestrator
+from laneway.errors import RemoteError
 from laneway.lanes import LaneConfig, ToolRegistry
 from laneway.observe import AlertKind, AlertLevel, AlertThresholds, Dashboard, Monitor, Scope, system_view
 from laneway.router import AlphaRole
@@ -84,3 +85,16 @@ def test_view_dashboard_and_prometheus_show_workers_agents_and_breakers(live):
     (rss,) = families["laneway_worker_rss_bytes"].samples
     assert rss.labels == {"worker": worker.name} and rss.value >= 0
     assert {s.labels["agent"]: s.value for s in families["laneway_breaker_open"].samples}["echo-2"] == 1.0
+
+
+@pytest.mark.multiprocess
+def test_pool_counters_come_from_the_pools_own_statistics(live):
+    metrics = live.metrics
+    pool = live.start_pool(workers=1)
+    futures = [pool.submit(pow, 2, i) for i in range(5)]
+    bad = pool.submit(divmod, 1, 0)
+    assert [f.get(timeout=60) for f in futures] == [1, 2, 4, 8, 16]
+    with pytest.raises(RemoteError, match="ZeroDivisionError"):
+        bad.get(timeout=60)
+    series = metrics.snapshot().pools["pool"]
+    assert (series.submitted, series.completed, series.failed) == (6, 5, 1)
