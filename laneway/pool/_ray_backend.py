@@ -38,9 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
+import os
 import queue
 import re
+import signal
 import threading
 import time
 from typing import Any, Callable
@@ -66,7 +69,7 @@ class _Slot:
     """The backend's state for one worker incarnation (touched only on the loop thread)."""
 
     __slots__ = ("wid", "handle", "ledger", "seq", "calls", "outbox", "calls_out", "reason", "error", "dead",
-                 "consumer", "timer", "gone")
+                 "consumer", "timer", "gone", "pidfd")
 
     def __init__(self, wid: str, handle: Any) -> None:
         self.wid = wid
@@ -82,6 +85,7 @@ class _Slot:
         self.consumer: asyncio.Task[None] | None = None
         self.timer: Any = None  # start or heartbeat deadline on hub.clock
         self.gone = threading.Event()  # set once worker_lost was reported
+        self.pidfd: int | None = None  # the actor's process, when it runs on the driver's node
 
 
 class RayBackend(Backend):
@@ -167,6 +171,7 @@ class RayBackend(Backend):
         # Without streaming every call carries one task, so nothing is gained by holding tasks back.
         self._call_limit = self.max_calls if self._streaming else float("inf")
         self._actor_cls = ray.remote(**self._actor_options)(RayWorker)
+        self._node = "" if not self._streaming else ray.get_runtime_context().get_node_id()
         self._loop = asyncio.new_event_loop()
         name = getattr(hub, "name", "pool")
         self._loop_thread = threading.Thread(target=self._run_loop, name=f"laneway-ray:{name}", daemon=True)
@@ -265,6 +270,11 @@ class RayBackend(Backend):
             self._ray.kill(slot.handle, no_restart=True)
         except Exception:
             log.debug("ray.kill(%s) failed; the watch will still report the end", wid, exc_info=True)
+        if slot.pidfd is not None:
+            # Ray asks the process to exit and SIGKILLs it only seconds later if it does not
+            # (a hung or SIGSTOPped one); a process on this node can be killed now, race-free.
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(slot.pidfd, signal.SIGKILL)
         self._arm(slot, KILL_CONFIRM_S, self._finish_now, slot)
 
     def _fail(self, slot: _Slot, exc: BaseException) -> None:
@@ -281,6 +291,8 @@ class RayBackend(Backend):
             self._arm(slot, self.start_timeout_s, self._kill, wid,
                       f"ray actor not up within {self.start_timeout_s}s (does the cluster have the resources?)")
             pid, host, node = await slot.handle.hello.remote()
+            if node == self._node:
+                slot.pidfd = _pidfd(pid)
             self._report(hub.worker_ready, wid, pid=pid, host=host, node=node)
             beat = self.heartbeat_s + self.heartbeat_timeout_s
             while True:
@@ -303,6 +315,10 @@ class RayBackend(Backend):
         slot.calls_out.put_nowait(None)
         if slot.consumer is not None:  # results the actor streamed before dying go first
             await asyncio.wait({slot.consumer}, timeout=DRAIN_S)
+        if slot.pidfd is not None:  # on this node we can see the process really end
+            await self._exited(slot.pidfd, DRAIN_S)
+            os.close(slot.pidfd)
+            slot.pidfd = None
         if slot.reason is None:
             log.warning("Ray worker %s died: %s", slot.wid, slot.error)
         reason = slot.reason or f"ray actor died: {describe_actor_error(slot.error or RuntimeError('unknown'))}"
@@ -311,6 +327,15 @@ class RayBackend(Backend):
         except Exception:
             log.debug("ray.kill after the end of %s failed", slot.wid, exc_info=True)
         self._report(self._lost, slot, reason)
+
+    async def _exited(self, pidfd: int, timeout: float) -> None:
+        """Wait until the process behind ``pidfd`` has ended (its pidfd turns readable)."""
+        ended = self._loop.create_future()
+        self._loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
+        try:
+            await asyncio.wait({ended}, timeout=timeout)
+        finally:
+            self._loop.remove_reader(pidfd)
 
     def _finish_now(self, slot: _Slot) -> None:
         if not slot.dead:
@@ -459,6 +484,14 @@ def describe_actor_error(exc: BaseException) -> str:
 _CAUSE = re.compile(r"(?:is dead|died) because (.+?)\.(?:\s|$)")
 _DETAIL = re.compile(r"Worker exit detail: (.+?)\.(?:\s|$)")
 _NODE = re.compile(r"Node Id: ([0-9a-f]{8})")
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (Linux 5.3+), or None where there is none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _client_mode() -> bool:
