@@ -110,9 +110,12 @@ def slow_square(i):
 def test_worker_statistics_name_actor_processes_and_node(pool):
     futures = [pool.submit(my_pid) for _ in range(40)]
     ran_in = {f.get(timeout=60) for f in futures}
-    workers = wait_until(lambda: [w for w in ready_workers(pool) if w.rss > 0] == ready_workers(pool)
-                         and ready_workers(pool), what="heartbeats with memory use")
-    assert len(workers) == 2
+
+    def beating():
+        ws = ready_workers(pool)
+        return len(ws) == 2 and all(w.rss > 0 and w.cpu >= 0 for w in ws) and ws
+
+    workers = wait_until(beating, what="heartbeats with memory use")
     pids = {w.pid for w in workers}
     assert ran_in <= pids and os.getpid() not in pids
     driver_node = ray.get_runtime_context().get_node_id()
@@ -154,7 +157,7 @@ def test_shutdown_stops_every_actor_process(orch):
     pids = [w.pid for w in pool.workers()]
     assert pool.submit(inc, 1).get(timeout=60) == 2
     pool.shutdown(timeout=10)
-    gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=30)
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=30)
     assert not alive, f"actor processes outlived the pool: {alive}"
     assert pool.statistics().worker_deaths == 0, "graceful stops are not deaths"
 
