@@ -37,11 +37,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
-import queue
 import re
 import signal
 import threading
@@ -51,12 +49,11 @@ from typing import Any, Callable
 from laneway.errors import ConfigError, PoolError
 from laneway.pool import _ray_session
 from laneway.pool._backend import Backend, TaskOutcome, TaskWire, WorkerHub
+from laneway.pool._ray_loop import LoopThreads
 from laneway.pool._runner import ShipLedger
 
 log = logging.getLogger(__name__)
 
-#: Bound on waiting for the loop thread to create an actor (it does not wait for Ray).
-LOOP_CALL_S = 30.0
 #: After a kill, how long to wait for Ray to confirm the death before reporting it anyway.
 KILL_CONFIRM_S = 10.0
 #: How long a dead worker's last streamed results may take to drain before ``worker_lost``.
@@ -153,8 +150,7 @@ class RayBackend(Backend):
         self._slots: dict[str, _Slot] = {}
         self._closed = False
         self._wake_pending = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._reports: queue.SimpleQueue[tuple[Callable[..., Any], tuple, dict] | None] = queue.SimpleQueue()
+        self._threads: LoopThreads | None = None
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -167,24 +163,21 @@ class RayBackend(Backend):
         self._owns_session = _ray_session.acquire(self.address, self.num_cpus, self._init_options)
         self._hub = hub
         self._ray = ray
-        self._streaming = not _client_mode()
+        self._streaming = not _ray_session.client_mode()
         # Without streaming every call carries one task, so nothing is gained by holding tasks back.
         self._call_limit = self.max_calls if self._streaming else float("inf")
         self._actor_cls = ray.remote(**self._actor_options)(RayWorker)
         self._node = "" if not self._streaming else ray.get_runtime_context().get_node_id()
-        self._loop = asyncio.new_event_loop()
-        name = getattr(hub, "name", "pool")
-        self._loop_thread = threading.Thread(target=self._run_loop, name=f"laneway-ray:{name}", daemon=True)
-        self._reporter = threading.Thread(target=self._run_reports, name=f"laneway-ray-reports:{name}", daemon=True)
-        self._loop_thread.start()
-        self._reporter.start()
+        self._threads = LoopThreads(getattr(hub, "name", "pool"))
+        self._loop = self._threads.loop
+        self._post, self._report = self._threads.post, self._threads.report
 
     def close(self, timeout: float) -> None:
         """Kill any actor still alive, stop the threads, and shut Ray down if laneway started it."""
-        if self._closed or self._hub is None:
+        if self._closed or self._threads is None:
             self._closed = True
             return
-        slots = self._on_loop(lambda: list(self._slots.values()))
+        slots = self._threads.call(lambda: list(self._slots.values()))
         for slot in slots:
             self.kill_worker(slot.wid, "pool closed")
         deadline = time.monotonic() + timeout
@@ -192,10 +185,7 @@ class RayBackend(Backend):
             if not slot.gone.wait(max(0.0, deadline - time.monotonic())):
                 log.warning("Ray worker %s still not confirmed dead at close", slot.wid)
         self._closed = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._loop_thread.join(timeout=LOOP_CALL_S)
-        self._reports.put(None)
-        self._reporter.join(timeout=LOOP_CALL_S)
+        self._threads.stop()
         if self._owns_session:
             _ray_session.release()
 
@@ -209,7 +199,7 @@ class RayBackend(Backend):
     def start_worker(self, worker_id: str) -> None:
         """Create the worker's actor; ``worker_ready`` follows once it answers ``hello``."""
         try:
-            self._on_loop(self._start, worker_id)
+            self._call(self._start, worker_id)
         except PoolError:
             raise
         except Exception as exc:
@@ -219,24 +209,30 @@ class RayBackend(Backend):
         """Let the actor finish what it was sent and exit; kill it after ``timeout``; block until gone."""
         if self._closed:
             return
-        slot = self._on_loop(self._begin_stop, worker_id)
+        slot = self._call(self._begin_stop, worker_id)
         if slot is None or slot.gone.wait(timeout):
             return
         self.kill_worker(worker_id, f"did not stop within {timeout}s; killed")
         if not slot.gone.wait(KILL_CONFIRM_S + DRAIN_S):
             log.warning("Ray never confirmed the end of worker %s; reporting it gone", worker_id)
             self._post(self._finish_now, slot)
-            slot.gone.wait(LOOP_CALL_S)
+            slot.gone.wait(KILL_CONFIRM_S)
 
     def kill_worker(self, worker_id: str, reason: str) -> None:
         """``ray.kill`` the actor (from any thread, without blocking); the watch reports the death."""
-        self._post(self._kill, worker_id, reason)
+        if self._threads is not None:
+            self._post(self._kill, worker_id, reason)
 
     def wake(self) -> None:
         """Schedule a dispatch on the loop thread (coalesced: one pending at a time)."""
-        if not self._wake_pending and not self._closed and self._loop is not None:
+        if not self._wake_pending and not self._closed and self._threads is not None:
             self._wake_pending = True
             self._post(self._dispatch)
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._closed or self._threads is None:
+            raise PoolError("the Ray backend is closed" if self._closed else "the Ray backend is not open")
+        return self._threads.call(fn, *args)
 
     # --- loop thread: starting, stopping, killing ------------------------------------
 
@@ -413,50 +409,6 @@ class RayBackend(Backend):
             slot.calls -= 1
             self._pump(slot, self._call_limit)
 
-    # --- threads --------------------------------------------------------------------------
-
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_forever()
-        finally:
-            for task in asyncio.all_tasks(self._loop):
-                task.cancel()
-            self._loop.run_until_complete(asyncio.sleep(0))
-            self._loop.close()
-
-    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except (RuntimeError, AttributeError):  # loop closed: the backend is closed, nothing left to do
-            log.debug("Ray backend closed; dropped %r", fn)
-
-    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(*args)`` on the loop thread and return its result (never call from the loop)."""
-        if self._closed or self._hub is None:
-            raise PoolError("the Ray backend is closed" if self._closed else "the Ray backend is not open")
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        self._post(run)
-        return fut.result(timeout=LOOP_CALL_S)
-
-    def _report(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        self._reports.put((fn, args, kwargs))
-
-    def _run_reports(self) -> None:
-        while (item := self._reports.get()) is not None:
-            fn, args, kwargs = item
-            try:
-                fn(*args, **kwargs)
-            except Exception:
-                log.exception("reporting to the pool failed: %s", getattr(fn, "__name__", fn))
-
 
 def describe_actor_error(exc: BaseException) -> str:
     """Short text for why a Ray actor call failed, for ``worker_lost`` reasons and dead letters.
@@ -492,15 +444,6 @@ def _pidfd(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):
         return None
-
-
-def _client_mode() -> bool:
-    """True when connected through Ray Client (``ray://``), which has no streaming generators."""
-    try:
-        from ray.util.client import ray as client
-    except ImportError:
-        return False
-    return bool(client.is_connected())
 
 
 def _check_positive(**values: float) -> None:

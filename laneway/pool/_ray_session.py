@@ -60,3 +60,12 @@ def release() -> None:
         if _users == 0 and ray.is_initialized():
             ray.shutdown()
             log.info("Ray shut down")
+
+
+def client_mode() -> bool:
+    """True when connected through Ray Client (``ray://``), which has no streaming generators."""
+    try:
+        from ray.util.client import ray as client
+    except ImportError:
+        return False
+    return bool(client.is_connected())
