@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_CANCELLED = ("CANCELLED", "CANCELLED_AND_NOTIFIED")  # concurrent.futures' states of a cancelled future
+
 
 class Scheduler:
     """Queue, windows and accounting of one pool; the backend's :class:`WorkerHub`.
@@ -90,6 +92,7 @@ class Scheduler:
         self._closed = False
         self._broken = ""
         self.grow_pending = False
+        self._saturated = False
         self.worker_limit = 0  # max local workers; set by the pool
         self.slots = 0  # local worker slots under the supervisor; changed only by the pool manager
         self.c = collections.Counter()  # statistics counters
@@ -116,7 +119,9 @@ class Scheduler:
             task = Task(tid, TaskWire(tid, *wire_parts, timeout), attempts, label)
             self._queue.append(task)
             self.c["submitted"] += 1
-        self.backend.wake()
+            saturated = self._saturated
+        if not saturated:
+            self.backend.wake()
         return task.future
 
     def _check_open(self) -> None:
@@ -142,6 +147,7 @@ class Scheduler:
         with self._lock:
             queue = self._queue
             if not queue:
+                self._saturated = False
                 return []
             window = self.window
             ready = (WorkerState.IDLE, WorkerState.BUSY)
@@ -152,7 +158,7 @@ class Scheduler:
             pick = self._picker(open_)
             while queue and open_:
                 task = queue.popleft()
-                if task.future.cancelled():
+                if task.future._state in _CANCELLED:  # lock-free read: cancelled() takes the future's lock
                     continue  # the caller gave up on it before it ran
                 w = pick()
                 if not w.window:
@@ -166,7 +172,11 @@ class Scheduler:
                     open_.remove(w)
             if batches and len(queue) < self.max_queue:
                 self._not_full.notify_all()
-            grow = bool(queue) and self._wants_worker()
+            # Tasks left over mean no worker has room: submitters need not wake the backend,
+            # the next result, ready worker or lost worker will (and one wake-up then sends a
+            # whole batch instead of one task per submit).
+            self._saturated = bool(queue)
+            grow = self._saturated and self._wants_worker()
         if grow:
             self._on_grow()
         for task, wid in timers:
@@ -251,7 +261,7 @@ class Scheduler:
                 w.head_started = now
                 w.tasks_done += 1
                 done.append((task, outcome))
-                self.c["late_results" if task.future.cancelled() else "completed" if outcome.ok else "failed"] += 1
+                self.c["completed" if outcome.ok else "failed"] += 1  # _settle corrects the rare misfits
             if window:
                 if done and window[0].wire.timeout is not None and window[0].timer is None:
                     head = window[0]
@@ -281,12 +291,17 @@ class Scheduler:
                 value = _codec.decode_outcome(outcome)
             except Exception as exc:
                 if outcome.ok:  # counted as completed, but its result cannot be unpickled here
-                    with self._lock:
-                        self.c["completed"] -= 1
-                        self.c["failed"] += 1
-                task.future.settle(error=exc)
+                    self._recount("completed", "failed")
+                if not task.future.settle(error=exc):
+                    self._recount("failed", "late_results")
             else:
-                task.future.settle(value)
+                if not task.future.settle(value):  # the caller cancelled it while it ran
+                    self._recount("completed", "late_results")
+
+    def _recount(self, was: str, now: str) -> None:
+        with self._lock:
+            self.c[was] -= 1
+            self.c[now] += 1
 
     def _run_results(self) -> None:
         # Futures run their done callbacks in the thread that settles them. Settling here,
