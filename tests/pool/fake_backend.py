@@ -21,7 +21,7 @@ class FakeBackend(Backend):
         self.stopped: list[str] = []
         self.closed = False
         self.runner = TaskRunner()
-        self.woken = threading.Event()
+        self.wakes = 0
         self._cond = threading.Condition()
         self._pids = iter(range(1001, 10_000))
 
@@ -45,7 +45,7 @@ class FakeBackend(Backend):
         self.hub.worker_ready(worker_id, pid=next(self._pids), host="fakehost")
 
     def wake(self):
-        self.woken.set()
+        self.wakes += 1
 
     def pump(self):
         """Send what the pool assigns now; returns {worker_id: [task ids]}."""
