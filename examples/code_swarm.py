@@ -63,7 +63,7 @@ class SwarmConfig:
     shards: int = 16
     workers: int = 2
     chaos: bool = False
-    chaos_interval_s: float = 1.0
+    chaos_interval_s: float = 2.0
     seed: int = 7
     live: bool | None = None
 
@@ -210,9 +210,10 @@ def pause_and_resume(orch: Orchestrator, workflow_id: str) -> dict[str, Any]:
 def start_subsystems(orch: Orchestrator, cfg: SwarmConfig, total: int) -> None:
     """The pool, the lanes (a wider prompt lane) and metrics, configured for this run."""
     orch.metrics
-    # Chaos kills a worker every second or faster: allow far more restarts than
-    # the pool's default intensity (10 in 10 s) before its supervisor gives up.
-    backoff = Backoff(initial_s=0.05, max_s=1.0, jitter=0.1)
+    # Chaos may kill a worker several times a second: allow far more restarts than the
+    # pool's default intensity (10 in 10 s) before its supervisor gives up, and keep the
+    # restart backoff short (a worker takes about a second to start anyway).
+    backoff = Backoff(initial_s=0.05, max_s=0.25, jitter=0.1)
     orch.start_pool(workers=cfg.workers, supervision=OneForOne(100, 10.0, backoff=backoff), stop_timeout_s=2.0)
     # Two commands per worker keep both busy; pressure (a quarter of the files queued) starts the control demo.
     prompt = LaneConfig("prompt", priority=5, min_concurrency=1, max_concurrency=2 * cfg.workers,
@@ -335,7 +336,7 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     add("--workers", type=int, default=2, help="pool worker processes (default 2)")
     add("--shards", type=int, default=16, help="read/analyze/validate steps in the DAG (default 16)")
     add("--chaos", action="store_true", help="SIGKILL busy pool workers during the run; the result must not change")
-    add("--chaos-interval", type=float, default=1.0, help="seconds between kills with --chaos (default 1)")
+    add("--chaos-interval", type=float, default=2.0, help="seconds between kills with --chaos (default 2)")
     add("--seed", type=int, default=7, help="seed of the chaos victim picks")
     add("--out", help="write the JSON report here")
     add("--log-level", default="error", choices=["debug", "info", "warning", "error"],
