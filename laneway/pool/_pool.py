@@ -34,6 +34,11 @@ class Pool:
     (``orch.dead_letters``, source ``"pool"``) and its future fails with
     :class:`~laneway.errors.WorkerDied`.
 
+    Events on ``orch.events`` (source: the worker's slot, e.g. ``"w1"``):
+    ``pool.worker.ready``, ``pool.worker.joined`` (remote), ``pool.worker.lost``
+    (``reason``, ``pid``, ``planned``), ``pool.worker.added``, ``pool.worker.removed``,
+    ``pool.worker.recycled``.
+
     Workers are started with the ``spawn`` method, so, as with :mod:`multiprocessing`,
     a script that starts a pool must guard its entry point with
     ``if __name__ == "__main__":`` (workers import the main module).
