@@ -5,8 +5,8 @@ The pool suite's own tests run here again on Ray (Thespian's idea: one suite ove
 every system base): their bodies are imported from ``test_processes`` and
 ``test_chaos`` and get ``backend="ray"`` from the fixture below. Left out are the
 few that assert what only local processes can know (the exact signal or exit code a
-worker died of, its parent pid, three 1-CPU workers on a 2-CPU Ray); the Ray form of
-each is tested further down.
+worker died of, its parent pid, three 1-CPU workers on a 2-CPU Ray) and the long
+kill-loop chaos runs; the Ray form of each is tested further down.
 """
 
 from __future__ import annotations
@@ -29,10 +29,7 @@ from laneway.lanes import ToolRegistry, tool  # noqa: E402
 from laneway.pool import WorkerState  # noqa: E402
 
 from .conftest import wait_until  # noqa: E402
-from .test_chaos import (  # noqa: E402,F401
-    test_kill_during_a_submit_burst,
-    test_supervisor_that_gives_up_dead_letters_what_is_left,
-)
+from .test_chaos import test_supervisor_that_gives_up_dead_letters_what_is_left  # noqa: E402,F401
 from .test_processes import (  # noqa: E402,F401
     test_a_hanging_task_times_out_and_its_worker_is_replaced,
     test_a_stopped_worker_misses_heartbeats_and_is_killed,
