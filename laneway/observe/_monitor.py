@@ -100,6 +100,10 @@ class _MonitorActor(Actor):
     def _poll(self, msg: _Poll) -> MonitorSample:
         try:
             return self.monitor._poll()
+        except Exception:
+            # A broken source must not end monitoring: log it, keep the last sample, poll again later.
+            log.exception("monitor poll failed")
+            return self.monitor.last
         finally:
             if msg.scheduled:
                 self._schedule()

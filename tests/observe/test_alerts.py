@@ -190,3 +190,21 @@ def test_shutdown_stops_the_monitor(orch, clock):
     orch.shutdown()
     clock.advance(5)
     assert monitor.statistics().polls == 0
+
+
+def test_a_failing_source_is_logged_and_polling_goes_on(orch, clock, caplog):
+    calls = []
+
+    def source(o):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("source broke")
+        return SystemView(o.clock.now())
+
+    monitor = Monitor(orch, interval_s=1.0, source=source)
+    assert monitor.check().total_pending == 0  # the last (empty) sample
+    assert "monitor poll failed" in caplog.text
+    assert clock.wait_for_timers(1, timeout=10)
+    clock.advance(1.0)
+    assert monitor.wait_for_polls(1, timeout=10)
+    assert len(calls) == 2
