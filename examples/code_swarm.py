@@ -158,7 +158,8 @@ class Chaos:
     """SIGKILLs a random busy pool worker every ``interval_s`` until stopped.
 
     A demo driver, not a runtime part. Only workers with tasks in flight are
-    picked, so every kill cuts work short.
+    picked, so every kill cuts work short; the first kill comes as soon as the
+    analysis is under way, the next ones ``interval_s`` apart.
     """
 
     def __init__(self, orch: Orchestrator, interval_s: float, seed: int) -> None:
@@ -166,7 +167,7 @@ class Chaos:
         self._interval = interval_s
         self._rng = random.Random(seed)
         self._stop = threading.Event()
-        self.kills: list[int] = []
+        self.kills: list[int] = []  # pids killed, in order
         self._thread = threading.Thread(target=self._run, name="chaos", daemon=True)
 
     def start(self) -> Chaos:
@@ -174,15 +175,19 @@ class Chaos:
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        delay = 0.0
+        while not self._stop.wait(delay):
             pids = sorted(w.pid for w in self._orch.pool.workers() if w.pid and w.in_flight)
-            if pids:
-                pid = self._rng.choice(pids)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    self.kills.append(pid)
-                except ProcessLookupError:
-                    pass
+            if not pids:
+                delay = 0.05  # nothing busy yet: look again soon
+                continue
+            pid = self._rng.choice(pids)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                self.kills.append(pid)
+            except ProcessLookupError:
+                pass
+            delay = self._interval
 
     def stop(self) -> None:
         self._stop.set()
