@@ -274,7 +274,8 @@ class Executors:
             # Never block the dispatching thread (it may be the event loop or the timer thread):
             # a full pool queue fails this attempt with PoolFull, and the retry policy decides.
             # The pool itself re-runs the task when a worker dies under it (its default attempts).
-            fut = self._pool().submit_nowait(cmd.spec.fn, kwargs=dict(cmd.params), timeout=cmd.timeout)
+            fut = self._pool().submit_nowait(cmd.spec.fn, kwargs=dict(cmd.params), timeout=cmd.timeout,
+                                              dead_letter=False)
         except Exception as exc:
             self._sched._finish(run, False, exc)
             return

@@ -156,6 +156,7 @@ class Pool:
         timeout: float | None = None,
         attempts: int = 3,
         queue_timeout: float | None = None,
+        dead_letter: bool = True,
     ) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a worker; returns a future of its result.
 
@@ -168,6 +169,8 @@ class Pool:
                 and replaced and the future fails with :class:`~laneway.errors.TaskTimeout`.
             attempts: runs allowed when workers die under the task (not when it raises).
             queue_timeout: seconds to wait for room in the queue (None: until there is room).
+            dead_letter: put a task whose attempts ran out in the dead-letter queue; pass
+                False when the caller owns the outcome (it retries and dead-letters itself).
 
         Returns:
             A :class:`~laneway.actors.Future` (done callbacks run on the pool's results thread;
@@ -181,7 +184,7 @@ class Pool:
             PoolFull: the queue stayed full for ``queue_timeout``.
             SystemShutdown: the pool is shut down.
         """
-        return self._submit(fn, args, kwargs, timeout, attempts, True, queue_timeout)
+        return self._submit(fn, args, kwargs, timeout, attempts, True, queue_timeout, dead_letter)
 
     def submit_nowait(
         self,
@@ -190,12 +193,13 @@ class Pool:
         kwargs: dict[str, Any] | None = None,
         timeout: float | None = None,
         attempts: int = 3,
+        dead_letter: bool = True,
     ) -> Future[Any]:
         """Like :meth:`submit` but raises :class:`~laneway.errors.PoolFull` instead of blocking."""
-        return self._submit(fn, args, kwargs, timeout, attempts, False, None)
+        return self._submit(fn, args, kwargs, timeout, attempts, False, None, dead_letter)
 
     def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict | None, timeout: float | None,
-                attempts: int, block: bool, queue_timeout: float | None) -> Future[Any]:
+                attempts: int, block: bool, queue_timeout: float | None, dead_letter: bool = True) -> Future[Any]:
         if timeout is not None and not timeout > 0:
             raise ConfigError(f"timeout must be > 0 or None, got {timeout!r}")
         if type(attempts) is not int or attempts < 1:
@@ -205,7 +209,8 @@ class Pool:
         digest, fn_bytes = self._pickler.dumps(fn)
         args_bytes = _codec.dumps_args(args, kwargs)
         label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-        return self._core.submit((digest, fn_bytes, args_bytes), timeout, attempts, label, block, queue_timeout)
+        return self._core.submit((digest, fn_bytes, args_bytes), timeout, attempts, label, block, queue_timeout,
+                                 dead_letter)
 
     def _resubmit(self, letter: Any) -> Future[Any]:
         payload = letter.payload

@@ -104,7 +104,7 @@ class Scheduler:
     # --- submitting -----------------------------------------------------------
 
     def submit(self, wire_parts: tuple[bytes, bytes, bytes], timeout: float | None, attempts: int, label: str,
-               block: bool, queue_timeout: float | None) -> Future[Any]:
+               block: bool, queue_timeout: float | None, dead_letter: bool = True) -> Future[Any]:
         with self._lock:
             self._check_open()
             if len(self._queue) >= self.max_queue:
@@ -116,7 +116,7 @@ class Scheduler:
                     raise PoolFull(f"pool queue stayed full ({self.max_queue} tasks) for {queue_timeout}s")
                 self._check_open()
             tid = next(self._task_ids)
-            task = Task(tid, TaskWire(tid, *wire_parts, timeout), attempts, label)
+            task = Task(tid, TaskWire(tid, *wire_parts, timeout), attempts, label, dead_letter)
             self._queue.append(task)
             self.c["submitted"] += 1
             saturated = self._saturated
@@ -403,11 +403,14 @@ class Scheduler:
     def _dead_letter(self, task: Task, reason: str, err: BaseException) -> None:
         if task.future.done():
             return  # the caller cancelled it: nobody wants it run again
-        # Letter and count first, so whoever sees the future fail also finds both.
-        self.orch.dead_letters.put("pool", reason, attempts=task.tries, error=err,
-                                   work_id=f"pool-task-{task.id}", payload=task.payload())
-        with self._lock:
-            self.c["dead_lettered"] += 1
+        # Letter and count first, so whoever sees the future fail also finds both. A caller
+        # that owns the outcome (a lane, the router: they retry and dead-letter themselves)
+        # gets only the error, so one failed attempt never leaves a stale pool letter.
+        if task.dead_letter:
+            self.orch.dead_letters.put("pool", reason, attempts=task.tries, error=err,
+                                       work_id=f"pool-task-{task.id}", payload=task.payload())
+            with self._lock:
+                self.c["dead_lettered"] += 1
         task.future.settle(error=err)
 
     # --- worker registry (called by worker actors and the pool) ---------------------

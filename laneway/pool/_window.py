@@ -32,9 +32,9 @@ def remote_slot(worker_id: str) -> str:
 class Task:
     """One submitted task and its retry state (internal, mutable, guarded by the scheduler lock)."""
 
-    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer")
+    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer", "dead_letter")
 
-    def __init__(self, id: int, wire: TaskWire, attempts: int, label: str) -> None:
+    def __init__(self, id: int, wire: TaskWire, attempts: int, label: str, dead_letter: bool = True) -> None:
         self.id = id
         self.wire = wire
         self.attempts = attempts
@@ -44,6 +44,7 @@ class Task:
         self.future._timeout_error = LanewayTimeout
         self.label = label
         self.timer: TimerHandle | None = None
+        self.dead_letter = dead_letter
 
     def payload(self) -> TaskPayload:
         w = self.wire

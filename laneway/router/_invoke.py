@@ -176,7 +176,8 @@ class Runners:
         self._started(attempt)
         t0 = time.perf_counter()
         # The router retries and fails over itself, so the pool gets one attempt.
-        future = self._orch.pool.submit(invoker.handler, payload, kwargs=kwargs or None, timeout=timeout_s, attempts=1)
+        future = self._orch.pool.submit(invoker.handler, payload, kwargs=kwargs or None, timeout=timeout_s, attempts=1,
+                                         dead_letter=False)
 
         def finished(f: Any) -> None:
             attempt.latency_s = time.perf_counter() - t0

@@ -145,3 +145,26 @@ def test_a_token_can_be_awaited_checked_and_waited_on():
     assert calls == ["make room", "make room"]
     with pytest.raises(Preempted):
         preempted.raise_if_cancelled()
+
+
+def kill_own_worker(x: int) -> int:
+    os.kill(os.getpid(), 9)
+    return x
+
+
+@pytest.mark.multiprocess
+@pytest.mark.chaos
+def test_a_cpu_bound_command_whose_workers_die_is_dead_lettered_once_by_its_lane(orch):
+    from laneway import errors
+    from laneway.lanes import RetryPolicy
+
+    orch.start_pool(workers=1)
+    lanes = start_lanes(orch, [lane("work", max_concurrency=1)])
+    lanes.tools.register(kill_own_worker, cpu_bound=True)
+    handle = lanes.submit("work", "kill_own_worker", {"x": 1}, retry=RetryPolicy.none())
+    with pytest.raises(errors.WorkerDied, match="SIGKILL"):
+        handle.result(timeout=WAIT * 4)
+    # The lane owns the outcome: one letter, under the lane, naming the signal; no pool letter.
+    letters = orch.dead_letters.list()
+    assert [x.source for x in letters] == ["lane:work"]
+    assert letters[0].work_id == handle.command_id and "SIGKILL" in letters[0].error
