@@ -21,9 +21,10 @@ event key                             scope    series name from
 timed_out), retry (or retried), dead_lettered, cancelled; an event carrying
 ``latency_s`` adds it to the series' histogram.
 
-(*) The process pool publishes no per-task events (its hot path runs at tens
+(*) The process pool publishes only ``pool.task.completed`` / ``.failed``
+with ``latency_s``, and only while someone listens (its hot path runs at tens
 of thousands of tasks per second), so a started pool's counters are read from
-``Pool.statistics()`` at snapshot time instead.
+``Pool.statistics()`` at snapshot time and its histogram comes from those events.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import logging
 import queue
 import random
 import threading
+import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -285,8 +286,20 @@ class Scheduler:
             self.backend.wake()
 
     def _settle(self, done: list[tuple[Task, TaskOutcome]]) -> None:
-        """On the results thread: decode (unpickling may run user code) and settle, in order."""
+        """On the results thread: decode (unpickling may run user code) and settle, in order.
+
+        Publishes ``pool.task.completed`` / ``.failed`` with ``latency_s`` (submit to
+        result) only while someone listens, so metrics get a per-pool histogram and an
+        unobserved pool pays nothing per task.
+        """
+        events = self.orch.events
+        publish = events.active
         for task, outcome in done:
+            if publish:  # before settling, so whoever sees the result also finds the event
+                events.publish(
+                    "pool.task.completed" if outcome.ok else "pool.task.failed", self.name,
+                    pool=self.name, task_id=task.id, latency_s=time.perf_counter() - task.submitted_at,
+                )
             try:
                 value = _codec.decode_outcome(outcome)
             except Exception as exc:

@@ -5,6 +5,8 @@ Both are internal and mutable, guarded by the :class:`~laneway.pool._scheduler.S
 
 from __future__ import annotations
 
+import time
+
 import collections
 import re
 from typing import TYPE_CHECKING, Any
@@ -32,7 +34,7 @@ def remote_slot(worker_id: str) -> str:
 class Task:
     """One submitted task and its retry state (internal, mutable, guarded by the scheduler lock)."""
 
-    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer", "dead_letter")
+    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer", "dead_letter", "submitted_at")
 
     def __init__(self, id: int, wire: TaskWire, attempts: int, label: str, dead_letter: bool = True) -> None:
         self.id = id
@@ -45,6 +47,7 @@ class Task:
         self.label = label
         self.timer: TimerHandle | None = None
         self.dead_letter = dead_letter
+        self.submitted_at = time.perf_counter()  # for latency figures only, never for timeouts
 
     def payload(self) -> TaskPayload:
         w = self.wire

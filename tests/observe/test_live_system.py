@@ -98,3 +98,5 @@ def test_pool_counters_come_from_the_pools_own_statistics(live):
         bad.get(timeout=60)
     series = metrics.snapshot().pools["pool"]
     assert (series.submitted, series.completed, series.failed) == (6, 5, 1)
+    # The latency histogram comes from the pool's per-task events (published while metrics listen).
+    assert series.latency.count == 6 and 0 < series.latency.p50_s <= series.latency.max_s
