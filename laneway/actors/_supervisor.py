@@ -80,6 +80,10 @@ class Supervisor(Actor):
     :class:`SupervisorRef`.
     """
 
+    # A child that fails to start from start_child is the requester's problem (OTP
+    # replies {error, Reason}); the supervisor and its other children carry on.
+    reply_errors = Actor.reply_errors + (ActorStartError,)
+
     def __init__(self, strategy: Strategy | None = None, children: Iterable[ChildSpec] = ()) -> None:
         if strategy is not None and not isinstance(strategy, Strategy):
             raise ConfigError(f"strategy must be a Strategy (OneForOne(), ...), got {strategy!r}")

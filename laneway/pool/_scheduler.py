@@ -491,8 +491,8 @@ class Scheduler:
             queued, self._queue = list(self._queue), collections.deque()
             self._not_full.notify_all()
         for task in queued:
-            self._dead_letter(task, f"pool shut down before it ran{': ' + reason if reason else ''}",
-                              SystemShutdown(f"pool shut down before task {task.id} ran"))
+            why = f"pool shut down before it ran{': ' + reason if reason else ''}"
+            self._dead_letter(task, why, SystemShutdown(f"task {task.id}: {why}"))
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until no task is in any window."""

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from laneway.actors import Actor, ChildSpec, RestartType, handler
-from laneway.errors import ActorError, WorkerDied
+from laneway.actors import Actor, Backoff, ChildSpec, RestartType, handler
+from laneway.errors import ActorError, ActorStartError, WorkerDied
 from laneway.pool._window import remote_slot
 
 if TYPE_CHECKING:
@@ -111,6 +111,11 @@ class WorkerActor(Actor):
             self._pool._backend.stop_worker(self.wid, self._pool.stop_timeout_s)
 
 
+#: Consecutive failed worker starts, with no worker running, after which the pool is down.
+START_ATTEMPTS = 3
+_START_BACKOFF = Backoff(initial_s=0.2, factor=2.0, max_s=2.0, jitter=0.1)
+
+
 class PoolManager(Actor):
     """Grows, shrinks and recycles the pool's workers, one decision at a time."""
 
@@ -118,6 +123,36 @@ class PoolManager(Actor):
         self._pool = pool
         self._shrinking: set[str] = set()
         self._timer: Any = None
+        self._start_failures = 0
+
+    def _add_slot(self) -> bool:
+        """Start one more worker; on failure retry later, or declare the pool down.
+
+        A worker that cannot even start (the executable is gone, the machine is out of
+        processes, a script without a ``__main__`` guard) would otherwise leave queued
+        tasks waiting forever for a worker that never comes.
+        """
+        try:
+            self._pool._add_slot()
+        except ActorStartError as exc:
+            self._start_failures += 1
+            cause = exc.__cause__ or exc
+            self.orchestrator.events.publish(
+                "pool.worker.start_failed", self._pool.name, error=repr(cause), failures=self._start_failures
+            )
+            if self._start_failures >= START_ATTEMPTS and not self._pool._core.wait_ready(1, 0):
+                hint = ""
+                if "bootstrapping phase" in str(cause):
+                    hint = " (the main module starts a pool at import time: guard it with if __name__ == '__main__')"
+                first_line = next((line.strip() for line in str(cause).splitlines() if line.strip()), repr(cause))
+                self._pool._core.close(f"workers cannot start: {type(cause).__name__}: {first_line}{hint}")
+            else:
+                me = self.ref
+                delay = _START_BACKOFF.delay(self._start_failures)
+                self.orchestrator.clock.call_later(delay, lambda: _tell_quietly(me, Populate()))
+            return False
+        self._start_failures = 0
+        return True
 
     def on_start(self) -> None:
         self._arm()
@@ -143,15 +178,15 @@ class PoolManager(Actor):
         pool = self._pool
         try:
             if pool._core.count() < pool.max_workers:
-                pool._add_slot()
+                self._add_slot()
         finally:
             pool._core.grow_pending = False
 
     @handler(Populate)
     def _populate(self, msg: Populate) -> None:
         pool = self._pool
-        while pool._core.count() < pool.min_workers:
-            pool._add_slot()
+        while pool._core.count() < pool.min_workers and self._add_slot():
+            pass
 
     @handler(Drained)
     def _drained(self, msg: Drained) -> None:
@@ -188,3 +223,10 @@ class PoolManager(Actor):
         spec = ChildSpec(WorkerActor, name=name, kwargs={"pool": self._pool, "slot": name, "remote_id": msg.worker_id},
                          restart=RestartType.TEMPORARY, shutdown_s=self._pool.stop_timeout_s + 5)
         self._pool._sup.start_child(spec)
+
+
+def _tell_quietly(ref: Any, msg: Any) -> None:
+    try:
+        ref.tell(msg)
+    except ActorError:
+        pass  # the manager stopped; the pool is shutting down

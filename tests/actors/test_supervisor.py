@@ -215,6 +215,18 @@ def test_failing_child_start_stops_started_siblings_and_fails_supervisor(orch):
         orch.lookup("sup")
 
 
+def test_start_child_that_fails_to_start_is_replied_and_the_supervisor_carries_on(orch):
+    sup = orch.spawn_supervisor("sup", children=specs("a"))
+    with pytest.raises(errors.ActorStartError) as info:
+        sup.start_child(ChildSpec(FailingStart, name="bad"))
+    assert isinstance(info.value.__cause__, ValueError)
+    assert sup.is_alive() and sup.incarnation == 1
+    assert [c.name for c in sup.which_children()] == ["a"]
+    assert sup.child("a").ask(Inc(), timeout=5) == 1
+    with pytest.raises(errors.ActorNotFound):
+        orch.lookup("sup/bad")
+
+
 def test_terminate_restart_delete_child(orch):
     sup = orch.spawn_supervisor("sup", children=specs("a"))
     sup.terminate_child("a")

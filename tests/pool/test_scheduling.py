@@ -277,3 +277,33 @@ def test_a_task_cancelled_before_it_is_sent_never_runs(manual_orch):
     assert [w.task_id for w in be.sent[wid]] == [2]
     be.finish(wid)
     assert kept.get(1) == 3
+
+
+class _CannotStart(FakeBackend):
+    def start_worker(self, worker_id):
+        from laneway.errors import PoolError
+
+        super().start_worker(worker_id)
+        raise PoolError(f"could not start worker process {worker_id}: no such executable")
+
+
+def test_a_pool_whose_workers_cannot_start_fails_its_tasks_fast_with_the_cause(manual_orch):
+    from laneway.actors import ChildState
+    from laneway.errors import SystemShutdown
+
+    backend = _CannotStart(auto_ready=False)
+    with manual_orch.events.subscribe("pool.worker.start_failed") as sub:
+        pool = manual_orch.start_pool(backend=backend, workers=1)
+        fut = pool.submit(add, 1, 2)
+        for failures in (1, 2):
+            assert sub.wait_for(lambda e: e.data["failures"] == failures, 10)
+            assert manual_orch.clock.wait_for_timers(1, timeout=10)
+            manual_orch.clock.advance(5)  # the manager retries after its backoff
+        assert sub.wait_for(lambda e: e.data["failures"] == 3, 10)
+    with pytest.raises(SystemShutdown, match="workers cannot start: PoolError: .*no such executable"):
+        fut.get(timeout=10)
+    with pytest.raises(SystemShutdown, match="pool is down"):
+        pool.submit(add, 1, 2)
+    (letter,) = manual_orch.dead_letters.list("pool")
+    assert "no such executable" in letter.reason
+    assert all(c.state is not ChildState.RUNNING for c in pool._sup.which_children())
