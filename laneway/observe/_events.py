@@ -13,14 +13,11 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import attrs
 
 log = logging.getLogger(__name__)
-
-EventFilter = "str | Iterable[str] | Callable[[Event], bool] | None"
-
 
 @attrs.frozen(slots=True)
 class Event:

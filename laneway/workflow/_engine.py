@@ -21,7 +21,6 @@ from laneway.workflow._model import (
     TaskDefinition,
     TaskRecord,
     WorkflowDefinition,
-    WorkflowState,
     WorkflowStatus,
     WorkflowVersion,
 )

@@ -21,7 +21,7 @@ from laneway.actors._clock import TimerHandle
 from laneway.actors._future import Future
 from laneway.errors import Cancelled, LanewayTimeout, TaskTimedOut, WorkflowError, WorkflowFailed, WorkflowStateError
 from laneway.observe._progress import ProgressStream
-from laneway.workflow._cancel import CancellationToken
+from laneway.lanes._token import CancellationToken
 from laneway.workflow._context import ProgressReporter, TaskContext
 from laneway.workflow._dag import descendants
 from laneway.workflow._model import (
