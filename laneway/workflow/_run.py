@@ -71,6 +71,7 @@ class WorkflowRun:
         self._lock = engine._new_lock()
         self._depth = 0
         self._effects: list[Callable[[], None]] = []
+        self._draining = False
         self.state = snap.state
         self.version = snap.version
         self.records: dict[str, TaskRecord] = dict(snap.tasks)
@@ -97,14 +98,36 @@ class WorkflowRun:
                 yield
             finally:
                 self._depth -= 1
-                effects = None
-                if self._depth == 0:
+                drain = self._depth == 0 and not self._draining
+                if drain:
+                    self._draining = True
+        if drain:
+            self._drain()
+
+    def _drain(self) -> None:
+        # One thread at a time runs the outbox, so effects run in the order they
+        # were queued even across threads: a task's dead letter is written before
+        # the workflow's future settles, also when another thread's attempt is
+        # the one that ended the workflow. Others leave their effects to it.
+        idle = False
+        try:
+            while True:
+                with self._lock:
+                    if not self._effects:
+                        # Cleared under the lock that guards appends: nothing
+                        # queued after this check can be left without a drainer.
+                        self._draining, idle = False, True
+                        return
                     effects, self._effects = self._effects, []
-        for fn in effects or ():
-            try:
-                fn()
-            except Exception:
-                log.exception("workflow %s: effect %r raised", self.id, fn)
+                for fn in effects:
+                    try:
+                        fn()
+                    except Exception:
+                        log.exception("workflow %s: effect %r raised", self.id, fn)
+        finally:
+            if not idle:
+                with self._lock:
+                    self._draining = False
 
     def _new_future(self) -> Future[WorkflowStatus]:
         future: Future[WorkflowStatus] = Future()

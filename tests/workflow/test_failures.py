@@ -1,5 +1,7 @@
 """Failures: allow_failure, skipped dependents with reasons, retries and timeouts on a manual clock, dead letters."""
 
+import threading
+
 import pytest
 
 from laneway.errors import TaskTimedOut, WorkflowFailed
@@ -38,6 +40,34 @@ def test_failure_skips_dependents_with_reason_and_fails_the_workflow(basic, orch
     letters = orch.dead_letters.list(f"workflow:{status.workflow_id}")
     assert [(x.work_id, x.attempts) for x in letters] == [("bad", 1)]
     assert "exploded" in letters[0].error
+
+
+def test_dead_letter_is_written_before_the_workflow_settles_when_another_thread_ends_it(engine, orch):
+    # 'bad' fails on one executor thread; 'other' ends the workflow on another
+    # thread while the first is still between its state change and its
+    # dead letter. Whoever waits on the workflow must find the letter there.
+    gate = Gate()
+    engine.register_executor("gate", gate)
+    engine.register_executor("boom", boom)
+    settled = threading.Event()
+    letters_at_settle = []
+
+    def hold_failing_thread(event):
+        if event.data["task_id"] == "bad":
+            gate.open("other")
+            settled.wait(0.5)  # the bug let the workflow settle meanwhile; fixed, it waits for this thread
+
+    orch.events.add_listener(hold_failing_thread, "workflow.task.failed")
+    wf = engine.create_workflow([T("bad", agent="boom"), T("other", agent="gate")])
+
+    def on_settled(_future):
+        letters_at_settle.extend(orch.dead_letters.list(f"workflow:{wf.id}"))
+        settled.set()
+
+    wf.future.add_done_callback(on_settled)
+    status = wf.start().wait(WAIT)
+    assert status.state is WorkflowState.FAILED and status.tasks["other"].state is TaskState.COMPLETED
+    assert [x.work_id for x in letters_at_settle] == ["bad"]
 
 
 def test_allow_failure_lets_the_workflow_go_on(basic):
