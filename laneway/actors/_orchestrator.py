@@ -71,8 +71,10 @@ class Orchestrator:
         ask_timeout: default seconds an ``ask`` waits for its reply.
         shutdown_timeout: default seconds each top-level actor gets to stop.
         store: where durable state goes (lanes' pending commands, dead letters,
-            workflows): a :class:`~laneway.store.Store`, or a path for a SQLite
-            file. None keeps everything in memory.
+            workflows): a :class:`~laneway.store.Store`, a path for a SQLite
+            file, or a ``postgresql://`` URL (needs ``laneway[postgres]``).
+            None keeps everything in memory. A store given by path or URL is
+            closed at shutdown.
 
     Example:
         >>> with Orchestrator(name="demo") as orch:
@@ -376,6 +378,10 @@ class Orchestrator:
 def _open_store(store: Any) -> Any:
     if store is None:
         return None
+    if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
+        from laneway.store import PostgresStore
+
+        return PostgresStore(store)
     if isinstance(store, (str, os.PathLike)):
         from laneway.store import SQLiteStore
 
@@ -383,5 +389,5 @@ def _open_store(store: Any) -> Any:
     from laneway.store import Store
 
     if not isinstance(store, Store):
-        raise ConfigError(f"store must be a Store or a path to a SQLite file, got {store!r}")
+        raise ConfigError(f"store must be a Store, a SQLite file path or a postgresql:// URL, got {store!r}")
     return store

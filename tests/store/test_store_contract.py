@@ -1,4 +1,4 @@
-"""The Store protocol, run against every backend: SQLite always, PostgreSQL when LANEWAY_PG_DSN is set."""
+"""The Store protocol, run against every backend: SQLite always; PostgreSQL at LANEWAY_PG_DSN, or on a private server when one is installed."""
 
 import threading
 
@@ -104,3 +104,23 @@ def test_postgres_store_without_a_server_fails_typed():
     pytest.importorskip("psycopg")
     with pytest.raises(StoreError, match="cannot connect"):
         PostgresStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def location(request, tmp_path):
+    return str(tmp_path / "o.db") if request.param == "sqlite" else request.getfixturevalue("pg_database")
+
+
+def test_orchestrator_opens_a_store_from_a_path_or_url_and_closes_it_at_shutdown(location):
+    with Orchestrator(name="store-by-name", store=location) as orch:
+        orch.dead_letters.put("test", "kept", work_id="w1")
+        store = orch.store
+    assert store._closed, "a store the orchestrator opened is closed at shutdown"
+    with Orchestrator(name="store-again", store=location) as orch:
+        assert [x.work_id for x in orch.dead_letters.list("test")] == ["w1"]
+
+
+def test_orchestrator_refuses_a_store_it_cannot_use():
+    with pytest.raises(ConfigError, match="postgresql:// URL, got 42"):
+        Orchestrator(name="bad-store", store=42)

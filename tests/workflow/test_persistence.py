@@ -150,10 +150,18 @@ def test_explicit_checkpoint_is_cleared_when_the_task_completes(engine):
     assert engine._wstore.load_checkpoint(wf.id, "s") == (False, None)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_location(request, tmp_path):
+    """What both processes pass as ``Orchestrator(store=...)``: a SQLite file or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "wf.db")
+    return request.getfixturevalue("pg_database")
+
+
 @pytest.mark.multiprocess
 @pytest.mark.chaos
-def test_sigkilled_workflow_resumes_in_a_new_process(tmp_path):
-    db, log = str(tmp_path / "wf.db"), str(tmp_path / "runs.log")
+def test_sigkilled_workflow_resumes_in_a_new_process(tmp_path, store_location):
+    db, log = store_location, str(tmp_path / "runs.log")
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     child = subprocess.Popen(
         [sys.executable, str(HERE / "crash_child.py"), db, log, "start"], stdout=subprocess.PIPE, text=True, env=env

@@ -1,0 +1,35 @@
+import os
+import urllib.parse
+import uuid
+
+import pytest
+
+from .pg_server import throwaway_server, unavailable_reason
+
+
+@pytest.fixture(scope="session")
+def pg_dsn():
+    """PostgreSQL for the tests: LANEWAY_PG_DSN (a postgresql:// URL) if set, else a private server
+    started from the installed binaries; skipped with the reason when neither is there."""
+    dsn = os.environ.get("LANEWAY_PG_DSN")
+    if dsn:
+        yield dsn
+        return
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with throwaway_server() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def pg_database(pg_dsn):
+    """A URL of a fresh, empty database on that server, dropped after the test."""
+    import psycopg
+
+    name = f"laneway_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield urllib.parse.urlunsplit(urllib.parse.urlsplit(pg_dsn)._replace(path=f"/{name}"))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
