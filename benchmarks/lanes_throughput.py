@@ -4,6 +4,8 @@ Shapes (a3s-lane's benchmark, see /work/shared/ANCHORS.md):
   * 100 no-op commands round-robin over 10 lanes (priority i, min 1, max 10), and over 1 lane;
     a3s-lane's submit blocks, so 100 threads keep them in flight; laneway's submit returns a
     handle, so one thread submits all 100 then waits for them.
+  * 1,000 no-op commands round-robin over the 6 default lanes (system, control, query, session,
+    skill, prompt: ``orch.start_lanes()`` / ``PyLane()`` as they come), same drivers as above.
   * steady state: 4 submitter threads, each submitting batches of 100 and waiting, 20,000 in all.
   * latency: sequential submit-and-wait, one at a time; raw laneway and pykka asks for reference.
 Managers are built and warmed before timing. Medians of --rounds rounds.
@@ -34,7 +36,10 @@ def ten_lanes() -> list[LaneConfig]:
             for i in range(10)]
 
 
-def laneway_manager(orch: Orchestrator, configs: list[LaneConfig]):
+DEFAULTS = ["system", "control", "query", "session", "skill", "prompt"]  # the default lanes, both libraries
+
+
+def laneway_manager(orch: Orchestrator, configs: list[LaneConfig] | None):
     tools = ToolRegistry()
     tools.register(noop, name="noop")
     return orch.start_lanes(lanes=configs, tools=tools, store=None)
@@ -97,13 +102,17 @@ def main() -> None:
     lanes10 = laneway_manager(orch10, ten_lanes())
     lanes1 = laneway_manager(orch1, [LaneConfig("only", priority=0, min_concurrency=1, max_concurrency=10,
                                                 pressure_threshold=None)])
+    orch6 = Orchestrator(name="bench6")
+    lanes6 = laneway_manager(orch6, None)  # None: the six default lanes
     names10 = [f"lane{i}" for i in range(10)]
     for _ in range(3):  # warm: threads started, code paths hot
         burst_laneway(lanes10, names10, 200)
         burst_laneway(lanes1, ["only"], 200)
+        burst_laneway(lanes6, DEFAULTS, 1000)
     lw: dict[str, float] = {}
     lw["100 over 10 lanes"] = median_of(r, lambda: burst_laneway(lanes10, names10, 100))
     lw["100 over 1 lane"] = median_of(r, lambda: burst_laneway(lanes1, ["only"], 100))
+    lw["1000 over 6 defaults"] = median_of(r, lambda: burst_laneway(lanes6, DEFAULTS, 1000))
     lw["100 over 10, 100 threads"] = median_of(
         r, lambda: burst_threads(lambda i: lanes10.call(names10[i % 10], "noop", {"x": i}), 100, 100))
     lw["steady 20k, 4 submitters"] = median_of(r, lambda: steady_laneway(lanes10, names10, 20_000, 4))
@@ -113,6 +122,7 @@ def main() -> None:
     lat_rows = {"laneway lanes": (p50, p99)}
     orch10.shutdown()
     orch1.shutdown()
+    orch6.shutdown()
 
     orch = Orchestrator(name="bench-ask")
     ref = orch.spawn(Echo, name="echo")
@@ -138,24 +148,29 @@ def main() -> None:
                                      for i in range(10)])
             a1 = PyLane.with_lanes([PyLaneConfig("only", priority=0, min_concurrency=1, max_concurrency=10)])
             a10.start()
+            a6 = PyLane()  # its six default lanes, the same names as laneway's
             a1.start()
+            a6.start()
             burst_threads(lambda i: a10.submit(f"lane{i % 10}", "noop", {"x": i}), 100, 100)
+            burst_threads(lambda i: a6.submit(DEFAULTS[i % 6], "noop", {"x": i}), 100, 100)
             a = {
                 "100 over 10 lanes": median_of(r, lambda: burst_threads(
                     lambda i: a10.submit(f"lane{i % 10}", "noop", {"x": i}), 100, 100)),
                 "100 over 1 lane": median_of(r, lambda: burst_threads(lambda i: a1.submit("only", "noop", {"x": i}), 100, 100)),
+                "1000 over 6 defaults": median_of(r, lambda: burst_threads(
+                    lambda i: a6.submit(DEFAULTS[i % 6], "noop", {"x": i}), 1000, 100)),
             }
             ops, p50, p99 = latency(lambda i: a10.submit("lane3", "noop", {"x": i}), 100)
             a["sequential submit+wait"] = ops
             a["100 over 10, 100 threads"] = a["100 over 10 lanes"]
             rows["a3s-lane 0.4.0"] = a
             lat_rows["a3s-lane 0.4.0"] = (p50, p99)
-            for lane in (a10, a1):
+            for lane in (a10, a1, a6):
                 lane.shutdown()
                 lane.drain(10.0)
 
-    shapes = ["100 over 10 lanes", "100 over 1 lane", "100 over 10, 100 threads", "steady 20k, 4 submitters",
-              "sequential submit+wait"]
+    shapes = ["100 over 10 lanes", "100 over 1 lane", "1000 over 6 defaults", "100 over 10, 100 threads",
+              "steady 20k, 4 submitters", "sequential submit+wait"]
     print(f"\nops/s (median of {r} rounds; 2-core machine, shared)")
     print(f"{'':26}" + "".join(f"{k:>18}" for k in rows))
     for shape in shapes:
