@@ -38,6 +38,7 @@ class Lane:
         self.active = 0
         self.waiting: dict[str, Command] = {}  # pending commands, oldest first
         self.runs: dict[Run, None] = {}
+        self.preemptible_runs = 0  # runs whose command is preemptible: none, no victim to look for
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         self.rate_timer: Timer | None = None  # set while the rate limit holds the lane back
         self.throughput = Throughput(now)
@@ -69,7 +70,13 @@ class Lane:
 
     def eligible(self) -> bool:
         """May the scheduler take a command from this lane now (rate limits aside)?"""
-        return not self.paused and self.rate_timer is None and self.active < self.cap and self.has_work()
+        # cap and has_work() spelled out: this runs several times per command.
+        if self.paused or self.rate_timer is not None:
+            return False
+        group = self.group
+        if group is None:
+            return self.active < self.config.max_concurrency and (len(self.queue) > 0 or len(self.preemptors) > 0)
+        return self.active < group.max_concurrent and (len(self.preemptors) > 0 or len(group.pending) > 0)
 
     def take(self) -> Command | None:
         """The next command to start, or None; a group's placeholder turns the lane into group mode."""

@@ -151,7 +151,8 @@ class Scheduler:
     def _start_locked(self, cmd: Command, acts: Acts) -> None:
         lane = cmd.lane
         lane.remove_waiting(cmd)
-        cmd.cancel_timers()  # deadline boosts are moot once it runs
+        if cmd.timers:
+            cmd.cancel_timers()  # deadline boosts are moot once it runs
         cmd.state = CommandState.RUNNING
         cmd.attempts += 1
         now = self._clock.now()
@@ -160,6 +161,8 @@ class Scheduler:
         if lane.active <= lane.config.min_concurrency:
             self._reserved -= 1
         lane.runs[run] = None
+        if cmd.preemptible:
+            lane.preemptible_runs += 1
         self._running += 1
         if lane.limiter is not None:
             lane.limiter.record(now)
@@ -188,6 +191,8 @@ class Scheduler:
         if lane.active < lane.config.min_concurrency:
             self._reserved += 1
         del lane.runs[run]
+        if cmd.preemptible:
+            lane.preemptible_runs -= 1
         self._running -= 1
         lane.note_run_time(now - run.started_at)
         if run.superseded:
@@ -206,7 +211,8 @@ class Scheduler:
 
     def _final_locked(self, cmd: Command) -> None:
         """The command reached a final state: forget it, release its group, wake drainers."""
-        cmd.cancel_timers()
+        if cmd.timers:
+            cmd.cancel_timers()
         del self._commands[cmd.id]
         group = cmd.group
         if group is not None:

@@ -241,7 +241,7 @@ class Submitter(SessionLanes):
         lane = cmd.lane
         if cmd.id in self._commands:
             raise ConfigError(f"command id {cmd.id!r} is already in use")
-        if lane.active >= lane.cap and lane.runs and self._preempt_locked(cmd, acts):
+        if lane.preemptible_runs and lane.active >= lane.cap and self._preempt_locked(cmd, acts):
             position, eta = 0, 0.0
         else:
             position = lane.queue.estimate(cmd.caller, cmd.level) + len(lane.preemptors)

@@ -144,6 +144,9 @@ class ToolSpec:
     module: str = ""
     accepts_extra: bool = False  #: parameters were inferred from a signature with ``**kwargs``
     _declared: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
+    # (name, accepted types, required) per parameter, resolved on first use: every submit validates.
+    _checks: tuple[tuple[str, tuple[type, ...] | None, bool], ...] | None = attrs.field(
+        init=False, default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_declared", frozenset(p.name for p in self.parameters))
@@ -154,11 +157,26 @@ class ToolSpec:
         for key in params:
             if key not in declared and not self.accepts_extra:
                 raise ToolParameterError(f"tool {self.name!r}: unknown parameter {key!r}; it takes {sorted(declared)}")
-        for p in self.parameters:
-            if p.name in params:
-                p.check(self.name, params[p.name])
-            elif p.required:
-                raise ToolParameterError(f"tool {self.name!r}: missing required parameter {p.name!r}")
+        checks = self._checks
+        if checks is None:
+            try:
+                checks = tuple((p.name, p.python_types, p.required) for p in self.parameters)
+            except ConfigError:
+                checks = None  # a bad type name raises only when that parameter is given, as before
+            object.__setattr__(self, "_checks", checks)
+            if checks is None:
+                for p in self.parameters:
+                    if p.name in params:
+                        p.check(self.name, params[p.name])
+                    elif p.required:
+                        raise ToolParameterError(f"tool {self.name!r}: missing required parameter {p.name!r}")
+                return
+        for i, (name, types, required) in enumerate(checks):
+            if name in params:
+                if types is not None and not _accepts(types, params[name]):
+                    self.parameters[i].check(self.name, params[name])  # raises, with the message
+            elif required:
+                raise ToolParameterError(f"tool {self.name!r}: missing required parameter {name!r}")
 
     def schema(self) -> dict[str, Any]:
         """A JSON-Schema-like description (for LLM tool lists)."""

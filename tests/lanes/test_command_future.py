@@ -1,0 +1,82 @@
+"""A command's future makes its condition lazily; it must still behave as a concurrent.futures.Future."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+
+import pytest
+
+from laneway.errors import LanewayTimeout
+from laneway.lanes._command import CommandFuture
+
+
+def test_settled_before_anyone_waits_needs_no_condition():
+    f = CommandFuture("c-1")
+    assert f.settle(5) and not f.settle(6)
+    assert f._cond is None
+    assert f.done() and f.result(0) == 5 and f.get(0) == 5 and f.exception() is None
+
+
+def test_error_settled_early_is_raised_and_first_settle_wins():
+    f = CommandFuture("c-2")
+    assert f.settle(error=ValueError("boom"))
+    assert not f.settle(1)
+    with pytest.raises(ValueError, match="boom"):
+        f.result(0)
+
+
+def test_waiter_before_settle_is_woken_from_another_thread():
+    f = CommandFuture("c-3")
+    got = []
+    t = threading.Thread(target=lambda: got.append(f.result(10)))
+    t.start()
+    while f._cond is None:  # the waiter made the condition
+        threading.Event().wait(0.001)
+    threading.Timer(0.01, lambda: f.settle("late")).start()
+    t.join(10)
+    assert got == ["late"]
+
+
+def test_timeout_is_typed_and_names_the_command():
+    f = CommandFuture("c-4")
+    with pytest.raises(LanewayTimeout, match="result of command c-4"):
+        f.get(0.01)
+
+
+def test_callbacks_wait_and_cancel_keep_the_stdlib_behaviour():
+    f = CommandFuture("c-5")
+    seen = []
+    f.add_done_callback(lambda fut: seen.append(fut.result()))
+    g = CommandFuture("c-6")
+    threading.Timer(0.01, lambda: (f.settle(1), g.settle(2))).start()
+    done, _ = concurrent.futures.wait([f, g], timeout=10)
+    assert done == {f, g} and seen == [1]
+    c = CommandFuture("c-7")
+    assert c.cancel() and c.cancelled() and not c.settle(3)
+    with pytest.raises(concurrent.futures.CancelledError):
+        c.result(0)
+
+
+def test_awaitable_settled_before_and_after():
+    early = CommandFuture("c-8")
+    early.settle("early")
+    late = CommandFuture("c-9")
+
+    async def main():
+        asyncio.get_running_loop().call_later(0.01, late.settle, "late")
+        return await early, await late
+
+    assert asyncio.run(main()) == ("early", "late")
+
+
+def test_many_racing_settles_and_waiters_never_lose_a_result():
+    futures = [CommandFuture(f"r-{i}") for i in range(2000)]
+    results = []
+    waiter = threading.Thread(target=lambda: results.extend(f.result(10) for f in futures))
+    waiter.start()
+    for i, f in enumerate(futures):
+        f.settle(i)
+    waiter.join(10)
+    assert results == list(range(2000))
