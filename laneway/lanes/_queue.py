@@ -33,12 +33,15 @@ class FairQueue:
     equal levels go in submission order.
     """
 
-    __slots__ = ("_callers", "_len")
+    __slots__ = ("_callers", "_len", "_spare")
 
     def __init__(self) -> None:
         # Insertion order is the round-robin order: the first caller is served next.
         self._callers: dict[str, _CallerQueue] = {}
         self._len = 0
+        # Emptied caller queues for reuse: a caller's queue empties and comes back all the time
+        # when a lane keeps up with its callers. Bounded, so many one-off callers leave no trail.
+        self._spare: list[_CallerQueue] = []
 
     def __len__(self) -> int:
         return self._len
@@ -47,7 +50,7 @@ class FairQueue:
         """Queue ``cmd`` (its ``level`` and ``seq`` set)."""
         cq = self._callers.get(cmd.caller)
         if cq is None:
-            cq = self._callers[cmd.caller] = _CallerQueue()
+            cq = self._callers[cmd.caller] = self._spare.pop() if self._spare else _CallerQueue()
         heapq.heappush(cq.heap, (cmd.level, cmd.seq, cmd))
         cq.live += 1
         cq.per_level[cmd.level] += 1
@@ -76,27 +79,32 @@ class FairQueue:
             del callers[caller]
             if cq.live:
                 callers[caller] = cq  # to the back of the round
+            else:
+                self._retire(cq)
             if cmd is not None:
                 return cmd
         return None
 
-    @staticmethod
-    def _valid(entry: tuple[int, int, Command]) -> bool:
-        level, seq, cmd = entry
-        return cmd.queued and cmd.level == level and cmd.seq == seq
-
     def _pop_live(self, cq: _CallerQueue) -> Command | None:
         heap = cq.heap
         while heap:
-            entry = heapq.heappop(heap)
-            if self._valid(entry):
-                cmd = entry[2]
+            level, seq, cmd = heapq.heappop(heap)
+            if cmd.queued and cmd.level == level and cmd.seq == seq:  # else a stale entry (cancelled, promoted)
                 cq.live -= 1
-                cq.per_level[cmd.level] -= 1
+                cq.per_level[level] -= 1
                 self._len -= 1
                 return cmd
         cq.live = 0
         return None
+
+    def _retire(self, cq: _CallerQueue) -> None:
+        """Keep an emptied caller queue for reuse; what is left in its heap is stale."""
+        if len(self._spare) < 8:
+            cq.heap.clear()
+            cq.live = 0
+            if any(cq.per_level):
+                cq.per_level[:] = [0] * _LEVELS
+            self._spare.append(cq)
 
     def discard(self, cmd: Command) -> None:
         """Account for ``cmd`` leaving the queue other than by :meth:`pop` (call before marking it not queued)."""
@@ -108,6 +116,7 @@ class FairQueue:
         self._len -= 1
         if cq.live == 0:
             del self._callers[cmd.caller]
+            self._retire(cq)
 
     def promote(self, cmd: Command, level: int) -> None:
         """Move a queued command to ``level`` (keeps its submission order within the new level)."""

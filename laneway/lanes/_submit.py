@@ -283,7 +283,8 @@ class Submitter(SessionLanes):
         cmd.attempts = attempts
         if cmd.id in self._commands:
             raise ConfigError(f"command id {cmd.id!r} is already in use")
-        self._announce_submitted([cmd])
+        if self._pending is not None or self._events.active:
+            self._announce_submitted([cmd])
         acts: Acts = []
         try:
             with self._lock:
@@ -296,7 +297,8 @@ class Submitter(SessionLanes):
         except BaseException as exc:
             self._reject_submitted([cmd], exc)
             raise
-        self._do(acts)
+        if acts:
+            self._do(acts)
         return CommandHandle(cmd.id, lane.name, position, eta, cmd.future, cancel_fn=self.cancel)  # type: ignore[attr-defined]
 
     # parallel batches in a session -------------------------------------------------------------
