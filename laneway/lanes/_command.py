@@ -43,9 +43,31 @@ class CommandFuture(Future[Any]):
         self._state = _cf.PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
         self._command_id = command_id
+        # The base class's _waiters and _done_callbacks lists, made on first use like the condition:
+        # fewer long-lived objects per queued command means fewer garbage collections.
+        self._waiter_list: list[Any] | None = None
+        self._callback_list: list[Any] | None = None
+
+    @property
+    def _waiters(self) -> list[Any]:
+        lst = self._waiter_list
+        if lst is None:
+            with _cond_lock:
+                lst = self._waiter_list
+                if lst is None:
+                    lst = self._waiter_list = []
+        return lst
+
+    @property
+    def _done_callbacks(self) -> list[Any]:
+        lst = self._callback_list
+        if lst is None:
+            with _cond_lock:
+                lst = self._callback_list
+                if lst is None:
+                    lst = self._callback_list = []
+        return lst
 
     @property
     def _what(self) -> str:  # type: ignore[override]
@@ -130,17 +152,24 @@ class Command:
         self.run: Run | None = None
         self.group: Group | None = None  # member of a parallel group
         self.batch: Group | None = None  # the queue placeholder of a parallel group
-        self.timers: list[Timer] = []
+        self.timers: list[Timer] | None = None  # made by add_timer: most commands never get one
         self.durable = durable  # its record lives in the manager's store until it ends
         self.named = durable  # its tool is registered by name (the manager sets it when there is no store)
 
     def __repr__(self) -> str:
         return f"<Command {self.id} {self.spec.name} in {self.lane.name} {self.state.value}>"
 
+    def add_timer(self, timer: Timer) -> None:
+        if self.timers is None:
+            self.timers = [timer]
+        else:
+            self.timers.append(timer)
+
     def cancel_timers(self) -> None:
-        for t in self.timers:
-            t.cancel()
-        self.timers.clear()
+        if self.timers:
+            for t in self.timers:
+                t.cancel()
+        self.timers = None
 
     def payload(self, *, with_fn: bool = False) -> dict[str, Any]:
         """What the store (tool by name only) and the dead-letter queue keep to run it again.

@@ -89,6 +89,7 @@ class LaneManager(Submitter):
         if not isinstance(self.tools, ToolRegistry):
             raise ConfigError(f"tools must be a ToolRegistry, got {tools!r}")
         self._anon_specs = weakref.WeakKeyDictionary()
+        self._cancel_fn = self.cancel  # one bound method for every handle, not one per submit
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self._init_sessions(max_sessions, session_idle_s)

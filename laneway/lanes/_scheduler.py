@@ -167,7 +167,7 @@ class Scheduler:
         if lane.limiter is not None:
             lane.limiter.record(now)
         if cmd.timeout is not None:
-            cmd.timers.append(self._timers.schedule(cmd.timeout, partial(self._on_timeout, run)))
+            cmd.add_timer(self._timers.schedule(cmd.timeout, partial(self._on_timeout, run)))
         if self._space_waiters:
             self._space.notify_all()
         self._exec.launch_locked(run, acts)
@@ -249,7 +249,7 @@ class Scheduler:
             self._emit(acts, "queue.command.retry", lane.name, command_id=cmd.id, caller=cmd.caller,
                        attempt=cmd.attempts, delay_s=delay, error=repr(error))
             if delay > 0:
-                cmd.timers.append(self._timers.schedule(delay, partial(self._retry_due, cmd)))
+                cmd.add_timer(self._timers.schedule(delay, partial(self._retry_due, cmd)))
             else:
                 self._requeue_locked(cmd)
             return
@@ -284,7 +284,7 @@ class Scheduler:
         acts: Acts = []
         with self._lock:
             if cmd.state is CommandState.RETRY_WAIT:
-                cmd.timers.clear()
+                cmd.timers = None  # the retry timer fired; nothing left to cancel
                 self._requeue_locked(cmd)
                 self._dispatch_locked(acts)
         self._do(acts)

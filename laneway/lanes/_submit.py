@@ -257,7 +257,7 @@ class Submitter(SessionLanes):
         self._commands[cmd.id] = cmd
         if cmd.deadline_s is not None:
             for fraction in lane.config.deadline_boosts:
-                cmd.timers.append(self._timers.schedule(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
+                cmd.add_timer(self._timers.schedule(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
         self._lane_changed_locked(lane, acts)
         return position, eta
 
@@ -299,7 +299,7 @@ class Submitter(SessionLanes):
             raise
         if acts:
             self._do(acts)
-        return CommandHandle(cmd.id, lane.name, position, eta, cmd.future, cancel_fn=self.cancel)  # type: ignore[attr-defined]
+        return CommandHandle(cmd.id, lane.name, position, eta, cmd.future, cancel_fn=self._cancel_fn)  # type: ignore[attr-defined]
 
     # parallel batches in a session -------------------------------------------------------------
 
@@ -351,4 +351,4 @@ class Submitter(SessionLanes):
             self._reject_submitted(members, exc)
             raise
         self._do(acts)
-        return [CommandHandle(c.id, lane.name, position, eta, c.future, cancel_fn=self.cancel) for c in members]  # type: ignore[attr-defined]
+        return [CommandHandle(c.id, lane.name, position, eta, c.future, cancel_fn=self._cancel_fn) for c in members]  # type: ignore[attr-defined]

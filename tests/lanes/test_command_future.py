@@ -80,3 +80,16 @@ def test_many_racing_settles_and_waiters_never_lose_a_result():
         f.settle(i)
     waiter.join(10)
     assert results == list(range(2000))
+
+
+def test_as_completed_and_late_callbacks_see_every_future():
+    futures = [CommandFuture(f"a-{i}") for i in range(20)]
+    for f in futures[:10]:
+        f.settle(1)  # settled before anyone registers a waiter or callback
+    seen = []
+    for f in futures:
+        f.add_done_callback(lambda fut: seen.append(fut))
+    threading.Timer(0.01, lambda: [f.settle(2) for f in futures[10:]]).start()
+    done = list(concurrent.futures.as_completed(futures, timeout=10))
+    assert set(done) == set(futures) and len(seen) == 20
+    assert sum(f.result() for f in futures) == 30
