@@ -52,21 +52,19 @@ class CommandFuture(Future[Any]):
     @property
     def _waiters(self) -> list[Any]:
         lst = self._waiter_list
-        if lst is None:
-            with _cond_lock:
-                lst = self._waiter_list
-                if lst is None:
-                    lst = self._waiter_list = []
-        return lst
+        return lst if lst is not None else self._make_list("_waiter_list")
 
     @property
     def _done_callbacks(self) -> list[Any]:
         lst = self._callback_list
-        if lst is None:
-            with _cond_lock:
-                lst = self._callback_list
-                if lst is None:
-                    lst = self._callback_list = []
+        return lst if lst is not None else self._make_list("_callback_list")
+
+    def _make_list(self, slot: str) -> list[Any]:
+        with _cond_lock:
+            lst = getattr(self, slot)
+            if lst is None:
+                lst = []
+                setattr(self, slot, lst)
         return lst
 
     @property
