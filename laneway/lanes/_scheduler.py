@@ -68,7 +68,8 @@ class Scheduler:
 
     def _emit(self, acts: Acts, key: str, source: str, **data: Any) -> None:
         if self._events.active:
-            acts.append(partial(self._events.publish, key, source, **data))
+            # The dict handed over as is: a keyword partial would copy it twice more.
+            acts.append(partial(self._events.publish_dict, key, source, data))
 
     def _touch(self, lane: Lane) -> None:
         """Put the lane in (or take it out of) its priority bucket after any change."""
@@ -234,8 +235,9 @@ class Scheduler:
             acts.append(partial(self._pending.delete, cmd.id))
         acts.append(partial(cmd.future.settle, value))
         if self._events.active:  # checked here too: the event's fields are not even gathered when nobody listens
-            self._emit(acts, "queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
-                       tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
+            acts.append(partial(self._events.publish_dict, "queue.command.completed", lane.name, {
+                "command_id": cmd.id, "caller": cmd.caller, "tool": cmd.spec.name, "latency_s": latency,
+                "run_s": now - run.started_at, "attempts": cmd.attempts}))
 
     def _fail_attempt_locked(self, cmd: Command, error: BaseException, acts: Acts) -> None:
         lane = cmd.lane

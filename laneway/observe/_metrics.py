@@ -74,7 +74,8 @@ _SCOPES: dict[str, tuple[Scope, str]] = {
     "agent.task.": (Scope.AGENT, "agent_id"),
     "pool.task.": (Scope.POOL, "pool"),
 }
-_PREFIXES = (*_SCOPES, "agent.circuit.state", "supervisor.child.restarted", "pool.worker.")
+# Dotted prefixes, a filter on the key alone: the bus resolves it once per key, not once per event.
+_FILTER = (*(p.rstrip(".") for p in _SCOPES), "agent.circuit.state", "supervisor.child.restarted", "pool.worker")
 
 
 @attrs.frozen(slots=True)
@@ -226,16 +227,12 @@ class Metrics:
         self._other_events = 0
         self._routes: dict[str, Callable[[Event], None] | None] = {}
         self._exporters: list[Any] = []
-        self._remove = orch.events.add_listener(self._on_event, self._wanted)
+        self._remove = orch.events.add_listener(self._on_event, _FILTER)
         orch.on_shutdown("metrics", self.close)
         if prometheus:
             self.start_prometheus(host=prometheus_host, port=prometheus_port)
 
     # feeding ------------------------------------------------------------------
-
-    @staticmethod
-    def _wanted(event: Event) -> bool:
-        return event.key.startswith(_PREFIXES)
 
     def _on_event(self, event: Event) -> None:
         # Runs in the publisher's thread: one dict lookup to find the handler,
@@ -272,7 +269,12 @@ class Metrics:
             series = by_name.get(name)
             if series is None:
                 series = self._new_series(scope, str(name))
-            series.add(index, data.get("latency_s"))
+            latency = data.get("latency_s")
+            # _Series.add inlined: one call less per event.
+            with series.lock:
+                series.counts[index] += 1
+                if latency is not None:
+                    series.latency._add(float(latency))
 
         return count
 

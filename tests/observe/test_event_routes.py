@@ -1,0 +1,40 @@
+"""The bus resolves key-only filters once per key: joins, leaves and data-dependent filters stay exact."""
+
+from __future__ import annotations
+
+from laneway.observe import EventBus
+
+
+def test_listener_added_after_a_key_was_published_gets_it() -> None:
+    bus = EventBus()
+    first: list[str] = []
+    bus.add_listener(lambda e: first.append(e.key), "queue")
+    bus.publish("queue.command.started", "prompt")
+    late: list[str] = []
+    remove = bus.add_listener(lambda e: late.append(e.key), ("queue.command", "actor"))
+    bus.publish("queue.command.started", "prompt")
+    bus.publish("queue.commandx", "prompt")
+    remove()
+    bus.publish("queue.command.started", "prompt")
+    assert first == ["queue.command.started", "queue.command.started", "queue.commandx", "queue.command.started"]
+    assert late == ["queue.command.started"]
+
+
+def test_callable_filters_still_see_every_event() -> None:
+    bus = EventBus()
+    seen: list[int] = []
+    bus.add_listener(lambda e: seen.append(e.data["n"]), lambda e: e.data.get("n", 0) % 2 == 0)
+    for n in range(5):
+        bus.publish("queue.tick", "x", n=n)
+    assert seen == [0, 2, 4]
+
+
+def test_subscription_order_and_publish_dict() -> None:
+    bus = EventBus()
+    order: list[str] = []
+    with bus.subscribe("queue") as sub:
+        bus.add_listener(lambda e: order.append("listener:" + str(sub.get_nowait() is not None)), None)
+        bus.publish_dict("queue.command.completed", "prompt", {"command_id": "c1"})
+        bus.publish("other.key", "x")
+    assert order == ["listener:True", "listener:False"]
+    bus.publish("queue.after_close", "x")  # a closed subscription is no longer routed to
