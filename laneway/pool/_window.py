@@ -11,9 +11,8 @@ import collections
 import re
 from typing import TYPE_CHECKING, Any
 
-from laneway.actors import Future
-from laneway.errors import LanewayTimeout
 from laneway.pool._backend import TaskWire
+from laneway.pool._future import TaskFuture
 from laneway.pool._records import TaskPayload, WorkerState, WorkerStats
 
 if TYPE_CHECKING:
@@ -41,9 +40,7 @@ class Task:
         self.wire = wire
         self.attempts = attempts
         self.tries = 0
-        self.future: Future[Any] = Future()
-        self.future._what = f"result of pool task {id} ({label})"
-        self.future._timeout_error = LanewayTimeout
+        self.future = TaskFuture(id, label)
         self.label = label
         self.timer: TimerHandle | None = None
         self.dead_letter = dead_letter
