@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import concurrent.futures._base as _cf
+import threading
 from typing import Any, Generator, Generic, TypeVar
 
 from laneway.errors import AskTimeout, LanewayTimeout
@@ -62,6 +64,99 @@ class Future(concurrent.futures.Future, Generic[T]):  # type: ignore[type-arg]
             return True
         except concurrent.futures.InvalidStateError:
             return False
+
+
+# Guards the creation of lazy futures' conditions and lists, and settling before they exist.
+_lazy_lock = threading.Lock()
+_DONE = (_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED, _cf.FINISHED)
+
+
+class LazyFuture(Future[T]):
+    """A :class:`Future` whose condition (an RLock and a Condition) is made only when needed.
+
+    For hot paths that make one future per unit of work (lane commands, pool
+    tasks): ``concurrent.futures.Future.__init__`` builds the lock pair up
+    front, which was ~40 % of a tiny pool task's submit, yet most such futures
+    are settled before anyone waits on them. Until the condition exists nobody
+    can be waiting or have a callback (both go through it), so settling then
+    takes the module's ``_lazy_lock`` instead; a reader of a finished future
+    takes no lock at all. It relies on the attribute names of CPython's
+    ``concurrent.futures.Future`` (stable since 3.8); tests cover wait,
+    as_completed, callbacks, cancel, await and racing settles.
+    """
+
+    def __init__(self) -> None:  # no super().__init__(): it would build the condition
+        self._cond: threading.Condition | None = None
+        self._state = _cf.PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        # The base class's _waiters and _done_callbacks, made on first use like the condition:
+        # fewer long-lived objects per queued unit of work for the garbage collector.
+        self._waiter_list: list[Any] | None = None
+        self._callback_list: list[Any] | None = None
+
+    @property
+    def _waiters(self) -> list[Any]:
+        lst = self._waiter_list
+        return lst if lst is not None else self._make_list("_waiter_list")
+
+    @property
+    def _done_callbacks(self) -> list[Any]:
+        lst = self._callback_list
+        return lst if lst is not None else self._make_list("_callback_list")
+
+    def _make_list(self, slot: str) -> list[Any]:
+        with _lazy_lock:
+            lst = getattr(self, slot)
+            if lst is None:
+                lst = []
+                setattr(self, slot, lst)
+        return lst
+
+    @property
+    def _condition(self) -> threading.Condition:
+        cond = self._cond
+        if cond is None:
+            with _lazy_lock:
+                cond = self._cond
+                if cond is None:
+                    cond = self._cond = threading.Condition()
+        return cond
+
+    def _settle_unwatched(self, result: Any, error: BaseException | None) -> bool | None:
+        """Settle under ``_lazy_lock`` if no condition exists yet; None if it does (use the normal path)."""
+        with _lazy_lock:
+            if self._cond is not None:
+                return None
+            if self._state in _DONE:
+                return False
+            if error is not None:
+                self._exception = error
+            else:
+                self._result = result
+            self._state = _cf.FINISHED  # last: lock-free readers see the value once they see FINISHED
+        return True
+
+    def settle(self, result: Any = None, error: BaseException | None = None) -> bool:
+        if self._cond is None:
+            done = self._settle_unwatched(result, error)
+            if done is not None:
+                return done  # no waiter or callback can exist: adding one makes the condition
+        return super().settle(result, error)
+
+    def done(self) -> bool:
+        return self._state in _DONE
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state == _cf.FINISHED:
+            error = self._exception
+            if error is None:
+                return self._result
+            try:
+                raise error
+            finally:
+                self = error = None  # type: ignore[assignment]  # break the traceback cycle, as the base class does
+        return super().result(timeout)
 
 
 def resolved(value: T) -> Future[T]:

@@ -6,11 +6,9 @@ Private: only the lane manager touches them, under its scheduler lock.
 from __future__ import annotations
 
 import collections
-import concurrent.futures._base as _cf
-import threading
 from typing import TYPE_CHECKING, Any
 
-from laneway.actors import Future
+from laneway.actors._future import LazyFuture
 from laneway.errors import LanewayTimeout
 from laneway.lanes._records import CommandState
 from laneway.lanes._token import CancellationToken
@@ -22,99 +20,18 @@ if TYPE_CHECKING:
     from laneway.lanes._tools import ToolSpec
 
 
-# Guards the creation of a command future's condition, and settling before it exists.
-_cond_lock = threading.Lock()
-
-
-class CommandFuture(Future[Any]):
-    """A command's future, whose condition (an RLock and a Condition) is made only when needed.
-
-    Most command futures are settled before anyone waits on them, so the lock
-    pair ``concurrent.futures.Future`` builds up front is usually dead weight on
-    every submit. Until the condition exists nobody can be waiting or have a
-    callback (both go through it), so settling then takes the shared
-    ``_cond_lock`` instead; a reader of a finished future takes no lock at all.
-    """
+class CommandFuture(LazyFuture[Any]):
+    """A command's future: cheap to make and to settle while nobody waits (see :class:`LazyFuture`)."""
 
     _timeout_error = LanewayTimeout
 
-    def __init__(self, command_id: str) -> None:  # no super().__init__(): it would build the condition
-        self._cond: threading.Condition | None = None
-        self._state = _cf.PENDING
-        self._result: Any = None
-        self._exception: BaseException | None = None
+    def __init__(self, command_id: str) -> None:
+        super().__init__()
         self._command_id = command_id
-        # The base class's _waiters and _done_callbacks lists, made on first use like the condition:
-        # fewer long-lived objects per queued command means fewer garbage collections.
-        self._waiter_list: list[Any] | None = None
-        self._callback_list: list[Any] | None = None
-
-    @property
-    def _waiters(self) -> list[Any]:
-        lst = self._waiter_list
-        return lst if lst is not None else self._make_list("_waiter_list")
-
-    @property
-    def _done_callbacks(self) -> list[Any]:
-        lst = self._callback_list
-        return lst if lst is not None else self._make_list("_callback_list")
-
-    def _make_list(self, slot: str) -> list[Any]:
-        with _cond_lock:
-            lst = getattr(self, slot)
-            if lst is None:
-                lst = []
-                setattr(self, slot, lst)
-        return lst
 
     @property
     def _what(self) -> str:  # type: ignore[override]
         return f"result of command {self._command_id}"
-
-    @property
-    def _condition(self) -> threading.Condition:
-        cond = self._cond
-        if cond is None:
-            with _cond_lock:
-                cond = self._cond
-                if cond is None:
-                    cond = self._cond = threading.Condition()
-        return cond
-
-    def _settle_unwatched(self, result: Any, error: BaseException | None) -> bool | None:
-        """Settle under ``_cond_lock`` if no condition exists yet; None if it does (use the normal path)."""
-        with _cond_lock:
-            if self._cond is not None:
-                return None
-            if self._state in (_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED, _cf.FINISHED):
-                return False
-            if error is not None:
-                self._exception = error
-            else:
-                self._result = result
-            self._state = _cf.FINISHED  # last: lock-free readers see the value once they see FINISHED
-        return True
-
-    def settle(self, result: Any = None, error: BaseException | None = None) -> bool:
-        if self._cond is None:
-            done = self._settle_unwatched(result, error)
-            if done is not None:
-                return done  # no callbacks can exist: adding one makes the condition
-        return super().settle(result, error)
-
-    def done(self) -> bool:
-        return self._state in (_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED, _cf.FINISHED)
-
-    def result(self, timeout: float | None = None) -> Any:
-        if self._state == _cf.FINISHED:
-            error = self._exception
-            if error is None:
-                return self._result
-            try:
-                raise error
-            finally:
-                self = error = None  # type: ignore[assignment]  # break the traceback cycle, as the base class does
-        return super().result(timeout)
 
 
 class Command:

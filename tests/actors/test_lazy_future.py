@@ -1,4 +1,5 @@
-"""A command's future makes its condition lazily; it must still behave as a concurrent.futures.Future."""
+"""Lazy futures (lane commands, pool tasks) make their condition only when needed; they must still
+behave as concurrent.futures.Futures."""
 
 from __future__ import annotations
 
@@ -10,25 +11,34 @@ import pytest
 
 from laneway.errors import LanewayTimeout
 from laneway.lanes._command import CommandFuture
+from laneway.pool._future import TaskFuture
 
 
-def test_settled_before_anyone_waits_needs_no_condition():
-    f = CommandFuture("c-1")
+@pytest.fixture(params=["command", "task"])
+def make(request):
+    """Both lazy futures: the mechanics live in LazyFuture, each must still be wired to them."""
+    if request.param == "command":
+        return lambda name: CommandFuture(name)
+    return lambda name: TaskFuture(len(name), name)
+
+
+def test_settled_before_anyone_waits_needs_no_condition(make):
+    f = make("c-1")
     assert f.settle(5) and not f.settle(6)
     assert f._cond is None
     assert f.done() and f.result(0) == 5 and f.get(0) == 5 and f.exception() is None
 
 
-def test_error_settled_early_is_raised_and_first_settle_wins():
-    f = CommandFuture("c-2")
+def test_error_settled_early_is_raised_and_first_settle_wins(make):
+    f = make("c-2")
     assert f.settle(error=ValueError("boom"))
     assert not f.settle(1)
     with pytest.raises(ValueError, match="boom"):
         f.result(0)
 
 
-def test_waiter_before_settle_is_woken_from_another_thread():
-    f = CommandFuture("c-3")
+def test_waiter_before_settle_is_woken_from_another_thread(make):
+    f = make("c-3")
     got = []
     t = threading.Thread(target=lambda: got.append(f.result(10)))
     t.start()
@@ -39,30 +49,36 @@ def test_waiter_before_settle_is_woken_from_another_thread():
     assert got == ["late"]
 
 
-def test_timeout_is_typed_and_names_the_command():
+def test_timeout_is_typed_and_names_the_work():
     f = CommandFuture("c-4")
     with pytest.raises(LanewayTimeout, match="result of command c-4"):
         f.get(0.01)
+    t = TaskFuture(7, "work")
+    with pytest.raises(LanewayTimeout, match=r"result of pool task 7 \(work\)"):
+        t.get(0.01)
+    t._what = "named by the caller"
+    with pytest.raises(LanewayTimeout, match="named by the caller"):
+        t.get(0.01)
 
 
-def test_callbacks_wait_and_cancel_keep_the_stdlib_behaviour():
-    f = CommandFuture("c-5")
+def test_callbacks_wait_and_cancel_keep_the_stdlib_behaviour(make):
+    f = make("c-5")
     seen = []
     f.add_done_callback(lambda fut: seen.append(fut.result()))
-    g = CommandFuture("c-6")
+    g = make("c-6")
     threading.Timer(0.01, lambda: (f.settle(1), g.settle(2))).start()
     done, _ = concurrent.futures.wait([f, g], timeout=10)
     assert done == {f, g} and seen == [1]
-    c = CommandFuture("c-7")
+    c = make("c-7")
     assert c.cancel() and c.cancelled() and not c.settle(3)
     with pytest.raises(concurrent.futures.CancelledError):
         c.result(0)
 
 
-def test_awaitable_settled_before_and_after():
-    early = CommandFuture("c-8")
+def test_awaitable_settled_before_and_after(make):
+    early = make("c-8")
     early.settle("early")
-    late = CommandFuture("c-9")
+    late = make("c-9")
 
     async def main():
         asyncio.get_running_loop().call_later(0.01, late.settle, "late")
@@ -71,8 +87,8 @@ def test_awaitable_settled_before_and_after():
     assert asyncio.run(main()) == ("early", "late")
 
 
-def test_many_racing_settles_and_waiters_never_lose_a_result():
-    futures = [CommandFuture(f"r-{i}") for i in range(2000)]
+def test_many_racing_settles_and_waiters_never_lose_a_result(make):
+    futures = [make(f"r-{i}") for i in range(2000)]
     results = []
     waiter = threading.Thread(target=lambda: results.extend(f.result(10) for f in futures))
     waiter.start()
@@ -82,8 +98,8 @@ def test_many_racing_settles_and_waiters_never_lose_a_result():
     assert results == list(range(2000))
 
 
-def test_as_completed_and_late_callbacks_see_every_future():
-    futures = [CommandFuture(f"a-{i}") for i in range(20)]
+def test_as_completed_and_late_callbacks_see_every_future(make):
+    futures = [make(f"a-{i}") for i in range(20)]
     for f in futures[:10]:
         f.settle(1)  # settled before anyone registers a waiter or callback
     seen = []
@@ -93,3 +109,15 @@ def test_as_completed_and_late_callbacks_see_every_future():
     done = list(concurrent.futures.as_completed(futures, timeout=10))
     assert set(done) == set(futures) and len(seen) == 20
     assert sum(f.result() for f in futures) == 30
+
+
+def test_waiter_and_callbacks_see_a_settle_from_another_thread(make):
+    for _ in range(200):
+        f = make("x")
+        seen = []
+        f.add_done_callback(lambda fut: seen.append(fut.result()))
+        t = threading.Thread(target=f.settle, args=(3,))
+        t.start()
+        assert f.get(5) == 3
+        t.join()
+        assert seen == [3]
