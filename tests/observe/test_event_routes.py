@@ -29,12 +29,17 @@ def test_callable_filters_still_see_every_event() -> None:
     assert seen == [0, 2, 4]
 
 
-def test_subscription_order_and_publish_dict() -> None:
+def test_subscription_order_publish_dict_and_closing() -> None:
     bus = EventBus()
-    order: list[str] = []
-    with bus.subscribe("queue") as sub:
-        bus.add_listener(lambda e: order.append("listener:" + str(sub.get_nowait() is not None)), None)
-        bus.publish_dict("queue.command.completed", "prompt", {"command_id": "c1"})
-        bus.publish("other.key", "x")
-    assert order == ["listener:True", "listener:False"]
-    bus.publish("queue.after_close", "x")  # a closed subscription is no longer routed to
+    order: list[tuple[str, bool]] = []
+    sub = bus.subscribe("queue")
+    # Subscriptions are offered an event before listeners: the listener finds it already queued.
+    remove = bus.add_listener(lambda e: order.append((e.key, sub.get_nowait() is not None)), None)
+    bus.publish_dict("queue.command.completed", "prompt", {"command_id": "c1"})
+    bus.publish("other.key", "x")
+    sub.close()
+    bus.publish("queue.command.completed", "prompt")  # its route was cached with the subscription in it
+    remove()
+    bus.publish("queue.command.completed", "prompt")
+    assert order == [("queue.command.completed", True), ("other.key", False), ("queue.command.completed", False)]
+    assert sub.drain() == [], "a closed subscription is no longer routed to"
