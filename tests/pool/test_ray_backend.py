@@ -3,10 +3,11 @@
 One local Ray (2 CPUs) serves the whole module; each test starts its own pool on it.
 The pool suite's own tests run here again on Ray (Thespian's idea: one suite over
 every system base): their bodies are imported from ``test_processes`` and
-``test_chaos`` and get ``backend="ray"`` from the fixture below. Left out are the
-few that assert what only local processes can know (the exact signal or exit code a
-worker died of, its parent pid, three 1-CPU workers on a 2-CPU Ray) and the long
-kill-loop chaos runs; the Ray form of each is tested further down.
+``test_chaos`` and get ``backend="ray"`` from the fixture below; where Ray knows
+less than a local parent (it reports "ray actor died", not the signal or exit
+code), the shared test asks for what Ray can tell, and where the test's 2-CPU Ray
+cannot hold three 1-CPU actors it runs with two. Left out is only the long kill-loop
+chaos run; its Ray form, SIGKILLing actor processes under load, is further down.
 """
 
 from __future__ import annotations
@@ -29,11 +30,19 @@ from laneway.lanes import ToolRegistry, tool  # noqa: E402
 from laneway.pool import WorkerState  # noqa: E402
 
 from .conftest import wait_until  # noqa: E402
-from .test_chaos import test_supervisor_that_gives_up_dead_letters_what_is_left  # noqa: E402,F401
+from .test_chaos import (  # noqa: E402,F401
+    test_supervisor_that_gives_up_dead_letters_what_is_left,
+    test_kill_during_a_submit_burst,
+    test_kill_every_worker_at_once,
+)
 from .test_processes import (  # noqa: E402,F401
     test_a_hanging_task_times_out_and_its_worker_is_replaced,
     test_a_stopped_worker_misses_heartbeats_and_is_killed,
     test_cpu_bound_tasks_run_in_parallel_across_workers,
+    test_done_callbacks_run_off_the_io_thread_and_may_submit_into_a_full_queue,
+    test_worker_statistics_report_pid_state_tasks_rss_and_cpu,
+    test_a_task_that_kills_its_worker_is_dead_lettered_after_its_attempts,
+    test_sigkill_is_detected_at_once_and_the_task_retried_on_another_worker,
     test_exceptions_come_back_with_the_remote_traceback,
     test_results_kwargs_lambdas_and_closures_run_in_other_processes,
     test_unpicklable_function_argument_or_result_is_a_serialization_error,
