@@ -41,3 +41,11 @@ def pg_database(pg_dsn):
     yield urllib.parse.urlunsplit(urllib.parse.urlsplit(pg_dsn)._replace(path=f"/{name}"))
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_location(request, tmp_path):
+    """What ``Orchestrator(store=...)`` takes, on each backend: a SQLite file path or a fresh PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "state.db")
+    return request.getfixturevalue("pg_database")

@@ -70,13 +70,7 @@ class Lane:
 
     def eligible(self) -> bool:
         """May the scheduler take a command from this lane now (rate limits aside)?"""
-        # cap and has_work() spelled out: this runs several times per command.
-        if self.paused or self.rate_timer is not None:
-            return False
-        group = self.group
-        if group is None:
-            return self.active < self.config.max_concurrency and (len(self.queue) > 0 or len(self.preemptors) > 0)
-        return self.active < group.max_concurrent and (len(self.preemptors) > 0 or len(group.pending) > 0)
+        return not self.paused and self.rate_timer is None and self.active < self.cap and self.has_work()
 
     def take(self) -> Command | None:
         """The next command to start, or None; a group's placeholder turns the lane into group mode."""

@@ -234,10 +234,8 @@ class Scheduler:
         if cmd.durable and self._pending is not None:
             acts.append(partial(self._pending.delete, cmd.id))
         acts.append(partial(cmd.future.settle, value))
-        if self._events.active:  # checked here too: the event's fields are not even gathered when nobody listens
-            acts.append(partial(self._events.publish_dict, "queue.command.completed", lane.name, {
-                "command_id": cmd.id, "caller": cmd.caller, "tool": cmd.spec.name, "latency_s": latency,
-                "run_s": now - run.started_at, "attempts": cmd.attempts}))
+        self._emit(acts, "queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
+                   tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
 
     def _fail_attempt_locked(self, cmd: Command, error: BaseException, acts: Acts) -> None:
         lane = cmd.lane

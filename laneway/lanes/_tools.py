@@ -38,6 +38,9 @@ def _accepts(types: tuple[type, ...], value: Any) -> bool:
     return isinstance(value, types)
 
 
+_UNRESOLVED: Any = object()
+
+
 @attrs.frozen
 class ToolParam:
     """One declared parameter of a tool.
@@ -57,6 +60,7 @@ class ToolParam:
     type: Any = None
     description: str = ""
     required: bool = True
+    _types: Any = attrs.field(init=False, default=_UNRESOLVED, eq=False, repr=False)
 
     @property
     def python_types(self) -> tuple[type, ...] | None:
@@ -80,7 +84,11 @@ class ToolParam:
 
     def check(self, tool: str, value: Any) -> None:
         """Raise ToolParameterError if ``value`` has the wrong type."""
-        types = self.python_types
+        # Resolved once (every submit validates); a bad type name still raises on each use.
+        types = self._types
+        if types is _UNRESOLVED:
+            types = self.python_types
+            object.__setattr__(self, "_types", types)
         if types is not None and not _accepts(types, value):
             wanted = self.type if isinstance(self.type, str) else "/".join(t.__name__ for t in types)
             raise ToolParameterError(
@@ -144,9 +152,6 @@ class ToolSpec:
     module: str = ""
     accepts_extra: bool = False  #: parameters were inferred from a signature with ``**kwargs``
     _declared: frozenset[str] = attrs.field(init=False, eq=False, repr=False)
-    # (name, accepted types, required) per parameter, resolved on first use: every submit validates.
-    _checks: tuple[tuple[str, tuple[type, ...] | None, bool], ...] | None = attrs.field(
-        init=False, default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_declared", frozenset(p.name for p in self.parameters))
@@ -157,26 +162,11 @@ class ToolSpec:
         for key in params:
             if key not in declared and not self.accepts_extra:
                 raise ToolParameterError(f"tool {self.name!r}: unknown parameter {key!r}; it takes {sorted(declared)}")
-        checks = self._checks
-        if checks is None:
-            try:
-                checks = tuple((p.name, p.python_types, p.required) for p in self.parameters)
-            except ConfigError:
-                checks = None  # a bad type name raises only when that parameter is given, as before
-            object.__setattr__(self, "_checks", checks)
-            if checks is None:
-                for p in self.parameters:
-                    if p.name in params:
-                        p.check(self.name, params[p.name])
-                    elif p.required:
-                        raise ToolParameterError(f"tool {self.name!r}: missing required parameter {p.name!r}")
-                return
-        for i, (name, types, required) in enumerate(checks):
-            if name in params:
-                if types is not None and not _accepts(types, params[name]):
-                    self.parameters[i].check(self.name, params[name])  # raises, with the message
-            elif required:
-                raise ToolParameterError(f"tool {self.name!r}: missing required parameter {name!r}")
+        for p in self.parameters:
+            if p.name in params:
+                p.check(self.name, params[p.name])
+            elif p.required:
+                raise ToolParameterError(f"tool {self.name!r}: missing required parameter {p.name!r}")
 
     def schema(self) -> dict[str, Any]:
         """A JSON-Schema-like description (for LLM tool lists)."""

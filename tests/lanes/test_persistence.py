@@ -19,7 +19,7 @@ from tests.lanes.support import WAIT, lane, start_lanes
 ROOT = Path(__file__).resolve().parents[2]
 
 CRASHING_CHILD = textwrap.dedent("""
-    import sys, time
+    import sys, threading
     from laneway import Orchestrator
     from laneway.lanes import LaneConfig
     import tests.lanes.durable_tools  # registers the tools under their names
@@ -34,7 +34,7 @@ CRASHING_CHILD = textwrap.dedent("""
     for i in range(20):
         lanes.submit("work", "durable_echo", {"tag": f"c{i}", "log": log})
     print("READY", flush=True)
-    time.sleep(600)
+    threading.Event().wait()  # hold the queued commands until the parent SIGKILLs us
 """)
 
 RECOVERING_CHILD = textwrap.dedent("""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import time
 
 import psutil
@@ -62,22 +63,29 @@ def _alive(p: psutil.Process) -> bool:
 def wait_gone(pids, timeout: float = 15.0) -> set[int]:
     """Wait until none of ``pids`` runs (zombies count as gone); returns those alive at the deadline.
 
-    Never waits on the processes themselves: for children of this process that would
-    reap them behind the pool's back.
+    Waits on a pidfd per process, which turns readable when the process ends and,
+    unlike waiting on the process, never reaps a child behind the pool's back.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = {pid for pid in pids if _pid_alive(pid)}
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.02)
-
-
-def _pid_alive(pid: int) -> bool:
+    fds: dict[int, int] = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:
+            pass  # already gone (and reaped)
     try:
-        return _alive(psutil.Process(pid))
-    except psutil.NoSuchProcess:
-        return False
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        alive = set(fds)
+        while alive and (left := deadline - time.monotonic()) > 0:
+            for fd, _ in poller.poll(left * 1000):
+                poller.unregister(fd)
+                alive.discard(fd)
+        return {fds[fd] for fd in alive}
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def wait_until(pred, timeout: float = 30.0, what: str = "condition"):

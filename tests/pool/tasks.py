@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import threading
 import time
 
 
@@ -30,8 +31,7 @@ def sleep_then(seconds, value=None):
 
 
 def hang():
-    while True:
-        time.sleep(1)
+    threading.Event().wait()  # forever: only the task timeout ends it
 
 
 def segfault():

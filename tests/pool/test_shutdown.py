@@ -23,7 +23,7 @@ pytestmark = pytest.mark.multiprocess
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 OWNER = textwrap.dedent("""
-    import json, sys, time
+    import json, sys, threading
     from laneway import Orchestrator
     if __name__ == "__main__":
         orch = Orchestrator(name="owner")
@@ -31,7 +31,7 @@ OWNER = textwrap.dedent("""
         assert pool.wait_ready(timeout=60)
         assert pool.submit(pow, 2, 5).get(timeout=60) == 32
         print(json.dumps([w.pid for w in pool.workers()]), flush=True)
-        time.sleep(600)
+        threading.Event().wait()  # until the test ends this parent
 """)
 
 

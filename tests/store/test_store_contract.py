@@ -107,17 +107,12 @@ def test_postgres_store_without_a_server_fails_typed():
 
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def location(request, tmp_path):
-    return str(tmp_path / "o.db") if request.param == "sqlite" else request.getfixturevalue("pg_database")
-
-
-def test_orchestrator_opens_a_store_from_a_path_or_url_and_closes_it_at_shutdown(location):
-    with Orchestrator(name="store-by-name", store=location) as orch:
+def test_orchestrator_opens_a_store_from_a_path_or_url_and_closes_it_at_shutdown(store_location):
+    with Orchestrator(name="store-by-name", store=store_location) as orch:
         orch.dead_letters.put("test", "kept", work_id="w1")
         store = orch.store
     assert store._closed, "a store the orchestrator opened is closed at shutdown"
-    with Orchestrator(name="store-again", store=location) as orch:
+    with Orchestrator(name="store-again", store=store_location) as orch:
         assert [x.work_id for x in orch.dead_letters.list("test")] == ["w1"]
 
 

@@ -150,14 +150,6 @@ def test_explicit_checkpoint_is_cleared_when_the_task_completes(engine):
     assert engine._wstore.load_checkpoint(wf.id, "s") == (False, None)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_location(request, tmp_path):
-    """What both processes pass as ``Orchestrator(store=...)``: a SQLite file or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return str(tmp_path / "wf.db")
-    return request.getfixturevalue("pg_database")
-
-
 @pytest.mark.multiprocess
 @pytest.mark.chaos
 def test_sigkilled_workflow_resumes_in_a_new_process(tmp_path, store_location):
