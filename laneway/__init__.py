@@ -2,18 +2,57 @@
 
 Start with :class:`Orchestrator`; everything else hangs off it.
 
+Layers (each imports only from layers below it; ``.ci/run`` checks this with
+an import-linter contract, so there are no import cycles)::
+
+    laneway.cli                          the `laneway` command: demo, bench, worker, keys
+    laneway.orchestrator                 the composition root: wires the subsystems together
+    laneway.observe                      metrics, monitor, alerts, dashboard, exporters
+    laneway.workflow                     DAG workflows, versioned state, checkpoints
+    laneway.router                       capability routing behind breakers
+    laneway.lanes | laneway.pool | laneway.breakers
+                                         priority lanes; worker processes; circuit breakers
+    laneway.actors                       actors, refs, supervisors, the actor system
+    laneway.core                         clock, timers, futures, events, progress,
+                                         cancellation, backoff/retry, dead letters,
+                                         loop threads, the effect outbox
+    laneway.store                        durable state: SQLite, PostgreSQL
+    laneway.errors                       the exception hierarchy
+
+Siblings on one line do not import each other; a subsystem that needs another
+is given it by the orchestrator through a small Protocol (for example lanes
+get a :class:`laneway.core.CpuRunner` provider, not the pool). A package is
+used from outside only through the names its ``__init__`` exports.
+
+``import laneway`` stays light: :class:`Orchestrator` is imported on first use.
+
 Example:
     >>> from laneway import Orchestrator
     >>> with Orchestrator(name="demo") as orch:
     ...     pass
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any
 
 from laneway import errors
-from laneway.actors import Orchestrator
+
+if TYPE_CHECKING:
+    from laneway.orchestrator import Orchestrator
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = ["Orchestrator", "errors"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The Orchestrator pulls in every subsystem (pykka, zmq, rich...): load it on
+    # first use, so `import laneway` and worker processes stay light.
+    if name == "Orchestrator":
+        from laneway.orchestrator import Orchestrator
+
+        return Orchestrator
+    raise AttributeError(f"module 'laneway' has no attribute {name!r}")

@@ -1,23 +1,23 @@
-"""Actors on pykka, supervisor trees, restart policies and the Orchestrator.
+"""Actors on pykka, supervisor trees, restart policies and the actor system they live in.
 
 Example:
     >>> import attrs
-    >>> from laneway.actors import Actor, Orchestrator, handler
+    >>> from laneway.actors import Actor, ActorSystem, handler
     >>> @attrs.frozen
     ... class Get: pass
     >>> class Answer(Actor):
     ...     @handler(Get)
     ...     def _get(self, msg): return 42
-    >>> with Orchestrator(name="doc") as orch:
+    >>> with ActorSystem(name="doc") as orch:
     ...     orch.spawn(Answer, name="answer").ask(Get(), timeout=1)
     42
 """
 
 from laneway.actors._actor import Actor, ActorRef, Exit, ExitKind, handler
-from laneway.actors._dead_letters import DeadLetter, DeadLetterQueue
-from laneway.actors._clock import Clock, ManualClock, MonotonicClock, TimerHandle
-from laneway.actors._future import Future, resolved
-from laneway.actors._orchestrator import Orchestrator, ShutdownReport
+from laneway.core import DeadLetter, DeadLetterQueue
+from laneway.core import Clock, ManualClock, MonotonicClock, TimerHandle
+from laneway.core import Future, resolved
+from laneway.actors._system import ActorSystem, ShutdownReport
 from laneway.actors._specs import (
     Backoff,
     ChildInfo,
@@ -30,12 +30,13 @@ from laneway.actors._specs import (
     Strategy,
     StrategyKind,
 )
-from laneway.actors._threads import DaemonThreads, LoopThread
+from laneway.core import DaemonThreads, LoopThread
 from laneway.actors._supervisor import Supervisor, SupervisorRef, supervisor_spec
 
 __all__ = [
     "Actor",
     "ActorRef",
+    "ActorSystem",
     "Backoff",
     "ChildInfo",
     "ChildSpec",
@@ -52,7 +53,6 @@ __all__ = [
     "MonotonicClock",
     "OneForAll",
     "OneForOne",
-    "Orchestrator",
     "RestForOne",
     "RestartType",
     "ShutdownReport",

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 import attrs
 import pykka
 
-from laneway.actors._future import Future
+from laneway.core import Future
 from laneway.errors import ActorCrashed, ActorDead, ActorStartError, ConfigError, UnhandledMessage
 
 if TYPE_CHECKING:
-    from laneway.actors._orchestrator import Orchestrator
+    from laneway.actors._system import ActorSystem
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class Actor:
         return self._cell.lw_ref.name
 
     @property
-    def orchestrator(self) -> Orchestrator:
+    def orchestrator(self) -> ActorSystem:
         return self._cell.lw_ref.orchestrator
 
     def stop(self) -> None:
@@ -320,7 +320,7 @@ class ActorRef:
 
     __slots__ = ("name", "orchestrator", "_cell", "incarnation", "__weakref__")
 
-    def __init__(self, name: str, orchestrator: Orchestrator) -> None:
+    def __init__(self, name: str, orchestrator: ActorSystem) -> None:
         self.name = name
         self.orchestrator = orchestrator
         self._cell: _Cell | None = None

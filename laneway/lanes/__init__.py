@@ -67,9 +67,9 @@ from laneway.lanes._config import DEFAULT_LANES, LaneConfig, PreemptAction, Prio
 from laneway.lanes._lane_actor import Cancel, GetStats, LaneActor, Pause, Resume, SetMaxConcurrent, SetRateLimit, Submit
 from laneway.lanes._manager import LaneManager
 from laneway.lanes._records import CommandHandle, CommandState, DrainReport, LaneManagerStats, LaneStats
-from laneway.lanes._retry import RetryKind, RetryPolicy
+from laneway.core import RetryKind, RetryPolicy
 from laneway.lanes._sessions import SessionLane
-from laneway.lanes._token import CancellationToken, current_token
+from laneway.core import CancellationToken, current_token
 from laneway.lanes._tools import ToolParam, ToolRegistry, ToolSpec, default_registry, tool
 
 __all__ = [

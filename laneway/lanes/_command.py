@@ -8,15 +8,15 @@ from __future__ import annotations
 import collections
 from typing import TYPE_CHECKING, Any
 
-from laneway.actors._future import LazyFuture
+from laneway.core import LazyFuture
 from laneway.errors import LanewayTimeout
 from laneway.lanes._records import CommandState
-from laneway.lanes._token import CancellationToken
+from laneway.core import CancellationToken
 
 if TYPE_CHECKING:
     from laneway.lanes._lane import Lane
-    from laneway.lanes._retry import RetryPolicy
-    from laneway.lanes._timers import Timer
+    from laneway.core import RetryPolicy
+    from laneway.core import Timer
     from laneway.lanes._tools import ToolSpec
 
 

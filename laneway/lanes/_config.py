@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 
 from laneway.errors import ConfigError
-from laneway.lanes._retry import RetryPolicy
+from laneway.core import RetryPolicy
 
 
 class Priority(enum.IntEnum):

@@ -23,9 +23,9 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.actors import MonotonicClock
-from laneway.errors import CommandCancelled, Preempted
-from laneway.lanes._token import _current, _set_current
+from laneway.core import CpuRunner, MonotonicClock
+from laneway.errors import CommandCancelled, ConfigError, Preempted
+from laneway.core import current_token_var, set_current_token
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Run
@@ -68,7 +68,7 @@ class Executors:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
-        self._pool_hooked = False
+        self._runner: CpuRunner | None = None
 
     @property
     def thread_count(self) -> int:
@@ -104,13 +104,13 @@ class Executors:
         if run.token.cancelled:
             return False, _cancelled_error(run)
         kwargs = {**cmd.params, "cancel_token": run.token} if spec.takes_token else cmd.params
-        mark = _current.set(run.token)  # the ContextVar itself, not the helper: one call less per run
+        mark = current_token_var.set(run.token)  # the ContextVar itself, not the helper: one call less per run
         try:
             return True, spec.fn(**kwargs)
         except Exception as exc:
             return False, exc
         finally:
-            _current.reset(mark)
+            current_token_var.reset(mark)
 
     # threads ------------------------------------------------------------------
 
@@ -244,7 +244,7 @@ class Executors:
             ok, value = False, _cancelled_error(run)
         else:
             kwargs = {**cmd.params, "cancel_token": run.token} if spec.takes_token else cmd.params
-            _set_current(run.token)  # the task runs in its own context copy
+            set_current_token(run.token)  # the task runs in its own context copy
             try:
                 ok, value = True, await spec.fn(**kwargs)
             except asyncio.CancelledError:
@@ -255,17 +255,18 @@ class Executors:
 
     # the process pool -------------------------------------------------------------
 
-    def _pool(self) -> Any:
-        orch = self._sched._orch
+    def _pool(self) -> CpuRunner:
+        sched = self._sched
         with self._loop_lock:
-            if not self._pool_hooked:
-                pool = orch.pool
+            if self._runner is None:
+                if sched._cpu is None:
+                    raise ConfigError("this lane manager was given no process pool (cpu=...), so it cannot run "
+                                      "cpu_bound tools; use orch.lanes, or pass cpu=lambda: pool")
+                self._runner = sched._cpu()
                 # Shutdown hooks run in reverse order: a pool started after the lanes would stop
                 # first and fail their queued cpu-bound commands; drain the lanes before it.
-                orch.on_shutdown("lanes before pool", self._sched.close)  # type: ignore[attr-defined]
-                self._pool_hooked = True
-                return pool
-        return orch.pool
+                sched._orch.on_shutdown("lanes before pool", sched.close)  # type: ignore[attr-defined]
+            return self._runner
 
     def _start_pool(self, run: Run) -> None:
         cmd = run.cmd
@@ -274,8 +275,7 @@ class Executors:
             # Never block the dispatching thread (it may be the event loop or the timer thread):
             # a full pool queue fails this attempt with PoolFull, and the retry policy decides.
             # The pool itself re-runs the task when a worker dies under it (its default attempts).
-            fut = self._pool().submit_nowait(cmd.spec.fn, kwargs=dict(cmd.params), timeout=cmd.timeout,
-                                              dead_letter=False)
+            fut = self._pool().run_cpu_bound(cmd.spec.fn, (), cmd.params, timeout=cmd.timeout, block=False)
         except Exception as exc:
             self._sched._finish(run, False, exc)
             return

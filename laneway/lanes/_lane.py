@@ -18,7 +18,7 @@ from laneway.lanes._window import Latencies, RateLimiter, Throughput
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Command, Group, Run
-    from laneway.lanes._timers import Timer
+    from laneway.core import Timer
 
 # Weight of the newest run time in the moving average behind ETAs.
 _EWMA_ALPHA = 0.2

@@ -26,7 +26,8 @@ from laneway.lanes._window import RateLimiter
 from laneway.store import SQLiteStore
 
 if TYPE_CHECKING:
-    from laneway.actors import DeadLetter, Orchestrator
+    from laneway.actors import ActorSystem
+    from laneway.core import CpuRunnerProvider, DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,10 @@ class LaneManager(Submitter):
     default lanes; ``orch.start_lanes(**config)`` configures it first.
 
     Args:
-        orch: the orchestrator (clock, events, dead letters, store).
+        orch: the actor system the lanes run on (clock, events, dead letters, store).
+        cpu: returns the runner for ``cpu_bound`` tools (the process pool), called
+            once, on the first such command; None: ``cpu_bound`` tools fail with
+            :class:`~laneway.errors.ConfigError`.
         lanes: lane configs replacing the defaults (system, control, query, session, skill, prompt).
         extra_lanes: lane configs added to (or replacing same-named) ``lanes``.
         store: where pending commands persist: default the orchestrator's store,
@@ -67,13 +71,13 @@ class LaneManager(Submitter):
         5
     """
 
-    def __init__(self, orch: Orchestrator, *, lanes: Iterable[LaneConfig] | None = None,
+    def __init__(self, orch: ActorSystem, *, cpu: CpuRunnerProvider | None = None, lanes: Iterable[LaneConfig] | None = None,
                  extra_lanes: Iterable[LaneConfig] = (), store: Any = _FROM_ORCH, tools: ToolRegistry | None = None,
                  max_workers: int = 64, max_sessions: int = 1000, session_idle_s: float = 300.0,
                  recover: bool = True) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigError(f"max_workers must be an int >= 1, got {max_workers!r}")
-        super().__init__(orch, max_workers)
+        super().__init__(orch, max_workers, cpu)
         configs: dict[str, LaneConfig] = {}
         for c in DEFAULT_LANES if lanes is None else lanes:
             if getattr(c, "name", None) in configs:

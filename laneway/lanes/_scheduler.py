@@ -21,10 +21,11 @@ from laneway.lanes._config import PreemptAction
 from laneway.lanes._executors import Executors
 from laneway.lanes._lane import Lane
 from laneway.lanes._records import CommandState
-from laneway.lanes._timers import TimerQueue
+from laneway.core import TimerQueue
 
 if TYPE_CHECKING:
-    from laneway.actors import Orchestrator
+    from laneway.actors import ActorSystem
+    from laneway.core import CpuRunnerProvider
     from laneway.lanes._persist import PendingStore
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ Acts = list[Callable[[], Any]]
 class Scheduler:
     """State and transitions shared by all lanes; :class:`~laneway.lanes.LaneManager` adds the public API."""
 
-    def __init__(self, orch: Orchestrator, max_workers: int) -> None:
+    def __init__(self, orch: ActorSystem, max_workers: int, cpu: CpuRunnerProvider | None = None) -> None:
         self._orch = orch
+        self._cpu = cpu
         self._clock = orch.clock
         self._events = orch.events
         self._lock = threading.Lock()

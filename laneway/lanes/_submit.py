@@ -23,7 +23,7 @@ from laneway.lanes._command import Command, Group
 from laneway.lanes._config import SESSION_PREFIX, Priority
 from laneway.lanes._lane import Lane
 from laneway.lanes._records import CommandHandle, CommandState
-from laneway.lanes._retry import RetryPolicy
+from laneway.core import RetryPolicy
 from laneway.lanes._scheduler import Acts
 from laneway.lanes._sessions import SessionLanes
 from laneway.lanes._tools import ToolRegistry, ToolSpec, make_spec

@@ -11,7 +11,7 @@ Example:
 
 from laneway.observe._alerts import Alert, AlertKind, AlertLevel, AlertState, AlertThresholds, Threshold
 from laneway.observe._dashboard import Dashboard
-from laneway.observe._events import Event, EventBus, Subscription
+from laneway.core import Event, EventBus, Subscription
 from laneway.observe._histogram import LatencyHistogram, LatencySummary, percentile
 from laneway.observe._metrics import (
     BreakerSnapshot,
@@ -22,7 +22,7 @@ from laneway.observe._metrics import (
     SeriesSnapshot,
 )
 from laneway.observe._monitor import Monitor, MonitorSample, MonitorStatistics
-from laneway.observe._progress import (
+from laneway.core import (
     ProgressEvent,
     ProgressKind,
     ProgressStatistics,

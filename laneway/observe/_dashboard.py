@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any, TextIO
+from typing import Any, TYPE_CHECKING, TextIO
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -24,6 +24,9 @@ from laneway.errors import ConfigError
 from laneway.observe._alerts import AlertLevel
 from laneway.observe._metrics import Counter, Scope
 from laneway.observe._monitor import Monitor, MonitorSample
+
+if TYPE_CHECKING:
+    from laneway.observe._observed import Observed
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ class Dashboard:
 
     def __init__(
         self,
-        orch: Any,
+        orch: Observed,
         *,
         title: str = "laneway",
         total: int | None = None,
@@ -178,7 +181,7 @@ class Dashboard:
         return " | ".join(parts)
 
     def _counts(self) -> list[str]:
-        metrics = self._orch.started_component("metrics")
+        metrics = self._orch.started_metrics()
         if metrics is None:
             return []
         snap = metrics.snapshot()

@@ -32,13 +32,16 @@ from __future__ import annotations
 import enum
 import logging
 import threading
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TYPE_CHECKING
 
 import attrs
 
 from laneway.errors import ConfigError
-from laneway.observe._events import Event
+from laneway.core import Event
 from laneway.observe._histogram import DEFAULT_BUCKETS, LatencyHistogram, LatencySummary
+
+if TYPE_CHECKING:
+    from laneway.observe._observed import Observed
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +210,7 @@ class Metrics:
 
     def __init__(
         self,
-        orch: Any,
+        orch: Observed,
         *,
         window: int = 4096,
         buckets: tuple[float, ...] = DEFAULT_BUCKETS,
@@ -345,7 +348,7 @@ class Metrics:
         task), so its counters are read at snapshot time; a latency histogram
         appears once ``pool.task.*`` events carry ``latency_s``.
         """
-        pool = self._orch.started_component("pool")
+        pool = self._orch.started_pool()
         if pool is None:
             return pools
         name = str(getattr(pool, "name", "pool"))

@@ -12,15 +12,18 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, TYPE_CHECKING
 
 import attrs
 
 from laneway.actors import Actor, handler
 from laneway.errors import ConfigError
 from laneway.observe._alerts import Alert, AlertKind, AlertState, AlertThresholds
-from laneway.observe._events import Event
+from laneway.core import Event
 from laneway.observe._system import SystemView, system_view
+
+if TYPE_CHECKING:
+    from laneway.observe._observed import Observed
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +142,7 @@ class Monitor:
 
     def __init__(
         self,
-        orch: Any,
+        orch: Observed,
         *,
         interval_s: float | None = 1.0,
         thresholds: AlertThresholds | None = None,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterator
+from typing import Any, Iterator, TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -31,13 +31,17 @@ from laneway.observe._histogram import QUANTILES
 from laneway.observe._metrics import Scope
 from laneway.observe._system import system_view
 
+if TYPE_CHECKING:
+    from laneway.observe._observed import Observed
+    from laneway.observe._metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 
 class LanewayCollector:
     """A prometheus-client collector reading one orchestrator's metrics at scrape time."""
 
-    def __init__(self, metrics: Any, orch: Any) -> None:
+    def __init__(self, metrics: Metrics, orch: Observed) -> None:
         self._metrics = metrics
         self._orch = orch
 

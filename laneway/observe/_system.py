@@ -2,16 +2,19 @@
 
 The monitor, the dashboard and the Prometheus endpoint all show the same
 figures, so they read them here. :func:`system_view` only looks at subsystems
-something else already started (``orch.started_component``): observing must
+something else already started (``orch.started_pool()`` and the like): observing must
 never start a pool or a router as a side effect.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from laneway.observe._observed import Observed
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +119,7 @@ def _agents(router: Any) -> tuple[AgentView, ...]:
     )
 
 
-def _read(orch: Any, key: str, read: Any, empty: Any) -> Any:
-    subsystem = orch.started_component(key)
+def _read(key: str, subsystem: Any, read: Any, empty: Any) -> Any:
     if subsystem is None:
         return empty
     try:
@@ -129,7 +131,7 @@ def _read(orch: Any, key: str, read: Any, empty: Any) -> Any:
         return empty
 
 
-def system_view(orch: Any) -> SystemView:
+def system_view(orch: Observed) -> SystemView:
     """Read lanes, pool and router if they are started; a failing read is logged and left empty.
 
     Example:
@@ -138,7 +140,7 @@ def system_view(orch: Any) -> SystemView:
         ...     system_view(orch).total_pending
         0
     """
-    lanes = _read(orch, "lanes", _lanes, ())
-    workers, queued, in_flight = _read(orch, "pool", _workers, ((), 0, 0))
-    agents = _read(orch, "router", _agents, ())
+    lanes = _read("lanes", orch.started_lanes(), _lanes, ())
+    workers, queued, in_flight = _read("pool", orch.started_pool(), _workers, ((), 0, 0))
+    agents = _read("router", orch.started_router(), _agents, ())
     return SystemView(orch.clock.now(), lanes, workers, agents, queued, in_flight)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from laneway.actors._future import LazyFuture
+from laneway.core import LazyFuture
 from laneway.errors import LanewayTimeout
 
 

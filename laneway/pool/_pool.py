@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable
+from typing import Mapping, Any, Callable
 
 from laneway.actors import Backoff, ChildSpec, Future, OneForOne, Strategy
 from laneway.errors import ConfigError, SerializationError
@@ -197,6 +197,23 @@ class Pool:
     ) -> Future[Any]:
         """Like :meth:`submit` but raises :class:`~laneway.errors.PoolFull` instead of blocking."""
         return self._submit(fn, args, kwargs, timeout, attempts, False, None, dead_letter)
+
+    def run_cpu_bound(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any] | None,
+        *,
+        timeout: float | None,
+        attempts: int | None = None,
+        block: bool = True,
+    ) -> Future[Any]:
+        """Run a call for a caller that owns its outcome (lanes, the router): never dead-lettered here.
+
+        This is the pool's side of :class:`laneway.core.CpuRunner`.
+        """
+        return self._submit(fn, args, dict(kwargs) if kwargs else None, timeout, 3 if attempts is None else attempts,
+                            block, None, dead_letter=False)
 
     def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict | None, timeout: float | None,
                 attempts: int, block: bool, queue_timeout: float | None, dead_letter: bool = True) -> Future[Any]:

@@ -27,7 +27,7 @@ from laneway.errors import (
     RouterError,
     SystemShutdown,
 )
-from laneway.lanes import RetryPolicy
+from laneway.core import RetryPolicy
 from laneway.router._invoke import Attempt, Runners
 from laneway.router._messages import (
     Abandon,

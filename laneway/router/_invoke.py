@@ -16,12 +16,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.actors._threads import DaemonThreads, LoopThread
+from laneway.core import DaemonThreads, LoopThread
 from laneway.breakers._actor import Done
 from laneway.errors import Cancelled, ConfigError, SystemShutdown
 
 if TYPE_CHECKING:
-    from laneway.actors import Orchestrator
+    from laneway.actors import ActorSystem
+    from laneway.core import CpuRunnerProvider
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +99,15 @@ class Runners:
     """Where handlers run, for one router.
 
     Args:
-        orch: the orchestrator (for events and its process pool).
+        orch: the actor system (for events).
+        cpu: returns the process pool for ``cpu_bound`` handlers.
         threads: most threads for sync handlers; calls beyond wait in a queue.
         name: prefix of thread names.
     """
 
-    def __init__(self, orch: Orchestrator, *, threads: int, name: str) -> None:
+    def __init__(self, orch: ActorSystem, *, cpu: CpuRunnerProvider | None, threads: int, name: str) -> None:
         self._orch = orch
+        self._cpu = cpu
         self._workers = DaemonThreads(threads, f"{name}-worker")
         self._loop = LoopThread(f"{name}-loop")
 
@@ -176,8 +179,10 @@ class Runners:
         self._started(attempt)
         t0 = time.perf_counter()
         # The router retries and fails over itself, so the pool gets one attempt.
-        future = self._orch.pool.submit(invoker.handler, payload, kwargs=kwargs or None, timeout=timeout_s, attempts=1,
-                                         dead_letter=False)
+        if self._cpu is None:
+            done(ConfigError(f"agent {attempt.agent_id} is cpu_bound but this router was given no process pool (cpu=...)"))
+            return
+        future = self._cpu().run_cpu_bound(invoker.handler, (payload,), kwargs, timeout=timeout_s, attempts=1)
 
         def finished(f: Any) -> None:
             attempt.latency_s = time.perf_counter() - t0

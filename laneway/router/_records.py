@@ -9,7 +9,7 @@ import attrs
 
 from laneway.breakers import BreakerConfig, BreakerState
 from laneway.errors import ConfigError
-from laneway.lanes import RetryPolicy
+from laneway.core import RetryPolicy
 from laneway.router._roles import AlphaRole
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from laneway.actors import ChildSpec, Future, OneForOne
 from laneway.breakers import BreakerActor, BreakerConfig, CircuitBreaker
 from laneway.errors import ActorDead, AgentNotFound, ConfigError, LanewayTimeout, SystemShutdown
-from laneway.lanes import RetryPolicy
+from laneway.core import RetryPolicy
 from laneway.router._actor import (
     DEAD_LETTER_SOURCE,
     Abandon,
@@ -35,7 +35,8 @@ from laneway.router._select import AgentSlot
 from laneway.router._task import Task
 
 if TYPE_CHECKING:
-    from laneway.actors import DeadLetter, Orchestrator
+    from laneway.actors import ActorSystem
+    from laneway.core import CpuRunnerProvider, DeadLetter
     from laneway.observe import Event
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,9 @@ class Router:
 
     def __init__(
         self,
-        orch: Orchestrator,
+        orch: ActorSystem,
         *,
+        cpu: CpuRunnerProvider | None = None,
         strategy: RoutingStrategy | str = RoutingStrategy.LEAST_BUSY,
         breaker: BreakerConfig | None = None,
         retry: RetryPolicy | None = None,
@@ -127,7 +129,7 @@ class Router:
         self._ids = itertools.count(1)
         self._id_prefix = uuid.uuid4().hex[:8]
         self._live = LiveTasks()
-        self._runners = Runners(orch, threads=threads, name=name)
+        self._runners = Runners(orch, cpu=cpu, threads=threads, name=name)
         self._breakers = orch.spawn_supervisor(f"{name}.breakers", strategy=OneForOne(max_restarts=20, within_s=5))
         self._ref = orch.spawn(
             RouterActor, name=name, strategy=self.strategy, retry=self.retry, runners=self._runners,

@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from laneway.actors import Future, TimerHandle
-from laneway.lanes import RetryPolicy
+from laneway.core import RetryPolicy
 from laneway.router._records import RoutedWork
 from laneway.router._roles import AlphaRole
 

@@ -15,7 +15,7 @@ Example:
     3
 """
 
-from laneway.lanes._token import CancellationToken
+from laneway.core import CancellationToken
 from laneway.workflow._context import ProgressReporter, TaskContext
 from laneway.workflow._dag import validate_graph
 from laneway.workflow._engine import EngineStatistics, WorkflowEngine

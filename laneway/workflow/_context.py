@@ -5,7 +5,7 @@ from __future__ import annotations
 import types
 from typing import Any, Callable, Mapping
 
-from laneway.lanes._token import CancellationToken
+from laneway.core import CancellationToken
 from laneway.workflow._handoff import Handoff, create_handoff
 from laneway.workflow._model import TaskDefinition
 

@@ -4,25 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
+from laneway.core import DaemonThreads, Future, RetryPolicy
 from laneway.errors import Cancelled, ConfigError, SystemShutdown
-from laneway.lanes import RetryPolicy
+from laneway.router import AlphaRole
 from laneway.workflow._model import TaskDefinition
-from laneway.actors._threads import DaemonThreads
 
 if TYPE_CHECKING:
-    from laneway.actors import Orchestrator
     from laneway.workflow._run import Attempt, WorkflowRun
 
 Executor = Callable[[Any], Any]
 
 
+class Routing(Protocol):
+    """What the engine needs to run a task on an agent: the router's ``submit``."""
+
+    def submit(
+        self,
+        payload: Any,
+        *,
+        capabilities: Iterable[str] | str = (),
+        role: AlphaRole | str | int | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        context: Any = None,
+    ) -> Future[Any]: ...
+
+
+#: Returns the router, starting it on first call.
+RoutingProvider = Callable[[], Routing]
+
+
 def _routing(task: TaskDefinition) -> tuple[Any, tuple[str, ...]]:
     """Role and capabilities for the router: an ``agent_type`` naming an α-role selects the role,
     any other ``agent_type`` is one more capability the agent must have."""
-    from laneway.router import AlphaRole
-
     if not task.agent_type:
         return None, task.capabilities
     try:
@@ -34,8 +50,8 @@ def _routing(task: TaskDefinition) -> tuple[Any, tuple[str, ...]]:
 class Dispatcher:
     """Runs attempts; every outcome comes back through ``run.finish_attempt``."""
 
-    def __init__(self, orch: Orchestrator, threads: int) -> None:
-        self._orch = orch
+    def __init__(self, router: RoutingProvider | None, threads: int) -> None:
+        self._router = router
         self.executors: dict[str, Executor] = {}  # replaced whole-key only, so reads need no lock
         self._workers = DaemonThreads(threads, "laneway-workflow")
 
@@ -59,7 +75,10 @@ class Dispatcher:
         try:
             role, capabilities = _routing(task)
             # The workflow owns retries (each attempt is persisted), so the router makes one attempt.
-            future = self._orch.router.submit(
+            if self._router is None:
+                raise ConfigError(f"task {tid} has no local executor for {task.agent_type!r} and this engine "
+                                  "was given no router (router=...)")
+            future = self._router().submit(
                 task.payload,
                 capabilities=capabilities,
                 role=role,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 import attrs
 
 from laneway.errors import ConfigError, SystemShutdown
-from laneway.observe._progress import ProgressStream
+from laneway.core import ProgressStream
 from laneway.store import SQLiteStore, Store
 from laneway.workflow._dag import validate_graph
 from laneway.workflow._dispatch import Dispatcher, Executor
@@ -28,8 +28,9 @@ from laneway.workflow._persist import WorkflowStore
 from laneway.workflow._run import WorkflowRun
 
 if TYPE_CHECKING:
-    from laneway.actors import Orchestrator
-    from laneway.actors._dead_letters import DeadLetter
+    from laneway.actors import ActorSystem
+    from laneway.workflow._dispatch import RoutingProvider
+    from laneway.core import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ class WorkflowEngine:
     ``workflow.task.<state>`` (``task_id``, ``attempts``, ``error``, ``reason``).
 
     Args:
-        orch: the orchestrator (its clock, events, dead letters and router are used).
+        orch: the actor system (its clock, events, dead letters and store are used).
+        router: returns the router that runs tasks no local executor takes (started on first use).
         store: a :class:`~laneway.store.Store` or a SQLite path; default the
             orchestrator's store, else an in-memory SQLite store (no durability).
         max_parallel_tasks: default bound of tasks running at once per workflow.
@@ -82,8 +84,9 @@ class WorkflowEngine:
 
     def __init__(
         self,
-        orch: Orchestrator,
+        orch: ActorSystem,
         *,
+        router: RoutingProvider | None = None,
         store: Store | str | os.PathLike[str] | None = None,
         max_parallel_tasks: int = 8,
         threads: int = 16,
@@ -118,7 +121,7 @@ class WorkflowEngine:
         self._inflight = 0
         self._runs: dict[str, WorkflowRun] = {}
         self._finished_order: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._dispatch = Dispatcher(orch, threads)
+        self._dispatch = Dispatcher(router, threads)
         self.stopping = False
         self.closed = False
         orch.on_shutdown("workflows", self._shutdown)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from laneway.actors._future import Future
+from laneway.core import Future
 from laneway.errors import WorkflowFailed
-from laneway.observe._progress import ProgressStream
+from laneway.core import ProgressStream
 from laneway.workflow._model import WorkflowStatus, WorkflowVersion
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import attrs
 
 from laneway.errors import WorkflowValidationError
-from laneway.lanes import RetryPolicy
+from laneway.core import RetryPolicy
 
 
 class TaskState(enum.Enum):

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import attrs
 
-from laneway.actors._clock import TimerHandle
-from laneway.actors._future import Future
+from laneway.core import TimerHandle
+from laneway.core import Future
 from laneway.errors import Cancelled, LanewayTimeout, TaskTimedOut, WorkflowError, WorkflowFailed, WorkflowStateError
-from laneway.observe._progress import ProgressStream
-from laneway.lanes._token import CancellationToken
+from laneway.core import ProgressStream
+from laneway.core import CancellationToken
 from laneway.workflow._context import ProgressReporter, TaskContext
 from laneway.workflow._dag import descendants
 from laneway.workflow._model import (

@@ -26,8 +26,7 @@ def live():
 def test_observers_never_start_subsystems(live):
     view = system_view(live)
     assert view.lanes == () and view.workers == () and view.agents == ()
-    for key in ("lanes", "pool", "router"):
-        assert live.started_component(key) is None
+    assert live.started_lanes() is None and live.started_pool() is None and live.started_router() is None
 
 
 def test_monitor_reads_real_lane_depth_and_alerts_on_it(live):

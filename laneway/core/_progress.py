@@ -20,9 +20,9 @@ from typing import Any, AsyncIterator, Iterator, Mapping
 
 import attrs
 
-from laneway.actors._future import Future
+from laneway.core._future import Future
 from laneway.errors import ConfigError, LanewayTimeout
-from laneway.observe._events import _wake
+from laneway.core._events import _wake
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,9 @@
-"""The Orchestrator: root of one actor system, owner of its clock, events and subsystems."""
+"""The actor system: actor names, the clock, events, dead letters, the store, shutdown in order.
+
+The :class:`~laneway.Orchestrator` (the composition root, a layer above) is an
+ActorSystem that also owns the subsystems; a subsystem is given the ActorSystem
+it runs on, never the Orchestrator.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +17,18 @@ from typing import Any, Callable, Iterable, TypeVar
 import attrs
 
 from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, _Cell
-from laneway.actors._clock import Clock, MonotonicClock
-from laneway.actors._dead_letters import DeadLetterQueue
+from laneway.core import Clock, MonotonicClock
+from laneway.core import DeadLetterQueue
 from laneway.actors._specs import ChildSpec, Strategy
 from laneway.actors._supervisor import Supervisor, SupervisorRef
 from laneway.errors import ActorNotFound, ConfigError, NameTaken, SystemShutdown
-from laneway.observe._events import EventBus
+from laneway.core import EventBus
 
 log = logging.getLogger(__name__)
 
-C = TypeVar("C")
+S = TypeVar("S", bound="ActorSystem")
 
-_live: weakref.WeakSet[Orchestrator] = weakref.WeakSet()
+_live: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
 
 
 @atexit.register
@@ -39,7 +44,7 @@ def _shutdown_leftovers() -> None:
 
 @attrs.frozen
 class ShutdownReport:
-    """What :meth:`Orchestrator.shutdown` did.
+    """What :meth:`ActorSystem.shutdown` did.
 
     Attributes:
         stopped: names of actors that stopped in time, in stop order.
@@ -56,18 +61,18 @@ class ShutdownReport:
         return not self.stuck and not self.errors
 
 
-class Orchestrator:
-    """The root of a laneway actor system.
+class ActorSystem:
+    """The root of a laneway actor system: names, clock, events, dead letters, store.
 
     Owns the actor names, the event stream (:attr:`events`), the clock
-    (:attr:`clock`) and the subsystems built on top (pool, lanes, router,
-    workflows), which start lazily on first use. Use it as a context manager
-    so everything stops, in reverse start order, when the block ends.
+    (:attr:`clock`), the dead-letter queue and the store. Use it as a context
+    manager so every actor stops, in reverse start order, when the block ends.
+    Programs use :class:`~laneway.Orchestrator`, which adds the subsystems.
 
     Args:
         name: the system's name, used in logs and events.
         clock: time source for backoff, breakers, retries; a
-            :class:`~laneway.actors.ManualClock` in tests.
+            :class:`~laneway.core.ManualClock` in tests.
         ask_timeout: default seconds an ``ask`` waits for its reply.
         shutdown_timeout: default seconds each top-level actor gets to stop.
         store: where durable state goes (lanes' pending commands, dead letters,
@@ -77,9 +82,16 @@ class Orchestrator:
             closed at shutdown.
 
     Example:
-        >>> with Orchestrator(name="demo") as orch:
-        ...     ref = orch.spawn(Counter, name="counter")      # doctest: +SKIP
-        ...     ref.ask(Get(), timeout=1)                      # doctest: +SKIP
+        >>> import attrs
+        >>> from laneway.actors import Actor, ActorSystem, handler
+        >>> @attrs.frozen
+        ... class Get: pass
+        >>> class Answer(Actor):
+        ...     @handler(Get)
+        ...     def _get(self, msg): return 42
+        >>> with ActorSystem(name="doc") as system:
+        ...     system.spawn(Answer, name="answer").ask(Get(), timeout=1)
+        42
     """
 
     def __init__(
@@ -102,10 +114,8 @@ class Orchestrator:
         self.store = _open_store(store)
         self.dead_letters = DeadLetterQueue(self.store, self.events)
         self._lock = threading.RLock()
-        self._creating = threading.RLock()
         self._names: dict[str, ActorRef] = {}
         self._top: list[tuple[ActorRef, float]] = []
-        self._components: dict[str, Any] = {}
         self._hooks: list[tuple[str, Callable[[float], Any]]] = []
         self._stuck: list[str] = []
         self._closed = False
@@ -113,9 +123,9 @@ class Orchestrator:
         _live.add(self)
 
     def __repr__(self) -> str:
-        return f"<Orchestrator {self.name} {'shut down' if self._closed else 'running'}>"
+        return f"<{type(self).__name__} {self.name} {'shut down' if self._closed else 'running'}>"
 
-    def __enter__(self) -> Orchestrator:
+    def __enter__(self: S) -> S:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -215,109 +225,10 @@ class Orchestrator:
         with self._lock:
             self._stuck.append(name)
 
-    # subsystems ----------------------------------------------------------------
-
-    def component(self, key: str, factory: Callable[[Orchestrator], C]) -> C:
-        """The subsystem stored under ``key``, created by ``factory(self)`` on first use.
-
-        Subsystems (pool, lanes, router) use this so that importing laneway
-        starts nothing and each system gets its own instances.
-        """
-        found = self._components.get(key)
-        if found is not None:
-            return found
-        # A factory spawns actors, whose start registers names under self._lock
-        # from other threads; so creation is serialised by its own lock.
-        with self._creating:
-            found = self._components.get(key)
-            if found is None:
-                if self._closed:
-                    raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot start {key}")
-                found = factory(self)
-                with self._lock:
-                    self._components[key] = found
-            return found
-
-    def started_component(self, key: str) -> Any:
-        """The subsystem stored under ``key`` if something started it, else None; never starts one.
-
-        Lets observers (metrics, monitor, dashboard) report on a subsystem
-        without starting it as a side effect.
-        """
-        with self._lock:
-            return self._components.get(key)
-
     def on_shutdown(self, label: str, hook: Callable[[float], Any]) -> None:
         """Run ``hook(timeout_s)`` at shutdown, before actors stop; hooks run in reverse order of registration."""
         with self._lock:
             self._hooks.append((label, hook))
-
-    def _start_component(self, key: str, factory: Callable[[Orchestrator], C]) -> C:
-        with self._creating:
-            if key in self._components:
-                raise ConfigError(f"{key} is already started in orchestrator {self.name}; configure it before first use")
-            return self.component(key, factory)
-
-    # Subsystem accessors. Each subsystem's constructor takes (orchestrator, **config)
-    # and registers its own shutdown hook; imports are lazy so `import laneway`
-    # starts nothing and never imports optional extras.
-
-    def start_pool(self, **config: Any) -> Any:
-        """Start the process pool with options (see :class:`laneway.pool.Pool`); call before first use of :attr:`pool`."""
-        from laneway.pool import Pool
-
-        return self._start_component("pool", lambda o: Pool(o, **config))
-
-    @property
-    def pool(self) -> Any:
-        """The process pool (started with defaults on first use)."""
-        from laneway.pool import Pool
-
-        return self.component("pool", Pool)
-
-    def start_lanes(self, **config: Any) -> Any:
-        """Start the lane manager with options (see :class:`laneway.lanes.LaneManager`)."""
-        from laneway.lanes import LaneManager
-
-        return self._start_component("lanes", lambda o: LaneManager(o, **config))
-
-    @property
-    def lanes(self) -> Any:
-        """The lane manager (default lanes on first use)."""
-        from laneway.lanes import LaneManager
-
-        return self.component("lanes", LaneManager)
-
-    def start_router(self, **config: Any) -> Any:
-        """Start the router with options (see :class:`laneway.router.Router`)."""
-        from laneway.router import Router
-
-        return self._start_component("router", lambda o: Router(o, **config))
-
-    @property
-    def router(self) -> Any:
-        """The capability router (started on first use)."""
-        from laneway.router import Router
-
-        return self.component("router", Router)
-
-    def register_agent(self, agent_id: str, role: Any, capabilities: Iterable[str], max_concurrent: int, handler: Callable[..., Any], **options: Any) -> Any:
-        """Register an agent with the router; see :meth:`laneway.router.Router.register_agent`."""
-        return self.router.register_agent(agent_id, role, capabilities, max_concurrent, handler, **options)
-
-    @property
-    def workflows(self) -> Any:
-        """The workflow engine (started on first use)."""
-        from laneway.workflow import WorkflowEngine
-
-        return self.component("workflows", WorkflowEngine)
-
-    @property
-    def metrics(self) -> Any:
-        """The metrics registry (started on first use)."""
-        from laneway.observe import Metrics
-
-        return self.component("metrics", Metrics)
 
     # shutdown ------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 # Guards the rare paths of every token (cancel, wait, callbacks); the hot path takes no lock.
 _slow_path = threading.Lock()
 
-_current: contextvars.ContextVar[CancellationToken | None] = contextvars.ContextVar("laneway_token", default=None)
+current_token_var: contextvars.ContextVar[CancellationToken | None] = contextvars.ContextVar("laneway_token", default=None)
 
 
 class CancellationToken:
@@ -120,17 +120,17 @@ def current_token() -> CancellationToken | None:
     """The token of the command running in this thread or task, or None outside a command.
 
     Example:
-        >>> from laneway.lanes import current_token
+        >>> from laneway.core import current_token
         >>> def long_tool(items):                          # doctest: +SKIP
         ...     for item in items:
         ...         current_token().raise_if_cancelled()
     """
-    return _current.get()
+    return current_token_var.get()
 
 
-def _set_current(token: CancellationToken | None) -> contextvars.Token:
-    return _current.set(token)
+def set_current_token(token: CancellationToken | None) -> contextvars.Token:
+    return current_token_var.set(token)
 
 
-def _reset_current(mark: contextvars.Token) -> None:
-    _current.reset(mark)
+def reset_current_token(mark: contextvars.Token) -> None:
+    current_token_var.reset(mark)

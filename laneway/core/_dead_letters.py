@@ -14,8 +14,8 @@ import cloudpickle
 from laneway.errors import ConfigError, LanewayError
 
 if TYPE_CHECKING:
-    from laneway.observe._events import EventBus
-    from laneway.store._base import Store
+    from laneway.core._events import EventBus
+    from laneway.store import Store
 
 log = logging.getLogger(__name__)
 

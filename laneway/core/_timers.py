@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Callable
 
-from laneway.actors import Clock, TimerHandle
+from laneway.core._clock import Clock, TimerHandle
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,74 @@
+"""The kernel: primitives every other layer builds on, and that import nothing of laneway but errors and store.
+
+Time (:class:`Clock`, :class:`ManualClock`, :class:`TimerQueue`), results
+(:class:`Future`), the event bus and progress streams, cancellation, backoff
+and retry policies, the dead-letter queue, the loop and daemon threads user
+code runs on, and the :class:`Outbox` that runs side effects after a lock.
+
+Example:
+    >>> from laneway.core import ManualClock, TimerQueue
+    >>> clock = ManualClock()
+    >>> fired = []
+    >>> _ = TimerQueue(clock).schedule(5, lambda: fired.append(clock.now()))
+    >>> clock.advance(5)
+    >>> fired
+    [5.0]
+"""
+
+from laneway.core._cancellation import (
+    CancellationToken,
+    current_token,
+    current_token_var,
+    reset_current_token,
+    set_current_token,
+)
+from laneway.core._clock import Clock, ManualClock, MonotonicClock, TimerHandle
+from laneway.core._dead_letters import DeadLetter, DeadLetterQueue
+from laneway.core._events import Event, EventBus, Subscription
+from laneway.core._future import Future, LazyFuture, resolved
+from laneway.core._offload import CpuRunner, CpuRunnerProvider
+from laneway.core._outbox import Outbox
+from laneway.core._progress import (
+    ProgressEvent,
+    ProgressKind,
+    ProgressStatistics,
+    ProgressStream,
+    ProgressSubscription,
+)
+from laneway.core._retry import Backoff, RetryKind, RetryPolicy
+from laneway.core._threads import DaemonThreads, LoopThread
+from laneway.core._timers import Timer, TimerQueue
+
+__all__ = [
+    "Backoff",
+    "CancellationToken",
+    "Clock",
+    "CpuRunner",
+    "CpuRunnerProvider",
+    "DaemonThreads",
+    "DeadLetter",
+    "DeadLetterQueue",
+    "Event",
+    "EventBus",
+    "Future",
+    "LazyFuture",
+    "LoopThread",
+    "ManualClock",
+    "MonotonicClock",
+    "Outbox",
+    "ProgressEvent",
+    "ProgressKind",
+    "ProgressStatistics",
+    "ProgressStream",
+    "ProgressSubscription",
+    "RetryKind",
+    "RetryPolicy",
+    "Subscription",
+    "Timer",
+    "TimerHandle",
+    "TimerQueue",
+    "current_token",
+    "current_token_var",
+    "reset_current_token",
+    "set_current_token",
+]

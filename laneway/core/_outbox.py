@@ -1,0 +1,90 @@
+"""Side effects decided under a lock and run, in order, after the lock is released.
+
+State machines (workflow runs, lane schedulers, the pool's dispatcher) change
+state under a lock but must not call out (events, futures, user callbacks)
+while holding it: a callback that re-enters would deadlock, and user code
+would serialise every caller. They queue effects here instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Callable, Iterator
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    """A lock plus the effects queued under it, run in queue order once the outermost holder leaves.
+
+    One thread at a time runs the queue, so effects run in the order they were
+    queued even when several threads change state: an effect queued by thread A
+    before thread B's is never run after it. Effects run whether the locked
+    block returned or raised, so a refused operation cannot leave effects
+    queued with nobody to run them.
+
+    Example:
+        >>> box = Outbox("doc")
+        >>> seen = []
+        >>> with box.locked():
+        ...     box.add(lambda: seen.append("after"))
+        ...     seen.append("inside")
+        >>> seen
+        ['inside', 'after']
+    """
+
+    def __init__(self, name: str, lock: threading.RLock | None = None) -> None:
+        self.name = name
+        self.lock = lock if lock is not None else threading.RLock()
+        self._effects: list[Callable[[], object]] = []
+        self._depth = 0
+        self._draining = False
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the lock; when the outermost holder leaves, run what was queued."""
+        drain = False
+        try:
+            with self.lock:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                    if self._depth == 0 and self._effects and not self._draining:
+                        self._draining = drain = True
+        finally:
+            if drain:
+                self._drain()
+
+    def add(self, effect: Callable[[], object]) -> None:
+        """Queue ``effect()``; call with the lock held (inside :meth:`locked`)."""
+        self._effects.append(effect)
+
+    def extend(self, effects: Iterator[Callable[[], object]] | list[Callable[[], object]]) -> None:
+        """Queue several effects, in order; call with the lock held."""
+        self._effects.extend(effects)
+
+    def _drain(self) -> None:
+        while True:
+            with self.lock:
+                if not self._effects:
+                    # Cleared under the lock that guards appends: nothing queued
+                    # after this check is left without a drainer.
+                    self._draining = False
+                    return
+                effects, self._effects = self._effects, []
+            for i, effect in enumerate(effects):
+                try:
+                    effect()
+                except Exception:
+                    log.exception("%s: effect %r raised", self.name, effect)
+                except BaseException:
+                    # KeyboardInterrupt or SystemExit in the middle: keep the rest for the
+                    # next holder rather than dropping them, and let the signal through.
+                    with self.lock:
+                        self._effects[:0] = effects[i + 1 :]
+                        self._draining = False
+                    raise

@@ -1,0 +1,152 @@
+"""The Orchestrator: the composition root, an actor system plus the subsystems wired together.
+
+This is the one module that knows every subsystem. Each subsystem is given
+the :class:`~laneway.actors.ActorSystem` it runs on and, where it needs
+another subsystem, a provider typed by a small Protocol (lanes and the router
+get a :class:`~laneway.core.CpuRunner` provider, workflows a router provider),
+so no subsystem looks another one up.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable, TypeVar
+
+from laneway.actors import ActorSystem
+from laneway.errors import ConfigError, SystemShutdown
+from laneway.lanes import LaneManager
+from laneway.observe import Metrics
+from laneway.pool import Pool
+from laneway.router import Router
+from laneway.workflow import WorkflowEngine
+
+T = TypeVar("T")
+
+
+class Orchestrator(ActorSystem):
+    """The root of a laneway system: actors plus pool, lanes, router, workflows and metrics.
+
+    Subsystems start lazily on first use (``orch.pool``, ``orch.lanes``, ...) or
+    configured, before first use, with ``orch.start_pool(**config)`` and the like.
+    Use it as a context manager so everything stops, in reverse start order,
+    when the block ends. Constructor arguments are :class:`~laneway.actors.ActorSystem`'s.
+
+    Example:
+        >>> from laneway import Orchestrator
+        >>> from laneway.lanes import ToolRegistry
+        >>> with Orchestrator(name="doc") as orch:
+        ...     lanes = orch.start_lanes(tools=ToolRegistry())
+        ...     _ = lanes.tools.register(lambda a, b: a + b, name="add")
+        ...     lanes.call("query", "add", {"a": 2, "b": 3})
+        5
+    """
+
+    def __init__(self, name: str = "laneway", **options: Any) -> None:
+        super().__init__(name, **options)
+        # Building a subsystem spawns actors, whose start takes the system's name lock
+        # from other threads; so creation is serialised by a lock of its own.
+        self._creating = threading.RLock()
+        self._pool: Pool | None = None
+        self._lanes: LaneManager | None = None
+        self._router: Router | None = None
+        self._workflows: WorkflowEngine | None = None
+        self._metrics: Metrics | None = None
+
+    def _build(self, attr: str, what: str, factory: Callable[[], T], *, configured: bool) -> T:
+        found = getattr(self, attr)
+        if found is not None and not configured:
+            return found  # type: ignore[no-any-return]
+        with self._creating:
+            found = getattr(self, attr)
+            if found is not None:
+                if configured:
+                    raise ConfigError(f"{what} is already started in orchestrator {self.name}; "
+                                      f"call start_{what}(...) before the first use of orch.{what}")
+                return found  # type: ignore[no-any-return]
+            if self.is_shut_down:
+                raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot start {what}")
+            built = factory()
+            setattr(self, attr, built)
+            return built
+
+    # the process pool ----------------------------------------------------------
+
+    def start_pool(self, **config: Any) -> Pool:
+        """Start the process pool with options (see :class:`laneway.pool.Pool`); call before first use of :attr:`pool`."""
+        return self._build("_pool", "pool", lambda: Pool(self, **config), configured=True)
+
+    @property
+    def pool(self) -> Pool:
+        """The process pool (started with defaults on first use)."""
+        return self._build("_pool", "pool", lambda: Pool(self), configured=False)
+
+    def started_pool(self) -> Pool | None:
+        """The pool if something started it; never starts it."""
+        return self._pool
+
+    # lanes ---------------------------------------------------------------------
+
+    def start_lanes(self, **config: Any) -> LaneManager:
+        """Start the lane manager with options (see :class:`laneway.lanes.LaneManager`)."""
+        config.setdefault("cpu", self._cpu_runner)
+        return self._build("_lanes", "lanes", lambda: LaneManager(self, **config), configured=True)
+
+    @property
+    def lanes(self) -> LaneManager:
+        """The lane manager (default lanes on first use)."""
+        return self._build("_lanes", "lanes", lambda: LaneManager(self, cpu=self._cpu_runner), configured=False)
+
+    def started_lanes(self) -> LaneManager | None:
+        """The lane manager if something started it; never starts it."""
+        return self._lanes
+
+    # router and agents -------------------------------------------------------------
+
+    def start_router(self, **config: Any) -> Router:
+        """Start the router with options (see :class:`laneway.router.Router`)."""
+        config.setdefault("cpu", self._cpu_runner)
+        return self._build("_router", "router", lambda: Router(self, **config), configured=True)
+
+    @property
+    def router(self) -> Router:
+        """The capability router (started on first use)."""
+        return self._build("_router", "router", lambda: Router(self, cpu=self._cpu_runner), configured=False)
+
+    def started_router(self) -> Router | None:
+        """The router if something started it; never starts it."""
+        return self._router
+
+    def register_agent(self, agent_id: str, role: Any, capabilities: Iterable[str], max_concurrent: int,
+                       handler: Callable[..., Any], **options: Any) -> Any:
+        """Register an agent with the router; see :meth:`laneway.router.Router.register_agent`."""
+        return self.router.register_agent(agent_id, role, capabilities, max_concurrent, handler, **options)
+
+    # workflows and metrics -----------------------------------------------------------
+
+    def start_workflows(self, **config: Any) -> WorkflowEngine:
+        """Start the workflow engine with options (see :class:`laneway.workflow.WorkflowEngine`)."""
+        config.setdefault("router", self._routing)
+        return self._build("_workflows", "workflows", lambda: WorkflowEngine(self, **config), configured=True)
+
+    @property
+    def workflows(self) -> WorkflowEngine:
+        """The workflow engine (started on first use)."""
+        return self._build("_workflows", "workflows", lambda: WorkflowEngine(self, router=self._routing),
+                           configured=False)
+
+    @property
+    def metrics(self) -> Metrics:
+        """The metrics registry (started on first use)."""
+        return self._build("_metrics", "metrics", lambda: Metrics(self), configured=False)
+
+    def started_metrics(self) -> Metrics | None:
+        """The metrics registry if something started it; never starts it."""
+        return self._metrics
+
+    # providers handed to subsystems ---------------------------------------------------
+
+    def _cpu_runner(self) -> Pool:
+        return self.pool
+
+    def _routing(self) -> Router:
+        return self.router
