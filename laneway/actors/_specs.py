@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import random
 from typing import Any, Callable
 
 import attrs

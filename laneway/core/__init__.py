@@ -70,5 +70,6 @@ __all__ = [
     "current_token",
     "current_token_var",
     "reset_current_token",
+    "resolved",
     "set_current_token",
 ]

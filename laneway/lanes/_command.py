@@ -15,8 +15,7 @@ from laneway.core import CancellationToken
 
 if TYPE_CHECKING:
     from laneway.lanes._lane import Lane
-    from laneway.core import RetryPolicy
-    from laneway.core import Timer
+    from laneway.core import Future, RetryPolicy, Timer
     from laneway.lanes._tools import ToolSpec
 
 

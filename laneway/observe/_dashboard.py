@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any, TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -22,7 +22,7 @@ from rich.text import Text
 
 from laneway.errors import ConfigError
 from laneway.observe._alerts import AlertLevel
-from laneway.observe._metrics import Counter, Scope
+from laneway.observe._metric_records import Counter, Scope
 from laneway.observe._monitor import Monitor, MonitorSample
 
 if TYPE_CHECKING:

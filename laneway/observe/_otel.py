@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from laneway.errors import ConfigError
 from laneway.observe._histogram import QUANTILES
-from laneway.observe._metrics import MetricsSnapshot, Scope
+from laneway.observe._metric_records import MetricsSnapshot, Scope
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from prometheus_client.utils import floatToGoString
 
 from laneway.errors import ConfigError
 from laneway.observe._histogram import QUANTILES
-from laneway.observe._metrics import Scope
+from laneway.observe._metric_records import Scope
 from laneway.observe._system import system_view
 
 if TYPE_CHECKING:

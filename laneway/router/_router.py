@@ -36,8 +36,7 @@ from laneway.router._task import Task
 
 if TYPE_CHECKING:
     from laneway.actors import ActorSystem
-    from laneway.core import CpuRunnerProvider, DeadLetter
-    from laneway.observe import Event
+    from laneway.core import CpuRunnerProvider, DeadLetter, Event
 
 log = logging.getLogger(__name__)
 
