@@ -11,6 +11,7 @@ import pytest
 
 SUBPACKAGES = [
     "laneway",
+    "laneway.core",
     "laneway.actors",
     "laneway.pool",
     "laneway.router",

@@ -129,8 +129,10 @@ def current_token() -> CancellationToken | None:
 
 
 def set_current_token(token: CancellationToken | None) -> contextvars.Token:
+    """Make ``token`` the current one in this context (for code that runs commands); returns the reset mark."""
     return current_token_var.set(token)
 
 
 def reset_current_token(mark: contextvars.Token) -> None:
+    """Undo the :func:`set_current_token` that returned ``mark``."""
     current_token_var.reset(mark)

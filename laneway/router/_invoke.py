@@ -17,7 +17,6 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from laneway.core import DaemonThreads, LoopThread
-from laneway.breakers._actor import Done
 from laneway.errors import Cancelled, ConfigError, SystemShutdown
 
 if TYPE_CHECKING:
@@ -25,6 +24,9 @@ if TYPE_CHECKING:
     from laneway.core import CpuRunnerProvider
 
 log = logging.getLogger(__name__)
+
+#: Called once a call ends: ``done(error)`` or ``done(None, result)``.
+Done = Callable[..., None]
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

@@ -1,0 +1,71 @@
+"""The package's structure holds: layers run one way, no import cycle, no reach into another package's privates,
+and the light entry points stay light. These read the import graph (grimp, from import-linter) and run fresh
+interpreters; they fail when a change breaks the rule, not when the machine is slow (no timings)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return grimp.build_graph("laneway", exclude_type_checking_imports=True, cache_dir=None)
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def test_layers_contract_is_kept():
+    """The import-linter contract in pyproject.toml (the layers drawn in laneway's docstring)."""
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    assert exe, "lint-imports (import-linter, in the test extra) is not installed"
+    out = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "BROKEN" not in out.stdout and "KEPT" in out.stdout
+
+
+def test_no_import_cycles_at_run_time(graph):
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if graph.chain_exists(importer=imported, imported=module):
+                cycles.append((module, imported))
+    assert not cycles, f"import cycles (module -> imported, which imports it back): {cycles}"
+
+
+def test_no_package_imports_another_packages_private_modules():
+    # Type-checking imports count too: a private name in a signature is reach-in all the same.
+    full = grimp.build_graph("laneway", cache_dir=None)
+    bad = []
+    for module in sorted(full.modules):
+        for imported in full.find_modules_directly_imported_by(module):
+            private = any(p.startswith("_") and not p.startswith("__") for p in imported.split(".")[1:])
+            if private and _package(module) != _package(imported):
+                bad.append(f"{module} -> {imported}")
+    assert not bad, "imports of another package's private modules:\n" + "\n".join(bad)
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "; import sys; print('\\n'.join(sys.modules))"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def test_import_laneway_loads_no_subsystem():
+    loaded = _modules_after("import laneway")
+    heavy = {m for m in loaded if m.split(".")[0] in {"pykka", "zmq", "rich", "cloudpickle", "psutil", "ray"}}
+    assert not heavy, f"`import laneway` imported {sorted(heavy)}"
+    assert not {m for m in loaded if m.startswith("laneway.") and m != "laneway.errors"}
