@@ -55,14 +55,27 @@ class Clock(Protocol):
 
 
 class _TimerHeap:
-    """A heap of timer handles ordered by due time, ties in scheduling order."""
+    """A heap of timer handles ordered by due time, ties in scheduling order.
+
+    Most timers are cancelled before they fall due (a command's timeout once it
+    finished): the heap drops them when they make up most of it, so a steady
+    stream of cancelled timers costs amortised O(log n) each, not memory.
+    """
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
+        self._compact_at = 1024
 
-    def push(self, handle: TimerHandle) -> None:
-        heapq.heappush(self._heap, (handle.when, next(self._seq), handle))
+    def push(self, handle: TimerHandle) -> bool:
+        """Add ``handle``; True if it is now the earliest (whoever waits on the head must wake)."""
+        heap = self._heap
+        heapq.heappush(heap, (handle.when, next(self._seq), handle))
+        if len(heap) > self._compact_at:
+            self._heap = heap = [e for e in heap if not e[2].cancelled]
+            heapq.heapify(heap)
+            self._compact_at = max(1024, 2 * len(heap))
+        return bool(heap) and heap[0][2] is handle
 
     def pop_due(self, now: float) -> TimerHandle | None:
         if self._heap and self._heap[0][0] <= now:
@@ -106,11 +119,12 @@ class MonotonicClock:
             if self._closed:
                 handle.cancelled = True
                 return handle
-            self._timers.push(handle)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="laneway-timer", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+            if self._timers.push(handle):
+                # Only a new earliest timer changes how long the timer thread sleeps.
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="laneway-timer", daemon=True)
+                    self._thread.start()
+                self._cond.notify()
         return handle
 
     def close(self) -> None:
