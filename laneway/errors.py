@@ -33,6 +33,19 @@ class SystemShutdown(LanewayError):
     """The orchestrator (or the component) is shutting down and takes no new work."""
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived inside ``with Orchestrator(...)``: the block unwinds, the system shuts down, the process exits 0.
+
+    A ``SystemExit`` (not a :class:`LanewayError`) on purpose: an ``except
+    Exception`` in user code must not swallow a request to stop. ``signal``
+    holds the signal's number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(0)
+        self.signal = signum
+
+
 # --- actors -----------------------------------------------------------------
 
 

@@ -9,11 +9,13 @@ so no subsystem looks another one up.
 
 from __future__ import annotations
 
+import signal
 import threading
+from types import FrameType
 from typing import Any, Callable, Iterable, TypeVar
 
 from laneway.actors import ActorSystem
-from laneway.errors import ConfigError, SystemShutdown
+from laneway.errors import ConfigError, SystemShutdown, Terminated
 from laneway.lanes import LaneManager
 from laneway.observe import Metrics
 from laneway.pool import Pool
@@ -29,7 +31,21 @@ class Orchestrator(ActorSystem):
     Subsystems start lazily on first use (``orch.pool``, ``orch.lanes``, ...) or
     configured, before first use, with ``orch.start_pool(**config)`` and the like.
     Use it as a context manager so everything stops, in reverse start order,
-    when the block ends. Constructor arguments are :class:`~laneway.actors.ActorSystem`'s.
+    when the block ends.
+
+    Inside ``with Orchestrator(...)`` on the main thread, SIGTERM stops the
+    program gracefully: the block unwinds with :class:`~laneway.errors.Terminated`
+    (a ``SystemExit(0)``), intake stops, lanes drain for ``shutdown_timeout``
+    seconds, durable commands still pending stay in the store, worker processes
+    stop, and the process exits 0. A second SIGTERM during that ends the process
+    at once. A handler the program installed itself is left alone.
+
+    Args:
+        name: the system's name, used in logs and events.
+        handle_signals: install the SIGTERM handler while the ``with`` block runs
+            (default True; False leaves signals to the program).
+        **options: the :class:`~laneway.actors.ActorSystem` options (clock,
+            ask_timeout, shutdown_timeout, store, dead-letter capacity).
 
     Example:
         >>> from laneway import Orchestrator
@@ -41,8 +57,10 @@ class Orchestrator(ActorSystem):
         5
     """
 
-    def __init__(self, name: str = "laneway", **options: Any) -> None:
+    def __init__(self, name: str = "laneway", *, handle_signals: bool = True, **options: Any) -> None:
         super().__init__(name, **options)
+        self._handle_signals = handle_signals
+        self._previous_sigterm: Any = None
         # Building a subsystem spawns actors, whose start takes the system's name lock
         # from other threads; so creation is serialised by a lock of its own.
         self._creating = threading.RLock()
@@ -51,6 +69,31 @@ class Orchestrator(ActorSystem):
         self._router: Router | None = None
         self._workflows: WorkflowEngine | None = None
         self._metrics: Metrics | None = None
+
+    def __enter__(self) -> Orchestrator:
+        if (
+            self._handle_signals
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        ):
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.shutdown()
+        finally:
+            if self._previous_sigterm is not None:
+                if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                    signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._previous_sigterm = None
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        # The default action again: a second SIGTERM while we shut down ends the process at once.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self._previous_sigterm = None
+        self.events.publish("system.signal", self.name, signal=signal.Signals(signum).name)
+        raise Terminated(signum)
 
     def _build(self, attr: str, what: str, factory: Callable[[], T], *, configured: bool) -> T:
         found = getattr(self, attr)
