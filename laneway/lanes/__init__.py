@@ -37,6 +37,10 @@ Execution
     owned by the manager, ``cpu_bound`` tools on ``orch.pool``. A run gets a
     :class:`CancellationToken` (``cancel_token`` parameter or
     :func:`current_token`); cancel, timeout and preemption cancel it.
+    ``call`` / ``call_async`` withdraw the command when their caller gives up
+    (``wait_timeout`` passed, or the awaiting task was cancelled): a queued
+    one is cancelled and never runs, a running one has its token cancelled;
+    ``on_give_up=GiveUp.KEEP`` lets it go on instead.
 
 Failures
     Per-command ``timeout`` and :class:`RetryPolicy`; after the last attempt the
@@ -63,7 +67,7 @@ Persistence
     register it) before the manager starts.
 """
 
-from laneway.lanes._config import DEFAULT_LANES, LaneConfig, PreemptAction, Priority, RateLimit
+from laneway.lanes._config import DEFAULT_LANES, GiveUp, LaneConfig, PreemptAction, Priority, RateLimit
 from laneway.lanes._lane_actor import Cancel, GetStats, LaneActor, Pause, Resume, SetMaxConcurrent, SetRateLimit, Submit
 from laneway.lanes._manager import LaneManager
 from laneway.lanes._records import CommandHandle, CommandState, DrainReport, LaneManagerStats, LaneStats
@@ -80,6 +84,7 @@ __all__ = [
     "DEFAULT_LANES",
     "DrainReport",
     "GetStats",
+    "GiveUp",
     "LaneActor",
     "LaneConfig",
     "LaneManager",

@@ -34,6 +34,18 @@ class PreemptAction(enum.Enum):
     FAIL = "fail"  #: the victim's future fails with :class:`~laneway.errors.Preempted`
 
 
+class GiveUp(enum.Enum):
+    """What :meth:`LaneManager.call` does with the command when its caller stops waiting.
+
+    The caller stops waiting when ``wait_timeout`` passes, or when the task
+    awaiting :meth:`LaneManager.call_async` is cancelled. Nobody else holds
+    the command's future then, so by default its work is not wanted any more.
+    """
+
+    WITHDRAW = "withdraw"  #: a queued command is cancelled (never runs); a running one has its token cancelled
+    KEEP = "keep"  #: the command goes on; its result is dropped
+
+
 def _positive_or_none(_: object, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
         raise ConfigError(f"{attribute.name} must be a number > 0 or None, got {value!r}")
