@@ -55,8 +55,16 @@ Events (``orch.events``, source = lane name)
     (all with ``command_id`` and ``caller``; ``completed`` adds ``latency_s``,
     ``run_s``, ``attempts``), plus ``.cancelled``, ``.preempted``, ``.boosted``,
     ``.rejected``, ``.recovered``; ``queue.lane.pressure`` (pending reached
-    ``pressure_threshold``), ``queue.lane.idle`` (nothing pending or running),
-    ``queue.session.closed``, ``queue.shutdown.started``.
+    the lane's ``pressure_threshold``; off unless configured) and
+    ``queue.lane.idle`` (nothing pending or running, published only after a
+    pressure event of that lane), ``queue.session.closed``,
+    ``queue.shutdown.started``.
+
+Metrics
+    Lanes report queue length, completions and latencies to a
+    :class:`LaneMetrics` backend (``metrics=``; default
+    :class:`InMemoryLaneMetrics`, which ``lane_stats`` reads);
+    ``lanes.metrics.reset()`` starts the windows afresh.
 
 Persistence
     With a store (the orchestrator's, by default), pending commands are written
@@ -70,6 +78,7 @@ Persistence
 from laneway.lanes._config import DEFAULT_LANES, GiveUp, LaneConfig, PreemptAction, Priority, RateLimit
 from laneway.lanes._lane_actor import Cancel, GetStats, LaneActor, Pause, Resume, SetMaxConcurrent, SetRateLimit, Submit
 from laneway.lanes._manager import LaneManager
+from laneway.lanes._metrics import InMemoryLaneMetrics, LaneMetrics, LaneReading, LaneRecorder
 from laneway.lanes._records import CommandHandle, CommandState, DrainReport, LaneManagerStats, LaneStats
 from laneway.lanes._retry import RetryKind, RetryPolicy
 from laneway.lanes._sessions import SessionLane
@@ -85,10 +94,14 @@ __all__ = [
     "DrainReport",
     "GetStats",
     "GiveUp",
+    "InMemoryLaneMetrics",
     "LaneActor",
     "LaneConfig",
     "LaneManager",
     "LaneManagerStats",
+    "LaneMetrics",
+    "LaneReading",
+    "LaneRecorder",
     "LaneStats",
     "Pause",
     "PreemptAction",

@@ -111,7 +111,8 @@ class LaneConfig:
         timeout_s: default per-command timeout (a tool's own ``timeout`` wins).
         retry: default retry policy.
         rate_limit: starts per second/minute/hour, or None.
-        pressure_threshold: publish ``queue.lane.pressure`` when pending reaches it (None: never).
+        pressure_threshold: publish ``queue.lane.pressure`` when pending reaches it, and
+            ``queue.lane.idle`` when the lane next runs empty (None, the default: neither).
         preempt: what preemption does to a running preemptible command.
         preempt_min_runtime_s: a command is preemptible only after running this long.
         deadline_boosts: fractions of a command's deadline left at which it is promoted one level.
@@ -129,7 +130,7 @@ class LaneConfig:
     timeout_s: float | None = attrs.field(default=None, validator=_positive_or_none)
     retry: RetryPolicy = attrs.field(factory=RetryPolicy.none)
     rate_limit: RateLimit | None = None
-    pressure_threshold: int | None = attrs.field(default=100, validator=_positive_int_or_none)
+    pressure_threshold: int | None = attrs.field(default=None, validator=_positive_int_or_none)
     preempt: PreemptAction = PreemptAction.REQUEUE
     preempt_min_runtime_s: float = attrs.field(default=0.0)
     deadline_boosts: tuple[float, ...] = attrs.field(default=(0.75, 0.5, 0.25), converter=tuple, validator=_check_boosts)

@@ -77,6 +77,8 @@ class LaneStats:
             latency over recent completions (None before the first).
         paused: True while the lane starts nothing.
         session_id: the session of a session lane, else None.
+        peak_pending: the longest queue the metrics backend saw since its last reset.
+        pressure_threshold: pending count that publishes ``queue.lane.pressure`` (None: off).
     """
 
     name: str
@@ -100,6 +102,8 @@ class LaneStats:
     latency_p99_s: float | None
     paused: bool = False
     session_id: str | None = None
+    peak_pending: int = 0
+    pressure_threshold: int | None = None
 
 
 @attrs.frozen

@@ -87,17 +87,20 @@ class Scheduler:
     def _lane_changed_locked(self, lane: Lane, acts: Acts) -> None:
         """Eligibility, pressure and idle transitions after pending or active changed."""
         self._touch(lane)
+        lane.recorder.queue_length(lane.pending)
         threshold = lane.config.pressure_threshold
         if threshold is not None:
             if lane.pending >= threshold and not lane.pressure:
-                lane.pressure = True
+                lane.pressure = lane.relief_due = True
                 self._emit(acts, "queue.lane.pressure", lane.name, pending=lane.pending, threshold=threshold)
             elif lane.pending < threshold:
                 lane.pressure = False
         if lane.busy and lane.pending == 0 and lane.active == 0:
             lane.busy = False
             lane.idle_since = self._clock.now()
-            self._emit(acts, "queue.lane.idle", lane.name)
+            if lane.relief_due:  # idle answers a pressure event; without one nobody is waiting for it
+                lane.relief_due = False
+                self._emit(acts, "queue.lane.idle", lane.name)
             self._lane_idle_locked(lane, acts)
         if self._space_waiters and lane.pending < lane.config.max_pending:
             self._space.notify_all()
@@ -228,8 +231,7 @@ class Scheduler:
         lane = cmd.lane
         lane.completed += 1
         latency = now - cmd.submitted_at
-        lane.latencies.record(latency)
-        lane.throughput.record(now)
+        lane.recorder.completed(latency, now)
         self._final_locked(cmd)
         if cmd.durable and self._pending is not None:
             acts.append(partial(self._pending.delete, cmd.id))
