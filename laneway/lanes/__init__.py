@@ -60,6 +60,11 @@ Events (``orch.events``, source = lane name)
     pressure event of that lane), ``queue.session.closed``,
     ``queue.shutdown.started``.
 
+Status
+    ``lanes.status()`` (a :class:`ManagerStatusReport`) and
+    ``lanes.status(lane)`` (a :class:`LaneStatusReport`) say what each lane
+    is doing as a :class:`LaneStatus`: idle, busy, paused, draining, closed.
+
 Metrics
     Lanes report queue length, completions and latencies to a
     :class:`LaneMetrics` backend (``metrics=``; default
@@ -79,7 +84,16 @@ from laneway.lanes._config import DEFAULT_LANES, GiveUp, LaneConfig, PreemptActi
 from laneway.lanes._lane_actor import Cancel, GetStats, LaneActor, Pause, Resume, SetMaxConcurrent, SetRateLimit, Submit
 from laneway.lanes._manager import LaneManager
 from laneway.lanes._metrics import InMemoryLaneMetrics, LaneMetrics, LaneReading, LaneRecorder
-from laneway.lanes._records import CommandHandle, CommandState, DrainReport, LaneManagerStats, LaneStats
+from laneway.lanes._records import (
+    CommandHandle,
+    CommandState,
+    DrainReport,
+    LaneManagerStats,
+    LaneStats,
+    LaneStatus,
+    LaneStatusReport,
+    ManagerStatusReport,
+)
 from laneway.lanes._retry import RetryKind, RetryPolicy
 from laneway.lanes._sessions import SessionLane
 from laneway.lanes._token import CancellationToken, current_token
@@ -103,6 +117,9 @@ __all__ = [
     "LaneReading",
     "LaneRecorder",
     "LaneStats",
+    "LaneStatus",
+    "LaneStatusReport",
+    "ManagerStatusReport",
     "Pause",
     "PreemptAction",
     "Priority",

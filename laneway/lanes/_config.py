@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from laneway.errors import ConfigError
+from laneway.errors import ConfigError, PriorityOutOfRange
 from laneway.lanes._retry import RetryPolicy
 
 
@@ -16,7 +16,9 @@ class Priority(enum.IntEnum):
 
     An ``IntEnum`` so levels compare and sort (``Priority.HIGH < Priority.LOW``).
     Deadline boosts move a queued command up one level at a time, never past
-    ``CRITICAL``.
+    ``CRITICAL``. Wherever a priority is asked for (``submit``, ``@tool``),
+    a plain int on this scale (0..4) is accepted too; anything else raises
+    :class:`~laneway.errors.PriorityOutOfRange`.
     """
 
     CRITICAL = 0
@@ -24,6 +26,16 @@ class Priority(enum.IntEnum):
     NORMAL = 2
     LOW = 3
     BACKGROUND = 4
+
+
+def as_priority(value: Any, what: str = "priority") -> Priority:
+    """``value`` as a :class:`Priority`; ints 0..4 are accepted, anything else raises PriorityOutOfRange."""
+    if isinstance(value, Priority):
+        return value
+    if type(value) is int and 0 <= value <= 4:
+        return Priority(value)
+    raise PriorityOutOfRange(
+        f"{what} must be a Priority or an int from 0 (CRITICAL) to 4 (BACKGROUND), got {value!r}")
 
 
 class PreemptAction(enum.Enum):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from laneway.lanes._config import LaneConfig
 from laneway.lanes._queue import FairQueue
-from laneway.lanes._records import LaneStats
+from laneway.lanes._records import LaneStats, LaneStatus, LaneStatusReport
 from laneway.lanes._window import RateLimiter
 
 if TYPE_CHECKING:
@@ -113,6 +113,22 @@ class Lane:
         if self.run_ewma is None:
             return None
         return behind * self.run_ewma / self.cap
+
+    def status(self, accepting: bool, closed: bool) -> LaneStatusReport:
+        has_work = self.pending > 0 or self.active > 0
+        if closed or (not accepting and not has_work):
+            status = LaneStatus.CLOSED
+        elif not accepting or (self.closing and has_work):
+            status = LaneStatus.DRAINING
+        elif self.paused:
+            status = LaneStatus.PAUSED
+        elif has_work:
+            status = LaneStatus.BUSY
+        else:
+            status = LaneStatus.IDLE
+        cfg = self.config
+        return LaneStatusReport(self.name, status, self.pending, self.active, cfg.max_concurrency, cfg.priority,
+                                self.pressure, self.session_id)
 
     def stats(self, now: float) -> LaneStats:
         oldest = next(iter(self.waiting.values()), None)

@@ -19,7 +19,16 @@ from laneway.lanes._lane import Lane
 from laneway.lanes._lane_actor import LaneActor
 from laneway.lanes._metrics import InMemoryLaneMetrics, LaneMetrics
 from laneway.lanes._persist import PendingStore
-from laneway.lanes._records import CommandHandle, CommandState, DrainReport, LaneManagerStats, LaneStats
+from laneway.lanes._records import (
+    CommandHandle,
+    CommandState,
+    DrainReport,
+    LaneManagerStats,
+    LaneStats,
+    LaneStatus,
+    LaneStatusReport,
+    ManagerStatusReport,
+)
 from laneway.lanes._scheduler import Acts
 from laneway.lanes._submit import Submitter
 from laneway.lanes._tools import ToolRegistry, default_registry
@@ -278,6 +287,38 @@ class LaneManager(Submitter):
                 sessions=len(self._sessions),
                 accepting=self._accepting,
             )
+
+    def status(self, lane: str | None = None) -> ManagerStatusReport | LaneStatusReport:
+        """What the manager (no ``lane``) or one lane (session lanes too) is doing now.
+
+        Raises:
+            LaneNotFound: no lane has that name.
+
+        Example:
+            >>> orch.lanes.status("query").status                  # doctest: +SKIP
+            <LaneStatus.IDLE: 'idle'>
+            >>> orch.lanes.status().lane("prompt").pending         # doctest: +SKIP
+            0
+        """
+        with self._lock:
+            accepting, closed = self._accepting, self._closed
+            if lane is not None:
+                return self._lane(lane).status(accepting, closed)
+            lanes = sorted(self._lanes.values(), key=lambda x: x.config.priority)
+            reports = tuple(x.status(accepting, closed) for x in lanes)
+            pending = sum(x.pending for x in lanes)
+            running = self._running
+        if closed or (not accepting and not pending and not running):
+            status = LaneStatus.CLOSED
+        elif not accepting:
+            status = LaneStatus.DRAINING
+        elif pending or running:
+            status = LaneStatus.BUSY
+        elif all(r.status is LaneStatus.PAUSED for r in reports if r.session_id is None):
+            status = LaneStatus.PAUSED
+        else:
+            status = LaneStatus.IDLE
+        return ManagerStatusReport(status, reports, pending, running, self._max_workers, accepting)
 
     # dead letters ------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from laneway.errors import (
     ToolNotFound,
 )
 from laneway.lanes._command import Command, Group
-from laneway.lanes._config import SESSION_PREFIX, GiveUp, Priority
+from laneway.lanes._config import SESSION_PREFIX, GiveUp, Priority, as_priority
 from laneway.lanes._lane import Lane
 from laneway.lanes._records import CommandHandle, CommandState
 from laneway.lanes._retry import RetryPolicy
@@ -200,10 +200,8 @@ class Submitter(SessionLanes):
         # Each check is skipped for the default, so the common submit pays for none of them.
         if priority is None:
             level = spec.priority if spec.priority is not None else Priority.NORMAL
-        elif isinstance(priority, Priority) or (type(priority) is int and 0 <= priority <= 4):
-            level = Priority(priority)
         else:
-            raise ConfigError(f"priority must be a Priority, got {priority!r}")
+            level = as_priority(priority)
         if timeout is _UNSET:
             timeout = spec.timeout if spec.timeout is not None else lane.config.timeout_s
         elif timeout is not None and (type(timeout) not in (int, float) or timeout <= 0):
