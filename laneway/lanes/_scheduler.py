@@ -55,7 +55,9 @@ class Scheduler:
         self._accepting = True
         self._closed = False
         self._pending: PendingStore | None = None
-        self._exec = Executors(self)
+        self._pool_hooked = False
+        self._exec = Executors(self._lock, end_run_locked=self._end_run_locked, dispatch_locked=self._dispatch_locked,
+                               finish=self._finish, do=self._do, announce=self._announce_run, pool=self._cpu_pool)
 
     # helpers -------------------------------------------------------------------
 
@@ -107,6 +109,28 @@ class Scheduler:
 
     def _lane_idle_locked(self, lane: Lane, acts: Acts) -> None:
         """Hook for session lanes (clean-up timers); plain lanes do nothing."""
+
+    def _announce_run(self, run: Run) -> None:
+        """A run is about to execute (called by the executors, without the lock)."""
+        cmd = run.cmd
+        if cmd.durable and self._pending is not None:
+            self._pending.record_attempt(cmd)  # the attempt count survives a crash mid-run
+        if self._events.active:
+            self._events.publish("queue.command.started", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                                 tool=cmd.spec.name, attempt=run.attempt, wait_s=run.started_at - cmd.enqueued_at)
+
+    def _cpu_pool(self) -> Any:
+        """The orchestrator's process pool, for cpu_bound tools (the executors ask for it)."""
+        if not self._pool_hooked:
+            pool = self._orch.pool
+            with self._lock:
+                hook, self._pool_hooked = not self._pool_hooked, True
+            if hook:
+                # Shutdown hooks run in reverse order: a pool started after the lanes would stop
+                # first and fail their queued cpu-bound commands; drain the lanes before it.
+                self._orch.on_shutdown("lanes before pool", self.close)  # type: ignore[attr-defined]
+            return pool
+        return self._orch.pool
 
     # dispatch ------------------------------------------------------------------
 
