@@ -183,6 +183,10 @@ class CommandTimeout(LaneError, LanewayTimeout):
     """The command ran past its timeout."""
 
 
+class PriorityOutOfRange(LaneError, ConfigError):
+    """A command or tool priority is neither a ``Priority`` nor an int on its scale (0 CRITICAL .. 4 BACKGROUND)."""
+
+
 class ToolNotFound(LaneError, LookupError):
     """No tool is registered under that name."""
 

@@ -37,6 +37,10 @@ Execution
     owned by the manager, ``cpu_bound`` tools on ``orch.pool``. A run gets a
     :class:`CancellationToken` (``cancel_token`` parameter or
     :func:`current_token`); cancel, timeout and preemption cancel it.
+    ``call`` / ``call_async`` withdraw the command when their caller gives up
+    (``wait_timeout`` passed, or the awaiting task was cancelled): a queued
+    one is cancelled and never runs, a running one has its token cancelled;
+    ``on_give_up=GiveUp.KEEP`` lets it go on instead.
 
 Failures
     Per-command ``timeout`` and :class:`RetryPolicy`; after the last attempt the
@@ -51,8 +55,21 @@ Events (``orch.events``, source = lane name)
     (all with ``command_id`` and ``caller``; ``completed`` adds ``latency_s``,
     ``run_s``, ``attempts``), plus ``.cancelled``, ``.preempted``, ``.boosted``,
     ``.rejected``, ``.recovered``; ``queue.lane.pressure`` (pending reached
-    ``pressure_threshold``), ``queue.lane.idle`` (nothing pending or running),
-    ``queue.session.closed``, ``queue.shutdown.started``.
+    the lane's ``pressure_threshold``; off unless configured) and
+    ``queue.lane.idle`` (nothing pending or running, published only after a
+    pressure event of that lane), ``queue.session.closed``,
+    ``queue.shutdown.started``.
+
+Status
+    ``lanes.status()`` (a :class:`ManagerStatusReport`) and
+    ``lanes.status(lane)`` (a :class:`LaneStatusReport`) say what each lane
+    is doing as a :class:`LaneStatus`: idle, busy, paused, draining, closed.
+
+Metrics
+    Lanes report queue length, completions and latencies to a
+    :class:`LaneMetrics` backend (``metrics=``; default
+    :class:`InMemoryLaneMetrics`, which ``lane_stats`` reads);
+    ``lanes.metrics.reset()`` starts the windows afresh.
 
 Persistence
     With a store (the orchestrator's, by default), pending commands are written
@@ -63,10 +80,20 @@ Persistence
     register it) before the manager starts.
 """
 
-from laneway.lanes._config import DEFAULT_LANES, LaneConfig, PreemptAction, Priority, RateLimit
+from laneway.lanes._config import DEFAULT_LANES, GiveUp, LaneConfig, PreemptAction, Priority, RateLimit
 from laneway.lanes._lane_actor import Cancel, GetStats, LaneActor, Pause, Resume, SetMaxConcurrent, SetRateLimit, Submit
 from laneway.lanes._manager import LaneManager
-from laneway.lanes._records import CommandHandle, CommandState, DrainReport, LaneManagerStats, LaneStats
+from laneway.lanes._metrics import InMemoryLaneMetrics, LaneMetrics, LaneReading, LaneRecorder
+from laneway.lanes._records import (
+    CommandHandle,
+    CommandState,
+    DrainReport,
+    LaneManagerStats,
+    LaneStats,
+    LaneStatus,
+    LaneStatusReport,
+    ManagerStatusReport,
+)
 from laneway.core import RetryKind, RetryPolicy
 from laneway.lanes._sessions import SessionLane
 from laneway.core import CancellationToken, current_token
@@ -80,11 +107,19 @@ __all__ = [
     "DEFAULT_LANES",
     "DrainReport",
     "GetStats",
+    "GiveUp",
+    "InMemoryLaneMetrics",
     "LaneActor",
     "LaneConfig",
     "LaneManager",
     "LaneManagerStats",
+    "LaneMetrics",
+    "LaneReading",
+    "LaneRecorder",
     "LaneStats",
+    "LaneStatus",
+    "LaneStatusReport",
+    "ManagerStatusReport",
     "Pause",
     "PreemptAction",
     "Priority",

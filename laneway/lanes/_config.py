@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from laneway.errors import ConfigError
+from laneway.errors import ConfigError, PriorityOutOfRange
 from laneway.core import RetryPolicy
 
 
@@ -16,7 +16,9 @@ class Priority(enum.IntEnum):
 
     An ``IntEnum`` so levels compare and sort (``Priority.HIGH < Priority.LOW``).
     Deadline boosts move a queued command up one level at a time, never past
-    ``CRITICAL``.
+    ``CRITICAL``. Wherever a priority is asked for (``submit``, ``@tool``),
+    a plain int on this scale (0..4) is accepted too; anything else raises
+    :class:`~laneway.errors.PriorityOutOfRange`.
     """
 
     CRITICAL = 0
@@ -26,12 +28,34 @@ class Priority(enum.IntEnum):
     BACKGROUND = 4
 
 
+def as_priority(value: Any, what: str = "priority") -> Priority:
+    """``value`` as a :class:`Priority`; ints 0..4 are accepted, anything else raises PriorityOutOfRange."""
+    if isinstance(value, Priority):
+        return value
+    if type(value) is int and 0 <= value <= 4:
+        return Priority(value)
+    raise PriorityOutOfRange(
+        f"{what} must be a Priority or an int from 0 (CRITICAL) to 4 (BACKGROUND), got {value!r}")
+
+
 class PreemptAction(enum.Enum):
     """What happens to a running command that higher-priority work preempts."""
 
     NEVER = "never"  #: the lane never preempts
     REQUEUE = "requeue"  #: the victim goes back into the queue, keeping its place
     FAIL = "fail"  #: the victim's future fails with :class:`~laneway.errors.Preempted`
+
+
+class GiveUp(enum.Enum):
+    """What :meth:`LaneManager.call` does with the command when its caller stops waiting.
+
+    The caller stops waiting when ``wait_timeout`` passes, or when the task
+    awaiting :meth:`LaneManager.call_async` is cancelled. Nobody else holds
+    the command's future then, so by default its work is not wanted any more.
+    """
+
+    WITHDRAW = "withdraw"  #: a queued command is cancelled (never runs); a running one has its token cancelled
+    KEEP = "keep"  #: the command goes on; its result is dropped
 
 
 def _positive_or_none(_: object, attribute: attrs.Attribute, value: Any) -> None:
@@ -99,7 +123,8 @@ class LaneConfig:
         timeout_s: default per-command timeout (a tool's own ``timeout`` wins).
         retry: default retry policy.
         rate_limit: starts per second/minute/hour, or None.
-        pressure_threshold: publish ``queue.lane.pressure`` when pending reaches it (None: never).
+        pressure_threshold: publish ``queue.lane.pressure`` when pending reaches it, and
+            ``queue.lane.idle`` when the lane next runs empty (None, the default: neither).
         preempt: what preemption does to a running preemptible command.
         preempt_min_runtime_s: a command is preemptible only after running this long.
         deadline_boosts: fractions of a command's deadline left at which it is promoted one level.
@@ -117,7 +142,7 @@ class LaneConfig:
     timeout_s: float | None = attrs.field(default=None, validator=_positive_or_none)
     retry: RetryPolicy = attrs.field(factory=RetryPolicy.none)
     rate_limit: RateLimit | None = None
-    pressure_threshold: int | None = attrs.field(default=100, validator=_positive_int_or_none)
+    pressure_threshold: int | None = attrs.field(default=None, validator=_positive_int_or_none)
     preempt: PreemptAction = PreemptAction.REQUEUE
     preempt_min_runtime_s: float = attrs.field(default=0.0)
     deadline_boosts: tuple[float, ...] = attrs.field(default=(0.75, 0.5, 0.25), converter=tuple, validator=_check_boosts)

@@ -23,13 +23,14 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.core import CpuRunner, MonotonicClock
-from laneway.errors import CommandCancelled, ConfigError, Preempted
+from laneway.core import MonotonicClock
+from laneway.errors import CommandCancelled, Preempted
 from laneway.core import current_token_var, set_current_token
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Run
-    from laneway.lanes._scheduler import Scheduler
+
+Acts = list[Callable[[], Any]]
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,29 @@ def _cancelled_error(run: Run) -> CommandCancelled:
 
 
 class Executors:
-    """Runs commands for a :class:`~laneway.lanes._scheduler.Scheduler`."""
+    """Runs commands for the lanes' scheduler, through the narrow callbacks it is given.
 
-    def __init__(self, sched: Scheduler) -> None:
-        self._sched = sched
+    Args:
+        lock: the scheduler's lock (a finishing thread records its outcome and takes
+            its next run in one critical section under it).
+        end_run_locked: ``(run, ok, value, acts)``, under ``lock``: record a run's outcome.
+        dispatch_locked: ``(acts)``, under ``lock``: start what can start now.
+        finish: ``(run, ok, value)``, without the lock: end a run from another thread.
+        do: ``(acts)``: run deferred actions once the lock is released.
+        announce: ``(run)``: a run is about to execute (persist its attempt, publish).
+        pool: returns the process pool for ``cpu_bound`` tools.
+    """
+
+    def __init__(self, lock: threading.Lock, *, end_run_locked: Callable[[Run, bool, Any, Acts], None],
+                 dispatch_locked: Callable[[Acts], None], finish: Callable[[Run, bool, Any], None],
+                 do: Callable[[Acts], None], announce: Callable[[Run], None], pool: Callable[[], Any]) -> None:
+        self._lock = lock
+        self._end_run_locked = end_run_locked
+        self._dispatch_locked = dispatch_locked
+        self._finish = finish
+        self._do = do
+        self._announce = announce
+        self._get_pool = pool
         self._ready: collections.deque[Run] = collections.deque()  # started sync runs waiting for a thread
         self._idle: list[_Worker] = []
         self._threads = 0
@@ -68,7 +88,6 @@ class Executors:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
-        self._runner: CpuRunner | None = None
 
     @property
     def thread_count(self) -> int:
@@ -86,16 +105,6 @@ class Executors:
             self._wake_locked(acts)
 
     # shared by every executor -------------------------------------------------
-
-    def _announce(self, run: Run) -> None:
-        cmd = run.cmd
-        sched = self._sched
-        if cmd.durable and sched._pending is not None:
-            sched._pending.record_attempt(cmd)  # the attempt count survives a crash mid-run
-        if sched._events.active:
-            sched._events.publish("queue.command.started", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
-                                  tool=cmd.spec.name, attempt=run.attempt,
-                                  wait_s=run.started_at - cmd.enqueued_at)
 
     @staticmethod
     def _call_sync(run: Run) -> tuple[bool, Any]:
@@ -142,10 +151,10 @@ class Executors:
 
     def _fallback_due(self) -> None:
         acts: list[Callable[[], Any]] = []
-        with self._sched._lock:
+        with self._lock:
             self._fallback_armed = False
             self._wake_locked(acts, fallback=True)
-        self._sched._do(acts)
+        self._do(acts)
 
     def _take_locked(self, worker: _Worker, acts: list[Callable[[], Any]]) -> Run | None:
         """The next ready run for ``worker``; wakes a helper for the rest if due."""
@@ -161,17 +170,18 @@ class Executors:
         threading.Thread(target=self._work, name=f"laneway-lane-{self._threads}", daemon=True).start()
 
     def _work(self) -> None:
-        sched = self._sched
-        worker = _Worker(sched._lock)
+        lock, do = self._lock, self._do
+        end_run_locked, dispatch_locked, announce = self._end_run_locked, self._dispatch_locked, self._announce
+        worker = _Worker(lock)
         acts: list[Callable[[], Any]] = []
-        with sched._lock:
+        with lock:
             self._pulling -= 1
             run = self._take_locked(worker, acts)
-        sched._do(acts)
+        do(acts)
         while True:
             while run is None:
                 acts = []
-                with sched._lock:
+                with lock:
                     if self._stopping:
                         self._threads -= 1
                         return
@@ -185,23 +195,23 @@ class Executors:
                         self._idle.remove(worker)
                         continue
                     run = self._take_locked(worker, acts)
-                sched._do(acts)
-            self._announce(run)
+                do(acts)
+            announce(run)
             began = time.perf_counter()
             ok, value = self._call_sync(run)
             took = time.perf_counter() - began
             acts = []
-            with sched._lock:
+            with lock:
                 self._fast.pop(worker, None)
                 name = run.cmd.spec.name
                 prev = self._tool_s.get(name)
                 self._tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * (took - prev)
                 self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
-                sched._end_run_locked(run, ok, value, acts)
-                sched._dispatch_locked(acts)
+                end_run_locked(run, ok, value, acts)
+                dispatch_locked(acts)
                 self._pulling -= 1
                 run = self._take_locked(worker, acts)
-            sched._do(acts)
+            do(acts)
 
     # the event loop for async tools ----------------------------------------------
 
@@ -227,7 +237,7 @@ class Executors:
         try:
             loop.call_soon_threadsafe(self._create_task, loop, run)
         except RuntimeError:  # the loop is closed: the manager is closing
-            self._sched._finish(run, False, CommandCancelled("lane manager closed before the command started"))
+            self._finish(run, False, CommandCancelled("lane manager closed before the command started"))
 
     def _create_task(self, loop: asyncio.AbstractEventLoop, run: Run) -> None:
         task = loop.create_task(self._run_async(run))
@@ -251,22 +261,9 @@ class Executors:
                 ok, value = False, _cancelled_error(run)
             except Exception as exc:
                 ok, value = False, exc
-        self._sched._finish(run, ok, value)
+        self._finish(run, ok, value)
 
     # the process pool -------------------------------------------------------------
-
-    def _pool(self) -> CpuRunner:
-        sched = self._sched
-        with self._loop_lock:
-            if self._runner is None:
-                if sched._cpu is None:
-                    raise ConfigError("this lane manager was given no process pool (cpu=...), so it cannot run "
-                                      "cpu_bound tools; use orch.lanes, or pass cpu=lambda: pool")
-                self._runner = sched._cpu()
-                # Shutdown hooks run in reverse order: a pool started after the lanes would stop
-                # first and fail their queued cpu-bound commands; drain the lanes before it.
-                sched._orch.on_shutdown("lanes before pool", sched.close)  # type: ignore[attr-defined]
-            return self._runner
 
     def _start_pool(self, run: Run) -> None:
         cmd = run.cmd
@@ -275,25 +272,25 @@ class Executors:
             # Never block the dispatching thread (it may be the event loop or the timer thread):
             # a full pool queue fails this attempt with PoolFull, and the retry policy decides.
             # The pool itself re-runs the task when a worker dies under it (its default attempts).
-            fut = self._pool().run_cpu_bound(cmd.spec.fn, (), cmd.params, timeout=cmd.timeout, block=False)
+            fut = self._get_pool().run_cpu_bound(cmd.spec.fn, (), cmd.params, timeout=cmd.timeout, block=False)
         except Exception as exc:
-            self._sched._finish(run, False, exc)
+            self._finish(run, False, exc)
             return
         run.token.add_callback(lambda _reason: fut.cancel())
         fut.add_done_callback(partial(self._pool_done, run))
 
     def _pool_done(self, run: Run, fut: Any) -> None:
         if fut.cancelled():
-            self._sched._finish(run, False, _cancelled_error(run))
+            self._finish(run, False, _cancelled_error(run))
             return
         error = fut.exception()
-        self._sched._finish(run, error is None, fut.result() if error is None else error)
+        self._finish(run, error is None, fut.result() if error is None else error)
 
     # shutdown ---------------------------------------------------------------------------
 
     def stop(self, timeout: float) -> None:
         """Let idle threads exit and stop the event loop; busy threads are daemons and are abandoned."""
-        with self._sched._lock:
+        with self._lock:
             self._stopping = True
             for w in self._idle:
                 w.cond.notify()

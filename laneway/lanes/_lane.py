@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 
 from laneway.lanes._config import LaneConfig
 from laneway.lanes._queue import FairQueue
-from laneway.lanes._records import LaneStats
-from laneway.lanes._window import Latencies, RateLimiter, Throughput
+from laneway.lanes._records import LaneStats, LaneStatus, LaneStatusReport
+from laneway.lanes._window import RateLimiter
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Command, Group, Run
+    from laneway.lanes._metrics import LaneRecorder
     from laneway.core import Timer
 
 # Weight of the newest run time in the moving average behind ETAs.
@@ -27,7 +28,7 @@ _EWMA_ALPHA = 0.2
 class Lane:
     """Mutable state of one lane; guarded by the manager's scheduler lock."""
 
-    def __init__(self, config: LaneConfig, now: float, session_id: str | None = None) -> None:
+    def __init__(self, config: LaneConfig, now: float, recorder: LaneRecorder, session_id: str | None = None) -> None:
         self.config = config
         self.name = config.name
         self.session_id = session_id
@@ -41,11 +42,11 @@ class Lane:
         self.preemptible_runs = 0  # runs whose command is preemptible: none, no victim to look for
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         self.rate_timer: Timer | None = None  # set while the rate limit holds the lane back
-        self.throughput = Throughput(now)
-        self.latencies = Latencies()
+        self.recorder = recorder  # queue length, completions and latencies go to the metrics backend
         self.run_ewma: float | None = None
         self.paused = False
         self.pressure = False
+        self.relief_due = False  # a pressure event was published: the next idle transition is published too
         self.busy = False
         self.closing = False
         self.idle_since: float | None = now
@@ -113,9 +114,25 @@ class Lane:
             return None
         return behind * self.run_ewma / self.cap
 
+    def status(self, accepting: bool, closed: bool) -> LaneStatusReport:
+        has_work = self.pending > 0 or self.active > 0
+        if closed or (not accepting and not has_work):
+            status = LaneStatus.CLOSED
+        elif not accepting or (self.closing and has_work):
+            status = LaneStatus.DRAINING
+        elif self.paused:
+            status = LaneStatus.PAUSED
+        elif has_work:
+            status = LaneStatus.BUSY
+        else:
+            status = LaneStatus.IDLE
+        cfg = self.config
+        return LaneStatusReport(self.name, status, self.pending, self.active, cfg.max_concurrency, cfg.priority,
+                                self.pressure, self.session_id)
+
     def stats(self, now: float) -> LaneStats:
         oldest = next(iter(self.waiting.values()), None)
-        p50, p90, p95, p99 = self.latencies.percentiles(50, 90, 95, 99)
+        reading = self.recorder.read(now)
         cfg = self.config
         return LaneStats(
             name=self.name,
@@ -132,11 +149,13 @@ class Lane:
             cancelled=self.cancelled,
             preempted=self.preempted,
             oldest_queued_age_s=0.0 if oldest is None else max(0.0, now - oldest.enqueued_at),
-            throughput_per_s=self.throughput.rate(now),
-            latency_p50_s=p50,
-            latency_p90_s=p90,
-            latency_p95_s=p95,
-            latency_p99_s=p99,
+            throughput_per_s=reading.throughput_per_s,
+            latency_p50_s=reading.latency_p50_s,
+            latency_p90_s=reading.latency_p90_s,
+            latency_p95_s=reading.latency_p95_s,
+            latency_p99_s=reading.latency_p99_s,
             paused=self.paused,
             session_id=self.session_id,
+            peak_pending=reading.peak_pending,
+            pressure_threshold=cfg.pressure_threshold,
         )

@@ -17,8 +17,18 @@ from laneway.errors import ConfigError, LaneError, LaneNotFound, LaneShutdown, L
 from laneway.lanes._config import DEFAULT_LANES, SESSION_PREFIX, LaneConfig, Priority, RateLimit
 from laneway.lanes._lane import Lane
 from laneway.lanes._lane_actor import LaneActor
+from laneway.lanes._metrics import InMemoryLaneMetrics, LaneMetrics
 from laneway.lanes._persist import PendingStore
-from laneway.lanes._records import CommandHandle, CommandState, DrainReport, LaneManagerStats, LaneStats
+from laneway.lanes._records import (
+    CommandHandle,
+    CommandState,
+    DrainReport,
+    LaneManagerStats,
+    LaneStats,
+    LaneStatus,
+    LaneStatusReport,
+    ManagerStatusReport,
+)
 from laneway.lanes._scheduler import Acts
 from laneway.lanes._submit import Submitter
 from laneway.lanes._tools import ToolRegistry, default_registry
@@ -60,6 +70,8 @@ class LaneManager(Submitter):
         max_sessions: open session lanes at most; idle ones are cleaned up to make room.
         session_idle_s: a session lane idle this long is removed.
         recover: queue the store's pending commands again at start (default True).
+        metrics: where lanes report queue length, completions and latencies (a
+            :class:`LaneMetrics`; default a fresh :class:`InMemoryLaneMetrics`).
 
     Example:
         >>> from laneway import Orchestrator
@@ -74,10 +86,14 @@ class LaneManager(Submitter):
     def __init__(self, orch: ActorSystem, *, cpu: CpuRunnerProvider | None = None, lanes: Iterable[LaneConfig] | None = None,
                  extra_lanes: Iterable[LaneConfig] = (), store: Any = _FROM_ORCH, tools: ToolRegistry | None = None,
                  max_workers: int = 64, max_sessions: int = 1000, session_idle_s: float = 300.0,
-                 recover: bool = True) -> None:
+                 recover: bool = True, metrics: LaneMetrics | None = None) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        if metrics is not None and not isinstance(metrics, LaneMetrics):
+            raise ConfigError(f"metrics must be a LaneMetrics (recorder(lane) and reset()), got {metrics!r}")
         super().__init__(orch, max_workers, cpu)
+        #: The metrics backend the lanes report to.
+        self.metrics: LaneMetrics = InMemoryLaneMetrics() if metrics is None else metrics
         configs: dict[str, LaneConfig] = {}
         for c in DEFAULT_LANES if lanes is None else lanes:
             if getattr(c, "name", None) in configs:
@@ -132,7 +148,8 @@ class LaneManager(Submitter):
         reserved = sum(lane.config.min_concurrency for lane in self._lanes.values()) + config.min_concurrency
         if reserved > self._max_workers:
             raise ConfigError(f"lanes reserve {reserved} workers in total (min_concurrency) but max_workers is {self._max_workers}")
-        lane = self._lanes[config.name] = Lane(config, self._clock.now())
+        now = self._clock.now()
+        lane = self._lanes[config.name] = Lane(config, now, self.metrics.recorder(config.name, now))
         self._reserved += config.min_concurrency
         return lane
 
@@ -274,6 +291,38 @@ class LaneManager(Submitter):
                 sessions=len(self._sessions),
                 accepting=self._accepting,
             )
+
+    def status(self, lane: str | None = None) -> ManagerStatusReport | LaneStatusReport:
+        """What the manager (no ``lane``) or one lane (session lanes too) is doing now.
+
+        Raises:
+            LaneNotFound: no lane has that name.
+
+        Example:
+            >>> orch.lanes.status("query").status                  # doctest: +SKIP
+            <LaneStatus.IDLE: 'idle'>
+            >>> orch.lanes.status().lane("prompt").pending         # doctest: +SKIP
+            0
+        """
+        with self._lock:
+            accepting, closed = self._accepting, self._closed
+            if lane is not None:
+                return self._lane(lane).status(accepting, closed)
+            lanes = sorted(self._lanes.values(), key=lambda x: x.config.priority)
+            reports = tuple(x.status(accepting, closed) for x in lanes)
+            pending = sum(x.pending for x in lanes)
+            running = self._running
+        if closed or (not accepting and not pending and not running):
+            status = LaneStatus.CLOSED
+        elif not accepting:
+            status = LaneStatus.DRAINING
+        elif pending or running:
+            status = LaneStatus.BUSY
+        elif all(r.status is LaneStatus.PAUSED for r in reports if r.session_id is None):
+            status = LaneStatus.PAUSED
+        else:
+            status = LaneStatus.IDLE
+        return ManagerStatusReport(status, reports, pending, running, self._max_workers, accepting)
 
     # dead letters ------------------------------------------------------------------------------
 

@@ -21,6 +21,70 @@ class CommandState(enum.Enum):
     CANCELLED = "cancelled"  #: cancelled or preempted (with ``PreemptAction.FAIL``)
 
 
+class LaneStatus(enum.Enum):
+    """What a lane (or the whole manager) is doing now."""
+
+    IDLE = "idle"  #: nothing pending or running
+    BUSY = "busy"  #: commands pending or running
+    PAUSED = "paused"  #: paused: starts nothing (it still takes commands); the manager: every named lane paused
+    DRAINING = "draining"  #: shutting down (or a session lane closing) with work left to finish
+    CLOSED = "closed"  #: takes no commands and has none left (shut down and drained, or closed)
+
+
+@attrs.frozen
+class LaneStatusReport:
+    """One lane's status (phase-2's LaneStatus report), from :meth:`LaneManager.status`.
+
+    Attributes:
+        name: the lane.
+        status: what it is doing now.
+        pending: commands waiting (queued or waiting for a retry).
+        active: runs in progress.
+        max_concurrency: commands of the lane that may run at once.
+        priority: its scheduling priority (0 first).
+        pressure: pending is at or over its ``pressure_threshold``.
+        session_id: the session of a session lane, else None.
+    """
+
+    name: str
+    status: LaneStatus
+    pending: int
+    active: int
+    max_concurrency: int
+    priority: int
+    pressure: bool = False
+    session_id: str | None = None
+
+
+@attrs.frozen
+class ManagerStatusReport:
+    """The lane manager's status and every lane's, from :meth:`LaneManager.status` without a lane.
+
+    Attributes:
+        status: the manager's: CLOSED or DRAINING once shut down, else BUSY while any
+            command is pending or running, PAUSED if every named lane is paused, else IDLE.
+        lanes: each lane's report (session lanes too), in scheduling order.
+        pending: commands waiting across all lanes.
+        running: runs in progress.
+        max_workers: runs that may be in progress at once.
+        accepting: False after :meth:`LaneManager.shutdown`.
+    """
+
+    status: LaneStatus
+    lanes: tuple[LaneStatusReport, ...]
+    pending: int
+    running: int
+    max_workers: int
+    accepting: bool
+
+    def lane(self, name: str) -> LaneStatusReport:
+        """The report of one lane; raises LookupError."""
+        for s in self.lanes:
+            if s.name == name:
+                return s
+        raise LookupError(f"no lane {name!r} in this status report")
+
+
 @attrs.frozen
 class CommandHandle:
     """What :meth:`LaneManager.submit` returns: the command's id, where it queued, and its result.
@@ -77,6 +141,8 @@ class LaneStats:
             latency over recent completions (None before the first).
         paused: True while the lane starts nothing.
         session_id: the session of a session lane, else None.
+        peak_pending: the longest queue the metrics backend saw since its last reset.
+        pressure_threshold: pending count that publishes ``queue.lane.pressure`` (None: off).
     """
 
     name: str
@@ -100,6 +166,8 @@ class LaneStats:
     latency_p99_s: float | None
     paused: bool = False
     session_id: str | None = None
+    peak_pending: int = 0
+    pressure_threshold: int | None = None
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ import threading
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.errors import CommandCancelled, CommandTimeout, Preempted
+from laneway.errors import CommandCancelled, CommandTimeout, ConfigError, Preempted
 from laneway.lanes._command import Command, Run
 from laneway.lanes._config import PreemptAction
 from laneway.lanes._executors import Executors
@@ -25,7 +25,7 @@ from laneway.core import TimerQueue
 
 if TYPE_CHECKING:
     from laneway.actors import ActorSystem
-    from laneway.core import CpuRunnerProvider
+    from laneway.core import CpuRunner, CpuRunnerProvider
     from laneway.lanes._persist import PendingStore
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ class Scheduler:
         self._accepting = True
         self._closed = False
         self._pending: PendingStore | None = None
-        self._exec = Executors(self)
+        self._cpu_runner: CpuRunner | None = None
+        self._exec = Executors(self._lock, end_run_locked=self._end_run_locked, dispatch_locked=self._dispatch_locked,
+                               finish=self._finish, do=self._do, announce=self._announce_run, pool=self._cpu_pool)
 
     # helpers -------------------------------------------------------------------
 
@@ -89,23 +91,53 @@ class Scheduler:
     def _lane_changed_locked(self, lane: Lane, acts: Acts) -> None:
         """Eligibility, pressure and idle transitions after pending or active changed."""
         self._touch(lane)
+        lane.recorder.queue_length(lane.pending)
         threshold = lane.config.pressure_threshold
         if threshold is not None:
             if lane.pending >= threshold and not lane.pressure:
-                lane.pressure = True
+                lane.pressure = lane.relief_due = True
                 self._emit(acts, "queue.lane.pressure", lane.name, pending=lane.pending, threshold=threshold)
             elif lane.pending < threshold:
                 lane.pressure = False
         if lane.busy and lane.pending == 0 and lane.active == 0:
             lane.busy = False
             lane.idle_since = self._clock.now()
-            self._emit(acts, "queue.lane.idle", lane.name)
+            if lane.relief_due:  # idle answers a pressure event; without one nobody is waiting for it
+                lane.relief_due = False
+                self._emit(acts, "queue.lane.idle", lane.name)
             self._lane_idle_locked(lane, acts)
         if self._space_waiters and lane.pending < lane.config.max_pending:
             self._space.notify_all()
 
     def _lane_idle_locked(self, lane: Lane, acts: Acts) -> None:
         """Hook for session lanes (clean-up timers); plain lanes do nothing."""
+
+    def _announce_run(self, run: Run) -> None:
+        """A run is about to execute (called by the executors, without the lock)."""
+        cmd = run.cmd
+        if cmd.durable and self._pending is not None:
+            self._pending.record_attempt(cmd)  # the attempt count survives a crash mid-run
+        if self._events.active:
+            self._events.publish("queue.command.started", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                                 tool=cmd.spec.name, attempt=run.attempt, wait_s=run.started_at - cmd.enqueued_at)
+
+    def _cpu_pool(self) -> CpuRunner:
+        """The runner for cpu_bound tools (the process pool), started on first use (the executors ask for it)."""
+        runner = self._cpu_runner
+        if runner is not None:
+            return runner
+        if self._cpu is None:
+            raise ConfigError("this lane manager was given no process pool (cpu=...), so it cannot run "
+                              "cpu_bound tools; use orch.lanes, or pass cpu=lambda: pool")
+        runner = self._cpu()
+        with self._lock:
+            hook = self._cpu_runner is None
+            self._cpu_runner = runner
+        if hook:
+            # Shutdown hooks run in reverse order: a pool started after the lanes would stop
+            # first and fail their queued cpu-bound commands; drain the lanes before it.
+            self._orch.on_shutdown("lanes before pool", self.close)  # type: ignore[attr-defined]
+        return runner
 
     # dispatch ------------------------------------------------------------------
 
@@ -230,8 +262,7 @@ class Scheduler:
         lane = cmd.lane
         lane.completed += 1
         latency = now - cmd.submitted_at
-        lane.latencies.record(latency)
-        lane.throughput.record(now)
+        lane.recorder.completed(latency, now)
         self._final_locked(cmd)
         if cmd.durable and self._pending is not None:
             acts.append(partial(self._pending.delete, cmd.id))

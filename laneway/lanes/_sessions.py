@@ -149,7 +149,8 @@ class SessionLanes(Scheduler):
             preempt_min_runtime_s=base.preempt_min_runtime_s,
             deadline_boosts=base.deadline_boosts,
         )
-        lane = Lane(config, self._clock.now(), session_id=session_id)
+        now = self._clock.now()
+        lane = Lane(config, now, self.metrics.recorder(config.name, now), session_id=session_id)  # type: ignore[attr-defined]
         self._lanes[config.name] = lane
         self._sessions[session_id] = lane
         self._schedule_idle_check_locked(lane, self._session_idle_s)

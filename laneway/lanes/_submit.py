@@ -20,7 +20,7 @@ from laneway.errors import (
     ToolNotFound,
 )
 from laneway.lanes._command import Command, Group
-from laneway.lanes._config import SESSION_PREFIX, Priority
+from laneway.lanes._config import SESSION_PREFIX, GiveUp, Priority, as_priority
 from laneway.lanes._lane import Lane
 from laneway.lanes._records import CommandHandle, CommandState
 from laneway.core import RetryPolicy
@@ -86,27 +86,72 @@ class Submitter(SessionLanes):
                             max_wait, 0.0, command_id)
 
     def call(self, lane: str, target: str | Callable[..., Any] | ToolSpec, params: Mapping[str, Any] | None = None,
-             *, wait_timeout: float | None = None, **options: Any) -> Any:
+             *, wait_timeout: float | None = None, on_give_up: GiveUp = GiveUp.WITHDRAW, **options: Any) -> Any:
         """Submit and block for the result (``wait_timeout`` default: the orchestrator's ``ask_timeout``).
 
+        Args:
+            on_give_up: what happens to the command if no result comes within
+                ``wait_timeout``: :attr:`GiveUp.WITHDRAW` (default) cancels it (a
+                queued command never runs, a running one has its token cancelled;
+                it counts as cancelled, nothing is dead-lettered and a persisted
+                record is deleted); :attr:`GiveUp.KEEP` lets it go on unobserved.
+            options: as for :meth:`submit`.
+
         Raises:
-            LanewayTimeout: no result within ``wait_timeout`` (the command keeps going).
+            LanewayTimeout: no result within ``wait_timeout``.
             Exception: what the command failed with.
         """
+        if on_give_up is not GiveUp.WITHDRAW and not isinstance(on_give_up, GiveUp):
+            raise ConfigError(f"on_give_up must be a GiveUp (WITHDRAW or KEEP), got {on_give_up!r}")
         handle = self.submit(lane, target, params, **options)
-        return handle.result(self._orch.ask_timeout if wait_timeout is None else wait_timeout)
+        limit = self._orch.ask_timeout if wait_timeout is None else wait_timeout
+        try:
+            return handle.result(limit)
+        except LanewayTimeout:
+            if on_give_up is GiveUp.WITHDRAW:
+                self._give_up(handle, f"the caller stopped waiting after {limit}s")
+            raise
 
     async def call_async(self, lane: str, target: str | Callable[..., Any] | ToolSpec,
                          params: Mapping[str, Any] | None = None, *, wait_timeout: float | None = None,
-                         **options: Any) -> Any:
-        """``await`` form of :meth:`call`; a full lane raises ``LaneFull`` instead of blocking the loop."""
+                         on_give_up: GiveUp = GiveUp.WITHDRAW, **options: Any) -> Any:
+        """``await`` form of :meth:`call`; a full lane raises ``LaneFull`` instead of blocking the loop.
+
+        The caller also gives up when the awaiting task is cancelled; ``on_give_up``
+        decides what happens to the command then, as for :meth:`call`.
+        """
+        if on_give_up is not GiveUp.WITHDRAW and not isinstance(on_give_up, GiveUp):
+            raise ConfigError(f"on_give_up must be a GiveUp (WITHDRAW or KEEP), got {on_give_up!r}")
         handle = self.submit_nowait(lane, target, params, **options)
         wrapped = asyncio.wrap_future(handle.future)
         limit = self._orch.ask_timeout if wait_timeout is None else wait_timeout
-        done, _ = await asyncio.wait((wrapped,), timeout=limit)
+        try:
+            done, _ = await asyncio.wait((wrapped,), timeout=limit)
+        except asyncio.CancelledError:
+            if on_give_up is GiveUp.WITHDRAW:
+                self._abandon(wrapped, handle, "the awaiting task was cancelled")
+            raise
         if not done:
+            if on_give_up is GiveUp.WITHDRAW:
+                self._abandon(wrapped, handle, f"the caller stopped waiting after {limit}s")
             raise LanewayTimeout(f"no result of command {handle.command_id} within {limit}s")
         return wrapped.result()
+
+    def _abandon(self, wrapped: asyncio.Future[Any], handle: CommandHandle, reason: str) -> None:
+        # Nobody reads the wrapper's CommandCancelled: retrieve it so asyncio does not log it as lost.
+        wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._give_up(handle, reason)
+
+    def _give_up(self, handle: CommandHandle, reason: str) -> None:
+        """Withdraw the command its only waiter stopped waiting for (no-op once it ended)."""
+        acts: Acts = []
+        with self._lock:
+            cmd = self._commands.get(handle.command_id)
+            if cmd is None or cmd.future is not handle.future:  # ended (its id may even be reused)
+                return
+            self._cancel_locked(cmd, f"withdrawn: {reason}", acts)
+            self._dispatch_locked(acts)
+        self._do(acts)
 
     # resolution and checks, before anything is queued --------------------------------
 
@@ -155,10 +200,8 @@ class Submitter(SessionLanes):
         # Each check is skipped for the default, so the common submit pays for none of them.
         if priority is None:
             level = spec.priority if spec.priority is not None else Priority.NORMAL
-        elif isinstance(priority, Priority) or (type(priority) is int and 0 <= priority <= 4):
-            level = Priority(priority)
         else:
-            raise ConfigError(f"priority must be a Priority, got {priority!r}")
+            level = as_priority(priority)
         if timeout is _UNSET:
             timeout = spec.timeout if spec.timeout is not None else lane.config.timeout_s
         elif timeout is not None and (type(timeout) not in (int, float) or timeout <= 0):

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 import attrs
 
 from laneway.errors import ConfigError, ToolNotFound, ToolParameterError
-from laneway.lanes._config import Priority
+from laneway.lanes._config import Priority, as_priority
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class ToolSpec:
 def make_spec(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
               parameters: Iterable[Any] | Mapping[str, Any] | None = None, capabilities: Iterable[str] = (),
               category: str = "general", parallel_allowed: bool = False, timeout: float | None = None,
-              priority: Priority | None = None, cpu_bound: bool = False, preemptible: bool = False) -> ToolSpec:
+              priority: Priority | int | None = None, cpu_bound: bool = False, preemptible: bool = False) -> ToolSpec:
     """Build a :class:`ToolSpec` for ``fn`` (see :func:`tool` for the options)."""
     if not callable(fn):
         raise ConfigError(f"a tool must be callable, got {fn!r}")
@@ -203,8 +203,8 @@ def make_spec(fn: Callable[..., Any], *, name: str | None = None, description: s
         params = tuple(_as_param(p) for p in parameters)
     for p in params:
         p.python_types  # noqa: B018 - raises ConfigError for an unknown type name now, not at the first call
-    if priority is not None and not isinstance(priority, Priority):
-        raise ConfigError(f"tool priority must be a Priority, got {priority!r}")
+    if priority is not None:
+        priority = as_priority(priority, "tool priority")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(f"tool timeout must be a number > 0 or None, got {timeout!r}")
     is_async = inspect.iscoroutinefunction(fn)
@@ -325,7 +325,8 @@ def tool(fn: F | None = None, *, registry: ToolRegistry | None = None, **options
     ``parameters`` (ToolParam records, dicts with name/type/description/required,
     or a name->type mapping; inferred from the signature when omitted),
     ``capabilities``, ``category``, ``parallel_allowed`` (default False),
-    ``timeout``, ``priority``, ``cpu_bound`` (run on the process pool) and
+    ``timeout``, ``priority`` (a :class:`Priority`, or an int 0..4 on its
+    scale), ``cpu_bound`` (run on the process pool) and
     ``preemptible``. The function itself is returned unchanged (so it still
     pickles by reference for the pool), with its spec as ``fn.__laneway_tool__``.
 

@@ -40,12 +40,14 @@ class Throughput:
 
     __slots__ = ("_buckets", "_span", "_since")
 
-    def __init__(self, now: float, span_s: float = 60.0) -> None:
+    def __init__(self, now: float | None, span_s: float = 60.0) -> None:
         self._buckets: collections.deque[list[int]] = collections.deque()
         self._span = span_s
-        self._since = now
+        self._since = now  # None: from the first record or read
 
     def record(self, now: float) -> None:
+        if self._since is None:
+            self._since = now
         second = int(now)
         buckets = self._buckets
         if buckets and buckets[-1][0] == second:
@@ -57,6 +59,8 @@ class Throughput:
 
     def rate(self, now: float) -> float:
         """Completions per second over the window (or since the lane started, if younger)."""
+        if self._since is None:
+            self._since = now
         cutoff = int(now) - self._span
         total = sum(n for second, n in self._buckets if second > cutoff)
         return total / max(1.0, min(self._span, now - self._since))

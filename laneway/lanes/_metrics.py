@@ -1,0 +1,116 @@
+"""Where lanes report what they measure: queue length, completions and their latency.
+
+A :class:`LaneMetrics` backend hands each lane a :class:`LaneRecorder` when
+the lane is made; the manager calls the recorder under its scheduler lock,
+so a recorder must be cheap and must not block (forward to another system
+from a queue, not inline). :class:`InMemoryLaneMetrics` is the default: the
+windows behind :class:`~laneway.lanes.LaneStats`' throughput and latency
+percentiles.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from laneway.lanes._window import Latencies, Throughput
+
+
+@attrs.frozen
+class LaneReading:
+    """What a lane's recorder reports back for :class:`~laneway.lanes.LaneStats`.
+
+    Attributes:
+        throughput_per_s: completions per second over the recorder's window.
+        latency_p50_s, latency_p90_s, latency_p95_s, latency_p99_s: submit-to-completion
+            latency over recent completions (None before the first).
+        peak_pending: the longest queue reported since the last reset.
+    """
+
+    throughput_per_s: float = 0.0
+    latency_p50_s: float | None = None
+    latency_p90_s: float | None = None
+    latency_p95_s: float | None = None
+    latency_p99_s: float | None = None
+    peak_pending: int = 0
+
+
+@runtime_checkable
+class LaneRecorder(Protocol):
+    """One lane's sink; called under the manager's lock, so it must be quick and never block."""
+
+    def queue_length(self, pending: int) -> None:
+        """The lane's pending count changed to ``pending``."""
+
+    def completed(self, latency_s: float, now: float) -> None:
+        """A command completed ``latency_s`` seconds after it was submitted, at clock time ``now``."""
+
+    def read(self, now: float) -> LaneReading:
+        """What :meth:`LaneManager.lane_stats` shows of this lane's windows."""
+
+
+@runtime_checkable
+class LaneMetrics(Protocol):
+    """A metrics backend for a :class:`~laneway.lanes.LaneManager` (its ``metrics=`` option).
+
+    Example:
+        >>> from laneway.lanes import InMemoryLaneMetrics
+        >>> metrics = InMemoryLaneMetrics()
+        >>> rec = metrics.recorder("query", now=0.0)
+        >>> rec.completed(0.25, now=10.0); rec.read(now=10.0).latency_p50_s
+        0.25
+        >>> metrics.reset(); rec.read(now=11.0).latency_p50_s is None
+        True
+    """
+
+    def recorder(self, lane: str, now: float) -> LaneRecorder:
+        """A recorder for a new lane named ``lane`` (session lanes too), made at clock time ``now``."""
+
+    def reset(self) -> None:
+        """Forget what was recorded so far, for every lane."""
+
+
+class _MemoryRecorder:
+    __slots__ = ("latencies", "throughput", "peak", "__weakref__")
+
+    def __init__(self, now: float) -> None:
+        self.latencies = Latencies()
+        self.throughput = Throughput(now)
+        self.peak = 0
+
+    def queue_length(self, pending: int) -> None:
+        if pending > self.peak:
+            self.peak = pending
+
+    def completed(self, latency_s: float, now: float) -> None:
+        self.latencies.record(latency_s)
+        self.throughput.record(now)
+
+    def read(self, now: float) -> LaneReading:
+        p50, p90, p95, p99 = self.latencies.percentiles(50, 90, 95, 99)
+        return LaneReading(self.throughput.rate(now), p50, p90, p95, p99, self.peak)
+
+    def reset(self) -> None:
+        # Fresh windows (rebinding is atomic, so no lock against a concurrent record is needed).
+        self.latencies = Latencies()
+        self.throughput = Throughput(None)
+        self.peak = 0
+
+
+class InMemoryLaneMetrics:
+    """The default backend: a sliding window of completions and latencies per lane, in memory."""
+
+    def __init__(self) -> None:
+        # Weak: a removed session lane's recorder goes with its lane.
+        self._recorders: weakref.WeakSet[_MemoryRecorder] = weakref.WeakSet()
+
+    def recorder(self, lane: str, now: float) -> LaneRecorder:
+        rec = _MemoryRecorder(now)
+        self._recorders.add(rec)
+        return rec
+
+    def reset(self) -> None:
+        for rec in list(self._recorders):
+            rec.reset()
