@@ -258,7 +258,12 @@ class Supervisor(Actor):
         if any(c.spec.name == spec.name for c in self._children):
             raise ConfigError(f"supervisor {self.name} already has a child named {spec.name!r}")
         ref_class = getattr(spec.factory, "ref_class", ActorRef)
-        ref = ref_class(f"{self.name}/{spec.name}", self.orchestrator)
+        # A restarted supervisor starts its children behind the references of
+        # its previous incarnation, so refs into a subtree survive its restarts.
+        kept = self.ref._child_refs if isinstance(self.ref, SupervisorRef) else {}
+        ref = kept.get(spec.name)
+        if type(ref) is not ref_class:
+            ref = kept[spec.name] = ref_class(f"{self.name}/{spec.name}", self.orchestrator)
         self.orchestrator._register(ref)
         child = _Child(spec, ref)
         try:
@@ -312,6 +317,8 @@ class Supervisor(Actor):
         if child in self._children:
             self._children.remove(child)
             self.orchestrator._unregister(child.ref.name)
+            if isinstance(self.ref, SupervisorRef):
+                self.ref._child_refs.pop(child.spec.name, None)
 
 
 class SupervisorRef(ActorRef):
@@ -322,7 +329,12 @@ class SupervisorRef(ActorRef):
         >>> w1 = sup.start_child(ChildSpec(Worker, name="w1"))             # doctest: +SKIP
     """
 
-    __slots__ = ()
+    __slots__ = ("_child_refs",)
+
+    def __init__(self, name: str, orchestrator: Any) -> None:
+        super().__init__(name, orchestrator)
+        # The children's references by child name, kept across this supervisor's restarts.
+        self._child_refs: dict[str, ActorRef] = {}
 
     def start_child(self, spec: ChildSpec, *, timeout: float | None = None) -> ActorRef:
         """Start a child now and supervise it; returns its reference."""

@@ -18,7 +18,7 @@ import attrs
 
 from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, _Cell
 from laneway.core import Clock, MonotonicClock
-from laneway.core import DeadLetterQueue
+from laneway.core import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterQueue
 from laneway.actors._specs import ChildSpec, Strategy
 from laneway.actors._supervisor import Supervisor, SupervisorRef
 from laneway.errors import ActorNotFound, ConfigError, NameTaken, SystemShutdown
@@ -80,6 +80,8 @@ class ActorSystem:
             file, or a ``postgresql://`` URL (needs ``laneway[postgres]``).
             None keeps everything in memory. A store given by path or URL is
             closed at shutdown.
+        dead_letter_capacity: most letters :attr:`dead_letters` keeps (default
+            10,000); a full queue evicts its oldest letter (``dead_letter.evicted``).
 
     Example:
         >>> import attrs
@@ -102,6 +104,7 @@ class ActorSystem:
         ask_timeout: float = 30.0,
         shutdown_timeout: float = 10.0,
         store: Any = None,
+        dead_letter_capacity: int = DEFAULT_DEAD_LETTER_CAPACITY,
     ) -> None:
         if ask_timeout <= 0 or shutdown_timeout <= 0:
             raise ConfigError("ask_timeout and shutdown_timeout must be > 0")
@@ -112,7 +115,7 @@ class ActorSystem:
         self.events = EventBus(self.clock.now)
         self._owns_store = isinstance(store, (str, os.PathLike))
         self.store = _open_store(store)
-        self.dead_letters = DeadLetterQueue(self.store, self.events)
+        self.dead_letters = DeadLetterQueue(self.store, self.events, capacity=dead_letter_capacity)
         self._lock = threading.RLock()
         self._names: dict[str, ActorRef] = {}
         self._top: list[tuple[ActorRef, float]] = []

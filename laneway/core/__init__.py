@@ -23,7 +23,7 @@ from laneway.core._cancellation import (
     set_current_token,
 )
 from laneway.core._clock import Clock, ManualClock, MonotonicClock, TimerHandle
-from laneway.core._dead_letters import DeadLetter, DeadLetterQueue
+from laneway.core._dead_letters import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetter, DeadLetterQueue
 from laneway.core._events import Event, EventBus, Subscription
 from laneway.core._future import Future, LazyFuture, resolved
 from laneway.core._offload import CpuRunner, CpuRunnerProvider
@@ -40,6 +40,7 @@ from laneway.core._threads import DaemonThreads, LoopThread
 from laneway.core._timers import Timer, TimerQueue
 
 __all__ = [
+    "DEFAULT_DEAD_LETTER_CAPACITY",
     "Backoff",
     "CancellationToken",
     "Clock",

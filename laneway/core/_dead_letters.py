@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _NAMESPACE = "dead_letters"
+
+#: Default most letters kept (in memory and in the store). Letters are small
+#: records, so 10,000 keeps hours of a bad outage for an operator to inspect
+#: while bounding the memory and store a dead-letter storm can take.
+DEFAULT_DEAD_LETTER_CAPACITY = 10_000
 
 
 @attrs.frozen
@@ -48,19 +54,36 @@ class DeadLetter:
 
 
 class DeadLetterQueue:
-    """Letters from every component, optionally persisted in a store.
+    """Letters from every component, optionally persisted in a store, at most ``capacity`` of them.
 
     Components that can run a letter again register a resubmitter for their
     source; :meth:`resubmit` removes the letter and hands its payload back.
+    When the queue is full, a new letter evicts the oldest one (from memory
+    and the store together), which is logged and published as
+    ``dead_letter.evicted`` (``letter_id``, ``work_id``, ``reason``,
+    ``evicted_by``), so nothing leaves silently.
+
+    Args:
+        store: where letters persist (they are read back on construction); None keeps them in memory.
+        events: the bus ``dead_letter.added`` / ``dead_letter.evicted`` go to.
+        capacity: most letters kept, an int >= 1 (default :data:`DEFAULT_DEAD_LETTER_CAPACITY`, 10,000).
+
+    Raises:
+        ConfigError: ``capacity`` is not an int >= 1.
 
     Example:
-        >>> dlq = DeadLetterQueue()
+        >>> dlq = DeadLetterQueue(capacity=2)
         >>> letter = dlq.put("pool", "worker pid 7 killed by SIGKILL", attempts=3)
         >>> [l.reason for l in dlq.list("pool")]
         ['worker pid 7 killed by SIGKILL']
     """
 
-    def __init__(self, store: Store | None = None, events: EventBus | None = None) -> None:
+    def __init__(
+        self, store: Store | None = None, events: EventBus | None = None, *, capacity: int = DEFAULT_DEAD_LETTER_CAPACITY
+    ) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ConfigError(f"dead-letter capacity must be an int >= 1, got {capacity!r}")
+        self.capacity = capacity
         self._store = store
         self._events = events
         self._lock = threading.Lock()
@@ -74,6 +97,38 @@ class DeadLetterQueue:
                     log.exception("unreadable dead letter in store; kept in the store untouched")
                     continue
                 self._letters[letter.id] = letter
+            # A store written with a larger capacity: keep the newest.
+            with self._lock:
+                evicted = self._evict_locked(0, None)
+            self._announce_evicted(evicted, None)
+
+    def _evict_locked(self, room: int, new: DeadLetter | None, blob: bytes = b"") -> list[DeadLetter]:
+        """Drop the oldest letters so ``room`` more fit; store and memory change together (lock held)."""
+        excess = len(self._letters) + room - self.capacity
+        victims = list(itertools.islice(self._letters.values(), max(0, excess)))
+        if self._store is not None and (victims or new is not None):
+            with self._store.transaction():
+                if new is not None:
+                    self._store.put(_NAMESPACE, new.id, blob)
+                for victim in victims:
+                    self._store.delete(_NAMESPACE, victim.id)
+        for victim in victims:
+            del self._letters[victim.id]
+        if new is not None:
+            self._letters[new.id] = new
+        return victims
+
+    def _announce_evicted(self, victims: list[DeadLetter], by: DeadLetter | None) -> None:
+        for victim in victims:
+            log.warning(
+                "dead-letter queue full (capacity %d): evicted %s from %s (%s)",
+                self.capacity, victim.id, victim.source, victim.reason,
+            )  # fmt: skip
+            if self._events is not None:
+                self._events.publish(
+                    "dead_letter.evicted", victim.source, letter_id=victim.id, work_id=victim.work_id,
+                    reason=victim.reason, evicted_by=None if by is None else by.id,
+                )  # fmt: skip
 
     def put(
         self,
@@ -85,7 +140,10 @@ class DeadLetterQueue:
         work_id: str = "",
         payload: Any = None,
     ) -> DeadLetter:
-        """Record a letter (persisting it first when a store is set) and publish ``dead_letter.added``."""
+        """Record a letter (persisting it when a store is set) and publish ``dead_letter.added``.
+
+        A full queue first evicts its oldest letter (see the class docs).
+        """
         letter = DeadLetter(
             id=f"dl-{uuid.uuid4().hex[:12]}",
             source=source,
@@ -96,15 +154,16 @@ class DeadLetterQueue:
             payload=payload,
             ts=time.time(),
         )
+        blob = b""
         if self._store is not None:
             try:
                 blob = cloudpickle.dumps(letter)
             except Exception:
                 letter = attrs.evolve(letter, payload=repr(payload))
                 blob = cloudpickle.dumps(letter)
-            self._store.put(_NAMESPACE, letter.id, blob)
         with self._lock:
-            self._letters[letter.id] = letter
+            evicted = self._evict_locked(1, letter, blob)
+        self._announce_evicted(evicted, letter)
         log.warning("dead letter from %s: %s (%s)", source, reason, work_id)
         if self._events is not None:
             self._events.publish(
@@ -162,10 +221,10 @@ class DeadLetterQueue:
             raise
 
     def _restore(self, letter: DeadLetter) -> None:
+        blob = cloudpickle.dumps(letter) if self._store is not None else b""
         with self._lock:
-            self._letters[letter.id] = letter
-        if self._store is not None:
-            self._store.put(_NAMESPACE, letter.id, cloudpickle.dumps(letter))
+            evicted = self._evict_locked(1, letter, blob)
+        self._announce_evicted(evicted, letter)
 
     def __len__(self) -> int:
         with self._lock:

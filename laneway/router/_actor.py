@@ -39,6 +39,7 @@ from laneway.router._messages import (
     GetAgents,
     GetStatistics,
     LiveTasks,
+    QueueRoom,
     Register,
     RetryDue,
     Submit,
@@ -69,6 +70,7 @@ class RouterActor(Actor):
         runners: Runners,
         breakers: SupervisorRef,
         live: LiveTasks,
+        room: QueueRoom,
         seed: int | None,
     ) -> None:
         self.strategy = strategy
@@ -76,6 +78,7 @@ class RouterActor(Actor):
         self.runners = runners
         self.breakers = breakers
         self.live = live
+        self.room = room
         self.rng = random.Random(seed)
         self.index = AgentIndex()
         self.waiting = WaitQueue()
@@ -268,6 +271,7 @@ class RouterActor(Actor):
             self.waiting.push(task)
 
     def _start_on(self, task: Task, slot: AgentSlot) -> None:
+        self._give_back_place(task)
         task.attempts += 1
         attempt = Attempt(task.id, slot.agent_id, task.attempts)
         task.attempt = attempt
@@ -353,6 +357,7 @@ class RouterActor(Actor):
         self._fail(task, error, reason, dead_letter=dead_letter)
 
     def _finish(self, task: Task) -> None:
+        self._give_back_place(task)
         task.state = TaskState.DONE
         task.cancel_timers()
         if self.tasks.pop(task.id, None) is not None:
@@ -361,9 +366,15 @@ class RouterActor(Actor):
     def _settle(self, task: Task, error: BaseException) -> None:
         """Fail a task that was never accepted."""
         self.c["failed"] += 1
+        self._give_back_place(task)
         task.state = TaskState.DONE
         self.live.add(-1)
         task.future.settle(error=error)
+
+    def _give_back_place(self, task: Task) -> None:
+        if task.holds_place:
+            task.holds_place = False
+            self.room.give_back()
 
     # helpers ----------------------------------------------------------------------------------
 

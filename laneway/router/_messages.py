@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from laneway.actors import ActorRef
 from laneway.breakers import CallOutcome
-from laneway.errors import ActorDead, LanewayError
+from laneway.errors import ActorDead, LaneFull, LanewayError, SystemShutdown
 
 if TYPE_CHECKING:
     from laneway.router._invoke import Attempt
@@ -112,6 +113,56 @@ class LiveTasks:
     def wait_zero(self, timeout: float | None) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: self._n == 0, timeout)
+
+
+class QueueRoom:
+    """The bound on tasks submitted but not yet started on an agent; safe from any thread.
+
+    ``Router.submit`` takes a place (waiting for one up to its block timeout,
+    like a lane's ``submit``); the router actor gives it back when the task
+    first starts on an agent or ends without running.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._cond = threading.Condition()
+        self._n = 0
+        self._closed = False
+
+    def __len__(self) -> int:
+        return self._n
+
+    def take(self, block: float, router: str) -> None:
+        """Take a place, waiting up to ``block`` seconds for one.
+
+        Raises:
+            LaneFull: still full after ``block`` seconds (at once when ``block`` <= 0).
+            SystemShutdown: the router closed while the caller waited.
+        """
+        with self._cond:
+            if self._n >= self.limit and not self._closed:
+                if block <= 0:
+                    raise LaneFull(f"router {router} is full ({self.limit} tasks waiting to start)")
+                deadline = time.monotonic() + block
+                while self._n >= self.limit and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise LaneFull(f"router {router} stayed full ({self.limit} tasks waiting to start) for {block}s")
+                    self._cond.wait(left)
+            if self._closed:
+                raise SystemShutdown(f"router {router} is shut down")
+            self._n += 1
+
+    def give_back(self) -> None:
+        with self._cond:
+            self._n -= 1
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Wake every waiting submitter; they raise SystemShutdown."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 def tell_quietly(ref: ActorRef, message: Any) -> None:

@@ -10,6 +10,7 @@ import attrs
 from laneway.breakers import BreakerConfig, BreakerState
 from laneway.errors import ConfigError
 from laneway.core import RetryPolicy
+from laneway.lanes import Priority
 from laneway.router._roles import AlphaRole
 
 
@@ -170,6 +171,7 @@ class RoutedWork:
         role: the role it asked for, if any.
         context: the workflow context it carried.
         retry: its retry policy (None: the router's).
+        priority: its priority.
     """
 
     payload: Any
@@ -177,3 +179,23 @@ class RoutedWork:
     role: AlphaRole | None = None
     context: Any = None
     retry: RetryPolicy | None = None
+    priority: Priority = Priority.NORMAL
+
+
+def coerce_priority(value: Any) -> Priority:
+    """A routed task's priority: a lanes :class:`~laneway.lanes.Priority` or its int (0 CRITICAL .. 4 BACKGROUND).
+
+    None means NORMAL, as in the lanes.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if value is None:
+        return Priority.NORMAL
+    if isinstance(value, Priority):
+        return value
+    if type(value) is int and 0 <= value <= 4:
+        return Priority(value)
+    raise ConfigError(
+        f"priority must be a Priority or an int from 0 (CRITICAL, dispatched first) to 4 (BACKGROUND), got {value!r}"
+    )

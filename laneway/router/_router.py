@@ -12,6 +12,7 @@ from laneway.actors import ChildSpec, Future, OneForOne
 from laneway.breakers import BreakerActor, BreakerConfig, CircuitBreaker
 from laneway.errors import ActorDead, AgentNotFound, ConfigError, LanewayTimeout, SystemShutdown
 from laneway.core import RetryPolicy
+from laneway.lanes import Priority
 from laneway.router._actor import (
     DEAD_LETTER_SOURCE,
     Abandon,
@@ -29,7 +30,16 @@ from laneway.router._actor import (
     tell_quietly,
 )
 from laneway.router._invoke import Invoker, Runners
-from laneway.router._records import AgentInfo, AgentOptions, RoutedWork, RouterStatistics, RoutingStrategy, capability_set
+from laneway.router._messages import QueueRoom
+from laneway.router._records import (
+    AgentInfo,
+    AgentOptions,
+    RoutedWork,
+    RouterStatistics,
+    RoutingStrategy,
+    capability_set,
+    coerce_priority,
+)
 from laneway.router._roles import AlphaRole
 from laneway.router._select import AgentSlot
 from laneway.router._task import Task
@@ -49,6 +59,12 @@ def _timeout(value: Any, what: str) -> float | None:
     return float(value)
 
 
+def _block_timeout(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"block_timeout must be None or a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
 class Router:
     """Sends each task to an eligible agent that has the capabilities it needs.
 
@@ -61,7 +77,11 @@ class Router:
     becomes eligible (capacity frees, a breaker half-opens, an agent
     registers) or its timeout passes (:class:`~laneway.errors.NoEligibleAgent`);
     when no registered agent has the capabilities at all it fails at once
-    (:class:`~laneway.errors.NoCapableAgent`). A failed attempt is retried on
+    (:class:`~laneway.errors.NoCapableAgent`). Waiting tasks are dispatched
+    by priority (the lanes' :class:`~laneway.lanes.Priority`), then oldest
+    first. At most ``max_pending`` tasks may be submitted and not yet started:
+    past it ``submit`` blocks for room, then raises
+    :class:`~laneway.errors.LaneFull` (the lanes' backpressure error). A failed attempt is retried on
     another eligible agent per the task's retry policy; work that fails every
     attempt fails its future with the last error and goes to
     ``orch.dead_letters`` (source ``"router"``, re-submittable).
@@ -87,6 +107,8 @@ class Router:
         default_timeout: seconds a task may take from submit to result when
             ``submit`` gives none; None waits as long as it takes.
         threads: most threads running sync handlers at once.
+        max_pending: most tasks submitted and not yet started on an agent
+            (default 10,000); retries waiting again do not count.
         seed: seeds the random strategies (for reproducible tests).
         name: name of the router actor; its breakers' supervisor is ``<name>.breakers``.
 
@@ -107,6 +129,7 @@ class Router:
         retry: RetryPolicy | None = None,
         default_timeout: float | None = None,
         threads: int = 32,
+        max_pending: int = 10_000,
         seed: int | None = None,
         name: str = "router",
     ) -> None:
@@ -116,6 +139,8 @@ class Router:
             raise ConfigError(f"retry must be a RetryPolicy, got {retry!r}")
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
             raise ConfigError(f"threads must be an int >= 1, got {threads!r}")
+        if not isinstance(max_pending, int) or isinstance(max_pending, bool) or max_pending < 1:
+            raise ConfigError(f"max_pending must be an int >= 1, got {max_pending!r}")
         self.name = name
         self.strategy = RoutingStrategy.coerce(strategy)
         self.breaker_config = breaker or BreakerConfig()
@@ -128,11 +153,12 @@ class Router:
         self._ids = itertools.count(1)
         self._id_prefix = uuid.uuid4().hex[:8]
         self._live = LiveTasks()
+        self._room = QueueRoom(max_pending)
         self._runners = Runners(orch, cpu=cpu, threads=threads, name=name)
         self._breakers = orch.spawn_supervisor(f"{name}.breakers", strategy=OneForOne(max_restarts=20, within_s=5))
         self._ref = orch.spawn(
             RouterActor, name=name, strategy=self.strategy, retry=self.retry, runners=self._runners,
-            breakers=self._breakers, live=self._live, seed=seed,
+            breakers=self._breakers, live=self._live, room=self._room, seed=seed,
         )  # fmt: skip
         self._stop_listening = orch.events.add_listener(self._on_child_restarted, "supervisor.child.restarted")
         orch.dead_letters.register_resubmitter(DEAD_LETTER_SOURCE, self._resubmit)
@@ -195,9 +221,21 @@ class Router:
                 agent_id, role, caps, max_concurrent, weight=opts.weight, seq=len(self._breakers_by_id),
                 invoker=invoker, breaker=breaker, breaker_ref=breaker_ref,
             )  # fmt: skip
-            info = self._ref.ask(Register(slot))
+            try:
+                info = self._ref.ask(Register(slot))
+            except BaseException:
+                # Leave nothing behind: a kept breaker child would refuse this id for good.
+                self._remove_breaker_child(agent_id)
+                raise
             self._breakers_by_id[agent_id] = breaker
         return info
+
+    def _remove_breaker_child(self, agent_id: str) -> None:
+        try:
+            self._breakers.terminate_child(agent_id)
+            self._breakers.delete_child(agent_id)
+        except Exception:
+            log.warning("router %s: could not remove the breaker actor of agent %s", self.name, agent_id, exc_info=True)
 
     def unregister_agent(self, agent_id: str) -> AgentInfo:
         """Remove an agent: it gets no new tasks; tasks it runs finish; then its breaker actor stops.
@@ -251,8 +289,10 @@ class Router:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         context: Any = None,
+        priority: Priority | int | None = None,
+        block_timeout: float | None = None,
     ) -> Future[Any]:
-        """Route a task; returns at once with a future of the handler's result.
+        """Route a task; returns with a future of the handler's result (at once unless the router is full).
 
         Args:
             payload: what the handler gets.
@@ -263,6 +303,12 @@ class Router:
                 AgentTimeout (was running). None: the router's ``default_timeout``.
             retry: retry/failover policy (None: the router's).
             context: passed as ``ctx=`` to handlers that declare ``ctx``.
+            priority: a :class:`~laneway.lanes.Priority` or its int, 0 (CRITICAL)
+                to 4 (BACKGROUND); None is NORMAL. When agents are saturated, waiting tasks are
+                dispatched most urgent first, then oldest first.
+            block_timeout: seconds to wait for room when ``max_pending`` tasks
+                are already waiting to start (default: the orchestrator's
+                ``ask_timeout``), then ``LaneFull``; 0 raises at once.
 
         The future fails with NoCapableAgent at once if no agent has the
         capabilities; with the last handler error once retries are used up.
@@ -271,14 +317,22 @@ class Router:
 
         Raises:
             ConfigError: a bad argument.
+            LaneFull: the router stayed full for ``block_timeout`` seconds.
             SystemShutdown: the router is shut down.
+
+        Example:
+            >>> router.submit(doc, capabilities={"summarize"}, priority=Priority.HIGH).get(30)  # doctest: +SKIP
         """
-        task = self._new_task(payload, capabilities, role, timeout, retry, context)
+        block = self._orch.ask_timeout if block_timeout is None else _block_timeout(block_timeout)
+        task = self._new_task(payload, capabilities, role, timeout, retry, context, priority)
+        self._room.take(block, self.name)
+        task.holds_place = True
         self._live.add(1)
         try:
             self._ref.tell(Submit(task))
         except ActorDead:
             self._live.add(-1)
+            self._room.give_back()
             raise SystemShutdown(f"router {self.name} is not running") from None
         return task.future
 
@@ -291,9 +345,11 @@ class Router:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         context: Any = None,
+        priority: Priority | int | None = None,
     ) -> Future[Any]:
         """Like :meth:`submit`, but the task never waits in the router: it starts on an
         eligible agent now, or the call raises (the caller, e.g. a lane, keeps it queued).
+        So it never waits for room either, and ``priority`` only matters to its retries.
 
         Retries after a failure may still wait for an agent, within ``timeout``.
 
@@ -302,7 +358,7 @@ class Router:
             NoCapableAgent: no agent has the capabilities.
             ConfigError, SystemShutdown: as :meth:`submit`.
         """
-        task = self._new_task(payload, capabilities, role, timeout, retry, context)
+        task = self._new_task(payload, capabilities, role, timeout, retry, context, priority)
         self._live.add(1)
         try:
             self._ref.ask(SubmitNow(task))
@@ -311,8 +367,11 @@ class Router:
             raise
         return task.future
 
-    def _new_task(self, payload: Any, capabilities: Any, role: Any, timeout: Any, retry: Any, context: Any) -> Task:
+    def _new_task(
+        self, payload: Any, capabilities: Any, role: Any, timeout: Any, retry: Any, context: Any, priority: Any
+    ) -> Task:
         caps = capability_set(capabilities, "capabilities")
+        level = coerce_priority(priority)
         role = None if role is None else AlphaRole.coerce(role)
         timeout = self.default_timeout if timeout is None else _timeout(timeout, "timeout")
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -325,13 +384,16 @@ class Router:
         future._timeout_error = LanewayTimeout
         ref = self._ref
         future.add_done_callback(lambda f: f.cancelled() and tell_quietly(ref, CancelTask(task_id)))
-        return Task(task_id, payload, caps, role, context, retry or self.retry, future, timeout=timeout, seq=seq)
+        return Task(
+            task_id, payload, caps, role, context, retry or self.retry, future, timeout=timeout, seq=seq, priority=level
+        )
 
     def run(self, payload: Any, **kwargs: Any) -> Any:
         """:meth:`submit` and wait for the result (bounded by the task's timeout, if any).
 
         Raises:
-            NoCapableAgent, NoEligibleAgent, AgentTimeout, or the handler's last error.
+            NoCapableAgent, NoEligibleAgent, AgentTimeout, or the handler's last error;
+            LaneFull when the router stays full (see :meth:`submit`).
         """
         return self.submit(payload, **kwargs).get(None)
 
@@ -348,6 +410,7 @@ class Router:
             if self._closed:
                 return
             self._closed = True
+        self._room.close()
         timeout = self._orch.shutdown_timeout if timeout is None else timeout
         self._stop_listening()
         error = SystemShutdown(f"router {self.name} shut down")
@@ -374,4 +437,7 @@ class Router:
         work = letter.payload
         if not isinstance(work, RoutedWork):
             raise ConfigError(f"dead letter {letter.id} carries no routable work")
-        return self.submit(work.payload, capabilities=work.capabilities, role=work.role, context=work.context, retry=work.retry)
+        return self.submit(
+            work.payload, capabilities=work.capabilities, role=work.role, context=work.context, retry=work.retry,
+            priority=getattr(work, "priority", Priority.NORMAL),  # letters stored before priorities had none
+        )  # fmt: skip

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import collections
 import enum
+import heapq
+import itertools
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from laneway.actors import Future, TimerHandle
 from laneway.core import RetryPolicy
+from laneway.lanes import Priority
 from laneway.router._records import RoutedWork
 from laneway.router._roles import AlphaRole
 
@@ -31,7 +33,7 @@ class Task:
 
     __slots__ = (
         "id", "payload", "capabilities", "role", "context", "retry", "future", "deadline", "timeout", "seq",
-        "state", "attempts", "tried", "attempt", "last_error", "timers",
+        "state", "attempts", "tried", "attempt", "last_error", "timers", "priority", "holds_place",
     )  # fmt: skip
 
     def __init__(
@@ -46,6 +48,8 @@ class Task:
         *,
         timeout: float | None,
         seq: int,
+        priority: Priority = Priority.NORMAL,
+        holds_place: bool = False,
     ) -> None:
         self.id = id
         self.payload = payload
@@ -57,6 +61,9 @@ class Task:
         self.timeout = timeout
         self.deadline: float | None = None  # set by the router from its clock on arrival
         self.seq = seq
+        self.priority = priority
+        # Holds a place of the router's queue bound until it first starts on an agent or ends.
+        self.holds_place = holds_place
         self.state = TaskState.WAITING
         self.attempts = 0
         self.tried: set[AgentSlot] = set()
@@ -73,7 +80,7 @@ class Task:
 
     def work(self) -> RoutedWork:
         """What a dead letter keeps to route this task again."""
-        return RoutedWork(self.payload, tuple(sorted(self.capabilities)), self.role, self.context, self.retry)
+        return RoutedWork(self.payload, tuple(sorted(self.capabilities)), self.role, self.context, self.retry, self.priority)
 
     def cancel_timers(self) -> None:
         for timer in self.timers:
@@ -82,7 +89,7 @@ class Task:
 
 
 class WaitQueue:
-    """Tasks waiting for an eligible agent: FIFO per requirement (capabilities and role).
+    """Tasks waiting for an eligible agent: by priority, then oldest first, per requirement (capabilities and role).
 
     Tasks that leave by another way (deadline, cancel, shutdown) are marked
     DONE by the router and :meth:`forget` is called; their entries are skipped
@@ -90,15 +97,16 @@ class WaitQueue:
     """
 
     def __init__(self) -> None:
-        self._queues: dict[tuple[frozenset[str], AlphaRole | None], collections.deque[Task]] = {}
+        self._queues: dict[tuple[frozenset[str], AlphaRole | None], list[tuple[int, int, int, Task]]] = {}
         self._live = 0
+        self._ties = itertools.count()  # a task pushed again (a retry) never compares Task objects
 
     def __len__(self) -> int:
         return self._live
 
     def push(self, task: Task) -> None:
         task.state = TaskState.WAITING
-        self._queues.setdefault(task.key, collections.deque()).append(task)
+        heapq.heappush(self._queues.setdefault(task.key, []), (task.priority, task.seq, next(self._ties), task))
         self._live += 1
 
     def forget(self, task: Task) -> None:
@@ -106,36 +114,36 @@ class WaitQueue:
         self._live -= 1
 
     def drain(self, dispatch: Callable[[Task], bool]) -> None:
-        """Offer the waiting tasks to ``dispatch``, requirement by requirement (oldest head first).
+        """Offer the waiting tasks to ``dispatch``, requirement by requirement (most urgent head first).
 
-        Within a requirement tasks go in order; the first one ``dispatch``
-        refuses ends that requirement's turn (the ones behind need the same
-        agents). A dispatch only ever makes agents less eligible, so one pass
-        is enough.
+        Within a requirement tasks go by priority, then age; the first one
+        ``dispatch`` refuses ends that requirement's turn (the ones behind need
+        the same agents). A dispatch only ever makes agents less eligible, so
+        one pass is enough.
         """
         if not self._live:
             return
-        for key in sorted(self._queues, key=self._head_seq):
+        for key in sorted(self._queues, key=self._head):
             queue = self._queues[key]
             while queue:
-                task = queue[0]
+                task = queue[0][-1]
                 if task.state is not TaskState.WAITING:
-                    queue.popleft()
+                    heapq.heappop(queue)
                     continue
                 if not dispatch(task):
                     break
-                queue.popleft()
+                heapq.heappop(queue)
                 self._live -= 1
             if not queue:
                 del self._queues[key]
 
-    def _head_seq(self, key: tuple[frozenset[str], AlphaRole | None]) -> int:
+    def _head(self, key: tuple[frozenset[str], AlphaRole | None]) -> tuple[int, int]:
         queue = self._queues[key]
-        return queue[0].seq if queue else -1
+        return (queue[0][0], queue[0][1]) if queue else (-1, -1)
 
     def live(self) -> Iterator[Task]:
-        """The tasks still waiting, oldest first within each requirement."""
+        """The tasks still waiting, most urgent first within each requirement."""
         for queue in list(self._queues.values()):
-            for task in queue:
+            for *_, task in sorted(queue):
                 if task.state is TaskState.WAITING:
                     yield task

@@ -90,19 +90,55 @@ class WorkflowRun:
     # plumbing ------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the lock; run the queued effects once the outermost holder releases it."""
-        with self._lock:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                drain = self._depth == 0 and not self._draining
-                if drain:
-                    self._draining = True
-        if drain:
-            self._drain()
+    def _locked(self, *, atomic: bool = False) -> Iterator[None]:
+        """Hold the lock; run the queued effects once the outermost holder releases it.
+
+        The outbox is drained even when the body raises: a body that raised
+        with ``_draining`` set would leave every later effect (dispatching the
+        next task, settling the future) queued for good. With ``atomic`` (the
+        caller-facing operations) a body that raises also leaves the run as
+        it found it: the in-memory state is restored and the effects it
+        queued are dropped, so a refused or failed call changes nothing.
+        """
+        drain = False
+        try:
+            with self._lock:
+                saved = self._save() if atomic and self._depth == 0 else None
+                self._depth += 1
+                try:
+                    yield
+                except BaseException:
+                    if saved is not None:
+                        self._restore(saved)
+                    raise
+                finally:
+                    self._depth -= 1
+                    if self._depth == 0 and not self._draining:
+                        self._draining = drain = True
+        finally:
+            if drain:
+                self._drain()
+
+    def _save(self) -> tuple[Any, ...]:
+        return (
+            self.state, self.version, dict(self.records), dict(self.results), list(self._ready),
+            dict(self._attempts), dict(self._retry_timers), self.done, self.progress, len(self._effects),
+        )
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        (self.state, self.version, self.records, self.results, self._ready,
+         attempts, self._retry_timers, self.done, self.progress, queued) = saved
+        for tid, attempt in self._attempts.items():
+            if attempts.get(tid) is not attempt:
+                # Started by the failed call: its dispatch effect is dropped below, so it never ran.
+                for timer in (attempt.timeout_timer, attempt.checkpoint_timer):
+                    if timer is not None:
+                        timer.cancel()
+                self.engine._attempt_ended()
+        self._attempts = attempts
+        del self._effects[queued:]
+        for tid in self.records:
+            self._report(tid)
 
     def _drain(self) -> None:
         # One thread at a time runs the outbox, so effects run in the order they
@@ -206,7 +242,7 @@ class WorkflowRun:
     # lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        with self._locked():
+        with self._locked(atomic=True):
             if self.state is not WorkflowState.CREATED:
                 raise WorkflowStateError(f"workflow {self.id} is {self.state.value}; only a created workflow can start")
             self._set_state(WorkflowState.RUNNING)
@@ -238,7 +274,7 @@ class WorkflowRun:
             self._settle()
 
     def pause(self) -> bool:
-        with self._locked():
+        with self._locked(atomic=True):
             if self.state is not WorkflowState.RUNNING:
                 return False
             self._set_state(WorkflowState.PAUSED)
@@ -246,7 +282,7 @@ class WorkflowRun:
             return True
 
     def resume(self) -> bool:
-        with self._locked():
+        with self._locked(atomic=True):
             if self.state is not WorkflowState.PAUSED:
                 return False
             self._set_state(WorkflowState.RUNNING)
@@ -255,16 +291,16 @@ class WorkflowRun:
             return True
 
     def cancel(self, reason: str) -> bool:
-        with self._locked():
+        with self._locked(atomic=True):
             if self.state.terminal:
                 return False
             self._set_state(WorkflowState.CANCELLED)
             for tid, rec in self.records.items():
                 if rec.state in (_PENDING, _RETRY):
                     self._change(tid, state=TaskState.CANCELLED, reason=reason)
-            for timer in self._retry_timers.values():
-                timer.cancel()
-            self._retry_timers.clear()
+            # Cancelled once the call succeeded (a due timer finds no RETRY_WAIT task and does nothing).
+            self._effects.extend(timer.cancel for timer in self._retry_timers.values())
+            self._retry_timers = {}
             self._commit(f"cancelled: {reason}")
             attempts = list(self._attempts.values())
             # Tokens run callbacks (user code): cancel them after the lock is released.
@@ -273,15 +309,15 @@ class WorkflowRun:
             return True
 
     def rollback(self, snap: Snapshot) -> None:
-        with self._locked():
+        with self._locked(atomic=True):
             if self._attempts or self.state is WorkflowState.RUNNING:
                 raise WorkflowStateError(
                     f"workflow {self.id} is running ({len(self._attempts)} tasks in flight); "
                     "pause it and wait until it is idle, or let it finish, before rolling back"
                 )
-            for timer in self._retry_timers.values():
-                timer.cancel()
-            self._retry_timers.clear()
+            # Cancelled once the call succeeded (a due timer finds no RETRY_WAIT task and does nothing).
+            self._effects.extend(timer.cancel for timer in self._retry_timers.values())
+            self._retry_timers = {}
             self.records = {}
             for tid, rec in snap.tasks.items():
                 if rec.state in (_RUNNING, _RETRY):
@@ -289,13 +325,15 @@ class WorkflowRun:
                 self.records[tid] = rec
             self.results = {}
             self._load_results()
-            for tid, rec in self.records.items():
-                if rec.state is not TaskState.COMPLETED:
-                    self.engine._wstore.clear_checkpoint(self.id, tid)
             state = WorkflowState.PAUSED if snap.state is WorkflowState.RUNNING else snap.state
             self._reopen(state)
             self._rebuild_ready()
-            self._commit(f"rolled back to version {snap.version}")
+            # One store transaction: dropped checkpoints and the new version commit together or not at all.
+            with self.engine._wstore.store.transaction():
+                for tid, rec in self.records.items():
+                    if rec.state is not TaskState.COMPLETED:
+                        self.engine._wstore.clear_checkpoint(self.id, tid)
+                self._commit(f"rolled back to version {snap.version}")
             for tid in self.records:
                 self._report(tid)
             if state.terminal:
@@ -303,7 +341,7 @@ class WorkflowRun:
 
     def retry_task(self, tid: str) -> None:
         """Run a failed task again (and the tasks its failure skipped)."""
-        with self._locked():
+        with self._locked(atomic=True):
             rec = self.records.get(tid)
             if rec is None or rec.state is not TaskState.FAILED:
                 state = "unknown" if rec is None else rec.state.value

@@ -154,7 +154,8 @@ def test_explicit_checkpoint_is_cleared_when_the_task_completes(engine):
 @pytest.mark.chaos
 def test_sigkilled_workflow_resumes_in_a_new_process(tmp_path, store_location):
     db, log = store_location, str(tmp_path / "runs.log")
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    # Keep the caller's PYTHONPATH too: it may point at the checkout under test (a worktree).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
     child = subprocess.Popen(
         [sys.executable, str(HERE / "crash_child.py"), db, log, "start"], stdout=subprocess.PIPE, text=True, env=env
     )
