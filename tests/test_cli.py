@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from laneway.cli.swarm import code_analysis as ca
+
 ROOT = Path(__file__).resolve().parent.parent
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -25,11 +27,6 @@ def laneway(*args, timeout=120, cwd=None, env=None):
 
 def expected_result(root: Path, label: str) -> dict:
     """The report's result computed in this process, straight from the pure analysis functions."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import code_analysis as ca
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
     read = ca.read_sources(str(root), ca.list_python_files(str(root)))
     checked = ca.validate_batch(ca.analyze_batch(read), read)
     return ca.aggregate(checked["results"], checked["problems"], label)
@@ -120,9 +117,28 @@ def test_demo_refuses_a_missing_path(tmp_path):
     assert out.returncode == 2 and "no such directory" in out.stderr
 
 
-def test_demo_without_the_examples_says_where_they_are(tmp_path):
-    out = laneway("demo", env={"LANEWAY_EXAMPLES": str(tmp_path)})
-    assert out.returncode == 2 and "examples/code_swarm.py" in out.stderr
+def test_the_checkouts_example_script_runs_the_packaged_swarm():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "code_swarm.py"), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and "--chaos" in out.stdout
+
+
+def test_version():
+    out = laneway("--version")
+    assert out.returncode == 0 and out.stdout.strip() == "laneway 0.1.0"
+
+
+def test_nothing_in_laneway_imports_the_cli():
+    """The CLI is the top layer (``python -m laneway`` is its entry point, not a user of it)."""
+    offenders = []
+    for path in (ROOT / "laneway").rglob("*.py"):
+        if (ROOT / "laneway" / "cli") in path.parents or path.name == "__main__.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        if "laneway.cli" in text or "from laneway import cli" in text:
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
 
 
 @pytest.mark.multiprocess
@@ -146,11 +162,6 @@ def test_ctrl_c_cancels_the_workflow_through_the_control_lane(tmp_path):
 
 
 def test_the_demos_analysis_on_known_code():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import code_analysis as ca
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
     source = '''
 class Box:
     def get(self, key):
