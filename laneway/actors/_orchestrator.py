@@ -376,18 +376,6 @@ class Orchestrator:
 
 
 def _open_store(store: Any) -> Any:
-    if store is None:
-        return None
-    if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
-        from laneway.store import PostgresStore
+    from laneway.store import open_store  # the store package owns what a store spec may be
 
-        return PostgresStore(store)
-    if isinstance(store, (str, os.PathLike)):
-        from laneway.store import SQLiteStore
-
-        return SQLiteStore(store)
-    from laneway.store import Store
-
-    if not isinstance(store, Store):
-        raise ConfigError(f"store must be a Store, a SQLite file path or a postgresql:// URL, got {store!r}")
-    return store
+    return open_store(store)
