@@ -188,3 +188,37 @@ class Box:
     assert broken["error"].startswith("SyntaxError") and broken["functions"] == []
     assert ca.validate_result(r, "sha") == [] and ca.validate_result(r, "other") != []
     assert [ca.part(list(range(10)), k, 3) for k in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--files", "-5"), "argument --files: must be > 0, got -5"),
+        (("--files", "0"), "argument --files: must be > 0"),
+        (("--workers", "0"), "argument --workers: must be > 0"),
+        (("--chaos", "--chaos-interval", "0"), "argument --chaos-interval: must be > 0"),
+        (("--chaos-interval", "-1"), "argument --chaos-interval: must be > 0"),
+    ],
+)
+def test_demo_refuses_bad_numbers_before_the_run(args, message):
+    out = laneway("demo", "--plain", *args, timeout=60)
+    assert out.returncode == 2 and message in out.stderr
+    assert "code swarm" not in out.stdout  # refused before anything ran
+
+
+def test_demo_refuses_an_unwritable_out_before_the_run(tmp_path):
+    out = laneway("demo", "--plain", "--files", "5", "--out", str(tmp_path / "no-such-dir" / "r.json"), timeout=60)
+    assert out.returncode == 2 and "cannot write the report there" in out.stderr
+    assert "code swarm" not in out.stdout
+    out = laneway("demo", "--plain", "--files", "5", "--out", str(tmp_path), timeout=60)  # a directory
+    assert out.returncode == 2 and "cannot write the report there" in out.stderr
+
+
+def test_a_laneway_error_is_one_line_and_exit_status_2(tmp_path):
+    out = laneway("worker", "--connect", "tcp://127.0.0.1:9", "--keys", str(tmp_path), timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"laneway worker: AuthError: missing key file {tmp_path}/server.key: copy it from the pool host "
+        "(see `laneway keys`)"
+    ]
+    assert "Traceback" not in out.stderr

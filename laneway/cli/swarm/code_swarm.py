@@ -337,11 +337,11 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
     add("--path", help="source tree to analyze (default: this Python's standard library)")
-    add("--files", type=int, help="analyze only the first N files (sorted by path)")
-    add("--workers", type=int, default=2, help="pool worker processes (default 2)")
-    add("--shards", type=int, default=16, help="read/analyze/validate steps in the DAG (default 16)")
+    add("--files", type=_positive(int), help="analyze only the first N files (sorted by path)")
+    add("--workers", type=_positive(int), default=2, help="pool worker processes (default 2)")
+    add("--shards", type=_positive(int), default=16, help="read/analyze/validate steps in the DAG (default 16)")
     add("--chaos", action="store_true", help="SIGKILL busy pool workers during the run; the result must not change")
-    add("--chaos-interval", type=float, default=2.0, help="seconds between kills with --chaos (default 2)")
+    add("--chaos-interval", type=_positive(float), default=2.0, help="seconds between kills with --chaos (default 2)")
     add("--seed", type=int, default=7, help="seed of the chaos victim picks")
     add("--out", help="write the JSON report here")
     add("--log-level", default="error", choices=["debug", "info", "warning", "error"],
@@ -352,8 +352,41 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     return p
 
 
+def _positive(kind: type) -> Any:
+    """An argparse type: ``kind(text)``, refused unless it is > 0 (``--files -5`` would otherwise slice from the end)."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
+def _check_writable(path: str) -> str | None:
+    """Why ``path`` cannot take the report, or None; checked before the run so a long run's result is not lost."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        return f"{exc.strerror or exc}"
+    if not existed:
+        os.unlink(path)  # the probe leaves nothing behind if the run never gets to write
+    return None
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = parser(prog).parse_args(argv)
+    """Run the demo from the command line; returns the exit status (0: the workflow completed)."""
+    p = parser(prog)
+    args = p.parse_args(argv)
+    if args.out and (problem := _check_writable(args.out)):
+        p.error(f"--out {args.out}: cannot write the report there: {problem}")
     logging.getLogger("laneway").setLevel(args.log_level.upper())
     root = args.path or sysconfig.get_paths()["stdlib"]
     if not os.path.isdir(root):
@@ -363,7 +396,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         label = "Python {}.{} stdlib".format(*sys.version_info[:2])
     else:
         label = os.path.basename(os.path.normpath(root))
-    cfg = SwarmConfig(root, args.files, max(1, args.shards), max(1, args.workers), args.chaos,
+    cfg = SwarmConfig(root, args.files, args.shards, args.workers, args.chaos,
                       args.chaos_interval, args.seed, args.live)  # fmt: skip
     report = run_swarm(cfg, label)
     print(summary(report))
