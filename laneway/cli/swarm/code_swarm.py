@@ -42,6 +42,7 @@ import cloudpickle
 
 from laneway import Orchestrator
 from laneway.actors import Backoff, OneForOne
+from laneway.cli._args import positive
 from laneway.cli.swarm import code_analysis as ca
 from laneway.lanes import LaneConfig, Priority, RetryPolicy
 from laneway.observe import Dashboard, Monitor, Scope
@@ -337,11 +338,11 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
     add("--path", help="source tree to analyze (default: this Python's standard library)")
-    add("--files", type=_positive(int), help="analyze only the first N files (sorted by path)")
-    add("--workers", type=_positive(int), default=2, help="pool worker processes (default 2)")
-    add("--shards", type=_positive(int), default=16, help="read/analyze/validate steps in the DAG (default 16)")
+    add("--files", type=positive(int), help="analyze only the first N files (sorted by path)")
+    add("--workers", type=positive(int), default=2, help="pool worker processes (default 2)")
+    add("--shards", type=positive(int), default=16, help="read/analyze/validate steps in the DAG (default 16)")
     add("--chaos", action="store_true", help="SIGKILL busy pool workers during the run; the result must not change")
-    add("--chaos-interval", type=_positive(float), default=2.0, help="seconds between kills with --chaos (default 2)")
+    add("--chaos-interval", type=positive(float), default=2.0, help="seconds between kills with --chaos (default 2)")
     add("--seed", type=int, default=7, help="seed of the chaos victim picks")
     add("--out", help="write the JSON report here")
     add("--log-level", default="error", choices=["debug", "info", "warning", "error"],
@@ -350,22 +351,6 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     view.add_argument("--live", dest="live", action="store_true", default=None, help="force the live dashboard")
     view.add_argument("--plain", dest="live", action="store_false", help="plain log lines, not the live dashboard")
     return p
-
-
-def _positive(kind: type) -> Any:
-    """An argparse type: ``kind(text)``, refused unless it is > 0 (``--files -5`` would otherwise slice from the end)."""
-
-    def convert(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-
-    convert.__name__ = kind.__name__  # argparse names the type in its messages
-    return convert
 
 
 def _check_writable(path: str) -> str | None:
