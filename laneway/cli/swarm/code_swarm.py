@@ -45,7 +45,7 @@ from laneway.actors import Backoff, OneForOne
 from laneway.cli._args import positive
 from laneway.cli.swarm import code_analysis as ca
 from laneway.lanes import LaneConfig, Priority, RetryPolicy
-from laneway.observe import Dashboard, Monitor, Scope
+from laneway.observe import AlertThresholds, Dashboard, Monitor, Scope, Threshold
 from laneway.observe import Counter as C
 from laneway.router import AlphaRole
 from laneway.workflow import TaskDefinition, WorkflowState
@@ -72,7 +72,28 @@ class SwarmConfig:
 # --- agents --------------------------------------------------------------------
 
 
-def register_agents(orch: Orchestrator, cfg: SwarmConfig, dash: Dashboard) -> None:
+class FilesDone:
+    """Counts each file once on the dashboard, however often a retried step analyzes it again."""
+
+    def __init__(self, dash: Dashboard) -> None:
+        self._dash = dash
+        self._lock = threading.Lock()
+        self._seen: set[str] = set()
+
+    def add(self, paths: list[str]) -> None:
+        with self._lock:
+            new = [p for p in paths if p not in self._seen]
+            self._seen.update(new)
+        if new:
+            self._dash.advance(len(new))
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self._seen)
+
+
+def register_agents(orch: Orchestrator, cfg: SwarmConfig, dash: Dashboard, done: FilesDone) -> None:
     """Observers, analyzers, validators and an aggregator; the tools they call through lanes."""
     lanes = orch.lanes
     lanes.tools.register(
@@ -99,11 +120,13 @@ def register_agents(orch: Orchestrator, cfg: SwarmConfig, dash: Dashboard) -> No
             if item["text"] is not None:
                 params = {"path": item["path"], "text": item["text"], "sha256": item["sha256"]}
                 handle = lanes.submit("prompt", "code.analyze", params, caller=ctx.task_id, preemptible=True)
-                handle.future.add_done_callback(lambda f: not f.cancelled() and not f.exception() and dash.advance())
+                handle.future.add_done_callback(
+                    lambda f, path=item["path"]: not f.cancelled() and not f.exception() and done.add([path])
+                )  # fmt: skip
                 handles.append(handle)
         ctx.cancel_token.add_callback(lambda reason: [h.cancel(reason) for h in handles])
         unreadable = [i for i in read if i["text"] is None]
-        dash.advance(len(unreadable))
+        done.add([i["path"] for i in unreadable])
         return ca.analyze_batch(unreadable) + [h.result(timeout=600) for h in handles]
 
     def validate(payload: Any, ctx: Any) -> dict[str, Any]:
@@ -260,21 +283,25 @@ def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any
     total = len(ca.list_python_files(cfg.root, cfg.files))
     with Orchestrator(name="code-swarm", shutdown_timeout=10.0) as orch:
         start_subsystems(orch, cfg, total)
-        monitor = Monitor(orch, interval_s=0.5, name="swarm-monitor")
+        # The demo queues every file on the prompt lane at once, on purpose: a deep
+        # prompt queue is the plan, not a warning. Other lanes keep the defaults.
+        thresholds = AlertThresholds(subjects={"lane:prompt": Threshold()})
+        monitor = Monitor(orch, interval_s=0.5, name="swarm-monitor", thresholds=thresholds)
         dash = Dashboard(orch, title=f"code swarm: {label}", total=total, monitor=monitor, live=cfg.live, stream=stream)
-        register_agents(orch, cfg, dash)
+        done = FilesDone(dash)
+        register_agents(orch, cfg, dash, done)
         wf = orch.workflows.create_workflow(build_tasks(cfg, label), name="code-swarm", max_parallel_tasks=8)
         chaos = Chaos(orch, cfg.chaos_interval_s, cfg.seed) if cfg.chaos else None
         with dash:
             status, paused = drive(orch, wf, dash, chaos)
         elapsed = time.perf_counter() - started
         result = status.results.get("aggregate")
-        run = run_record(orch, label, status.state.value, elapsed, total, result, cfg, chaos)
+        run = run_record(orch, label, status.state.value, elapsed, total, done.count, result, cfg, chaos)
         run["control"] = paused
     return {"result": result, "run": run}
 
 
-def run_record(orch: Orchestrator, label: str, state: str, elapsed: float, total: int, result: Any,
+def run_record(orch: Orchestrator, label: str, state: str, elapsed: float, total: int, analyzed: int, result: Any,
                cfg: SwarmConfig, chaos: Chaos | None) -> dict[str, Any]:  # fmt: skip
     """The run's figures: timing, throughput, retries, restarts, breaker trips, dead letters."""
     snap = orch.metrics.snapshot()
@@ -287,7 +314,9 @@ def run_record(orch: Orchestrator, label: str, state: str, elapsed: float, total
         "tree": label,
         "state": state,
         "elapsed_s": round(elapsed, 2),
-        "files_per_s": round(total / elapsed, 1),
+        "files_total": total,
+        "files_analyzed": analyzed,  # fewer than files_total when the run was cancelled
+        "files_per_s": round(analyzed / elapsed, 1),
         "lines_per_s": round((result or {}).get("lines", 0) / elapsed),
         "workers": cfg.workers,
         "chaos_kills": len(chaos.kills) if chaos else 0,
@@ -308,16 +337,21 @@ def summary(report: dict[str, Any]) -> str:
     """The human summary printed at the end."""
     r, run = report["result"] or {}, report["run"]
     letters = f" {run['dead_letters_by_source']}" if run["dead_letters"] else ""
-    lines = [
-        f"code swarm over {run['tree']}: {run['state']} in {run['elapsed_s']} s",
-        f"  files {r.get('files', 0)}, lines {r.get('lines', 0):,}, classes {r.get('classes', 0):,}, "
-        f"functions {r.get('functions', 0):,}, mean complexity {r.get('mean_complexity', 0)}",
-        f"  unparseable files {len(r.get('unparseable', []))}, "
-        f"validation problems {len(r.get('validation_problems', []))}",
-        "  most complex functions:",
-        *(f"    {f['complexity']:4d}  {f['file']}:{f['line']} {f['name']}" for f in r.get("most_complex", [])[:5]),
-        "  longest functions:",
-        *(f"    {f['length']:4d} lines  {f['file']}:{f['line']} {f['name']}" for f in r.get("longest", [])[:3]),
+    lines = [f"code swarm over {run['tree']}: {run['state']} in {run['elapsed_s']} s"]
+    if r:
+        lines += [
+            f"  files {r.get('files', 0)}, lines {r.get('lines', 0):,}, classes {r.get('classes', 0):,}, "
+            f"functions {r.get('functions', 0):,}, mean complexity {r.get('mean_complexity', 0)}",
+            f"  unparseable files {len(r.get('unparseable', []))}, "
+            f"validation problems {len(r.get('validation_problems', []))}",
+            "  most complex functions:",
+            *(f"    {f['complexity']:4d}  {f['file']}:{f['line']} {f['name']}" for f in r.get("most_complex", [])[:5]),
+            "  longest functions:",
+            *(f"    {f['length']:4d} lines  {f['file']}:{f['line']} {f['name']}" for f in r.get("longest", [])[:3]),
+        ]
+    else:  # cancelled or failed: no aggregate, so say how far the run got
+        lines.append(f"  files analyzed {run['files_analyzed']} of {run['files_total']}; no result (the run was {run['state']})")
+    lines += [
         f"  throughput {run['files_per_s']} files/s, {run['lines_per_s']:,} lines/s on {run['workers']} workers",
         f"  retries {sum(run['retries'].values())} {run['retries']}, worker restarts {run['worker_restarts']}, "
         f"worker deaths {run['worker_deaths']}, chaos kills {run['chaos_kills']}",
