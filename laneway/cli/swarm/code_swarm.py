@@ -340,9 +340,10 @@ def summary(report: dict[str, Any]) -> str:
     lines = [f"code swarm over {run['tree']}: {run['state']} in {run['elapsed_s']} s"]
     if r:
         lines += [
+            # Lines stay under 80 columns: the summary is read on a laptop terminal too.
             f"  files {r.get('files', 0)}, lines {r.get('lines', 0):,}, classes {r.get('classes', 0):,}, "
-            f"functions {r.get('functions', 0):,}, mean complexity {r.get('mean_complexity', 0)}",
-            f"  unparseable files {len(r.get('unparseable', []))}, "
+            f"functions {r.get('functions', 0):,}",
+            f"  mean complexity {r.get('mean_complexity', 0)}, unparseable files {len(r.get('unparseable', []))}, "
             f"validation problems {len(r.get('validation_problems', []))}",
             "  most complex functions:",
             *(f"    {f['complexity']:4d}  {f['file']}:{f['line']} {f['name']}" for f in r.get("most_complex", [])[:5]),
@@ -353,8 +354,9 @@ def summary(report: dict[str, Any]) -> str:
         lines.append(f"  files analyzed {run['files_analyzed']} of {run['files_total']}; no result (the run was {run['state']})")
     lines += [
         f"  throughput {run['files_per_s']} files/s, {run['lines_per_s']:,} lines/s on {run['workers']} workers",
-        f"  retries {sum(run['retries'].values())} {run['retries']}, worker restarts {run['worker_restarts']}, "
-        f"worker deaths {run['worker_deaths']}, chaos kills {run['chaos_kills']}",
+        f"  retries {sum(run['retries'].values())} {run['retries']}",
+        f"  worker restarts {run['worker_restarts']}, worker deaths {run['worker_deaths']}, "
+        f"chaos kills {run['chaos_kills']}",
         f"  breaker trips {run['breaker_trips']}, dead letters {run['dead_letters']}{letters}",
     ]
     if run["state"] == "completed" and set(run["dead_letters_by_source"]) == {"pool"}:
