@@ -233,3 +233,11 @@ def test_a_laneway_error_is_one_line_and_exit_status_2(tmp_path):
         "(see `laneway keys`)"
     ]
     assert "Traceback" not in out.stderr
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    proc = subprocess.Popen([sys.executable, "-m", "laneway", "bench", "--list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()  # like `| head -0`: the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err, err
