@@ -6,14 +6,14 @@ import asyncio
 import concurrent.futures
 import concurrent.futures._base as _cf
 import threading
-from typing import Any, Generator, Generic, TypeVar
+from typing import Any, Generator, TypeVar
 
 from laneway.errors import AskTimeout, LanewayTimeout
 
 T = TypeVar("T")
 
 
-class Future(concurrent.futures.Future, Generic[T]):  # type: ignore[type-arg]
+class Future(concurrent.futures.Future[T]):
     """A result that arrives later, from another thread or process.
 
     It is a :class:`concurrent.futures.Future`, so ``concurrent.futures.wait``
@@ -95,13 +95,14 @@ class LazyFuture(Future[T]):
         self._waiter_list: list[Any] | None = None
         self._callback_list: list[Any] | None = None
 
+    # typeshed declares these two as plain attributes; here they are made on first read.
     @property
-    def _waiters(self) -> list[Any]:
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
         lst = self._waiter_list
         return lst if lst is not None else self._make_list("_waiter_list")
 
     @property
-    def _done_callbacks(self) -> list[Any]:
+    def _done_callbacks(self) -> list[Any]:  # type: ignore[override]
         lst = self._callback_list
         return lst if lst is not None else self._make_list("_callback_list")
 

@@ -219,7 +219,7 @@ class RouterActor(Actor):
     def _breaker_moved(self, msg: BreakerMoved) -> None:
         slot = self.index.slots.get(msg.agent_id)
         if slot is not None:
-            slot.down = not slot.breaker_ref.is_alive()
+            slot.down = slot.breaker_ref is None or not slot.breaker_ref.is_alive()
             self.index.refresh(slot)
             self._drain()
 
@@ -238,7 +238,8 @@ class RouterActor(Actor):
         elif task.state is TaskState.RETRY_WAIT:
             self._end(task, task.last_error, "its deadline passed while it waited to be retried", dead_letter=True)
         else:
-            error = AgentTimeout(f"task {task.id} did not finish within {task.timeout}s on agent {task.attempt.agent_id}")
+            agent = task.attempt.agent_id if task.attempt is not None else "?"
+            error = AgentTimeout(f"task {task.id} did not finish within {task.timeout}s on agent {agent}")
             self._end(task, error, "its deadline passed while an agent ran it", dead_letter=True)
 
     @handler(RetryDue)
@@ -289,6 +290,8 @@ class RouterActor(Actor):
             tell_quietly(me, Finished(task, slot, attempt, outcome))
 
         try:
+            if slot.breaker_ref is None:
+                raise ActorDead(f"agent {slot.agent_id} has no breaker actor")
             slot.breaker_ref.tell(GuardedCall(start, reply))
         except ActorDead:
             # Its breaker actor is down (restarting, or its supervisor gave up): like an open

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
 import threading
@@ -383,7 +384,12 @@ class Router:
         future._what = f"result of task {task_id}"
         future._timeout_error = LanewayTimeout
         ref = self._ref
-        future.add_done_callback(lambda f: f.cancelled() and tell_quietly(ref, CancelTask(task_id)))
+
+        def withdraw_if_cancelled(f: concurrent.futures.Future[Any]) -> None:
+            if f.cancelled():
+                tell_quietly(ref, CancelTask(task_id))
+
+        future.add_done_callback(withdraw_if_cancelled)
         return Task(
             task_id, payload, caps, role, context, retry or self.retry, future, timeout=timeout, seq=seq, priority=level
         )
