@@ -95,14 +95,14 @@ class LazyFuture(Future[T]):
         self._waiter_list: list[Any] | None = None
         self._callback_list: list[Any] | None = None
 
-    # typeshed declares these two as plain attributes; here they are made on first read.
+    # typeshed declares _waiters and _condition as plain attributes; here they are made on first read.
     @property
     def _waiters(self) -> list[Any]:  # type: ignore[override]
         lst = self._waiter_list
         return lst if lst is not None else self._make_list("_waiter_list")
 
     @property
-    def _done_callbacks(self) -> list[Any]:  # type: ignore[override]
+    def _done_callbacks(self) -> list[Any]:
         lst = self._callback_list
         return lst if lst is not None else self._make_list("_callback_list")
 
@@ -115,7 +115,7 @@ class LazyFuture(Future[T]):
         return lst
 
     @property
-    def _condition(self) -> threading.Condition:
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
         cond = self._cond
         if cond is None:
             with _lazy_lock:
