@@ -65,8 +65,8 @@ def _table(title: str, columns: tuple[str, ...], *, left: int) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
                   collapse_padding=True)  # fmt: skip
     for i, col in enumerate(columns):
-        justify = "left" if i < left or col in ("state", "breaker") else "right"
-        table.add_column(col, justify=justify, no_wrap=True)
+        text = i < left or col in ("state", "breaker")
+        table.add_column(col, justify="left" if text else "right", no_wrap=True)
     return table
 
 
@@ -263,8 +263,8 @@ class Dashboard:
         wide = width >= WIDE
         lanes = _table("lanes", _pick(_LANE_COLUMNS, tuple(c for c, _ in _LANE_COLUMNS), wide), left=1)
         for ln in view.lanes:
-            values = (ln.name, ln.priority, ln.pending, ln.active, ln.max_concurrent, ln.completed, ln.failed)
-            lanes.add_row(*map(str, _pick(_LANE_COLUMNS, values, wide)))
+            lane_values = (ln.name, ln.priority, ln.pending, ln.active, ln.max_concurrent, ln.completed, ln.failed)
+            lanes.add_row(*map(str, _pick(_LANE_COLUMNS, lane_values, wide)))
         workers = _table("workers", _pick(_WORKER_COLUMNS, tuple(c for c, _ in _WORKER_COLUMNS), wide), left=1)
         for w in view.workers:
             values = (w.name, w.pid or "-", w.state, f"{w.rss / 2**20:.0f}", f"{w.cpu:.0f}", w.tasks_done)
