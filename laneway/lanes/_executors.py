@@ -274,12 +274,12 @@ class Executors:
             # Never block the dispatching thread (it may be the event loop or the timer thread):
             # a full pool queue fails this attempt with PoolFull, and the retry policy decides.
             # The pool itself re-runs the task when a worker dies under it (its default attempts).
-            fut = self._pool().submit_nowait(cmd.spec.fn, kwargs=dict(cmd.params), timeout=cmd.timeout,
-                                              dead_letter=False)
+            fut = self._pool().options(timeout=cmd.timeout, dead_letter=False).submit_nowait(
+                cmd.spec.fn, **cmd.params)
         except Exception as exc:
             self._sched._finish(run, False, exc)
             return
-        run.token.add_callback(lambda _reason: fut.cancel())
+        run.token.add_callback(lambda _reason: fut.force_cancel())  # even while a worker runs it
         fut.add_done_callback(partial(self._pool_done, run))
 
     def _pool_done(self, run: Run, fut: Any) -> None:

@@ -176,8 +176,8 @@ class Runners:
         self._started(attempt)
         t0 = time.perf_counter()
         # The router retries and fails over itself, so the pool gets one attempt.
-        future = self._orch.pool.submit(invoker.handler, payload, kwargs=kwargs or None, timeout=timeout_s, attempts=1,
-                                         dead_letter=False)
+        future = self._orch.pool.options(timeout=timeout_s, attempts=1, dead_letter=False).submit(
+            invoker.handler, payload, **kwargs)
 
         def finished(f: Any) -> None:
             attempt.latency_s = time.perf_counter() - t0
@@ -188,7 +188,7 @@ class Runners:
             done(error) if error is not None else done(None, f.result())
 
         future.add_done_callback(finished)
-        attempt.on_cancel(future.cancel)
+        attempt.on_cancel(future.force_cancel)  # even while a worker runs it
 
     def close(self, timeout: float) -> bool:
         """Cancel async handlers, let thread workers finish their current call; True if all stopped in time."""
