@@ -12,6 +12,8 @@ the subpackage that raises them.
 
 from __future__ import annotations
 
+from concurrent.futures.process import BrokenProcessPool
+
 
 class LanewayError(Exception):
     """Root of every error laneway raises on purpose."""
@@ -29,8 +31,11 @@ class Cancelled(LanewayError):
     """Work was cancelled before it produced a result."""
 
 
-class SystemShutdown(LanewayError):
-    """The orchestrator (or the component) is shutting down and takes no new work."""
+class SystemShutdown(LanewayError, RuntimeError):
+    """The orchestrator (or the component) is shutting down and takes no new work.
+
+    A ``RuntimeError`` too, as :mod:`concurrent.futures` executors raise after ``shutdown()``.
+    """
 
 
 class Terminated(SystemExit):
@@ -104,8 +109,12 @@ class SerializationError(PoolError, TypeError):
     """A function, argument or result could not be pickled for another process."""
 
 
-class WorkerDied(PoolError):
+class WorkerDied(PoolError, BrokenProcessPool):
     """The worker process running the task died; the message names pid and signal.
+
+    Also a :class:`concurrent.futures.process.BrokenProcessPool`, so code written for
+    ``ProcessPoolExecutor`` catches it; unlike that pool, laneway's pool stays up (the task
+    was retried up to its ``attempts`` first, and the worker is replaced).
 
     Attributes:
         pid: the dead worker's process id.
@@ -125,6 +134,11 @@ class TaskTimeout(PoolError, LanewayTimeout):
 class RemoteError(PoolError):
     """A task raised in a worker process.
 
+    The error a pool future raises is, where possible, also an instance of the task's own
+    exception type (a subclass of both made on the fly, as Ray does), so
+    ``except ZeroDivisionError:`` works around ``future.result()``; its ``__cause__`` is the
+    original exception rebuilt in this process.
+
     Attributes:
         type_name: qualified name of the remote exception's type.
         remote_traceback: the remote traceback as text.
@@ -138,6 +152,13 @@ class RemoteError(PoolError):
     def __str__(self) -> str:
         base = super().__str__()
         return f"{base}\n\nRemote traceback:\n{self.remote_traceback}" if self.remote_traceback else base
+
+
+class InitializerError(PoolError, BrokenProcessPool):
+    """The pool's ``initializer`` raised in a worker, so the pool is down; the message names it.
+
+    ``__cause__`` is the initializer's exception (with ``remote_traceback``), when it could be rebuilt.
+    """
 
 
 class PoolFull(PoolError):

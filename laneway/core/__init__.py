@@ -26,7 +26,7 @@ from laneway.core._clock import Clock, ManualClock, MonotonicClock, TimerHandle
 from laneway.core._dead_letters import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetter, DeadLetterQueue
 from laneway.core._events import Event, EventBus, Subscription
 from laneway.core._future import Future, LazyFuture, resolved
-from laneway.core._offload import CpuRunner, CpuRunnerProvider
+from laneway.core._offload import CpuFuture, CpuRunner, CpuRunnerProvider
 from laneway.core._outbox import Outbox
 from laneway.core._progress import (
     ProgressEvent,
@@ -44,6 +44,7 @@ __all__ = [
     "Backoff",
     "CancellationToken",
     "Clock",
+    "CpuFuture",
     "CpuRunner",
     "CpuRunnerProvider",
     "DaemonThreads",

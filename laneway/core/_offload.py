@@ -10,7 +10,21 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Protocol
 
-from laneway.core._future import Future
+
+class CpuFuture(Protocol):
+    """The future of a call on a :class:`CpuRunner`: a ``concurrent.futures.Future`` plus :meth:`force_cancel`."""
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+    def exception(self, timeout: float | None = None) -> BaseException | None: ...
+
+    def result(self, timeout: float | None = None) -> Any: ...
+
+    def force_cancel(self) -> bool:
+        """Give up on the call even while it runs (its result, if any, is dropped); False if it had finished."""
+        ...
 
 
 class CpuRunner(Protocol):
@@ -29,7 +43,7 @@ class CpuRunner(Protocol):
         timeout: float | None,
         attempts: int | None = None,
         block: bool = True,
-    ) -> Future[Any]:
+    ) -> CpuFuture:
         """Start ``fn(*args, **kwargs)``; ``block=False`` fails at once when the runner's queue is full.
 
         ``attempts`` counts runs allowed when a worker dies under the call

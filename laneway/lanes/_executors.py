@@ -276,7 +276,7 @@ class Executors:
         except Exception as exc:
             self._finish(run, False, exc)
             return
-        run.token.add_callback(lambda _reason: fut.cancel())
+        run.token.add_callback(lambda _reason: fut.force_cancel())  # even while a worker runs it
         fut.add_done_callback(partial(self._pool_done, run))
 
     def _pool_done(self, run: Run, fut: Any) -> None:

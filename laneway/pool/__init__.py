@@ -1,11 +1,19 @@
 """The process pool: CPU-bound work in supervised worker processes over ZeroMQ (or Ray).
 
+The :class:`Pool` is a :class:`concurrent.futures.Executor`; laneway's own task options
+(timeout, attempts, ...) are bound with :meth:`Pool.options`, never mixed with the
+task's keyword arguments.
+
 Example:
     >>> from laneway import Orchestrator
     >>> with Orchestrator(name="doc") as orch:                       # doctest: +SKIP
     ...     pool = orch.start_pool(workers=2)
-    ...     pool.submit(pow, 2, 10).get(timeout=30)
+    ...     pool.submit(pow, 2, 10).result(timeout=30)
+    ...     pool.options(timeout=5, attempts=1).submit(sorted, [3, 1, 2], reverse=True).result(timeout=30)
+    ...     list(pool.map(pow, range(5), [2] * 5, chunksize=2))
     1024
+    [3, 2, 1]
+    [0, 1, 4, 9, 16]
 
 Running on several machines with ZeroMQ and CurveZMQ:
 
@@ -41,6 +49,8 @@ without keys admits any local user, so use keys there too on shared machines.
 from laneway.pool._curve import create_keys, load_client
 from laneway.pool._worker_proc import WorkerConfig, run as run_worker
 from laneway.pool._backend import Backend, TaskOutcome, TaskWire, WorkerHub, exit_reason, make_backend
+from laneway.pool._future import TaskFuture
+from laneway.pool._options import TaskOptions, TaskSubmitter
 from laneway.pool._pool import Pool
 from laneway.pool._records import Assignment, PoolStats, TaskPayload, WorkerState, WorkerStats
 
@@ -49,8 +59,11 @@ __all__ = [
     "Backend",
     "Pool",
     "PoolStats",
+    "TaskFuture",
+    "TaskOptions",
     "TaskOutcome",
     "TaskPayload",
+    "TaskSubmitter",
     "TaskWire",
     "WorkerHub",
     "WorkerState",

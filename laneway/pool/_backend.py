@@ -94,9 +94,10 @@ Contract for a backend (what the Ray helper must implement)
     ``close(timeout)``
         Called once at pool shutdown after every worker was stopped: release sockets,
         threads, and kill anything still alive. No orphan processes afterwards.
-    ``is_remote(worker_id)`` / ``describe()``
-        Whether a worker was started elsewhere (it is then never restarted by the pool), and
-        a small dict for statistics (endpoint, cluster address, ...).
+    ``is_remote(worker_id)`` / ``admits_remote_workers()`` / ``describe()``
+        Whether a worker was started elsewhere (it is then never restarted by the pool),
+        whether workers may join on their own at all (a pool without local workers is
+        refused otherwise), and a small dict for statistics (endpoint, cluster address, ...).
 
 Thread safety
     Every :class:`WorkerHub` method is thread-safe, holds its lock only briefly, never
@@ -228,6 +229,10 @@ class Backend(abc.ABC):
 
     def is_remote(self, worker_id: str) -> bool:
         """True for workers started elsewhere, which the pool must not restart."""
+        return False
+
+    def admits_remote_workers(self) -> bool:
+        """True if workers may join on their own (so a pool with no local workers can still run tasks)."""
         return False
 
     def describe(self) -> dict[str, Any]:

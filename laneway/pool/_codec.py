@@ -5,6 +5,10 @@ that cannot travel fails there with :class:`~laneway.errors.SerializationError`
 rather than somewhere in a worker. Functions are pickled with cloudpickle (lambdas
 and closures travel by value) and identified by a digest of their bytes, so each
 worker receives a function's code once and afterwards only its digest.
+
+Unpickling runs user code (``__reduce__``, ``__setstate__``), which may raise anything,
+``SystemExit`` included. Nothing here lets that escape into a worker's loop or the
+pool's results thread: it becomes the one task's error.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from typing import Any, Callable
 
 import cloudpickle
 
-from laneway.errors import RemoteError, SerializationError
+from laneway.errors import SerializationError
 from laneway.pool._backend import TaskOutcome
+from laneway.pool._remote import remote_error
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +33,7 @@ PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 # Types whose pickles never refer to user code, so the stdlib pickler (10x faster
 # than cloudpickle for small payloads) produces bytes any worker can load.
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
+PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 # Error record kinds (first item of the pickled error tuple).
 RAISED = "raised"  #: the function raised
@@ -79,7 +84,7 @@ class FunctionPickler:
 
 def dumps_args(args: tuple, kwargs: dict | None) -> bytes:
     """Pickle ``(args, kwargs)``; raises SerializationError naming what failed."""
-    if not kwargs and all(type(a) in _PLAIN for a in args):
+    if not kwargs and all(type(a) in PLAIN for a in args):
         return pickle.dumps((args, None), PROTOCOL)
     try:
         return cloudpickle.dumps((args, kwargs or None), protocol=PROTOCOL)
@@ -115,60 +120,95 @@ def _name(fn: Any) -> str:
 
 def encode_result(task_id: int, value: Any) -> TaskOutcome:
     """The outcome for a returned value (an error outcome if the value cannot be pickled)."""
-    if type(value) in _PLAIN:
+    if type(value) in PLAIN:
         return TaskOutcome(task_id, True, pickle.dumps(value, PROTOCOL))
     try:
         return TaskOutcome(task_id, True, cloudpickle.dumps(value, protocol=PROTOCOL))
-    except Exception as exc:
-        text = f"the task's result ({type(value).__name__}) cannot be pickled back to the pool: {exc!r}"
-        return TaskOutcome(task_id, False, _error_record(UNPICKLABLE, exc, text))
+    except BaseException as exc:  # a __reduce__ may raise anything; the worker lives on
+        text = f"the task's result ({type(value).__name__}) cannot be pickled back to the pool: {describe(exc)}"
+        return TaskOutcome(task_id, False, error_record(exc, UNPICKLABLE, text))
 
 
 def encode_error(task_id: int, exc: BaseException, kind: str = RAISED, message: str | None = None) -> TaskOutcome:
     """The outcome for an exception, with the remote traceback text."""
-    return TaskOutcome(task_id, False, _error_record(kind, exc, message))
+    return TaskOutcome(task_id, False, error_record(exc, kind, message))
 
 
-def _error_record(kind: str, exc: BaseException, message: str | None) -> bytes:
-    tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+def error_record(exc: BaseException, kind: str = RAISED, message: str | None = None) -> bytes:
+    """The pickled record of an exception raised in a worker (decoded by :func:`decode_error`); never raises."""
+    try:
+        tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except BaseException:
+        tb_text = f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
     try:
         exc_bytes = cloudpickle.dumps(exc, protocol=PROTOCOL)
         pickle.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
-    except Exception:
+    except BaseException:
         exc_bytes = b""
     type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    text = message if message is not None else f"{type(exc).__qualname__}: {exc}"
+    text = message if message is not None else describe(exc)
     return pickle.dumps((kind, type_name, text, tb_text, exc_bytes), PROTOCOL)
 
 
+def describe(exc: BaseException) -> str:
+    """``"Type: message"``, even when the exception's ``__str__`` raises."""
+    try:
+        return f"{type(exc).__qualname__}: {exc}"
+    except BaseException:  # a __str__ that raises
+        return f"{type(exc).__qualname__} (its message could not be read)"
+
+
 # --- pool side ----------------------------------------------------------------
+
+
+def decode(outcome: TaskOutcome) -> tuple[bool, Any]:
+    """``(True, result)`` or ``(False, error)`` for a worker's outcome; never raises.
+
+    The error is :func:`decode_error`'s for a task that raised, or a
+    :class:`~laneway.errors.SerializationError` (original as ``__cause__``) when the result
+    cannot be unpickled here, whatever its unpickling raised, ``SystemExit`` included.
+    """
+    if not outcome.ok:
+        return False, decode_error(outcome.data)
+    try:
+        return True, pickle.loads(outcome.data)
+    except BaseException as exc:
+        err = SerializationError(f"the task's result cannot be unpickled in the pool's process: {describe(exc)}")
+        err.__cause__ = exc
+        return False, err
 
 
 def decode_outcome(outcome: TaskOutcome) -> Any:
     """The task's result, or raise what the worker reported.
 
     Raises:
-        RemoteError: the function raised; ``__cause__`` is the original exception when it
+        RemoteError: the function raised: also an instance of the task's own exception type
+            where possible (see ``_remote``); ``__cause__`` is the original exception when it
             could be rebuilt here, ``remote_traceback`` its traceback text.
         SerializationError: the result, function or arguments could not be (un)pickled.
     """
-    if outcome.ok:
-        return pickle.loads(outcome.data)
-    raise decode_error(outcome.data)
+    ok, value = decode(outcome)
+    if ok:
+        return value
+    raise value
 
 
 def decode_error(data: bytes) -> Exception:
-    """Rebuild the exception a worker reported."""
-    kind, type_name, text, tb_text, exc_bytes = pickle.loads(data)
+    """Rebuild the exception a worker reported (see :func:`~laneway.pool._remote.remote_error`); never raises."""
+    try:
+        kind, type_name, text, tb_text, exc_bytes = pickle.loads(data)
+    except BaseException as exc:  # not an error record: a worker of another version, or a bug
+        err = SerializationError(f"the worker's error report cannot be read: {describe(exc)}")
+        err.__cause__ = exc
+        return err
     original: BaseException | None = None
     if exc_bytes:
         try:
             original = pickle.loads(exc_bytes)
-        except Exception:
+        except BaseException:
             log.debug("could not rebuild remote %s", type_name, exc_info=True)
     if kind == UNPICKLABLE:
-        err: Exception = SerializationError(f"{text}\n\nRemote traceback:\n{tb_text}")
-    else:
-        err = RemoteError(f"task raised {text}", type_name, tb_text)
-    err.__cause__ = original
-    return err
+        err = SerializationError(f"{text}\n\nRemote traceback:\n{tb_text}")
+        err.__cause__ = original
+        return err
+    return remote_error(original, text, type_name, tb_text)

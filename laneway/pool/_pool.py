@@ -1,20 +1,28 @@
-"""The public :class:`Pool`: submit CPU-bound work to supervised worker processes."""
+"""The public :class:`Pool`: a :class:`concurrent.futures.Executor` running work in supervised worker processes."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
-from typing import Mapping, Any, Callable
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from laneway.actors import Backoff, ChildSpec, Future, OneForOne, Strategy
+from laneway.actors import Backoff, ChildSpec, OneForOne, Strategy
 from laneway.errors import ConfigError, SerializationError
 from laneway.pool import _codec
 from laneway.pool._backend import Backend, make_backend
+from laneway.pool._future import TaskFuture
+from laneway.pool._map import map_calls
+from laneway.pool._options import TaskOptions, TaskSubmitter, evolve
 from laneway.pool._records import Assignment, PoolStats, TaskPayload, WorkerStats
 from laneway.pool._scheduler import Scheduler
 from laneway.pool._worker_actor import Adopt, Drained, Grow, Populate, PoolManager, ProcessLost, WorkerActor
 
 log = logging.getLogger(__name__)
+
+_DEFAULTS = TaskOptions()
 
 
 def _default_supervision(max_workers: int) -> Strategy:
@@ -24,8 +32,18 @@ def _default_supervision(max_workers: int) -> Strategy:
                      backoff=Backoff(initial_s=0.05, factor=2.0, max_s=2.0, jitter=0.1))
 
 
-class Pool:
+class Pool(concurrent.futures.Executor):
     """Runs functions in worker processes, outside the GIL, with retries, timeouts and supervision.
+
+    A :class:`concurrent.futures.Executor`: ``submit(fn, /, *args, **kwargs)``, ``map``,
+    ``shutdown(wait=True, *, cancel_futures=False)``, ``with pool:``, and
+    ``loop.run_in_executor(pool, fn, *args)`` work as with ``ProcessPoolExecutor``, with
+    these differences: a task's error is raised as its own type *and* as
+    :class:`~laneway.errors.RemoteError` (remote traceback attached); a worker that dies
+    is replaced and its task retried (the pool never breaks; after the task's attempts
+    the error is :class:`~laneway.errors.WorkerDied`, a ``BrokenProcessPool``); ``map`` is
+    lazy over its input. laneway's own task options (timeout, attempts, ...) never mix
+    with the task's arguments: ``pool.options(timeout=5, attempts=1).submit(fn, x)``.
 
     Usually reached as ``orch.pool`` (defaults) or started with ``orch.start_pool(**config)``.
     Each worker process has an actor under the pool's supervisor (named ``name``); a
@@ -50,6 +68,12 @@ class Pool:
         workers: fixed number of local workers (sets both bounds unless given).
         min_workers, max_workers: bounds for growing under queue pressure and shrinking
             after ``idle_shrink_s`` of idleness. Defaults: 1 and ``os.cpu_count()``.
+            ``max_workers`` (or ``workers``) below 1 needs a ``listen`` address for remote workers.
+        initializer: called as ``initializer(*initargs)`` in each worker before its first task,
+            and again in every replacement worker. If it raises, the pool is down:
+            :meth:`wait_ready`, ``submit`` and the queued tasks' futures raise
+            :class:`~laneway.errors.InitializerError` naming it.
+        initargs: arguments for ``initializer``.
         window: most tasks in flight per worker (batching; kept at 2 for slow tasks).
         max_queue: bound of the pool's queue; ``submit`` blocks past it, ``submit_nowait`` raises.
         assignment: :class:`~laneway.pool.Assignment` (or its value) for picking workers.
@@ -63,11 +87,18 @@ class Pool:
         **backend_options: passed to the backend, e.g. for ZeroMQ ``listen``, ``keys``,
             ``heartbeat_s``, ``heartbeat_timeout_s`` (see ``ZmqBackend``); for Ray ``address``.
 
+    Raises:
+        ConfigError: a bad option (also a ``ValueError``).
+        SerializationError: ``initializer`` or ``initargs`` cannot be pickled.
+
     Example:
-        >>> pool = orch.start_pool(workers=2, max_tasks_per_worker=1000)   # doctest: +SKIP
-        >>> fut = pool.submit(pow, 2, 10, timeout=5)                        # doctest: +SKIP
-        >>> fut.get(timeout=30)                                             # doctest: +SKIP
+        >>> with orch.start_pool(workers=2, max_tasks_per_worker=1000) as pool:     # doctest: +SKIP
+        ...     pool.submit(pow, 2, 10).result(timeout=30)
+        ...     list(pool.map(pow, [2, 3], [10, 2], chunksize=64))
+        ...     pool.options(timeout=5, attempts=1).submit(sorted, [3, 1, 2], reverse=True).result()
         1024
+        [1024, 9]
+        [3, 2, 1]
     """
 
     def __init__(
@@ -78,6 +109,8 @@ class Pool:
         workers: int | None = None,
         min_workers: int | None = None,
         max_workers: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
         window: int = 16,
         max_queue: int = 10_000,
         assignment: Assignment | str = Assignment.ROUND_ROBIN,
@@ -107,6 +140,8 @@ class Pool:
             raise ConfigError(f"assignment must be one of {[a.value for a in Assignment]}, got {assignment!r}") from None
         if supervision is not None and not isinstance(supervision, Strategy):
             raise ConfigError(f"supervision must be a Strategy such as OneForOne(...), got {supervision!r}")
+        if initializer is not None and not callable(initializer):
+            raise ConfigError(f"initializer must be callable or None, got {initializer!r}")
         self.idle_shrink_s = idle_shrink_s
         self.idle_check_s = min(idle_shrink_s / 2, 5.0)
         self.stop_timeout_s = stop_timeout_s
@@ -114,9 +149,20 @@ class Pool:
             self._backend = make_backend(backend, **backend_options)
         except TypeError as exc:
             raise ConfigError(f"bad option for the {backend!r} pool backend: {exc}") from None
+        if self.max_workers < 1 and not self._backend.admits_remote_workers():
+            raise ConfigError(
+                f"a pool needs workers: max_workers (or workers) is {self.max_workers}, and the {self._backend.name} "
+                "backend admits no remote workers (give workers >= 1, or listen= for `laneway worker --connect`)")
         self._pickler = _codec.FunctionPickler()
+        init = None
+        if initializer is not None:
+            init_parts = (*self._pickler.dumps(initializer), _codec.dumps_args(tuple(initargs), None))
+            init = (init_parts, _qualified(initializer))
         self._restarts: dict[str, int] = {}
-        self._closed = False
+        self._stopping = False  # shutdown is tearing the pool down
+        self._stop_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._drainer: threading.Thread | None = None
         self._core = Scheduler(
             orch, name=name, max_queue=max_queue, window=window, assignment=assignment,
             max_tasks_per_worker=max_tasks_per_worker,
@@ -124,6 +170,7 @@ class Pool:
             on_lost=self._on_lost, on_grow=lambda: self._tell_manager(Grow()),
             on_drained=lambda slot: self._tell_manager(Drained(slot)),
             on_joined=lambda wid: self._tell_manager(Adopt(wid)),
+            initializer=init,
         )
         self._core.worker_limit = self.max_workers
         self._core.backend = self._backend
@@ -143,60 +190,80 @@ class Pool:
         except Exception:
             self._abort()
             raise
-        orch.on_shutdown(f"pool {name}", self.shutdown)
+        orch.on_shutdown(f"pool {name}", self._shutdown_hook)
         orch.dead_letters.register_resubmitter("pool", self._resubmit)
 
     # --- submitting -----------------------------------------------------------------
 
-    def submit(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        kwargs: dict[str, Any] | None = None,
-        timeout: float | None = None,
-        attempts: int = 3,
-        queue_timeout: float | None = None,
-        dead_letter: bool = True,
-    ) -> Future[Any]:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
         """Run ``fn(*args, **kwargs)`` in a worker; returns a future of its result.
 
-        Blocks while the pool's queue is full (backpressure), up to ``queue_timeout``.
+        Every keyword goes to ``fn``. laneway's task options (``timeout``, ``attempts``,
+        ``queue_timeout``, ``dead_letter``) are set with :meth:`options`. Blocks while the
+        pool's queue is full (backpressure).
 
         Args:
             fn: a picklable callable (lambdas and closures travel by value).
-            kwargs: keyword arguments for ``fn``.
-            timeout: seconds the task may run once started; past it its worker is killed
-                and replaced and the future fails with :class:`~laneway.errors.TaskTimeout`.
-            attempts: runs allowed when workers die under the task (not when it raises).
-            queue_timeout: seconds to wait for room in the queue (None: until there is room).
-            dead_letter: put a task whose attempts ran out in the dead-letter queue; pass
-                False when the caller owns the outcome (it retries and dead-letters itself).
 
         Returns:
-            A :class:`~laneway.actors.Future` (done callbacks run on the pool's results thread;
-            they may submit, but must not wait for other pool results there):
-            ``.get(timeout)`` gives the result or raises
-            :class:`~laneway.errors.RemoteError` (with the remote traceback),
-            :class:`~laneway.errors.TaskTimeout`, :class:`~laneway.errors.WorkerDied`.
+            A :class:`concurrent.futures.Future` (a :class:`~laneway.actors.Future`, so
+            ``.get(timeout)`` and ``await`` work too). It is RUNNING while a worker runs the
+            task; ``cancel()`` succeeds only before a worker has it. ``result()`` gives the
+            value or raises what the task raised, as its own type and as
+            :class:`~laneway.errors.RemoteError` (``remote_traceback`` attached),
+            :class:`~laneway.errors.SerializationError` (the result cannot be pickled in the
+            worker or unpickled here), :class:`~laneway.errors.TaskTimeout` or
+            :class:`~laneway.errors.WorkerDied`. Done callbacks run on the pool's results
+            thread; they may submit, but must not wait there for other pool results.
 
         Raises:
-            SerializationError: ``fn`` or an argument cannot be pickled.
-            PoolFull: the queue stayed full for ``queue_timeout``.
-            SystemShutdown: the pool is shut down.
+            SerializationError: ``fn`` or an argument cannot be pickled (raised here, at
+                submit, not through the future; also a ``TypeError``).
+            SystemShutdown: the pool is shut down (also a ``RuntimeError``).
+            InitializerError: the pool is down because its initializer failed.
         """
-        return self._submit(fn, args, kwargs, timeout, attempts, True, queue_timeout, dead_letter)
+        return self._submit(fn, args, kwargs, _DEFAULTS, True)
 
-    def submit_nowait(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        kwargs: dict[str, Any] | None = None,
-        timeout: float | None = None,
-        attempts: int = 3,
-        dead_letter: bool = True,
-    ) -> Future[Any]:
-        """Like :meth:`submit` but raises :class:`~laneway.errors.PoolFull` instead of blocking."""
-        return self._submit(fn, args, kwargs, timeout, attempts, False, None, dead_letter)
+    def submit_nowait(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """Like :meth:`submit` but raises :class:`~laneway.errors.PoolFull` instead of blocking on a full queue."""
+        return self._submit(fn, args, kwargs, _DEFAULTS, False)
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int = 1, buffersize: int | None = None) -> Iterator[Any]:
+        """``fn(*args)`` for each ``args`` in ``zip(*iterables)``, run in workers, results in input order.
+
+        As :meth:`concurrent.futures.Executor.map`: an exception raised by a call is raised
+        when its result is reached; past ``timeout`` seconds from this call, iterating
+        raises :class:`TimeoutError`; closing the iterator (leaving the loop) cancels the
+        calls no worker has yet. Unlike it, the input is read lazily, ``buffersize`` tasks
+        ahead, so it may be endless.
+
+        Args:
+            timeout: seconds from this call for all results (None: no limit).
+            chunksize: calls sent as one task (one message and one result each way); raise it
+                for many small calls. A raising call ends its chunk: the results before it
+                are still returned.
+            buffersize: tasks (chunks) in flight at most, so inputs read ahead and results held;
+                None: 256, or twice what the workers' windows hold if that is more.
+
+        Example:
+            >>> list(pool.map(pow, range(4), [2] * 4, chunksize=2))   # doctest: +SKIP
+            [0, 1, 4, 9]
+        """
+        return map_calls(self, _DEFAULTS, fn, iterables, timeout, chunksize, buffersize)
+
+    def options(self, options: TaskOptions | None = None, /, **changes: Any) -> TaskSubmitter:
+        """This pool with task options bound: ``pool.options(timeout=5, attempts=1).submit(fn, x)``.
+
+        Args:
+            options: a :class:`~laneway.pool.TaskOptions` to start from (default: the defaults).
+            **changes: :class:`~laneway.pool.TaskOptions` fields to set: ``timeout``,
+                ``attempts``, ``queue_timeout``, ``dead_letter``.
+
+        Raises:
+            ConfigError: an unknown option or a bad value.
+        """
+        return TaskSubmitter(self, evolve(options or _DEFAULTS, changes) if changes else options or _DEFAULTS)
 
     def run_cpu_bound(
         self,
@@ -207,29 +274,30 @@ class Pool:
         timeout: float | None,
         attempts: int | None = None,
         block: bool = True,
-    ) -> Future[Any]:
+    ) -> TaskFuture:
         """Run a call for a caller that owns its outcome (lanes, the router): never dead-lettered here.
 
         This is the pool's side of :class:`laneway.core.CpuRunner`.
         """
-        return self._submit(fn, args, dict(kwargs) if kwargs else None, timeout, 3 if attempts is None else attempts,
-                            block, None, dead_letter=False)
+        changes: dict[str, Any] = {"timeout": timeout, "dead_letter": False}
+        if attempts is not None:
+            changes["attempts"] = attempts
+        return self._submit(fn, args, dict(kwargs) if kwargs else {}, evolve(_DEFAULTS, changes), block)
 
-    def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict | None, timeout: float | None,
-                attempts: int, block: bool, queue_timeout: float | None, dead_letter: bool = True) -> Future[Any]:
-        if timeout is not None and not timeout > 0:
-            raise ConfigError(f"timeout must be > 0 or None, got {timeout!r}")
-        if type(attempts) is not int or attempts < 1:
-            raise ConfigError(f"attempts must be an int >= 1, got {attempts!r}")
-        if kwargs is not None and not isinstance(kwargs, dict):
-            raise ConfigError(f"kwargs must be a dict or None, got {type(kwargs).__name__}")
+    def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], options: TaskOptions,
+                block: bool) -> TaskFuture:
         digest, fn_bytes = self._pickler.dumps(fn)
         args_bytes = _codec.dumps_args(args, kwargs)
         label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
-        return self._core.submit((digest, fn_bytes, args_bytes), timeout, attempts, label, block, queue_timeout,
-                                 dead_letter)
+        return self._core.submit((digest, fn_bytes, args_bytes), options.timeout, options.attempts, label, block,
+                                 options.queue_timeout, options.dead_letter)
 
-    def _resubmit(self, letter: Any) -> Future[Any]:
+    def _submit_parts(self, parts: tuple[bytes, bytes, bytes], label: str, options: TaskOptions,
+                      queue_timeout: float | None) -> TaskFuture:
+        return self._core.submit(parts, options.timeout, options.attempts, label, True, queue_timeout,
+                                 options.dead_letter)
+
+    def _resubmit(self, letter: Any) -> TaskFuture:
         payload = letter.payload
         if not isinstance(payload, TaskPayload):
             raise SerializationError(f"dead letter {letter.id} carries no pool task payload")
@@ -247,7 +315,13 @@ class Pool:
         return self._core.worker_stats(dict(self._restarts))
 
     def wait_ready(self, count: int | None = None, timeout: float | None = 30.0) -> bool:
-        """Wait until ``count`` workers (default ``min_workers``) are connected; False on timeout."""
+        """Wait until ``count`` workers (default ``min_workers``) take tasks; False on timeout.
+
+        Raises:
+            InitializerError: the initializer failed in a worker: the pool is down.
+            SystemShutdown: the pool is down for another reason (workers cannot start, its
+                supervisor gave up).
+        """
         return self._core.wait_ready(self.min_workers if count is None else count, timeout)
 
     @property
@@ -262,18 +336,58 @@ class Pool:
 
     # --- shutdown -----------------------------------------------------------------------
 
-    def shutdown(self, timeout: float | None = None) -> None:
-        """Stop taking tasks, let running ones finish for up to ``timeout`` s, stop every worker.
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None) -> None:
+        """Take no more tasks, run the ones already submitted, then stop every worker.
 
-        Queued tasks fail with :class:`~laneway.errors.SystemShutdown` and are dead-lettered,
-        so they can be resubmitted later. No worker process outlives this call.
+        As :meth:`concurrent.futures.Executor.shutdown`, plus a ``timeout``. Calling it again
+        (or the orchestrator's shutdown) is harmless. No worker process outlives the stop.
+
+        Args:
+            wait: return once the submitted tasks ran and the workers stopped; False: return
+                at once, and let the pool finish and stop in the background.
+            cancel_futures: first cancel the tasks no worker has yet (they never run); tasks
+                a worker has still finish.
+            timeout: how long the tasks may take (None: as long as they need). Past it, tasks
+                still queued fail with :class:`~laneway.errors.SystemShutdown` and those
+                running with :class:`~laneway.errors.WorkerDied` (their workers are killed);
+                both are dead-lettered, so they can be resubmitted later.
         """
-        if self._closed:
+        self._core.stop_taking()
+        if cancel_futures:
+            self._core.cancel_queued()
+        if wait:
+            self._finish(timeout)
             return
-        self._closed = True
-        timeout = self.stop_timeout_s if timeout is None else timeout
-        self._core.close()
-        if not self._core.wait_idle(timeout):
+        with self._stop_lock:
+            if self._stopping or self._drainer is not None:
+                return
+            self._drainer = threading.Thread(target=self._finish, args=(timeout,), daemon=True,
+                                             name=f"laneway-pool-shutdown:{self.name}")
+            self._drainer.start()
+
+    def _shutdown_hook(self, timeout: float) -> None:
+        """The orchestrator's shutdown: finish what was submitted within ``timeout``, then stop."""
+        self.shutdown(wait=True, timeout=timeout)
+
+    def _finish(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        drained = self._core.wait_drained(timeout)
+        with self._stop_lock:
+            first, self._stopping = not self._stopping, True
+        if not first:  # another caller is stopping the pool; wait for it as long as ours allows
+            self._stopped.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            return
+        try:
+            self._stop(drained, self.stop_timeout_s if timeout is None else timeout)
+        finally:
+            self._stopped.set()
+        drainer = self._drainer
+        if drainer is not None and drainer is not threading.current_thread():
+            drainer.join(self.stop_timeout_s)
+
+    def _stop(self, drained: bool, timeout: float) -> None:
+        self._core.close()  # what is still queued (the timeout passed) fails and is dead-lettered
+        if not drained:
             for wid in self._core.busy_workers():
                 self._backend.kill_worker(wid, "pool shut down while it ran a task")
         self._remove_listener()
@@ -284,7 +398,7 @@ class Pool:
         self._core.stop_results(timeout)
 
     def _abort(self) -> None:
-        self._closed = True
+        self._stopping = True
         self._core.close("the pool failed to start")
         if hasattr(self, "_remove_listener"):
             self._remove_listener()
@@ -293,6 +407,7 @@ class Pool:
                 ref.stop(timeout=self.stop_timeout_s)
         self._backend.close(1.0)
         self._core.stop_results(1.0)
+        self._stopped.set()
 
     # --- callbacks from the scheduler and the supervisor ---------------------------------
 
@@ -315,7 +430,7 @@ class Pool:
 
     def _tell_manager(self, msg: Any) -> None:
         manager = self._manager
-        if manager is None or self._closed:
+        if manager is None or self._stopping:
             return
         try:
             manager.tell(msg)
@@ -328,7 +443,7 @@ class Pool:
         if event.key == "supervisor.child.restarted":
             child = event.data.get("child", "")
             self._restarts[child] = self._restarts.get(child, 0) + 1
-        elif event.key == "supervisor.escalated" and not self._closed:
+        elif event.key == "supervisor.escalated" and not self._stopping:
             reason = event.data.get("reason", "the pool supervisor gave up")
             log.error("pool %s is down: %s", self.name, reason)
             self._core.close(reason)
@@ -347,3 +462,9 @@ def _bounds(workers: int | None, lo: int | None, hi: int | None) -> tuple[int, i
     if lo > hi:
         raise ConfigError(f"min_workers ({lo}) must not exceed max_workers ({hi})")
     return lo, hi
+
+
+def _qualified(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{name}" if module and module not in ("builtins", "__main__") else name

@@ -406,6 +406,7 @@ class RayBackend(Backend):
             except Exception as exc:
                 self._fail(slot, exc)
                 return  # later batches of a dead actor can hold nothing
+            call = chunk = ref = None  # hold no results while waiting for the next call
             slot.calls -= 1
             self._pump(slot, self._call_limit)
 

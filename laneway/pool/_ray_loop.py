@@ -95,5 +95,6 @@ class LoopThreads:
             fn, args, kwargs = item
             try:
                 fn(*args, **kwargs)
-            except Exception:
+            except BaseException:  # reports only hand bytes to the pool; nothing may end this thread
                 log.exception("reporting to the pool failed: %s", getattr(fn, "__name__", fn))
+            del item, fn, args, kwargs  # hold no outcome while waiting for the next report

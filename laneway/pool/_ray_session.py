@@ -10,6 +10,7 @@ laneway.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -38,15 +39,19 @@ def acquire(address: str | None, num_cpus: int | None, init_options: dict[str, A
             log.info("using the Ray connection the application opened (address/num_cpus ignored)")
             return False
         options = {"include_dashboard": False, **init_options}
-        if address is None:
+        # No address: RAY_ADDRESS if the environment names a cluster, else a new local
+        # instance of our own ("local"), never whatever `ray start` left running here,
+        # which would refuse num_cpus and is not ours to size.
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
+        if address == "local":
             options["num_cpus"] = num_cpus
         try:
             ray.init(address=address, **options)
         except Exception as exc:
-            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+            where = "a local Ray instance" if address == "local" else f"the Ray cluster at {address!r}"
             raise PoolError(f"could not start or join {where}: {exc}") from exc
         _users = 1
-        log.info("Ray started (%s)", address or f"local, num_cpus={num_cpus}")
+        log.info("Ray started (%s)", f"local, num_cpus={num_cpus}" if address == "local" else address)
         return True
 
 

@@ -93,8 +93,9 @@ class TaskRunner:
             return fn
         try:
             fn = pickle.loads(fn_bytes)
-        except Exception as exc:
-            fn = _LoadFailed(SerializationError(f"cannot unpickle the task's function in the worker: {exc!r}"))
+        except BaseException as exc:  # unpickling runs user code; SystemExit too must not end the worker
+            fn = _LoadFailed(SerializationError(
+                f"cannot unpickle the task's function in the worker: {_codec.describe(exc)}"))
             fn.error.__cause__ = exc
         fns[digest] = fn
         fns.move_to_end(digest)
@@ -109,8 +110,8 @@ class TaskRunner:
             return _codec.encode_error(task_id, fn.error, _codec.UNPICKLABLE, str(fn.error))
         try:
             args, kwargs = pickle.loads(args_bytes)
-        except Exception as exc:
-            text = f"cannot unpickle the task's arguments in the worker: {exc!r}"
+        except BaseException as exc:
+            text = f"cannot unpickle the task's arguments in the worker: {_codec.describe(exc)}"
             return _codec.encode_error(task_id, exc, _codec.UNPICKLABLE, text)
         self.current = task_id
         try:

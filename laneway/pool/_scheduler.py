@@ -14,26 +14,40 @@ were). The window is small on purpose: work queued in the pool can still go to
 whichever worker frees up first, while work prefetched into a window cannot.
 It grows to its full size only for workers whose tasks finish quickly, so slow
 tasks never queue behind each other in one worker.
+
+Futures: a task's future turns RUNNING when the task heads its worker's window
+(written here, under the lock, which ``TaskFuture.cancel`` also takes). Once a task
+is in a window it cannot be recalled, so ``cancel()`` then returns False; a task
+cancelled while queued is dropped when the queue reaches it, never sent. A task put
+back in the queue (its worker died) is PENDING and cancellable again.
+
+Initializer: with one, a worker that reports ready first runs it (a pseudo-task at
+the head of its window, negative id); it takes tasks only once that succeeded, and
+a failure puts the pool down with :class:`~laneway.errors.InitializerError`.
+
+Closing happens in two steps: :meth:`Scheduler.stop_taking` refuses new tasks while
+queued ones still run (``Executor.shutdown``), then :meth:`Scheduler.close` stops
+retrying and fails what is left.
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures._base as _cf
 import itertools
 import logging
-import queue
 import random
 import threading
-import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from laneway.actors import Future
-from laneway.errors import PoolFull, SystemShutdown, TaskTimeout, WorkerDied
+from laneway.errors import InitializerError, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
 from laneway.pool import _codec
 from laneway.pool._backend import TaskOutcome, TaskWire
+from laneway.pool._future import TaskFuture
 from laneway.pool._records import Assignment, PoolStats, WorkerState, WorkerStats
-from laneway.pool._window import GONE_KEPT, Task, WorkerRecord, remote_slot
+from laneway.pool._results import Settler
+from laneway.pool._window import GONE_KEPT, Task, WorkerRecord, pool_stats, remote_slot
 
 if TYPE_CHECKING:
     from laneway.actors import Clock
@@ -41,7 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CANCELLED = ("CANCELLED", "CANCELLED_AND_NOTIFIED")  # concurrent.futures' states of a cancelled future
+_CANCELLED = (_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED)
+_PENDING, _RUNNING = _cf.PENDING, _cf.RUNNING
 
 
 class Scheduler:
@@ -49,7 +64,8 @@ class Scheduler:
 
     ``on_lost(ref, wid, reason)`` tells a worker's actor its process is gone;
     ``on_grow()`` asks for one more worker; ``on_drained(slot)`` says a
-    draining worker has an empty window and can be stopped.
+    draining worker has an empty window and can be stopped. ``initializer`` is
+    ``((digest, fn_bytes, args_bytes), label)`` of the function each worker runs first.
     """
 
     def __init__(
@@ -66,6 +82,7 @@ class Scheduler:
         on_grow: Callable[[], None],
         on_drained: Callable[[str], None],
         on_joined: Callable[[str], None],
+        initializer: tuple[tuple[bytes, bytes, bytes], str] | None = None,
     ) -> None:
         self.orch = orch
         self.name = name
@@ -90,22 +107,24 @@ class Scheduler:
         self._worker_ids = itertools.count(1)
         self._rr = 0
         self._rng = random.Random()
-        self._closed = False
-        self._broken = ""
+        self._init = initializer
+        self._init_ids = itertools.count(1)
+        self._init_due: list[tuple[str, Task]] = []  # initializer runs assigned, not yet handed to the backend
+        self._closed = False  # takes no new tasks; queued ones still run
+        self._stopped = False  # closing: nothing is retried, no worker starts
+        self._broken = ""  # why the pool is down, if it is
+        self._broken_error: BaseException | None = None  # what submit raises then, if not SystemShutdown
         self.grow_pending = False
         self._saturated = False
         self.worker_limit = 0  # max local workers; set by the pool
         self.slots = 0  # local worker slots under the supervisor; changed only by the pool manager
         self.c = collections.Counter()  # statistics counters
-        self._results: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._results_thread = threading.Thread(target=self._run_results, name=f"laneway-pool-results:{name}",
-                                                daemon=True)
-        self._results_thread.start()
+        self._results = Settler(orch, name, self._lock, self.c)
 
     # --- submitting -----------------------------------------------------------
 
     def submit(self, wire_parts: tuple[bytes, bytes, bytes], timeout: float | None, attempts: int, label: str,
-               block: bool, queue_timeout: float | None, dead_letter: bool = True) -> Future[Any]:
+               block: bool, queue_timeout: float | None, dead_letter: bool = True) -> TaskFuture:
         with self._lock:
             self._check_open()
             if len(self._queue) >= self.max_queue:
@@ -117,7 +136,7 @@ class Scheduler:
                     raise PoolFull(f"pool queue stayed full ({self.max_queue} tasks) for {queue_timeout}s")
                 self._check_open()
             tid = next(self._task_ids)
-            task = Task(tid, TaskWire(tid, *wire_parts, timeout), attempts, label, dead_letter)
+            task = Task(tid, TaskWire(tid, *wire_parts, timeout), attempts, label, self._lock, dead_letter)
             self._queue.append(task)
             self.c["submitted"] += 1
             saturated = self._saturated
@@ -127,9 +146,18 @@ class Scheduler:
 
     def _check_open(self) -> None:
         if self._broken:
-            raise SystemShutdown(f"pool is down: {self._broken}")
+            raise self._down_error()
         if self._closed:
             raise SystemShutdown("pool is shut down; it takes no new tasks")
+
+    def _down_error(self) -> BaseException:
+        """A fresh error saying the pool is down (each raise gets its own traceback)."""
+        err = self._broken_error
+        if err is None:
+            return SystemShutdown(f"pool is down: {self._broken}")
+        fresh = type(err)(*err.args)
+        fresh.__cause__ = err.__cause__
+        return fresh
 
     def _wants_worker(self) -> bool:
         """Called with tasks left queued and no worker with room: ask for one more worker?"""
@@ -146,24 +174,33 @@ class Scheduler:
         """Move queued tasks into windows of workers with room, by the assignment strategy."""
         timers: list[tuple[Task, str]] = []
         with self._lock:
+            batches: dict[str, list[TaskWire]] = {}
+            if self._init_due:  # initializer runs go first, alone: their workers take nothing else yet
+                for wid, init in self._init_due:
+                    batches[wid] = [init.wire]
+                self._init_due = []
             queue = self._queue
             if not queue:
                 self._saturated = False
-                return []
+                if self._closed:
+                    self._ready_cond.notify_all()  # cancelled tasks may have been the last: wake wait_drained
+                return list(batches.items())
             window = self.window
             ready = (WorkerState.IDLE, WorkerState.BUSY)
             open_ = [w for w in self._workers.values()
                      if not w.draining and w.state in ready and w.room(window, self.max_tasks) > 0]
-            batches: dict[str, list[TaskWire]] = {}
             now = self.clock.now()
             pick = self._picker(open_)
             while queue and open_:
                 task = queue.popleft()
-                if task.future._state in _CANCELLED:  # lock-free read: cancelled() takes the future's lock
-                    continue  # the caller gave up on it before it ran
+                fut = task.future
+                if fut._state in _CANCELLED:  # cancel() takes our lock to set it, so this read is exact
+                    continue  # the caller gave up on it before it ran (its waiters were told then)
                 w = pick()
+                fut._dispatched = True  # with a worker now: cancel() returns False from here on
                 if not w.window:
                     w.head_started = now
+                    fut._state = _RUNNING  # heads the window: the worker runs it next, nothing ahead of it
                     if task.wire.timeout is not None:
                         timers.append((task, w.wid))
                 w.window.append(task)
@@ -178,6 +215,8 @@ class Scheduler:
             # whole batch instead of one task per submit).
             self._saturated = bool(queue)
             grow = self._saturated and self._wants_worker()
+            if self._closed and not queue:
+                self._ready_cond.notify_all()
         if grow:
             self._on_grow()
         for task, wid in timers:
@@ -198,15 +237,16 @@ class Scheduler:
         return round_robin
 
     def _arm(self, task: Task, wid: str) -> None:
-        timeout = task.wire.timeout
-        task.timer = self.clock.call_later(timeout, lambda: self._expired(task, wid))
+        # The timer names the task by id only: a cancelled timer stays in the clock's heap until
+        # its deadline, and must not keep the task's arguments or result alive that long.
+        task.timer = self.clock.call_later(task.wire.timeout, partial(self._expired, task.id, wid))
 
-    def _expired(self, task: Task, wid: str) -> None:
+    def _expired(self, task_id: int, wid: str) -> None:
         with self._lock:
             w = self._workers.get(wid)
-            if w is None or not w.window or w.window[0] is not task or w.timed_out is not None:
+            if w is None or not w.window or w.window[0].id != task_id or w.timed_out is not None:
                 return
-            w.timed_out = task
+            task = w.timed_out = w.window[0]
         log.warning("pool task %d (%s) ran past its %.3gs timeout; killing worker %s", task.id, task.label,
                     task.wire.timeout, wid)
         self.backend.kill_worker(wid, f"task {task.id} timed out after {task.wire.timeout}s")
@@ -219,16 +259,30 @@ class Scheduler:
             if w is None:
                 return
             w.pid, w.host, w.node = pid, host, node
-            w.state = WorkerState.IDLE
-            w.idle_since = self.clock.now()
-            self.grow_pending = False
-            self._ready_cond.notify_all()
-        self.orch.events.publish("pool.worker.ready", w.slot, worker_id=worker_id, pid=pid, host=host)
+            init = self._init
+            if init is None:
+                self._set_ready(w)
+            elif not self._broken:  # run the initializer first; the worker is ready once it returned
+                parts, label = init
+                tid = -next(self._init_ids)
+                task = Task(tid, TaskWire(tid, *parts), 1, label, self._lock, dead_letter=False, init=True)
+                w.window.append(task)
+                w.head_started = self.clock.now()
+                self._init_due.append((worker_id, task))
+        if init is None:
+            self.orch.events.publish("pool.worker.ready", w.slot, worker_id=worker_id, pid=pid, host=host)
         self.backend.wake()
+
+    def _set_ready(self, w: WorkerRecord) -> None:
+        """Under the lock: the worker takes tasks from now on."""
+        w.state = WorkerState.IDLE
+        w.idle_since = self.clock.now()
+        self.grow_pending = False
+        self._ready_cond.notify_all()
 
     def worker_joined(self, worker_id: str, *, pid: int, host: str, node: str = "") -> bool:
         with self._lock:
-            if self._closed or self._broken or worker_id in self._workers:
+            if self._stopped or self._broken or worker_id in self._workers:
                 return False
             w = self._workers[worker_id] = WorkerRecord(worker_id, remote_slot(worker_id), None, True, self.clock.now())
         self.orch.events.publish("pool.worker.joined", w.slot, worker_id=worker_id, pid=pid, host=host)
@@ -239,6 +293,7 @@ class Scheduler:
     def results(self, worker_id: str, outcomes: Sequence[TaskOutcome]) -> None:
         done: list[tuple[Task, TaskOutcome]] = []
         head: Task | None = None
+        init: tuple[Task, TaskOutcome] | None = None
         drained = ""
         with self._lock:
             w = self._workers.get(worker_id)
@@ -256,16 +311,29 @@ class Scheduler:
                         self.c["late_results"] += 1
                         continue
                     window.remove(task)
+                if task.init:  # not a task: it says whether the worker may take tasks
+                    init = (task, outcome)
+                    w.head_started = now
+                    continue
                 if task.timer is not None:
                     task.timer.cancel()
                 w.service_s = 0.8 * w.service_s + 0.2 * (now - w.head_started)
                 w.head_started = now
                 w.tasks_done += 1
                 done.append((task, outcome))
-                self.c["completed" if outcome.ok else "failed"] += 1  # _settle corrects the rare misfits
-            if window:
-                if done and window[0].wire.timeout is not None and window[0].timer is None:
-                    head = window[0]
+                self.c["completed" if outcome.ok else "failed"] += 1  # the settler corrects the rare misfits
+            if init is not None:
+                if init[1].ok:
+                    self._set_ready(w)
+                # else it stays STARTING (no tasks) while the results thread reads the error and
+                # puts the pool down
+            elif window:
+                if done:  # a new head: the worker has moved on to it
+                    nxt = window[0]
+                    if nxt.future._state == _PENDING:
+                        nxt.future._state = _RUNNING
+                    if nxt.wire.timeout is not None and nxt.timer is None:
+                        head = nxt
             else:
                 w.state = WorkerState.IDLE
                 w.idle_since = now
@@ -279,61 +347,31 @@ class Scheduler:
         if head is not None:
             self._arm(head, worker_id)
         if done:
-            self._results.put(partial(self._settle, done))
+            self._results.settle(done)
+        if init is not None:
+            if init[1].ok:
+                self.orch.events.publish("pool.worker.ready", w.slot, worker_id=worker_id, pid=w.pid, host=w.host)
+            else:
+                self._results.put(partial(self._init_failed, worker_id, w.pid, *init))
         if drained:
             self._on_drained(drained)
         if more:
             self.backend.wake()
 
-    def _settle(self, done: list[tuple[Task, TaskOutcome]]) -> None:
-        """On the results thread: decode (unpickling may run user code) and settle, in order.
-
-        Publishes ``pool.task.completed`` / ``.failed`` with ``latency_s`` (submit to
-        result) only while someone listens, so metrics get a per-pool histogram and an
-        unobserved pool pays nothing per task.
-        """
-        events = self.orch.events
-        publish = events.active
-        for task, outcome in done:
-            if publish:  # before settling, so whoever sees the result also finds the event
-                events.publish(
-                    "pool.task.completed" if outcome.ok else "pool.task.failed", self.name,
-                    pool=self.name, task_id=task.id, latency_s=time.perf_counter() - task.submitted_at,
-                )
-            try:
-                value = _codec.decode_outcome(outcome)
-            except Exception as exc:
-                if outcome.ok:  # counted as completed, but its result cannot be unpickled here
-                    self._recount("completed", "failed")
-                if not task.future.settle(error=exc):
-                    self._recount("failed", "late_results")
-            else:
-                if not task.future.settle(value):  # the caller cancelled it while it ran
-                    self._recount("completed", "late_results")
-
-    def _recount(self, was: str, now: str) -> None:
-        with self._lock:
-            self.c[was] -= 1
-            self.c[now] += 1
-
-    def _run_results(self) -> None:
-        # Futures run their done callbacks in the thread that settles them. Settling here,
-        # not on the backend's I/O thread, keeps a slow or blocking callback (one that
-        # submits into a full queue, say) from stalling the data path that would unblock it.
-        while True:
-            job = self._results.get()
-            if job is None:
-                return
-            try:
-                job()
-            except Exception:
-                log.exception("settling pool results failed")
+    def _init_failed(self, worker_id: str, pid: int, task: Task, outcome: TaskOutcome) -> None:
+        """On the results thread: read the initializer's error and put the pool down with it."""
+        _, cause = _codec.decode(outcome)
+        what = getattr(cause, "type_name", "") or type(cause).__qualname__
+        first = next(iter(str(cause).strip().splitlines()), "")
+        err = InitializerError(f"pool initializer {task.label} failed in worker {worker_id} (pid {pid}): "
+                               f"{what.removeprefix('builtins.')}: {first}")
+        err.__cause__ = cause
+        log.error("%s", err)
+        self.close(f"initializer {task.label} failed", err)
 
     def stop_results(self, timeout: float) -> None:
         """Finish settling what is queued, then end the results thread."""
-        self._results.put(None)
-        self._results_thread.join(timeout)
-        if self._results_thread.is_alive():
+        if not self._results.stop(timeout):
             log.error("pool %s: a future's done callback is still running; abandoning the results thread", self.name)
 
     def heartbeat(self, worker_id: str, *, rss: int = 0, cpu: float = 0.0) -> None:
@@ -360,7 +398,10 @@ class Scheduler:
             if w is None:
                 return
             self._ready_cond.notify_all()
-            window, w.window = list(w.window), collections.deque()
+            # An initializer run dies with its worker: the replacement runs it again.
+            window, w.window = [t for t in w.window if not t.init], collections.deque()
+            if self._init_due:
+                self._init_due = [(wid, t) for wid, t in self._init_due if wid != worker_id]
             for task in window:
                 if task.timer is not None:
                     task.timer.cancel()
@@ -375,7 +416,7 @@ class Scheduler:
                         f"{who} was killed and replaced")))
                 else:
                     head.tries += 1
-                    if self._closed or self._broken or head.tries >= head.attempts:
+                    if self._stopped or self._broken or head.tries >= head.attempts:
                         text = f"{who} {reason}"
                         err = WorkerDied(f"pool task {head.id} ({head.label}) failed after {head.tries} "
                                          f"attempt(s): {text}", w.pid, reason)
@@ -383,11 +424,16 @@ class Scheduler:
                     else:
                         self.c["retried"] += 1
                         rest = [head] + rest
-                if self._closed or self._broken:
+                if self._stopped or self._broken:
                     for task in rest:
                         letters.append((task, f"pool shut down before it ran ({who} {reason})",
                                         SystemShutdown(f"pool shut down before task {task.id} ran")))
                 else:
+                    for task in rest:  # back in the queue: not with a worker, so cancellable again
+                        fut = task.future
+                        fut._dispatched = False
+                        if fut._state == _RUNNING:
+                            fut._state = _PENDING
                     self._queue.extendleft(reversed(rest))
             if not w.stopping:
                 self.c["worker_deaths"] += 1
@@ -395,43 +441,27 @@ class Scheduler:
                 w.state = WorkerState.GONE
                 self._gone.append(w)
             more = bool(self._queue)
-            notify = not (w.stopping or self._closed or w.ref is None)
+            notify = not (w.stopping or self._stopped or w.ref is None)
         log.log(logging.INFO if w.stopping else logging.WARNING, "pool worker %s (%s) ended: %s",
                 worker_id, who, reason)
         self.orch.events.publish("pool.worker.lost", w.slot, worker_id=worker_id, pid=w.pid, reason=reason,
                                  planned=w.stopping)
         if settle or letters:
-            self._results.put(partial(self._fail, settle, letters))
+            self._results.fail(settle, letters)
         if notify:
             self._on_lost(w.ref, worker_id, reason)
         if more and self.backend is not None:
             self.backend.wake()
-
-    def _fail(self, settle: list[tuple[Task, BaseException]], letters: list[tuple[Task, str, BaseException]]) -> None:
-        for task, err in settle:
-            task.future.settle(error=err)
-        for task, text, err in letters:
-            self._dead_letter(task, text, err)
-
-    def _dead_letter(self, task: Task, reason: str, err: BaseException) -> None:
-        if task.future.done():
-            return  # the caller cancelled it: nobody wants it run again
-        # Letter and count first, so whoever sees the future fail also finds both. A caller
-        # that owns the outcome (a lane, the router: they retry and dead-letter themselves)
-        # gets only the error, so one failed attempt never leaves a stale pool letter.
-        if task.dead_letter:
-            self.orch.dead_letters.put("pool", reason, attempts=task.tries, error=err,
-                                       work_id=f"pool-task-{task.id}", payload=task.payload())
-            with self._lock:
-                self.c["dead_lettered"] += 1
-        task.future.settle(error=err)
 
     # --- worker registry (called by worker actors and the pool) ---------------------
 
     def new_worker(self, slot: str, ref: Any) -> str:
         """Register a starting incarnation of ``slot`` and return its fresh worker id."""
         with self._lock:
-            self._check_open()
+            if self._broken:
+                raise self._down_error()
+            if self._stopped:
+                raise SystemShutdown("pool is shut down; it starts no workers")
             wid = f"{slot}.{next(self._worker_ids)}"
             self._workers[wid] = WorkerRecord(wid, slot, ref, False, self.clock.now())
             return wid
@@ -475,29 +505,74 @@ class Scheduler:
         return self.slots
 
     def wait_ready(self, count: int, timeout: float | None) -> bool:
+        """Wait until ``count`` workers take tasks; False on timeout; raises the pool's error if it is down."""
+        def ready() -> bool:
+            taking = sum(1 for w in self._workers.values() if w.state in (WorkerState.IDLE, WorkerState.BUSY))
+            return bool(self._broken) or taking >= count
+
         with self._lock:
-            return self._ready_cond.wait_for(
-                lambda: sum(1 for w in self._workers.values()
-                            if w.state in (WorkerState.IDLE, WorkerState.BUSY)) >= count, timeout)
+            ok = self._ready_cond.wait_for(ready, timeout)
+            if self._broken:
+                raise self._down_error()
+            return ok
 
     # --- closing ----------------------------------------------------------------
 
-    def close(self, reason: str = "") -> None:
-        """Take no more tasks; queued ones fail with SystemShutdown and go to the dead-letter queue."""
+    def stop_taking(self) -> None:
+        """Refuse new tasks (``submit`` raises SystemShutdown); queued and running ones go on."""
         with self._lock:
-            if reason:
-                self._broken = self._broken or reason
             self._closed = True
+            self._not_full.notify_all()  # blocked submitters give up
+            self._ready_cond.notify_all()
+
+    def cancel_queued(self) -> int:
+        """Cancel every task still in the queue (none of them ran); returns how many."""
+        with self._lock:
             queued, self._queue = list(self._queue), collections.deque()
             self._not_full.notify_all()
+            self._ready_cond.notify_all()
+        n = 0
+        for task in queued:
+            if task.future.cancel():
+                n += 1
+            else:  # not expected (a queued task is not with a worker); never leave it unsettled
+                why = "pool shut down before it ran"
+                self._results.dead_letter(task, why, SystemShutdown(f"task {task.id}: {why}"))
+        return n
+
+    def wait_drained(self, timeout: float | None) -> bool:
+        """Wait until no task is queued or with a worker (or the pool stopped or is down); False on timeout."""
+        def drained() -> bool:
+            return bool(self._stopped or self._broken) or not self._queue and not any(
+                not t.init for w in self._workers.values() for t in w.window)
+
+        with self._lock:
+            return self._ready_cond.wait_for(drained, timeout)
+
+    def close(self, reason: str = "", error: BaseException | None = None) -> None:
+        """Stop: take no more tasks, retry none; queued ones fail and go to the dead-letter queue.
+
+        Args:
+            reason: given, the pool is down for this reason (``submit`` then raises ``error``,
+                or SystemShutdown naming the reason).
+            error: what queued tasks fail with (default SystemShutdown).
+        """
+        with self._lock:
+            if reason and not self._broken:
+                self._broken = reason
+                self._broken_error = error
+            self._closed = self._stopped = True
+            queued, self._queue = list(self._queue), collections.deque()
+            self._not_full.notify_all()
+            self._ready_cond.notify_all()
         for task in queued:
             why = f"pool shut down before it ran{': ' + reason if reason else ''}"
-            self._dead_letter(task, why, SystemShutdown(f"task {task.id}: {why}"))
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds until no task is in any window."""
-        with self._lock:
-            return self._ready_cond.wait_for(lambda: not any(w.window for w in self._workers.values()), timeout)
+            if error is not None:
+                err: BaseException = type(error)(*error.args)
+                err.__cause__ = error.__cause__
+            else:
+                err = SystemShutdown(f"task {task.id}: {why}")
+            self._results.dead_letter(task, why, err)
 
     def busy_workers(self) -> list[str]:
         with self._lock:
@@ -507,21 +582,8 @@ class Scheduler:
 
     def statistics(self, backend: str, restarts: int) -> PoolStats:
         with self._lock:
-            ws = list(self._workers.values())
-            c = self.c
-            return PoolStats(
-                backend=backend,
-                workers=sum(1 for w in ws if w.state in (WorkerState.IDLE, WorkerState.BUSY)),
-                starting=sum(1 for w in ws if w.state is WorkerState.STARTING),
-                busy=sum(1 for w in ws if w.window),
-                queued=len(self._queue),
-                in_flight=sum(len(w.window) for w in ws),
-                max_queue=self.max_queue,
-                submitted=c["submitted"], completed=c["completed"], failed=c["failed"],
-                timed_out=c["timed_out"], retried=c["retried"], dead_lettered=c["dead_lettered"],
-                late_results=c["late_results"], worker_deaths=c["worker_deaths"], restarts=restarts,
-                recycled=c["recycled"],
-            )
+            return pool_stats(list(self._workers.values()), self.c, len(self._queue), self.max_queue, backend,
+                              restarts)
 
     def worker_stats(self, restarts: dict[str, int]) -> list[WorkerStats]:
         with self._lock:

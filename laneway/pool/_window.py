@@ -5,15 +5,15 @@ Both are internal and mutable, guarded by the :class:`~laneway.pool._scheduler.S
 
 from __future__ import annotations
 
-import time
-
 import collections
 import re
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from laneway.pool._backend import TaskWire
 from laneway.pool._future import TaskFuture
-from laneway.pool._records import TaskPayload, WorkerState, WorkerStats
+from laneway.pool._records import PoolStats, TaskPayload, WorkerState, WorkerStats
 
 if TYPE_CHECKING:
     from laneway.actors import TimerHandle
@@ -31,20 +31,27 @@ def remote_slot(worker_id: str) -> str:
 
 
 class Task:
-    """One submitted task and its retry state (internal, mutable, guarded by the scheduler lock)."""
+    """One submitted task and its retry state (internal, mutable, guarded by the scheduler lock).
 
-    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer", "dead_letter", "submitted_at")
+    ``init`` marks the pool initializer's run in one worker: it heads that worker's first
+    window, is never retried or counted as a task, and its outcome decides whether the
+    worker becomes ready (or the pool is down).
+    """
 
-    def __init__(self, id: int, wire: TaskWire, attempts: int, label: str, dead_letter: bool = True) -> None:
+    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer", "dead_letter", "submitted_at", "init")
+
+    def __init__(self, id: int, wire: TaskWire, attempts: int, label: str, lock: threading.Lock,
+                 dead_letter: bool = True, init: bool = False) -> None:
         self.id = id
         self.wire = wire
         self.attempts = attempts
         self.tries = 0
-        self.future = TaskFuture(id, label)
+        self.future = TaskFuture(id, label, lock)
         self.label = label
         self.timer: TimerHandle | None = None
         self.dead_letter = dead_letter
         self.submitted_at = time.perf_counter()  # for latency figures only, never for timeouts
+        self.init = init
 
     def payload(self) -> TaskPayload:
         w = self.wire
@@ -94,7 +101,26 @@ class WorkerRecord:
             name=f"{pool_name}/{self.slot}", worker_id=self.wid, pid=self.pid,
             state=WorkerState.DRAINING if self.draining and not gone else self.state,
             tasks_done=self.tasks_done,
-            current_task=f"pool-task-{self.window[0].id}" if self.window else None,
+            current_task=(("initializer" if self.window[0].init else f"pool-task-{self.window[0].id}")
+                          if self.window else None),
             in_flight=len(self.window), rss=self.rss, cpu=self.cpu, host=self.host, node=self.node,
             remote=self.remote, restarts=restarts,
         )
+
+
+def pool_stats(ws: list[WorkerRecord], c: collections.Counter, queued: int, max_queue: int, backend: str,
+               restarts: int) -> PoolStats:
+    """The pool's :class:`PoolStats` from its worker records and counters (under the scheduler lock)."""
+    return PoolStats(
+        backend=backend,
+        workers=sum(1 for w in ws if w.state in (WorkerState.IDLE, WorkerState.BUSY)),
+        starting=sum(1 for w in ws if w.state is WorkerState.STARTING),
+        busy=sum(1 for w in ws if w.window),
+        queued=queued,
+        in_flight=sum(len(w.window) for w in ws),
+        max_queue=max_queue,
+        submitted=c["submitted"], completed=c["completed"], failed=c["failed"],
+        timed_out=c["timed_out"], retried=c["retried"], dead_lettered=c["dead_lettered"],
+        late_results=c["late_results"], worker_deaths=c["worker_deaths"], restarts=restarts,
+        recycled=c["recycled"],
+    )

@@ -187,7 +187,10 @@ class _Session:
                 admitted = True
                 kind = frames[0]
                 if kind == _wire.TASKS:
-                    self._run_batch(pickle.loads(frames[1]))
+                    batch = frames[1]
+                    del frames  # hold no finished task's arguments while idle
+                    self._run_batch(pickle.loads(batch))
+                    del batch
                 elif kind == _wire.STOP:
                     return "stop"
                 elif kind == _wire.REJOIN:

@@ -241,6 +241,9 @@ class ZmqBackend(Backend):
         peer = self._peers.get(worker_id)
         return peer is not None and peer.remote
 
+    def admits_remote_workers(self) -> bool:
+        return self.listen is not None
+
     def describe(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint, "curve": self._curve is not None}
 
@@ -293,7 +296,7 @@ class ZmqBackend(Backend):
                         if peer is not None:
                             self._reap(peer)
                 self._dispatch()
-        except Exception:
+        except BaseException:  # a bug, never a task (whose outcomes it only forwards): stop cleanly
             log.exception("pool I/O thread failed; killing workers")
             self._close_all(1.0)
         finally:
@@ -340,7 +343,7 @@ class ZmqBackend(Backend):
                 continue
             try:
                 self._handle(frames[0], frames[1], frames[2] if len(frames) > 2 else b"")
-            except Exception:
+            except BaseException:
                 # A malformed message (a worker of another version, a bug) must not stop the pool.
                 log.exception("dropped a malformed %r message from worker %r", frames[1][:1], frames[0])
 

@@ -195,7 +195,7 @@ class Runners:
             done(error) if error is not None else done(None, f.result())
 
         future.add_done_callback(finished)
-        attempt.on_cancel(future.cancel)
+        attempt.on_cancel(future.force_cancel)  # even while a worker runs it
 
     def close(self, timeout: float) -> bool:
         """Cancel async handlers, let thread workers finish their current call; True if all stopped in time."""

@@ -73,3 +73,72 @@ def cpu(n):
     for i in range(n):
         total += i * i
     return total
+
+
+def div(a, b=1):
+    return a / b
+
+
+def echo(*args, **kwargs):
+    return args, kwargs
+
+
+def exit_task(code=3):
+    raise SystemExit(code)
+
+
+def record(path, gate=None, value=None):
+    """Wait for ``gate`` (a path) if given, then create ``path``: proof that this call ran."""
+    if gate is not None:
+        wait_for_file(gate)
+    open(path, "w").close()
+    return value
+
+
+# --- initializers -----------------------------------------------------------------
+
+_initialized: list = []
+
+
+def init_worker(tag):
+    _initialized.append(tag)
+
+
+def read_init(_=None):
+    return os.getpid(), list(_initialized)
+
+
+def bad_init(text):
+    raise ValueError(text)
+
+
+# --- results that cannot be rebuilt in the pool's process ------------------------------
+
+
+def _explode_on_load(kind):
+    raise {"SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt}.get(kind, ValueError)(kind)
+
+
+class ExplodesOnLoad:
+    """Pickles fine in the worker; unpickling it (in the pool's process) raises ``kind``."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __reduce__(self):
+        return _explode_on_load, (self.kind,)
+
+
+def result_that_explodes_on_load(kind="ValueError"):
+    return ExplodesOnLoad(kind)
+
+
+class Blob:
+    """A result a test can hold a weak reference to."""
+
+    def __init__(self, n):
+        self.n = n
+
+
+def make_blob(n=0):
+    return Blob(n)

@@ -112,7 +112,7 @@ def test_kill_every_worker_at_once(make_pool, orch, backend, tmp_path):
 
 def test_supervisor_that_gives_up_dead_letters_what_is_left(make_pool, orch, tmp_path):
     pool = make_pool(workers=1, supervision=OneForOne(max_restarts=1, within_s=60))
-    fut = pool.submit(tasks.wait_for_file, str(tmp_path / "never"), attempts=5)
+    fut = pool.options(attempts=5).submit(tasks.wait_for_file, str(tmp_path / "never"))
     queued = pool.submit(tasks.inc, 1)
     for _ in range(2):
         pid = live_pids(pool)[0]

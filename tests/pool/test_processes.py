@@ -26,7 +26,7 @@ def live_pids(pool):
 def test_results_kwargs_lambdas_and_closures_run_in_other_processes(make_pool):
     pool = make_pool(workers=2)
     offset = 10
-    assert pool.submit(tasks.add, 1, 2, kwargs={"c": 3}).get(30) == 6
+    assert pool.submit(tasks.add, 1, 2, c=3).get(30) == 6
     assert pool.submit(lambda x: x * offset, 4).get(30) == 40
     pids = {pool.submit(tasks.pid).get(30) for _ in range(20)}
     assert os.getpid() not in pids and pids <= live_pids(pool)
@@ -102,7 +102,7 @@ def test_sigkill_is_detected_at_once_and_the_task_retried_on_another_worker(make
 def test_a_task_that_kills_its_worker_is_dead_lettered_after_its_attempts(make_pool, orch, backend, task, reason):
     pool = make_pool(workers=2)
     with pytest.raises(WorkerDied) as info:
-        pool.submit(task, attempts=2).get(60)
+        pool.options(attempts=2).submit(task).get(60)
     if backend == "ray":  # Ray reports the death of the actor, not the signal or exit code
         assert info.value.reason.startswith("ray actor died"), info.value.reason
         reason = info.value.reason
@@ -119,7 +119,7 @@ def test_a_hanging_task_times_out_and_its_worker_is_replaced(make_pool):
     pool = make_pool(workers=1)
     before = live_pids(pool)
     with pytest.raises(TaskTimeout):
-        pool.submit(tasks.hang, timeout=0.5).get(30)
+        pool.options(timeout=0.5).submit(tasks.hang).get(30)
     assert wait_gone(before, 15) == set()
     assert pool.submit(tasks.pid).get(30) not in before
     assert pool.statistics().timed_out == 1

@@ -2,8 +2,8 @@
 
 One local Ray (2 CPUs) serves the whole module; each test starts its own pool on it.
 The pool suite's own tests run here again on Ray (Thespian's idea: one suite over
-every system base): their bodies are imported from ``test_processes`` and
-``test_chaos`` and get ``backend="ray"`` from the fixture below; where Ray knows
+every system base): their bodies are imported from ``test_processes``,
+``test_executor`` and ``test_chaos`` and get ``backend="ray"`` from the fixture below; where Ray knows
 less than a local parent (it reports "ray actor died", not the signal or exit
 code), the shared test asks for what Ray can tell, and where the test's 2-CPU Ray
 cannot hold three 1-CPU actors it runs with two. Left out are the two long kill-loops
@@ -35,6 +35,18 @@ from .conftest import wait_until  # noqa: E402
 from .test_chaos import (  # noqa: E402,F401
     test_supervisor_that_gives_up_dead_letters_what_is_left,
     test_kill_every_worker_at_once,
+)
+from .test_executor import (  # noqa: E402,F401
+    test_a_failing_initializer_fails_the_pool_start_with_an_error_naming_it,
+    test_a_result_that_cannot_be_unpickled_here_fails_its_future_and_never_stalls_the_pool,
+    test_a_settled_task_s_result_is_referenced_only_by_its_future,
+    test_a_with_block_waits_for_the_submitted_tasks_then_stops_the_workers,
+    test_asyncio_run_in_executor_runs_on_the_pool,
+    test_closing_the_map_iterator_cancels_the_calls_no_worker_has,
+    test_map_gives_what_process_pool_executor_map_gives,
+    test_map_sends_chunksize_calls_per_task_and_reads_its_input_lazily,
+    test_task_errors_are_raised_as_their_own_type_with_the_remote_traceback,
+    test_the_initializer_runs_once_in_each_worker_and_again_in_a_replacement,
 )
 from .test_processes import (  # noqa: E402,F401
     test_a_hanging_task_times_out_and_its_worker_is_replaced,
@@ -137,9 +149,9 @@ def test_worker_statistics_name_actor_processes_and_node(pool):
 
 
 def test_dead_actor_is_retried_then_dead_lettered_with_the_reason(pool, orch, tmp_path):
-    assert pool.submit(exit_once, str(tmp_path / "marker"), attempts=2).get(timeout=90).startswith("survived")
+    assert pool.options(attempts=2).submit(exit_once, str(tmp_path / "marker")).get(timeout=90).startswith("survived")
     with pytest.raises(WorkerDied) as info:
-        pool.submit(exit_process, 3, attempts=2).get(timeout=90)
+        pool.options(attempts=2).submit(exit_process, 3).get(timeout=90)
     assert "ray actor died" in info.value.reason and "2 attempt" in str(info.value)
     (letter,) = orch.dead_letters.list("pool")
     assert letter.attempts == 2 and "ray actor died" in letter.reason
@@ -173,7 +185,7 @@ def test_shutdown_stops_every_actor_process(orch):
 def test_chaos_sigkill_actor_processes_under_load_accounts_for_every_task(pool, orch):
     n = 300
     # Even tasks may not be retried, so kills under them must end in the dead-letter queue.
-    futures = [pool.submit(slow_square, i, attempts=1 if i % 2 == 0 else 3) for i in range(n)]
+    futures = [pool.options(attempts=1 if i % 2 == 0 else 3).submit(slow_square, i) for i in range(n)]
     kills = 0
     for target in (40, 100, 160, 220):
         wait_until(lambda: pool.statistics().completed >= target, timeout=90, what=f"{target} tasks done")

@@ -32,7 +32,7 @@ def wids(backend):
 
 def test_results_errors_and_kwargs_travel_through_the_backend(manual_orch):
     pool, be = start(manual_orch, workers=1)
-    f1 = pool.submit(add, 1, 2, kwargs={"c": 4})
+    f1 = pool.submit(add, 1, 2, c=4)
     f2 = pool.submit(boom, "nope")
     (wid,) = be.pump()
     be.finish(wid, 2)
@@ -89,7 +89,7 @@ def test_random_assignment_uses_every_worker_with_room(manual_orch):
 
 def test_dead_worker_retries_the_running_task_and_requeues_the_rest_in_order(manual_orch):
     pool, be = start(manual_orch, workers=1, window=4)
-    futs = [pool.submit(inc, i, attempts=2) for i in range(2)]
+    futs = [pool.options(attempts=2).submit(inc, i) for i in range(2)]
     (w1,) = be.pump()
     be.die(w1)
     assert futs[0].done() is False and futs[1].done() is False
@@ -105,7 +105,7 @@ def test_dead_worker_retries_the_running_task_and_requeues_the_rest_in_order(man
 
 def test_exhausted_attempts_fail_with_worker_died_and_dead_letter_that_resubmits(manual_orch):
     pool, be = start(manual_orch, workers=1)
-    fut = pool.submit(inc, 41, attempts=2)
+    fut = pool.options(attempts=2).submit(inc, 41)
     for n in range(2):
         be.wait_started(n + 1)
         assert pool._core.wait_ready(1, 10)
@@ -131,8 +131,8 @@ def test_exhausted_attempts_fail_with_worker_died_and_dead_letter_that_resubmits
 def test_timeout_counts_from_the_start_kills_the_worker_and_is_not_retried(manual_orch):
     clock = manual_orch.clock
     pool, be = start(manual_orch, workers=1, window=4)
-    slow = pool.submit(inc, 1, timeout=5)
-    queued_behind = pool.submit(inc, 2, timeout=5)
+    slow = pool.options(timeout=5).submit(inc, 1)
+    queued_behind = pool.options(timeout=5).submit(inc, 2)
     (wid,) = be.pump()
     clock.advance(4)
     be.finish(wid, 0)
@@ -168,7 +168,7 @@ def test_backpressure_blocks_or_raises_pool_full(manual_orch):
     with pytest.raises(PoolFull):
         pool.submit_nowait(inc, 3)
     with pytest.raises(PoolFull, match="stayed full"):
-        pool.submit(inc, 3, queue_timeout=0.05)
+        pool.options(queue_timeout=0.05).submit(inc, 3)
     got = []
     blocked = threading.Thread(target=lambda: got.append(pool.submit(inc, 3)))
     blocked.start()
@@ -261,11 +261,14 @@ def test_bad_config_is_a_config_error(manual_orch, config, match):
         manual_orch.start_pool(**config)
 
 
-def test_bad_submit_arguments_are_config_errors(manual_orch):
+def test_bad_task_options_are_config_errors(manual_orch):
     pool, _ = start(manual_orch, workers=1)
-    for kwargs in ({"timeout": 0}, {"attempts": 0}, {"kwargs": [1]}):
+    for options in ({"timeout": 0}, {"attempts": 0}, {"attempts": 1.5}, {"queue_timeout": -1},
+                    {"dead_letter": "yes"}, {"kwargs": {}}):
         with pytest.raises(ConfigError):
-            pool.submit(inc, 1, **kwargs)
+            pool.options(**options)
+    with pytest.raises(ConfigError, match="unknown task option"):
+        pool.options(attempts=2).options(retries=2)
 
 
 def test_a_task_cancelled_before_it_is_sent_never_runs(manual_orch):

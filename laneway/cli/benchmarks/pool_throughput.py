@@ -1,9 +1,10 @@
 """Process-pool throughput: laneway's pool against the stdlib pools, same run, same worker count.
 
-Run: python -m laneway.cli.benchmarks.pool_throughput [--tiny 20000] [--cpu 200] [--rounds 3]
+Run: python -m laneway.cli.benchmarks.pool_throughput [--tiny 20000] [--bulk 200000] [--cpu 200] [--rounds 3]
 
 Shapes (see /work/shared/ANCHORS.md): tiny ``x + 1`` tasks on 2 workers, each task
-submitted on its own and all gathered (pools warmed, start-up not timed); and
+submitted on its own and all gathered (pools warmed, start-up not timed); the same
+calls in bulk, through ``map(chunksize=100)`` (``--bulk 0`` skips it); and
 CPU-bound pure-Python tasks of about 20 ms on 1 and on 2 workers. Prints the
 median tasks/s of each runner and the ratios the issue sets targets for.
 
@@ -60,9 +61,22 @@ def laneway_pool(workers: int, **config: Any) -> Iterator[RunMany]:
             futs = [pool.submit(fn, x) for x in items]
             return [f.get(600) for f in futs]
 
+        run.pool = pool  # type: ignore[attr-defined]  # for the bulk runner
         yield run
     finally:
         orch.shutdown()
+
+
+@contextlib.contextmanager
+def laneway_pool_map(workers: int) -> Iterator[RunMany]:
+    with laneway_pool(workers) as run:
+        yield lambda fn, items: list(run.pool.map(fn, items, chunksize=BULK_CHUNK))
+
+
+@contextlib.contextmanager
+def process_pool_executor_map(workers: int) -> Iterator[RunMany]:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+        yield lambda fn, items: list(ex.map(fn, items, chunksize=BULK_CHUNK))
 
 
 @contextlib.contextmanager
@@ -116,6 +130,14 @@ TINY_RUNNERS: list[Runner] = [
 if importlib.util.find_spec("ray") is not None:  # the laneway[ray] extra
     TINY_RUNNERS += [Runner("laneway pool (ray)", laneway_pool_on_ray), Runner("raw @ray.remote tasks", raw_ray_tasks)]
 
+#: Calls per task in the bulk shape.
+BULK_CHUNK = 100
+
+BULK_RUNNERS: list[Runner] = [
+    Runner("laneway pool map(chunksize=100)", laneway_pool_map),
+    Runner("ProcessPoolExecutor map(chunksize=100)", process_pool_executor_map),
+]
+
 CPU_RUNNERS: list[Runner] = [
     Runner("laneway pool (zmq)", laneway_pool),
     Runner("ProcessPoolExecutor submit", process_pool_executor),
@@ -149,6 +171,7 @@ def calibrate_spin(target_s: float = 0.020) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", type=int, default=20_000, help="tiny tasks per round")
+    parser.add_argument("--bulk", type=int, default=200_000, help="calls per round through map (0: skip)")
     parser.add_argument("--cpu", type=int, default=200, help="CPU-bound tasks per round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -163,6 +186,15 @@ def main() -> None:
     if "raw @ray.remote tasks" in tiny:  # the issue's target: >= 0.8x raw Ray tasks
         ratio = tiny["laneway pool (ray)"] / tiny["raw @ray.remote tasks"]
         print(f"  {'laneway (ray) / raw @ray.remote tasks':44s} {ratio:6.2f}x  (target >= 0.8x)")
+
+    if args.bulk:
+        print(f"\nbulk: x + 1 through map(chunksize={BULK_CHUNK}), 2 workers, {args.bulk} calls, "
+              f"median of {args.rounds}")
+        bulk = {r.name: measure(r, 2, inc, list(range(args.bulk)), args.rounds) for r in BULK_RUNNERS}
+        for name, rate in bulk.items():
+            print(f"  {name:40s} {rate:12,.0f} calls/s")
+        ratio = bulk[BULK_RUNNERS[0].name] / bulk[BULK_RUNNERS[1].name]
+        print(f"  {'laneway / ProcessPoolExecutor':40s} {ratio:6.2f}x")
 
     n = calibrate_spin()
     items = [n] * args.cpu
