@@ -18,7 +18,7 @@ from aiohttp import web
 
 from laneway.console._ops import OPERATIONS, run_operation
 from laneway.console._sampler import Sampler
-from laneway.console._security import TOKEN_HEADER, Guard
+from laneway.console._security import Guard
 from laneway.core import LoopThread
 from laneway.errors import ConsoleError, ConsoleOperationError, LanewayError
 from laneway.observe import Monitor, MonitorSample
@@ -83,7 +83,7 @@ class ConsoleServer:
             self._teardown(timeout)
             raise ConsoleError(f"the console did not start listening on {host}:{port} within {timeout}s") from exc
         self._monitor = Monitor(self._target, interval_s=self._interval_s, on_sample=self._on_sample,
-                                name="console-monitor")
+                                name=f"console-monitor-{id(self):x}")  # a restarted console gets a new one
         return bound
 
     def stop(self, timeout: float) -> None:
@@ -113,9 +113,9 @@ class ConsoleServer:
         app.router.add_get("/api/operations", self._operations)
         app.router.add_get("/api/workflows/{workflow_id}/history", self._history)
         app.router.add_post("/api/op/{op}", self._operation)
-        self._runner = runner = web.AppRunner(app, access_log=None)
+        self._runner = runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or ()
@@ -243,5 +243,3 @@ class ConsoleServer:
             self.clients -= 1
         return response
 
-
-__all__ = ["ConsoleServer", "TOKEN_HEADER"]
