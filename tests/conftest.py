@@ -5,6 +5,7 @@ import urllib.parse
 import uuid
 
 import pytest
+from _pytest.doctest import DoctestModule
 
 from .pg_server import throwaway_server, unavailable_reason
 
@@ -49,3 +50,11 @@ def store_location(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "state.db")
     return request.getfixturevalue("pg_database")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collect_file(file_path, parent):
+    """Docstring examples are collected from laneway/ only: test helpers such as
+    ``workflow/crash_child.py`` are scripts that read ``sys.argv`` when imported."""
+    collected = yield
+    return [c for c in collected if not isinstance(c, DoctestModule)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+
+from laneway.cli.swarm import code_analysis as ca
 
 ROOT = Path(__file__).resolve().parent.parent
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -25,11 +28,6 @@ def laneway(*args, timeout=120, cwd=None, env=None):
 
 def expected_result(root: Path, label: str) -> dict:
     """The report's result computed in this process, straight from the pure analysis functions."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import code_analysis as ca
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
     read = ca.read_sources(str(root), ca.list_python_files(str(root)))
     checked = ca.validate_batch(ca.analyze_batch(read), read)
     return ca.aggregate(checked["results"], checked["problems"], label)
@@ -105,8 +103,12 @@ def test_demo_with_chaos_gives_the_identical_result(tmp_path):
     some = ("--files", "120")  # of the whole stdlib: enough work to be under way at the first kill
     out = laneway("demo", *some, "--out", str(calm), timeout=180, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
+    # The demo queues every file on the prompt lane on purpose: no warning for that in a healthy run.
+    assert "WARNING lane:prompt" not in out.stdout
     out = laneway("demo", *some, "--chaos", "--chaos-interval", "0.8", "--out", str(wild), timeout=180, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
+    percents = [int(m) for m in re.findall(r"\((\d+)%\)", out.stdout)]
+    assert percents and max(percents) <= 100  # retried work is not counted twice
     calm_report, chaos_report = json.loads(calm.read_text()), json.loads(wild.read_text())
     run = chaos_report["run"]
     # Chaos only kills workers with tasks in flight, so each kill cut work short and something retried it.
@@ -120,9 +122,16 @@ def test_demo_refuses_a_missing_path(tmp_path):
     assert out.returncode == 2 and "no such directory" in out.stderr
 
 
-def test_demo_without_the_examples_says_where_they_are(tmp_path):
-    out = laneway("demo", env={"LANEWAY_EXAMPLES": str(tmp_path)})
-    assert out.returncode == 2 and "examples/code_swarm.py" in out.stderr
+def test_the_checkouts_example_script_runs_the_packaged_swarm():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "code_swarm.py"), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and "--chaos" in out.stdout
+
+
+def test_version():
+    out = laneway("--version")
+    assert out.returncode == 0 and out.stdout.strip() == "laneway 0.1.0"
 
 
 @pytest.mark.multiprocess
@@ -141,16 +150,17 @@ def test_ctrl_c_cancels_the_workflow_through_the_control_lane(tmp_path):
         proc.kill()
     assert proc.returncode == 1, out + err
     report = json.loads(report_path.read_text())
-    assert report["run"]["state"] == "cancelled" and report["result"] is None
+    run = report["run"]
+    assert run["state"] == "cancelled" and report["result"] is None
     assert "code swarm over" in out and "cancelled" in out
+    # The summary says how far the run got, and the throughput counts only the files analyzed.
+    assert run["files_total"] == 600 and run["files_analyzed"] < 600
+    assert run["files_per_s"] == pytest.approx(run["files_analyzed"] / run["elapsed_s"], rel=0.05)
+    assert f"files analyzed {run['files_analyzed']} of 600; no result (the run was cancelled)" in out
+    assert "files 0," not in out
 
 
 def test_the_demos_analysis_on_known_code():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import code_analysis as ca
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
     source = '''
 class Box:
     def get(self, key):
@@ -177,3 +187,45 @@ class Box:
     assert broken["error"].startswith("SyntaxError") and broken["functions"] == []
     assert ca.validate_result(r, "sha") == [] and ca.validate_result(r, "other") != []
     assert [ca.part(list(range(10)), k, 3) for k in range(3)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--files", "-5"), "argument --files: must be > 0, got -5"),
+        (("--files", "0"), "argument --files: must be > 0"),
+        (("--workers", "0"), "argument --workers: must be > 0"),
+        (("--chaos", "--chaos-interval", "0"), "argument --chaos-interval: must be > 0"),
+        (("--chaos-interval", "-1"), "argument --chaos-interval: must be > 0"),
+    ],
+)
+def test_demo_refuses_bad_numbers_before_the_run(args, message):
+    out = laneway("demo", "--plain", *args, timeout=60)
+    assert out.returncode == 2 and message in out.stderr
+    assert "code swarm" not in out.stdout  # refused before anything ran
+
+
+def test_demo_refuses_an_unwritable_out_before_the_run(tmp_path):
+    out = laneway("demo", "--plain", "--files", "5", "--out", str(tmp_path / "no-such-dir" / "r.json"), timeout=60)
+    assert out.returncode == 2 and "cannot write the report there" in out.stderr
+    assert "code swarm" not in out.stdout
+    out = laneway("demo", "--plain", "--files", "5", "--out", str(tmp_path), timeout=60)  # a directory
+    assert out.returncode == 2 and "cannot write the report there" in out.stderr
+
+
+def test_a_laneway_error_is_one_line_and_exit_status_2(tmp_path):
+    out = laneway("worker", "--connect", "tcp://127.0.0.1:9", "--keys", str(tmp_path), timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"laneway worker: AuthError: missing key file {tmp_path}/server.key: copy it from the pool host "
+        "(see `laneway keys`)"
+    ]
+    assert "Traceback" not in out.stderr
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    proc = subprocess.Popen([sys.executable, "-m", "laneway", "bench", "--list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdout.close()  # like `| head -0`: the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err, err

@@ -93,6 +93,7 @@ class ChildSpec:
         shutdown_s: how long a stop may take before the child is abandoned and reported.
 
     Example:
+        >>> from laneway.actors import Actor, ChildSpec
         >>> ChildSpec(Actor, name="w1", restart="transient").restart
         <RestartType.TRANSIENT: 'transient'>
     """

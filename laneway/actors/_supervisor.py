@@ -375,6 +375,7 @@ def supervisor_spec(
     """A :class:`ChildSpec` for a nested supervisor (a subtree).
 
     Example:
+        >>> from laneway.actors import Actor, ChildSpec, OneForOne, supervisor_spec
         >>> supervisor_spec("inner", OneForOne(), [ChildSpec(Actor, name="a")]).name
         'inner'
     """

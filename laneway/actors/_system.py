@@ -21,6 +21,7 @@ from laneway.core import Clock, MonotonicClock
 from laneway.core import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterQueue
 from laneway.actors._specs import ChildSpec, Strategy
 from laneway.actors._supervisor import Supervisor, SupervisorRef
+from laneway.store import open_store
 from laneway.errors import ActorNotFound, ConfigError, NameTaken, SystemShutdown
 from laneway.core import EventBus
 
@@ -114,7 +115,7 @@ class ActorSystem:
         self.shutdown_timeout = shutdown_timeout
         self.events = EventBus(self.clock.now)
         self._owns_store = isinstance(store, (str, os.PathLike))
-        self.store = _open_store(store)
+        self.store = open_store(store)
         self.dead_letters = DeadLetterQueue(self.store, self.events, capacity=dead_letter_capacity)
         self._lock = threading.RLock()
         self._names: dict[str, ActorRef] = {}
@@ -287,21 +288,3 @@ class ActorSystem:
     @property
     def is_shut_down(self) -> bool:
         return self._closed
-
-
-def _open_store(store: Any) -> Any:
-    if store is None:
-        return None
-    if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
-        from laneway.store import PostgresStore
-
-        return PostgresStore(store)
-    if isinstance(store, (str, os.PathLike)):
-        from laneway.store import SQLiteStore
-
-        return SQLiteStore(store)
-    from laneway.store import Store
-
-    if not isinstance(store, Store):
-        raise ConfigError(f"store must be a Store, a SQLite file path or a postgresql:// URL, got {store!r}")
-    return store

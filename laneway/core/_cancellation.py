@@ -32,7 +32,8 @@ class CancellationToken:
 
     Example:
         >>> token = CancellationToken()
-        >>> token.cancel("user pressed stop")
+        >>> token.cancel("user pressed stop")   # True: this call cancelled it
+        True
         >>> token.cancelled, token.reason
         (True, 'user pressed stop')
     """

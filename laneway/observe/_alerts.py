@@ -10,6 +10,7 @@ threshold raises one alert, not one per poll; it resolves (an alert with level
 from __future__ import annotations
 
 import enum
+import types
 from typing import Any, Mapping
 
 import attrs
@@ -75,6 +76,12 @@ def _threshold(value: Any) -> Threshold:
     raise ConfigError(f"a threshold must be a Threshold or a (warning, critical) pair, got {value!r}")
 
 
+def _subject_thresholds(value: Any) -> Mapping[str, Threshold]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"AlertThresholds.subjects must be a mapping of subject to threshold, got {value!r}")
+    return types.MappingProxyType({str(k): _threshold(v) for k, v in value.items()})
+
+
 def _positive(_: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"AlertThresholds.{attribute.name} must be a number > 0, got {value!r}")
@@ -89,19 +96,30 @@ class AlertThresholds:
         breaker_opens: breaker opens within ``window_s``, over all agents.
         worker_restarts: supervised restarts within ``window_s``.
         window_s: how far back opens and restarts count.
+        subjects: thresholds for one subject instead of its kind's (``{"lane:prompt":
+            (5000, None)}``); ``Threshold()`` never alerts, for a queue filled on purpose.
 
     Example:
         >>> AlertThresholds(queue_depth=(50, 500), window_s=30).queue_depth.critical
         500
+        >>> t = AlertThresholds(subjects={"lane:prompt": Threshold()})
+        >>> t.for_subject(AlertKind.QUEUE_DEPTH, "lane:prompt").level(10_000).name
+        'OK'
     """
 
     queue_depth: Threshold = attrs.field(default=Threshold(100, 1000), converter=_threshold)
     breaker_opens: Threshold = attrs.field(default=Threshold(1, 5), converter=_threshold)
     worker_restarts: Threshold = attrs.field(default=Threshold(3, 10), converter=_threshold)
     window_s: float = attrs.field(default=60.0, validator=_positive)
+    subjects: Mapping[str, Threshold] = attrs.field(factory=dict, converter=_subject_thresholds, hash=False)
 
     def for_kind(self, kind: AlertKind) -> Threshold:
+        """The threshold of every subject of ``kind`` without one of its own."""
         return getattr(self, kind.value)
+
+    def for_subject(self, kind: AlertKind, subject: str) -> Threshold:
+        """The threshold that applies to ``subject``."""
+        return self.subjects.get(subject) or self.for_kind(kind)
 
 
 @attrs.frozen
@@ -157,7 +175,7 @@ class AlertState:
         for key in sorted({*readings, *self._levels}, key=lambda k: (k[0].value, k[1])):
             kind, subject = key
             value = readings.get(key, 0)
-            threshold = self.thresholds.for_kind(kind)
+            threshold = self.thresholds.for_subject(kind, subject)
             level = threshold.level(value)
             previous = self._levels.get(key, AlertLevel.OK)
             if level is previous:

@@ -8,20 +8,21 @@ stays readable where cursor movement is not.
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
 import threading
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 from laneway.errors import ConfigError
-from laneway.observe._alerts import AlertLevel
+from laneway.observe._alerts import Alert, AlertKind, AlertLevel
 from laneway.observe._metric_records import Counter, Scope
 from laneway.observe._monitor import Monitor, MonitorSample
 
@@ -33,6 +34,21 @@ log = logging.getLogger(__name__)
 _BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 _LEVEL_STYLE = {AlertLevel.WARNING: "yellow", AlertLevel.CRITICAL: "bold red"}
 
+#: The ETA comes from the rate over this many recent seconds (like rich.progress's
+#: speed estimate): the average since the start lags when the rate changes.
+ETA_WINDOW_S = 10.0
+
+#: Below this width the screen stacks its tables and drops the less telling columns.
+WIDE = 120
+
+# (column, wanted on a narrow screen)
+_LANE_COLUMNS = (("lane", True), ("prio", False), ("pending", True), ("active", True), ("max", False),
+                 ("done", True), ("failed", True))  # fmt: skip
+_WORKER_COLUMNS = (("worker", True), ("pid", True), ("state", True), ("RSS MB", True), ("CPU %", False),
+                   ("tasks", True))  # fmt: skip
+_AGENT_COLUMNS = (("agent", True), ("role", True), ("busy", True), ("done", True), ("failed", True),
+                  ("breaker", True))  # fmt: skip
+
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
@@ -42,11 +58,21 @@ def _duration(seconds: float | None) -> str:
 
 
 def _table(title: str, columns: tuple[str, ...], *, left: int) -> Table:
-    """A compact table whose first ``left`` columns are text (left-aligned) and the rest numbers."""
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    """A compact table whose first ``left`` columns are text (left-aligned) and the rest numbers.
+
+    Cells never shrink to an ellipsis: a narrow screen drops columns instead.
+    """
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                  collapse_padding=True)  # fmt: skip
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i < left or col in ("state", "breaker") else "right")
+        justify = "left" if i < left or col in ("state", "breaker") else "right"
+        table.add_column(col, justify=justify, no_wrap=True)
     return table
+
+
+def _pick(columns: tuple[tuple[str, bool], ...], values: tuple[Any, ...], wide: bool) -> tuple[Any, ...]:
+    """The values of the columns shown at this width."""
+    return tuple(v for (_, narrow), v in zip(columns, values) if wide or narrow)
 
 
 class Dashboard:
@@ -86,6 +112,8 @@ class Dashboard:
         self._done = 0
         self._status = ""
         self._started_at = orch.clock.now()
+        # (clock reading, done) at each advance within the last ETA_WINDOW_S (and one before).
+        self._rate_samples: collections.deque[tuple[float, int]] = collections.deque([(self._started_at, 0)])
         self._sample: MonitorSample | None = None
         self._stream = stream if stream is not None else sys.stdout
         self._console = Console(file=self._stream, force_terminal=live if live else None, soft_wrap=False)
@@ -117,8 +145,13 @@ class Dashboard:
 
     def advance(self, n: int = 1) -> None:
         """Count ``n`` more units done (thread-safe)."""
+        now = self._orch.clock.now()
         with self._lock:
             self._done += n
+            samples = self._rate_samples
+            samples.append((now, self._done))
+            while len(samples) > 2 and samples[1][0] <= now - ETA_WINDOW_S:
+                samples.popleft()
 
     def set_status(self, text: str) -> None:
         """A short phrase shown next to the progress (``"analyzing"``, ``"paused"``)."""
@@ -126,13 +159,24 @@ class Dashboard:
             self._status = text
 
     def progress(self) -> tuple[int, int | None, float, float | None]:
-        """``(done, total, elapsed_s, eta_s)``; ETA from the average rate so far, None while unknown."""
+        """``(done, total, elapsed_s, eta_s)``; ``done`` never exceeds ``total``.
+
+        The ETA divides the work left by the rate over the last
+        :data:`ETA_WINDOW_S` seconds up to now (a stall raises it at once);
+        None while unknown.
+        """
+        now = self._orch.clock.now()
         with self._lock:
             done, total = self._done, self._total
-        elapsed = max(0.0, self._orch.clock.now() - self._started_at)
+            first_t, first_done = self._rate_samples[0]
+        if total is not None:
+            done = min(done, total)
+        elapsed = max(0.0, now - self._started_at)
         eta = None
-        if total is not None and done and elapsed > 0:
-            eta = max(0, total - done) / (done / elapsed)
+        if total is not None and done >= total:
+            eta = 0.0
+        elif total is not None and done > first_done and now > first_t:
+            eta = (total - done) / ((done - first_done) / (now - first_t))
         return done, total, elapsed, eta
 
     # rendering ----------------------------------------------------------------
@@ -190,7 +234,10 @@ class Dashboard:
         return [f"retries {retries} restarts {restarts} breaker trips {snap.breaker_opens}"]
 
     def render(self) -> RenderableType:
-        """The live screen for the latest sample."""
+        """The live screen for the latest sample, laid out for the width it is drawn at."""
+        return _Screen(self)
+
+    def _render(self, width: int) -> RenderableType:
         done, total, elapsed, eta = self.progress()
         elapsed_text = f"  {_duration(elapsed)} elapsed  "
         head = Text.assemble((self.title, "bold"), elapsed_text, (self._status, "cyan"))
@@ -198,39 +245,44 @@ class Dashboard:
         if total:
             bar = Table.grid(padding=(0, 1))
             bar.add_row(
-                ProgressBar(total=total, completed=done, width=40),
+                ProgressBar(total=total, completed=done, width=40 if width >= 80 else 20),
                 f"{done}/{total} {100 * done / total:3.0f}%",
                 f"ETA {_duration(eta)}",
             )
             rows.append(bar)
         sample = self._sample
         if sample is not None:
-            rows.extend(self._tables(sample))
+            rows.extend(self._tables(sample, width))
             for alert in self._monitor.active_alerts():
-                rows.append(Text(f"! {alert.message}", style=_LEVEL_STYLE.get(alert.level, "")))
+                rows.append(Text(f"! {_alert_text(alert, sample)}", style=_LEVEL_STYLE.get(alert.level, "")))
         rows.extend(Text(c, style="dim") for c in self._counts())
         return Group(*rows)
 
-    def _tables(self, sample: MonitorSample) -> list[RenderableType]:
+    def _tables(self, sample: MonitorSample, width: int) -> list[RenderableType]:
         view = sample.view
-        lanes = _table("lanes", ("lane", "prio", "pending", "active", "max", "done", "failed"), left=1)
+        wide = width >= WIDE
+        lanes = _table("lanes", _pick(_LANE_COLUMNS, tuple(c for c, _ in _LANE_COLUMNS), wide), left=1)
         for ln in view.lanes:
-            numbers = (ln.priority, ln.pending, ln.active, ln.max_concurrent, ln.completed, ln.failed)
-            lanes.add_row(ln.name, *map(str, numbers))
-        workers = _table("workers", ("worker", "pid", "state", "RSS MB", "CPU %", "tasks"), left=1)
+            values = (ln.name, ln.priority, ln.pending, ln.active, ln.max_concurrent, ln.completed, ln.failed)
+            lanes.add_row(*map(str, _pick(_LANE_COLUMNS, values, wide)))
+        workers = _table("workers", _pick(_WORKER_COLUMNS, tuple(c for c, _ in _WORKER_COLUMNS), wide), left=1)
         for w in view.workers:
-            rss, cpu = f"{w.rss / 2**20:.0f}", f"{w.cpu:.0f}"
-            workers.add_row(w.name, str(w.pid or "-"), w.state, rss, cpu, str(w.tasks_done))
-        agents = _table("agents", ("agent", "role", "busy", "done", "failed", "breaker"), left=2)
+            values = (w.name, w.pid or "-", w.state, f"{w.rss / 2**20:.0f}", f"{w.cpu:.0f}", w.tasks_done)
+            workers.add_row(*map(str, _pick(_WORKER_COLUMNS, values, wide)))
+        agents = _table("agents", tuple(c for c, _ in _AGENT_COLUMNS), left=2)
         for a in view.agents:
             agents.add_row(
                 a.agent_id, a.role, f"{a.in_flight}/{a.max_concurrent}", str(a.completed), str(a.failed),
                 Text(a.breaker, style=_BREAKER_STYLE.get(a.breaker, "")),
             )  # fmt: skip
-        # Two columns keep the screen short enough for a laptop terminal.
-        grid = Table.grid(padding=(0, 2))
-        grid.add_row(lanes, Group(workers, agents) if view.agents else workers)
-        return [grid]
+        grid = Table.grid(padding=(0, 2 if wide else 1))
+        if wide:
+            # Two columns keep the screen short enough for a laptop terminal.
+            grid.add_row(lanes, Group(workers, agents) if view.agents else workers)
+            return [grid]
+        # 80 columns: lanes beside workers (narrow columns), the agents under them.
+        grid.add_row(lanes, workers)
+        return [grid, agents] if view.agents else [grid]
 
     # lifecycle ----------------------------------------------------------------
 
@@ -264,3 +316,33 @@ class Dashboard:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Screen:
+    """Renders a dashboard at the width of whatever draws it (a Live screen, a recording console)."""
+
+    def __init__(self, dashboard: Dashboard) -> None:
+        self._dashboard = dashboard
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self._dashboard._render(options.max_width)
+
+
+def _alert_text(alert: Alert, sample: MonitorSample) -> str:
+    """An active alert as of this sample: its level and threshold, with the reading the tables show now.
+
+    An alert is raised once, when its level changes; the reading in its message is
+    from that moment, so a queue that has since drained would contradict the
+    table beside it.
+    """
+    view = sample.view
+    now: float | None = None
+    if alert.kind is AlertKind.QUEUE_DEPTH:
+        if alert.subject == "pool":
+            now = view.pool_queued
+        elif alert.subject.startswith("lane:"):
+            name = alert.subject[len("lane:") :]
+            now = next((ln.pending for ln in view.lanes if ln.name == name), 0)
+    if now is None:
+        return alert.message
+    return f"{alert.subject}: {alert.level.name.lower()}, {now:g} pending now (threshold {alert.threshold:g})"

@@ -38,6 +38,8 @@ authenticate and encrypt; they do not sandbox. Without ``listen`` the pool uses 
 without keys admits any local user, so use keys there too on shared machines.
 """
 
+from laneway.pool._curve import create_keys, load_client
+from laneway.pool._worker_proc import WorkerConfig, run as run_worker
 from laneway.pool._backend import Backend, TaskOutcome, TaskWire, WorkerHub, exit_reason, make_backend
 from laneway.pool._pool import Pool
 from laneway.pool._records import Assignment, PoolStats, TaskPayload, WorkerState, WorkerStats
@@ -52,7 +54,11 @@ __all__ = [
     "TaskWire",
     "WorkerHub",
     "WorkerState",
+    "WorkerConfig",
     "WorkerStats",
+    "create_keys",
     "exit_reason",
+    "load_client",
     "make_backend",
+    "run_worker",
 ]

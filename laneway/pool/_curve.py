@@ -40,8 +40,15 @@ AUTHORIZED = "authorized"
 DEFAULT_CLIENT = "client"
 
 
-def create_keys(directory: str | os.PathLike, clients: Iterable[str] = (DEFAULT_CLIENT,)) -> list[Path]:
+def create_keys(
+    directory: str | os.PathLike, clients: Iterable[str] = (DEFAULT_CLIENT,), *, overwrite: bool = False
+) -> list[Path]:
     """Write a server key pair (unless present) and one client key pair per name; returns the files written.
+
+    Raises:
+        ConfigError: a client name is not a plain name, or (unless ``overwrite``) a
+            client key pair of that name exists: replacing it would lock out the
+            worker that holds it.
 
     Example:
         >>> create_keys(tmp_path / "keys", ["worker1", "worker2"])      # doctest: +SKIP
@@ -54,6 +61,12 @@ def create_keys(directory: str | os.PathLike, clients: Iterable[str] = (DEFAULT_
     for name in names:
         if not name or "/" in name or name == SERVER or name == AUTHORIZED:
             raise ConfigError(f"client key name must be a plain name other than {SERVER!r}, got {name!r}")
+    existing = [name for name in names if (root / f"{name}.key_secret").exists() or (root / f"{name}.key").exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"client key pairs {existing} already exist in {root}; refusing to replace them "
+            "(the workers holding them would be locked out): pass --force (overwrite=True) to replace them"
+        )
     if not (root / f"{SERVER}.key_secret").exists():
         written += _pair(root, SERVER)
     for name in names:

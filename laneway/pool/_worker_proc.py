@@ -34,6 +34,16 @@ log = logging.getLogger(__name__)
 #: A worker sends the outcomes of a batch at least this often while running it.
 FLUSH_S = 0.001
 
+#: Exit status of a remote worker the pool never answered (refused key, wrong pool, nothing there).
+EXIT_NOT_ADMITTED = 3
+
+#: ZeroMQ handshake events a remote worker watches to say why the pool never answered.
+_HANDSHAKE_FAILED = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the pool refused this worker's key",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the security handshake failed (keys missing on one side, or a wrong server key)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the security handshake failed",
+}
+
 
 @attrs.frozen
 class CurveClient:
@@ -56,6 +66,9 @@ class WorkerConfig:
         parent_pid: the pool's pid for local workers (watch it), None for remote ones.
         curve: client keys when the pool requires CurveZMQ.
         pool_timeout_s: a remote worker that hears nothing from the pool this long rejoins.
+        handshake_timeout_s: a remote worker that has not heard from the pool this long
+            after connecting (a refused key, a wrong server key, no pool there) logs why
+            and exits with :data:`EXIT_NOT_ADMITTED`.
     """
 
     endpoint: str
@@ -65,6 +78,7 @@ class WorkerConfig:
     parent_pid: int | None = None
     curve: CurveClient | None = None
     pool_timeout_s: float = 10.0
+    handshake_timeout_s: float = 30.0
 
     @property
     def remote(self) -> bool:
@@ -102,9 +116,17 @@ def run(cfg: WorkerConfig) -> int:
     try:
         while True:
             wid = cfg.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-            outcome = _Session(ctx, cfg, wid, runner).serve()
+            session = _Session(ctx, cfg, wid, runner)
+            outcome = session.serve()
             if outcome == "stop" or not cfg.remote:
                 return 0
+            if outcome == "not admitted":
+                log.error(
+                    "worker %s: no answer from the pool at %s within %ss: %s; exiting",
+                    wid, cfg.endpoint, cfg.handshake_timeout_s,
+                    session.handshake_failure or "nothing answered (is a pool listening there?)",
+                )  # fmt: skip
+                return EXIT_NOT_ADMITTED
             log.warning("worker %s lost the pool (%s); rejoining", wid, outcome)
             runner = TaskRunner()  # a new identity starts with an empty function cache on both ends
     finally:
@@ -118,11 +140,13 @@ class _Session:
         self.cfg = cfg
         self.wid = wid
         self.runner = runner
-        self.sock = self._socket(ctx, wid.encode())
+        self.handshake_failure: str | None = None
+        self.monitor: zmq.Socket | None = None
+        self.sock = self._socket(ctx, wid.encode(), watch=cfg.remote)
         self.hb_stop = threading.Event()
         self.hb = threading.Thread(target=self._beat, args=(ctx,), name="laneway-worker-heartbeat", daemon=True)
 
-    def _socket(self, ctx: zmq.Context, identity: bytes) -> zmq.Socket:
+    def _socket(self, ctx: zmq.Context, identity: bytes, watch: bool = False) -> zmq.Socket:
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, identity)
         sock.setsockopt(zmq.LINGER, 2000)
@@ -131,6 +155,8 @@ class _Session:
             sock.curve_serverkey = curve.server_public
             sock.curve_publickey = curve.public
             sock.curve_secretkey = curve.secret
+        if watch:  # before connect, so the first handshake's outcome is seen
+            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | sum(_HANDSHAKE_FAILED))
         sock.connect(self.cfg.endpoint)
         return sock
 
@@ -141,15 +167,24 @@ class _Session:
         self.hb.start()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
-        heard = time.monotonic()
+        if self.monitor is not None:
+            poller.register(self.monitor, zmq.POLLIN)
+        heard = connected = time.monotonic()
+        admitted = not cfg.remote
         try:
             while True:
-                if not poller.poll(cfg.heartbeat_s * 1000):
-                    if cfg.remote and time.monotonic() - heard > cfg.pool_timeout_s:
+                ready = dict(poller.poll(cfg.heartbeat_s * 1000))
+                if self.monitor is not None and self.monitor in ready:
+                    self._handshake_event()
+                if sock not in ready:
+                    if not admitted and time.monotonic() - connected > cfg.handshake_timeout_s:
+                        return "not admitted"
+                    if admitted and cfg.remote and time.monotonic() - heard > cfg.pool_timeout_s:
                         return f"no word from the pool for {cfg.pool_timeout_s}s"
                     continue
                 frames = sock.recv_multipart()
                 heard = time.monotonic()
+                admitted = True
                 kind = frames[0]
                 if kind == _wire.TASKS:
                     self._run_batch(pickle.loads(frames[1]))
@@ -160,7 +195,19 @@ class _Session:
         finally:
             self.hb_stop.set()
             self.hb.join(timeout=2 * cfg.heartbeat_s + 1)
+            if self.monitor is not None:
+                sock.disable_monitor()
+                self.monitor.close(linger=0)
             sock.close()
+
+    def _handshake_event(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        event = recv_monitor_message(self.monitor)["event"]
+        if event in _HANDSHAKE_FAILED and self.handshake_failure is None:
+            self.handshake_failure = _HANDSHAKE_FAILED[event]
+            # Logged once per session: ZeroMQ retries the handshake on its own until the timeout.
+            log.warning("worker %s: %s", self.wid, self.handshake_failure)
 
     def _run_batch(self, tasks: list[tuple[int, bytes, bytes, bytes]]) -> None:
         sock, run = self.sock, self.runner.run
@@ -200,4 +247,10 @@ class _Session:
             rss, cpu = me.memory_info().rss, me.cpu_percent(None)
         except Exception:
             rss, cpu = 0, 0.0
-        sock.send_multipart([_wire.BEAT, json.dumps([rss, cpu]).encode()])
+        try:
+            # Never block: a DEALER with no connected pool (a refused handshake drops its
+            # pipe) would hold this thread past the session's end. A beat that cannot
+            # go now is stale anyway; the next one follows in heartbeat_s.
+            sock.send_multipart([_wire.BEAT, json.dumps([rss, cpu]).encode()], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass

@@ -208,3 +208,14 @@ def test_a_failing_source_is_logged_and_polling_goes_on(orch, clock, caplog):
     clock.advance(1.0)
     assert monitor.wait_for_polls(1, timeout=10)
     assert len(calls) == 2
+
+
+def test_a_subject_can_have_its_own_thresholds():
+    from laneway.observe import AlertKind, AlertState, AlertThresholds, Threshold
+
+    state = AlertState(AlertThresholds(queue_depth=(10, 100), subjects={"lane:prompt": Threshold(), "lane:x": (1, 2)}))
+    readings = {(AlertKind.QUEUE_DEPTH, "lane:prompt"): 5000, (AlertKind.QUEUE_DEPTH, "lane:x"): 1,
+                (AlertKind.QUEUE_DEPTH, "lane:y"): 50}  # fmt: skip
+    assert {(a.subject, a.level.name) for a in state.update(readings, now=0.0)} == {
+        ("lane:x", "WARNING"), ("lane:y", "WARNING")
+    }  # a queue filled on purpose raises nothing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -69,8 +70,8 @@ def test_only_the_worker_with_an_authorized_key_joins_and_gets_tasks(orch, tmp_p
     shutil.copy(keys / "server.key", other / "server.key")  # ...that knows the pool's public key
     pool = orch.start_pool(workers=0, listen="tcp://127.0.0.1:0", keys=keys)
     caplog.set_level(logging.WARNING, "laneway.pool._curve")
-    wrong = remote_workers(pool.endpoint, "--keys", str(other), "--key-name", "good")
-    nokey = remote_workers(pool.endpoint)
+    remote_workers(pool.endpoint, "--keys", str(other), "--key-name", "good")  # the wrong key
+    remote_workers(pool.endpoint)  # no key
     wait_until(lambda: "refused a worker with unknown CurveZMQ key" in caplog.text, what="the wrong key's attempt")
     good = remote_workers(pool.endpoint, "--keys", str(keys), "--key-name", "good")
     assert pool.wait_ready(1, timeout=60)
@@ -78,8 +79,56 @@ def test_only_the_worker_with_an_authorized_key_joins_and_gets_tasks(orch, tmp_p
     assert pids == {good.pid}
     (joined,) = pool.workers()
     assert joined.pid == good.pid and joined.remote and joined.tasks_done == 200
-    assert wrong.poll() is None and nokey.poll() is None  # still knocking, never admitted
     assert pool.statistics().workers == 1
+
+
+def _worker(endpoint, tmp_path, *args):
+    """A ``laneway worker`` whose log goes to a file; returns (process, log path)."""
+    log_path = tmp_path / f"worker-{len(list(tmp_path.glob('worker-*')))}.log"
+    cmd = [sys.executable, "-m", "laneway", "worker", "--connect", endpoint, "--heartbeat", "0.1", *args]
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=ROOT), stderr=log_file)
+    return proc, log_path
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_the_pool_never_admits_logs_why_and_exits(orch, tmp_path):
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    cli(["keys", str(keys), "--client", "good"])
+    cli(["keys", str(other), "--client", "good"])
+    shutil.copy(keys / "server.key", other / "server.key")
+    pool = orch.start_pool(workers=0, listen="tcp://127.0.0.1:0", keys=keys)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        nothing = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    started = [
+        (_worker(pool.endpoint, tmp_path, "--keys", str(other), "--key-name", "good", "--handshake-timeout", "3"),
+         "the pool refused this worker's key"),
+        (_worker(pool.endpoint, tmp_path, "--handshake-timeout", "3"), "the security handshake failed"),
+        (_worker(nothing, tmp_path, "--handshake-timeout", "1"), "nothing answered"),
+    ]  # fmt: skip
+    try:
+        for (proc, log_path), why in started:
+            assert proc.wait(timeout=60) == 3
+            text = log_path.read_text()
+            assert "no answer from the pool" in text and why in text, text
+    finally:
+        for (proc, _), _ in started:
+            proc.kill()
+            proc.wait()
+    assert pool.statistics().workers == 0
+
+
+def test_keys_refuses_to_replace_a_client_pair_without_force(tmp_path, capsys):
+    keys = tmp_path / "k"
+    assert cli(["keys", str(keys), "--client", "gpu1"]) == 0
+    secret = (keys / "gpu1.key_secret").read_bytes()
+    assert cli(["keys", str(keys), "--client", "gpu1"]) == 2
+    assert "already exist" in capsys.readouterr().err
+    assert (keys / "gpu1.key_secret").read_bytes() == secret
+    assert cli(["keys", str(keys), "--client", "gpu2"]) == 0  # a new name is fine
+    assert cli(["keys", str(keys), "--client", "gpu1", "--force"]) == 0
+    assert (keys / "gpu1.key_secret").read_bytes() != secret
 
 
 def remote_holding_a_task(orch, go, remote_workers):

@@ -10,7 +10,7 @@ Shapes (a3s-lane's benchmark, see /work/shared/ANCHORS.md):
   * latency: sequential submit-and-wait, one at a time; raw laneway and pykka asks for reference.
 Managers are built and warmed before timing. Medians of --rounds rounds.
 
-Run: python benchmarks/lanes_throughput.py [--rounds 5] [--skip-a3s]
+Run: python -m laneway.cli.benchmarks.lanes_throughput [--rounds 5] [--skip-a3s]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable
 
-from actor_ask import Echo, PykkaEcho, measure_ask  # same directory: the raw-ask baselines
+from laneway.cli.benchmarks.actor_ask import Echo, PykkaEcho, measure_ask  # the raw-ask baselines
 
 from laneway import Orchestrator
 from laneway.lanes import LaneConfig, ToolRegistry

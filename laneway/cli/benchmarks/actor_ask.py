@@ -1,6 +1,6 @@
 """Actor ask/tell latency and throughput: laneway vs raw pykka, same run, same machine.
 
-Run: python benchmarks/actor_ask.py [--n 20000]
+Run: python -m laneway.cli.benchmarks.actor_ask [--n 20000]
 Prints asks/s, p50/p99 latency and tells/s for both, and laneway's ratio to pykka.
 """
 

@@ -10,7 +10,7 @@ and noise from other processes hit each alike) and the median of each is kept:
 
 Then a micro-benchmark of the metrics listener alone: ns per published event.
 
-Run: python benchmarks/metrics_overhead.py [--commands 5000] [--rounds 5]
+Run: python -m laneway.cli.benchmarks.metrics_overhead [--commands 5000] [--rounds 5]
 """
 
 from __future__ import annotations

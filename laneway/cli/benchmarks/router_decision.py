@@ -1,6 +1,6 @@
 """Routing decision time with many agents (target: < 1 ms per decision with 1,000 agents), same run, same machine.
 
-Run: python benchmarks/router_decision.py [--agents 1000] [--decisions 20000] [--tasks 5000]
+Run: python -m laneway.cli.benchmarks.router_decision [--agents 1000] [--decisions 20000] [--tasks 5000]
 
 1. Decision: the router's capability index (set intersections, then one pass
    over the eligible survivors by strategy) vs the naive linear scan over

@@ -1,6 +1,6 @@
 """Workflow state memory (target: <= 1 MB per 100 tasks) and scheduling overhead, same run, same machine.
 
-Run: python benchmarks/workflow_memory.py [--workflows 20] [--tasks 100] [--store memory|file]
+Run: python -m laneway.cli.benchmarks.workflow_memory [--workflows 20] [--tasks 100] [--store memory|file]
 
 Memory: tracemalloc of what the engine keeps for finished workflows (records,
 results, progress state, handles), per 100 tasks, excluding the task

@@ -1,4 +1,4 @@
-"""``laneway bench``: run the scripts in ``benchmarks/``, each in its own Python process.
+"""``laneway bench``: run the benchmark scripts (:mod:`laneway.cli.benchmarks`), each in its own Python process.
 
 Every benchmark is a standalone script that measures laneway against its
 baselines in the same run and prints its own table; this command finds them,
@@ -15,16 +15,17 @@ import sys
 import time
 from pathlib import Path
 
-from laneway.observe._checkout import checkout_dir
+HELP = "run the benchmarks (laneway/cli/benchmarks/*.py), each in its own process"
 
-HELP = "run the benchmarks (benchmarks/*.py), each in its own process"
+#: The scripts that ship with laneway.
+BENCHMARKS_DIR = Path(__file__).resolve().parent / "benchmarks"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("names", nargs="*", metavar="NAME", help="benchmarks to run, by file stem (default: all)")
     add("--list", action="store_true", help="list the benchmarks and exit")
-    add("--dir", type=Path, default=None, help="where the scripts are (default: the checkout's benchmarks/)")
+    add("--dir", type=Path, default=None, help="where the scripts are (default: the ones shipped in laneway/cli/benchmarks/)")
     add("--timeout", type=float, default=900.0, help="seconds each script may run (default 900)")
     add(
         "--arg", dest="script_args", action="append", default=[], metavar="ARG",
@@ -40,10 +41,10 @@ def discover(directory: Path) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    directory = args.dir or checkout_dir("benchmarks", "LANEWAY_BENCHMARKS")
+    directory = args.dir or BENCHMARKS_DIR
     found = discover(directory)
     if not found:
-        print(f"no benchmarks in {directory} (run from a source checkout, or pass --dir)", file=sys.stderr)
+        print(f"no benchmarks in {directory}", file=sys.stderr)
         return 2
     if args.list:
         for name, path in found.items():

@@ -1,6 +1,6 @@
 """Process-pool throughput: laneway's pool against the stdlib pools, same run, same worker count.
 
-Run: python benchmarks/pool_throughput.py [--tiny 20000] [--cpu 200] [--rounds 3]
+Run: python -m laneway.cli.benchmarks.pool_throughput [--tiny 20000] [--cpu 200] [--rounds 3]
 
 Shapes (see /work/shared/ANCHORS.md): tiny ``x + 1`` tasks on 2 workers, each task
 submitted on its own and all gathered (pools warmed, start-up not timed); and

@@ -10,6 +10,8 @@ import argparse
 import logging
 from urllib.parse import urlsplit
 
+from laneway.cli._args import positive
+
 HELP = "run a worker that joins a pool listening on tcp (remote hosts)"
 
 log = logging.getLogger(__name__)
@@ -20,21 +22,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keys", metavar="DIR", help="directory with server.key and this worker's key pair")
     parser.add_argument("--key-name", default="client", metavar="NAME",
                         help="which key pair in DIR to use (NAME.key_secret); default: client")
-    parser.add_argument("--heartbeat", type=float, default=0.5, metavar="S", help="seconds between heartbeats")
-    parser.add_argument("--pool-timeout", type=float, default=10.0, metavar="S",
+    parser.add_argument("--heartbeat", type=positive(float), default=0.5, metavar="S", help="seconds between heartbeats")
+    parser.add_argument("--pool-timeout", type=positive(float), default=10.0, metavar="S",
                         help="rejoin after hearing nothing from the pool this long")
+    parser.add_argument("--handshake-timeout", type=positive(float), default=30.0, metavar="S",
+                        help="exit (status 3) if the pool has not answered this long after connecting: "
+                             "a refused or missing key, a wrong server key, no pool there (default 30)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from laneway.pool._worker_proc import WorkerConfig, run as serve
+    from laneway.pool import WorkerConfig, run_worker as serve
 
     if urlsplit(args.connect).scheme != "tcp" or not urlsplit(args.connect).port:
         raise SystemExit(f"laneway worker: --connect needs tcp://HOST:PORT, got {args.connect!r}")
     curve = None
     if args.keys:
-        from laneway.pool._curve import load_client
+        from laneway.pool import load_client
 
         curve = load_client(args.keys, args.key_name)
-    cfg = WorkerConfig(endpoint=args.connect, heartbeat_s=args.heartbeat, curve=curve, pool_timeout_s=args.pool_timeout)
+    cfg = WorkerConfig(endpoint=args.connect, heartbeat_s=args.heartbeat, curve=curve,
+                       pool_timeout_s=args.pool_timeout, handshake_timeout_s=args.handshake_timeout)
     log.warning("laneway worker joining %s (%s)", args.connect, "CurveZMQ" if curve else "no keys")
     return serve(cfg)
