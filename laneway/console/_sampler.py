@@ -177,7 +177,7 @@ class Sampler:
         rows = [{
             "name": w.name, "pid": w.pid, "host": w.host, "state": str(_value(w.state)), "rss": w.rss,
             "cpu": round(w.cpu, 1), "tasks": w.tasks_done, "in_flight": w.in_flight, "restarts": w.restarts,
-            "deaths": list(self._deaths.get(w.name, ())),
+            "deaths": list(self._deaths.get(w.name.rsplit("/", 1)[-1], ())),
         } for w in workers]
         return summary, rows
 
