@@ -226,6 +226,15 @@ class AgentTimeout(RouterError, LanewayTimeout):
     """The task's deadline passed while an agent was running it."""
 
 
+class RouterRestarted(RouterError):
+    """The router actor crashed while an agent ran the task; its supervisor restarted it.
+
+    The attempt's result was lost with the crashed router's state, so the task
+    fails (and is dead-lettered, re-submittable); tasks that had not started
+    are routed again by the restarted router instead.
+    """
+
+
 # --- workflow and store -----------------------------------------------------
 
 

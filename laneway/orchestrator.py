@@ -102,14 +102,14 @@ class Orchestrator(ActorSystem):
     def _build(self, attr: str, what: str, factory: Callable[[], T], *, configured: bool) -> T:
         found = getattr(self, attr)
         if found is not None and not configured:
-            return found  # type: ignore[no-any-return]
+            return found
         with self._creating:
             found = getattr(self, attr)
             if found is not None:
                 if configured:
                     raise ConfigError(f"{what} is already started in orchestrator {self.name}; "
                                       f"call start_{what}(...) before the first use of orch.{what}")
-                return found  # type: ignore[no-any-return]
+                return found
             if self.is_shut_down:
                 raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot start {what}")
             built = factory()

@@ -17,7 +17,7 @@ import enum
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 
 import attrs
 import pykka
@@ -276,7 +276,8 @@ class _Cell(pykka.ThreadingActor):
             pass
 
     def _drain(self) -> None:
-        inbox = self.actor_inbox
+        # pykka types the inbox as a put/get/empty Protocol; a ThreadingActor's is a queue.Queue.
+        inbox = cast("queue.Queue[Any]", self.actor_inbox)
         while True:
             try:
                 envelope = inbox.get_nowait()
@@ -425,6 +426,6 @@ class ActorRef:
         cell.settled.wait()
         if not cell.started:
             cell.exited.wait()
-            exc = cell.exit.error if cell.exit is not None else None
-            raise ActorStartError(f"{self.name} failed to start: {exc!r}") from exc
+            cause = cell.exit.error if cell.exit is not None else None
+            raise ActorStartError(f"{self.name} failed to start: {cause!r}") from cause
         return cell

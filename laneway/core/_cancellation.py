@@ -45,7 +45,7 @@ class CancellationToken:
         # Event and the callback list are made only when someone needs them.
         self._cancelled = False
         self._event: threading.Event | None = None
-        self._callbacks: list[Callable[[str], None]] | None = None
+        self._callbacks: list[Callable[[str], object]] | None = None
         self.reason = ""
         self.preempted = False
 
@@ -100,13 +100,17 @@ class CancellationToken:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[str] = loop.create_future()
 
+        def resolve(reason: str) -> None:
+            if not fut.done():
+                fut.set_result(reason)
+
         def wake(reason: str) -> None:
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(reason))
+            loop.call_soon_threadsafe(resolve, reason)
 
         self.add_callback(wake)
         return await fut
 
-    def add_callback(self, fn: Callable[[str], None]) -> None:
+    def add_callback(self, fn: Callable[[str], object]) -> None:
         """Call ``fn(reason)`` on cancellation (at once, in this thread, if already cancelled)."""
         with _slow_path:
             if not self._cancelled:

@@ -6,14 +6,14 @@ import asyncio
 import concurrent.futures
 import concurrent.futures._base as _cf
 import threading
-from typing import Any, Generator, Generic, TypeVar
+from typing import Any, Generator, TypeVar
 
 from laneway.errors import AskTimeout, LanewayTimeout
 
 T = TypeVar("T")
 
 
-class Future(concurrent.futures.Future, Generic[T]):  # type: ignore[type-arg]
+class Future(concurrent.futures.Future[T]):
     """A result that arrives later, from another thread or process.
 
     It is a :class:`concurrent.futures.Future`, so ``concurrent.futures.wait``
@@ -95,8 +95,9 @@ class LazyFuture(Future[T]):
         self._waiter_list: list[Any] | None = None
         self._callback_list: list[Any] | None = None
 
+    # typeshed declares _waiters and _condition as plain attributes; here they are made on first read.
     @property
-    def _waiters(self) -> list[Any]:
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
         lst = self._waiter_list
         return lst if lst is not None else self._make_list("_waiter_list")
 
@@ -114,7 +115,7 @@ class LazyFuture(Future[T]):
         return lst
 
     @property
-    def _condition(self) -> threading.Condition:
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
         cond = self._cond
         if cond is None:
             with _lazy_lock:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
+
+from laneway.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,44 @@ class Outbox:
         """Queue ``effect()``; call with the lock held (inside :meth:`locked`)."""
         self._effects.append(effect)
 
-    def extend(self, effects: Iterator[Callable[[], object]] | list[Callable[[], object]]) -> None:
+    def extend(self, effects: Iterable[Callable[[], object]]) -> None:
         """Queue several effects, in order; call with the lock held."""
         self._effects.extend(effects)
+
+    @property
+    def depth(self) -> int:
+        """How many :meth:`locked` blocks the lock's holder is inside (1: the outermost); 0 when unheld."""
+        return self._depth
+
+    def mark(self) -> int:
+        """A mark of what is queued now, for :meth:`discard_since`; call with the lock held."""
+        return len(self._effects)
+
+    def discard_since(self, mark: int) -> None:
+        """Drop the effects queued after :meth:`mark` returned ``mark``; call with the lock held.
+
+        For all-or-nothing blocks: one that fails restores its state and drops
+        the effects it queued, so nothing it decided runs. Effects queued
+        before the mark (by other holders, not yet run) are kept. The lock must
+        have been held from the mark until now (no drain ran in between).
+
+        Example:
+            >>> box = Outbox("doc")
+            >>> seen = []
+            >>> with box.locked():
+            ...     box.add(lambda: seen.append("kept"))
+            ...     mark = box.mark()
+            ...     box.add(lambda: seen.append("dropped"))
+            ...     box.discard_since(mark)
+            >>> seen
+            ['kept']
+        """
+        if not 0 <= mark <= len(self._effects):
+            raise ConfigError(
+                f"outbox {self.name}: mark {mark!r} is not one of this block's (0..{len(self._effects)} queued); "
+                "take it with mark() inside the same locked() block"
+            )
+        del self._effects[mark:]
 
     def _drain(self) -> None:
         while True:

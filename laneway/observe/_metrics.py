@@ -75,8 +75,8 @@ class _Series:
 
     def snapshot(self, scope: Scope, name: str) -> SeriesSnapshot:
         with self.lock:
-            counts = list(self.counts)
-        return SeriesSnapshot(scope, name, *counts, latency=self.latency.summary())
+            counts = dict(zip((c.value for c in Counter), self.counts))
+        return SeriesSnapshot(scope, name, latency=self.latency.summary(), **counts)
 
 
 _COUNTER_INDEX = {c: i for i, c in enumerate(Counter)}

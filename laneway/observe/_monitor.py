@@ -89,6 +89,9 @@ class _MonitorActor(Actor):
             self.timer.cancel()
 
     def _schedule(self) -> None:
+        interval = self.monitor.interval_s
+        if interval is None:  # polls only on check()
+            return
         ref = self.ref
 
         def due() -> None:
@@ -97,7 +100,7 @@ class _MonitorActor(Actor):
             except Exception:
                 pass  # the monitor stopped between scheduling and firing
 
-        self.timer = self.orchestrator.clock.call_later(self.monitor.interval_s, due)
+        self.timer = self.orchestrator.clock.call_later(interval, due)
 
     @handler(_Poll)
     def _poll(self, msg: _Poll) -> MonitorSample:

@@ -53,10 +53,10 @@ class LanewayCollector:
         hist = HistogramMetricFamily("laneway_latency_seconds", "Latency since start.", labels=series)
         recent = Metric("laneway_latency_recent_seconds", "Exact quantiles of recent latency.", "summary")
         for scope in Scope:
-            for name, series in snap.series(scope).items():
-                for outcome, value in series.counters().items():
+            for name, snapshot in snap.series(scope).items():
+                for outcome, value in snapshot.counters().items():
                     work.add_metric([scope.value, name, outcome], value)
-                lat = series.latency
+                lat = snapshot.latency
                 if not lat.count:
                     continue
                 buckets = [
@@ -64,16 +64,16 @@ class LanewayCollector:
                     for b, n in self._metrics.histogram_buckets(scope, name)
                 ]
                 hist.add_metric([scope.value, name], buckets, sum_value=lat.sum_s)
-                labels = {"scope": scope.value, "name": name}
+                sample = {"scope": scope.value, "name": name}
                 for q, v in zip(QUANTILES, (lat.p50_s, lat.p90_s, lat.p95_s, lat.p99_s)):
-                    recent.add_sample(recent.name, {**labels, "quantile": floatToGoString(q)}, v)
-                recent.add_sample(recent.name + "_count", labels, lat.count)
-                recent.add_sample(recent.name + "_sum", labels, lat.sum_s)
+                    recent.add_sample(recent.name, {**sample, "quantile": floatToGoString(q)}, v)
+                recent.add_sample(recent.name + "_count", sample, lat.count)
+                recent.add_sample(recent.name + "_sum", sample, lat.sum_s)
         yield from (work, hist, recent)
 
-        agent = ["agent"]
-        open_now = GaugeMetricFamily("laneway_breaker_open", "1 while the circuit is open.", labels=agent)
-        opens = CounterMetricFamily("laneway_breaker_opens", "Times the circuit opened.", labels=agent)
+        by_agent = ["agent"]
+        open_now = GaugeMetricFamily("laneway_breaker_open", "1 while the circuit is open.", labels=by_agent)
+        opens = CounterMetricFamily("laneway_breaker_opens", "Times the circuit opened.", labels=by_agent)
         for agent, b in snap.breakers.items():
             open_now.add_metric([agent], 1.0 if b.state == "open" else 0.0)
             opens.add_metric([agent], b.opens)

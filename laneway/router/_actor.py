@@ -4,6 +4,13 @@ All routing state lives in this one actor's thread, so it needs no locks.
 Submissions, agent outcomes, breaker transitions, deadline and retry timers
 all arrive as messages; every message that can make an agent eligible ends
 by offering the waiting tasks to the agents again (no polling).
+
+The actor is supervised. What must survive a crash lives outside it, in
+objects its incarnations share: the registered agents (``agents``) and the
+submitted tasks (``live``). A restarted incarnation rebuilds its index from
+the agents, fails the tasks that were running on an agent (their outcome
+died with the crashed state: :class:`~laneway.errors.RouterRestarted`,
+dead-lettered) and routes the others again, so no future is left hanging.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from laneway.errors import (
     NoCapableAgent,
     NoEligibleAgent,
     RouterError,
+    RouterRestarted,
     SystemShutdown,
 )
 from laneway.core import RetryPolicy
@@ -69,6 +77,7 @@ class RouterActor(Actor):
         retry: RetryPolicy,
         runners: Runners,
         breakers: SupervisorRef,
+        agents: dict[str, AgentSlot],
         live: LiveTasks,
         room: QueueRoom,
         seed: int | None,
@@ -77,6 +86,7 @@ class RouterActor(Actor):
         self.retry = retry
         self.runners = runners
         self.breakers = breakers
+        self.agents = agents  # shared with later incarnations; only the running incarnation changes it
         self.live = live
         self.room = room
         self.rng = random.Random(seed)
@@ -85,12 +95,53 @@ class RouterActor(Actor):
         self.tasks: dict[str, Task] = {}
         self.closed: LanewayError | None = None
         self.c = dict.fromkeys(("submitted", "completed", "failed", "retries", "rejections", "dead_lettered"), 0)
+        # Attempts a crashed incarnation started: their late outcomes are not counted again.
+        self.orphans: set[Attempt] = set()
+
+    def on_start(self) -> None:
+        for slot in self.agents.values():
+            # Counters of the crashed incarnation may be half-updated: start the live ones afresh.
+            slot.in_flight = 0
+            slot.down = slot.breaker_ref is None or not slot.breaker_ref.is_alive()
+            slot.update_rank()
+            self.index.add(slot)
+        inherited = self.live.tasks()
+        if inherited:
+            self._take_over(inherited)
+
+    def _take_over(self, inherited: list[Task]) -> None:
+        """Adopt the tasks of a crashed incarnation: fail those an agent was running, route the rest again."""
+        clock = self.orchestrator.clock
+        now = clock.now()
+        log.warning("router %s restarted with %d unfinished task(s); taking them over", self.name, len(inherited))
+        for task in inherited:
+            task.cancel_timers()  # a due timer may have been lost with the crashed mailbox: armed again below
+            if task.state is TaskState.RUNNING and task.attempt is not None:
+                self.orphans.add(task.attempt)
+            if not task.handed_over or task.state is TaskState.DONE:
+                continue  # a submit_nowait refused by the crash: its caller got the error and retries
+            self.tasks[task.id] = task
+            if task.state is TaskState.RUNNING:
+                error = RouterRestarted(
+                    f"router {self.name} crashed while agent "
+                    f"{task.attempt.agent_id if task.attempt is not None else '?'} ran task {task.id}; "
+                    "the attempt's outcome is lost (the task is dead-lettered and can be re-submitted)"
+                )
+                self._end(task, error, "the router crashed while an agent ran it", dead_letter=True)
+                continue
+            if task.timeout is not None:
+                if task.deadline is None:  # its Submit never reached the crashed incarnation
+                    task.deadline = now + task.timeout
+                self._arm_deadline(task, task.deadline - now)
+            self._reroute(task)
 
     # requests ---------------------------------------------------------------------
 
     @handler(Submit)
     def _submit(self, msg: Submit) -> None:
         task = msg.task
+        if task.id in self.tasks or task.state is TaskState.DONE:
+            return  # sent while this incarnation started, and taken over from the crashed one already
         self.c["submitted"] += 1
         if self.closed is not None:
             self._settle(task, error=self.closed)
@@ -115,13 +166,16 @@ class RouterActor(Actor):
         self.c["submitted"] += 1
         self._accept(task)
         self._route(task)
+        task.handed_over = True
 
     def _accept(self, task: Task) -> None:
-        clock = self.orchestrator.clock
         self.tasks[task.id] = task
         if task.timeout is not None:
-            task.deadline = clock.now() + task.timeout
-            task.timers.append(clock.call_later(task.timeout, self._timer(DeadlineDue(task.id))))
+            task.deadline = self.orchestrator.clock.now() + task.timeout
+            self._arm_deadline(task, task.timeout)
+
+    def _arm_deadline(self, task: Task, delay: float) -> None:
+        task.timers.append(self.orchestrator.clock.call_later(max(0.0, delay), self._timer(DeadlineDue(task.id))))
 
     @handler(Register)
     def _register(self, msg: Register) -> AgentInfo:
@@ -129,6 +183,7 @@ class RouterActor(Actor):
         if slot.agent_id in self.index.slots:
             raise ConfigError(f"agent {slot.agent_id!r} is already registered")
         self.index.add(slot)
+        self.agents[slot.agent_id] = slot
         self.orchestrator.events.publish(
             "agent.registered", slot.agent_id, agent_id=slot.agent_id, role=slot.role.name.lower(),
             capabilities=sorted(slot.capabilities),
@@ -140,6 +195,7 @@ class RouterActor(Actor):
     def _unregister(self, msg: Unregister) -> AgentInfo:
         slot = self._slot(msg.agent_id)
         self.index.remove(slot)
+        self.agents.pop(slot.agent_id, None)
         self.orchestrator.events.publish("agent.unregistered", slot.agent_id, agent_id=slot.agent_id)
         if slot.in_flight == 0:
             self._stop_breaker(slot)
@@ -193,6 +249,9 @@ class RouterActor(Actor):
     @handler(Finished)
     def _finished(self, msg: Finished) -> None:
         task, slot, attempt, outcome = msg.task, msg.slot, msg.attempt, msg.outcome
+        if attempt in self.orphans:  # started before a crash: its task already failed, the count started afresh
+            self.orphans.discard(attempt)
+            return
         slot.in_flight -= 1
         slot.update_rank()
         if slot.removed and slot.in_flight == 0:
@@ -219,7 +278,7 @@ class RouterActor(Actor):
     def _breaker_moved(self, msg: BreakerMoved) -> None:
         slot = self.index.slots.get(msg.agent_id)
         if slot is not None:
-            slot.down = not slot.breaker_ref.is_alive()
+            slot.down = slot.breaker_ref is None or not slot.breaker_ref.is_alive()
             self.index.refresh(slot)
             self._drain()
 
@@ -238,7 +297,8 @@ class RouterActor(Actor):
         elif task.state is TaskState.RETRY_WAIT:
             self._end(task, task.last_error, "its deadline passed while it waited to be retried", dead_letter=True)
         else:
-            error = AgentTimeout(f"task {task.id} did not finish within {task.timeout}s on agent {task.attempt.agent_id}")
+            agent = task.attempt.agent_id if task.attempt is not None else "?"
+            error = AgentTimeout(f"task {task.id} did not finish within {task.timeout}s on agent {agent}")
             self._end(task, error, "its deadline passed while an agent ran it", dead_letter=True)
 
     @handler(RetryDue)
@@ -289,6 +349,8 @@ class RouterActor(Actor):
             tell_quietly(me, Finished(task, slot, attempt, outcome))
 
         try:
+            if slot.breaker_ref is None:
+                raise ActorDead(f"agent {slot.agent_id} has no breaker actor")
             slot.breaker_ref.tell(GuardedCall(start, reply))
         except ActorDead:
             # Its breaker actor is down (restarting, or its supervisor gave up): like an open
@@ -360,15 +422,15 @@ class RouterActor(Actor):
         self._give_back_place(task)
         task.state = TaskState.DONE
         task.cancel_timers()
-        if self.tasks.pop(task.id, None) is not None:
-            self.live.add(-1)
+        self.tasks.pop(task.id, None)
+        self.live.leave(task)
 
     def _settle(self, task: Task, error: BaseException) -> None:
         """Fail a task that was never accepted."""
         self.c["failed"] += 1
         self._give_back_place(task)
         task.state = TaskState.DONE
-        self.live.add(-1)
+        self.live.leave(task)
         task.future.settle(error=error)
 
     def _give_back_place(self, task: Task) -> None:

@@ -98,21 +98,54 @@ class RetryDue:
 
 
 class LiveTasks:
-    """Count of accepted, unfinished tasks, for ``Router.wait_idle``; safe from any thread."""
+    """The tasks submitted and not yet ended, by id; safe from any thread.
+
+    It outlives the router actor's incarnations: the router puts a task in
+    before sending it to the actor, the actor takes it out when it ends, and
+    an incarnation that starts after a crash takes over the tasks still in
+    it, so none is left hanging (not even one whose ``Submit`` was lost with
+    the crashed actor's mailbox). ``Router.wait_idle`` waits for it to empty.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._n = 0
+        self._tasks: dict[str, Task] = {}
+        self._shut: str | None = None
 
-    def add(self, n: int = 1) -> None:
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def enter(self, task: Task) -> None:
+        """Count ``task`` in.
+
+        Raises:
+            SystemShutdown: the router stopped for good (see :meth:`shut`).
+        """
         with self._cond:
-            self._n += n
-            if self._n == 0:
+            if self._shut is not None:
+                raise SystemShutdown(self._shut)
+            self._tasks[task.id] = task
+
+    def leave(self, task: Task) -> None:
+        """Count ``task`` out (it ended, or was never handed over); idempotent."""
+        with self._cond:
+            if self._tasks.pop(task.id, None) is not None and not self._tasks:
                 self._cond.notify_all()
+
+    def tasks(self) -> list[Task]:
+        """The tasks still in, oldest first."""
+        with self._cond:
+            return sorted(self._tasks.values(), key=lambda t: t.seq)
+
+    def shut(self, reason: str) -> list[Task]:
+        """Refuse new tasks from now on (their ``enter`` raises SystemShutdown with ``reason``); returns those still in."""
+        with self._cond:
+            self._shut = reason
+            return sorted(self._tasks.values(), key=lambda t: t.seq)
 
     def wait_zero(self, timeout: float | None) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self._n == 0, timeout)
+            return self._cond.wait_for(lambda: not self._tasks, timeout)
 
 
 class QueueRoom:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
 import threading
@@ -10,7 +11,16 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from laneway.actors import ChildSpec, Future, OneForOne
 from laneway.breakers import BreakerActor, BreakerConfig, CircuitBreaker
-from laneway.errors import ActorDead, AgentNotFound, ConfigError, LanewayTimeout, SystemShutdown
+from laneway.errors import (
+    ActorCrashed,
+    ActorDead,
+    AgentNotFound,
+    ConfigError,
+    LanewayError,
+    LanewayTimeout,
+    NoEligibleAgent,
+    SystemShutdown,
+)
 from laneway.core import RetryPolicy
 from laneway.lanes import Priority
 from laneway.router._actor import (
@@ -49,6 +59,10 @@ if TYPE_CHECKING:
     from laneway.core import CpuRunnerProvider, DeadLetter, Event
 
 log = logging.getLogger(__name__)
+
+#: Restart intensity of the router actor: a 4th crash within 5 s stops the router for good
+#: (its unfinished tasks fail with SystemShutdown) instead of crash-looping.
+ROUTER_RESTARTS = OneForOne(max_restarts=3, within_s=5.0)
 
 
 def _timeout(value: Any, what: str) -> float | None:
@@ -96,6 +110,13 @@ class Router:
     ``task_id``, ``attempt``, ``latency_s``), ``agent.circuit.state``
     (``agent_id``, ``from``, ``to``), and ``dead_letter.added``.
 
+    The router actor is supervised (``<name>.supervisor``, at most 3 restarts
+    in 5 s): after an unexpected crash it restarts with its agents, routes the
+    tasks that had not started again and fails the ones an agent was running
+    with :class:`~laneway.errors.RouterRestarted` (dead-lettered); no future
+    is left hanging. If it keeps crashing the supervisor gives up and the
+    unfinished tasks fail with :class:`~laneway.errors.SystemShutdown`.
+
     Use it as ``orch.router`` (or ``orch.start_router(**config)`` to configure it).
 
     Args:
@@ -110,7 +131,8 @@ class Router:
         max_pending: most tasks submitted and not yet started on an agent
             (default 10,000); retries waiting again do not count.
         seed: seeds the random strategies (for reproducible tests).
-        name: name of the router actor; its breakers' supervisor is ``<name>.breakers``.
+        name: names the router's supervisors: ``<name>.supervisor`` (of its actor,
+            ``<name>.supervisor/actor``) and ``<name>.breakers``.
 
     Example:
         >>> with Orchestrator() as orch:                                                   # doctest: +SKIP
@@ -150,17 +172,26 @@ class Router:
         self._lock = threading.Lock()
         self._closed = False
         self._breakers_by_id: dict[str, CircuitBreaker] = {}
+        # Written only by the router actor; outlives its incarnations (a restart rebuilds from it).
+        self._agents: dict[str, AgentSlot] = {}
         self._ids = itertools.count(1)
         self._id_prefix = uuid.uuid4().hex[:8]
         self._live = LiveTasks()
         self._room = QueueRoom(max_pending)
         self._runners = Runners(orch, cpu=cpu, threads=threads, name=name)
         self._breakers = orch.spawn_supervisor(f"{name}.breakers", strategy=OneForOne(max_restarts=20, within_s=5))
-        self._ref = orch.spawn(
-            RouterActor, name=name, strategy=self.strategy, retry=self.retry, runners=self._runners,
-            breakers=self._breakers, live=self._live, room=self._room, seed=seed,
+        self._supervisor = orch.spawn_supervisor(f"{name}.supervisor", strategy=ROUTER_RESTARTS)
+        self._ref = self._supervisor.start_child(
+            ChildSpec(
+                RouterActor, name="actor",
+                kwargs={
+                    "strategy": self.strategy, "retry": self.retry, "runners": self._runners, "breakers": self._breakers,
+                    "agents": self._agents, "live": self._live, "room": self._room, "seed": seed,
+                },
+            )
         )  # fmt: skip
         self._stop_listening = orch.events.add_listener(self._on_child_restarted, "supervisor.child.restarted")
+        self._stop_listening_escalated = orch.events.add_listener(self._on_escalated, "supervisor.escalated")
         orch.dead_letters.register_resubmitter(DEAD_LETTER_SOURCE, self._resubmit)
         orch.on_shutdown(f"router {name}", self.close)
 
@@ -325,15 +356,20 @@ class Router:
         """
         block = self._orch.ask_timeout if block_timeout is None else _block_timeout(block_timeout)
         task = self._new_task(payload, capabilities, role, timeout, retry, context, priority)
+        task.handed_over = True
         self._room.take(block, self.name)
         task.holds_place = True
-        self._live.add(1)
+        try:
+            self._live.enter(task)
+        except SystemShutdown:
+            self._room.give_back()
+            raise
         try:
             self._ref.tell(Submit(task))
         except ActorDead:
-            self._live.add(-1)
-            self._room.give_back()
-            raise SystemShutdown(f"router {self.name} is not running") from None
+            # Restarting after a crash: the next incarnation takes the task over from the live
+            # tasks. If it never comes (close, or its supervisor gave up), those fail the task.
+            log.debug("router %s is restarting; task %s waits for it", self.name, task.id)
         return task.future
 
     def submit_nowait(
@@ -359,11 +395,16 @@ class Router:
             ConfigError, SystemShutdown: as :meth:`submit`.
         """
         task = self._new_task(payload, capabilities, role, timeout, retry, context, priority)
-        self._live.add(1)
+        self._live.enter(task)
         try:
             self._ref.ask(SubmitNow(task))
+        except (ActorDead, ActorCrashed) as exc:
+            self._live.leave(task)
+            self._check_open()
+            # The router actor is restarting (or crashed on this very call): no agent can start it now.
+            raise NoEligibleAgent(f"router {self.name} is restarting after a crash; no agent can start the task now") from exc
         except BaseException:
-            self._live.add(-1)
+            self._live.leave(task)
             raise
         return task.future
 
@@ -383,7 +424,12 @@ class Router:
         future._what = f"result of task {task_id}"
         future._timeout_error = LanewayTimeout
         ref = self._ref
-        future.add_done_callback(lambda f: f.cancelled() and tell_quietly(ref, CancelTask(task_id)))
+
+        def withdraw_if_cancelled(f: concurrent.futures.Future[Any]) -> None:
+            if f.cancelled():
+                tell_quietly(ref, CancelTask(task_id))
+
+        future.add_done_callback(withdraw_if_cancelled)
         return Task(
             task_id, payload, caps, role, context, retry or self.retry, future, timeout=timeout, seq=seq, priority=level
         )
@@ -413,6 +459,7 @@ class Router:
         self._room.close()
         timeout = self._orch.shutdown_timeout if timeout is None else timeout
         self._stop_listening()
+        self._stop_listening_escalated()
         error = SystemShutdown(f"router {self.name} shut down")
         try:
             running = self._ref.ask(Close(error), timeout=timeout)
@@ -422,12 +469,35 @@ class Router:
             log.exception("router %s did not close cleanly", self.name)
         if not self._runners.close(timeout):
             log.error("router %s: some handlers were still running at shutdown; abandoned", self.name)
-        self._ref.stop(timeout=timeout)
+        self._supervisor.stop(timeout=timeout)
         self._breakers.stop(timeout=timeout)
+        # Tasks the actor never saw (sent while it restarted, or after it was stopped).
+        self._fail_leftovers(error, "the router shut down before it could route the task")
 
     def _check_open(self) -> None:
         if self._closed:
             raise SystemShutdown(f"router {self.name} is shut down")
+
+    def _on_escalated(self, event: Event) -> None:
+        if event.source != self._supervisor.name:
+            return
+        log.error("router %s stopped for good: %s", self.name, event.data.get("reason"))
+        self._room.close()
+        error = SystemShutdown(f"router {self.name} stopped: its actor crashed too often ({event.data.get('reason')})")
+        self._fail_leftovers(error, "the router's actor crashed too often")
+
+    def _fail_leftovers(self, error: LanewayError, reason: str) -> None:
+        """Fail every task still counted live; the router actor is gone for good."""
+        for task in self._live.shut(str(error)):
+            if task.future.settle(error=error) and task.handed_over:
+                try:
+                    self._orch.dead_letters.put(
+                        DEAD_LETTER_SOURCE, f"task {task.id}: {reason}", attempts=task.attempts, error=error,
+                        work_id=task.id, payload=task.work(),
+                    )  # fmt: skip
+                except Exception:  # e.g. the store's disk is full: the caller still gets the error
+                    log.exception("could not dead-letter task %s (%s)", task.id, reason)
+            self._live.leave(task)
 
     def _on_child_restarted(self, event: Event) -> None:
         if event.source == self._breakers.name:

@@ -33,7 +33,7 @@ class Task:
 
     __slots__ = (
         "id", "payload", "capabilities", "role", "context", "retry", "future", "deadline", "timeout", "seq",
-        "state", "attempts", "tried", "attempt", "last_error", "timers", "priority", "holds_place",
+        "state", "attempts", "tried", "attempt", "last_error", "timers", "priority", "holds_place", "handed_over",
     )  # fmt: skip
 
     def __init__(
@@ -64,6 +64,9 @@ class Task:
         self.priority = priority
         # Holds a place of the router's queue bound until it first starts on an agent or ends.
         self.holds_place = holds_place
+        # The caller holds the future: a router restarted after a crash must see the task through.
+        # (A submit_nowait the router has not accepted yet is its caller's to retry.)
+        self.handed_over = False
         self.state = TaskState.WAITING
         self.attempts = 0
         self.tried: set[AgentSlot] = set()

@@ -3,21 +3,22 @@
 All state changes happen under the run's lock and end with one store
 version (the note says what changed). Nothing the user wrote runs under the
 lock: executors are dispatched, events published and futures settled only
-after it is released (the ``_effects`` outbox).
+after it is released (the run's :class:`~laneway.core.Outbox`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import logging
 import types
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import attrs
 
-from laneway.core import TimerHandle
+from laneway.core import Outbox, TimerHandle
 from laneway.core import Future
 from laneway.errors import Cancelled, LanewayTimeout, TaskTimedOut, WorkflowError, WorkflowFailed, WorkflowStateError
 from laneway.core import ProgressStream
@@ -69,9 +70,8 @@ class WorkflowRun:
         self._variables = types.MappingProxyType(dict(definition.variables))
         self._flat = flat  # a single submitted task: progress fields go to the stream's top level
         self._lock = engine._new_lock()
-        self._depth = 0
-        self._effects: list[Callable[[], None]] = []
-        self._draining = False
+        # Effects (dispatching executors, events, settling futures) run after the lock is released.
+        self._outbox = Outbox(f"workflow {self.id}", self._lock)
         self.state = snap.state
         self.version = snap.version
         self.records: dict[str, TaskRecord] = dict(snap.tasks)
@@ -91,38 +91,28 @@ class WorkflowRun:
 
     @contextlib.contextmanager
     def _locked(self, *, atomic: bool = False) -> Iterator[None]:
-        """Hold the lock; run the queued effects once the outermost holder releases it.
+        """Hold the lock; the effects queued under it run once the outermost holder releases it.
 
-        The outbox is drained even when the body raises: a body that raised
-        with ``_draining`` set would leave every later effect (dispatching the
-        next task, settling the future) queued for good. With ``atomic`` (the
-        caller-facing operations) a body that raises also leaves the run as
-        it found it: the in-memory state is restored and the effects it
-        queued are dropped, so a refused or failed call changes nothing.
+        The outbox runs them even when the body raises, so a refused call
+        cannot leave later effects (dispatching the next task, settling the
+        future) queued for good. With ``atomic`` (the caller-facing
+        operations) a body that raises also leaves the run as it found it:
+        the in-memory state is restored and the effects it queued are
+        dropped, so a refused or failed call changes nothing.
         """
-        drain = False
-        try:
-            with self._lock:
-                saved = self._save() if atomic and self._depth == 0 else None
-                self._depth += 1
-                try:
-                    yield
-                except BaseException:
-                    if saved is not None:
-                        self._restore(saved)
-                    raise
-                finally:
-                    self._depth -= 1
-                    if self._depth == 0 and not self._draining:
-                        self._draining = drain = True
-        finally:
-            if drain:
-                self._drain()
+        with self._outbox.locked():
+            saved = self._save() if atomic and self._outbox.depth == 1 else None
+            try:
+                yield
+            except BaseException:
+                if saved is not None:
+                    self._restore(saved)
+                raise
 
     def _save(self) -> tuple[Any, ...]:
         return (
             self.state, self.version, dict(self.records), dict(self.results), list(self._ready),
-            dict(self._attempts), dict(self._retry_timers), self.done, self.progress, len(self._effects),
+            dict(self._attempts), dict(self._retry_timers), self.done, self.progress, self._outbox.mark(),
         )
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
@@ -136,34 +126,9 @@ class WorkflowRun:
                         timer.cancel()
                 self.engine._attempt_ended()
         self._attempts = attempts
-        del self._effects[queued:]
+        self._outbox.discard_since(queued)
         for tid in self.records:
             self._report(tid)
-
-    def _drain(self) -> None:
-        # One thread at a time runs the outbox, so effects run in the order they
-        # were queued even across threads: a task's dead letter is written before
-        # the workflow's future settles, also when another thread's attempt is
-        # the one that ended the workflow. Others leave their effects to it.
-        idle = False
-        try:
-            while True:
-                with self._lock:
-                    if not self._effects:
-                        # Cleared under the lock that guards appends: nothing
-                        # queued after this check can be left without a drainer.
-                        self._draining, idle = False, True
-                        return
-                    effects, self._effects = self._effects, []
-                for fn in effects:
-                    try:
-                        fn()
-                    except Exception:
-                        log.exception("workflow %s: effect %r raised", self.id, fn)
-        finally:
-            if not idle:
-                with self._lock:
-                    self._draining = False
 
     def _new_future(self) -> Future[WorkflowStatus]:
         future: Future[WorkflowStatus] = Future()
@@ -194,9 +159,10 @@ class WorkflowRun:
         rec = self.records[tid] = attrs.evolve(self.records[tid], **changes)
         self._report(tid)
         if self.engine._events.active:
-            self._effects.append(
-                lambda key=f"workflow.task.{rec.state.value}", r=rec: self.engine._events.publish(
-                    key, self.id, task_id=tid, attempts=r.attempts, error=r.error, reason=r.reason
+            key = f"workflow.task.{rec.state.value}"
+            self._outbox.add(
+                lambda: self.engine._events.publish(
+                    key, self.id, task_id=tid, attempts=rec.attempts, error=rec.error, reason=rec.reason
                 )
             )
         return rec
@@ -210,7 +176,7 @@ class WorkflowRun:
     def _set_state(self, state: WorkflowState) -> None:
         self.state = state
         if self.engine._events.active:
-            self._effects.append(lambda: self.engine._events.publish(f"workflow.{state.value}", self.id))
+            self._outbox.add(lambda: self.engine._events.publish(f"workflow.{state.value}", self.id))
 
     def _commit(self, note: str, result: tuple[str, str, bytes] | None = None) -> None:
         self.version = self.engine._wstore.write(self.id, self.state, self.records, note, result=result)
@@ -299,12 +265,12 @@ class WorkflowRun:
                 if rec.state in (_PENDING, _RETRY):
                     self._change(tid, state=TaskState.CANCELLED, reason=reason)
             # Cancelled once the call succeeded (a due timer finds no RETRY_WAIT task and does nothing).
-            self._effects.extend(timer.cancel for timer in self._retry_timers.values())
+            self._outbox.extend(timer.cancel for timer in self._retry_timers.values())
             self._retry_timers = {}
             self._commit(f"cancelled: {reason}")
             attempts = list(self._attempts.values())
             # Tokens run callbacks (user code): cancel them after the lock is released.
-            self._effects.extend(lambda a=a: a.ctx.cancel_token.cancel(reason) for a in attempts)
+            self._outbox.extend(functools.partial(a.ctx.cancel_token.cancel, reason) for a in attempts)
             self._maybe_finish()
             return True
 
@@ -316,7 +282,7 @@ class WorkflowRun:
                     "pause it and wait until it is idle, or let it finish, before rolling back"
                 )
             # Cancelled once the call succeeded (a due timer finds no RETRY_WAIT task and does nothing).
-            self._effects.extend(timer.cancel for timer in self._retry_timers.values())
+            self._outbox.extend(timer.cancel for timer in self._retry_timers.values())
             self._retry_timers = {}
             self.records = {}
             for tid, rec in snap.tasks.items():
@@ -403,7 +369,7 @@ class WorkflowRun:
         if task.checkpoint_every_s is not None:
             attempt.checkpoint_timer = clock.call_later(task.checkpoint_every_s, lambda: self._auto_checkpoint(tid, token))
         self._commit(f"task {tid} started (attempt {rec.attempts})")
-        self._effects.append(lambda: self.engine._dispatch.execute(self, tid, attempt))
+        self._outbox.add(lambda: self.engine._dispatch.execute(self, tid, attempt))
 
     def _maybe_finish(self) -> None:
         if self._attempts:
@@ -422,12 +388,12 @@ class WorkflowRun:
         status, done, stream = self.status(), self.done, self.progress
         if status.state is WorkflowState.COMPLETED:
             outcome: Any = (self.results.get(next(iter(self.tasks))) if self._flat else status.results)
-            self._effects.append(lambda: stream.complete(outcome))
+            self._outbox.add(lambda: stream.complete(outcome))
         else:
             error = self._failure(status)
-            self._effects.append(lambda: stream.fail(error))
-        self._effects.append(lambda: done.settle(status))
-        self._effects.append(lambda: self.engine._finished(self))
+            self._outbox.add(lambda: stream.fail(error))
+        self._outbox.add(lambda: done.settle(status))
+        self._outbox.add(lambda: self.engine._finished(self))
 
     def _failure(self, status: WorkflowStatus) -> BaseException:
         if self._flat and status.state is WorkflowState.FAILED:
@@ -449,17 +415,17 @@ class WorkflowRun:
                 # RUNNING in the store so recovery re-runs it.
                 self._drop(tid)
                 return
-            blob = None
+            blob: bytes | None = None
             if ok:
                 try:
                     blob = self.engine._wstore.pickle_result(tid, value)
                 except WorkflowError as exc:
-                    ok, value = False, exc
+                    value = exc
             self._drop(tid)
-            if ok:
+            if blob is not None:  # succeeded, and its result pickled
                 self.results[tid] = value
                 self._change(tid, state=TaskState.COMPLETED, run=token, error="")
-                self._commit(f"task {tid} completed", result=(tid, token, blob))  # type: ignore[arg-type]
+                self._commit(f"task {tid} completed", result=(tid, token, blob))
                 self.engine._wstore.clear_checkpoint(self.id, tid)
                 self._unblock(tid)
             else:
@@ -500,13 +466,13 @@ class WorkflowRun:
             self._unblock(tid)
             note += " (allowed)"
         else:
-            skipped = [d for d in sorted(descendants(self._deps, [tid]), key=self._order.get) if self.records[d].state is _PENDING]
+            skipped = [d for d in sorted(descendants(self._deps, [tid]), key=self._order.__getitem__) if self.records[d].state is _PENDING]
             for d in skipped:
                 self._change(d, state=TaskState.SKIPPED, reason=f"dependency {tid!r} failed: {error!r}")
             if skipped:
                 note += "; skipped " + ", ".join(skipped)
         self._commit(note)
-        self._effects.append(lambda: self.engine._dead_letter(self, tid, rec.attempts, error))
+        self._outbox.add(lambda: self.engine._dead_letter(self, tid, rec.attempts, error))
 
     def _retry_due(self, tid: str) -> None:
         with self._locked():
@@ -551,7 +517,8 @@ class WorkflowRun:
             if has_state:
                 self.engine._wstore.save_checkpoint(self.id, tid, state)
             every = self.tasks[tid].checkpoint_every_s
-            attempt.checkpoint_timer = self.engine._clock.call_later(every, lambda: self._auto_checkpoint(tid, token))  # type: ignore[arg-type]
+            if every is not None:  # always, for a task with this timer
+                attempt.checkpoint_timer = self.engine._clock.call_later(every, lambda: self._auto_checkpoint(tid, token))
 
     def tokens(self) -> list[CancellationToken]:
         """Tokens of the attempts in flight (the engine cancels them at shutdown)."""

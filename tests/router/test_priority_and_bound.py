@@ -122,7 +122,7 @@ def test_bad_queue_options_are_config_errors(orch):
 
 def test_a_failed_registration_leaves_no_breaker_actor_behind(orch):
     router = orch.router
-    router._ref.stop(timeout=WAIT)  # the router actor is gone: Register cannot be answered
+    router._supervisor.stop(timeout=WAIT)  # the router actor is gone for good: Register cannot be answered
     with pytest.raises(ActorDead):
         router.register_agent("a", AlphaRole.EXECUTOR, {"x"}, 1, str)
     assert router._breakers.which_children() == []
