@@ -7,6 +7,7 @@ an import-linter contract, so there are no import cycles)::
 
     laneway.cli                          the `laneway` command: demo, bench, worker, keys
     laneway.orchestrator                 the composition root: wires the subsystems together
+    laneway.console                      the web console: live views and operations in a browser
     laneway.observe                      metrics, monitor, alerts, dashboard, exporters
     laneway.workflow                     DAG workflows, versioned state, checkpoints
     laneway.router                       capability routing behind breakers

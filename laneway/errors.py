@@ -321,3 +321,14 @@ class StoreError(LanewayError):
 
 class VersionNotFound(StoreError, LookupError):
     """The requested version does not exist."""
+
+
+# -- console -------------------------------------------------------------------------------
+
+
+class ConsoleError(LanewayError):
+    """The web console cannot start or serve as asked (its extra is missing, the address is taken)."""
+
+
+class ConsoleOperationError(ConsoleError, ValueError):
+    """A console operation was unknown or its arguments were wrong; the message names which and what is accepted."""

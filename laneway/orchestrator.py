@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Any, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from laneway.actors import ActorSystem
 from laneway.errors import ConfigError, SystemShutdown, Terminated
@@ -21,6 +21,9 @@ from laneway.observe import Metrics
 from laneway.pool import Pool
 from laneway.router import Router
 from laneway.workflow import WorkflowEngine
+
+if TYPE_CHECKING:
+    from laneway.console import Console
 
 T = TypeVar("T")
 
@@ -69,6 +72,7 @@ class Orchestrator(ActorSystem):
         self._router: Router | None = None
         self._workflows: WorkflowEngine | None = None
         self._metrics: Metrics | None = None
+        self._console: Console | None = None
 
     def __enter__(self) -> Orchestrator:
         if (
@@ -177,6 +181,10 @@ class Orchestrator(ActorSystem):
         return self._build("_workflows", "workflows", lambda: WorkflowEngine(self, router=self._routing),
                            configured=False)
 
+    def started_workflows(self) -> WorkflowEngine | None:
+        """The workflow engine if something started it; never starts it."""
+        return self._workflows
+
     @property
     def metrics(self) -> Metrics:
         """The metrics registry (started on first use)."""
@@ -185,6 +193,22 @@ class Orchestrator(ActorSystem):
     def started_metrics(self) -> Metrics | None:
         """The metrics registry if something started it; never starts it."""
         return self._metrics
+
+    @property
+    def console(self) -> Console:
+        """The web console (built on first use, not serving until ``orch.console.start(port=...)``).
+
+        Its server stack is the ``laneway[console]`` extra, imported only when it
+        starts; see :class:`laneway.console.Console`.
+        """
+
+        def build() -> Console:
+            # Imported here: the orchestrator (and `import laneway`) must not load the console.
+            from laneway.console import Console
+
+            return Console(self)
+
+        return self._build("_console", "console", build, configured=False)
 
     # providers handed to subsystems ---------------------------------------------------
 

@@ -229,3 +229,39 @@ def test_a_closed_pipe_is_not_a_traceback():
     proc.stdout.close()  # like `| head -0`: the reader is gone before the first line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err, err
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(180)
+def test_console_serves_the_demo_live_and_after_the_run(tmp_path):
+    pytest.importorskip("aiohttp", reason="the console extra (aiohttp) is not installed")
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "laneway", "console", "--port", "0", "--linger", "60", "--path", str(STDLIB / "json"),
+         "--plain"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in proc.stderr:  # ends at EOF if the program dies, so no hang
+            lines.append(line)
+            if line.startswith("laneway console: "):
+                break
+        url = lines[-1].split(": ", 1)[1].strip() if lines else ""
+        assert url.startswith("http://127.0.0.1:"), "".join(lines)
+        with urllib.request.urlopen(url + "api/state", timeout=30) as resp:
+            assert json.loads(resp.read())["system"] == "code-swarm"
+        for line in proc.stderr:
+            if "the console stays open" in line:
+                break
+        with urllib.request.urlopen(url + "api/state", timeout=30) as resp:
+            state = json.loads(resp.read())
+        assert [w["state"] for w in state["workflows"]] == ["completed"]
+        assert state["workers"] and state["agents"]
+        proc.send_signal(signal.SIGTERM)  # a graceful stop (exit 0) ends the lingering console
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)

@@ -69,3 +69,11 @@ def test_import_laneway_loads_no_subsystem():
     heavy = {m for m in loaded if m.split(".")[0] in {"pykka", "zmq", "rich", "cloudpickle", "psutil", "ray"}}
     assert not heavy, f"`import laneway` imported {sorted(heavy)}"
     assert not {m for m in loaded if m.startswith("laneway.") and m != "laneway.errors"}
+
+
+def test_the_orchestrator_does_not_load_the_console_or_its_server_stack():
+    # `orch.console` imports the console on first use; the server stack (aiohttp) loads only when it starts.
+    loaded = _modules_after("from laneway import Orchestrator; Orchestrator")
+    assert "laneway.orchestrator" in loaded
+    stack = {m for m in loaded if m.split(".")[0] in {"aiohttp", "selenium"} or m.startswith("laneway.console")}
+    assert not stack, f"importing the Orchestrator imported {sorted(stack)}"

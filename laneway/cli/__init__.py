@@ -30,6 +30,7 @@ from laneway.errors import LanewayError
 #: (subcommand, module) in the order ``--help`` lists them.
 COMMANDS: list[tuple[str, str]] = [
     ("demo", "laneway.cli.demo"),
+    ("console", "laneway.cli.console"),
     ("bench", "laneway.cli.bench"),
     ("worker", "laneway.cli.worker"),
     ("keys", "laneway.cli.keys"),

@@ -29,3 +29,19 @@ def positive(kind: type) -> Callable[[str], Any]:
 
     convert.__name__ = kind.__name__  # argparse names the type in its messages
     return convert
+
+
+def port(text: str) -> int:
+    """An argparse ``type``: a TCP port, 0..65535 (0: the system picks a free one).
+
+    Example:
+        >>> port("8642")
+        8642
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {text}")
+    return value

@@ -6,6 +6,7 @@ import itertools
 import logging
 import threading
 import time
+import traceback as _tb
 import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -41,6 +42,8 @@ class DeadLetter:
         work_id: the id the component knew the work by (task or command id).
         payload: what is needed to re-submit it (component-specific).
         ts: wall-clock time it was dead-lettered (for humans).
+        traceback: the last error's traceback as text: the worker's own for a remote
+            error, else the local one ("" when there was none).
     """
 
     id: str
@@ -51,6 +54,20 @@ class DeadLetter:
     work_id: str = ""
     payload: Any = None
     ts: float = 0.0
+    traceback: str = ""
+
+
+#: Most characters of a traceback kept in a letter (a deep recursion must not bloat the store).
+_TRACEBACK_MAX = 20_000
+
+
+def _traceback_text(error: BaseException | str | None) -> str:
+    if not isinstance(error, BaseException):
+        return ""
+    text = getattr(error, "remote_traceback", "") or ""
+    if not text and error.__traceback__ is not None:
+        text = "".join(_tb.format_exception(error))
+    return text if len(text) <= _TRACEBACK_MAX else "...\n" + text[-_TRACEBACK_MAX:]
 
 
 class DeadLetterQueue:
@@ -153,6 +170,7 @@ class DeadLetterQueue:
             work_id=work_id,
             payload=payload,
             ts=time.time(),
+            traceback=_traceback_text(error),
         )
         blob = b""
         if self._store is not None:

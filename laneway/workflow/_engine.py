@@ -308,6 +308,26 @@ class WorkflowEngine:
         """Every workflow in the store, oldest first."""
         return self._wstore.workflow_ids()
 
+    def loaded_ids(self) -> list[str]:
+        """Workflows this engine holds in memory (running, paused, recently finished), oldest first.
+
+        Unlike :meth:`get` or :meth:`status` on a stored id, this never loads a
+        workflow from the store (loading resumes an interrupted one), so an
+        observer can list what runs without changing it.
+        """
+        with self._lock:
+            return list(self._runs)
+
+    def definition(self, workflow_id: str) -> WorkflowDefinition:
+        """What the workflow is made of (its tasks and their dependencies), without loading it to run.
+
+        Raises:
+            WorkflowNotFound: no such workflow in memory or in the store.
+        """
+        with self._lock:
+            run = self._runs.get(workflow_id)
+        return run.definition if run is not None else self._wstore.definition(workflow_id)
+
     def recover(self) -> list[Workflow]:
         """Load every unfinished workflow of the store that this engine does not run yet.
 

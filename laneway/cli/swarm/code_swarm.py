@@ -2,6 +2,7 @@
 
     laneway demo                       # the whole stdlib, live dashboard on a terminal
     laneway demo --chaos               # SIGKILL pool workers during the run: same result
+    laneway demo --chaos --console     # and watch it in the browser at http://127.0.0.1:8642/
     laneway demo --path DIR --files 200 --out report.json
 
 A DAG workflow (``laneway.workflow``) routes each step to agents by role and
@@ -42,7 +43,7 @@ import cloudpickle
 
 from laneway import Orchestrator
 from laneway.actors import Backoff, OneForOne
-from laneway.cli._args import positive
+from laneway.cli._args import port, positive
 from laneway.cli.swarm import code_analysis as ca
 from laneway.lanes import LaneConfig, Priority, RetryPolicy
 from laneway.observe import AlertThresholds, Dashboard, Monitor, Scope, Threshold
@@ -67,6 +68,9 @@ class SwarmConfig:
     chaos_interval_s: float = 2.0
     seed: int = 7
     live: bool | None = None
+    console_port: int | None = None
+    console_host: str = "127.0.0.1"
+    console_linger_s: float = 0.0
 
 
 # --- agents --------------------------------------------------------------------
@@ -283,6 +287,8 @@ def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any
     total = len(ca.list_python_files(cfg.root, cfg.files))
     with Orchestrator(name="code-swarm", shutdown_timeout=10.0) as orch:
         start_subsystems(orch, cfg, total)
+        if cfg.console_port is not None:
+            open_console(orch, cfg)
         # The demo queues every file on the prompt lane at once, on purpose: a deep
         # prompt queue is the plan, not a warning. Other lanes keep the defaults.
         thresholds = AlertThresholds(subjects={"lane:prompt": Threshold()})
@@ -298,7 +304,19 @@ def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any
         result = status.results.get("aggregate")
         run = run_record(orch, label, status.state.value, elapsed, total, done.count, result, cfg, chaos)
         run["control"] = paused
+        if cfg.console_port is not None and cfg.console_linger_s > 0:
+            print(f"the run ended; the console stays open {cfg.console_linger_s:g}s (Ctrl-C ends it)", file=sys.stderr)
+            threading.Event().wait(cfg.console_linger_s)
     return {"result": result, "run": run}
+
+
+def open_console(orch: Orchestrator, cfg: SwarmConfig) -> None:
+    """Serve the web console for the run (token from ``LANEWAY_CONSOLE_TOKEN``, else generated off loopback)."""
+    assert cfg.console_port is not None
+    console = orch.console.start(port=cfg.console_port, host=cfg.console_host,
+                                 token=os.environ.get("LANEWAY_CONSOLE_TOKEN") or None)
+    if console.token is None or os.environ.get("LANEWAY_CONSOLE_TOKEN"):
+        print(f"laneway console: {console.url.split('#')[0]}", file=sys.stderr, flush=True)
 
 
 def run_record(orch: Orchestrator, label: str, state: str, elapsed: float, total: int, analyzed: int, result: Any,
@@ -383,6 +401,13 @@ def parser(prog: str | None = None) -> argparse.ArgumentParser:
     add("--out", help="write the JSON report here")
     add("--log-level", default="error", choices=["debug", "info", "warning", "error"],
         help="laneway's log level (default error: chaos causes many expected warnings; alerts show anyway)")  # fmt: skip
+    add("--console", nargs="?", const=8642, type=port, metavar="PORT",
+        help="serve the web console during the run (default port 8642; 0 picks a free one)")
+    add("--console-host", default="127.0.0.1",
+        help="address the console binds (default 127.0.0.1; any other needs a token: LANEWAY_CONSOLE_TOKEN, "
+             "or one is generated and printed)")  # fmt: skip
+    add("--console-linger", type=positive(float), default=None, metavar="SECONDS",
+        help="keep the console open this long after the run ends")
     view = p.add_mutually_exclusive_group()
     view.add_argument("--live", dest="live", action="store_true", default=None, help="force the live dashboard")
     view.add_argument("--plain", dest="live", action="store_false", help="plain log lines, not the live dashboard")
@@ -417,8 +442,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         label = "Python {}.{} stdlib".format(*sys.version_info[:2])
     else:
         label = os.path.basename(os.path.normpath(root))
+    if args.console is None and (args.console_linger or args.console_host != "127.0.0.1"):
+        p.error("--console-host and --console-linger go with --console")
     cfg = SwarmConfig(root, args.files, args.shards, args.workers, args.chaos,
-                      args.chaos_interval, args.seed, args.live)  # fmt: skip
+                      args.chaos_interval, args.seed, args.live, args.console, args.console_host,
+                      args.console_linger or 0.0)  # fmt: skip
     report = run_swarm(cfg, label)
     print(summary(report))
     if args.out:

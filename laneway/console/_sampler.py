@@ -1,0 +1,218 @@
+"""Reads the system into plain JSON-able snapshots for the console page.
+
+Reading never holds a subsystem's lock while the snapshot is rendered: each
+subsystem is asked once through its public ``statistics()``-style call (which
+copies under its own lock and returns a frozen record), and everything after
+that works on the copies. A subsystem that fails to answer (shutting down) is
+logged and shown empty, like :func:`laneway.observe.system_view` does.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from laneway.core import Event
+
+if TYPE_CHECKING:
+    from laneway.console._target import ConsoleTarget
+    from laneway.observe import Alert
+
+log = logging.getLogger(__name__)
+
+#: Points of throughput history kept per lane (at 2 samples a second, a minute).
+HISTORY_POINTS = 120
+#: Most events kept for the event stream view.
+EVENTS_KEPT = 2000
+#: Most dead letters and workflows one snapshot carries (newest first); totals are always exact.
+LETTERS_SHOWN = 100
+WORKFLOWS_SHOWN = 30
+#: Most causes of death remembered per worker slot.
+DEATHS_KEPT = 5
+
+
+def _value(x: Any) -> Any:
+    return getattr(x, "value", x)
+
+
+def _role(role: Any) -> str:
+    symbol = getattr(role, "symbol", None)
+    return f"{symbol} {role.name.lower()}" if symbol else str(_value(role))
+
+
+def _text(data: Any, limit: int = 300) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in data.items()) if isinstance(data, dict) else repr(data)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Sampler:
+    """Keeps what the console needs between reads (event log, worker deaths, lane history) and reads snapshots.
+
+    Args:
+        target: the system to read.
+        active_alerts: returns the alerts raised and not resolved (from the console's monitor).
+    """
+
+    def __init__(self, target: ConsoleTarget, active_alerts: Callable[[], list[Alert]] = list) -> None:
+        self._target = target
+        self._active_alerts = active_alerts
+        self._seq = itertools.count(1)
+        # deque appends are atomic: the publisher's thread pays one append per event, no lock.
+        self._events: collections.deque[tuple[int, Event]] = collections.deque(maxlen=EVENTS_KEPT)
+        self._alert_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
+        self._deaths: dict[str, collections.deque[str]] = {}
+        self._lock = threading.Lock()  # the lane history, updated by ticks only
+        self._history: dict[str, collections.deque[tuple[float, float]]] = {}
+        self._last_completed: dict[str, tuple[float, int]] = {}
+        self._definitions: dict[str, Any] = {}
+        self.snapshots = 0
+        self._remove = target.events.add_listener(self._on_event)
+
+    def close(self) -> None:
+        """Stop listening to the bus."""
+        self._remove()
+
+    # the publisher's thread -----------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        self._events.append((next(self._seq), event))
+        key = event.key
+        if key == "pool.worker.lost" and not event.data.get("planned"):
+            self._deaths.setdefault(event.source, collections.deque(maxlen=DEATHS_KEPT)).append(
+                str(event.data.get("reason", "?"))
+            )
+        elif key in ("alert.raised", "alert.resolved"):
+            self._alert_log.append({"key": key, "subject": event.source, "ts": event.ts, **{
+                k: str(_value(v)) for k, v in event.data.items()}})
+
+    def events_since(self, seq: int, prefix: str = "", limit: int = 200) -> tuple[int, list[dict[str, Any]]]:
+        """Events after ``seq`` whose key starts with ``prefix`` (at most ``limit``, the newest); and the last seq seen."""
+        items = list(self._events)
+        last = items[-1][0] if items else seq
+        picked = [(n, e) for n, e in items if n > seq and e.key.startswith(prefix)][-limit:]
+        return last, [
+            {"seq": n, "key": e.key, "source": e.source, "ts": round(e.ts, 3), "data": _text(dict(e.data))}
+            for n, e in picked
+        ]
+
+    # reads ----------------------------------------------------------------------------------
+
+    def _read(self, what: str, fn: Callable[[], Any], empty: Any) -> Any:
+        try:
+            return fn()
+        except Exception:
+            log.debug("console: reading %s failed", what, exc_info=True)
+            return empty
+
+    def snapshot(self, *, tick: bool = False) -> dict[str, Any]:
+        """One reading of every started subsystem, as JSON-able data.
+
+        Args:
+            tick: True for the periodic sample (it extends the throughput history); False for a
+                one-off read, which leaves the history alone.
+        """
+        t = self._target
+        now = t.clock.now()
+        lanes = t.started_lanes()
+        pool = t.started_pool()
+        router = t.started_router()
+        engine = t.started_workflows()
+        snap: dict[str, Any] = {"system": t.name, "ts": round(now, 3), "wall": time.time()}
+        snap["lanes"] = self._read("lanes", lambda: self._lanes(lanes, now, tick), []) if lanes else []
+        snap["pool"], snap["workers"] = self._read("pool", lambda: self._pool(pool), (None, [])) if pool else (None, [])
+        snap["agents"] = self._read("router", lambda: self._agents(router), []) if router else []
+        snap["workflows"] = self._read("workflows", lambda: self._workflows(engine), []) if engine else []
+        snap["dead_letters"] = self._read("dead letters", self._letters, {"total": 0, "items": []})
+        snap["alerts"] = {
+            "active": [self._alert(a) for a in self._read("alerts", self._active_alerts, [])],
+            "recent": list(self._alert_log)[::-1][:20],
+        }
+        snap["started"] = {"lanes": lanes is not None, "pool": pool is not None, "router": router is not None,
+                           "workflows": engine is not None}
+        self.snapshots += 1
+        return snap
+
+    @staticmethod
+    def _alert(a: Alert) -> dict[str, Any]:
+        return {"kind": str(_value(a.kind)), "subject": a.subject, "level": a.level.name.lower(),
+                "value": a.value, "message": a.message}
+
+    def _lanes(self, lanes: Any, now: float, tick: bool) -> list[dict[str, Any]]:
+        stats = lanes.statistics()
+        out = []
+        for s in stats.lanes:
+            if tick:
+                self._advance_history(s.name, now, s.completed)
+            with self._lock:
+                history = [round(r, 2) for _, r in self._history.get(s.name, ())]
+            out.append({
+                "name": s.name, "priority": s.priority, "pending": s.pending, "active": s.active,
+                "max": s.max_concurrency, "completed": s.completed, "failed": s.failed,
+                "dead_lettered": s.dead_lettered, "cancelled": s.cancelled, "paused": s.paused,
+                "session": s.session_id, "throughput": round(s.throughput_per_s, 2),
+                "p50": s.latency_p50_s, "p90": s.latency_p90_s, "p95": s.latency_p95_s, "p99": s.latency_p99_s,
+                "history": history,
+            })
+        return out
+
+    def _advance_history(self, lane: str, now: float, completed: int) -> None:
+        with self._lock:
+            last = self._last_completed.get(lane)
+            self._last_completed[lane] = (now, completed)
+            if last is None or now <= last[0]:
+                return
+            rate = max(0, completed - last[1]) / (now - last[0])
+            self._history.setdefault(lane, collections.deque(maxlen=HISTORY_POINTS)).append((now, rate))
+
+    def _pool(self, pool: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        workers = pool.workers()
+        st = pool.statistics()
+        summary = {"backend": st.backend, "workers": st.workers, "busy": st.busy, "queued": st.queued,
+                   "in_flight": st.in_flight, "completed": st.completed, "failed": st.failed,
+                   "worker_deaths": st.worker_deaths, "restarts": st.restarts}
+        rows = [{
+            "name": w.name, "pid": w.pid, "host": w.host, "state": str(_value(w.state)), "rss": w.rss,
+            "cpu": round(w.cpu, 1), "tasks": w.tasks_done, "in_flight": w.in_flight, "restarts": w.restarts,
+            "deaths": list(self._deaths.get(w.name.rsplit("/", 1)[-1], ())),
+        } for w in workers]
+        return summary, rows
+
+    @staticmethod
+    def _agents(router: Any) -> list[dict[str, Any]]:
+        return [{
+            "agent_id": a.agent_id, "role": _role(a.role), "capabilities": sorted(a.capabilities),
+            "in_flight": a.in_flight, "max": a.max_concurrent, "completed": a.completed, "failed": a.failed,
+            "rejected": a.rejected, "breaker": str(_value(a.breaker)),
+        } for a in sorted(router.agents(), key=lambda a: a.agent_id)]
+
+    def _workflows(self, engine: Any) -> list[dict[str, Any]]:
+        out = []
+        for wid in engine.loaded_ids()[-WORKFLOWS_SHOWN:][::-1]:
+            try:
+                status = engine.status(wid)
+                definition = self._definitions.get(wid)
+                if definition is None:
+                    definition = self._definitions[wid] = engine.definition(wid)
+            except LookupError:
+                continue  # dropped between the listing and the read
+            deps = {task.task_id: list(task.dependencies) for task in definition.tasks}
+            out.append({
+                "id": wid, "name": status.name, "state": str(_value(status.state)), "version": status.version,
+                "tasks": [{"id": tid, "state": str(_value(ts.state)), "attempts": ts.attempts,
+                           "error": ts.error[:300], "deps": deps.get(tid, [])} for tid, ts in status.tasks.items()],
+            })
+        if len(self._definitions) > 4 * WORKFLOWS_SHOWN:
+            keep = {w["id"] for w in out}
+            self._definitions = {k: v for k, v in self._definitions.items() if k in keep}
+        return out
+
+    def _letters(self) -> dict[str, Any]:
+        letters = self._target.dead_letters.list()
+        return {"total": len(letters), "items": [{
+            "id": x.id, "source": x.source, "reason": x.reason, "attempts": x.attempts, "error": x.error[:2000],
+            "traceback": getattr(x, "traceback", ""), "work_id": x.work_id, "ts": x.ts,
+        } for x in letters[::-1][:LETTERS_SHOWN]]}
