@@ -29,7 +29,6 @@ from laneway.lanes._records import (
     LaneStatusReport,
     ManagerStatusReport,
 )
-from laneway.lanes._scheduler import Acts
 from laneway.lanes._submit import Submitter
 from laneway.lanes._tools import ToolRegistry, default_registry
 from laneway.lanes._window import RateLimiter
@@ -193,13 +192,11 @@ class LaneManager(Submitter):
         return self._lane(name).config
 
     def _reconfigure(self, name: str, **changes: Any) -> None:
-        acts: Acts = []
-        with self._lock:
+        with self._box.locked():
             lane = self._lane(name)
             lane.config = attrs.evolve(lane.config, **changes)
-            self._lane_changed_locked(lane, acts)
-            self._dispatch_locked(acts)
-        self._do(acts)
+            self._lane_changed_locked(lane)
+            self._dispatch_locked()
 
     def set_max_concurrent(self, lane: str, n: int) -> None:
         """Change a lane's ``max_concurrency`` live; more commands start at once if it grew.
@@ -216,17 +213,15 @@ class LaneManager(Submitter):
         """Replace a lane's rate limit (None removes it); counting starts afresh."""
         if limit is not None and not isinstance(limit, RateLimit):
             raise ConfigError(f"limit must be a RateLimit or None, got {limit!r}")
-        acts: Acts = []
-        with self._lock:
+        with self._box.locked():
             target = self._lane(lane)
             target.config = attrs.evolve(target.config, rate_limit=limit)
             target.limiter = RateLimiter(limit) if limit is not None else None
             if target.rate_timer is not None:
                 target.rate_timer.cancel()
                 target.rate_timer = None
-            self._lane_changed_locked(target, acts)
-            self._dispatch_locked(acts)
-        self._do(acts)
+            self._lane_changed_locked(target)
+            self._dispatch_locked()
 
     def pause(self, lane: str) -> None:
         """Start nothing more from this lane (it still accepts commands)."""
@@ -237,13 +232,11 @@ class LaneManager(Submitter):
         self._set_paused(lane, False)
 
     def _set_paused(self, name: str, paused: bool) -> None:
-        acts: Acts = []
-        with self._lock:
+        with self._box.locked():
             lane = self._lane(name)
             lane.paused = paused
             self._touch(lane)
-            self._dispatch_locked(acts)
-        self._do(acts)
+            self._dispatch_locked()
 
     # commands ------------------------------------------------------------------------------
 
@@ -256,14 +249,12 @@ class LaneManager(Submitter):
         Returns:
             False if the command is unknown or already finished.
         """
-        acts: Acts = []
-        with self._lock:
+        with self._box.locked():
             cmd = self._commands.get(command_id)
             if cmd is None:
                 return False
-            self._cancel_locked(cmd, reason, acts)
-            self._dispatch_locked(acts)
-        self._do(acts)
+            self._cancel_locked(cmd, reason)
+            self._dispatch_locked()
         return True
 
     def state(self, command_id: str) -> CommandState | None:
@@ -400,9 +391,8 @@ class LaneManager(Submitter):
             return self._close_report
         self.shutdown()
         report = self.drain(self._orch.shutdown_timeout if timeout is None else timeout)
-        acts: Acts = []
         persisted, lettered = [], []
-        with self._lock:
+        with self._box.locked():
             self._closed = True
             for cmd in list(self._commands.values()):
                 was = cmd.state
@@ -412,7 +402,7 @@ class LaneManager(Submitter):
                     cmd.lane.remove_waiting(cmd)
                 elif cmd.run is not None and not cmd.run.superseded:
                     cmd.run.superseded = True
-                    acts.append(partial(cmd.run.token.cancel, "lane manager closed"))
+                    self._box.add(partial(cmd.run.token.cancel, "lane manager closed"))
                 cmd.state = CommandState.CANCELLED
                 self._final_locked(cmd)
                 where = "left in the store for the next manager" if cmd.durable else "dead-lettered"
@@ -420,12 +410,11 @@ class LaneManager(Submitter):
                     persisted.append(cmd.id)
                 else:
                     lettered.append(cmd.id)
-                    acts.append(partial(self._orch.dead_letters.put, f"lane:{cmd.lane.name}",
+                    self._box.add(partial(self._orch.dead_letters.put, f"lane:{cmd.lane.name}",
                                         f"lane manager closed while it was {was.value}", attempts=cmd.attempts,
                                         work_id=cmd.id, payload=cmd.payload(with_fn=True)))
-                acts.append(partial(cmd.future.settle, error=LaneShutdown(
+                self._box.add(partial(cmd.future.settle, error=LaneShutdown(
                     f"lane manager closed while command {cmd.id} was {was.value}; {where}")))
-        self._do(acts)
         self._timers.close()
         self._exec.stop(1.0)
         if self._owned_store is not None:

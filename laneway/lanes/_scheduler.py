@@ -1,9 +1,10 @@
 """The lanes' dispatcher: one lock, buckets of eligible lanes by priority, runs, retries and timeouts.
 
-Every method ending in ``_locked`` runs under ``self._lock`` and never calls
-user code: it appends what must happen afterwards (settle a future, publish
-an event, write the store, start a thread) to ``acts``, which :meth:`_do`
-runs once the lock is released.
+Every method ending in ``_locked`` runs under the outbox's lock and never
+calls user code: it queues what must happen afterwards (settle a future,
+publish an event, write the store, start a thread) on the :class:`Outbox`,
+which runs it once the outermost holder leaves, whether its block returned
+or raised, so a transition that fails half-way never strands a future.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import threading
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.errors import CommandCancelled, CommandTimeout, ConfigError, Preempted
+from laneway.errors import CommandCancelled, CommandTimeout, ConfigError, LaneError, Preempted
 from laneway.lanes._command import Command, Run
 from laneway.lanes._config import PreemptAction
 from laneway.lanes._executors import Executors
 from laneway.lanes._lane import Lane
 from laneway.lanes._records import CommandState
-from laneway.core import TimerQueue
+from laneway.core import Outbox, TimerQueue
 
 if TYPE_CHECKING:
     from laneway.actors import ActorSystem
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
     from laneway.lanes._persist import PendingStore
 
 log = logging.getLogger(__name__)
-
-Acts = list[Callable[[], Any]]
 
 
 class Scheduler:
@@ -41,7 +40,8 @@ class Scheduler:
         self._cpu = cpu
         self._clock = orch.clock
         self._events = orch.events
-        self._lock = threading.Lock()
+        self._box = Outbox("lanes")
+        self._lock = self._box.lock  # waits (room, drained, idle workers) use it without the outbox
         self._space = threading.Condition(self._lock)  # a full lane got room
         self._quiet = threading.Condition(self._lock)  # no command left
         self._space_waiters = 0
@@ -58,22 +58,16 @@ class Scheduler:
         self._closed = False
         self._pending: PendingStore | None = None
         self._cpu_runner: CpuRunner | None = None
-        self._exec = Executors(self._lock, end_run_locked=self._end_run_locked, dispatch_locked=self._dispatch_locked,
-                               finish=self._finish, do=self._do, announce=self._announce_run, pool=self._cpu_pool)
+        self._exec = Executors(self._box, end_run_locked=self._end_run_locked, dispatch_locked=self._dispatch_locked,
+                               finish=self._finish, launch_failed=self._launch_failed, announce=self._announce_run,
+                               pool=self._cpu_pool)
 
     # helpers -------------------------------------------------------------------
 
-    def _do(self, acts: Acts) -> None:
-        for act in acts:
-            try:
-                act()
-            except Exception:
-                log.exception("lanes: deferred action %r raised", act)
-
-    def _emit(self, acts: Acts, key: str, source: str, **data: Any) -> None:
+    def _emit(self, key: str, source: str, **data: Any) -> None:
         if self._events.active:
             # The dict handed over as is: a keyword partial would copy it twice more.
-            acts.append(partial(self._events.publish_dict, key, source, data))
+            self._box.add(partial(self._events.publish_dict, key, source, data))
 
     def _touch(self, lane: Lane) -> None:
         """Put the lane in (or take it out of) its priority bucket after any change."""
@@ -88,15 +82,18 @@ class Scheduler:
         elif bucket is not None and lane in bucket:
             del bucket[lane]
 
-    def _lane_changed_locked(self, lane: Lane, acts: Acts) -> None:
+    def _lane_changed_locked(self, lane: Lane) -> None:
         """Eligibility, pressure and idle transitions after pending or active changed."""
         self._touch(lane)
-        lane.recorder.queue_length(lane.pending)
+        try:
+            lane.recorder.queue_length(lane.pending)
+        except Exception:  # a metrics hook must not break a transition half-way
+            log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
         threshold = lane.config.pressure_threshold
         if threshold is not None:
             if lane.pending >= threshold and not lane.pressure:
                 lane.pressure = lane.relief_due = True
-                self._emit(acts, "queue.lane.pressure", lane.name, pending=lane.pending, threshold=threshold)
+                self._emit("queue.lane.pressure", lane.name, pending=lane.pending, threshold=threshold)
             elif lane.pending < threshold:
                 lane.pressure = False
         if lane.busy and lane.pending == 0 and lane.active == 0:
@@ -104,12 +101,12 @@ class Scheduler:
             lane.idle_since = self._clock.now()
             if lane.relief_due:  # idle answers a pressure event; without one nobody is waiting for it
                 lane.relief_due = False
-                self._emit(acts, "queue.lane.idle", lane.name)
-            self._lane_idle_locked(lane, acts)
+                self._emit("queue.lane.idle", lane.name)
+            self._lane_idle_locked(lane)
         if self._space_waiters and lane.pending < lane.config.max_pending:
             self._space.notify_all()
 
-    def _lane_idle_locked(self, lane: Lane, acts: Acts) -> None:
+    def _lane_idle_locked(self, lane: Lane) -> None:
         """Hook for session lanes (clean-up timers); plain lanes do nothing."""
 
     def _announce_run(self, run: Run) -> None:
@@ -141,7 +138,7 @@ class Scheduler:
 
     # dispatch ------------------------------------------------------------------
 
-    def _dispatch_locked(self, acts: Acts) -> None:
+    def _dispatch_locked(self) -> None:
         """Start commands while workers are free: always from the best eligible lane."""
         if self._closed:
             return
@@ -151,7 +148,7 @@ class Scheduler:
                 return
             cmd = lane.take()
             if cmd is not None:
-                self._start_locked(cmd, acts)
+                self._start_locked(cmd)
             self._touch(lane)
 
     def _pick_lane_locked(self) -> Lane | None:
@@ -176,14 +173,12 @@ class Scheduler:
         self._touch(lane)
 
     def _rate_release(self, lane: Lane) -> None:
-        acts: Acts = []
-        with self._lock:
+        with self._box.locked():
             lane.rate_timer = None
             self._touch(lane)
-            self._dispatch_locked(acts)
-        self._do(acts)
+            self._dispatch_locked()
 
-    def _start_locked(self, cmd: Command, acts: Acts) -> None:
+    def _start_locked(self, cmd: Command) -> None:
         lane = cmd.lane
         lane.remove_waiting(cmd)
         if cmd.timers:
@@ -205,19 +200,34 @@ class Scheduler:
             cmd.add_timer(self._timers.schedule(cmd.timeout, partial(self._on_timeout, run)))
         if self._space_waiters:
             self._space.notify_all()
-        self._exec.launch_locked(run, acts)
+        try:
+            self._exec.launch_locked(run)
+        except Exception as exc:
+            self._launch_failed_locked(run, exc)
+
+    def _launch_failed_locked(self, run: Run, exc: BaseException) -> None:
+        """No executor took the run: free the slots it holds and fail the attempt (the lane goes on)."""
+        log.error("lanes: could not launch command %s: %r", run.cmd.id, exc)
+        error = LaneError(f"command {run.cmd.id} ({run.cmd.spec.name}) could not be launched: {exc!r}")
+        error.__cause__ = exc
+        self._end_run_locked(run, False, error)
+
+    def _launch_failed(self, run: Run, exc: BaseException) -> None:
+        """An executor found after the lock was released that it cannot run ``run``."""
+        with self._box.locked():
+            if not run.ended:
+                self._launch_failed_locked(run, exc)
+                self._dispatch_locked()
 
     # the end of a run ----------------------------------------------------------
 
     def _finish(self, run: Run, ok: bool, value: Any) -> None:
         """A run returned or raised (called from the loop thread, a pool callback or a worker)."""
-        acts: Acts = []
-        with self._lock:
-            self._end_run_locked(run, ok, value, acts)
-            self._dispatch_locked(acts)
-        self._do(acts)
+        with self._box.locked():
+            self._end_run_locked(run, ok, value)
+            self._dispatch_locked()
 
-    def _end_run_locked(self, run: Run, ok: bool, value: Any, acts: Acts) -> None:
+    def _end_run_locked(self, run: Run, ok: bool, value: Any) -> None:
         run.ended = True
         cmd = run.cmd
         lane = cmd.lane
@@ -233,16 +243,16 @@ class Scheduler:
         if run.superseded:
             if run.requeue and cmd.state is CommandState.RUNNING:
                 if ok:  # it finished anyway (ignoring its token): no reason to run it again
-                    self._complete_locked(cmd, run, value, now, acts)
+                    self._complete_locked(cmd, run, value, now)
                 else:
                     cmd.attempts -= 1  # a preempted attempt does not count against the retry policy
                     lane.add_waiting(cmd)
                     self._requeue_locked(cmd, keep_seq=True)
         elif ok:
-            self._complete_locked(cmd, run, value, now, acts)
+            self._complete_locked(cmd, run, value, now)
         else:
-            self._fail_attempt_locked(cmd, value, acts)
-        self._lane_changed_locked(lane, acts)
+            self._fail_attempt_locked(cmd, value)
+        self._lane_changed_locked(lane)
 
     def _final_locked(self, cmd: Command) -> None:
         """The command reached a final state: forget it, release its group, wake drainers."""
@@ -257,20 +267,23 @@ class Scheduler:
         if not self._commands:
             self._quiet.notify_all()
 
-    def _complete_locked(self, cmd: Command, run: Run, value: Any, now: float, acts: Acts) -> None:
+    def _complete_locked(self, cmd: Command, run: Run, value: Any, now: float) -> None:
         cmd.state = CommandState.COMPLETED
         lane = cmd.lane
         lane.completed += 1
         latency = now - cmd.submitted_at
-        lane.recorder.completed(latency, now)
+        try:
+            lane.recorder.completed(latency, now)
+        except Exception:
+            log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
         self._final_locked(cmd)
         if cmd.durable and self._pending is not None:
-            acts.append(partial(self._pending.delete, cmd.id))
-        acts.append(partial(cmd.future.settle, value))
-        self._emit(acts, "queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
+            self._box.add(partial(self._pending.delete, cmd.id))
+        self._box.add(partial(cmd.future.settle, value))
+        self._emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                    tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
 
-    def _fail_attempt_locked(self, cmd: Command, error: BaseException, acts: Acts) -> None:
+    def _fail_attempt_locked(self, cmd: Command, error: BaseException) -> None:
         lane = cmd.lane
         policy = cmd.retry
         if cmd.attempts < policy.max_attempts and policy.retries(error) and not self._closed:
@@ -279,7 +292,7 @@ class Scheduler:
             cmd.state = CommandState.RETRY_WAIT
             lane.add_waiting(cmd)
             cmd.enqueued_at = self._clock.now()
-            self._emit(acts, "queue.command.retry", lane.name, command_id=cmd.id, caller=cmd.caller,
+            self._emit("queue.command.retry", lane.name, command_id=cmd.id, caller=cmd.caller,
                        attempt=cmd.attempts, delay_s=delay, error=repr(error))
             if delay > 0:
                 cmd.add_timer(self._timers.schedule(delay, partial(self._retry_due, cmd)))
@@ -291,7 +304,7 @@ class Scheduler:
         lane.dead_lettered += 1
         self._final_locked(cmd)
         reason = f"{cmd.spec.name} failed after {cmd.attempts} attempt(s): {error!r}"
-        acts.append(partial(self._dead_letter, cmd, reason, error))
+        self._box.add(partial(self._dead_letter, cmd, reason, error))
 
     def _dead_letter(self, cmd: Command, reason: str, error: BaseException) -> None:
         """Outside the lock: letter first, then events, then the caller sees the error."""
@@ -314,13 +327,11 @@ class Scheduler:
         cmd.future.settle(error=error)
 
     def _retry_due(self, cmd: Command) -> None:
-        acts: Acts = []
-        with self._lock:
+        with self._box.locked():
             if cmd.state is CommandState.RETRY_WAIT:
                 cmd.timers = None  # the retry timer fired; nothing left to cancel
                 self._requeue_locked(cmd)
-                self._dispatch_locked(acts)
-        self._do(acts)
+                self._dispatch_locked()
 
     def _requeue_locked(self, cmd: Command, keep_seq: bool = False) -> None:
         """Queue a waiting command again (retry or preempted); it is already counted as pending."""
@@ -337,24 +348,22 @@ class Scheduler:
         self._touch(lane)
 
     def _on_timeout(self, run: Run) -> None:
-        acts: Acts = []
-        with self._lock:
+        with self._box.locked():
             if run.ended or run.superseded:
                 return
             run.superseded = True
             cmd = run.cmd
             cmd.lane.timed_out += 1
-            acts.append(partial(run.token.cancel, f"timed out after {cmd.timeout}s"))
-            self._emit(acts, "queue.command.timeout", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+            self._box.add(partial(run.token.cancel, f"timed out after {cmd.timeout}s"))
+            self._emit("queue.command.timeout", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
                        timeout_s=cmd.timeout, attempt=run.attempt)
             error = CommandTimeout(
                 f"command {cmd.id} ({cmd.spec.name}) in lane {cmd.lane.name!r} ran past its {cmd.timeout}s timeout"
                 f" (attempt {run.attempt})"
             )
-            self._fail_attempt_locked(cmd, error, acts)
-            self._lane_changed_locked(cmd.lane, acts)
-            self._dispatch_locked(acts)
-        self._do(acts)
+            self._fail_attempt_locked(cmd, error)
+            self._lane_changed_locked(cmd.lane)
+            self._dispatch_locked()
 
     # cancel and preempt ----------------------------------------------------------
 
@@ -370,7 +379,7 @@ class Scheduler:
             cmd.group.pending.remove(cmd)
         lane.remove_waiting(cmd)
 
-    def _cancel_locked(self, cmd: Command, reason: str, acts: Acts) -> None:
+    def _cancel_locked(self, cmd: Command, reason: str) -> None:
         lane = cmd.lane
         state = cmd.state
         if state is CommandState.QUEUED:
@@ -379,17 +388,17 @@ class Scheduler:
             lane.remove_waiting(cmd)
         elif state is CommandState.RUNNING and cmd.run is not None and not cmd.run.superseded:
             cmd.run.superseded = True
-            acts.append(partial(cmd.run.token.cancel, reason))
+            self._box.add(partial(cmd.run.token.cancel, reason))
         cmd.state = CommandState.CANCELLED
         lane.cancelled += 1
         self._final_locked(cmd)
         if cmd.durable and self._pending is not None:
-            acts.append(partial(self._pending.delete, cmd.id))
-        acts.append(partial(cmd.future.settle, error=CommandCancelled(f"command {cmd.id} cancelled: {reason}")))
-        self._emit(acts, "queue.command.cancelled", lane.name, command_id=cmd.id, caller=cmd.caller, reason=reason)
-        self._lane_changed_locked(lane, acts)
+            self._box.add(partial(self._pending.delete, cmd.id))
+        self._box.add(partial(cmd.future.settle, error=CommandCancelled(f"command {cmd.id} cancelled: {reason}")))
+        self._emit("queue.command.cancelled", lane.name, command_id=cmd.id, caller=cmd.caller, reason=reason)
+        self._lane_changed_locked(lane)
 
-    def _preempt_locked(self, cmd: Command, acts: Acts) -> bool:
+    def _preempt_locked(self, cmd: Command) -> bool:
         """If ``cmd`` arrives at a full lane, preempt the lowest-priority preemptible run; True if it did."""
         lane = cmd.lane
         action = lane.config.preempt
@@ -411,8 +420,8 @@ class Scheduler:
         lane.preempted += 1
         vc = victim.cmd
         reason = f"preempted by command {cmd.id} (priority {cmd.level} over {vc.level})"
-        acts.append(partial(victim.token.cancel, reason, preempted=True))
-        self._emit(acts, "queue.command.preempted", lane.name, command_id=vc.id, caller=vc.caller,
+        self._box.add(partial(victim.token.cancel, reason, preempted=True))
+        self._emit("queue.command.preempted", lane.name, command_id=vc.id, caller=vc.caller,
                    by=cmd.id, action=action.value)
         if action is PreemptAction.REQUEUE:
             victim.requeue = True
@@ -420,7 +429,7 @@ class Scheduler:
             vc.state = CommandState.CANCELLED
             self._final_locked(vc)
             if vc.durable and self._pending is not None:
-                acts.append(partial(self._pending.delete, vc.id))
-            acts.append(partial(vc.future.settle, error=Preempted(f"command {vc.id} {reason}")))
+                self._box.add(partial(self._pending.delete, vc.id))
+            self._box.add(partial(vc.future.settle, error=Preempted(f"command {vc.id} {reason}")))
         lane.preemptors.append(cmd)
         return True

@@ -11,7 +11,7 @@ from laneway.errors import ConfigError, LaneFull, LaneShutdown
 from laneway.lanes._config import DEFAULT_LANES, SESSION_PREFIX, LaneConfig, Priority
 from laneway.lanes._lane import Lane
 from laneway.lanes._records import CommandHandle, LaneStats
-from laneway.lanes._scheduler import Acts, Scheduler
+from laneway.lanes._scheduler import Scheduler
 
 if TYPE_CHECKING:
     from laneway.lanes._manager import LaneManager
@@ -164,7 +164,7 @@ class SessionLanes(Scheduler):
             lane.idle_timer = None
         self._touch(lane)
 
-    def _lane_idle_locked(self, lane: Lane, acts: Acts) -> None:
+    def _lane_idle_locked(self, lane: Lane) -> None:
         if lane.session_id is None or self._sessions.get(lane.session_id) is not lane or lane.group is not None:
             return
         if lane.closing:
@@ -177,8 +177,7 @@ class SessionLanes(Scheduler):
             lane.idle_timer = self._timers.schedule(delay, partial(self._idle_check, lane))
 
     def _idle_check(self, lane: Lane) -> None:
-        acts: Acts = []
-        with self._lock:
+        with self._box.locked():
             lane.idle_timer = None
             if self._sessions.get(lane.session_id) is not lane or not self._session_idle(lane):
                 return  # busy again: the next idle transition schedules a new check
@@ -187,5 +186,4 @@ class SessionLanes(Scheduler):
                 self._schedule_idle_check_locked(lane, left)
                 return
             self._remove_session_locked(lane)
-            self._emit(acts, "queue.session.closed", lane.name, session_id=lane.session_id, reason="idle")
-        self._do(acts)
+            self._emit("queue.session.closed", lane.name, session_id=lane.session_id, reason="idle")

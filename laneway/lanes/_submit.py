@@ -24,7 +24,6 @@ from laneway.lanes._config import SESSION_PREFIX, GiveUp, Priority, as_priority
 from laneway.lanes._lane import Lane
 from laneway.lanes._records import CommandHandle, CommandState
 from laneway.core import RetryPolicy
-from laneway.lanes._scheduler import Acts
 from laneway.lanes._sessions import SessionLanes
 from laneway.lanes._tools import ToolRegistry, ToolSpec, make_spec
 
@@ -144,14 +143,12 @@ class Submitter(SessionLanes):
 
     def _give_up(self, handle: CommandHandle, reason: str) -> None:
         """Withdraw the command its only waiter stopped waiting for (no-op once it ended)."""
-        acts: Acts = []
-        with self._lock:
+        with self._box.locked():
             cmd = self._commands.get(handle.command_id)
             if cmd is None or cmd.future is not handle.future:  # ended (its id may even be reused)
                 return
-            self._cancel_locked(cmd, f"withdrawn: {reason}", acts)
-            self._dispatch_locked(acts)
-        self._do(acts)
+            self._cancel_locked(cmd, f"withdrawn: {reason}")
+            self._dispatch_locked()
 
     # resolution and checks, before anything is queued --------------------------------
 
@@ -266,29 +263,26 @@ class Submitter(SessionLanes):
             lane = cmd.lane = self._session_lane_locked(lane.session_id)
         return lane
 
-    def _wait_for_room_locked(self, lane: Lane, block: float) -> None:
+    def _wait_for_room(self, lane: Lane, deadline: float, block: float) -> None:
+        """Wait (with the bare lock: no effects are queued) until the lane has room; LaneFull at ``deadline``."""
         limit = lane.config.max_pending
-        if lane.pending < limit:
-            return
-        if block <= 0:
-            raise LaneFull(f"lane {lane.name!r} is full ({limit} pending)")
-        deadline = time.monotonic() + block
-        self._space_waiters += 1
-        try:
-            while lane.pending >= lane.config.max_pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise LaneFull(f"lane {lane.name!r} stayed full ({limit} pending) for {block}s")
-                self._space.wait(left)
-                self._check_accepting_locked()
-        finally:
-            self._space_waiters -= 1
+        with self._lock:
+            self._space_waiters += 1
+            try:
+                while lane.pending >= lane.config.max_pending:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise LaneFull(f"lane {lane.name!r} stayed full ({limit} pending) for {block}s")
+                    self._space.wait(left)
+                    self._check_accepting_locked()
+            finally:
+                self._space_waiters -= 1
 
-    def _enqueue_locked(self, cmd: Command, max_wait: float | None, acts: Acts) -> tuple[int, float | None]:
+    def _enqueue_locked(self, cmd: Command, max_wait: float | None) -> tuple[int, float | None]:
         lane = cmd.lane
         if cmd.id in self._commands:
             raise ConfigError(f"command id {cmd.id!r} is already in use")
-        if lane.preemptible_runs and lane.active >= lane.cap and self._preempt_locked(cmd, acts):
+        if lane.preemptible_runs and lane.active >= lane.cap and self._preempt_locked(cmd):
             position, eta = 0, 0.0
         else:
             position = lane.queue.estimate(cmd.caller, cmd.level) + len(lane.preemptors)
@@ -305,18 +299,16 @@ class Submitter(SessionLanes):
         if cmd.deadline_s is not None:
             for fraction in lane.config.deadline_boosts:
                 cmd.add_timer(self._timers.schedule(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
-        self._lane_changed_locked(lane, acts)
+        self._lane_changed_locked(lane)
         return position, eta
 
     def _boost(self, cmd: Command) -> None:
-        acts: Acts = []
-        with self._lock:
+        with self._box.locked():
             if cmd.state is not CommandState.QUEUED or not cmd.queued or cmd.level == 0:
                 return
             cmd.lane.queue.promote(cmd, cmd.level - 1)
-            self._emit(acts, "queue.command.boosted", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+            self._emit("queue.command.boosted", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
                        priority=Priority(cmd.level).name.lower())
-        self._do(acts)
 
     def _submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, priority: Priority | None,
                 caller: str, timeout: float | None, retry: RetryPolicy | None, deadline_s: float | None,
@@ -332,20 +324,24 @@ class Submitter(SessionLanes):
             raise ConfigError(f"command id {cmd.id!r} is already in use")
         if self._pending is not None or self._events.active:
             self._announce_submitted([cmd])
-        acts: Acts = []
+        deadline = None
         try:
-            with self._lock:
-                self._check_accepting_locked()
-                lane = self._attach_lane_locked(cmd)
-                if not unbounded:
-                    self._wait_for_room_locked(lane, block)
-                position, eta = self._enqueue_locked(cmd, max_wait, acts)
-                self._dispatch_locked(acts)
+            while True:
+                with self._box.locked():
+                    self._check_accepting_locked()
+                    lane = self._attach_lane_locked(cmd)
+                    if unbounded or lane.pending < lane.config.max_pending:
+                        position, eta = self._enqueue_locked(cmd, max_wait)
+                        self._dispatch_locked()
+                        break
+                    if block <= 0:
+                        raise LaneFull(f"lane {lane.name!r} is full ({lane.config.max_pending} pending)")
+                if deadline is None:
+                    deadline = time.monotonic() + block
+                self._wait_for_room(lane, deadline, block)
         except BaseException as exc:
             self._reject_submitted([cmd], exc)
             raise
-        if acts:
-            self._do(acts)
         return CommandHandle(cmd.id, lane.name, position, eta, cmd.future, cancel_fn=self._cancel_fn)  # type: ignore[attr-defined]
 
     # parallel batches in a session -------------------------------------------------------------
@@ -369,9 +365,8 @@ class Submitter(SessionLanes):
         members = [self._new_command(lane, spec, params, durable, priority, caller)
                    for spec, params, durable in prepared]
         self._announce_submitted(members)
-        acts: Acts = []
         try:
-            with self._lock:
+            with self._box.locked():
                 self._check_accepting_locked()
                 lane = self._session_lane_locked(session_id)
                 if lane.pending + len(members) > lane.config.max_pending:
@@ -392,10 +387,9 @@ class Submitter(SessionLanes):
                 placeholder.batch = group
                 placeholder.seq = next(self._seq)
                 lane.queue.push(placeholder)
-                self._lane_changed_locked(lane, acts)
-                self._dispatch_locked(acts)
+                self._lane_changed_locked(lane)
+                self._dispatch_locked()
         except BaseException as exc:
             self._reject_submitted(members, exc)
             raise
-        self._do(acts)
         return [CommandHandle(c.id, lane.name, position, eta, c.future, cancel_fn=self._cancel_fn) for c in members]  # type: ignore[attr-defined]
