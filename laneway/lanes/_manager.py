@@ -415,7 +415,12 @@ class LaneManager(Submitter):
                                         work_id=cmd.id, payload=cmd.payload(with_fn=True)))
                 self._box.add(partial(cmd.future.settle, error=LaneShutdown(
                     f"lane manager closed while command {cmd.id} was {was.value}; {where}")))
-        self._timers.close()
+            for lane in self._lanes.values():
+                # The clock is shared: drop this manager's lane timers (command timers went with their commands).
+                for timer in (lane.rate_timer, lane.idle_timer):
+                    if timer is not None:
+                        timer.cancel()
+                lane.rate_timer = lane.idle_timer = None
         self._exec.stop(1.0)
         if self._owned_store is not None:
             self._owned_store.close()

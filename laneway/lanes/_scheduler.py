@@ -22,7 +22,7 @@ from laneway.lanes._config import PreemptAction
 from laneway.lanes._executors import Executors
 from laneway.lanes._lane import Lane
 from laneway.lanes._records import CommandState
-from laneway.core import Outbox, TimerQueue
+from laneway.core import Outbox
 
 if TYPE_CHECKING:
     from laneway.actors import ActorSystem
@@ -53,7 +53,6 @@ class Scheduler:
         self._reserved = 0  # worker slots kept free for lanes below their min_concurrency
         self._max_workers = max_workers
         self._seq = itertools.count(1)
-        self._timers = TimerQueue(self._clock)
         self._accepting = True
         self._closed = False
         self._pending: PendingStore | None = None
@@ -169,7 +168,7 @@ class Scheduler:
         return None
 
     def _hold_for_rate_locked(self, lane: Lane, wait: float) -> None:
-        lane.rate_timer = self._timers.schedule(wait, partial(self._rate_release, lane))
+        lane.rate_timer = self._clock.call_later(wait, partial(self._rate_release, lane))
         self._touch(lane)
 
     def _rate_release(self, lane: Lane) -> None:
@@ -197,7 +196,7 @@ class Scheduler:
         if lane.limiter is not None:
             lane.limiter.record(now)
         if cmd.timeout is not None:
-            cmd.add_timer(self._timers.schedule(cmd.timeout, partial(self._on_timeout, run)))
+            cmd.add_timer(self._clock.call_later(cmd.timeout, partial(self._on_timeout, run)))
         if self._space_waiters:
             self._space.notify_all()
         try:
@@ -295,7 +294,7 @@ class Scheduler:
             self._emit("queue.command.retry", lane.name, command_id=cmd.id, caller=cmd.caller,
                        attempt=cmd.attempts, delay_s=delay, error=repr(error))
             if delay > 0:
-                cmd.add_timer(self._timers.schedule(delay, partial(self._retry_due, cmd)))
+                cmd.add_timer(self._clock.call_later(delay, partial(self._retry_due, cmd)))
             else:
                 self._requeue_locked(cmd)
             return

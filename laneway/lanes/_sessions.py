@@ -174,7 +174,7 @@ class SessionLanes(Scheduler):
 
     def _schedule_idle_check_locked(self, lane: Lane, delay: float) -> None:
         if lane.idle_timer is None:
-            lane.idle_timer = self._timers.schedule(delay, partial(self._idle_check, lane))
+            lane.idle_timer = self._clock.call_later(delay, partial(self._idle_check, lane))
 
     def _idle_check(self, lane: Lane) -> None:
         with self._box.locked():

@@ -298,7 +298,7 @@ class Submitter(SessionLanes):
         self._commands[cmd.id] = cmd
         if cmd.deadline_s is not None:
             for fraction in lane.config.deadline_boosts:
-                cmd.add_timer(self._timers.schedule(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
+                cmd.add_timer(self._clock.call_later(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
         self._lane_changed_locked(lane)
         return position, eta
 
