@@ -91,6 +91,19 @@ class Lane:
                 self.group = group
                 return group.pending.popleft()
 
+    def preemption_victim(self, level: int, now: float) -> Run | None:
+        """The run a command at ``level`` may preempt: the lowest-priority, then youngest, preemptible one."""
+        victim: Run | None = None
+        for run in self.runs:
+            c = run.cmd
+            if run.superseded or not c.preemptible or c.level <= level:
+                continue
+            if now - run.started_at < self.config.preempt_min_runtime_s:
+                continue
+            if victim is None or (c.level, run.started_at) > (victim.cmd.level, victim.started_at):
+                victim = run
+        return victim
+
     def add_waiting(self, cmd: Command) -> None:
         self.pending += 1
         self.waiting[cmd.id] = cmd
