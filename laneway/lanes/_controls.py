@@ -40,7 +40,7 @@ def lane_names(core: LaneCore) -> list[str]:
 
 
 def _reconfigure(core: LaneCore, name: str, change: Callable[[Lane], None], *, counts: bool = True) -> None:
-    with core.box.locked():
+    with core.box:
         lane = find_lane(core, name)
         change(lane)
         if counts:  # its limits changed: pressure and room too

@@ -52,6 +52,29 @@ def _no_hook(lane: Lane) -> None:
     pass
 
 
+class LaneOutbox(Outbox):
+    """:class:`Outbox` whose lock is also entered with ``with box:``, the same protocol without a generator.
+
+    ``locked()`` builds a generator context manager per entry, about 2 µs,
+    ten times the lock itself; every command enters twice (submit, end of
+    run). Same rules: effects run, in order, once the outermost holder
+    leaves, whether its block returned or raised.
+    """
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        drain = self._depth == 0 and bool(self._effects) and not self._draining
+        if drain:
+            self._draining = True
+        self.lock.release()
+        if drain:
+            self._drain()
+
+
 class LaneCore:
     """State and transitions shared by all lanes, guarded by :attr:`box`.
 
@@ -71,7 +94,7 @@ class LaneCore:
 
     def __init__(self, *, clock: Clock, events: EventBus, dead_letters: DeadLetterQueue, max_workers: int,
                  pending: PendingStore | None, cpu_pool: Callable[[], CpuRunner]) -> None:
-        self.box = Outbox("lanes")
+        self.box = LaneOutbox("lanes")
         self.lock = self.box.lock
         self.clock = clock
         self.events = events
@@ -214,7 +237,7 @@ class LaneCore:
         self.lane_changed_locked(placeholder.lane)
 
     def _boost(self, cmd: Command) -> None:
-        with self.box.locked():
+        with self.box:
             if cmd.state is not CommandState.QUEUED or not cmd.queued or cmd.level == 0:
                 return
             cmd.lane.queue.promote(cmd, cmd.level - 1)
@@ -269,7 +292,7 @@ class LaneCore:
         return None
 
     def _rate_release(self, lane: Lane) -> None:
-        with self.box.locked():
+        with self.box:
             lane.rate_timer = None
             self.touch(lane)
             self.dispatch_locked()
@@ -330,7 +353,7 @@ class LaneCore:
 
     def cancel(self, command_id: str, reason: str, future: Any = None) -> bool:
         """Cancel an unfinished command (only if its future is ``future``, when given); False if none."""
-        with self.box.locked():
+        with self.box:
             cmd = self.commands.get(command_id)
             if cmd is None or (future is not None and cmd.future is not future):
                 return False  # ended (its id may even be reused)

@@ -23,12 +23,13 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.core import MonotonicClock, Outbox
+from laneway.core import MonotonicClock
 from laneway.errors import CommandCancelled, Preempted
 from laneway.core import current_token_var, set_current_token
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Run
+    from laneway.lanes._core import LaneOutbox
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,17 @@ _EWMA_ALPHA = 0.2
 
 
 class _Worker:
-    __slots__ = ("cond", "woken")
+    """An idle thread waits on its own locked ``gate``; releasing it (after the outbox lock) wakes the thread.
 
-    def __init__(self, lock: threading.RLock) -> None:
-        self.cond = threading.Condition(lock)
+    A Condition would be notified under the outbox lock, and the woken thread would
+    at once block again on that lock; a gate is released by an effect, once it is free.
+    """
+
+    __slots__ = ("gate", "woken")
+
+    def __init__(self) -> None:
+        self.gate = threading.Lock()
+        self.gate.acquire()
         self.woken = False
 
 
@@ -64,7 +72,7 @@ class Executors:
         pool: returns the process pool for ``cpu_bound`` tools.
     """
 
-    def __init__(self, box: Outbox, *, end_run_locked: Callable[[Run, bool, Any], None],
+    def __init__(self, box: LaneOutbox, *, end_run_locked: Callable[[Run, bool, Any], None],
                  dispatch_locked: Callable[[], None], finish: Callable[[Run, bool, Any], None],
                  launch_failed: Callable[[Run, BaseException], None], announce: Callable[[Run], None],
                  pool: Callable[[], Any]) -> None:
@@ -137,7 +145,7 @@ class Executors:
         if self._idle:
             worker = self._idle.pop()
             worker.woken = True
-            worker.cond.notify()
+            self._box.add(worker.gate.release)
         else:
             self._threads += 1
             self._box.add(self._spawn)
@@ -150,7 +158,7 @@ class Executors:
             self._fallback.call_later(_FALLBACK_S, self._fallback_due)
 
     def _fallback_due(self) -> None:
-        with self._box.locked():
+        with self._box:
             self._fallback_armed = False
             self._wake_locked(fallback=True)
 
@@ -172,7 +180,7 @@ class Executors:
 
     def _spawn_failed(self, exc: BaseException) -> None:
         log.error("lanes: could not start a worker thread: %r", exc)
-        with self._box.locked():
+        with self._box:
             self._threads -= 1
             self._pulling -= 1
             if self._threads:
@@ -188,26 +196,22 @@ class Executors:
     def _work(self) -> None:
         box, lock = self._box, self._lock
         end_run_locked, dispatch_locked, announce = self._end_run_locked, self._dispatch_locked, self._announce
-        worker = _Worker(lock)
-        with box.locked():
+        worker = _Worker()
+        with box:
             self._pulling -= 1
             run = self._take_locked(worker)
         while True:
             while run is None:
-                # Wait with the bare lock: inside the outbox a wait would hold back every
-                # other thread's effects until this one wakes.
                 with lock:
                     if self._stopping:
                         self._threads -= 1
                         return
                     self._idle.append(worker)
-                    while not worker.woken and not self._stopping:
-                        worker.cond.wait()
+                worker.gate.acquire()  # released once: by a wake (woken) or by stop
+                with box:
                     if not worker.woken:
-                        self._idle.remove(worker)
                         continue
                     worker.woken = False
-                with box.locked():
                     self._pulling -= 1
                     run = self._take_locked(worker)
             announce(run)
@@ -215,7 +219,7 @@ class Executors:
             ok, value = self._call_sync(run)
             took = time.perf_counter() - began
             try:
-                with box.locked():
+                with box:
                     self._fast.pop(worker, None)
                     name = run.cmd.spec.name
                     prev = self._tool_s.get(name)
@@ -316,7 +320,8 @@ class Executors:
         with self._lock:
             self._stopping = True
             for w in self._idle:
-                w.cond.notify()
+                w.gate.release()
+            self._idle.clear()
         if self._fallback is not None:
             self._fallback.close()
         loop = self._loop

@@ -35,7 +35,7 @@ class Outcomes:
     def finish(self, run: Run, ok: bool, value: Any) -> None:
         """A run returned or raised (called from the loop thread, a pool callback or a worker)."""
         core = self._core
-        with core.box.locked():
+        with core.box:
             self.end_run_locked(run, ok, value)
             core.dispatch_locked()
 
@@ -49,7 +49,7 @@ class Outcomes:
     def launch_failed(self, run: Run, exc: BaseException) -> None:
         """An executor found, after the lock was released, that it cannot run ``run``."""
         core = self._core
-        with core.box.locked():
+        with core.box:
             if not run.ended:
                 self.launch_failed_locked(run, exc)
                 core.dispatch_locked()
@@ -146,7 +146,7 @@ class Outcomes:
 
     def _retry_due(self, cmd: Command) -> None:
         core = self._core
-        with core.box.locked():
+        with core.box:
             if cmd.state is CommandState.RETRY_WAIT:
                 cmd.timers = None  # the retry timer fired; nothing left to cancel
                 core.requeue_locked(cmd)
@@ -154,7 +154,7 @@ class Outcomes:
 
     def on_timeout(self, run: Run) -> None:
         core = self._core
-        with core.box.locked():
+        with core.box:
             if run.ended or run.superseded:
                 return
             run.superseded = True

@@ -188,7 +188,7 @@ class Sessions:
 
     def _idle_check(self, lane: Lane) -> None:
         core = self._core
-        with core.box.locked():
+        with core.box:
             lane.idle_timer = None
             if self._lanes.get(lane.session_id) is not lane or not self._idle(lane):  # type: ignore[arg-type]
                 return  # busy again: the next idle transition schedules a new check

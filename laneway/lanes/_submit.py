@@ -110,7 +110,7 @@ class Submitter:
         deadline = None
         try:
             while True:
-                with core.box.locked():
+                with core.box:
                     core.check_accepting_locked()
                     lane = self._attach_lane_locked(cmd)
                     if unbounded or lane.pending < lane.config.max_pending:
@@ -250,7 +250,7 @@ class Submitter:
         self._announce_submitted(members)
         core = self._core
         try:
-            with core.box.locked():
+            with core.box:
                 core.check_accepting_locked()
                 lane = self._session_lane_locked(session_id)
                 if lane.pending + len(members) > lane.config.max_pending:
