@@ -1,15 +1,15 @@
 """The kernel: primitives every other layer builds on, and that import nothing of laneway but errors and store.
 
-Time (:class:`Clock`, :class:`ManualClock`, :class:`TimerQueue`), results
+Time (:class:`Clock`, :class:`ManualClock`, :class:`TimerHandle`), results
 (:class:`Future`), the event bus and progress streams, cancellation, backoff
 and retry policies, the dead-letter queue, the loop and daemon threads user
 code runs on, and the :class:`Outbox` that runs side effects after a lock.
 
 Example:
-    >>> from laneway.core import ManualClock, TimerQueue
+    >>> from laneway.core import ManualClock
     >>> clock = ManualClock()
     >>> fired = []
-    >>> _ = TimerQueue(clock).schedule(5, lambda: fired.append(clock.now()))
+    >>> _ = clock.call_later(5, lambda: fired.append(clock.now()))
     >>> clock.advance(5)
     >>> fired
     [5.0]
@@ -37,7 +37,6 @@ from laneway.core._progress import (
 )
 from laneway.core._retry import Backoff, RetryKind, RetryPolicy
 from laneway.core._threads import DaemonThreads, LoopThread
-from laneway.core._timers import Timer, TimerQueue
 
 __all__ = [
     "DEFAULT_DEAD_LETTER_CAPACITY",
@@ -66,9 +65,7 @@ __all__ = [
     "RetryKind",
     "RetryPolicy",
     "Subscription",
-    "Timer",
     "TimerHandle",
-    "TimerQueue",
     "current_token",
     "current_token_var",
     "reset_current_token",

@@ -15,7 +15,7 @@ from laneway.core import CancellationToken
 
 if TYPE_CHECKING:
     from laneway.lanes._lane import Lane
-    from laneway.core import Future, RetryPolicy, Timer
+    from laneway.core import Future, RetryPolicy, TimerHandle
     from laneway.lanes._tools import ToolSpec
 
 
@@ -66,14 +66,14 @@ class Command:
         self.run: Run | None = None
         self.group: Group | None = None  # member of a parallel group
         self.batch: Group | None = None  # the queue placeholder of a parallel group
-        self.timers: list[Timer] | None = None  # made by add_timer: most commands never get one
+        self.timers: list[TimerHandle] | None = None  # made by add_timer: most commands never get one
         self.durable = durable  # its record lives in the manager's store until it ends
         self.named = durable  # its tool is registered by name (the manager sets it when there is no store)
 
     def __repr__(self) -> str:
         return f"<Command {self.id} {self.spec.name} in {self.lane.name} {self.state.value}>"
 
-    def add_timer(self, timer: Timer) -> None:
+    def add_timer(self, timer: TimerHandle) -> None:
         if self.timers is None:
             self.timers = [timer]
         else:

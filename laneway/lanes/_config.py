@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Iterable
 
 import attrs
 
@@ -163,6 +163,20 @@ class LaneConfig:
             raise ConfigError(f"lane {self.name!r}: preempt must be a PreemptAction, got {self.preempt!r}")
         if self.preempt_min_runtime_s < 0:
             raise ConfigError(f"lane {self.name!r}: preempt_min_runtime_s must be >= 0")
+
+
+def merge_lane_configs(lanes: Iterable[LaneConfig], extra_lanes: Iterable[LaneConfig]) -> dict[str, LaneConfig]:
+    """Lane configs by name: ``lanes`` (names unique), then ``extra_lanes`` replacing same-named ones."""
+    configs: dict[str, LaneConfig] = {}
+    for c in lanes:
+        if getattr(c, "name", None) in configs:
+            raise ConfigError(f"two lanes are named {c.name!r}")
+        configs[getattr(c, "name", "")] = c
+    for c in extra_lanes:
+        configs[getattr(c, "name", "")] = c
+    if not configs:
+        raise ConfigError("a lane manager needs at least one lane")
+    return configs
 
 
 #: The six lanes every manager starts with unless ``lanes=`` replaces them.

@@ -1,7 +1,7 @@
 """Where runs execute: sync tools on worker threads, async tools on one event loop, cpu_bound on the pool.
 
-Worker threads pull: a thread that finishes a run takes the scheduler lock
-once, records the outcome and takes its next run in the same critical
+Worker threads pull: a thread that finishes a run takes the scheduler's
+outbox once, records the outcome and takes its next run in the same critical
 section. Threads start lazily, never one per queued command, and are woken
 sparingly, because in CPython every extra runnable thread costs GIL hand-offs
 (64 threads serving no-op tools do a quarter of the work of one):
@@ -29,8 +29,7 @@ from laneway.core import current_token_var, set_current_token
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Run
-
-Acts = list[Callable[[], Any]]
+    from laneway.lanes._core import LaneOutbox
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +39,17 @@ _EWMA_ALPHA = 0.2
 
 
 class _Worker:
-    __slots__ = ("cond", "woken")
+    """An idle thread waits on its own locked ``gate``; releasing it (after the outbox lock) wakes the thread.
 
-    def __init__(self, lock: threading.Lock) -> None:
-        self.cond = threading.Condition(lock)
+    A Condition would be notified under the outbox lock, and the woken thread would
+    at once block again on that lock; a gate is released by an effect, once it is free.
+    """
+
+    __slots__ = ("gate", "woken")
+
+    def __init__(self) -> None:
+        self.gate = threading.Lock()
+        self.gate.acquire()
         self.woken = False
 
 
@@ -56,24 +62,26 @@ class Executors:
     """Runs commands for the lanes' scheduler, through the narrow callbacks it is given.
 
     Args:
-        lock: the scheduler's lock (a finishing thread records its outcome and takes
-            its next run in one critical section under it).
-        end_run_locked: ``(run, ok, value, acts)``, under ``lock``: record a run's outcome.
-        dispatch_locked: ``(acts)``, under ``lock``: start what can start now.
+        box: the scheduler's outbox (a finishing thread records its outcome and takes
+            its next run in one critical section under it; effects go on it).
+        end_run_locked: ``(run, ok, value)``, inside ``box``: record a run's outcome.
+        dispatch_locked: ``()``, inside ``box``: start what can start now.
         finish: ``(run, ok, value)``, without the lock: end a run from another thread.
-        do: ``(acts)``: run deferred actions once the lock is released.
+        launch_failed: ``(run, error)``, without the lock: no executor could take the run.
         announce: ``(run)``: a run is about to execute (persist its attempt, publish).
         pool: returns the process pool for ``cpu_bound`` tools.
     """
 
-    def __init__(self, lock: threading.Lock, *, end_run_locked: Callable[[Run, bool, Any, Acts], None],
-                 dispatch_locked: Callable[[Acts], None], finish: Callable[[Run, bool, Any], None],
-                 do: Callable[[Acts], None], announce: Callable[[Run], None], pool: Callable[[], Any]) -> None:
-        self._lock = lock
+    def __init__(self, box: LaneOutbox, *, end_run_locked: Callable[[Run, bool, Any], None],
+                 dispatch_locked: Callable[[], None], finish: Callable[[Run, bool, Any], None],
+                 launch_failed: Callable[[Run, BaseException], None], announce: Callable[[Run], None],
+                 pool: Callable[[], Any]) -> None:
+        self._box = box
+        self._lock = box.lock
         self._end_run_locked = end_run_locked
         self._dispatch_locked = dispatch_locked
         self._finish = finish
-        self._do = do
+        self._launch_failed = launch_failed
         self._announce = announce
         self._get_pool = pool
         self._ready: collections.deque[Run] = collections.deque()  # started sync runs waiting for a thread
@@ -93,16 +101,16 @@ class Executors:
     def thread_count(self) -> int:
         return self._threads
 
-    def launch_locked(self, run: Run, acts: list[Callable[[], Any]]) -> None:
-        """Hand a started run to its executor (called under the scheduler lock)."""
+    def launch_locked(self, run: Run) -> None:
+        """Hand a started run to its executor (called inside the scheduler's outbox)."""
         spec = run.cmd.spec
         if spec.is_async:
-            acts.append(partial(self._start_async, run))
+            self._box.add(partial(self._start_async, run))
         elif spec.cpu_bound:
-            acts.append(partial(self._start_pool, run))
+            self._box.add(partial(self._start_pool, run))
         else:
             self._ready.append(run)
-            self._wake_locked(acts)
+            self._wake_locked()
 
     # shared by every executor -------------------------------------------------
 
@@ -123,7 +131,7 @@ class Executors:
 
     # threads ------------------------------------------------------------------
 
-    def _wake_locked(self, acts: list[Callable[[], Any]], fallback: bool = False) -> None:
+    def _wake_locked(self, fallback: bool = False) -> None:
         if not self._ready or self._pulling or self._stopping:
             return
         if self._fast:
@@ -137,10 +145,10 @@ class Executors:
         if self._idle:
             worker = self._idle.pop()
             worker.woken = True
-            worker.cond.notify()
+            self._box.add(worker.gate.release)
         else:
             self._threads += 1
-            acts.append(self._spawn)
+            self._box.add(self._spawn)
 
     def _arm_fallback_locked(self) -> None:
         if not self._fallback_armed:
@@ -150,68 +158,83 @@ class Executors:
             self._fallback.call_later(_FALLBACK_S, self._fallback_due)
 
     def _fallback_due(self) -> None:
-        acts: list[Callable[[], Any]] = []
-        with self._lock:
+        with self._box:
             self._fallback_armed = False
-            self._wake_locked(acts, fallback=True)
-        self._do(acts)
+            self._wake_locked(fallback=True)
 
-    def _take_locked(self, worker: _Worker, acts: list[Callable[[], Any]]) -> Run | None:
+    def _take_locked(self, worker: _Worker) -> Run | None:
         """The next ready run for ``worker``; wakes a helper for the rest if due."""
         if not self._ready:
             return None
         run = self._ready.popleft()
         if self._tool_s.get(run.cmd.spec.name, 1.0) < _FAST_S:
             self._fast[worker] = time.perf_counter()
-        self._wake_locked(acts)
+        self._wake_locked()
         return run
 
     def _spawn(self) -> None:
-        threading.Thread(target=self._work, name=f"laneway-lane-{self._threads}", daemon=True).start()
+        try:
+            threading.Thread(target=self._work, name=f"laneway-lane-{self._threads}", daemon=True).start()
+        except Exception as exc:  # "can't start new thread": the runs waiting for it must not hang
+            self._spawn_failed(exc)
+
+    def _spawn_failed(self, exc: BaseException) -> None:
+        log.error("lanes: could not start a worker thread: %r", exc)
+        with self._box:
+            self._threads -= 1
+            self._pulling -= 1
+            if self._threads:
+                # The running threads take the ready runs when they finish theirs.
+                if self._idle:
+                    self._wake_locked()
+                return
+            stranded = list(self._ready)
+            self._ready.clear()
+        for run in stranded:
+            self._launch_failed(run, exc)
 
     def _work(self) -> None:
-        lock, do = self._lock, self._do
+        box, lock = self._box, self._lock
         end_run_locked, dispatch_locked, announce = self._end_run_locked, self._dispatch_locked, self._announce
-        worker = _Worker(lock)
-        acts: list[Callable[[], Any]] = []
-        with lock:
+        worker = _Worker()
+        with box:
             self._pulling -= 1
-            run = self._take_locked(worker, acts)
-        do(acts)
+            run = self._take_locked(worker)
         while True:
             while run is None:
-                acts = []
                 with lock:
                     if self._stopping:
                         self._threads -= 1
                         return
                     self._idle.append(worker)
-                    while not worker.woken and not self._stopping:
-                        worker.cond.wait()
-                    if worker.woken:
-                        worker.woken = False
-                        self._pulling -= 1
-                    else:
-                        self._idle.remove(worker)
+                worker.gate.acquire()  # released once: by a wake (woken) or by stop
+                with box:
+                    if not worker.woken:
                         continue
-                    run = self._take_locked(worker, acts)
-                do(acts)
+                    worker.woken = False
+                    self._pulling -= 1
+                    run = self._take_locked(worker)
             announce(run)
             began = time.perf_counter()
             ok, value = self._call_sync(run)
             took = time.perf_counter() - began
-            acts = []
-            with lock:
-                self._fast.pop(worker, None)
-                name = run.cmd.spec.name
-                prev = self._tool_s.get(name)
-                self._tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * (took - prev)
-                self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
-                end_run_locked(run, ok, value, acts)
-                dispatch_locked(acts)
-                self._pulling -= 1
-                run = self._take_locked(worker, acts)
-            do(acts)
+            try:
+                with box:
+                    self._fast.pop(worker, None)
+                    name = run.cmd.spec.name
+                    prev = self._tool_s.get(name)
+                    self._tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * (took - prev)
+                    self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
+                    try:
+                        end_run_locked(run, ok, value)
+                        dispatch_locked()
+                    finally:
+                        self._pulling -= 1
+                    run = self._take_locked(worker)
+            except Exception:
+                # The outbox ran what was queued; keep the thread serving.
+                log.exception("lanes: recording the end of command %s failed", run.cmd.id)
+                run = None
 
     # the event loop for async tools ----------------------------------------------
 
@@ -233,7 +256,11 @@ class Executors:
             return self._loop
 
     def _start_async(self, run: Run) -> None:
-        loop = self._ensure_loop()
+        try:
+            loop = self._ensure_loop()
+        except Exception as exc:  # the loop's thread could not start
+            self._launch_failed(run, exc)
+            return
         try:
             loop.call_soon_threadsafe(self._create_task, loop, run)
         except RuntimeError:  # the loop is closed: the manager is closing
@@ -293,7 +320,8 @@ class Executors:
         with self._lock:
             self._stopping = True
             for w in self._idle:
-                w.cond.notify()
+                w.gate.release()
+            self._idle.clear()
         if self._fallback is not None:
             self._fallback.close()
         loop = self._loop

@@ -19,7 +19,7 @@ from laneway.lanes._window import RateLimiter
 if TYPE_CHECKING:
     from laneway.lanes._command import Command, Group, Run
     from laneway.lanes._metrics import LaneRecorder
-    from laneway.core import Timer
+    from laneway.core import TimerHandle
 
 # Weight of the newest run time in the moving average behind ETAs.
 _EWMA_ALPHA = 0.2
@@ -41,7 +41,7 @@ class Lane:
         self.runs: dict[Run, None] = {}
         self.preemptible_runs = 0  # runs whose command is preemptible: none, no victim to look for
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
-        self.rate_timer: Timer | None = None  # set while the rate limit holds the lane back
+        self.rate_timer: TimerHandle | None = None  # set while the rate limit holds the lane back
         self.recorder = recorder  # queue length, completions and latencies go to the metrics backend
         self.run_ewma: float | None = None
         self.paused = False
@@ -50,7 +50,7 @@ class Lane:
         self.busy = False
         self.closing = False
         self.idle_since: float | None = now
-        self.idle_timer: Timer | None = None
+        self.idle_timer: TimerHandle | None = None
         self.completed = self.failed = self.timed_out = self.retried = 0
         self.dead_lettered = self.cancelled = self.preempted = 0
 
@@ -90,6 +90,19 @@ class Lane:
             if group.pending:
                 self.group = group
                 return group.pending.popleft()
+
+    def preemption_victim(self, level: int, now: float) -> Run | None:
+        """The run a command at ``level`` may preempt: the lowest-priority, then youngest, preemptible one."""
+        victim: Run | None = None
+        for run in self.runs:
+            c = run.cmd
+            if run.superseded or not c.preemptible or c.level <= level:
+                continue
+            if now - run.started_at < self.config.preempt_min_runtime_s:
+                continue
+            if victim is None or (c.level, run.started_at) > (victim.cmd.level, victim.started_at):
+                victim = run
+        return victim
 
     def add_waiting(self, cmd: Command) -> None:
         self.pending += 1

@@ -1,4 +1,4 @@
-"""The LaneManager: lanes, their configuration, statistics, dead letters, recovery and shutdown."""
+"""The LaneManager: the public face of the lanes, composed of a core, sessions, a submitter and executors."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import itertools
 import logging
 import os
 import secrets
-import weakref
-from functools import partial
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import attrs
 
 from laneway.actors import ActorRef, ChildSpec, OneForOne
-from laneway.errors import ConfigError, LaneError, LaneNotFound, LaneShutdown, LanewayError, StoreError
-from laneway.lanes._config import DEFAULT_LANES, SESSION_PREFIX, LaneConfig, Priority, RateLimit
-from laneway.lanes._lane import Lane
+from laneway.core import RetryPolicy
+from laneway.errors import ConfigError
+from laneway.lanes import _controls as controls
+from laneway.lanes import _lifecycle as lifecycle
+from laneway.lanes._config import DEFAULT_LANES, GiveUp, LaneConfig, Priority, RateLimit, merge_lane_configs
+from laneway.lanes._core import LaneCore
 from laneway.lanes._lane_actor import LaneActor
 from laneway.lanes._metrics import InMemoryLaneMetrics, LaneMetrics
 from laneway.lanes._persist import PendingStore
@@ -25,14 +27,14 @@ from laneway.lanes._records import (
     DrainReport,
     LaneManagerStats,
     LaneStats,
-    LaneStatus,
     LaneStatusReport,
     ManagerStatusReport,
 )
-from laneway.lanes._scheduler import Acts
-from laneway.lanes._submit import Submitter
-from laneway.lanes._tools import ToolRegistry, default_registry
-from laneway.lanes._window import RateLimiter
+from laneway.lanes._sessions import SessionLane, Sessions
+from laneway.lanes._status import manager_statistics, manager_status
+from laneway.lanes._submit import DEFAULT_OPTIONS, UNSET, SubmitOptions, Submitter
+from laneway.lanes._tools import ToolRegistry, ToolSpec, default_registry
+from laneway.lanes._waiting import await_result, check_give_up, wait_result
 from laneway.store import SQLiteStore
 
 if TYPE_CHECKING:
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 _FROM_ORCH: Any = object()
 
 
-class LaneManager(Submitter):
+class LaneManager:
     """Priority lanes of commands: submit a tool call to a lane, get its result.
 
     The scheduler always starts the next command from the highest-priority
@@ -91,34 +93,29 @@ class LaneManager(Submitter):
             raise ConfigError(f"max_workers must be an int >= 1, got {max_workers!r}")
         if metrics is not None and not isinstance(metrics, LaneMetrics):
             raise ConfigError(f"metrics must be a LaneMetrics (recorder(lane) and reset()), got {metrics!r}")
-        super().__init__(orch, max_workers, cpu)
+        self._orch = orch
+        self._ask_timeout = orch.ask_timeout
         #: The metrics backend the lanes report to.
         self.metrics: LaneMetrics = InMemoryLaneMetrics() if metrics is None else metrics
-        configs: dict[str, LaneConfig] = {}
-        for c in DEFAULT_LANES if lanes is None else lanes:
-            if getattr(c, "name", None) in configs:
-                raise ConfigError(f"two lanes are named {c.name!r}")
-            configs[getattr(c, "name", "")] = c
-        for c in extra_lanes:
-            configs[getattr(c, "name", "")] = c  # extra lanes replace same-named ones
-        if not configs:
-            raise ConfigError("a lane manager needs at least one lane")
-        for c in configs.values():
-            self._add_lane_locked(c)
         self.tools = tools if tools is not None else ToolRegistry(parent=default_registry)
         if not isinstance(self.tools, ToolRegistry):
             raise ConfigError(f"tools must be a ToolRegistry, got {tools!r}")
-        self._anon_specs = weakref.WeakKeyDictionary()
-        self._cancel_fn = self.cancel  # one bound method for every handle, not one per submit
-        self._id_prefix = secrets.token_hex(4)
-        self._ids = itertools.count(1)
-        self._init_sessions(max_sessions, session_idle_s)
+        configs = merge_lane_configs(DEFAULT_LANES if lanes is None else lanes, extra_lanes)
         self._owned_store = None
         if store is _FROM_ORCH:
             store = orch.store
         elif isinstance(store, (str, os.PathLike)):
             store = self._owned_store = SQLiteStore(store)
-        self._pending = PendingStore(store, shares_dead_letters=store is orch.store) if store is not None else None
+        pending = PendingStore(store, shares_dead_letters=store is orch.store) if store is not None else None
+        self._core = core = LaneCore(clock=orch.clock, events=orch.events, dead_letters=orch.dead_letters,
+                                     max_workers=max_workers, pending=pending, cpu_pool=lifecycle.CpuOnce(cpu, self._order_before_pool))
+        for c in configs.values():
+            self._add_lane_locked(c)
+        self._sessions = Sessions(core, max_sessions, session_idle_s, self.metrics.recorder)
+        core.lane_idle_locked = self._sessions.lane_idle_locked
+        id_prefix, ids = secrets.token_hex(4), itertools.count(1)
+        self._submitter = Submitter(core, self.tools, session_lane_locked=self._sessions.lane_locked,
+                                    new_id=lambda: f"{id_prefix}-{next(ids)}", cancel_fn=self.cancel)
         self._close_report: DrainReport | None = None
         orch.dead_letters.register_resubmitter("lane:", self._resubmit_letter)
         orch.on_shutdown("lanes", self.close)
@@ -127,79 +124,157 @@ class LaneManager(Submitter):
             "lanes", strategy=OneForOne(max_restarts=10, within_s=60), children=[_lane_spec(self, n) for n in configs]
         )
         #: Handles of the commands recovered from the store at start.
-        self.recovered: tuple[CommandHandle, ...] = self._recover() if self._pending is not None and recover else ()
+        self.recovered: tuple[CommandHandle, ...] = (
+            lifecycle.recover(pending, self._submit_record, orch.dead_letters, orch.events) if pending is not None and recover else ())
 
     def __repr__(self) -> str:
-        pending = sum(lane.pending for lane in list(self._lanes.values()))
-        return f"<LaneManager lanes={len(self._lanes)} running={self._running} pending={pending}>"
+        core = self._core
+        pending = sum(lane.pending for lane in list(core.lanes.values()))
+        return f"<LaneManager lanes={len(core.lanes)} running={core.running} pending={pending}>"
 
-    def _new_id(self) -> str:
-        return f"{self._id_prefix}-{next(self._ids)}"
+    def _order_before_pool(self) -> None:
+        # Shutdown hooks run in reverse order: a pool started after the lanes would stop
+        # first and fail their queued cpu-bound commands; drain the lanes before it.
+        self._orch.on_shutdown("lanes before pool", self.close)  # type: ignore[attr-defined]
+
+    # submitting ------------------------------------------------------------------------
+
+    def submit(self, lane: str, target: str | Callable[..., Any] | ToolSpec, params: Mapping[str, Any] | None = None,
+               *, priority: Priority | None = None, caller: str = "default", timeout: float | None = UNSET,
+               retry: RetryPolicy | None = None, deadline_s: float | None = None, preemptible: bool | None = None,
+               max_wait: float | None = None, block_timeout: float | None = None,
+               command_id: str | None = None) -> CommandHandle:
+        """Queue a command and return at once with its id, queue position, ETA and future.
+
+        Args:
+            lane: a lane name, or ``"session:<id>"`` (the session lane is created on demand).
+            target: a registered tool's name, a ``@tool`` function, or any callable
+                (plain callables run, but are not persisted in a store).
+            params: keyword arguments for the tool, checked against its parameters now.
+            priority: level inside the lane (default: the tool's, else NORMAL).
+            caller: who submits; callers of a lane are served round-robin.
+            timeout: seconds per attempt (default: the tool's, else the lane's; None: no limit).
+            retry: retry policy (default: the lane's).
+            deadline_s: soft deadline in seconds; the command is promoted one level at
+                each of the lane's ``deadline_boosts`` (75/50/25 % of it left).
+            preemptible: higher-priority work arriving at a full lane may cancel this
+                command's run (default: the tool's ``preemptible``).
+            max_wait: refuse at once with ``LaneBusy`` if the estimated wait is longer.
+            block_timeout: seconds to wait for room when the lane is full (default: the
+                orchestrator's ``ask_timeout``), then ``LaneFull``.
+            command_id: your own unique id (default: generated).
+
+        Raises:
+            ToolNotFound, ToolParameterError: bad tool or parameters (nothing queued).
+            LaneNotFound, LaneFull, LaneBusy, LaneShutdown: the lane cannot take it.
+
+        Example:
+            >>> h = orch.lanes.submit("query", "search", {"q": "otp"}, priority=Priority.HIGH)  # doctest: +SKIP
+            >>> h.position, h.eta_s, h.result(timeout=10)                                      # doctest: +SKIP
+        """
+        if (priority is None and caller == "default" and timeout is UNSET and retry is None and deadline_s is None
+                and preemptible is None and max_wait is None and command_id is None):
+            opts = DEFAULT_OPTIONS  # built once: most submits take every default
+        else:
+            opts = SubmitOptions(priority, caller, timeout, retry, deadline_s, preemptible, max_wait, command_id)
+        return self._submitter.submit(lane, target, params, opts,
+                                      self._ask_timeout if block_timeout is None else block_timeout)
+
+    def submit_nowait(self, lane: str, target: str | Callable[..., Any] | ToolSpec,
+                      params: Mapping[str, Any] | None = None, *, priority: Priority | None = None,
+                      caller: str = "default", timeout: float | None = UNSET, retry: RetryPolicy | None = None,
+                      deadline_s: float | None = None, preemptible: bool | None = None,
+                      max_wait: float | None = None, command_id: str | None = None) -> CommandHandle:
+        """Like :meth:`submit`, but raise ``LaneFull`` at once instead of waiting for room."""
+        opts = SubmitOptions(priority, caller, timeout, retry, deadline_s, preemptible, max_wait, command_id)
+        return self._submitter.submit(lane, target, params, opts, 0.0)
+
+    def call(self, lane: str, target: str | Callable[..., Any] | ToolSpec, params: Mapping[str, Any] | None = None,
+             *, wait_timeout: float | None = None, on_give_up: GiveUp = GiveUp.WITHDRAW, **options: Any) -> Any:
+        """Submit and block for the result (``wait_timeout`` default: the orchestrator's ``ask_timeout``).
+
+        Args:
+            on_give_up: what happens to the command if no result comes within
+                ``wait_timeout``: :attr:`GiveUp.WITHDRAW` (default) cancels it (a
+                queued command never runs, a running one has its token cancelled;
+                it counts as cancelled, nothing is dead-lettered and a persisted
+                record is deleted); :attr:`GiveUp.KEEP` lets it go on unobserved.
+            options: as for :meth:`submit`.
+
+        Raises:
+            LanewayTimeout: no result within ``wait_timeout``.
+            Exception: what the command failed with.
+        """
+        check_give_up(on_give_up)
+        handle = self.submit(lane, target, params, **options)
+        return wait_result(handle, self._ask_timeout if wait_timeout is None else wait_timeout, on_give_up,
+                           self._core.cancel)
+
+    async def call_async(self, lane: str, target: str | Callable[..., Any] | ToolSpec,
+                         params: Mapping[str, Any] | None = None, *, wait_timeout: float | None = None,
+                         on_give_up: GiveUp = GiveUp.WITHDRAW, **options: Any) -> Any:
+        """``await`` form of :meth:`call`; a full lane raises ``LaneFull`` instead of blocking the loop.
+
+        The caller also gives up when the awaiting task is cancelled; ``on_give_up``
+        decides what happens to the command then, as for :meth:`call`.
+        """
+        check_give_up(on_give_up)
+        handle = self.submit_nowait(lane, target, params, **options)
+        return await await_result(handle, self._ask_timeout if wait_timeout is None else wait_timeout, on_give_up,
+                                  self._core.cancel)
+
+    # sessions ------------------------------------------------------------------------------
+
+    def session(self, session_id: str, *, serial: bool = True) -> SessionLane:
+        """The session's lane, created on first use (serial unless ``serial=False``).
+
+        Session lanes take the priority, timeout, retry and limits of the
+        ``"session"`` lane; ``serial`` only matters when the lane is created.
+
+        Raises:
+            LaneFull: ``max_sessions`` lanes are open and none is idle to clean up.
+        """
+        self._sessions.open(session_id, serial)
+        return SessionLane(self, session_id, self._submitter.execute_parallel)
+
+    def sessions(self) -> list[str]:
+        """Ids of the open session lanes, least recently used first."""
+        return self._sessions.ids()
+
+    def close_session(self, session_id: str) -> bool:
+        """Remove a session lane now if idle, else as soon as it is; False if there is none."""
+        return self._sessions.close(session_id)
 
     # lanes -----------------------------------------------------------------------------
 
-    def _add_lane_locked(self, config: LaneConfig) -> Lane:
-        if not isinstance(config, LaneConfig):
-            raise ConfigError(f"lanes must be LaneConfig records, got {config!r}")
-        if config.name.startswith(SESSION_PREFIX):
-            raise ConfigError(f"lane names starting with {SESSION_PREFIX!r} are reserved for session lanes")
-        if config.name in self._lanes:
-            raise ConfigError(f"a lane named {config.name!r} already exists")
-        reserved = sum(lane.config.min_concurrency for lane in self._lanes.values()) + config.min_concurrency
-        if reserved > self._max_workers:
-            raise ConfigError(f"lanes reserve {reserved} workers in total (min_concurrency) but max_workers is {self._max_workers}")
-        now = self._clock.now()
-        lane = self._lanes[config.name] = Lane(config, now, self.metrics.recorder(config.name, now))
-        self._reserved += config.min_concurrency
-        return lane
-
-    def _lane(self, name: str) -> Lane:
-        lane = self._lanes.get(name)
-        if lane is None:
-            raise LaneNotFound(f"no lane named {name!r}")
-        return lane
+    def _add_lane_locked(self, config: LaneConfig) -> None:
+        now = self._core.clock.now()
+        self._core.add_lane_locked(config, lambda: self.metrics.recorder(config.name, now))
 
     def add_lane(self, config: LaneConfig) -> None:
         """Add a lane while running."""
-        with self._lock:
+        with self._core.lock:
             self._add_lane_locked(config)
         self._actors.start_child(_lane_spec(self, config.name))
 
     def remove_lane(self, name: str) -> None:
         """Remove an idle lane. Raises LaneError if it has pending or running commands."""
-        with self._lock:
-            lane = self._lane(name)
-            if lane.pending or lane.active or lane.session_id is not None:
-                raise LaneError(f"lane {name!r} is busy or a session lane; cannot remove it")
-            del self._lanes[name]
-            self._reserved -= max(0, lane.config.min_concurrency - lane.active)
-            self._touch(lane)
+        controls.remove_idle_lane(self._core, name)
         self._actors.terminate_child(name)
         self._actors.delete_child(name)
 
     def lane_ref(self, name: str) -> ActorRef:
         """The actor of a named lane, for message-style callers (see :class:`LaneActor`)."""
-        self._lane(name)
+        controls.find_lane(self._core, name)
         return self._actors.child(name)
 
     def lane_names(self) -> list[str]:
         """Names of the configured lanes (not session lanes), in scheduling order."""
-        with self._lock:
-            lanes = [x for x in self._lanes.values() if x.session_id is None]
-        return [x.name for x in sorted(lanes, key=lambda x: x.config.priority)]
+        return controls.lane_names(self._core)
 
     def lane_config(self, name: str) -> LaneConfig:
         """The lane's current configuration."""
-        return self._lane(name).config
-
-    def _reconfigure(self, name: str, **changes: Any) -> None:
-        acts: Acts = []
-        with self._lock:
-            lane = self._lane(name)
-            lane.config = attrs.evolve(lane.config, **changes)
-            self._lane_changed_locked(lane, acts)
-            self._dispatch_locked(acts)
-        self._do(acts)
+        return controls.find_lane(self._core, name).config
 
     def set_max_concurrent(self, lane: str, n: int) -> None:
         """Change a lane's ``max_concurrency`` live; more commands start at once if it grew.
@@ -207,43 +282,19 @@ class LaneManager(Submitter):
         Running commands are never stopped when it shrinks; new ones wait until
         fewer than ``n`` run.
         """
-        config = self.lane_config(lane)
-        if isinstance(n, bool) or not isinstance(n, int) or n < max(1, config.min_concurrency):
-            raise ConfigError(f"max concurrency of lane {lane!r} must be an int >= {max(1, config.min_concurrency)}, got {n!r}")
-        self._reconfigure(lane, max_concurrency=n)
+        controls.set_max_concurrent(self._core, lane, n)
 
     def set_rate_limit(self, lane: str, limit: RateLimit | None) -> None:
         """Replace a lane's rate limit (None removes it); counting starts afresh."""
-        if limit is not None and not isinstance(limit, RateLimit):
-            raise ConfigError(f"limit must be a RateLimit or None, got {limit!r}")
-        acts: Acts = []
-        with self._lock:
-            target = self._lane(lane)
-            target.config = attrs.evolve(target.config, rate_limit=limit)
-            target.limiter = RateLimiter(limit) if limit is not None else None
-            if target.rate_timer is not None:
-                target.rate_timer.cancel()
-                target.rate_timer = None
-            self._lane_changed_locked(target, acts)
-            self._dispatch_locked(acts)
-        self._do(acts)
+        controls.set_rate_limit(self._core, lane, limit)
 
     def pause(self, lane: str) -> None:
         """Start nothing more from this lane (it still accepts commands)."""
-        self._set_paused(lane, True)
+        controls.set_paused(self._core, lane, True)
 
     def resume(self, lane: str) -> None:
         """Undo :meth:`pause`."""
-        self._set_paused(lane, False)
-
-    def _set_paused(self, name: str, paused: bool) -> None:
-        acts: Acts = []
-        with self._lock:
-            lane = self._lane(name)
-            lane.paused = paused
-            self._touch(lane)
-            self._dispatch_locked(acts)
-        self._do(acts)
+        controls.set_paused(self._core, lane, False)
 
     # commands ------------------------------------------------------------------------------
 
@@ -256,41 +307,23 @@ class LaneManager(Submitter):
         Returns:
             False if the command is unknown or already finished.
         """
-        acts: Acts = []
-        with self._lock:
-            cmd = self._commands.get(command_id)
-            if cmd is None:
-                return False
-            self._cancel_locked(cmd, reason, acts)
-            self._dispatch_locked(acts)
-        self._do(acts)
-        return True
+        return self._core.cancel(command_id, reason)
 
     def state(self, command_id: str) -> CommandState | None:
         """Where an unfinished command is; None once it finished (or if unknown)."""
-        cmd = self._commands.get(command_id)
+        cmd = self._core.commands.get(command_id)
         return None if cmd is None else cmd.state
 
     # statistics ------------------------------------------------------------------------------
 
     def lane_stats(self, lane: str) -> LaneStats:
         """One lane's statistics (session lanes too: ``"session:<id>"``)."""
-        with self._lock:
-            return self._lane(lane).stats(self._clock.now())
+        with self._core.lock:
+            return controls.find_lane(self._core, lane).stats(self._core.clock.now())
 
     def statistics(self) -> LaneManagerStats:
         """Every lane's statistics and the shared capacity."""
-        with self._lock:
-            now = self._clock.now()
-            lanes = sorted(self._lanes.values(), key=lambda x: x.config.priority)
-            return LaneManagerStats(
-                lanes=tuple(x.stats(now) for x in lanes),
-                max_workers=self._max_workers,
-                running=self._running,
-                threads=self._exec.thread_count,
-                sessions=len(self._sessions),
-                accepting=self._accepting,
-            )
+        return manager_statistics(self._core, len(self._sessions))
 
     def status(self, lane: str | None = None) -> ManagerStatusReport | LaneStatusReport:
         """What the manager (no ``lane``) or one lane (session lanes too) is doing now.
@@ -304,27 +337,13 @@ class LaneManager(Submitter):
             >>> orch.lanes.status().lane("prompt").pending         # doctest: +SKIP
             0
         """
-        with self._lock:
-            accepting, closed = self._accepting, self._closed
-            if lane is not None:
-                return self._lane(lane).status(accepting, closed)
-            lanes = sorted(self._lanes.values(), key=lambda x: x.config.priority)
-            reports = tuple(x.status(accepting, closed) for x in lanes)
-            pending = sum(x.pending for x in lanes)
-            running = self._running
-        if closed or (not accepting and not pending and not running):
-            status = LaneStatus.CLOSED
-        elif not accepting:
-            status = LaneStatus.DRAINING
-        elif pending or running:
-            status = LaneStatus.BUSY
-        elif all(r.status is LaneStatus.PAUSED for r in reports if r.session_id is None):
-            status = LaneStatus.PAUSED
-        else:
-            status = LaneStatus.IDLE
-        return ManagerStatusReport(status, reports, pending, running, self._max_workers, accepting)
+        if lane is not None:
+            core = self._core
+            with core.lock:
+                return controls.find_lane(self._core, lane).status(core.accepting, core.closed)
+        return manager_status(self._core)
 
-    # dead letters ------------------------------------------------------------------------------
+    # dead letters and recovery ---------------------------------------------------------------
 
     def dead_letters(self, lane: str | None = None) -> list[DeadLetter]:
         """Dead letters of every lane (or one lane), oldest first."""
@@ -338,56 +357,22 @@ class LaneManager(Submitter):
         rec = letter.payload
         if not isinstance(rec, dict) or "tool" not in rec:
             raise ConfigError(f"dead letter {letter.id} holds no lane command")
-        return self._submit_record(rec, attempts=0)
+        return self._submit_record(rec, 0, False)
 
-    def _submit_record(self, rec: dict[str, Any], *, attempts: int, unbounded: bool = False) -> CommandHandle:
+    def _submit_record(self, rec: dict[str, Any], attempts: int, unbounded: bool) -> CommandHandle:
         target = rec.get("fn") or self.tools.resolve(rec["tool"], rec.get("module", ""))
-        return self._submit(rec["lane"], target, rec["params"], Priority(rec["priority"]), rec["caller"],
-                            rec["timeout"], rec["retry"], rec["deadline_s"], rec["preemptible"], None, 0.0, rec["id"],
-                            attempts=attempts, unbounded=unbounded)
-
-    def _recover(self) -> tuple[CommandHandle, ...]:
-        assert self._pending is not None
-        handles = []
-        for key, rec in self._pending.load():
-            lane = rec.get("lane", "?") if rec else "?"
-            try:
-                if rec is None:
-                    raise StoreError(f"persisted command {key} is unreadable")
-                attempts = rec.get("attempts", 0)
-                if attempts >= rec["retry"].max_attempts:
-                    raise LaneError(f"interrupted by a crash during its last attempt ({attempts})")
-                handles.append(self._submit_record(rec, attempts=attempts, unbounded=True))
-            except LanewayError as exc:
-                self._orch.dead_letters.put(f"lane:{lane}", f"could not recover persisted command: {exc}",
-                                            attempts=(rec or {}).get("attempts", 0), error=exc, work_id=key, payload=rec)
-                self._pending.delete(key)
-                continue
-            if self._events.active:
-                self._events.publish("queue.command.recovered", lane, command_id=key, attempts=attempts)
-        if handles:
-            log.info("recovered %d pending commands from the store", len(handles))
-        return tuple(handles)
+        return self._submitter.submit(rec["lane"], target, rec["params"], lifecycle.record_options(rec), 0.0,
+                                      attempts=attempts, unbounded=unbounded)
 
     # shutdown ------------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
         """Stop accepting commands (submit raises ``LaneShutdown``); queued and running work goes on."""
-        with self._lock:
-            if not self._accepting:
-                return
-            self._accepting = False
-            pending = len(self._commands) - self._running
-            self._space.notify_all()
-        self._events.publish("queue.shutdown.started", "lanes", pending=pending, running=self._running)
+        lifecycle.shutdown(self._core)
 
     def drain(self, timeout: float | None = None) -> DrainReport:
         """Wait until no command is queued or running (up to ``timeout`` s); report what is left."""
-        with self._lock:
-            self._quiet.wait_for(lambda: not self._commands, timeout)
-            queued = tuple(c.id for c in self._commands.values() if c.state is not CommandState.RUNNING)
-            running = tuple(c.id for c in self._commands.values() if c.state is CommandState.RUNNING)
-        return DrainReport(drained=not queued and not running, queued=queued, running=running)
+        return lifecycle.drain(self._core, timeout)
 
     def close(self, timeout: float | None = None) -> DrainReport:
         """Shut down, drain for ``timeout`` s, then end what is left, never silently.
@@ -400,34 +385,9 @@ class LaneManager(Submitter):
             return self._close_report
         self.shutdown()
         report = self.drain(self._orch.shutdown_timeout if timeout is None else timeout)
-        acts: Acts = []
-        persisted, lettered = [], []
-        with self._lock:
-            self._closed = True
-            for cmd in list(self._commands.values()):
-                was = cmd.state
-                if was is CommandState.QUEUED:
-                    self._unqueue_locked(cmd)
-                elif was is CommandState.RETRY_WAIT:
-                    cmd.lane.remove_waiting(cmd)
-                elif cmd.run is not None and not cmd.run.superseded:
-                    cmd.run.superseded = True
-                    acts.append(partial(cmd.run.token.cancel, "lane manager closed"))
-                cmd.state = CommandState.CANCELLED
-                self._final_locked(cmd)
-                where = "left in the store for the next manager" if cmd.durable else "dead-lettered"
-                if cmd.durable:
-                    persisted.append(cmd.id)
-                else:
-                    lettered.append(cmd.id)
-                    acts.append(partial(self._orch.dead_letters.put, f"lane:{cmd.lane.name}",
-                                        f"lane manager closed while it was {was.value}", attempts=cmd.attempts,
-                                        work_id=cmd.id, payload=cmd.payload(with_fn=True)))
-                acts.append(partial(cmd.future.settle, error=LaneShutdown(
-                    f"lane manager closed while command {cmd.id} was {was.value}; {where}")))
-        self._do(acts)
-        self._timers.close()
-        self._exec.stop(1.0)
+        with self._core.box.locked():
+            persisted, lettered = lifecycle.close_locked(self._core)
+        self._core.executors.stop(1.0)
         if self._owned_store is not None:
             self._owned_store.close()
         self._actors.stop(timeout=self._orch.shutdown_timeout)

@@ -2,167 +2,141 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import weakref
-from functools import partial
 from collections.abc import Mapping
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+import attrs
+
+from laneway.core import RetryPolicy
 from laneway.errors import (
     ConfigError,
-    LaneBusy,
     LaneFull,
     LaneNotFound,
-    LaneShutdown,
-    LanewayTimeout,
     ParallelNotAllowed,
     ToolNotFound,
 )
 from laneway.lanes._command import Command, Group
-from laneway.lanes._config import SESSION_PREFIX, GiveUp, Priority, as_priority
-from laneway.lanes._lane import Lane
-from laneway.lanes._records import CommandHandle, CommandState
-from laneway.core import RetryPolicy
-from laneway.lanes._scheduler import Acts
-from laneway.lanes._sessions import SessionLanes
+from laneway.lanes._config import SESSION_PREFIX, Priority, as_priority
+from laneway.lanes._records import CommandHandle
 from laneway.lanes._tools import ToolRegistry, ToolSpec, make_spec
 
-_UNSET: Any = object()
+if TYPE_CHECKING:
+    from laneway.lanes._core import LaneCore
+    from laneway.lanes._lane import Lane
+
+#: ``SubmitOptions.timeout`` when the caller gave none: the tool's, else the lane's.
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
 # An enum call and a name lookup per submitted event cost more than the rest of its fields.
 _LEVEL_NAMES = {int(p): p.name.lower() for p in Priority}
 
 
-class Submitter(SessionLanes):
-    """The submit side of the lane manager."""
+def _check_level(_: object, __: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        as_priority(value)
 
-    tools: ToolRegistry
-    _anon_specs: weakref.WeakKeyDictionary[Callable[..., Any], ToolSpec]
 
-    def submit(self, lane: str, target: str | Callable[..., Any] | ToolSpec, params: Mapping[str, Any] | None = None,
-               *, priority: Priority | None = None, caller: str = "default", timeout: float | None = _UNSET,
-               retry: RetryPolicy | None = None, deadline_s: float | None = None, preemptible: bool | None = None,
-               max_wait: float | None = None, block_timeout: float | None = None,
-               command_id: str | None = None) -> CommandHandle:
-        """Queue a command and return at once with its id, queue position, ETA and future.
+def _check_positive(_: object, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and value is not UNSET and (type(value) not in (int, float) or value <= 0):
+        raise ConfigError(f"{attribute.name} must be a number > 0 or None, got {value!r}")
 
-        Args:
-            lane: a lane name, or ``"session:<id>"`` (the session lane is created on demand).
-            target: a registered tool's name, a ``@tool`` function, or any callable
-                (plain callables run, but are not persisted in a store).
-            params: keyword arguments for the tool, checked against its parameters now.
-            priority: level inside the lane (default: the tool's, else NORMAL).
-            caller: who submits; callers of a lane are served round-robin.
-            timeout: seconds per attempt (default: the tool's, else the lane's; None: no limit).
-            retry: retry policy (default: the lane's).
-            deadline_s: soft deadline in seconds; the command is promoted one level at
-                each of the lane's ``deadline_boosts`` (75/50/25 % of it left).
-            preemptible: higher-priority work arriving at a full lane may cancel this
-                command's run (default: the tool's ``preemptible``).
-            max_wait: refuse at once with ``LaneBusy`` if the estimated wait is longer.
-            block_timeout: seconds to wait for room when the lane is full (default: the
-                orchestrator's ``ask_timeout``), then ``LaneFull``.
-            command_id: your own unique id (default: generated).
 
-        Raises:
-            ToolNotFound, ToolParameterError: bad tool or parameters (nothing queued).
-            LaneNotFound, LaneFull, LaneBusy, LaneShutdown: the lane cannot take it.
+def _check_retry(_: object, __: attrs.Attribute, value: Any) -> None:
+    if value is not None and not isinstance(value, RetryPolicy):
+        raise ConfigError(f"retry must be a RetryPolicy, got {value!r}")
 
-        Example:
-            >>> h = orch.lanes.submit("query", "search", {"q": "otp"}, priority=Priority.HIGH)  # doctest: +SKIP
-            >>> h.position, h.eta_s, h.result(timeout=10)                                      # doctest: +SKIP
-        """
-        block = self._orch.ask_timeout if block_timeout is None else block_timeout
-        return self._submit(lane, target, params, priority, caller, timeout, retry, deadline_s, preemptible,
-                            max_wait, block, command_id)
 
-    def submit_nowait(self, lane: str, target: str | Callable[..., Any] | ToolSpec,
-                      params: Mapping[str, Any] | None = None, *, priority: Priority | None = None,
-                      caller: str = "default", timeout: float | None = _UNSET, retry: RetryPolicy | None = None,
-                      deadline_s: float | None = None, preemptible: bool | None = None,
-                      max_wait: float | None = None, command_id: str | None = None) -> CommandHandle:
-        """Like :meth:`submit`, but raise ``LaneFull`` at once instead of waiting for room."""
-        return self._submit(lane, target, params, priority, caller, timeout, retry, deadline_s, preemptible,
-                            max_wait, 0.0, command_id)
+def _check_id(_: object, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and (type(value) is not str or not value):
+        raise ConfigError(f"{attribute.name} must be a non-empty string, got {value!r}")
 
-    def call(self, lane: str, target: str | Callable[..., Any] | ToolSpec, params: Mapping[str, Any] | None = None,
-             *, wait_timeout: float | None = None, on_give_up: GiveUp = GiveUp.WITHDRAW, **options: Any) -> Any:
-        """Submit and block for the result (``wait_timeout`` default: the orchestrator's ``ask_timeout``).
 
-        Args:
-            on_give_up: what happens to the command if no result comes within
-                ``wait_timeout``: :attr:`GiveUp.WITHDRAW` (default) cancels it (a
-                queued command never runs, a running one has its token cancelled;
-                it counts as cancelled, nothing is dead-lettered and a persisted
-                record is deleted); :attr:`GiveUp.KEEP` lets it go on unobserved.
-            options: as for :meth:`submit`.
+def _check_caller(_: object, attribute: attrs.Attribute, value: Any) -> None:
+    if value != "default" and (type(value) is not str or not value):
+        raise ConfigError(f"caller must be a non-empty string, got {value!r}")
 
-        Raises:
-            LanewayTimeout: no result within ``wait_timeout``.
-            Exception: what the command failed with.
-        """
-        if on_give_up is not GiveUp.WITHDRAW and not isinstance(on_give_up, GiveUp):
-            raise ConfigError(f"on_give_up must be a GiveUp (WITHDRAW or KEEP), got {on_give_up!r}")
-        handle = self.submit(lane, target, params, **options)
-        limit = self._orch.ask_timeout if wait_timeout is None else wait_timeout
+
+@attrs.frozen
+class SubmitOptions:
+    """How one command is to be run; checked once, when built (see :meth:`LaneManager.submit` for each)."""
+
+    priority: Priority | int | None = attrs.field(default=None, validator=_check_level)
+    caller: str = attrs.field(default="default", validator=_check_caller)
+    timeout: float | None = attrs.field(default=UNSET, validator=_check_positive)
+    retry: RetryPolicy | None = attrs.field(default=None, validator=_check_retry)
+    deadline_s: float | None = attrs.field(default=None, validator=_check_positive)
+    preemptible: bool | None = None
+    max_wait: float | None = None
+    command_id: str | None = attrs.field(default=None, validator=_check_id)
+
+
+#: Every option left to its default: what most submits use, built once.
+DEFAULT_OPTIONS = SubmitOptions()
+
+
+class Submitter:
+    """Turns a submit into a queued command, through the core and the callbacks it is given.
+
+    Args:
+        core: the lanes' core (queues, the outbox).
+        tools: the registry names resolve in.
+        session_lane_locked: ``(session_id)``, under the core's lock: the session's lane, opened if needed.
+        new_id: returns a fresh command id.
+        cancel_fn: what a handle's ``cancel`` calls, ``(command_id, reason)``.
+    """
+
+    def __init__(self, core: LaneCore, tools: ToolRegistry, *, session_lane_locked: Callable[[str], Lane],
+                 new_id: Callable[[], str], cancel_fn: Callable[[str, str], bool]) -> None:
+        self._core = core
+        self._tools = tools
+        self._session_lane_locked = session_lane_locked
+        self._new_id = new_id
+        self._cancel_fn = cancel_fn
+        self._anon_specs: weakref.WeakKeyDictionary[Callable[..., Any], ToolSpec] = weakref.WeakKeyDictionary()
+
+    def submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, opts: SubmitOptions,
+               block: float, *, attempts: int = 0, unbounded: bool = False) -> CommandHandle:
+        """Queue one command; wait up to ``block`` s for room (``unbounded``: never refuse for room)."""
+        core = self._core
+        spec, named = self.resolve(target)
+        checked = self.check_params(spec, params)
+        cmd = self._new_command(self.lane_for(lane_name), spec, checked, named, opts)
+        cmd.attempts = attempts
+        if cmd.id in core.commands:
+            raise ConfigError(f"command id {cmd.id!r} is already in use")
+        if core.pending is not None or core.events.active:
+            self._announce_submitted([cmd])
+        deadline = None
         try:
-            return handle.result(limit)
-        except LanewayTimeout:
-            if on_give_up is GiveUp.WITHDRAW:
-                self._give_up(handle, f"the caller stopped waiting after {limit}s")
+            while True:
+                with core.box:
+                    core.check_accepting_locked()
+                    lane = self._attach_lane_locked(cmd)
+                    if unbounded or lane.pending < lane.config.max_pending:
+                        position, eta = core.enqueue_locked(cmd, opts.max_wait)
+                        core.dispatch_locked()
+                        break
+                    if block <= 0:
+                        raise LaneFull(f"lane {lane.name!r} is full ({lane.config.max_pending} pending)")
+                if deadline is None:
+                    deadline = time.monotonic() + block
+                core.wait_for_room(lane, deadline, block)
+        except BaseException as exc:
+            self._reject_submitted([cmd], exc)
             raise
-
-    async def call_async(self, lane: str, target: str | Callable[..., Any] | ToolSpec,
-                         params: Mapping[str, Any] | None = None, *, wait_timeout: float | None = None,
-                         on_give_up: GiveUp = GiveUp.WITHDRAW, **options: Any) -> Any:
-        """``await`` form of :meth:`call`; a full lane raises ``LaneFull`` instead of blocking the loop.
-
-        The caller also gives up when the awaiting task is cancelled; ``on_give_up``
-        decides what happens to the command then, as for :meth:`call`.
-        """
-        if on_give_up is not GiveUp.WITHDRAW and not isinstance(on_give_up, GiveUp):
-            raise ConfigError(f"on_give_up must be a GiveUp (WITHDRAW or KEEP), got {on_give_up!r}")
-        handle = self.submit_nowait(lane, target, params, **options)
-        wrapped = asyncio.wrap_future(handle.future)
-        limit = self._orch.ask_timeout if wait_timeout is None else wait_timeout
-        try:
-            done, _ = await asyncio.wait((wrapped,), timeout=limit)
-        except asyncio.CancelledError:
-            if on_give_up is GiveUp.WITHDRAW:
-                self._abandon(wrapped, handle, "the awaiting task was cancelled")
-            raise
-        if not done:
-            if on_give_up is GiveUp.WITHDRAW:
-                self._abandon(wrapped, handle, f"the caller stopped waiting after {limit}s")
-            raise LanewayTimeout(f"no result of command {handle.command_id} within {limit}s")
-        return wrapped.result()
-
-    def _abandon(self, wrapped: asyncio.Future[Any], handle: CommandHandle, reason: str) -> None:
-        # Nobody reads the wrapper's CommandCancelled: retrieve it so asyncio does not log it as lost.
-        wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._give_up(handle, reason)
-
-    def _give_up(self, handle: CommandHandle, reason: str) -> None:
-        """Withdraw the command its only waiter stopped waiting for (no-op once it ended)."""
-        acts: Acts = []
-        with self._lock:
-            cmd = self._commands.get(handle.command_id)
-            if cmd is None or cmd.future is not handle.future:  # ended (its id may even be reused)
-                return
-            self._cancel_locked(cmd, f"withdrawn: {reason}", acts)
-            self._dispatch_locked(acts)
-        self._do(acts)
+        return CommandHandle(cmd.id, lane.name, position, eta, cmd.future, cancel_fn=self._cancel_fn)
 
     # resolution and checks, before anything is queued --------------------------------
 
-    def _resolve(self, target: Any) -> tuple[ToolSpec, bool]:
+    def resolve(self, target: Any) -> tuple[ToolSpec, bool]:
         """The tool's spec, and whether it is registered by name (so it can be persisted)."""
         if isinstance(target, str):
-            return self.tools.get(target), True
+            return self._tools.get(target), True
         spec = target if isinstance(target, ToolSpec) else getattr(target, "__laneway_tool__", None)
         if isinstance(spec, ToolSpec):
             try:
-                return spec, self.tools.get(spec.name).fn is spec.fn
+                return spec, self._tools.get(spec.name).fn is spec.fn
             except ToolNotFound:
                 return spec, False
         if not callable(target):
@@ -176,7 +150,7 @@ class Submitter(SessionLanes):
         return spec, False
 
     @staticmethod
-    def _check_params(spec: ToolSpec, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    def check_params(spec: ToolSpec, params: Mapping[str, Any] | None) -> dict[str, Any]:
         if params is None:
             params = {}
         elif type(params) is not dict and not isinstance(params, Mapping):
@@ -184,59 +158,50 @@ class Submitter(SessionLanes):
         spec.validate(params)
         return dict(params)
 
-    def _lane_for(self, name: str) -> Lane:
-        lane = self._lanes.get(name)
+    def lane_for(self, name: str) -> Lane:
+        lanes = self._core.lanes
+        lane = lanes.get(name)
         if lane is not None:
             return lane
         if isinstance(name, str) and name.startswith(SESSION_PREFIX) and len(name) > len(SESSION_PREFIX):
-            with self._lock:
+            with self._core.lock:
                 return self._session_lane_locked(name[len(SESSION_PREFIX):])
-        raise LaneNotFound(f"no lane named {name!r}; lanes are {sorted(n for n in self._lanes if not n.startswith(SESSION_PREFIX))}")
+        raise LaneNotFound(f"no lane named {name!r}; lanes are {sorted(n for n in lanes if not n.startswith(SESSION_PREFIX))}")
 
-    def _new_command(self, lane: Lane, spec: ToolSpec, params: dict[str, Any], durable: bool,
-                     priority: Priority | None = None, caller: str = "default", timeout: float | None = _UNSET,
-                     retry: RetryPolicy | None = None, deadline_s: float | None = None,
-                     preemptible: bool | None = None, command_id: str | None = None) -> Command:
-        # Each check is skipped for the default, so the common submit pays for none of them.
-        if priority is None:
+    def _new_command(self, lane: Lane, spec: ToolSpec, params: dict[str, Any], named: bool,
+                     opts: SubmitOptions) -> Command:
+        # The options were checked when built; only the defaults that depend on the tool or lane remain.
+        level = opts.priority
+        if level is None:
             level = spec.priority if spec.priority is not None else Priority.NORMAL
-        else:
-            level = as_priority(priority)
-        if timeout is _UNSET:
+        timeout = opts.timeout
+        if timeout is UNSET:
             timeout = spec.timeout if spec.timeout is not None else lane.config.timeout_s
-        elif timeout is not None and (type(timeout) not in (int, float) or timeout <= 0):
-            raise ConfigError(f"timeout must be a number > 0 or None, got {timeout!r}")
+        retry = opts.retry
         if retry is None:
             retry = lane.config.retry
-        elif not isinstance(retry, RetryPolicy):
-            raise ConfigError(f"retry must be a RetryPolicy, got {retry!r}")
-        if deadline_s is not None and (type(deadline_s) not in (int, float) or deadline_s <= 0):
-            raise ConfigError(f"deadline_s must be a number > 0 or None, got {deadline_s!r}")
-        if caller != "default" and (type(caller) is not str or not caller):
-            raise ConfigError(f"caller must be a non-empty string, got {caller!r}")
-        if command_id is None:
-            command_id = self._new_id()  # type: ignore[attr-defined]
-        elif type(command_id) is not str or not command_id:
-            raise ConfigError(f"command_id must be a non-empty string, got {command_id!r}")
-        cmd = Command(command_id, lane, spec, params, caller, int(level), timeout, retry, deadline_s,
-                      spec.preemptible if preemptible is None else bool(preemptible), self._clock.now(),
-                      durable and self._pending is not None)
-        cmd.named = durable
+        preemptible = opts.preemptible
+        cmd = Command(self._new_id() if opts.command_id is None else opts.command_id, lane, spec, params,
+                      opts.caller, int(level), timeout, retry, opts.deadline_s,
+                      spec.preemptible if preemptible is None else bool(preemptible), self._core.clock.now(),
+                      named and self._core.pending is not None)
+        cmd.named = named
         return cmd
 
     def _announce_submitted(self, cmds: list[Command]) -> None:
         """Persist (before queueing, so a crash cannot lose an accepted command), then publish."""
+        pending = self._core.pending
         saved: list[Command] = []
         try:
-            for cmd in cmds if self._pending is not None else ():
+            for cmd in cmds if pending is not None else ():
                 if cmd.durable:
-                    self._pending.save(cmd)  # type: ignore[union-attr]
+                    pending.save(cmd)  # type: ignore[union-attr]
                     saved.append(cmd)
         except BaseException:
             for cmd in saved:
-                self._pending.delete(cmd.id)  # type: ignore[union-attr]
+                pending.delete(cmd.id)  # type: ignore[union-attr]
             raise
-        events = self._events
+        events = self._core.events
         if events.active:
             for cmd in cmds:
                 events.publish_dict("queue.command.submitted", cmd.lane.name, {
@@ -244,135 +209,49 @@ class Submitter(SessionLanes):
                     "priority": _LEVEL_NAMES[cmd.level]})
 
     def _reject_submitted(self, cmds: list[Command], error: BaseException) -> None:
+        core = self._core
         for cmd in cmds:
             if cmd.durable:
-                self._pending.delete(cmd.id)  # type: ignore[union-attr]
-            if self._events.active:
-                self._events.publish("queue.command.rejected", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
-                                     error=repr(error))
-
-    # queueing, under the lock -----------------------------------------------------------------
-
-    def _check_accepting_locked(self) -> None:
-        if not self._accepting:
-            raise LaneShutdown("the lane manager is shutting down and takes no new commands")
+                core.pending.delete(cmd.id)  # type: ignore[union-attr]
+            if core.events.active:
+                core.events.publish("queue.command.rejected", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                                    error=repr(error))
 
     def _attach_lane_locked(self, cmd: Command) -> Lane:
         """The command's lane, re-opened if it was a session lane cleaned up since it was looked up."""
         lane = cmd.lane
-        if self._lanes.get(lane.name) is not lane:
+        if self._core.lanes.get(lane.name) is not lane:
             if lane.session_id is None:
                 raise LaneNotFound(f"lane {lane.name!r} was removed")
             lane = cmd.lane = self._session_lane_locked(lane.session_id)
         return lane
 
-    def _wait_for_room_locked(self, lane: Lane, block: float) -> None:
-        limit = lane.config.max_pending
-        if lane.pending < limit:
-            return
-        if block <= 0:
-            raise LaneFull(f"lane {lane.name!r} is full ({limit} pending)")
-        deadline = time.monotonic() + block
-        self._space_waiters += 1
-        try:
-            while lane.pending >= lane.config.max_pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise LaneFull(f"lane {lane.name!r} stayed full ({limit} pending) for {block}s")
-                self._space.wait(left)
-                self._check_accepting_locked()
-        finally:
-            self._space_waiters -= 1
-
-    def _enqueue_locked(self, cmd: Command, max_wait: float | None, acts: Acts) -> tuple[int, float | None]:
-        lane = cmd.lane
-        if cmd.id in self._commands:
-            raise ConfigError(f"command id {cmd.id!r} is already in use")
-        if lane.preemptible_runs and lane.active >= lane.cap and self._preempt_locked(cmd, acts):
-            position, eta = 0, 0.0
-        else:
-            position = lane.queue.estimate(cmd.caller, cmd.level) + len(lane.preemptors)
-            if lane.group is not None:
-                position += len(lane.group.pending)
-            eta = lane.eta(position)
-            if max_wait is not None and eta is not None and eta > max_wait:
-                raise LaneBusy(f"lane {lane.name!r}: estimated wait {eta:.3f}s ({position} ahead) exceeds max_wait {max_wait}s")
-            cmd.seq = next(self._seq)
-            cmd.queued = True
-            lane.queue.push(cmd)
-        lane.add_waiting(cmd)
-        self._commands[cmd.id] = cmd
-        if cmd.deadline_s is not None:
-            for fraction in lane.config.deadline_boosts:
-                cmd.add_timer(self._timers.schedule(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
-        self._lane_changed_locked(lane, acts)
-        return position, eta
-
-    def _boost(self, cmd: Command) -> None:
-        acts: Acts = []
-        with self._lock:
-            if cmd.state is not CommandState.QUEUED or not cmd.queued or cmd.level == 0:
-                return
-            cmd.lane.queue.promote(cmd, cmd.level - 1)
-            self._emit(acts, "queue.command.boosted", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
-                       priority=Priority(cmd.level).name.lower())
-        self._do(acts)
-
-    def _submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, priority: Priority | None,
-                caller: str, timeout: float | None, retry: RetryPolicy | None, deadline_s: float | None,
-                preemptible: bool | None, max_wait: float | None, block: float, command_id: str | None,
-                attempts: int = 0, unbounded: bool = False) -> CommandHandle:
-        # Positional all the way down: keyword packing costs a microsecond per layer on the hot path.
-        spec, durable = self._resolve(target)
-        checked = self._check_params(spec, params)
-        cmd = self._new_command(self._lane_for(lane_name), spec, checked, durable, priority, caller, timeout, retry,
-                                deadline_s, preemptible, command_id)
-        cmd.attempts = attempts
-        if cmd.id in self._commands:
-            raise ConfigError(f"command id {cmd.id!r} is already in use")
-        if self._pending is not None or self._events.active:
-            self._announce_submitted([cmd])
-        acts: Acts = []
-        try:
-            with self._lock:
-                self._check_accepting_locked()
-                lane = self._attach_lane_locked(cmd)
-                if not unbounded:
-                    self._wait_for_room_locked(lane, block)
-                position, eta = self._enqueue_locked(cmd, max_wait, acts)
-                self._dispatch_locked(acts)
-        except BaseException as exc:
-            self._reject_submitted([cmd], exc)
-            raise
-        if acts:
-            self._do(acts)
-        return CommandHandle(cmd.id, lane.name, position, eta, cmd.future, cancel_fn=self._cancel_fn)  # type: ignore[attr-defined]
-
     # parallel batches in a session -------------------------------------------------------------
 
     def _prepare_call(self, call: Any) -> tuple[ToolSpec, dict[str, Any], bool]:
         target, params = (call[0], call[1] if len(call) > 1 else None) if isinstance(call, (tuple, list)) else (call, None)
-        spec, durable = self._resolve(target)
-        return spec, self._check_params(spec, params), durable
+        spec, named = self.resolve(target)
+        return spec, self.check_params(spec, params), named
 
-    def _execute_parallel(self, session_id: str, calls: Iterable[Any], max_concurrent: int, caller: str,
-                          priority: Priority | None) -> list[CommandHandle]:
+    def execute_parallel(self, session_id: str, calls: Iterable[Any], max_concurrent: int, caller: str,
+                         priority: Priority | None) -> list[CommandHandle]:
+        """Queue a batch that holds the session's lane like one command (see :meth:`SessionLane.execute_parallel`)."""
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ConfigError(f"max_concurrent must be an int >= 1, got {max_concurrent!r}")
+        opts = SubmitOptions(priority=priority, caller=caller)
         prepared = [self._prepare_call(c) for c in calls]
         if not prepared:
             return []
         refused = [spec.name for spec, _, _ in prepared if not spec.parallel_allowed]
         if refused:
             raise ParallelNotAllowed(f"not marked parallel_allowed, so none of the batch ran: {', '.join(refused)}")
-        lane = self._lane_for(SESSION_PREFIX + session_id)
-        members = [self._new_command(lane, spec, params, durable, priority, caller)
-                   for spec, params, durable in prepared]
+        lane = self.lane_for(SESSION_PREFIX + session_id)
+        members = [self._new_command(lane, spec, params, named, opts) for spec, params, named in prepared]
         self._announce_submitted(members)
-        acts: Acts = []
+        core = self._core
         try:
-            with self._lock:
-                self._check_accepting_locked()
+            with core.box:
+                core.check_accepting_locked()
                 lane = self._session_lane_locked(session_id)
                 if lane.pending + len(members) > lane.config.max_pending:
                     raise LaneFull(f"lane {lane.name!r} cannot take {len(members)} more commands (max_pending)")
@@ -383,19 +262,16 @@ class Submitter(SessionLanes):
                 for cmd in members:
                     cmd.lane, cmd.group = lane, group
                     lane.add_waiting(cmd)
-                    self._commands[cmd.id] = cmd
+                    core.commands[cmd.id] = cmd
                     group.pending.append(cmd)
                 # One queue entry stands for the whole batch, so it takes the lane like one command.
                 placeholder = Command(f"{members[0].id}-batch", lane, members[0].spec, {}, caller,
                                       min(c.level for c in members), None, members[0].retry, None, False,
-                                      self._clock.now(), False)
+                                      core.clock.now(), False)
                 placeholder.batch = group
-                placeholder.seq = next(self._seq)
-                lane.queue.push(placeholder)
-                self._lane_changed_locked(lane, acts)
-                self._dispatch_locked(acts)
+                core.push_batch_locked(placeholder)
+                core.dispatch_locked()
         except BaseException as exc:
             self._reject_submitted(members, exc)
             raise
-        self._do(acts)
-        return [CommandHandle(c.id, lane.name, position, eta, c.future, cancel_fn=self._cancel_fn) for c in members]  # type: ignore[attr-defined]
+        return [CommandHandle(c.id, lane.name, position, eta, c.future, cancel_fn=self._cancel_fn) for c in members]

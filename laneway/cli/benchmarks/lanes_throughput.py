@@ -1,6 +1,14 @@
-"""Lane throughput and latency: laneway lanes vs the a3s-lane Python SDK vs raw actor asks, same run.
+"""Lane throughput and latency: laneway lanes vs a ThreadPoolExecutor (and a3s-lane, raw asks), same run.
 
-Shapes (a3s-lane's benchmark, see /work/shared/ANCHORS.md):
+Against ``ThreadPoolExecutor(28)`` (28 = the six default lanes' slots), always run first, runners
+interleaved (laneway, executor, laneway, executor, ...) for --rounds rounds, every result checked;
+prints each round's ratio, the median and the range:
+  * burst: 10,000 no-op commands round-robin over the 6 default lanes, submit all then wait all,
+    vs ``executor.submit(noop, i)`` for the same 10,000 (ratio: laneway ops/s / executor ops/s);
+  * sequential: ``lanes.call`` one at a time, p50 latency, vs ``executor.submit(noop, i).result()``
+    (ratio: laneway p50 / executor p50).
+
+With --all, also (a3s-lane's benchmark shapes, see /work/shared/ANCHORS.md):
   * 100 no-op commands round-robin over 10 lanes (priority i, min 1, max 10), and over 1 lane;
     a3s-lane's submit blocks, so 100 threads keep them in flight; laneway's submit returns a
     handle, so one thread submits all 100 then waits for them.
@@ -10,7 +18,7 @@ Shapes (a3s-lane's benchmark, see /work/shared/ANCHORS.md):
   * latency: sequential submit-and-wait, one at a time; raw laneway and pykka asks for reference.
 Managers are built and warmed before timing. Medians of --rounds rounds.
 
-Run: python -m laneway.cli.benchmarks.lanes_throughput [--rounds 5] [--skip-a3s]
+Run: python -m laneway.cli.benchmarks.lanes_throughput [--rounds 5] [--all] [--skip-a3s]
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import argparse
 import statistics
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from laneway.cli.benchmarks.actor_ask import Echo, PykkaEcho, measure_ask  # the raw-ask baselines
@@ -89,12 +98,74 @@ def median_of(rounds: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(rounds))
 
 
+BURST = 10_000
+SEQUENTIAL = 2_000
+
+
+def burst_checked(submit: Callable[[int], object], result: Callable[[object], object], n: int) -> float:
+    """Submit n no-ops, then wait for each; every result must be its input. Returns ops/s."""
+    start = time.perf_counter()
+    pending = [submit(i) for i in range(n)]
+    values = [result(p) for p in pending]
+    took = time.perf_counter() - start
+    bad = [i for i, v in enumerate(values) if v != i]
+    if bad:
+        raise AssertionError(f"{len(bad)} wrong results, first at {bad[0]}: {values[bad[0]]!r}")
+    return n / took
+
+
+def p50_checked(call: Callable[[int], object], n: int) -> float:
+    """Median seconds of n sequential calls; every result must be its input."""
+    lat = []
+    for i in range(n):
+        t = time.perf_counter()
+        v = call(i)
+        lat.append(time.perf_counter() - t)
+        if v != i:
+            raise AssertionError(f"call {i} returned {v!r}")
+    return statistics.median(lat)
+
+
+def versus_executor(rounds: int) -> None:
+    """The two shapes against ThreadPoolExecutor(28), interleaved, ratios per round."""
+    orch = Orchestrator(name="bench-tpe")
+    lanes = laneway_manager(orch, None)  # the six default lanes: 28 slots
+    pool = ThreadPoolExecutor(28)
+    lw_burst = lambda: burst_checked(lambda i: lanes.submit(DEFAULTS[i % 6], "noop", {"x": i}),
+                                     lambda h: h.result(timeout=60), BURST)
+    tp_burst = lambda: burst_checked(lambda i: pool.submit(noop, i), lambda f: f.result(60), BURST)
+    lw_seq = lambda: p50_checked(lambda i: lanes.call("query", "noop", {"x": i}), SEQUENTIAL)
+    tp_seq = lambda: p50_checked(lambda i: pool.submit(noop, i).result(60), SEQUENTIAL)
+    try:
+        lw_burst(), tp_burst(), lw_seq(), tp_seq()  # warm: threads started, code paths hot
+        burst, seq = [], []
+        for k in range(rounds):
+            a, b = lw_burst(), tp_burst()
+            c, d = lw_seq(), tp_seq()
+            burst.append(a / b)
+            seq.append(c / d)
+            print(f"round {k + 1}: burst laneway {a:,.0f}/s executor {b:,.0f}/s ratio {a / b:.2f}x; "
+                  f"sequential p50 laneway {c * 1e6:.1f} us executor {d * 1e6:.1f} us ratio {c / d:.2f}x")
+        print(f"burst {BURST:,} over the 6 default lanes, laneway/executor ops/s: median {statistics.median(burst):.2f}x "
+              f"(range {min(burst):.2f}..{max(burst):.2f}; target >= 1.0)")
+        print(f"sequential call p50, laneway/executor: median {statistics.median(seq):.2f}x "
+              f"(range {min(seq):.2f}..{max(seq):.2f}; target <= 1.2)")
+    finally:
+        pool.shutdown()
+        orch.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--all", action="store_true", help="also the a3s-lane shapes and raw asks")
     parser.add_argument("--skip-a3s", action="store_true")
     args = parser.parse_args()
     r = args.rounds
+    print(f"laneway lanes vs ThreadPoolExecutor(28), {r} interleaved rounds (2-core machine, shared)")
+    versus_executor(r)
+    if not args.all:
+        return
     rows: dict[str, dict[str, float]] = {}
 
     orch10 = Orchestrator(name="bench10")

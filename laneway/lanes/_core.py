@@ -1,0 +1,408 @@
+"""The lanes' core: one outbox (the lock), the queues of every lane, and the transitions between them.
+
+Every method ending in ``_locked`` runs inside :attr:`LaneCore.box` and never
+calls user code: it queues what must happen afterwards (settle a future,
+publish an event, write the store, start a thread) on the :class:`Outbox`,
+which runs it once the outermost holder leaves, whether its block returned
+or raised, so a transition that fails half-way never strands a future.
+Waiting (for room, for a drain, for work) uses the bare ``box.lock``: a
+wait inside the outbox would hold back every other thread's effects.
+
+The end of runs lives in :class:`~laneway.lanes._outcomes.Outcomes`, the
+executors in :class:`~laneway.lanes._executors.Executors`; both work
+through the core's public attributes and methods and the callbacks they
+are given.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import threading
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable
+
+from laneway.core import Outbox
+from laneway.errors import (
+    CommandCancelled,
+    ConfigError,
+    LaneBusy,
+    LaneFull,
+    LaneShutdown,
+    Preempted,
+)
+from laneway.lanes._command import Command, Run
+from laneway.lanes._config import SESSION_PREFIX, LaneConfig, PreemptAction, Priority
+from laneway.lanes._executors import Executors
+from laneway.lanes._lane import Lane
+from laneway.lanes._outcomes import Outcomes
+from laneway.lanes._records import CommandState
+
+if TYPE_CHECKING:
+    from laneway.core import Clock, CpuRunner, DeadLetterQueue, EventBus
+    from laneway.lanes._metrics import LaneRecorder
+    from laneway.lanes._persist import PendingStore
+
+log = logging.getLogger(__name__)
+
+
+def _no_hook(lane: Lane) -> None:
+    pass
+
+
+class LaneOutbox(Outbox):
+    """:class:`Outbox` whose lock is also entered with ``with box:``, the same protocol without a generator.
+
+    ``locked()`` builds a generator context manager per entry, about 2 µs,
+    ten times the lock itself; every command enters twice (submit, end of
+    run). Same rules: effects run, in order, once the outermost holder
+    leaves, whether its block returned or raised.
+    """
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        drain = self._depth == 0 and bool(self._effects) and not self._draining
+        if drain:
+            self._draining = True
+        self.lock.release()
+        if drain:
+            self._drain()
+
+
+class LaneCore:
+    """State and transitions shared by all lanes, guarded by :attr:`box`.
+
+    Args:
+        clock, events, dead_letters: the actor system's.
+        max_workers: runs in progress at once, across all lanes.
+        pending: where durable commands persist (None: nowhere).
+        cpu_pool: returns the runner for ``cpu_bound`` tools (the executors ask on first use).
+
+    Attributes (read and written only inside ``box``):
+        lanes: every lane by name, session lanes too.
+        commands: every command not yet completed, failed or cancelled.
+        running, reserved: runs in progress; worker slots kept for lanes below their minimum.
+        accepting, closed: False after shutdown; True once closed.
+        lane_idle_locked: called when a lane runs empty (session lanes clean up on it).
+    """
+
+    def __init__(self, *, clock: Clock, events: EventBus, dead_letters: DeadLetterQueue, max_workers: int,
+                 pending: PendingStore | None, cpu_pool: Callable[[], CpuRunner]) -> None:
+        self.box = LaneOutbox("lanes")
+        self.lock = self.box.lock
+        self.clock = clock
+        self.events = events
+        self.pending = pending
+        self.dead_letters = dead_letters
+        self.space = threading.Condition(self.lock)  # a full lane got room
+        self.quiet = threading.Condition(self.lock)  # no command left
+        self.space_waiters = 0
+        self.lanes: dict[str, Lane] = {}
+        self.commands: dict[str, Command] = {}
+        self.running = 0
+        self.reserved = 0
+        self.max_workers = max_workers
+        self.accepting = True
+        self.closed = False
+        self.lane_idle_locked: Callable[[Lane], None] = _no_hook
+        self._buckets: dict[int, dict[Lane, None]] = {}  # eligible lanes by priority, round-robin order
+        self._prios: list[int] = []
+        self._seq = itertools.count(1)
+        self.outcomes = Outcomes(self)
+        self.executors = Executors(self.box, end_run_locked=self.outcomes.end_run_locked,
+                                   dispatch_locked=self.dispatch_locked, finish=self.outcomes.finish,
+                                   launch_failed=self.outcomes.launch_failed, announce=self.outcomes.announce_run,
+                                   pool=cpu_pool)
+
+    def emit(self, key: str, source: str, **data: Any) -> None:
+        """Publish an event once the lock is released (only when someone listens)."""
+        if self.events.active:
+            # The dict handed over as is: a keyword partial would copy it twice more.
+            self.box.add(partial(self.events.publish_dict, key, source, data))
+
+    # lanes ------------------------------------------------------------------------------
+
+    def add_lane_locked(self, config: LaneConfig, recorder: Callable[[], LaneRecorder]) -> None:
+        """Add a named lane (``recorder`` makes its metrics recorder once the config is accepted)."""
+        if not isinstance(config, LaneConfig):
+            raise ConfigError(f"lanes must be LaneConfig records, got {config!r}")
+        if config.name.startswith(SESSION_PREFIX):
+            raise ConfigError(f"lane names starting with {SESSION_PREFIX!r} are reserved for session lanes")
+        if config.name in self.lanes:
+            raise ConfigError(f"a lane named {config.name!r} already exists")
+        reserved = sum(lane.config.min_concurrency for lane in self.lanes.values()) + config.min_concurrency
+        if reserved > self.max_workers:
+            raise ConfigError(f"lanes reserve {reserved} workers in total (min_concurrency) but max_workers is {self.max_workers}")
+        self.lanes[config.name] = Lane(config, self.clock.now(), recorder())
+        self.reserved += config.min_concurrency
+
+    def remove_lane_locked(self, lane: Lane) -> None:
+        del self.lanes[lane.name]
+        self.reserved -= max(0, lane.config.min_concurrency - lane.active)
+        self.touch(lane)
+
+    def touch(self, lane: Lane) -> None:
+        """Put the lane in (or take it out of) its priority bucket after any change."""
+        prio = lane.config.priority
+        bucket = self._buckets.get(prio)
+        if lane.eligible():
+            if bucket is None:
+                bucket = self._buckets[prio] = {}
+                bisect.insort(self._prios, prio)
+            if lane not in bucket:
+                bucket[lane] = None
+        elif bucket is not None and lane in bucket:
+            del bucket[lane]
+
+    def lane_changed_locked(self, lane: Lane) -> None:
+        """Eligibility, pressure and idle transitions after pending or active changed."""
+        self.touch(lane)
+        try:
+            lane.recorder.queue_length(lane.pending)
+        except Exception:  # a metrics hook must not break a transition half-way
+            log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
+        threshold = lane.config.pressure_threshold
+        if threshold is not None:
+            if lane.pending >= threshold and not lane.pressure:
+                lane.pressure = lane.relief_due = True
+                self.emit("queue.lane.pressure", lane.name, pending=lane.pending, threshold=threshold)
+            elif lane.pending < threshold:
+                lane.pressure = False
+        if lane.busy and lane.pending == 0 and lane.active == 0:
+            lane.busy = False
+            lane.idle_since = self.clock.now()
+            if lane.relief_due:  # idle answers a pressure event; without one nobody is waiting for it
+                lane.relief_due = False
+                self.emit("queue.lane.idle", lane.name)
+            self.lane_idle_locked(lane)
+        if self.space_waiters and lane.pending < lane.config.max_pending:
+            self.space.notify_all()
+
+    # submitting -----------------------------------------------------------------------------
+
+    def check_accepting_locked(self) -> None:
+        if not self.accepting:
+            raise LaneShutdown("the lane manager is shutting down and takes no new commands")
+
+    def wait_for_room(self, lane: Lane, deadline: float, block: float) -> None:
+        """Wait (bare lock: nothing is queued) until ``lane`` has room; LaneFull at ``deadline``."""
+        limit = lane.config.max_pending
+        with self.lock:
+            self.space_waiters += 1
+            try:
+                while lane.pending >= lane.config.max_pending:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise LaneFull(f"lane {lane.name!r} stayed full ({limit} pending) for {block}s")
+                    self.space.wait(left)
+                    self.check_accepting_locked()
+            finally:
+                self.space_waiters -= 1
+
+    def enqueue_locked(self, cmd: Command, max_wait: float | None) -> tuple[int, float | None]:
+        """Queue ``cmd`` in its lane (or let it preempt a run); returns its position and ETA."""
+        lane = cmd.lane
+        if cmd.id in self.commands:
+            raise ConfigError(f"command id {cmd.id!r} is already in use")
+        if lane.preemptible_runs and lane.active >= lane.cap and self._preempt_locked(cmd):
+            position, eta = 0, 0.0
+        else:
+            position = lane.queue.estimate(cmd.caller, cmd.level) + len(lane.preemptors)
+            if lane.group is not None:
+                position += len(lane.group.pending)
+            eta = lane.eta(position)
+            if max_wait is not None and eta is not None and eta > max_wait:
+                raise LaneBusy(f"lane {lane.name!r}: estimated wait {eta:.3f}s ({position} ahead) exceeds max_wait {max_wait}s")
+            cmd.seq = next(self._seq)
+            cmd.queued = True
+            lane.queue.push(cmd)
+        lane.add_waiting(cmd)
+        self.commands[cmd.id] = cmd
+        if cmd.deadline_s is not None:
+            for fraction in lane.config.deadline_boosts:
+                cmd.add_timer(self.clock.call_later(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
+        self.lane_changed_locked(lane)
+        return position, eta
+
+    def push_batch_locked(self, placeholder: Command) -> None:
+        """Queue the placeholder that stands for a parallel group (its members are already waiting)."""
+        placeholder.seq = next(self._seq)
+        placeholder.lane.queue.push(placeholder)
+        self.lane_changed_locked(placeholder.lane)
+
+    def _boost(self, cmd: Command) -> None:
+        with self.box:
+            if cmd.state is not CommandState.QUEUED or not cmd.queued or cmd.level == 0:
+                return
+            cmd.lane.queue.promote(cmd, cmd.level - 1)
+            self.emit("queue.command.boosted", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                      priority=Priority(cmd.level).name.lower())
+
+    def requeue_locked(self, cmd: Command, keep_seq: bool = False) -> None:
+        """Queue a waiting command again (retry or preempted); it is already counted as pending."""
+        lane = cmd.lane
+        cmd.state = CommandState.QUEUED
+        group = cmd.group
+        if group is not None and lane.group is group:
+            group.pending.append(cmd)
+        else:
+            if not keep_seq:
+                cmd.seq = next(self._seq)
+            cmd.queued = True
+            lane.queue.push(cmd)
+        self.touch(lane)
+
+    # dispatch --------------------------------------------------------------------------------
+
+    def dispatch_locked(self) -> None:
+        """Start commands while workers are free: always from the best eligible lane."""
+        if self.closed:
+            return
+        while self.running < self.max_workers:
+            lane = self._pick_lane_locked()
+            if lane is None:
+                return
+            cmd = lane.take()
+            if cmd is not None:
+                self._start_locked(cmd)
+            self.touch(lane)
+
+    def _pick_lane_locked(self) -> Lane | None:
+        spare = self.max_workers - self.running - 1
+        for prio in self._prios:
+            bucket = self._buckets[prio]
+            for lane in bucket:
+                if spare < self.reserved and lane.active >= lane.config.min_concurrency:
+                    continue  # the last free workers are kept for lanes below their minimum
+                if lane.limiter is not None:
+                    wait = lane.limiter.wait_s(self.clock.now())
+                    if wait > 0:
+                        lane.rate_timer = self.clock.call_later(wait, partial(self._rate_release, lane))
+                        self.touch(lane)
+                        return self._pick_lane_locked()
+                del bucket[lane]
+                bucket[lane] = None  # equal priorities take turns
+                return lane
+        return None
+
+    def _rate_release(self, lane: Lane) -> None:
+        with self.box:
+            lane.rate_timer = None
+            self.touch(lane)
+            self.dispatch_locked()
+
+    def _start_locked(self, cmd: Command) -> None:
+        lane = cmd.lane
+        lane.remove_waiting(cmd)
+        if cmd.timers:
+            cmd.cancel_timers()  # deadline boosts are moot once it runs
+        cmd.state = CommandState.RUNNING
+        cmd.attempts += 1
+        now = self.clock.now()
+        run = cmd.run = Run(cmd, cmd.attempts, now)
+        lane.active += 1
+        if lane.active <= lane.config.min_concurrency:
+            self.reserved -= 1
+        lane.runs[run] = None
+        if cmd.preemptible:
+            lane.preemptible_runs += 1
+        self.running += 1
+        if lane.limiter is not None:
+            lane.limiter.record(now)
+        if cmd.timeout is not None:
+            cmd.add_timer(self.clock.call_later(cmd.timeout, partial(self.outcomes.on_timeout, run)))
+        if self.space_waiters:
+            self.space.notify_all()
+        try:
+            self.executors.launch_locked(run)
+        except Exception as exc:
+            self.outcomes.launch_failed_locked(run, exc)
+
+    # ends ----------------------------------------------------------------------------------------
+
+    def final_locked(self, cmd: Command) -> None:
+        """The command reached a final state: forget it, release its group, wake drainers."""
+        if cmd.timers:
+            cmd.cancel_timers()
+        del self.commands[cmd.id]
+        group = cmd.group
+        if group is not None:
+            group.outstanding -= 1
+            if group.outstanding == 0 and cmd.lane.group is group:
+                cmd.lane.group = None
+        if not self.commands:
+            self.quiet.notify_all()
+
+    def unqueue_locked(self, cmd: Command) -> None:
+        """Take a QUEUED command out of whichever structure holds it."""
+        lane = cmd.lane
+        if cmd.queued:
+            lane.queue.discard(cmd)
+            cmd.queued = False
+        elif cmd in lane.preemptors:
+            lane.preemptors.remove(cmd)
+        elif cmd.group is not None and cmd in cmd.group.pending:
+            cmd.group.pending.remove(cmd)
+        lane.remove_waiting(cmd)
+
+    def cancel(self, command_id: str, reason: str, future: Any = None) -> bool:
+        """Cancel an unfinished command (only if its future is ``future``, when given); False if none."""
+        with self.box:
+            cmd = self.commands.get(command_id)
+            if cmd is None or (future is not None and cmd.future is not future):
+                return False  # ended (its id may even be reused)
+            self._cancel_locked(cmd, reason)
+            self.dispatch_locked()
+        return True
+
+    def _cancel_locked(self, cmd: Command, reason: str) -> None:
+        lane = cmd.lane
+        state = cmd.state
+        if state is CommandState.QUEUED:
+            self.unqueue_locked(cmd)
+        elif state is CommandState.RETRY_WAIT:
+            lane.remove_waiting(cmd)
+        elif state is CommandState.RUNNING and cmd.run is not None and not cmd.run.superseded:
+            cmd.run.superseded = True
+            self.box.add(partial(cmd.run.token.cancel, reason))
+        cmd.state = CommandState.CANCELLED
+        lane.cancelled += 1
+        self.final_locked(cmd)
+        if cmd.durable and self.pending is not None:
+            self.box.add(partial(self.pending.delete, cmd.id))
+        self.box.add(partial(cmd.future.settle, error=CommandCancelled(f"command {cmd.id} cancelled: {reason}")))
+        self.emit("queue.command.cancelled", lane.name, command_id=cmd.id, caller=cmd.caller, reason=reason)
+        self.lane_changed_locked(lane)
+
+    def _preempt_locked(self, cmd: Command) -> bool:
+        """If ``cmd`` arrives at a full lane, preempt the lowest-priority preemptible run; True if it did."""
+        lane = cmd.lane
+        action = lane.config.preempt
+        if action is PreemptAction.NEVER or lane.active < lane.cap or lane.group is not None:
+            return False
+        victim = lane.preemption_victim(cmd.level, self.clock.now())
+        if victim is None:
+            return False
+        victim.superseded = True
+        lane.preempted += 1
+        vc = victim.cmd
+        reason = f"preempted by command {cmd.id} (priority {cmd.level} over {vc.level})"
+        self.box.add(partial(victim.token.cancel, reason, preempted=True))
+        self.emit("queue.command.preempted", lane.name, command_id=vc.id, caller=vc.caller,
+                  by=cmd.id, action=action.value)
+        if action is PreemptAction.REQUEUE:
+            victim.requeue = True
+        else:
+            vc.state = CommandState.CANCELLED
+            self.final_locked(vc)
+            if vc.durable and self.pending is not None:
+                self.box.add(partial(self.pending.delete, vc.id))
+            self.box.add(partial(vc.future.settle, error=Preempted(f"command {vc.id} {reason}")))
+        lane.preemptors.append(cmd)
+        return True

@@ -1,0 +1,172 @@
+"""The end of a run: completion, failure and retry, timeouts, dead letters, launches that failed."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from laneway.errors import CommandTimeout, LaneError
+from laneway.lanes._records import CommandState
+
+if TYPE_CHECKING:
+    from laneway.lanes._command import Command, Run
+    from laneway.lanes._core import LaneCore
+
+log = logging.getLogger(__name__)
+
+
+class Outcomes:
+    """Records how runs end, inside the core's outbox; the executors call it through callbacks."""
+
+    def __init__(self, core: LaneCore) -> None:
+        self._core = core
+
+    def announce_run(self, run: Run) -> None:
+        """A run is about to execute (called by the executors, without the lock)."""
+        cmd = run.cmd
+        core = self._core
+        if cmd.durable and core.pending is not None:
+            core.pending.record_attempt(cmd)  # the attempt count survives a crash mid-run
+        if core.events.active:
+            core.events.publish("queue.command.started", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                                tool=cmd.spec.name, attempt=run.attempt, wait_s=run.started_at - cmd.enqueued_at)
+
+    def finish(self, run: Run, ok: bool, value: Any) -> None:
+        """A run returned or raised (called from the loop thread, a pool callback or a worker)."""
+        core = self._core
+        with core.box:
+            self.end_run_locked(run, ok, value)
+            core.dispatch_locked()
+
+    def launch_failed_locked(self, run: Run, exc: BaseException) -> None:
+        """No executor took the run: free the slots it holds and fail the attempt (the lane goes on)."""
+        log.error("lanes: could not launch command %s: %r", run.cmd.id, exc)
+        error = LaneError(f"command {run.cmd.id} ({run.cmd.spec.name}) could not be launched: {exc!r}")
+        error.__cause__ = exc
+        self.end_run_locked(run, False, error)
+
+    def launch_failed(self, run: Run, exc: BaseException) -> None:
+        """An executor found, after the lock was released, that it cannot run ``run``."""
+        core = self._core
+        with core.box:
+            if not run.ended:
+                self.launch_failed_locked(run, exc)
+                core.dispatch_locked()
+
+    def end_run_locked(self, run: Run, ok: bool, value: Any) -> None:
+        run.ended = True
+        cmd = run.cmd
+        lane = cmd.lane
+        core = self._core
+        now = core.clock.now()
+        lane.active -= 1
+        if lane.active < lane.config.min_concurrency:
+            core.reserved += 1
+        del lane.runs[run]
+        if cmd.preemptible:
+            lane.preemptible_runs -= 1
+        core.running -= 1
+        lane.note_run_time(now - run.started_at)
+        if run.superseded:
+            if run.requeue and cmd.state is CommandState.RUNNING:
+                if ok:  # it finished anyway (ignoring its token): no reason to run it again
+                    self._complete_locked(cmd, run, value, now)
+                else:
+                    cmd.attempts -= 1  # a preempted attempt does not count against the retry policy
+                    lane.add_waiting(cmd)
+                    core.requeue_locked(cmd, keep_seq=True)
+        elif ok:
+            self._complete_locked(cmd, run, value, now)
+        else:
+            self._fail_attempt_locked(cmd, value)
+        core.lane_changed_locked(lane)
+
+    def _complete_locked(self, cmd: Command, run: Run, value: Any, now: float) -> None:
+        core = self._core
+        cmd.state = CommandState.COMPLETED
+        lane = cmd.lane
+        lane.completed += 1
+        latency = now - cmd.submitted_at
+        try:
+            lane.recorder.completed(latency, now)
+        except Exception:  # a metrics hook must not break a transition half-way
+            log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
+        core.final_locked(cmd)
+        if cmd.durable and core.pending is not None:
+            core.box.add(partial(core.pending.delete, cmd.id))
+        core.box.add(partial(cmd.future.settle, value))
+        core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
+                  tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
+
+    def _fail_attempt_locked(self, cmd: Command, error: BaseException) -> None:
+        core = self._core
+        lane = cmd.lane
+        policy = cmd.retry
+        if cmd.attempts < policy.max_attempts and policy.retries(error) and not core.closed:
+            delay = policy.delay_before(cmd.attempts) or 0.0
+            lane.retried += 1
+            cmd.state = CommandState.RETRY_WAIT
+            lane.add_waiting(cmd)
+            cmd.enqueued_at = core.clock.now()
+            core.emit("queue.command.retry", lane.name, command_id=cmd.id, caller=cmd.caller,
+                      attempt=cmd.attempts, delay_s=delay, error=repr(error))
+            if delay > 0:
+                cmd.add_timer(core.clock.call_later(delay, partial(self._retry_due, cmd)))
+            else:
+                core.requeue_locked(cmd)
+            return
+        cmd.state = CommandState.FAILED
+        lane.failed += 1
+        lane.dead_lettered += 1
+        core.final_locked(cmd)
+        reason = f"{cmd.spec.name} failed after {cmd.attempts} attempt(s): {error!r}"
+        core.box.add(partial(self._dead_letter, cmd, reason, error))
+
+    def _dead_letter(self, cmd: Command, reason: str, error: BaseException) -> None:
+        """Outside the lock: letter first, then events, then the caller sees the error."""
+        core = self._core
+        source = f"lane:{cmd.lane.name}"
+        try:
+            if cmd.durable and core.pending is not None:
+                letter = core.pending.move_to_dead_letters(core.dead_letters, cmd, source, reason, error)
+            else:
+                letter = core.dead_letters.put(source, reason, attempts=cmd.attempts, error=error,
+                                               work_id=cmd.id, payload=cmd.payload(with_fn=True))
+            letter_id = letter.id
+        except Exception:
+            log.exception("could not dead-letter command %s", cmd.id)
+            letter_id = ""
+        if core.events.active:
+            core.events.publish("queue.command.failed", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                                tool=cmd.spec.name, error=repr(error), attempts=cmd.attempts)
+            core.events.publish("queue.command.dead_lettered", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                                letter_id=letter_id, reason=reason)
+        cmd.future.settle(error=error)
+
+    def _retry_due(self, cmd: Command) -> None:
+        core = self._core
+        with core.box:
+            if cmd.state is CommandState.RETRY_WAIT:
+                cmd.timers = None  # the retry timer fired; nothing left to cancel
+                core.requeue_locked(cmd)
+                core.dispatch_locked()
+
+    def on_timeout(self, run: Run) -> None:
+        core = self._core
+        with core.box:
+            if run.ended or run.superseded:
+                return
+            run.superseded = True
+            cmd = run.cmd
+            cmd.lane.timed_out += 1
+            core.box.add(partial(run.token.cancel, f"timed out after {cmd.timeout}s"))
+            core.emit("queue.command.timeout", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
+                      timeout_s=cmd.timeout, attempt=run.attempt)
+            error = CommandTimeout(
+                f"command {cmd.id} ({cmd.spec.name}) in lane {cmd.lane.name!r} ran past its {cmd.timeout}s timeout"
+                f" (attempt {run.attempt})"
+            )
+            self._fail_attempt_locked(cmd, error)
+            core.lane_changed_locked(cmd.lane)
+            core.dispatch_locked()
