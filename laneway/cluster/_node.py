@@ -73,12 +73,16 @@ class ClusterNode(Worker):
         max_workflows: workflows running here at once, at most.
         table_prefix: prefix of the cluster tables (letters, digits, ``_``).
         join_timeout: seconds to wait for a live node of the same name to expire before :class:`NodeNameTaken`.
+        executors: workflow executors by agent type, registered before the node
+            claims anything (see :meth:`register_executor`).
+        claim: False makes a client node: it submits and reads results but runs nothing.
     """
 
     def __init__(self, dsn: str, node: str, *, lanes: Callable[[], LaneManager],
                  engine: Callable[[Store], WorkflowEngine], lease_s: float = 3.0, heartbeat_s: float | None = None,
                  poll_s: float = 5.0, max_inflight: int = 64, max_workflows: int = 16,
-                 table_prefix: str = "laneway_cluster_", join_timeout: float | None = None) -> None:
+                 table_prefix: str = "laneway_cluster_", join_timeout: float | None = None,
+                 executors: Mapping[str, Callable[..., Any]] | None = None, claim: bool = True) -> None:
         if not isinstance(node, str) or not node or not set(node) <= _NAME_OK:
             raise ConfigError(f"node must be a non-empty name of letters, digits, '_', '-', '.'; got {node!r}")
         for name, value in (("lease_s", lease_s), ("poll_s", poll_s)):
@@ -122,6 +126,9 @@ class ClusterNode(Worker):
         self._listen_conn = self._connect()
         self._listen_conn.execute(f'LISTEN "{self.channel}"')
         super().__init__(lanes, engine)
+        self._claiming = bool(claim)
+        for agent_type, fn in (executors or {}).items():
+            self.register_executor(agent_type, fn)
         self._join(rejoin=False)
         self._threads = [
             threading.Thread(target=self._heartbeat_loop, name=f"cluster-{node}-heartbeat", daemon=True),
@@ -333,7 +340,7 @@ class ClusterNode(Worker):
         future = ResultFuture()
         with self._lock:
             self._waiters[cid] = future  # before the insert: a fast result's notification must find it
-        args = {"id": cid, "lane": lane, "lane_priority": config.priority, "level": int(level), "caller": caller,
+        args = {"id": cid, "lane": lane, "turns": f"{lane}/{int(level)}", "lane_priority": config.priority, "level": int(level), "caller": caller,
                 "tool": tool, "params": cloudpickle.dumps(params), "timeout": timeout, "node": self.node,
                 "channel": self.channel}
         try:

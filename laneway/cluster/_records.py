@@ -50,7 +50,8 @@ class ClusterStats:
     Attributes:
         node: this node's name; epoch: its current fencing token; state: its :class:`NodeState`.
         claimed: commands claimed here; committed: results committed from here.
-        fenced: results refused because this node had lost the command (they were not written).
+        fenced: commands and workflows this node lost with its lease and did not commit (a commit
+            refused by the fencing check, or a run dropped when the node found its lease gone).
         running: commands claimed here and not yet committed.
         workflows_claimed: workflow runs claimed (or adopted) here; workflows_running: running here now.
         requeued: orphaned commands and workflows this node put back in the queue (adoption).

@@ -13,7 +13,7 @@ Tables (prefix default ``laneway_cluster_``):
   in a :class:`~laneway.store.PostgresStore` with prefix ``<prefix>wf_``).
 * ``adoptions``: one row per node declared dead: when its lease ended, who
   adopted its work and when (the failover time).
-* ``turns``: per (lane, caller) counters, for round-robin among callers.
+* ``turns``: per (lane and level, caller) counters, for round-robin among callers.
 
 Every commit a node makes (a command's result, a workflow version) first
 locks its own ``nodes`` row ``FOR SHARE`` and checks ``epoch``, ``alive`` and
@@ -133,13 +133,14 @@ WHERE t.state = 'running' AND NOT EXISTS (
 RETURNING t.id
 """
 
-# Round-robin among a lane's callers: a command's turn is its caller's count in the lane,
-# never below the lane's last claimed turn, so a newcomer waits its turn, not behind a backlog.
+# Round-robin among a lane's callers: a command's turn is its caller's count at its level in the
+# lane ("lane/level" keys the turns), never below the last turn claimed there, so a newcomer
+# takes its turn now, not behind another caller's backlog, and an old count gives no head start.
 SUBMIT = """
 WITH f AS (
-    SELECT COALESCE(MAX(n), 0) AS floor FROM {p}turns WHERE lane = %(lane)s AND caller = ''
+    SELECT COALESCE(MAX(n), 0) AS floor FROM {p}turns WHERE lane = %(turns)s AND caller = ''
 ), t AS (
-    INSERT INTO {p}turns AS t (lane, caller, n) SELECT %(lane)s, %(caller)s, f.floor + 1 FROM f
+    INSERT INTO {p}turns AS t (lane, caller, n) SELECT %(turns)s, %(caller)s, f.floor + 1 FROM f
     ON CONFLICT (lane, caller) DO UPDATE SET n = GREATEST(t.n + 1, EXCLUDED.n)
     RETURNING n
 ), ins AS (

@@ -96,6 +96,7 @@ class Worker:
         lanes = self._lanes()
         with self._lock:
             running = list(self._inflight.values())
+            self._work_counts["fenced"] += len(running) + len(self._wf_inflight)
             self._inflight.clear()
             self._finished.clear()
             self._wf_inflight.clear()
@@ -158,7 +159,7 @@ class Worker:
         rows = conn.execute(self._sql["CLAIM"], {"node": self.node, "epoch": epoch, "n": room}).fetchall()
         if not rows:
             return
-        conn.execute(self._sql["RAISE_FLOOR"], ([r[1] for r in rows], [r[3] for r in rows]))
+        conn.execute(self._sql["RAISE_FLOOR"], ([f"{r[1]}/{r[2]}" for r in rows], [r[3] for r in rows]))
         lanes = self._lanes()
         refused: list[str] = []
         for cid, lane, level, _turn, caller, tool, params, timeout in rows:
@@ -210,15 +211,19 @@ class Worker:
         stale = [b for b in batch if b[1] != epoch]
         batch = [b for b in batch if b[1] == epoch]
         written: list[str] = []
+        lost: LeaseLost | None = None
         if batch:
-            with conn.transaction():
-                self._fence(conn, epoch)
-                ids, _, states, results, errors, blobs = (list(col) for col in zip(*batch))
-                written = [r[0] for r in conn.execute(self._sql["FINISH"], {
-                    "node": self.node, "epoch": epoch, "ids": ids, "states": states, "results": results,
-                    "errors": errors, "blobs": blobs}).fetchall()]
-                for chunk in _chunks(written):
-                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, "d " + ",".join(chunk)))
+            try:
+                with conn.transaction():
+                    self._fence(conn, epoch)
+                    ids, _, states, results, errors, blobs = (list(col) for col in zip(*batch))
+                    written = [r[0] for r in conn.execute(self._sql["FINISH"], {
+                        "node": self.node, "epoch": epoch, "ids": ids, "states": states, "results": results,
+                        "errors": errors, "blobs": blobs}).fetchall()]
+                    for chunk in _chunks(written):
+                        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, "d " + ",".join(chunk)))
+            except LeaseLost as exc:
+                lost = exc
         with self._cv:
             for b in batch + stale:
                 if self._inflight.get(b[0], (None,))[0] == b[1]:
@@ -226,6 +231,8 @@ class Worker:
             self._work_counts["committed"] += len(written)
             self._work_counts["fenced"] += len(batch) + len(stale) - len(written)
             self._cv.notify_all()
+        if lost is not None:
+            raise lost
         self.wake()  # room for more
 
     # workflows ------------------------------------------------------------------------------------
@@ -268,12 +275,15 @@ class Worker:
         for wid, wf_epoch, blob in batch:
             written = False
             if wf_epoch == epoch:
-                with conn.transaction():
-                    self._fence(conn, epoch)
-                    args = {"id": wid, "node": self.node, "epoch": epoch, "status": blob}
-                    written = conn.execute(self._sql["WF_FINISH"], args).fetchone() is not None
-                    if written:
-                        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, f"f {wid}"))
+                try:
+                    with conn.transaction():
+                        self._fence(conn, epoch)
+                        args = {"id": wid, "node": self.node, "epoch": epoch, "status": blob}
+                        written = conn.execute(self._sql["WF_FINISH"], args).fetchone() is not None
+                        if written:
+                            conn.execute("SELECT pg_notify(%s, %s)", (self.channel, f"f {wid}"))
+                except LeaseLost:
+                    written = False
             with self._cv:
                 if self._wf_inflight.get(wid) == wf_epoch:
                     del self._wf_inflight[wid]

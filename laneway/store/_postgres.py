@@ -74,7 +74,11 @@ class PostgresStore:
         self._closed = False
         self._fence: tuple[str, tuple] | None = None
         self._conn = self._connect()
-        self._execute(_SCHEMA.format(p=self.prefix))
+        with self.transaction():
+            # Concurrent CREATE TABLE IF NOT EXISTS races in PostgreSQL (a duplicate pg_type row)
+            # when several processes open the same store at once: serialise it.
+            self._execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{self.prefix}schema",))
+            self._execute(_SCHEMA.format(p=self.prefix))
 
     def __repr__(self) -> str:
         info = self._conn.info
