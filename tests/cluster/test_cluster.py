@@ -138,6 +138,9 @@ def run_failover(db, nodes, counts):
         killed["n2"] = kill_when(db, procs[1], 2 * n_cmd // 3, n_cmd)
         results = [h.result(timeout=120) for h in handles]
         statuses = [f.wait(timeout=120) for f in flows]
+        # A killed node that held nothing any more is still declared dead once its lease runs out.
+        wait_until("both killed nodes adopted", lambda: {"n1", "n2"} <= {r[0] for r in query(
+            db, "SELECT node FROM laneway_cluster_adoptions")}, 30)
     finally:
         orch.shutdown()
     return handles, results, flows, statuses, killed
