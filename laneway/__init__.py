@@ -5,10 +5,11 @@ Start with :class:`Orchestrator`; everything else hangs off it.
 Layers (each imports only from layers below it; ``.ci/run`` checks this with
 an import-linter contract, so there are no import cycles)::
 
-    laneway.cli                          the `laneway` command: demo, bench, worker, keys
+    laneway.cli                          the `laneway` command: demo, bench, worker, keys, serve
     laneway.orchestrator                 the composition root: wires the subsystems together
     laneway.console                      the web console: live views and operations in a browser
     laneway.observe                      metrics, monitor, alerts, dashboard, exporters
+    laneway.cluster                      several nodes on one PostgreSQL: leases, failover, fencing
     laneway.workflow                     DAG workflows, versioned state, checkpoints
     laneway.router                       capability routing behind breakers
     laneway.lanes | laneway.pool | laneway.breakers

@@ -319,6 +319,10 @@ class StoreError(LanewayError):
     """The persistence store failed or holds no such record."""
 
 
+class StoreFenced(StoreError):
+    """A write was refused because its fencing check failed (the writer lost its lease); nothing was written."""
+
+
 class VersionNotFound(StoreError, LookupError):
     """The requested version does not exist."""
 
@@ -332,3 +336,22 @@ class ConsoleError(LanewayError):
 
 class ConsoleOperationError(ConsoleError, ValueError):
     """A console operation was unknown or its arguments were wrong; the message names which and what is accepted."""
+
+
+# --- cluster ----------------------------------------------------------------
+
+
+class ClusterError(LanewayError):
+    """Base of errors from several orchestrator nodes sharing one PostgreSQL store."""
+
+
+class NodeNameTaken(ClusterError, ValueError):
+    """Another live node (its lease not expired) already uses this node name."""
+
+
+class LeaseLost(ClusterError):
+    """This node's lease expired or was taken over (it was paused or cut off); its work was adopted elsewhere."""
+
+
+class CommandFailed(ClusterError):
+    """A cluster command failed on the node that ran it; the message carries that node's error text."""

@@ -15,11 +15,13 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from laneway.actors import ActorSystem
+from laneway.cluster import ClusterNode
 from laneway.errors import ConfigError, SystemShutdown, Terminated
 from laneway.lanes import LaneManager
 from laneway.observe import Metrics
 from laneway.pool import Pool
 from laneway.router import Router
+from laneway.store import PostgresStore, Store
 from laneway.workflow import WorkflowEngine
 
 if TYPE_CHECKING:
@@ -47,6 +49,10 @@ class Orchestrator(ActorSystem):
         name: the system's name, used in logs and events.
         handle_signals: install the SIGTERM handler while the ``with`` block runs
             (default True; False leaves signals to the program).
+        node: this orchestrator's node name in the cluster of every node on the
+            same PostgreSQL ``store`` (see :mod:`laneway.cluster`); it joins on
+            first use of :attr:`cluster`. Lanes then keep no pending commands of
+            their own in the store: durable work goes through ``orch.cluster``.
         **options: the :class:`~laneway.actors.ActorSystem` options (clock,
             ask_timeout, shutdown_timeout, store, dead-letter capacity).
 
@@ -60,8 +66,15 @@ class Orchestrator(ActorSystem):
         5
     """
 
-    def __init__(self, name: str = "laneway", *, handle_signals: bool = True, **options: Any) -> None:
+    def __init__(self, name: str = "laneway", *, handle_signals: bool = True, node: str | None = None,
+                 **options: Any) -> None:
         super().__init__(name, **options)
+        if node is not None and not isinstance(self.store, PostgresStore):
+            self.shutdown()
+            raise ConfigError(f"node={node!r} needs a PostgreSQL store shared by the nodes "
+                              f"(store='postgresql://...'), got store={options.get('store')!r}")
+        self._node = node
+        self._cluster: ClusterNode | None = None
         self._handle_signals = handle_signals
         self._previous_sigterm: Any = None
         # Building a subsystem spawns actors, whose start takes the system's name lock
@@ -136,12 +149,18 @@ class Orchestrator(ActorSystem):
     def start_lanes(self, **config: Any) -> LaneManager:
         """Start the lane manager with options (see :class:`laneway.lanes.LaneManager`)."""
         config.setdefault("cpu", self._cpu_runner)
+        if self._node is not None:
+            config.setdefault("store", None)  # the cluster's tables own durable commands
         return self._build("_lanes", "lanes", lambda: LaneManager(self, **config), configured=True)
 
     @property
     def lanes(self) -> LaneManager:
         """The lane manager (default lanes on first use)."""
-        return self._build("_lanes", "lanes", lambda: LaneManager(self, cpu=self._cpu_runner), configured=False)
+        return self._build("_lanes", "lanes", lambda: LaneManager(self, cpu=self._cpu_runner, **self._lane_store()),
+                           configured=False)
+
+    def _lane_store(self) -> dict[str, Any]:
+        return {} if self._node is None else {"store": None}
 
     def started_lanes(self) -> LaneManager | None:
         """The lane manager if something started it; never starts it."""
@@ -209,6 +228,33 @@ class Orchestrator(ActorSystem):
             return Console(self)
 
         return self._build("_console", "console", build, configured=False)
+
+    # the cluster ------------------------------------------------------------------------
+
+    def start_cluster(self, **config: Any) -> ClusterNode:
+        """Join the cluster with options (see :class:`laneway.cluster.ClusterNode`: lease_s, poll_s, ...)."""
+        return self._build("_cluster", "cluster", lambda: self._make_cluster(config), configured=True)
+
+    @property
+    def cluster(self) -> ClusterNode:
+        """This node of the cluster (joins on first use; needs ``node=`` and a PostgreSQL store)."""
+        return self._build("_cluster", "cluster", lambda: self._make_cluster({}), configured=False)
+
+    def started_cluster(self) -> ClusterNode | None:
+        """The cluster node if it joined; never joins."""
+        return self._cluster
+
+    def _make_cluster(self, config: dict[str, Any]) -> ClusterNode:
+        if self._node is None:
+            raise ConfigError(f"orchestrator {self.name} is not a cluster node: "
+                              "pass node='NAME' and store='postgresql://...'")
+        node = ClusterNode(self.store.dsn, self._node, lanes=lambda: self.lanes,  # type: ignore[union-attr]
+                           engine=self._cluster_engine, **config)
+        self.on_shutdown("cluster", node.close)
+        return node
+
+    def _cluster_engine(self, store: Store) -> WorkflowEngine:
+        return WorkflowEngine(self, store=store, router=self._routing)
 
     # providers handed to subsystems ---------------------------------------------------
 

@@ -16,7 +16,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
 
 
 def _binary(name: str) -> str | None:
@@ -58,7 +58,7 @@ def throwaway_server() -> Iterator[str]:
         for path in (base, sock):
             os.chown(path, user.pw_uid, user.pw_gid)
         run_as = {"user": user.pw_uid, "group": user.pw_gid}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "check": True, "timeout": 120}
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "check": True, "timeout": 120}
     try:
         subprocess.run([initdb, "-D", data, "-U", "postgres", "--auth=trust", "--no-sync"], **quiet, **run_as)
         options = f"-k {sock} -c listen_addresses='' -F"

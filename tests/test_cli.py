@@ -36,7 +36,7 @@ def expected_result(root: Path, label: str) -> dict:
 def test_help_lists_every_subcommand():
     out = laneway("--help")
     assert out.returncode == 0
-    for command in ("demo", "bench", "worker", "keys"):
+    for command in ("demo", "bench", "worker", "keys", "serve"):
         assert command in out.stdout
 
 

@@ -18,6 +18,7 @@ SUBPACKAGES = [
     "laneway.breakers",
     "laneway.lanes",
     "laneway.workflow",
+    "laneway.cluster",
     "laneway.store",
     "laneway.observe",
 ]

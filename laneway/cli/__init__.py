@@ -34,6 +34,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("bench", "laneway.cli.bench"),
     ("worker", "laneway.cli.worker"),
     ("keys", "laneway.cli.keys"),
+    ("serve", "laneway.cli.serve"),
 ]
 
 

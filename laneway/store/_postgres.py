@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Iterator
 
-from laneway.errors import ConfigError, StoreError, VersionNotFound
+from laneway.errors import ConfigError, StoreError, StoreFenced, VersionNotFound
 from laneway.store._base import VersionInfo
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,13 @@ class PostgresStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._closed = False
+        self._fence: tuple[str, tuple] | None = None
         self._conn = self._connect()
-        self._execute(_SCHEMA.format(p=self.prefix))
+        with self.transaction():
+            # Concurrent CREATE TABLE IF NOT EXISTS races in PostgreSQL (a duplicate pg_type row)
+            # when several processes open the same store at once: serialise it.
+            self._execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{self.prefix}schema",))
+            self._execute(_SCHEMA.format(p=self.prefix))
 
     def __repr__(self) -> str:
         info = self._conn.info
@@ -115,6 +120,8 @@ class PostgresStore:
                 self._execute("BEGIN")
             self._depth += 1
             try:
+                if outer and self._fence is not None:
+                    self._check_fence()
                 yield
             except BaseException:
                 self._depth -= 1
@@ -125,8 +132,37 @@ class PostgresStore:
             if outer:
                 self._execute("COMMIT")
 
+    def set_fence(self, query: str | None, args: tuple = ()) -> None:
+        """Check a fencing token in the same transaction as every write from now on.
+
+        Each write (``put``, ``delete``, ``append_version``, and every outermost
+        :meth:`transaction`) first runs ``query`` with ``args``; when it returns no
+        row, the transaction rolls back and the write raises
+        :class:`~laneway.errors.StoreFenced`. The query should lock what it reads
+        (``FOR SHARE``), so that whoever revokes the token waits for, or is
+        waited on by, a commit in flight. None removes the fence.
+
+        Example:
+            >>> store.set_fence("SELECT 1 FROM leases WHERE node = %s AND epoch = %s FOR SHARE",
+            ...                 ("n1", 3))                                             # doctest: +SKIP
+        """
+        with self._lock:
+            self._fence = None if query is None else (query, tuple(args))
+
+    def _check_fence(self) -> None:
+        query, args = self._fence  # type: ignore[misc]
+        if self._execute(query, args).fetchone() is None:
+            raise StoreFenced(f"PostgreSQL store: the fencing check failed ({query!r} with {args!r} found no row); "
+                              "this writer's lease was taken over, so nothing was written")
+
+    def _write(self, sql: str, args: tuple) -> Any:
+        if self._fence is None:
+            return self._execute(sql, args)
+        with self.transaction():
+            return self._execute(sql, args)
+
     def put(self, namespace: str, key: str, value: bytes) -> None:
-        self._execute(
+        self._write(
             f"INSERT INTO {self.prefix}kv (namespace, key, value) VALUES (%s, %s, %s) "
             "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
             (namespace, key, value),
@@ -139,7 +175,7 @@ class PostgresStore:
         return None if row is None else bytes(row[0])
 
     def delete(self, namespace: str, key: str) -> bool:
-        cur = self._execute(f"DELETE FROM {self.prefix}kv WHERE namespace = %s AND key = %s", (namespace, key))
+        cur = self._write(f"DELETE FROM {self.prefix}kv WHERE namespace = %s AND key = %s", (namespace, key))
         return cur.rowcount > 0
 
     def items(self, namespace: str) -> list[tuple[str, bytes]]:

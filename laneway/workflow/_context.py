@@ -50,6 +50,10 @@ class TaskContext:
             out or the engine shuts down; long tasks should check it.
         resume_state: the last checkpoint saved by an earlier attempt (None if none).
         has_checkpoint: whether ``resume_state`` comes from a checkpoint.
+        idempotency_key: ``"<workflow_id>/<task_id>"``, the same for every attempt
+            of this task on any node; a tool that records it with its effect
+            (a unique key, ``INSERT ... ON CONFLICT DO NOTHING``) makes a re-run
+            after a crash or a failover exactly-once in effect.
 
     Example:
         >>> def count(ctx):                                  # doctest: +SKIP
@@ -93,6 +97,10 @@ class TaskContext:
     @property
     def task_id(self) -> str:
         return self.task.task_id
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.workflow_id}/{self.task.task_id}"
 
     @property
     def payload(self) -> Any:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import attrs
 
-from laneway.errors import ConfigError, SystemShutdown
+from laneway.errors import ConfigError, SystemShutdown, WorkflowStateError
 from laneway.core import ProgressStream
 from laneway.store import SQLiteStore, Store
 from laneway.workflow._dag import validate_graph
@@ -21,6 +21,7 @@ from laneway.workflow._model import (
     TaskDefinition,
     TaskRecord,
     WorkflowDefinition,
+    WorkflowState,
     WorkflowStatus,
     WorkflowVersion,
 )
@@ -251,6 +252,27 @@ class WorkflowEngine:
         else:
             run.recover()
         return run
+
+    def forget(self, workflow_id: str) -> bool:
+        """Drop a workflow that runs nothing here from memory; the store keeps it.
+
+        The next :meth:`get` reads it back from the store, so a workflow created
+        here and then run by another process sharing the store (another node of
+        a cluster) is not shadowed by the stale copy created here.
+        Returns False if it was not in memory.
+
+        Raises:
+            WorkflowStateError: tasks of it are running here.
+        """
+        with self._lock:
+            run = self._runs.get(workflow_id)
+            if run is None:
+                return False
+            if run.running or run.state is WorkflowState.RUNNING:
+                raise WorkflowStateError(f"workflow {workflow_id} is {run.state.value} here; only an idle one can be forgotten")
+            del self._runs[workflow_id]
+            self._finished_order.pop(workflow_id, None)
+            return True
 
     def status(self, workflow_id: str) -> WorkflowStatus:
         """The workflow's current status."""
