@@ -2,8 +2,8 @@
 
 Start with :class:`Orchestrator`; everything else hangs off it.
 
-Layers (each imports only from layers below it; ``.ci/run`` checks this with
-an import-linter contract, so there are no import cycles)::
+Layers (each imports only from layers below it; the test suite checks this
+with the import-linter contract in pyproject.toml, so there are no import cycles)::
 
     laneway.cli                          the `laneway` command: demo, bench, worker, keys, serve
     laneway.orchestrator                 the composition root: wires the subsystems together
@@ -15,9 +15,11 @@ an import-linter contract, so there are no import cycles)::
     laneway.lanes | laneway.pool | laneway.breakers
                                          priority lanes; worker processes; circuit breakers
     laneway.actors                       actors, refs, supervisors, the actor system
-    laneway.core                         clock, timers, futures, events, progress,
-                                         cancellation, backoff/retry, dead letters,
-                                         loop threads, the effect outbox
+    laneway.core | laneway.worker        the kernel: clock and timers, futures, events,
+                                         progress, cancellation, backoff/retry, dead
+                                         letters, loop threads, the effect outbox;
+                                         beside it what runs inside a worker process
+                                         (task runner, codec, wire format, keys)
     laneway.store                        durable state: SQLite, PostgreSQL
     laneway.errors                       the exception hierarchy
 

@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from laneway.pool import create_keys
+    from laneway.worker import create_keys
 
     names = args.client or ["client"]
     for path in create_keys(args.dir, names, overwrite=args.force):

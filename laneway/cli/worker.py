@@ -31,13 +31,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from laneway.pool import WorkerConfig, run_worker as serve
+    from laneway.worker import WorkerConfig, run_worker as serve
 
     if urlsplit(args.connect).scheme != "tcp" or not urlsplit(args.connect).port:
         raise SystemExit(f"laneway worker: --connect needs tcp://HOST:PORT, got {args.connect!r}")
     curve = None
     if args.keys:
-        from laneway.pool import load_client
+        from laneway.worker import load_client
 
         curve = load_client(args.keys, args.key_name)
     cfg = WorkerConfig(endpoint=args.connect, heartbeat_s=args.heartbeat, curve=curve,

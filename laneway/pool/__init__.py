@@ -46,9 +46,8 @@ authenticate and encrypt; they do not sandbox. Without ``listen`` the pool uses 
 without keys admits any local user, so use keys there too on shared machines.
 """
 
-from laneway.pool._curve import create_keys, load_client
-from laneway.pool._worker_proc import WorkerConfig, run as run_worker
-from laneway.pool._backend import Backend, TaskOutcome, TaskWire, WorkerHub, exit_reason, make_backend
+from laneway.pool._backend import Backend, TaskWire, WorkerHub, exit_reason
+from laneway.pool._select_backend import make_backend
 from laneway.pool._future import TaskFuture
 from laneway.pool._options import TaskOptions, TaskSubmitter
 from laneway.pool._pool import Pool
@@ -61,17 +60,12 @@ __all__ = [
     "PoolStats",
     "TaskFuture",
     "TaskOptions",
-    "TaskOutcome",
     "TaskPayload",
     "TaskSubmitter",
     "TaskWire",
     "WorkerHub",
     "WorkerState",
-    "WorkerConfig",
     "WorkerStats",
-    "create_keys",
     "exit_reason",
-    "load_client",
     "make_backend",
-    "run_worker",
 ]

@@ -10,8 +10,8 @@ The :class:`~laneway.pool.Pool` is split in two halves:
   the backend, decides whether a worker is restarted).
 * **The backend side** (a :class:`Backend` subclass) only moves bytes: it starts and stops
   workers, transmits the tasks the pool hands it, reports outcomes, and notices when a
-  worker is gone. ``ZmqBackend`` (``_zmq_backend.py``, the default: local OS processes over
-  ZeroMQ, optional CurveZMQ remote workers) and ``RayBackend`` (``_ray_backend.py``, Ray
+  worker is gone. ``ZmqBackend`` (``laneway.pool.zmq``, the default: local OS processes over
+  ZeroMQ, optional CurveZMQ remote workers) and ``RayBackend`` (``laneway.pool.ray``, Ray
   actors) are the two implementations. ``Pool(orch, backend="zmq" | "ray" | instance)``
   picks one; names are resolved lazily by :func:`make_backend`, so importing laneway never
   imports ray.
@@ -33,13 +33,13 @@ Tasks on the wire
     :class:`TaskWire` records: ``fn_bytes`` is the cloudpickled callable and ``fn_digest`` a
     16-byte digest of it; ``args_bytes`` the cloudpickled ``(args, kwargs)``. A backend
     should ship a function's bytes to each worker once and then only its digest: use
-    :class:`laneway.pool._runner.ShipLedger` on the sending side, which mirrors exactly the
-    LRU cache of :class:`laneway.pool._runner.TaskRunner` on the worker side (both evict in
+    :class:`laneway.worker.ShipLedger` on the sending side, which mirrors exactly the
+    LRU cache of :class:`laneway.worker.TaskRunner` on the worker side (both evict in
     the same order because tasks reach a worker in the order they were sent). Inside the
     worker, run every task with ``TaskRunner.run(task_id, digest, fn_bytes_or_None,
     args_bytes) -> TaskOutcome``; it never raises: the result, or the exception with its
     remote traceback text, or an unpicklable result, all come back as a
-    :class:`TaskOutcome` whose ``data`` the pool decodes (``_codec.decode_outcome``).
+    :class:`TaskOutcome` whose ``data`` the pool decodes (``laneway.worker.decode_outcome``).
 
 Contract for a backend (what the Ray helper must implement)
     ``open(hub)``
@@ -124,14 +124,13 @@ Example:
 from __future__ import annotations
 
 import abc
-import importlib
 import logging
 import signal
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import attrs
 
-from laneway.errors import ConfigError
+from laneway.worker import TaskOutcome
 
 if TYPE_CHECKING:
     from laneway.actors import Clock
@@ -156,21 +155,6 @@ class TaskWire:
     fn_bytes: bytes
     args_bytes: bytes
     timeout: float | None = None
-
-
-@attrs.frozen(slots=True)
-class TaskOutcome:
-    """What a worker reports for one task.
-
-    Attributes:
-        task_id: the :attr:`TaskWire.task_id` it answers.
-        ok: True if the function returned; ``data`` is then its pickled result.
-        data: the pickled result, or a pickled error record (see ``_codec``).
-    """
-
-    task_id: int
-    ok: bool
-    data: bytes
 
 
 class WorkerHub(Protocol):
@@ -238,33 +222,6 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """A few facts for statistics, e.g. the endpoint the pool listens on."""
         return {}
-
-
-_BACKENDS = {
-    "zmq": ("laneway.pool._zmq_backend", "ZmqBackend"),
-    "ray": ("laneway.pool._ray_backend", "RayBackend"),
-}
-
-
-def make_backend(spec: str | Backend, **options: Any) -> Backend:
-    """The backend named ``spec`` (``"zmq"`` or ``"ray"``) built with ``options``, or ``spec`` itself.
-
-    The backend's module is imported only here, so ``ray`` is imported only when asked for.
-
-    Example:
-        >>> make_backend("zmq").name                # doctest: +SKIP
-        'zmq'
-    """
-    if isinstance(spec, Backend):
-        if options:
-            raise ConfigError(f"backend options {sorted(options)} given with a backend instance; pass them to it")
-        return spec
-    try:
-        module_name, cls_name = _BACKENDS[spec]
-    except (KeyError, TypeError):
-        raise ConfigError(f"backend must be one of {sorted(_BACKENDS)} or a Backend instance, got {spec!r}") from None
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(**options)
 
 
 def exit_reason(returncode: int | None) -> str:

@@ -39,7 +39,7 @@ class TaskFuture(LazyFuture[Any]):
         self._task = (task_id, label, _ALONE if lock is None else lock)
 
     @property
-    def _what(self) -> str:  # type: ignore[override]
+    def _what(self) -> str:
         # A string per task only when a timeout error needs it; a caller may still name it.
         what = self.__dict__.get("_what_text")
         return what if what is not None else "result of pool task %d (%s)" % self._task[:2]

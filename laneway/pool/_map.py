@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from laneway.errors import ConfigError, PoolFull
-from laneway.pool import _codec
+from laneway.worker import codec as _codec
 
 if TYPE_CHECKING:
     from laneway.pool._future import TaskFuture

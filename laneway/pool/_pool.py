@@ -11,8 +11,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from laneway.actors import Backoff, ChildSpec, OneForOne, Strategy
 from laneway.errors import ConfigError, SerializationError
-from laneway.pool import _codec
-from laneway.pool._backend import Backend, make_backend
+from laneway.worker import codec as _codec
+from laneway.pool._backend import Backend
+from laneway.pool._select_backend import make_backend
 from laneway.pool._future import TaskFuture
 from laneway.pool._map import map_calls
 from laneway.pool._options import TaskOptions, TaskSubmitter, evolve
@@ -164,7 +165,8 @@ class Pool(concurrent.futures.Executor):
         self._stopped = threading.Event()
         self._drainer: threading.Thread | None = None
         self._core = Scheduler(
-            orch, name=name, max_queue=max_queue, window=window, assignment=assignment,
+            orch, self._backend, name=name, worker_limit=self.max_workers, max_queue=max_queue, window=window,
+            assignment=assignment,
             max_tasks_per_worker=max_tasks_per_worker,
             max_memory_bytes=None if max_memory_mb is None else int(max_memory_mb * 2**20),
             on_lost=self._on_lost, on_grow=lambda: self._tell_manager(Grow()),
@@ -172,8 +174,6 @@ class Pool(concurrent.futures.Executor):
             on_joined=lambda wid: self._tell_manager(Adopt(wid)),
             initializer=init,
         )
-        self._core.worker_limit = self.max_workers
-        self._core.backend = self._backend
         self._backend.open(self._core)
         self._manager = None
         try:
@@ -419,7 +419,7 @@ class Pool(concurrent.futures.Executor):
         taken = {c.name for c in self._sup.which_children()}
         slot = next(f"w{i}" for i in range(1, len(taken) + 2) if f"w{i}" not in taken)
         self._sup.start_child(self._spec(slot))
-        self._core.slots += 1
+        self._core.slot_added()
         self.orch.events.publish("pool.worker.added", slot)
 
     def _on_lost(self, ref: Any, worker_id: str, reason: str) -> None:

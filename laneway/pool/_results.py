@@ -19,10 +19,10 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from laneway.pool import _codec
+from laneway.worker import codec as _codec
 
 if TYPE_CHECKING:
-    from laneway.pool._backend import TaskOutcome
+    from laneway.worker import TaskOutcome
     from laneway.pool._window import Task
 
 log = logging.getLogger(__name__)

@@ -42,8 +42,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from laneway.errors import InitializerError, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
-from laneway.pool import _codec
-from laneway.pool._backend import TaskOutcome, TaskWire
+from laneway.worker import codec as _codec
+from laneway.pool._backend import TaskWire
+from laneway.worker import TaskOutcome
 from laneway.pool._future import TaskFuture
 from laneway.pool._records import Assignment, PoolStats, WorkerState, WorkerStats
 from laneway.pool._results import Settler
@@ -71,8 +72,10 @@ class Scheduler:
     def __init__(
         self,
         orch: Any,
+        backend: Backend,
         *,
         name: str,
+        worker_limit: int,
         max_queue: int,
         window: int,
         assignment: Assignment,
@@ -87,7 +90,7 @@ class Scheduler:
         self.orch = orch
         self.name = name
         self.clock: Clock = orch.clock
-        self.backend: Backend | None = None
+        self.backend = backend
         self.max_queue = max_queue
         self.window = window
         self.assignment = assignment
@@ -114,11 +117,11 @@ class Scheduler:
         self._stopped = False  # closing: nothing is retried, no worker starts
         self._broken = ""  # why the pool is down, if it is
         self._broken_error: BaseException | None = None  # what submit raises then, if not SystemShutdown
-        self.grow_pending = False
+        self._grow_pending = False  # a Grow is on its way to the pool manager
         self._saturated = False
-        self.worker_limit = 0  # max local workers; set by the pool
-        self.slots = 0  # local worker slots under the supervisor; changed only by the pool manager
-        self.c = collections.Counter()  # statistics counters
+        self._worker_limit = worker_limit  # max local workers
+        self._slots = 0  # local worker slots under the supervisor (see slot_added/slot_removed)
+        self.c: collections.Counter[str] = collections.Counter()  # statistics counters
         self._results = Settler(orch, name, self._lock, self.c)
 
     # --- submitting -----------------------------------------------------------
@@ -161,12 +164,29 @@ class Scheduler:
 
     def _wants_worker(self) -> bool:
         """Called with tasks left queued and no worker with room: ask for one more worker?"""
-        if self.grow_pending or self.slots >= self.worker_limit:
+        if self._grow_pending or self._slots >= self._worker_limit:
             return False
         if any(w.state is WorkerState.STARTING for w in self._workers.values()):
             return False  # one is on its way already
-        self.grow_pending = True
+        self._grow_pending = True
         return True
+
+    # --- the pool manager's bookkeeping ----------------------------------------
+
+    def slot_added(self) -> None:
+        """The pool manager started one more local worker slot."""
+        with self._lock:
+            self._slots += 1
+
+    def slot_removed(self) -> None:
+        """The pool manager removed a local worker slot (the pool shrank)."""
+        with self._lock:
+            self._slots -= 1
+
+    def grow_handled(self) -> None:
+        """The pool manager handled the last Grow (added a slot or could not): another may be asked for."""
+        with self._lock:
+            self._grow_pending = False
 
     # --- WorkerHub: assignment --------------------------------------------------
 
@@ -239,6 +259,8 @@ class Scheduler:
     def _arm(self, task: Task, wid: str) -> None:
         # The timer names the task by id only: a cancelled timer stays in the clock's heap until
         # its deadline, and must not keep the task's arguments or result alive that long.
+        if task.wire.timeout is None:
+            return
         task.timer = self.clock.call_later(task.wire.timeout, partial(self._expired, task.id, wid))
 
     def _expired(self, task_id: int, wid: str) -> None:
@@ -277,7 +299,7 @@ class Scheduler:
         """Under the lock: the worker takes tasks from now on."""
         w.state = WorkerState.IDLE
         w.idle_since = self.clock.now()
-        self.grow_pending = False
+        self._grow_pending = False
         self._ready_cond.notify_all()
 
     def worker_joined(self, worker_id: str, *, pid: int, host: str, node: str = "") -> bool:
@@ -303,14 +325,16 @@ class Scheduler:
             window = w.window
             now = self.clock.now()
             for outcome in outcomes:
+                found: Task | None
                 if window and window[0].id == outcome.task_id:
-                    task = window.popleft()
+                    found = window.popleft()
                 else:  # not the head: only possible if a backend reorders; still account for it
-                    task = next((t for t in window if t.id == outcome.task_id), None)
-                    if task is None:
+                    found = next((t for t in window if t.id == outcome.task_id), None)
+                    if found is None:
                         self.c["late_results"] += 1
                         continue
-                    window.remove(task)
+                    window.remove(found)
+                task = found
                 if task.init:  # not a task: it says whether the worker may take tasks
                     init = (task, outcome)
                     w.head_started = now
@@ -450,7 +474,7 @@ class Scheduler:
             self._results.fail(settle, letters)
         if notify:
             self._on_lost(w.ref, worker_id, reason)
-        if more and self.backend is not None:
+        if more:
             self.backend.wake()
 
     # --- worker registry (called by worker actors and the pool) ---------------------
@@ -502,7 +526,7 @@ class Scheduler:
 
     def count(self) -> int:
         """Local worker slots (running, starting or waiting out a restart backoff)."""
-        return self.slots
+        return self._slots
 
     def wait_ready(self, count: int, timeout: float | None) -> bool:
         """Wait until ``count`` workers take tasks; False on timeout; raises the pool's error if it is down."""

@@ -180,7 +180,7 @@ class PoolManager(Actor):
             if pool._core.count() < pool.max_workers:
                 self._add_slot()
         finally:
-            pool._core.grow_pending = False
+            pool._core.grow_handled()
 
     @handler(Populate)
     def _populate(self, msg: Populate) -> None:
@@ -196,7 +196,7 @@ class PoolManager(Actor):
             if msg.slot in self._shrinking:
                 self._shrinking.discard(msg.slot)
                 sup.delete_child(msg.slot)
-                self._pool._core.slots -= 1
+                self._pool._core.slot_removed()
                 self.orchestrator.events.publish("pool.worker.removed", msg.slot)
             else:
                 sup.restart_child(msg.slot)

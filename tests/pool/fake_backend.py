@@ -6,7 +6,7 @@ import collections
 import threading
 
 from laneway.pool import Backend
-from laneway.pool._runner import TaskRunner
+from laneway.worker import TaskRunner
 
 
 class FakeBackend(Backend):

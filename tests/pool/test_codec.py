@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from laneway.errors import RemoteError, SerializationError
 from laneway.pool import exit_reason
-from laneway.pool._codec import FunctionPickler, decode_outcome, digest, dumps_args
-from laneway.pool._curve import is_loopback
-from laneway.pool._runner import ShipLedger, TaskRunner
+from laneway.worker import FunctionPickler, decode_outcome, digest, dumps_args
+from laneway.worker import is_loopback
+from laneway.worker import ShipLedger, TaskRunner
 
 from . import tasks
 

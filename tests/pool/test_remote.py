@@ -69,7 +69,7 @@ def test_only_the_worker_with_an_authorized_key_joins_and_gets_tasks(orch, tmp_p
     cli(["keys", str(other), "--client", "good"])  # same name, different (unknown) key...
     shutil.copy(keys / "server.key", other / "server.key")  # ...that knows the pool's public key
     pool = orch.start_pool(workers=0, listen="tcp://127.0.0.1:0", keys=keys)
-    caplog.set_level(logging.WARNING, "laneway.pool._curve")
+    caplog.set_level(logging.WARNING, "laneway.worker._keys")
     remote_workers(pool.endpoint, "--keys", str(other), "--key-name", "good")  # the wrong key
     remote_workers(pool.endpoint)  # no key
     wait_until(lambda: "refused a worker with unknown CurveZMQ key" in caplog.text, what="the wrong key's attempt")

@@ -55,7 +55,7 @@ def main() -> None:
     pref = PykkaEcho.start()
     orch = Orchestrator(name="bench")
     lref = orch.spawn(Echo, name="echo")
-    rows = {"pykka": [], "laneway": []}
+    rows: dict[str, list[tuple[float, ...]]] = {"pykka": [], "laneway": []}
     try:
         for _ in range(args.rounds):
             ask_p = measure_ask(lambda m: pref.ask(m), args.n)

@@ -70,7 +70,7 @@ def laneway_pool(workers: int, **config: Any) -> Iterator[RunMany]:
 @contextlib.contextmanager
 def laneway_pool_map(workers: int) -> Iterator[RunMany]:
     with laneway_pool(workers) as run:
-        yield lambda fn, items: list(run.pool.map(fn, items, chunksize=BULK_CHUNK))
+        yield lambda fn, items: list(run.pool.map(fn, items, chunksize=BULK_CHUNK))  # type: ignore[attr-defined]  # set by laneway_pool
 
 
 @contextlib.contextmanager

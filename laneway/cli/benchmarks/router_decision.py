@@ -126,8 +126,8 @@ def bench_end_to_end(n_agents: int, n_tasks: int) -> None:
         latencies.sort()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         t0 = time.perf_counter()
-        for f in [pool.submit(noop, i) for i in range(n_tasks)]:
-            f.result()
+        for tf in [pool.submit(noop, i) for i in range(n_tasks)]:
+            tf.result()
         base = time.perf_counter() - t0
     print(f"end to end, {n_agents} agents (one breaker actor each), {n_tasks} no-op tasks")
     print(f"  registration: {reg / n_agents * 1e3:.2f} ms per agent")

@@ -27,6 +27,7 @@ through anyway, so the result (and its digest) is identical to a calm run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -97,6 +98,12 @@ class FilesDone:
             return len(self._seen)
 
 
+def _count_done(done: FilesDone, path: str, future: Any) -> None:
+    """A done-callback: count the file once its command succeeded."""
+    if not future.cancelled() and future.exception() is None:
+        done.add([path])
+
+
 def register_agents(orch: Orchestrator, cfg: SwarmConfig, dash: Dashboard, done: FilesDone) -> None:
     """Observers, analyzers, validators and an aggregator; the tools they call through lanes."""
     lanes = orch.lanes
@@ -124,9 +131,7 @@ def register_agents(orch: Orchestrator, cfg: SwarmConfig, dash: Dashboard, done:
             if item["text"] is not None:
                 params = {"path": item["path"], "text": item["text"], "sha256": item["sha256"]}
                 handle = lanes.submit("prompt", "code.analyze", params, caller=ctx.task_id, preemptible=True)
-                handle.future.add_done_callback(
-                    lambda f, path=item["path"]: not f.cancelled() and not f.exception() and done.add([path])
-                )  # fmt: skip
+                handle.future.add_done_callback(functools.partial(_count_done, done, item["path"]))
                 handles.append(handle)
         ctx.cancel_token.add_callback(lambda reason: [h.cancel(reason) for h in handles])
         unreadable = [i for i in read if i["text"] is None]

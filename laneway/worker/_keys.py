@@ -31,7 +31,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from laneway.errors import AuthError, ConfigError
-from laneway.pool._worker_proc import CurveClient
+from laneway.worker._process import CurveClient
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from typing import Any
 import attrs
 import zmq
 
-from laneway.pool import _wire
-from laneway.pool._runner import TaskRunner
+from laneway.worker import wire
+from laneway.worker._runner import TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class _Session:
     def serve(self) -> str:
         cfg, sock = self.cfg, self.sock
         hello = [os.getpid(), socket.gethostname(), cfg.token.hex()]
-        sock.send_multipart([_wire.HELLO, json.dumps(hello).encode()])
+        sock.send_multipart([wire.HELLO, json.dumps(hello).encode()])
         self.hb.start()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -173,7 +173,7 @@ class _Session:
         admitted = not cfg.remote
         try:
             while True:
-                ready = dict(poller.poll(cfg.heartbeat_s * 1000))
+                ready = dict(poller.poll(int(cfg.heartbeat_s * 1000)))
                 if self.monitor is not None and self.monitor in ready:
                     self._handshake_event()
                 if sock not in ready:
@@ -186,14 +186,14 @@ class _Session:
                 heard = time.monotonic()
                 admitted = True
                 kind = frames[0]
-                if kind == _wire.TASKS:
+                if kind == wire.TASKS:
                     batch = frames[1]
                     del frames  # hold no finished task's arguments while idle
                     self._run_batch(pickle.loads(batch))
                     del batch
-                elif kind == _wire.STOP:
+                elif kind == wire.STOP:
                     return "stop"
-                elif kind == _wire.REJOIN:
+                elif kind == wire.REJOIN:
                     return "the pool asked to rejoin"
         finally:
             self.hb_stop.set()
@@ -206,7 +206,8 @@ class _Session:
     def _handshake_event(self) -> None:
         from zmq.utils.monitor import recv_monitor_message
 
-        event = recv_monitor_message(self.monitor)["event"]
+        assert self.monitor is not None  # only called when the poller saw the monitor socket
+        event = zmq.Event(recv_monitor_message(self.monitor)["event"])
         if event in _HANDSHAKE_FAILED and self.handshake_failure is None:
             self.handshake_failure = _HANDSHAKE_FAILED[event]
             # Logged once per session: ZeroMQ retries the handshake on its own until the timeout.
@@ -221,17 +222,17 @@ class _Session:
             o = run(task_id, digest, fn_bytes, args_bytes)
             out.append((o.task_id, o.ok, o.data))
             if i < last and time.monotonic() - started > FLUSH_S:
-                sock.send_multipart([_wire.DONE, pickle.dumps(out)])
+                sock.send_multipart([wire.DONE, pickle.dumps(out)])
                 out = []
                 started = time.monotonic()
         if out:
-            sock.send_multipart([_wire.DONE, pickle.dumps(out)])
+            sock.send_multipart([wire.DONE, pickle.dumps(out)])
 
     def _beat(self, ctx: zmq.Context) -> None:
         import psutil
 
         cfg = self.cfg
-        sock = self._socket(ctx, self.wid.encode() + _wire.HB_SUFFIX)
+        sock = self._socket(ctx, self.wid.encode() + wire.HB_SUFFIX)
         me = psutil.Process()
         me.cpu_percent(None)
         try:
@@ -254,6 +255,6 @@ class _Session:
             # Never block: a DEALER with no connected pool (a refused handshake drops its
             # pipe) would hold this thread past the session's end. A beat that cannot
             # go now is stale anyway; the next one follows in heartbeat_s.
-            sock.send_multipart([_wire.BEAT, json.dumps([rss, cpu]).encode()], flags=zmq.NOBLOCK)
+            sock.send_multipart([wire.BEAT, json.dumps([rss, cpu]).encode()], flags=zmq.NOBLOCK)
         except zmq.Again:
             pass

@@ -47,10 +47,11 @@ import time
 from typing import Any, Callable
 
 from laneway.errors import ConfigError, PoolError
-from laneway.pool import _ray_session
-from laneway.pool._backend import Backend, TaskOutcome, TaskWire, WorkerHub
-from laneway.pool._ray_loop import LoopThreads
-from laneway.pool._runner import ShipLedger
+from laneway.pool.ray import _session as _ray_session
+from laneway.pool._backend import Backend, TaskWire, WorkerHub
+from laneway.worker import TaskOutcome
+from laneway.pool.ray._loop import LoopThreads
+from laneway.worker import ShipLedger
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class RayBackend(Backend):
         self.max_calls = max_calls_per_worker
         self._actor_options = {"num_cpus": worker_cpus, **(actor_options or {}), **_OWNED_OPTIONS}
         self._init_options = dict(init_options or {})
-        self._hub: WorkerHub | None = None
+        self._hub: WorkerHub  # set by open(), which the pool calls first
         self._owns_session = False
         self._slots: dict[str, _Slot] = {}
         self._closed = False
@@ -158,7 +159,7 @@ class RayBackend(Backend):
         """Start or join Ray, then the loop and reporter threads."""
         import ray
 
-        from laneway.pool._ray_worker import RayWorker
+        from laneway.pool.ray._actor import RayWorker
 
         self._owns_session = _ray_session.acquire(self.address, self.num_cpus, self._init_options)
         self._hub = hub
@@ -327,7 +328,7 @@ class RayBackend(Backend):
     async def _exited(self, pidfd: int, timeout: float) -> None:
         """Wait until the process behind ``pidfd`` has ended (its pidfd turns readable)."""
         ended = self._loop.create_future()
-        self._loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
+        self._loop.add_reader(pidfd, lambda: None if ended.done() else ended.set_result(None))
         try:
             await asyncio.wait({ended}, timeout=timeout)
         finally:

@@ -24,8 +24,8 @@ from typing import Any, Callable
 import cloudpickle
 
 from laneway.errors import SerializationError
-from laneway.pool._backend import TaskOutcome
-from laneway.pool._remote import remote_error
+from laneway.worker._outcome import TaskOutcome
+from laneway.worker._remote import remote_error
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def decode_outcome(outcome: TaskOutcome) -> Any:
 
 
 def decode_error(data: bytes) -> Exception:
-    """Rebuild the exception a worker reported (see :func:`~laneway.pool._remote.remote_error`); never raises."""
+    """Rebuild the exception a worker reported (see :func:`~laneway.worker._remote.remote_error`); never raises."""
     try:
         kind, type_name, text, tb_text, exc_bytes = pickle.loads(data)
     except BaseException as exc:  # not an error record: a worker of another version, or a bug

@@ -16,8 +16,8 @@ import pickle
 from typing import Any, Callable
 
 from laneway.errors import SerializationError
-from laneway.pool import _codec
-from laneway.pool._backend import TaskOutcome
+from laneway.worker import codec as _codec
+from laneway.worker._outcome import TaskOutcome
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class TaskRunner:
     """Runs tasks in a worker; never raises, every task ends in a :class:`TaskOutcome`.
 
     Example:
-        >>> from laneway.pool._codec import FunctionPickler, dumps_args, decode_outcome
+        >>> from laneway.worker.codec import FunctionPickler, dumps_args, decode_outcome
         >>> d, fn = FunctionPickler().dumps(abs)
         >>> decode_outcome(TaskRunner().run(1, d, fn, dumps_args((-3,), None)))
         3
@@ -118,7 +118,8 @@ class TaskRunner:
             value = fn(*args, **kwargs) if kwargs else fn(*args)
         except BaseException as exc:  # SystemExit/KeyboardInterrupt from a task are task failures too
             # Drop this frame so the remote traceback starts in the user's function.
-            return _codec.encode_error(task_id, exc.with_traceback(exc.__traceback__.tb_next))
+            tb = exc.__traceback__
+            return _codec.encode_error(task_id, exc.with_traceback(tb.tb_next if tb is not None else None))
         finally:
             self.current = None
             self.tasks_done += 1

@@ -34,12 +34,13 @@ from urllib.parse import urlsplit
 import zmq
 
 from laneway.errors import AuthError, ConfigError, PoolError
-from laneway.pool import _wire
-from laneway.pool._backend import Backend, TaskOutcome, WorkerHub, exit_reason
-from laneway.pool._curve import CurveServer, is_loopback
-from laneway.pool._runner import ShipLedger
-from laneway.pool._spawner import Spawner
-from laneway.pool._worker_proc import WorkerConfig, spawn_entry
+from laneway.worker import wire
+from laneway.pool._backend import Backend, WorkerHub, exit_reason
+from laneway.worker import TaskOutcome
+from laneway.worker import CurveServer, is_loopback
+from laneway.worker import ShipLedger
+from laneway.pool.zmq._spawner import Spawner
+from laneway.worker import WorkerConfig, spawn_entry
 
 log = logging.getLogger(__name__)
 
@@ -317,15 +318,15 @@ class ZmqBackend(Backend):
             elif kind == "stop":
                 peer = cmd[1]
                 if peer.remote:
-                    self._router.send_multipart([peer.ident, _wire.STOP])
+                    self._router.send_multipart([peer.ident, wire.STOP])
                     self._drop(peer, "stopped by the pool")
                 elif peer.hello:
-                    self._router.send_multipart([peer.ident, _wire.STOP])
+                    self._router.send_multipart([peer.ident, wire.STOP])
                 else:  # not connected yet: a STOP would be dropped, and it runs nothing anyway
                     peer.kill_reason = "stopped before it connected"
                     self._signal(peer, signal.SIGKILL)
             elif kind == "drop":
-                self._router.send_multipart([cmd[1].ident, _wire.REJOIN])
+                self._router.send_multipart([cmd[1].ident, wire.REJOIN])
                 self._drop(cmd[1], cmd[2])
             elif kind == "close":
                 self._close_all(cmd[1])
@@ -349,22 +350,22 @@ class ZmqBackend(Backend):
 
     def _handle(self, ident: bytes, kind: bytes, body: bytes) -> None:
         hub, peers = self._hub, self._peers
-        if kind == _wire.DONE:
+        if kind == wire.DONE:
             peer = peers.get(ident.decode(errors="replace"))
             if peer is not None and peer.hello:
                 peer.seen = self._clock.now()
                 hub.results(peer.wid, [TaskOutcome(*o) for o in pickle.loads(body)])
             else:  # from an id the pool already gave up on: counted as late, never unpickled
                 hub.results(ident.decode(errors="replace"), [TaskOutcome(0, False, b"")])
-                self._router.send_multipart([ident, _wire.REJOIN])
-        elif kind == _wire.BEAT and ident.endswith(_wire.HB_SUFFIX):
-            peer = peers.get(ident[: -len(_wire.HB_SUFFIX)].decode(errors="replace"))
+                self._router.send_multipart([ident, wire.REJOIN])
+        elif kind == wire.BEAT and ident.endswith(wire.HB_SUFFIX):
+            peer = peers.get(ident[: -len(wire.HB_SUFFIX)].decode(errors="replace"))
             if peer is not None:
                 peer.seen = self._clock.now()
                 if peer.hello:
                     rss, cpu = _json(body, [0, 0.0])
                     hub.heartbeat(peer.wid, rss=int(rss), cpu=float(cpu))
-        elif kind == _wire.HELLO:
+        elif kind == wire.HELLO:
             self._hello(ident, body)
 
     def _hello(self, ident: bytes, body: bytes) -> None:
@@ -387,7 +388,7 @@ class ZmqBackend(Backend):
         self._peers[wid] = peer
         if not self._hub.worker_joined(wid, pid=peer.pid, host=str(host)):
             del self._peers[wid]
-            self._router.send_multipart([ident, _wire.STOP])
+            self._router.send_multipart([ident, wire.STOP])
 
     def _dispatch(self) -> None:
         router, peers = self._router, self._peers
@@ -397,7 +398,7 @@ class ZmqBackend(Backend):
                 continue  # reaped this round; the pool already requeued its window
             ledger = peer.ledger
             batch = [(t.task_id, t.fn_digest, ledger.to_send(t.fn_digest, t.fn_bytes), t.args_bytes) for t in wires]
-            router.send_multipart([peer.ident, _wire.TASKS, pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)])
+            router.send_multipart([peer.ident, wire.TASKS, pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)])
 
     def _check_heartbeats(self) -> None:
         now = self._clock.now()
@@ -412,7 +413,7 @@ class ZmqBackend(Backend):
                     peer.kill_reason = what
                     self._signal(peer, signal.SIGKILL)
             elif peer.remote:
-                self._router.send_multipart([peer.ident, _wire.PING])
+                self._router.send_multipart([peer.ident, wire.PING])
 
     def _drop(self, peer: _Peer, reason: str) -> None:
         if self._peers.pop(peer.wid, None) is None:
@@ -444,7 +445,7 @@ class ZmqBackend(Backend):
         """Stop every worker still here: remote ones are told to stop, local ones killed and reaped."""
         for peer in list(self._peers.values()):
             if peer.remote:
-                self._router.send_multipart([peer.ident, _wire.STOP])
+                self._router.send_multipart([peer.ident, wire.STOP])
                 self._drop(peer, "pool closed")
             else:
                 peer.kill_reason = peer.kill_reason or "pool closed"

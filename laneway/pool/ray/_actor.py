@@ -7,8 +7,8 @@ themselves run one at a time on a single executor thread, and every batch
 carries a sequence number that the actor serves strictly in order, because Ray
 does not promise submission order for asyncio actors. The order matters twice:
 the pool infers the running task from it, and the function cache
-(:class:`~laneway.pool._runner.TaskRunner`) must evict in step with the
-sender's :class:`~laneway.pool._runner.ShipLedger`.
+(:class:`~laneway.worker.TaskRunner`) must evict in step with the
+sender's :class:`~laneway.worker.ShipLedger`.
 
 This module imports ray: only Ray worker processes and the backend's ``open``
 import it, never a plain ``import laneway``.
@@ -27,7 +27,7 @@ from typing import AsyncIterator
 import psutil
 import ray
 
-from laneway.pool._runner import TaskRunner
+from laneway.worker import TaskRunner
 
 log = logging.getLogger(__name__)
 
