@@ -52,29 +52,6 @@ def _no_hook(lane: Lane) -> None:
     pass
 
 
-class LaneOutbox(Outbox):
-    """:class:`Outbox` whose lock is also entered with ``with box:``, the same protocol without a generator.
-
-    ``locked()`` builds a generator context manager per entry, about 2 µs,
-    ten times the lock itself; every command enters twice (submit, end of
-    run). Same rules: effects run, in order, once the outermost holder
-    leaves, whether its block returned or raised.
-    """
-
-    def __enter__(self) -> None:
-        self.lock.acquire()
-        self._depth += 1
-
-    def __exit__(self, *exc: object) -> None:
-        self._depth -= 1
-        drain = self._depth == 0 and bool(self._effects) and not self._draining
-        if drain:
-            self._draining = True
-        self.lock.release()
-        if drain:
-            self._drain()
-
-
 class LaneCore:
     """State and transitions shared by all lanes, guarded by :attr:`box`.
 
@@ -94,7 +71,7 @@ class LaneCore:
 
     def __init__(self, *, clock: Clock, events: EventBus, dead_letters: DeadLetterQueue, max_workers: int,
                  pending: PendingStore | None, cpu_pool: Callable[[], CpuRunner]) -> None:
-        self.box = LaneOutbox("lanes")
+        self.box = Outbox("lanes")
         self.lock = self.box.lock
         self.clock = clock
         self.events = events

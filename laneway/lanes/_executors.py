@@ -29,7 +29,7 @@ from laneway.core import current_token_var, set_current_token
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Run
-    from laneway.lanes._core import LaneOutbox
+    from laneway.core import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Executors:
         pool: returns the process pool for ``cpu_bound`` tools.
     """
 
-    def __init__(self, box: LaneOutbox, *, end_run_locked: Callable[[Run, bool, Any], None],
+    def __init__(self, box: Outbox, *, end_run_locked: Callable[[Run, bool, Any], None],
                  dispatch_locked: Callable[[], None], finish: Callable[[Run, bool, Any], None],
                  launch_failed: Callable[[Run, BaseException], None], announce: Callable[[Run], None],
                  pool: Callable[[], Any]) -> None:
