@@ -17,7 +17,7 @@ from laneway.core import CancellationToken
 
 if TYPE_CHECKING:
     from laneway.lanes._lane import Lane
-    from laneway.core import Future, RetryPolicy, TimerHandle
+    from laneway.core import RetryPolicy, TimerHandle
     from laneway.lanes._tools import ToolSpec
 
 
@@ -118,7 +118,7 @@ class Command:
         self.state = CommandState.QUEUED
         self.queued = True  # in a queue structure right now (the queue's validity check reads it)
         self.attempts = 0
-        self.future: Future[Any] = CommandFuture(id)
+        self.future = CommandFuture(id)
         self.run: Run | None = None
         self.group: Group | None = None  # member of a parallel group
         self.batch: Group | None = None  # the queue placeholder of a parallel group

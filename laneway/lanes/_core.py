@@ -187,6 +187,7 @@ class LaneCore:
         lane = cmd.lane
         if cmd.id in self.commands:
             raise ConfigError(f"command id {cmd.id!r} is already in use")
+        eta: float | None
         if lane.preemptible_runs and lane.active >= lane.cap and self._preempt_locked(cmd):
             position, eta = 0, 0.0
         elif self._starts_now_locked(lane):

@@ -135,7 +135,7 @@ class LaneManager:
     def _order_before_pool(self) -> None:
         # Shutdown hooks run in reverse order: a pool started after the lanes would stop
         # first and fail their queued cpu-bound commands; drain the lanes before it.
-        self._orch.on_shutdown("lanes before pool", self.close)  # type: ignore[attr-defined]
+        self._orch.on_shutdown("lanes before pool", self.close)
 
     # submitting ------------------------------------------------------------------------
 
