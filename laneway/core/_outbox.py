@@ -8,10 +8,9 @@ would serialise every caller. They queue effects here instead.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 from laneway.errors import ConfigError
 
@@ -27,10 +26,12 @@ class Outbox:
     block returned or raised, so a refused operation cannot leave effects
     queued with nobody to run them.
 
+    The outbox is its own context manager: ``with box:`` is ``with box.locked():``.
+
     Example:
         >>> box = Outbox("doc")
         >>> seen = []
-        >>> with box.locked():
+        >>> with box:
         ...     box.add(lambda: seen.append("after"))
         ...     seen.append("inside")
         >>> seen
@@ -44,22 +45,24 @@ class Outbox:
         self._depth = 0
         self._draining = False
 
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the lock; when the outermost holder leaves, run what was queued."""
-        drain = False
-        try:
-            with self.lock:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                    if self._depth == 0 and self._effects and not self._draining:
-                        self._draining = drain = True
-        finally:
-            if drain:
-                self._drain()
+    def locked(self) -> Outbox:
+        """Hold the lock; when the outermost holder leaves, run what was queued (same as ``with box:``)."""
+        return self
+
+    def __enter__(self) -> None:
+        """Take the lock (re-entrant); a plain method, not a generator: hot paths enter twice per unit of work."""
+        self.lock.acquire()
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        """Leave; the outermost holder runs what was queued, whether the block returned or raised."""
+        self._depth -= 1
+        drain = self._depth == 0 and bool(self._effects) and not self._draining
+        if drain:
+            self._draining = True
+        self.lock.release()
+        if drain:
+            self._drain()
 
     def add(self, effect: Callable[[], object]) -> None:
         """Queue ``effect()``; call with the lock held (inside :meth:`locked`)."""

@@ -6,6 +6,8 @@ Private: only the lane manager touches them, under its scheduler lock.
 from __future__ import annotations
 
 import collections
+import concurrent.futures._base as _cf
+import threading
 from typing import TYPE_CHECKING, Any
 
 from laneway.core import LazyFuture
@@ -15,22 +17,76 @@ from laneway.core import CancellationToken
 
 if TYPE_CHECKING:
     from laneway.lanes._lane import Lane
-    from laneway.core import Future, RetryPolicy, TimerHandle
+    from laneway.core import RetryPolicy, TimerHandle
     from laneway.lanes._tools import ToolSpec
 
 
+_PENDING = _cf.PENDING
+_DONE = (_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED, _cf.FINISHED)
+
+
 class CommandFuture(LazyFuture[Any]):
-    """A command's future: cheap to make and to settle while nobody waits (see :class:`LazyFuture`)."""
+    """A command's future: cheap to make and to settle while nobody waits (see :class:`LazyFuture`).
+
+    :meth:`prepare_wait` arms a bare lock that settling releases, for a caller
+    that will block on the result (``LaneManager.call``): armed before the run
+    can start, so that the caller, once the worker is woken, goes straight to
+    sleep on it instead of building a condition and a waiter while the woken
+    worker waits for the GIL.
+    """
 
     _timeout_error = LanewayTimeout
+    _gate: threading.Lock | None = None  # set by prepare_wait, released by the first settle or cancel
 
     def __init__(self, command_id: str) -> None:
-        super().__init__()
+        # LazyFuture.__init__'s fields, inline: one call less per submitted command.
+        self._cond = None
+        self._state = _PENDING
+        self._result = None
+        self._exception = None
+        self._waiter_list = None
+        self._callback_list = None
         self._command_id = command_id
 
     @property
     def _what(self) -> str:  # type: ignore[override]
         return f"result of command {self._command_id}"
+
+    def prepare_wait(self) -> None:
+        """Arm the lock :meth:`wait_prepared` sleeps on; call before the command can settle."""
+        gate = threading.Lock()
+        gate.acquire()
+        self._gate = gate
+
+    def settle(self, result: Any = None, error: BaseException | None = None) -> bool:
+        done = super().settle(result, error)
+        if done:
+            gate = self._gate
+            if gate is not None:
+                gate.release()  # last: the waiter runs as soon as it gets the GIL
+        return done
+
+    def cancel(self) -> bool:
+        cancelled = super().cancel()
+        gate = self._gate
+        if cancelled and gate is not None and gate.locked():
+            gate.release()
+        return cancelled
+
+    def wait_prepared(self, timeout: float | None) -> Any:
+        """The result, sleeping on the lock armed by :meth:`prepare_wait` up to ``timeout`` s.
+
+        Raises:
+            LanewayTimeout: no result in time.
+            Exception: what the command failed with.
+        """
+        gate = self._gate
+        if gate is None:
+            return self.get(timeout)
+        if self._state not in _DONE:
+            if not gate.acquire(True, -1 if timeout is None else max(0.0, timeout)) and self._state not in _DONE:
+                raise self._timeout_error(f"no {self._what} within {timeout}s")
+        return self.get(0)
 
 
 class Command:
@@ -62,7 +118,7 @@ class Command:
         self.state = CommandState.QUEUED
         self.queued = True  # in a queue structure right now (the queue's validity check reads it)
         self.attempts = 0
-        self.future: Future[Any] = CommandFuture(id)
+        self.future = CommandFuture(id)
         self.run: Run | None = None
         self.group: Group | None = None  # member of a parallel group
         self.batch: Group | None = None  # the queue placeholder of a parallel group

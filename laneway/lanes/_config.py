@@ -100,6 +100,11 @@ class RateLimit:
         return tuple((w, n) for w, n in pairs if n is not None)
 
 
+def _as_fractions(value: Iterable[float]) -> tuple[float, ...]:
+    # A typed converter: with the bare ``tuple`` attrs leaves the init parameter's item type unsolved.
+    return tuple(value)
+
+
 def _check_boosts(_: object, attribute: attrs.Attribute, value: tuple[float, ...]) -> None:
     if any(not 0 < f < 1 for f in value) or list(value) != sorted(value, reverse=True):
         raise ConfigError(f"deadline_boosts must be fractions in (0, 1), descending, got {value!r}")
@@ -145,7 +150,8 @@ class LaneConfig:
     pressure_threshold: int | None = attrs.field(default=None, validator=_positive_int_or_none)
     preempt: PreemptAction = PreemptAction.REQUEUE
     preempt_min_runtime_s: float = attrs.field(default=0.0)
-    deadline_boosts: tuple[float, ...] = attrs.field(default=(0.75, 0.5, 0.25), converter=tuple, validator=_check_boosts)
+    deadline_boosts: tuple[float, ...] = attrs.field(default=(0.75, 0.5, 0.25), converter=_as_fractions,
+                                                     validator=_check_boosts)
 
     @name.validator
     def _check_name(self, attribute: attrs.Attribute, value: Any) -> None:

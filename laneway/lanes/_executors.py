@@ -29,7 +29,7 @@ from laneway.core import current_token_var, set_current_token
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Run
-    from laneway.lanes._core import LaneOutbox
+    from laneway.core import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Executors:
         pool: returns the process pool for ``cpu_bound`` tools.
     """
 
-    def __init__(self, box: LaneOutbox, *, end_run_locked: Callable[[Run, bool, Any], None],
+    def __init__(self, box: Outbox, *, end_run_locked: Callable[[Run, bool, Any], None],
                  dispatch_locked: Callable[[], None], finish: Callable[[Run, bool, Any], None],
                  launch_failed: Callable[[Run, BaseException], None], announce: Callable[[Run], None],
                  pool: Callable[[], Any]) -> None:
@@ -194,36 +194,41 @@ class Executors:
             self._launch_failed(run, exc)
 
     def _work(self) -> None:
-        box, lock = self._box, self._lock
+        box = self._box
         end_run_locked, dispatch_locked, announce = self._end_run_locked, self._dispatch_locked, self._announce
+        call_sync, tool_s, fast, perf_counter = self._call_sync, self._tool_s, self._fast, time.perf_counter
         worker = _Worker()
         with box:
             self._pulling -= 1
             run = self._take_locked(worker)
+            if run is None and not self._park_locked(worker):
+                return
         while True:
-            while run is None:
-                with lock:
-                    if self._stopping:
-                        self._threads -= 1
-                        return
-                    self._idle.append(worker)
+            if run is None:
+                # Parked in the same critical section that found no work, so that after its outbox
+                # ran (settling the last result, which wakes that caller) this thread goes straight
+                # to sleep: the woken caller finds the GIL free.
                 worker.gate.acquire()  # released once: by a wake (woken) or by stop
                 with box:
                     if not worker.woken:
-                        continue
+                        self._threads -= 1  # stopped
+                        return
                     worker.woken = False
                     self._pulling -= 1
                     run = self._take_locked(worker)
+                    if run is None and not self._park_locked(worker):
+                        return
+                continue
             announce(run)
-            began = time.perf_counter()
-            ok, value = self._call_sync(run)
-            took = time.perf_counter() - began
+            began = perf_counter()
+            ok, value = call_sync(run)
+            took = perf_counter() - began
             try:
                 with box:
-                    self._fast.pop(worker, None)
+                    fast.pop(worker, None)
                     name = run.cmd.spec.name
-                    prev = self._tool_s.get(name)
-                    self._tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * (took - prev)
+                    prev = tool_s.get(name)
+                    tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * (took - prev)
                     self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
                     try:
                         end_run_locked(run, ok, value)
@@ -231,10 +236,23 @@ class Executors:
                     finally:
                         self._pulling -= 1
                     run = self._take_locked(worker)
+                    if run is None and not self._park_locked(worker):
+                        return
             except Exception:
                 # The outbox ran what was queued; keep the thread serving.
-                log.exception("lanes: recording the end of command %s failed", run.cmd.id)
-                run = None
+                log.exception("lanes: recording the end of command %s failed", run.cmd.id if run else "?")
+                with box:
+                    run = self._take_locked(worker)
+                    if run is None and not self._park_locked(worker):
+                        return
+
+    def _park_locked(self, worker: _Worker) -> bool:
+        """Put ``worker`` on the idle list; False (and the thread is counted out) when stopping."""
+        if self._stopping:
+            self._threads -= 1
+            return False
+        self._idle.append(worker)
+        return True
 
     # the event loop for async tools ----------------------------------------------
 

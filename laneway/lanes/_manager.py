@@ -135,7 +135,7 @@ class LaneManager:
     def _order_before_pool(self) -> None:
         # Shutdown hooks run in reverse order: a pool started after the lanes would stop
         # first and fail their queued cpu-bound commands; drain the lanes before it.
-        self._orch.on_shutdown("lanes before pool", self.close)  # type: ignore[attr-defined]
+        self._orch.on_shutdown("lanes before pool", self.close)
 
     # submitting ------------------------------------------------------------------------
 
@@ -172,13 +172,21 @@ class LaneManager:
             >>> h = orch.lanes.submit("query", "search", {"q": "otp"}, priority=Priority.HIGH)  # doctest: +SKIP
             >>> h.position, h.eta_s, h.result(timeout=10)                                      # doctest: +SKIP
         """
+        return self._submit(lane, target, params, False, priority, caller, timeout, retry, deadline_s, preemptible,
+                            max_wait, block_timeout, command_id)
+
+    def _submit(self, lane: str, target: str | Callable[..., Any] | ToolSpec, params: Mapping[str, Any] | None,
+                watch: bool, priority: Priority | None = None, caller: str = "default", timeout: float | None = UNSET,
+                retry: RetryPolicy | None = None, deadline_s: float | None = None, preemptible: bool | None = None,
+                max_wait: float | None = None, block_timeout: float | None = None,
+                command_id: str | None = None) -> CommandHandle:
         if (priority is None and caller == "default" and timeout is UNSET and retry is None and deadline_s is None
                 and preemptible is None and max_wait is None and command_id is None):
             opts = DEFAULT_OPTIONS  # built once: most submits take every default
         else:
             opts = SubmitOptions(priority, caller, timeout, retry, deadline_s, preemptible, max_wait, command_id)
         return self._submitter.submit(lane, target, params, opts,
-                                      self._ask_timeout if block_timeout is None else block_timeout)
+                                      self._ask_timeout if block_timeout is None else block_timeout, watch=watch)
 
     def submit_nowait(self, lane: str, target: str | Callable[..., Any] | ToolSpec,
                       params: Mapping[str, Any] | None = None, *, priority: Priority | None = None,
@@ -206,7 +214,7 @@ class LaneManager:
             Exception: what the command failed with.
         """
         check_give_up(on_give_up)
-        handle = self.submit(lane, target, params, **options)
+        handle = self._submit(lane, target, params, True, **options)
         return wait_result(handle, self._ask_timeout if wait_timeout is None else wait_timeout, on_give_up,
                            self._core.cancel)
 

@@ -96,8 +96,12 @@ class Submitter:
         self._anon_specs: weakref.WeakKeyDictionary[Callable[..., Any], ToolSpec] = weakref.WeakKeyDictionary()
 
     def submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, opts: SubmitOptions,
-               block: float, *, attempts: int = 0, unbounded: bool = False) -> CommandHandle:
-        """Queue one command; wait up to ``block`` s for room (``unbounded``: never refuse for room)."""
+               block: float, *, attempts: int = 0, unbounded: bool = False, watch: bool = False) -> CommandHandle:
+        """Queue one command; wait up to ``block`` s for room (``unbounded``: never refuse for room).
+
+        ``watch``: the caller blocks on the result next; its future's wait is armed
+        (:meth:`CommandFuture.prepare_wait`) before the run can start.
+        """
         core = self._core
         spec, named = self.resolve(target)
         checked = self.check_params(spec, params)
@@ -115,6 +119,12 @@ class Submitter:
                     lane = self._attach_lane_locked(cmd)
                     if unbounded or lane.pending < lane.config.max_pending:
                         position, eta = core.enqueue_locked(cmd, opts.max_wait)
+                        # Everything the caller needs is made before the worker is woken (by this
+                        # block's outbox, on exit): the woken thread then finds the GIL free.
+                        handle = CommandHandle(cmd.id, lane.name, position, eta, cmd.future,
+                                               cancel_fn=self._cancel_fn)
+                        if watch:
+                            cmd.future.prepare_wait()
                         core.dispatch_locked()
                         break
                     if block <= 0:
@@ -125,7 +135,7 @@ class Submitter:
         except BaseException as exc:
             self._reject_submitted([cmd], exc)
             raise
-        return CommandHandle(cmd.id, lane.name, position, eta, cmd.future, cancel_fn=self._cancel_fn)
+        return handle
 
     # resolution and checks, before anything is queued --------------------------------
 

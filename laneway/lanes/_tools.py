@@ -212,8 +212,9 @@ def make_spec(fn: Callable[..., Any], *, name: str | None = None, description: s
         raise ConfigError(f"tool {name or fn.__name__!r}: an async def tool cannot be cpu_bound (the pool runs plain functions)")
     takes_token = _TOKEN_PARAM in signature
     accepts_extra = parameters is None and (not known or any(p.kind is p.VAR_KEYWORD for p in signature.values()))
+    spec_name: str = name if name else getattr(fn, "__name__", repr(fn))
     return ToolSpec(
-        name=name or getattr(fn, "__name__", repr(fn)),
+        name=spec_name,
         fn=fn,
         description=description if description is not None else inspect.getdoc(fn) or "",
         parameters=params,

@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Callable
 
 from laneway.errors import ConfigError, LanewayTimeout
+from laneway.lanes._command import CommandFuture
 from laneway.lanes._config import GiveUp
 
 if TYPE_CHECKING:
@@ -26,7 +27,10 @@ def _give_up(withdraw: Withdraw, handle: CommandHandle, reason: str) -> None:
 
 def wait_result(handle: CommandHandle, limit: float, on_give_up: GiveUp, withdraw: Withdraw) -> Any:
     """Block up to ``limit`` s for the result; on timeout withdraw the command unless told to keep it."""
+    future = handle.future
     try:
+        if isinstance(future, CommandFuture):
+            return future.wait_prepared(limit)  # armed by the submit, or a plain wait if it was not
         return handle.result(limit)
     except LanewayTimeout:
         if on_give_up is GiveUp.WITHDRAW:

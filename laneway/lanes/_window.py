@@ -18,7 +18,8 @@ class RateLimiter:
     __slots__ = ("_windows",)
 
     def __init__(self, limit: RateLimit) -> None:
-        self._windows = [(span, n, collections.deque()) for span, n in limit.windows()]
+        self._windows: list[tuple[float, int, collections.deque[float]]] = [
+            (span, n, collections.deque()) for span, n in limit.windows()]
 
     def wait_s(self, now: float) -> float:
         """0 if a command may start now, else seconds until the fullest window frees a place."""

@@ -45,3 +45,30 @@ def test_a_mark_from_another_moment_is_refused_by_name():
             box.discard_since(3)
         with pytest.raises(ConfigError, match="mark -1"):
             box.discard_since(-1)
+
+
+def test_the_outbox_is_its_own_context_manager_and_drains_after_the_outermost_exit():
+    box = Outbox("t")
+    seen = []
+    with box:
+        box.add(lambda: seen.append("outer"))
+        with box:  # re-entrant; the inner exit runs nothing
+            assert box.depth == 2
+            box.add(lambda: seen.append("inner"))
+        assert seen == []
+        seen.append("still inside")
+    assert seen == ["still inside", "outer", "inner"]
+    assert box.depth == 0 and not box.lock._is_owned()
+
+
+def test_the_context_manager_form_drains_also_when_the_block_raised():
+    box = Outbox("t")
+    seen = []
+    with pytest.raises(KeyError):
+        with box:
+            box.add(lambda: seen.append("ran"))
+            raise KeyError("refused")
+    assert seen == ["ran"]
+    assert box.depth == 0 and not box.lock._is_owned()
+    with box:  # and the lock is free for the next holder
+        pass

@@ -28,7 +28,7 @@ import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 from laneway.cli.benchmarks.actor_ask import Echo, PykkaEcho, measure_ask  # the raw-ask baselines
 
@@ -102,7 +102,7 @@ BURST = 10_000
 SEQUENTIAL = 2_000
 
 
-def burst_checked(submit: Callable[[int], object], result: Callable[[object], object], n: int) -> float:
+def burst_checked(submit: Callable[[int], Any], result: Callable[[Any], object], n: int) -> float:
     """Submit n no-ops, then wait for each; every result must be its input. Returns ops/s."""
     start = time.perf_counter()
     pending = [submit(i) for i in range(n)]
