@@ -36,7 +36,7 @@ from laneway.errors import (
     SystemShutdown,
 )
 from laneway.core import RetryPolicy
-from laneway.router._invoke import Attempt, Runners
+from laneway.router._invoke import AgentCall, Runners
 from laneway.router._messages import (
     Abandon,
     BreakerMoved,
@@ -50,14 +50,14 @@ from laneway.router._messages import (
     QueueRoom,
     Register,
     RetryDue,
-    Submit,
+    Route,
     SubmitNow,
     Unregister,
     tell_quietly,
 )
 from laneway.router._records import AgentInfo, RouterStatistics, RoutingStrategy
 from laneway.router._select import AgentIndex, AgentSlot, pick
-from laneway.router._task import Task, TaskState, WaitQueue
+from laneway.router._task import RoutedTask, RouteState, WaitQueue
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,11 @@ class RouterActor(Actor):
         self.rng = random.Random(seed)
         self.index = AgentIndex()
         self.waiting = WaitQueue()
-        self.tasks: dict[str, Task] = {}
+        self.tasks: dict[str, RoutedTask] = {}
         self.closed: LanewayError | None = None
         self.c = dict.fromkeys(("submitted", "completed", "failed", "retries", "rejections", "dead_lettered"), 0)
         # Attempts a crashed incarnation started: their late outcomes are not counted again.
-        self.orphans: set[Attempt] = set()
+        self.orphans: set[AgentCall] = set()
 
     def on_start(self) -> None:
         for slot in self.agents.values():
@@ -109,19 +109,19 @@ class RouterActor(Actor):
         if inherited:
             self._take_over(inherited)
 
-    def _take_over(self, inherited: list[Task]) -> None:
+    def _take_over(self, inherited: list[RoutedTask]) -> None:
         """Adopt the tasks of a crashed incarnation: fail those an agent was running, route the rest again."""
         clock = self.orchestrator.clock
         now = clock.now()
         log.warning("router %s restarted with %d unfinished task(s); taking them over", self.name, len(inherited))
         for task in inherited:
             task.cancel_timers()  # a due timer may have been lost with the crashed mailbox: armed again below
-            if task.state is TaskState.RUNNING and task.attempt is not None:
+            if task.state is RouteState.RUNNING and task.attempt is not None:
                 self.orphans.add(task.attempt)
-            if not task.handed_over or task.state is TaskState.DONE:
+            if not task.handed_over or task.state is RouteState.DONE:
                 continue  # a submit_nowait refused by the crash: its caller got the error and retries
             self.tasks[task.id] = task
-            if task.state is TaskState.RUNNING:
+            if task.state is RouteState.RUNNING:
                 error = RouterRestarted(
                     f"router {self.name} crashed while agent "
                     f"{task.attempt.agent_id if task.attempt is not None else '?'} ran task {task.id}; "
@@ -130,17 +130,17 @@ class RouterActor(Actor):
                 self._end(task, error, "the router crashed while an agent ran it", dead_letter=True)
                 continue
             if task.timeout is not None:
-                if task.deadline is None:  # its Submit never reached the crashed incarnation
+                if task.deadline is None:  # its Route never reached the crashed incarnation
                     task.deadline = now + task.timeout
                 self._arm_deadline(task, task.deadline - now)
             self._reroute(task)
 
     # requests ---------------------------------------------------------------------
 
-    @handler(Submit)
-    def _submit(self, msg: Submit) -> None:
+    @handler(Route)
+    def _submit(self, msg: Route) -> None:
         task = msg.task
-        if task.id in self.tasks or task.state is TaskState.DONE:
+        if task.id in self.tasks or task.state is RouteState.DONE:
             return  # sent while this incarnation started, and taken over from the crashed one already
         self.c["submitted"] += 1
         if self.closed is not None:
@@ -168,13 +168,13 @@ class RouterActor(Actor):
         self._route(task)
         task.handed_over = True
 
-    def _accept(self, task: Task) -> None:
+    def _accept(self, task: RoutedTask) -> None:
         self.tasks[task.id] = task
         if task.timeout is not None:
             task.deadline = self.orchestrator.clock.now() + task.timeout
             self._arm_deadline(task, task.timeout)
 
-    def _arm_deadline(self, task: Task, delay: float) -> None:
+    def _arm_deadline(self, task: RoutedTask, delay: float) -> None:
         task.timers.append(self.orchestrator.clock.call_later(max(0.0, delay), self._timer(DeadlineDue(task.id))))
 
     @handler(Register)
@@ -218,8 +218,8 @@ class RouterActor(Actor):
             strategy=self.strategy,
             agents=len(self.index),
             waiting=len(self.waiting),
-            running=states.count(TaskState.RUNNING),
-            retry_pending=states.count(TaskState.RETRY_WAIT),
+            running=states.count(RouteState.RUNNING),
+            retry_pending=states.count(RouteState.RETRY_WAIT),
             **self.c,
         )
 
@@ -233,7 +233,7 @@ class RouterActor(Actor):
     def _close(self, msg: Close) -> int:
         self.closed = msg.error
         for task in list(self.tasks.values()):
-            if task.state is not TaskState.RUNNING:
+            if task.state is not RouteState.RUNNING:
                 self._end(task, msg.error, "the router shut down before the task could run", dead_letter=True)
         return len(self.tasks)
 
@@ -256,7 +256,7 @@ class RouterActor(Actor):
         slot.update_rank()
         if slot.removed and slot.in_flight == 0:
             self._stop_breaker(slot)
-        current = task.attempt is attempt and task.state is TaskState.RUNNING
+        current = task.attempt is attempt and task.state is RouteState.RUNNING
         if not outcome.admitted:
             slot.rejected += 1
             self.c["rejections"] += 1
@@ -287,14 +287,14 @@ class RouterActor(Actor):
         task = self.tasks.get(msg.task_id)
         if task is None:
             return
-        if task.state is TaskState.WAITING:
+        if task.state is RouteState.WAITING:
             error: BaseException = NoEligibleAgent(
                 f"no agent with {sorted(task.capabilities)}{self._role_text(task)} became eligible "
                 f"within {task.timeout}s (attempts so far: {task.attempts})"
             )
             error.__cause__ = task.last_error
             self._end(task, error, "no eligible agent before its deadline", dead_letter=True)
-        elif task.state is TaskState.RETRY_WAIT:
+        elif task.state is RouteState.RETRY_WAIT:
             self._end(task, task.last_error, "its deadline passed while it waited to be retried", dead_letter=True)
         else:
             agent = task.attempt.agent_id if task.attempt is not None else "?"
@@ -304,12 +304,12 @@ class RouterActor(Actor):
     @handler(RetryDue)
     def _retry_due(self, msg: RetryDue) -> None:
         task = self.tasks.get(msg.task_id)
-        if task is not None and task.state is TaskState.RETRY_WAIT:
+        if task is not None and task.state is RouteState.RETRY_WAIT:
             self._reroute(task)
 
     # routing -------------------------------------------------------------------------------
 
-    def _route(self, task: Task, avoid: AgentSlot | None = None) -> bool:
+    def _route(self, task: RoutedTask, avoid: AgentSlot | None = None) -> bool:
         """Start ``task`` on an eligible agent now; False if there is none."""
         candidates = self.index.eligible(task.capabilities, task.role)
         if avoid is not None:
@@ -324,18 +324,18 @@ class RouterActor(Actor):
         self._start_on(task, pick(self.strategy, candidates, self.rng))
         return True
 
-    def _reroute(self, task: Task, avoid: AgentSlot | None = None) -> None:
+    def _reroute(self, task: RoutedTask, avoid: AgentSlot | None = None) -> None:
         if not self.index.has_capable(task.capabilities, task.role):
             self._fail(task, NoCapableAgent(self._no_capable_text(task)), "no agent with its capabilities is left")
         elif not self._route(task, avoid):
             self.waiting.push(task)
 
-    def _start_on(self, task: Task, slot: AgentSlot) -> None:
+    def _start_on(self, task: RoutedTask, slot: AgentSlot) -> None:
         self._give_back_place(task)
         task.attempts += 1
-        attempt = Attempt(task.id, slot.agent_id, task.attempts)
+        attempt = AgentCall(task.id, slot.agent_id, task.attempts)
         task.attempt = attempt
-        task.state = TaskState.RUNNING
+        task.state = RouteState.RUNNING
         slot.in_flight += 1
         self.index.note_pick(slot)
         self.index.refresh(slot)
@@ -364,7 +364,7 @@ class RouterActor(Actor):
 
     # endings -------------------------------------------------------------------------------
 
-    def _account(self, slot: AgentSlot, attempt: Attempt, error: BaseException | None) -> None:
+    def _account(self, slot: AgentSlot, attempt: AgentCall, error: BaseException | None) -> None:
         slot.observe_latency(attempt.latency_s)
         data = {"agent_id": slot.agent_id, "task_id": attempt.task_id, "attempt": attempt.number, "latency_s": attempt.latency_s}
         if error is None:
@@ -375,7 +375,7 @@ class RouterActor(Actor):
             self.orchestrator.events.publish("agent.task.failed", slot.agent_id, error=repr(error), **data)
         self.index.refresh(slot)
 
-    def _attempt_failed(self, task: Task, error: BaseException) -> None:
+    def _attempt_failed(self, task: RoutedTask, error: BaseException) -> None:
         task.last_error = error
         policy = task.retry
         delay = policy.delay_before(task.attempts, self.rng) if policy.retries(error) else None
@@ -387,15 +387,15 @@ class RouterActor(Actor):
         if delay <= 0:
             self._reroute(task)
             return
-        task.state = TaskState.RETRY_WAIT
+        task.state = RouteState.RETRY_WAIT
         task.timers.append(clock.call_later(delay, self._timer(RetryDue(task.id))))
 
-    def _succeed(self, task: Task, value: Any) -> None:
+    def _succeed(self, task: RoutedTask, value: Any) -> None:
         self.c["completed"] += 1
         self._finish(task)
         task.future.settle(value)
 
-    def _fail(self, task: Task, error: BaseException, reason: str, dead_letter: bool = True) -> None:
+    def _fail(self, task: RoutedTask, error: BaseException, reason: str, dead_letter: bool = True) -> None:
         self.c["failed"] += 1
         self._finish(task)
         if dead_letter:
@@ -409,31 +409,31 @@ class RouterActor(Actor):
                 log.exception("could not dead-letter task %s (%s)", task.id, reason)
         task.future.settle(error=error)
 
-    def _end(self, task: Task, error: BaseException | None, reason: str, dead_letter: bool = False) -> None:
+    def _end(self, task: RoutedTask, error: BaseException | None, reason: str, dead_letter: bool = False) -> None:
         """End a task from outside its run (deadline, cancel, shutdown); a running call is cancelled if it can be."""
         error = error or LanewayError(reason)
-        if task.state is TaskState.WAITING:
+        if task.state is RouteState.WAITING:
             self.waiting.forget(task)
-        elif task.state is TaskState.RUNNING and task.attempt is not None:
+        elif task.state is RouteState.RUNNING and task.attempt is not None:
             task.attempt.cancel(error)
         self._fail(task, error, reason, dead_letter=dead_letter)
 
-    def _finish(self, task: Task) -> None:
+    def _finish(self, task: RoutedTask) -> None:
         self._give_back_place(task)
-        task.state = TaskState.DONE
+        task.state = RouteState.DONE
         task.cancel_timers()
         self.tasks.pop(task.id, None)
         self.live.leave(task)
 
-    def _settle(self, task: Task, error: BaseException) -> None:
+    def _settle(self, task: RoutedTask, error: BaseException) -> None:
         """Fail a task that was never accepted."""
         self.c["failed"] += 1
         self._give_back_place(task)
-        task.state = TaskState.DONE
+        task.state = RouteState.DONE
         self.live.leave(task)
         task.future.settle(error=error)
 
-    def _give_back_place(self, task: Task) -> None:
+    def _give_back_place(self, task: RoutedTask) -> None:
         if task.holds_place:
             task.holds_place = False
             self.room.give_back()
@@ -457,8 +457,8 @@ class RouterActor(Actor):
         except LanewayError:
             log.warning("could not stop the breaker actor of agent %s", slot.agent_id, exc_info=True)
 
-    def _role_text(self, task: Task) -> str:
+    def _role_text(self, task: RoutedTask) -> str:
         return f" in role {task.role.name.lower()}" if task.role is not None else ""
 
-    def _no_capable_text(self, task: Task) -> str:
+    def _no_capable_text(self, task: RoutedTask) -> str:
         return f"no registered agent has all of {sorted(task.capabilities)}{self._role_text(task)}"

@@ -64,7 +64,7 @@ class Invoker:
         return {"ctx": context} if self.wants_ctx else {}
 
 
-class Attempt:
+class AgentCall:
     """One run of a task on one agent; the router can cancel it (deadline, shutdown)."""
 
     __slots__ = ("task_id", "agent_id", "number", "latency_s", "cancel_error", "_cancel", "_lock")
@@ -113,7 +113,7 @@ class Runners:
         self._workers = DaemonThreads(threads, f"{name}-worker")
         self._loop = LoopThread(f"{name}-loop")
 
-    def start(self, invoker: Invoker, payload: Any, context: Any, attempt: Attempt, timeout_s: float | None, done: Done) -> None:
+    def start(self, invoker: Invoker, payload: Any, context: Any, attempt: AgentCall, timeout_s: float | None, done: Done) -> None:
         """Start one call; ``done(error)`` or ``done(None, result)`` follows once it ends.
 
         ``attempt.latency_s`` holds the run time when ``done`` is called.
@@ -126,12 +126,12 @@ class Runners:
         else:
             self._workers.submit(lambda: self._run_sync(invoker, payload, kwargs, attempt, done))
 
-    def _started(self, attempt: Attempt) -> None:
+    def _started(self, attempt: AgentCall) -> None:
         self._orch.events.publish(
             "agent.task.started", attempt.agent_id, agent_id=attempt.agent_id, task_id=attempt.task_id, attempt=attempt.number
         )
 
-    def _run_sync(self, invoker: Invoker, payload: Any, kwargs: dict[str, Any], attempt: Attempt, done: Done) -> None:
+    def _run_sync(self, invoker: Invoker, payload: Any, kwargs: dict[str, Any], attempt: AgentCall, done: Done) -> None:
         if attempt.cancel_error is not None:  # cancelled while queued for a thread
             done(attempt.cancel_error)
             return
@@ -149,7 +149,7 @@ class Runners:
         attempt.latency_s = time.perf_counter() - t0
         done(None, result)
 
-    def _start_async(self, awaitable: Any, attempt: Attempt, done: Done, *, t0: float | None = None, announced: bool = False) -> None:
+    def _start_async(self, awaitable: Any, attempt: AgentCall, done: Done, *, t0: float | None = None, announced: bool = False) -> None:
         async def run() -> None:
             if not announced:
                 self._started(attempt)
@@ -177,7 +177,7 @@ class Runners:
         future = asyncio.run_coroutine_threadsafe(run(), loop)
         attempt.on_cancel(future.cancel)
 
-    def _start_on_pool(self, invoker: Invoker, payload: Any, kwargs: dict[str, Any], attempt: Attempt, timeout_s: float | None, done: Done) -> None:
+    def _start_on_pool(self, invoker: Invoker, payload: Any, kwargs: dict[str, Any], attempt: AgentCall, timeout_s: float | None, done: Done) -> None:
         self._started(attempt)
         t0 = time.perf_counter()
         # The router retries and fails over itself, so the pool gets one attempt.

@@ -14,23 +14,23 @@ from laneway.breakers import CallOutcome
 from laneway.errors import ActorDead, LaneFull, LanewayError, SystemShutdown
 
 if TYPE_CHECKING:
-    from laneway.router._invoke import Attempt
+    from laneway.router._invoke import AgentCall
     from laneway.router._select import AgentSlot
-    from laneway.router._task import Task
+    from laneway.router._task import RoutedTask
 
 log = logging.getLogger(__name__)
 
 
 @attrs.frozen
-class Submit:
-    task: Task
+class Route:
+    task: RoutedTask
 
 
 @attrs.frozen
 class SubmitNow:
     """Start the task on an eligible agent now, or raise; never queue it."""
 
-    task: Task
+    task: RoutedTask
 
 
 @attrs.frozen
@@ -74,9 +74,9 @@ class Abandon:
 
 @attrs.frozen
 class Finished:
-    task: Task
+    task: RoutedTask
     slot: AgentSlot
-    attempt: Attempt
+    attempt: AgentCall
     outcome: CallOutcome
 
 
@@ -103,19 +103,19 @@ class LiveTasks:
     It outlives the router actor's incarnations: the router puts a task in
     before sending it to the actor, the actor takes it out when it ends, and
     an incarnation that starts after a crash takes over the tasks still in
-    it, so none is left hanging (not even one whose ``Submit`` was lost with
+    it, so none is left hanging (not even one whose ``Route`` was lost with
     the crashed actor's mailbox). ``Router.wait_idle`` waits for it to empty.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._tasks: dict[str, Task] = {}
+        self._tasks: dict[str, RoutedTask] = {}
         self._shut: str | None = None
 
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def enter(self, task: Task) -> None:
+    def enter(self, task: RoutedTask) -> None:
         """Count ``task`` in.
 
         Raises:
@@ -126,18 +126,18 @@ class LiveTasks:
                 raise SystemShutdown(self._shut)
             self._tasks[task.id] = task
 
-    def leave(self, task: Task) -> None:
+    def leave(self, task: RoutedTask) -> None:
         """Count ``task`` out (it ended, or was never handed over); idempotent."""
         with self._cond:
             if self._tasks.pop(task.id, None) is not None and not self._tasks:
                 self._cond.notify_all()
 
-    def tasks(self) -> list[Task]:
+    def tasks(self) -> list[RoutedTask]:
         """The tasks still in, oldest first."""
         with self._cond:
             return sorted(self._tasks.values(), key=lambda t: t.seq)
 
-    def shut(self, reason: str) -> list[Task]:
+    def shut(self, reason: str) -> list[RoutedTask]:
         """Refuse new tasks from now on (their ``enter`` raises SystemShutdown with ``reason``); returns those still in."""
         with self._cond:
             self._shut = reason

@@ -34,7 +34,7 @@ from laneway.router._actor import (
     LiveTasks,
     Register,
     RouterActor,
-    Submit,
+    Route,
     SubmitNow,
     Unregister,
     tell_quietly,
@@ -52,7 +52,7 @@ from laneway.router._records import (
 )
 from laneway.router._roles import AlphaRole
 from laneway.router._select import AgentSlot
-from laneway.router._task import Task
+from laneway.router._task import RoutedTask
 
 if TYPE_CHECKING:
     from laneway.actors import ActorSystem
@@ -365,7 +365,7 @@ class Router:
             self._room.give_back()
             raise
         try:
-            self._ref.tell(Submit(task))
+            self._ref.tell(Route(task))
         except ActorDead:
             # Restarting after a crash: the next incarnation takes the task over from the live
             # tasks. If it never comes (close, or its supervisor gave up), those fail the task.
@@ -410,7 +410,7 @@ class Router:
 
     def _new_task(
         self, payload: Any, capabilities: Any, role: Any, timeout: Any, retry: Any, context: Any, priority: Any
-    ) -> Task:
+    ) -> RoutedTask:
         caps = capability_set(capabilities, "capabilities")
         level = coerce_priority(priority)
         role = None if role is None else AlphaRole.coerce(role)
@@ -430,7 +430,7 @@ class Router:
                 tell_quietly(ref, CancelTask(task_id))
 
         future.add_done_callback(withdraw_if_cancelled)
-        return Task(
+        return RoutedTask(
             task_id, payload, caps, role, context, retry or self.retry, future, timeout=timeout, seq=seq, priority=level
         )
 

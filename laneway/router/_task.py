@@ -15,20 +15,20 @@ from laneway.router._records import RoutedWork
 from laneway.router._roles import AlphaRole
 
 if TYPE_CHECKING:
-    from laneway.router._invoke import Attempt
+    from laneway.router._invoke import AgentCall
     from laneway.router._select import AgentSlot
 
 log = logging.getLogger(__name__)
 
 
-class TaskState(enum.Enum):
+class RouteState(enum.Enum):
     WAITING = "waiting"  #: no eligible agent yet
     RUNNING = "running"  #: an agent runs it (or its breaker is deciding)
     RETRY_WAIT = "retry_wait"  #: failed; waiting out the retry delay
     DONE = "done"  #: its future is settled
 
 
-class Task:
+class RoutedTask:
     """One submitted task; owned by the router actor's thread (no locks)."""
 
     __slots__ = (
@@ -67,15 +67,15 @@ class Task:
         # The caller holds the future: a router restarted after a crash must see the task through.
         # (A submit_nowait the router has not accepted yet is its caller's to retry.)
         self.handed_over = False
-        self.state = TaskState.WAITING
+        self.state = RouteState.WAITING
         self.attempts = 0
         self.tried: set[AgentSlot] = set()
-        self.attempt: Attempt | None = None
+        self.attempt: AgentCall | None = None
         self.last_error: BaseException | None = None
         self.timers: list[TimerHandle] = []
 
     def __repr__(self) -> str:
-        return f"<Task {self.id} {self.state.value} needs {sorted(self.capabilities)}>"
+        return f"<RoutedTask {self.id} {self.state.value} needs {sorted(self.capabilities)}>"
 
     @property
     def key(self) -> tuple[frozenset[str], AlphaRole | None]:
@@ -100,23 +100,23 @@ class WaitQueue:
     """
 
     def __init__(self) -> None:
-        self._queues: dict[tuple[frozenset[str], AlphaRole | None], list[tuple[int, int, int, Task]]] = {}
+        self._queues: dict[tuple[frozenset[str], AlphaRole | None], list[tuple[int, int, int, RoutedTask]]] = {}
         self._live = 0
-        self._ties = itertools.count()  # a task pushed again (a retry) never compares Task objects
+        self._ties = itertools.count()  # a task pushed again (a retry) never compares RoutedTask objects
 
     def __len__(self) -> int:
         return self._live
 
-    def push(self, task: Task) -> None:
-        task.state = TaskState.WAITING
+    def push(self, task: RoutedTask) -> None:
+        task.state = RouteState.WAITING
         heapq.heappush(self._queues.setdefault(task.key, []), (task.priority, task.seq, next(self._ties), task))
         self._live += 1
 
-    def forget(self, task: Task) -> None:
+    def forget(self, task: RoutedTask) -> None:
         """A waiting task left without being dispatched."""
         self._live -= 1
 
-    def drain(self, dispatch: Callable[[Task], bool]) -> None:
+    def drain(self, dispatch: Callable[[RoutedTask], bool]) -> None:
         """Offer the waiting tasks to ``dispatch``, requirement by requirement (most urgent head first).
 
         Within a requirement tasks go by priority, then age; the first one
@@ -130,7 +130,7 @@ class WaitQueue:
             queue = self._queues[key]
             while queue:
                 task = queue[0][-1]
-                if task.state is not TaskState.WAITING:
+                if task.state is not RouteState.WAITING:
                     heapq.heappop(queue)
                     continue
                 if not dispatch(task):
@@ -144,9 +144,9 @@ class WaitQueue:
         queue = self._queues[key]
         return (queue[0][0], queue[0][1]) if queue else (-1, -1)
 
-    def live(self) -> Iterator[Task]:
+    def live(self) -> Iterator[RoutedTask]:
         """The tasks still waiting, most urgent first within each requirement."""
         for queue in list(self._queues.values()):
             for *_, task in sorted(queue):
-                if task.state is TaskState.WAITING:
+                if task.state is RouteState.WAITING:
                     yield task

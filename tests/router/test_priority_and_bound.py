@@ -42,7 +42,7 @@ def test_waiting_tasks_are_dispatched_by_priority_then_age(orch):
         router.submit("normal-2", capabilities={"x"}, priority=None),
         router.submit("high", capabilities={"x"}, priority=1),
     ]
-    assert router.statistics().waiting == 6  # processed after every Submit: all are queued
+    assert router.statistics().waiting == 6  # processed after every Route: all are queued
     gate.opened.set()
     assert [f.get(WAIT) for f in [first, *futures]] == ["busy", "low", "normal-1", "background", "critical", "normal-2", "high"]
     assert gate.order == ["busy", "critical", "high", "normal-1", "normal-2", "low", "background"]
