@@ -127,8 +127,10 @@ class WorkerDied(PoolError, BrokenProcessPool):
         self.reason = reason
 
 
-class TaskTimeout(PoolError, LanewayTimeout):
-    """A task ran past its timeout; its worker was killed and replaced."""
+class TaskTimeout(LanewayTimeout):
+    """A task ran past its timeout: a pool task (its worker was killed and replaced) or a
+    workflow task (its cancellation token was cancelled). One error for both, so one
+    ``except TaskTimeout`` covers work wherever it ran."""
 
 
 class RemoteError(PoolError):
@@ -285,10 +287,6 @@ class WorkflowNotFound(WorkflowError, LookupError):
 
 class WorkflowStateError(WorkflowError):
     """The operation is not allowed in the workflow's current state (e.g. rollback while tasks run)."""
-
-
-class TaskTimedOut(WorkflowError, LanewayTimeout):
-    """A workflow task ran past its ``timeout``; its cancellation token was cancelled."""
 
 
 class WorkflowFailed(WorkflowError):

@@ -92,7 +92,7 @@ class TaskDefinition:
         dependencies: ids of tasks that must finish first; their results reach this task's context.
         retry_policy: how failed attempts are retried.
         timeout: seconds one attempt may run; then its cancellation token is cancelled and the
-            attempt counts as failed with :class:`~laneway.errors.TaskTimedOut`.
+            attempt counts as failed with :class:`~laneway.errors.TaskTimeout`.
         allow_failure: when True, the workflow and the dependents go on if this task fails.
         payload: the task's input.
         checkpoint_every_s: save the state set with ``ctx.update_state`` this often.

@@ -20,7 +20,7 @@ import attrs
 
 from laneway.core import Outbox, TimerHandle
 from laneway.core import Future
-from laneway.errors import Cancelled, LanewayTimeout, TaskTimedOut, WorkflowError, WorkflowFailed, WorkflowStateError
+from laneway.errors import Cancelled, LanewayTimeout, TaskTimeout, WorkflowError, WorkflowFailed, WorkflowStateError
 from laneway.core import ProgressStream
 from laneway.core import CancellationToken
 from laneway.workflow._context import ProgressReporter, TaskContext
@@ -490,7 +490,7 @@ class WorkflowRun:
             return
         timeout = self.tasks[tid].timeout
         attempt.ctx.cancel_token.cancel(f"timed out after {timeout}s")
-        self.finish_attempt(tid, token, False, TaskTimedOut(f"task {tid!r} timed out after {timeout}s (attempt {attempt.ctx.attempt})"))
+        self.finish_attempt(tid, token, False, TaskTimeout(f"task {tid!r} timed out after {timeout}s (attempt {attempt.ctx.attempt})"))
 
     # progress and checkpoints ---------------------------------------------------------------
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from laneway.errors import TaskTimedOut, WorkflowFailed
+from laneway.errors import TaskTimeout, WorkflowFailed
 from laneway.lanes import RetryPolicy
 from laneway.workflow import TaskDefinition, TaskState, WorkflowState
 
@@ -154,7 +154,7 @@ def test_timeout_without_retries_fails_with_task_timed_out(manual_engine, clock)
     clock.advance(2)
     status = wf.wait(WAIT)
     assert status.state is WorkflowState.FAILED
-    assert TaskTimedOut.__name__ in status.tasks["t"].error
+    assert TaskTimeout.__name__ in status.tasks["t"].error
 
 
 def test_dead_letter_resubmit_reruns_the_failed_task_and_its_skipped_dependents(basic, orch):
