@@ -44,7 +44,7 @@ class _KeyOnly:
     ``prefixes`` None matches every key; ``exclude`` keys (exact or dotted prefixes) never match.
     """
 
-    __slots__ = ("exact", "dotted", "everything", "ex_exact", "ex_dotted")
+    __slots__ = ("dotted", "everything", "ex_dotted", "ex_exact", "exact")
 
     def __init__(self, prefixes: tuple[str, ...] | None, exclude: tuple[str, ...] = ()) -> None:
         self.everything = prefixes is None
