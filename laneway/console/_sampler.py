@@ -5,6 +5,12 @@ subsystem is asked once through its public ``statistics()``-style call (which
 copies under its own lock and returns a frozen record), and everything after
 that works on the copies. A subsystem that fails to answer (shutting down) is
 logged and shown empty, like :func:`laneway.observe.system_view` does.
+
+Events cost the publishers only while a page watches: the ring of recent
+events listens only while a page is connected, and never to the per-command
+success events (:data:`HOT_KEYS`) unless a connected page's key filter asks
+for them. Listeners the bus resolves per key, so a publisher of an unwatched
+key builds nothing (:meth:`laneway.core.EventBus.wants`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ LETTERS_SHOWN = 100
 WORKFLOWS_SHOWN = 30
 #: Most causes of death remembered per worker slot.
 DEATHS_KEPT = 5
+#: Events published for every command or task that succeeds: thousands a second under load, and what the
+#: lane and agent counters already show. The event view gets them only when a page's key filter asks.
+HOT_KEYS = ("queue.command.submitted", "queue.command.started", "queue.command.completed", "agent.task.completed")
+#: Keys the sampler always follows (rare; they feed the worker and alert views, watched or not).
+KEPT_KEYS = ("pool.worker.lost", "alert.raised", "alert.resolved")
 
 
 def _value(x: Any) -> Any:
@@ -70,16 +81,69 @@ class Sampler:
         self._last_completed: dict[str, tuple[float, int]] = {}
         self._definitions: dict[str, Any] = {}
         self.snapshots = 0
-        self._remove = target.events.add_listener(self._on_event)
+        self._watch_lock = threading.Lock()  # the watching pages' filters and the ring's listener
+        self._watchers: list[str] = []
+        self._ring_exclude: tuple[str, ...] | None = None
+        self._ring_remove: Callable[[], None] | None = None
+        self._last_ring: Event | None = None
+        self._remove = target.events.add_listener(self._on_kept, KEPT_KEYS)
 
     def close(self) -> None:
         """Stop listening to the bus."""
         self._remove()
+        with self._watch_lock:
+            self._watchers.clear()
+            self._relisten_locked()
+
+    # the watching pages ---------------------------------------------------------------------
+
+    def watch(self, prefix: str = "") -> Callable[[], None]:
+        """A page with this event key filter is connected: keep the event ring; returns its "page closed" call."""
+        with self._watch_lock:
+            self._watchers.append(prefix)
+            self._relisten_locked()
+        closed = threading.Event()
+
+        def unwatch() -> None:
+            if closed.is_set():
+                return
+            closed.set()
+            with self._watch_lock:
+                self._watchers.remove(prefix)
+                self._relisten_locked()
+
+        return unwatch
+
+    @property
+    def listening(self) -> tuple[str, ...] | None:
+        """The event keys the ring leaves out while a page watches, or None while none does."""
+        return self._ring_exclude
+
+    def _relisten_locked(self) -> None:
+        if not self._watchers:
+            exclude = None
+        else:
+            exclude = tuple(k for k in HOT_KEYS if not any(p and k.startswith(p) for p in self._watchers))
+        if exclude == self._ring_exclude:
+            return
+        old = self._ring_remove
+        # The new listener is added before the old one goes, so no event is missed in between;
+        # _on_ring drops the one both may see.
+        self._ring_remove = None if exclude is None else self._target.events.add_listener(
+            self._on_ring, exclude=exclude)
+        self._ring_exclude = exclude
+        if old is not None:
+            old()
 
     # the publisher's thread -----------------------------------------------------------------
 
-    def _on_event(self, event: Event) -> None:
+    def _on_ring(self, event: Event) -> None:
+        if event is self._last_ring:
+            return
+        self._last_ring = event
         self._events.append((next(self._seq), event))
+
+    def _on_kept(self, event: Event) -> None:
         key = event.key
         if key == "pool.worker.lost" and not event.data.get("planned"):
             self._deaths.setdefault(event.source, collections.deque(maxlen=DEATHS_KEPT)).append(

@@ -64,8 +64,9 @@ class ConsoleServer:
         self.clients = 0
         self.operations = 0
         self.refused = 0
-        # Loop-thread state: the newest snapshot and the event its waiters sleep on.
-        self._latest: tuple[int, str] = (0, "")
+        # Loop-thread state: the newest snapshot (number, JSON, when on the system's clock) and the
+        # event its waiters sleep on.
+        self._latest: tuple[int, str, float] = (0, "", 0.0)
         self._changed: asyncio.Event | None = None
         self._closing: asyncio.Event | None = None
 
@@ -136,11 +137,12 @@ class ConsoleServer:
         # Nobody watching: read nothing more than the monitor already did.
         if self.clients == 0 or self._loop is None:
             return
+        at = self._target.clock.now()
         text = _dumps(self.sampler.snapshot(tick=True))
-        self._loop.call_soon_threadsafe(self._publish, text)
+        self._loop.call_soon_threadsafe(self._publish, text, at)
 
-    def _publish(self, text: str) -> None:
-        self._latest = (self._latest[0] + 1, text)
+    def _publish(self, text: str, at: float) -> None:
+        self._latest = (self._latest[0] + 1, text, at)
         changed, self._changed = self._changed, asyncio.Event()
         if changed is not None:
             changed.set()
@@ -217,16 +219,20 @@ class ConsoleServer:
         await response.prepare(request)
         assert self._closing is not None
         self.clients += 1
+        unwatch = self.sampler.watch(prefix)
         try:
-            # The first picture at once, then the monitor's ticks.
-            first = _dumps(await self._call(self.sampler.snapshot))
+            # The first picture at once, then the monitor's ticks. Pages that open (or change their
+            # filter) in quick succession share the newest picture instead of each reading the system.
+            number, first, at = self._latest
+            if not first or self._target.clock.now() - at > self._interval_s:
+                first = _dumps(await self._call(self.sampler.snapshot))
             await response.write(f"event: snapshot\ndata: {first}\n\n".encode())
             seen_snapshot, seen_event = self._latest[0], 0
             while not self._closing.is_set():
                 seen_event, events = self.sampler.events_since(seen_event, prefix)
                 if events:
                     await response.write(f"event: events\ndata: {_dumps(events)}\n\n".encode())
-                number, text = self._latest
+                number, text, _ = self._latest
                 if number != seen_snapshot and text:
                     seen_snapshot = number
                     await response.write(f"event: snapshot\ndata: {text}\n\n".encode())
@@ -240,6 +246,7 @@ class ConsoleServer:
         except ConnectionError:
             pass  # the page went away
         finally:
+            unwatch()
             self.clients -= 1
         return response
 

@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import attrs
 
+from laneway.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 @attrs.frozen(slots=True)
@@ -37,33 +39,46 @@ class Event:
 
 
 class _KeyOnly:
-    """A filter that looks only at the key, so the bus may resolve it once per distinct key."""
+    """A filter that looks only at the key, so the bus may resolve it once per distinct key.
 
-    __slots__ = ("exact", "dotted")
+    ``prefixes`` None matches every key; ``exclude`` keys (exact or dotted prefixes) never match.
+    """
 
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
-        self.exact = frozenset(prefixes)
-        self.dotted = tuple(p + "." for p in prefixes)
+    __slots__ = ("dotted", "everything", "ex_dotted", "ex_exact", "exact")
+
+    def __init__(self, prefixes: tuple[str, ...] | None, exclude: tuple[str, ...] = ()) -> None:
+        self.everything = prefixes is None
+        self.exact = frozenset(prefixes or ())
+        self.dotted = tuple(p + "." for p in prefixes or ())
+        self.ex_exact = frozenset(exclude)
+        self.ex_dotted = tuple(p + "." for p in exclude)
 
     def matches_key(self, k: str) -> bool:
-        return k in self.exact or k.startswith(self.dotted)
+        if k in self.ex_exact or k.startswith(self.ex_dotted):
+            return False
+        return self.everything or k in self.exact or k.startswith(self.dotted)
 
     def __call__(self, e: Event) -> bool:
         return self.matches_key(e.key)
 
 
-def _make_predicate(filter: Any) -> Callable[[Event], bool]:
+def _make_predicate(filter: Any, exclude: Any = ()) -> Callable[[Event], bool]:
     """Turn a filter spec into a predicate.
 
     A string matches the key exactly or as a dotted prefix (``"queue"`` matches
     ``"queue.command.started"``); an iterable of strings matches any of them;
-    a callable is used as is; None matches everything.
+    a callable is used as is; None matches everything. ``exclude`` (keys or
+    dotted prefixes, with a key filter or None only) removes keys from the match.
     """
+    excluded = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    if excluded and (callable(filter) or not all(isinstance(x, str) and x for x in excluded)):
+        raise ConfigError(f"exclude takes non-empty event keys or dotted prefixes, with a key filter or None "
+                          f"(not a predicate); got exclude={exclude!r} with filter={filter!r}")
     if filter is None:
-        return _ALL
+        return _KeyOnly(None, excluded) if excluded else _ALL
     if callable(filter):
         return filter
-    return _KeyOnly((filter,) if isinstance(filter, str) else tuple(filter))
+    return _KeyOnly((filter,) if isinstance(filter, str) else tuple(filter), excluded)
 
 
 def _all(e: Event) -> bool:
@@ -224,6 +239,20 @@ class EventBus:
         """True when anyone listens; hot paths may skip building event data otherwise."""
         return bool(self._subs or self._listeners)
 
+    def wants(self, key: str) -> bool:
+        """True when some subscriber or listener would get an event with this key.
+
+        Finer than :attr:`active`: a hot path checks its own key before building
+        the event's data, so a listener on other keys costs it nothing.
+        """
+        if not (self._subs or self._listeners):
+            return False
+        routes = self._routes
+        route = routes.get(key)
+        if route is None:
+            route = self._route(routes, key)
+        return bool(route)
+
     def publish(self, key: str, source: str, **data: Any) -> None:
         """Publish an event to every matching subscription and listener."""
         if self._subs or self._listeners:
@@ -280,9 +309,20 @@ class EventBus:
             self._routes = {}
         return sub
 
-    def add_listener(self, fn: Callable[[Event], None], filter: Any = None) -> Callable[[], None]:
-        """Call ``fn(event)`` for each matching event; returns a function that removes it."""
-        entry = (_make_predicate(filter), fn)
+    def add_listener(self, fn: Callable[[Event], None], filter: Any = None, *,
+                     exclude: Any = ()) -> Callable[[], None]:
+        """Call ``fn(event)`` for each matching event; returns a function that removes it.
+
+        Args:
+            fn: called in the publisher's thread; must be quick.
+            filter: a key or dotted prefix, several of them, a predicate, or None for all.
+            exclude: keys or dotted prefixes never passed to ``fn`` (with a key filter or None).
+                Resolved per key like the filter, so publishers of those keys skip building events.
+
+        Raises:
+            ConfigError: ``exclude`` with a predicate filter, or not made of non-empty strings.
+        """
+        entry = (_make_predicate(filter, exclude), fn)
         with self._lock:
             self._listeners = self._listeners + (entry,)
             self._routes = {}

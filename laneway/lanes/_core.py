@@ -99,7 +99,7 @@ class LaneCore:
 
     def emit(self, key: str, source: str, **data: Any) -> None:
         """Publish an event once the lock is released (only when someone listens)."""
-        if self.events.active:
+        if self.events.wants(key):
             # The dict handed over as is: a keyword partial would copy it twice more.
             self.box.add(partial(self.events.publish_dict, key, source, data))
 

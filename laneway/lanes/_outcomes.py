@@ -28,7 +28,7 @@ class Outcomes:
         core = self._core
         if cmd.durable and core.pending is not None:
             core.pending.record_attempt(cmd)  # the attempt count survives a crash mid-run
-        if core.events.active:
+        if core.events.wants("queue.command.started"):
             core.events.publish("queue.command.started", cmd.lane.name, command_id=cmd.id, caller=cmd.caller,
                                 tool=cmd.spec.name, attempt=run.attempt, wait_s=run.started_at - cmd.enqueued_at)
 

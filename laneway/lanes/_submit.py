@@ -109,7 +109,7 @@ class Submitter:
         cmd.attempts = attempts
         if cmd.id in core.commands:
             raise ConfigError(f"command id {cmd.id!r} is already in use")
-        if core.pending is not None or core.events.active:
+        if core.pending is not None or core.events.wants("queue.command.submitted"):
             self._announce_submitted([cmd])
         deadline = None
         try:
@@ -212,7 +212,7 @@ class Submitter:
                 pending.delete(cmd.id)  # type: ignore[union-attr]
             raise
         events = self._core.events
-        if events.active:
+        if events.wants("queue.command.submitted"):
             for cmd in cmds:
                 events.publish_dict("queue.command.submitted", cmd.lane.name, {
                     "command_id": cmd.id, "caller": cmd.caller, "tool": cmd.spec.name,

@@ -176,3 +176,28 @@ def test_every_operation_names_its_arguments():
 ])
 def test_is_loopback(host, expected):
     assert is_loopback(host) is expected
+
+
+def test_events_are_followed_only_while_a_page_watches_and_per_command_ones_only_when_asked(orch, lanes):
+    import time
+    import urllib.request
+
+    console = orch.console.start(port=0)
+    bus = orch.events
+    assert not bus.wants("queue.lane.idle") and not bus.wants("queue.command.completed")
+    page = urllib.request.urlopen(console.url + "api/stream", timeout=10)
+    assert page.readline() == b"event: snapshot\n"
+    assert bus.wants("queue.lane.idle") and bus.wants("queue.command.failed")
+    assert not bus.wants("queue.command.completed") and not bus.wants("queue.command.started")
+    filtered = urllib.request.urlopen(console.url + "api/stream?events=queue.command.completed", timeout=10)
+    assert filtered.readline() == b"event: snapshot\n"
+    assert bus.wants("queue.command.completed") and not bus.wants("queue.command.started")
+    filtered.close()
+    page.close()
+    # The server notices a page has gone at its next write (the next snapshot tick).
+    deadline = time.monotonic() + 20
+    while bus.wants("queue.lane.idle") or bus.wants("queue.command.completed"):
+        assert time.monotonic() < deadline, "the console still follows events after its pages closed"
+        lanes.call("query", "add", {"a": 1, "b": 1}, wait_timeout=10)
+        time.sleep(0.05)
+    assert console.statistics().clients == 0

@@ -168,3 +168,29 @@ def test_a_cpu_bound_command_whose_workers_die_is_dead_lettered_once_by_its_lane
     letters = orch.dead_letters.list()
     assert [x.source for x in letters] == ["lane:work"]
     assert letters[0].work_id == handle.command_id and "SIGKILL" in letters[0].error
+
+
+def test_a_listener_on_other_keys_costs_commands_no_event_data(orch):
+    # A console or alert listener on rare keys must not make every command build its events.
+    lanes = start_lanes(orch, [lane("work")])
+    lanes.tools.register(lambda x: x, name="echo")
+    built: list[str] = []
+    publish_dict = orch.events.publish_dict
+
+    def counting(key, source, data):
+        built.append(key)
+        publish_dict(key, source, data)
+
+    orch.events.publish_dict = counting
+    seen: list[str] = []
+    remove = orch.events.add_listener(lambda e: seen.append(e.key), "alert")
+    try:
+        for h in [lanes.submit("work", "echo", {"x": i}) for i in range(20)]:
+            h.result(timeout=WAIT)
+        assert [k for k in built if k.startswith("queue.command")] == [] and seen == []
+        wanted = orch.events.add_listener(lambda e: seen.append(e.key), "queue.command.completed")
+        lanes.submit("work", "echo", {"x": 0}).result(timeout=WAIT)
+        wanted()
+        assert "queue.command.completed" in built and seen.count("queue.command.completed") == 1
+    finally:
+        remove()

@@ -43,3 +43,37 @@ def test_subscription_order_publish_dict_and_closing() -> None:
     bus.publish("queue.command.completed", "prompt")
     assert order == [("queue.command.completed", True), ("other.key", False), ("queue.command.completed", False)]
     assert sub.drain() == [], "a closed subscription is no longer routed to"
+
+
+def test_exclude_leaves_keys_out_and_wants_tells_a_publisher_per_key() -> None:
+    bus = EventBus()
+    assert not bus.wants("queue.command.completed")
+    seen: list[str] = []
+    remove = bus.add_listener(lambda e: seen.append(e.key), exclude=("queue.command.completed", "agent.task"))
+    for key in ("queue.command.completed", "queue.command.completedx", "agent.task.completed", "agent.taskx",
+                "queue.lane.idle"):
+        bus.publish(key, "x")
+    assert seen == ["queue.command.completedx", "agent.taskx", "queue.lane.idle"]
+    assert bus.active and not bus.wants("queue.command.completed") and bus.wants("queue.lane.idle")
+    narrow = bus.add_listener(lambda e: None, "queue.command.completed")
+    assert bus.wants("queue.command.completed")
+    narrow()
+    remove()
+    assert not bus.wants("queue.lane.idle")
+
+
+def test_exclude_needs_a_key_filter_and_keys() -> None:
+    import pytest
+
+    from laneway.errors import ConfigError
+
+    bus = EventBus()
+    with pytest.raises(ConfigError, match="exclude"):
+        bus.add_listener(lambda e: None, lambda e: True, exclude="queue")
+    with pytest.raises(ConfigError, match="exclude"):
+        bus.add_listener(lambda e: None, exclude=("",))
+    seen: list[str] = []
+    bus.add_listener(lambda e: seen.append(e.key), "queue", exclude="queue.command")
+    bus.publish("queue.command.started", "x")
+    bus.publish("queue.lane.idle", "x")
+    assert seen == ["queue.lane.idle"]
