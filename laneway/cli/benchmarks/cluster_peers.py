@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: The worker module each peer's processes run (written into the benchmark's app directory).
 PROCRASTINATE_WORKER = """
@@ -104,7 +105,8 @@ def _wait_until(query: str, url: str, ok: Callable[[int], bool], timeout: float,
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            if ok(conn.execute(query).fetchone()[0]):
+            row = conn.execute(query).fetchone()
+            if row is not None and ok(row[0]):
                 return
             dead = [p.args for p in procs if p.poll() is not None]
             if dead:
@@ -113,11 +115,16 @@ def _wait_until(query: str, url: str, ok: Callable[[int], bool], timeout: float,
     raise TimeoutError(f"{what}: not within {timeout} s")
 
 
+def _scalar(conn: Any, query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    return None if row is None else row[0]
+
+
 def _check(url: str, jobs: int, total: str, done: str, twice: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        counts = [conn.execute(q).fetchone()[0] for q in (total, done, twice)]
+        counts = [_scalar(conn, q) for q in (total, done, twice)]
     if counts != [jobs, jobs, 0]:
         raise CheckFailed(f"expected {jobs} jobs, {jobs} done, 0 run twice; the database has {counts}")
 
@@ -175,7 +182,7 @@ def dbos_seconds(url: str, workers: int, jobs: int, app_dir: str, concurrency: i
                 raise RuntimeError(f"DBOS worker dw{i} did not start (exit code {procs[-1].poll()})")
         client = DBOSClient(system_database_url=url)
         try:
-            options = {"workflow_name": "noop", "queue_name": "bench"}
+            options: Any = {"workflow_name": "noop", "queue_name": "bench"}  # DBOS's EnqueueOptions TypedDict
             start = time.perf_counter()
             for i in range(jobs):
                 client.enqueue(options, i)

@@ -136,7 +136,7 @@ def laneway_seconds(url: str, nodes: int, jobs: int, app_dir: str, concurrency: 
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        counts = [conn.execute(q).fetchone()[0] for q in (
+        counts = [(conn.execute(q).fetchone() or (None,))[0] for q in (
             "SELECT count(*) FROM laneway_cluster_commands",
             "SELECT count(*) FROM laneway_cluster_commands WHERE state = 'done'",
             "SELECT count(*) FROM laneway_cluster_commands WHERE claims > 1")]
@@ -160,7 +160,7 @@ def failover_time(url: str, app_dir: str, lease: float) -> float:
             orch.lanes.tools.register(lambda n: n, name="noop")
             orch.start_cluster(claim=False)
             with psycopg.connect(url, autocommit=True) as conn:
-                killed_at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+                killed_at = (conn.execute("SELECT clock_timestamp()").fetchone() or (None,))[0]
                 procs[0].kill()
                 procs[0].wait(timeout=10)
                 deadline = time.monotonic() + 60

@@ -34,7 +34,7 @@ class StreamReader:
 
     def __init__(self, url: str) -> None:
         parts = urllib.parse.urlsplit(url)
-        self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2.0)
+        self._conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=2.0)
         self._conn.request("GET", "/api/stream", headers={"X-Laneway-Token": "none"})
         self._resp = self._conn.getresponse()
         assert self._resp.status == 200, self._resp.status
