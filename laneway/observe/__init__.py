@@ -21,6 +21,7 @@ from laneway.observe._metrics import (
     Scope,
     SeriesSnapshot,
 )
+from laneway.observe._observed import Observed
 from laneway.observe._monitor import Monitor, MonitorSample, MonitorStatistics
 from laneway.core import (
     ProgressEvent,
@@ -32,6 +33,7 @@ from laneway.core import (
 from laneway.observe._system import AgentView, LaneView, SystemView, WorkerView, system_view
 
 __all__ = [
+    "Observed",
     "AgentView",
     "Alert",
     "AlertKind",
