@@ -36,11 +36,16 @@ log = logging.getLogger(__name__)
 _DEFAULTS = TaskOptions()
 
 
+#: The worker supervisor's default restart backoff.
+DEFAULT_WORKER_BACKOFF = Backoff(initial_s=0.05, factor=2.0, max_s=2.0, jitter=0.1)
+
+
 def _default_supervision(max_workers: int) -> Strategy:
     # Worker processes die for reasons outside our control (OOM killer, a segfaulting
     # task retried a few times), so tolerate more than OTP's 1-in-5s before giving up.
-    return OneForOne(max_restarts=max(10, 5 * max_workers), within_s=10.0,
-                     backoff=Backoff(initial_s=0.05, factor=2.0, max_s=2.0, jitter=0.1))
+    # A replacement that served for a second was healthy: the next death waits only 50 ms again.
+    return OneForOne(max_restarts=max(10, 5 * max_workers), within_s=10.0, backoff=DEFAULT_WORKER_BACKOFF,
+                     backoff_reset_s=1.0)
 
 
 #: The pool root's default: restart the workers' supervisor 3 times in a minute, 1 s, 2 s, 4 s apart.
@@ -97,7 +102,8 @@ class Pool(concurrent.futures.Executor):
         max_memory_mb: replace a worker whose RSS exceeds this (None: never).
         idle_shrink_s: idle time after which workers above ``min_workers`` are stopped.
         supervision: the worker supervisor's :class:`~laneway.actors.Strategy`
-            (default ``OneForOne(max_restarts=max(10, 5*max_workers), within_s=10, backoff=Backoff(0.05, max_s=2))``).
+            (default ``OneForOne(max_restarts=max(10, 5*max_workers), within_s=10, backoff=Backoff(0.05, max_s=2))``
+            with ``backoff_reset_s=1``: a worker that ran for a second resets its slot's backoff).
         root_supervision: intensity and backoff of the pool root, which restarts the worker
             supervisor when that one gives up (its kind is always rest_for_one: the pool
             manager restarts with the workers). Default :data:`DEFAULT_ROOT_SUPERVISION`
