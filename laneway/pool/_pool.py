@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import attrs
 
 from laneway.actors import Backoff, ChildSpec, OneForOne, RestForOne, Strategy, StrategyKind
-from laneway.errors import ConfigError, PoolDown, SerializationError
+from laneway.errors import ConfigError, PoolDown, PoolError, SerializationError
 from laneway.worker import codec as _codec
 from laneway.pool._backend import Backend
 from laneway.pool._select_backend import make_backend
@@ -205,6 +205,7 @@ class Pool(concurrent.futures.Executor):
             initializer=init,
         )
         self._backend.open(self._core)
+        self._fit_capacity(workers)
         self._manager: Any = None
         self._sup: Any = None
         self._sup_name = f"{name}/workers"
@@ -449,6 +450,28 @@ class Pool(concurrent.futures.Executor):
     def _spec(self, slot: str) -> ChildSpec:
         return ChildSpec(WorkerActor, name=slot, kwargs={"pool": self, "slot": slot},
                          shutdown_s=self.stop_timeout_s + 5)
+
+    def _fit_capacity(self, workers: int | None) -> None:
+        """Size the pool down to what the backend can run (e.g. a Ray cluster's CPUs), saying so."""
+        try:
+            cap = self._backend.capacity()
+        except Exception:
+            self._abort()
+            raise
+        if cap is None or self.max_workers <= cap:
+            return
+        if cap < 1 and not self._backend.admits_remote_workers():
+            self._abort()
+            raise PoolError(f"the {self._backend.name} backend has room for no worker "
+                            f"({self._backend.describe().get('capacity', 'no resources')}): a pool there never runs a task")
+        asked = f"workers={workers}" if workers is not None else f"max_workers={self.max_workers}"
+        log.warning("pool %s: the %s backend has room for %d worker(s) (%s); %s would leave %d starting "
+                    "forever: sizing the pool to %d", self.name, self._backend.name, cap,
+                    self._backend.describe().get("capacity", "its resources"), asked, self.max_workers - cap, cap)
+        self.orch.events.publish("pool.resized", self.name, asked=self.max_workers, capacity=cap)
+        self.max_workers = cap
+        self.min_workers = min(self.min_workers, cap)
+        self._core.limit_workers(cap)
 
     def _workers_sup(self) -> Any:
         """The workers' supervisor (its reference outlives its restarts); the manager may ask before __init__ ends."""

@@ -203,6 +203,11 @@ class Scheduler:
             self._slots = 0
             self._grow_pending = False  # a Grow sent to the stopped manager was lost
 
+    def limit_workers(self, limit: int) -> None:
+        """The backend can run only ``limit`` local workers: never ask for more."""
+        with self._lock:
+            self._worker_limit = limit
+
     def grow_handled(self) -> None:
         """The pool manager handled the last Grow (added a slot or could not): another may be asked for."""
         with self._lock:
