@@ -126,7 +126,7 @@ def test_supervisor_that_gives_up_dead_letters_what_is_left(make_pool, orch, tmp
     for future in (fut, queued):
         with pytest.raises(PoolDown, match="gave up") as down:
             future.get(30)
-        assert down.value.permanent and "killed by SIGKILL" in str(down.value)
+        assert down.value.permanent and "last failure in pool/workers/w1: WorkerDied" in str(down.value)
     assert {l.work_id for l in orch.dead_letters.list("pool")} == {"pool-task-1", "pool-task-2"}
     with pytest.raises(PoolDown, match="gave up"):
         pool.submit(tasks.inc, 2)
