@@ -163,6 +163,24 @@ class InitializerError(PoolError, BrokenProcessPool):
     """
 
 
+class PoolDown(PoolError, SystemShutdown, BrokenProcessPool):
+    """The pool cannot take or run tasks; the message names the cause.
+
+    Raised by ``submit`` and ``wait_ready`` while the pool's worker supervisor, having
+    given up, waits out its backoff before the pool root restarts it (``permanent`` is
+    False: tasks already queued wait for it), and, once the pool root gave up too, for
+    good (``permanent`` is True): then every queued task's future fails with it. Also a
+    :class:`SystemShutdown` and a ``BrokenProcessPool``.
+
+    Attributes:
+        permanent: True once the pool is down for good.
+    """
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
 class PoolFull(PoolError):
     """The pool's queue is at its bound and the submit would block."""
 

@@ -43,27 +43,41 @@ class Strategy:
     strict for worker processes that OOM now and then). Restart number
     ``max_restarts + 1`` inside the window trips the supervisor.
     Use :class:`OneForOne`, :class:`OneForAll` or :class:`RestForOne`.
+
+    The ``backoff`` delay grows with the restarts inside the intensity window,
+    or, with ``backoff_reset_s``, with the failed child's own consecutive
+    failures: a child that ran at least ``backoff_reset_s`` before it failed
+    was healthy, so its next restart waits only the first delay again.
     """
 
     kind: StrategyKind = StrategyKind.ONE_FOR_ONE
     max_restarts: int = attrs.field(default=3, validator=_non_negative)
     within_s: float = attrs.field(default=5.0, validator=_positive)
     backoff: Backoff | None = None
+    backoff_reset_s: float | None = attrs.field(default=None)
+
+    @backoff_reset_s.validator
+    def _check_reset(self, attribute: attrs.Attribute, value: float | None) -> None:
+        if value is not None:
+            _non_negative(self, attribute, value)
 
 
-def OneForOne(max_restarts: int = 3, within_s: float = 5.0, backoff: Backoff | None = None) -> Strategy:
+def OneForOne(max_restarts: int = 3, within_s: float = 5.0, backoff: Backoff | None = None, *,
+              backoff_reset_s: float | None = None) -> Strategy:
     """Restart only the child that failed."""
-    return Strategy(StrategyKind.ONE_FOR_ONE, max_restarts, within_s, backoff)
+    return Strategy(StrategyKind.ONE_FOR_ONE, max_restarts, within_s, backoff, backoff_reset_s)
 
 
-def OneForAll(max_restarts: int = 3, within_s: float = 5.0, backoff: Backoff | None = None) -> Strategy:
+def OneForAll(max_restarts: int = 3, within_s: float = 5.0, backoff: Backoff | None = None, *,
+              backoff_reset_s: float | None = None) -> Strategy:
     """Stop every other child (reverse start order), then restart all (start order)."""
-    return Strategy(StrategyKind.ONE_FOR_ALL, max_restarts, within_s, backoff)
+    return Strategy(StrategyKind.ONE_FOR_ALL, max_restarts, within_s, backoff, backoff_reset_s)
 
 
-def RestForOne(max_restarts: int = 3, within_s: float = 5.0, backoff: Backoff | None = None) -> Strategy:
+def RestForOne(max_restarts: int = 3, within_s: float = 5.0, backoff: Backoff | None = None, *,
+               backoff_reset_s: float | None = None) -> Strategy:
     """Stop the children started after the failed one, then restart it and them."""
-    return Strategy(StrategyKind.REST_FOR_ONE, max_restarts, within_s, backoff)
+    return Strategy(StrategyKind.REST_FOR_ONE, max_restarts, within_s, backoff, backoff_reset_s)
 
 
 def _restart_type(value: RestartType | str) -> RestartType:

@@ -70,6 +70,8 @@ class _Child:
     ref: ActorRef
     state: ChildState = ChildState.STOPPED
     restarts: int = 0
+    started_at: float = 0.0
+    failures: int = 0  # consecutive failures, for backoff with Strategy.backoff_reset_s
 
 
 class Supervisor(Actor):
@@ -182,7 +184,13 @@ class Supervisor(Actor):
         for member in group:
             member.state = ChildState.RESTARTING
         backoff = self.strategy.backoff
-        delay = backoff.delay(len(window), self._rng) if backoff is not None else 0.0
+        attempt = len(window)
+        if self.strategy.backoff_reset_s is not None:
+            if now - child.started_at >= self.strategy.backoff_reset_s:
+                child.failures = 0  # it ran long enough to count as healthy
+            child.failures += 1
+            attempt = child.failures
+        delay = backoff.delay(attempt, self._rng) if backoff is not None else 0.0
         if delay <= 0:
             self._restart_group(group, delay)
             return
@@ -286,6 +294,7 @@ class Supervisor(Actor):
         spec = child.spec
         child.ref._start(spec.factory, spec.args, spec.kwargs, on_exit)
         child.state = ChildState.RUNNING
+        child.started_at = self.orchestrator.clock.now()
 
     def _stop_child(self, child: _Child) -> bool:
         cell = child.ref._cell

@@ -50,10 +50,12 @@ from laneway.pool._backend import Backend, TaskWire, WorkerHub, exit_reason
 from laneway.pool._select_backend import make_backend
 from laneway.pool._future import TaskFuture
 from laneway.pool._options import TaskOptions, TaskSubmitter
-from laneway.pool._pool import Pool
+from laneway.pool._pool import DEFAULT_ROOT_SUPERVISION, DEFAULT_WORKER_BACKOFF, Pool
 from laneway.pool._records import Assignment, PoolStats, TaskPayload, WorkerState, WorkerStats
 
 __all__ = [
+    "DEFAULT_ROOT_SUPERVISION",
+    "DEFAULT_WORKER_BACKOFF",
     "Assignment",
     "Backend",
     "Pool",

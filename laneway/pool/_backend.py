@@ -223,6 +223,14 @@ class Backend(abc.ABC):
         """A few facts for statistics, e.g. the endpoint the pool listens on."""
         return {}
 
+    def capacity(self) -> int | None:
+        """How many workers can run at once (asked after :meth:`open`); None: as many as asked.
+
+        The pool sizes itself down to this, with a warning, rather than wait for
+        workers that cannot start.
+        """
+        return None
+
 
 def exit_reason(returncode: int | None) -> str:
     """Word a process return code: ``-9`` -> ``"killed by SIGKILL"``, ``3`` -> ``"exited with code 3"``.

@@ -9,8 +9,10 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from laneway.actors import Backoff, ChildSpec, OneForOne, Strategy
-from laneway.errors import ConfigError, SerializationError
+import attrs
+
+from laneway.actors import Backoff, ChildSpec, OneForOne, RestForOne, Strategy, StrategyKind
+from laneway.errors import ConfigError, PoolDown, PoolError, SerializationError
 from laneway.worker import codec as _codec
 from laneway.pool._backend import Backend
 from laneway.pool._select_backend import make_backend
@@ -19,18 +21,36 @@ from laneway.pool._map import map_calls
 from laneway.pool._options import TaskOptions, TaskSubmitter, evolve
 from laneway.pool._records import Assignment, PoolStats, TaskPayload, WorkerStats
 from laneway.pool._scheduler import Scheduler
-from laneway.pool._worker_actor import Adopt, Drained, Grow, Populate, PoolManager, ProcessLost, WorkerActor
+from laneway.pool._worker_actor import (
+    Adopt,
+    Drained,
+    Grow,
+    PoolManager,
+    ProcessLost,
+    WorkerActor,
+    WorkerSupervisor,
+)
 
 log = logging.getLogger(__name__)
 
 _DEFAULTS = TaskOptions()
 
 
+#: The worker supervisor's default restart backoff.
+DEFAULT_WORKER_BACKOFF = Backoff(initial_s=0.05, factor=2.0, max_s=2.0, jitter=0.1)
+
+
 def _default_supervision(max_workers: int) -> Strategy:
     # Worker processes die for reasons outside our control (OOM killer, a segfaulting
     # task retried a few times), so tolerate more than OTP's 1-in-5s before giving up.
-    return OneForOne(max_restarts=max(10, 5 * max_workers), within_s=10.0,
-                     backoff=Backoff(initial_s=0.05, factor=2.0, max_s=2.0, jitter=0.1))
+    # A replacement that served for a second was healthy: the next death waits only 50 ms again.
+    return OneForOne(max_restarts=max(10, 5 * max_workers), within_s=10.0, backoff=DEFAULT_WORKER_BACKOFF,
+                     backoff_reset_s=1.0)
+
+
+#: The pool root's default: restart the workers' supervisor 3 times in a minute, 1 s, 2 s, 4 s apart.
+DEFAULT_ROOT_SUPERVISION = RestForOne(max_restarts=3, within_s=60.0,
+                                      backoff=Backoff(initial_s=1.0, factor=2.0, max_s=10.0, jitter=0.1))
 
 
 class Pool(concurrent.futures.Executor):
@@ -82,9 +102,17 @@ class Pool(concurrent.futures.Executor):
         max_memory_mb: replace a worker whose RSS exceeds this (None: never).
         idle_shrink_s: idle time after which workers above ``min_workers`` are stopped.
         supervision: the worker supervisor's :class:`~laneway.actors.Strategy`
-            (default ``OneForOne(max_restarts=max(10, 5*max_workers), within_s=10, backoff=Backoff(0.05, max_s=2))``).
+            (default ``OneForOne(max_restarts=max(10, 5*max_workers), within_s=10, backoff=Backoff(0.05, max_s=2))``
+            with ``backoff_reset_s=1``: a worker that ran for a second resets its slot's backoff).
+        root_supervision: intensity and backoff of the pool root, which restarts the worker
+            supervisor when that one gives up (its kind is always rest_for_one: the pool
+            manager restarts with the workers). Default :data:`DEFAULT_ROOT_SUPERVISION`
+            (3 restarts within 60 s, backoff 1 s doubling to 10 s). While the workers are
+            down, queued tasks wait and ``submit``/``wait_ready`` raise
+            :class:`~laneway.errors.PoolDown`; when the root gives up too, the pool is down
+            for good and every queued task fails with ``PoolDown`` naming the cause.
         stop_timeout_s: how long a worker may take to stop before it is killed.
-        name: the supervisor's actor name.
+        name: the pool root supervisor's actor name (workers are ``<name>/workers/w1``, ...).
         **backend_options: passed to the backend, e.g. for ZeroMQ ``listen``, ``keys``,
             ``heartbeat_s``, ``heartbeat_timeout_s`` (see ``ZmqBackend``); for Ray ``address``.
 
@@ -119,6 +147,7 @@ class Pool(concurrent.futures.Executor):
         max_memory_mb: float | None = None,
         idle_shrink_s: float = 60.0,
         supervision: Strategy | None = None,
+        root_supervision: Strategy | None = None,
         stop_timeout_s: float = 5.0,
         name: str = "pool",
         **backend_options: Any,
@@ -139,8 +168,9 @@ class Pool(concurrent.futures.Executor):
             assignment = Assignment(assignment)
         except ValueError:
             raise ConfigError(f"assignment must be one of {[a.value for a in Assignment]}, got {assignment!r}") from None
-        if supervision is not None and not isinstance(supervision, Strategy):
-            raise ConfigError(f"supervision must be a Strategy such as OneForOne(...), got {supervision!r}")
+        for label, given in (("supervision", supervision), ("root_supervision", root_supervision)):
+            if given is not None and not isinstance(given, Strategy):
+                raise ConfigError(f"{label} must be a Strategy such as OneForOne(...), got {given!r}")
         if initializer is not None and not callable(initializer):
             raise ConfigError(f"initializer must be callable or None, got {initializer!r}")
         self.idle_shrink_s = idle_shrink_s
@@ -175,18 +205,25 @@ class Pool(concurrent.futures.Executor):
             initializer=init,
         )
         self._backend.open(self._core)
-        self._manager = None
+        self._fit_capacity(workers)
+        self._manager: Any = None
+        self._sup: Any = None
+        self._sup_name = f"{name}/workers"
+        self._down_cause = ""  # why the workers' supervisor last gave up
+        workers_stop_s = stop_timeout_s + (stop_timeout_s + 5) * max(1, self.max_workers)
+        root = attrs.evolve(root_supervision or DEFAULT_ROOT_SUPERVISION, kind=StrategyKind.REST_FOR_ONE)
         try:
-            self._sup = orch.spawn_supervisor(
-                name, strategy=supervision or _default_supervision(self.max_workers),
-                shutdown_timeout=stop_timeout_s + 10,
-            )
             self._remove_listener = orch.events.add_listener(self._on_supervisor_event, "supervisor")
-            self._manager = orch.spawn(PoolManager, self, name=f"{name}.manager")
-            # Workers start from the manager's thread, after this constructor returns: the
-            # orchestrator holds its lock while building a component, and starting children
-            # (which registers their names) from here would wait on it.
-            self._manager.tell(Populate())
+            # Workers start from the manager's thread (its on_start sends it Populate), after
+            # this constructor returns: starting processes here would hold the orchestrator's
+            # lock for building components that long.
+            self._root = orch.spawn_supervisor(name, strategy=root, shutdown_timeout=workers_stop_s + 10, children=[
+                ChildSpec(WorkerSupervisor, name="workers", shutdown_s=workers_stop_s,
+                          kwargs={"pool": self, "strategy": supervision or _default_supervision(self.max_workers)}),
+                ChildSpec(PoolManager, name="manager", kwargs={"pool": self}, shutdown_s=stop_timeout_s + 5),
+            ])
+            self._sup = self._root.child("workers")
+            self._manager = self._root.child("manager")
         except Exception:
             self._abort()
             raise
@@ -220,6 +257,7 @@ class Pool(concurrent.futures.Executor):
             SerializationError: ``fn`` or an argument cannot be pickled (raised here, at
                 submit, not through the future; also a ``TypeError``).
             SystemShutdown: the pool is shut down (also a ``RuntimeError``).
+            PoolDown: the pool is down (see ``root_supervision``; also a ``SystemShutdown``).
             InitializerError: the pool is down because its initializer failed.
         """
         return self._submit(fn, args, kwargs, _DEFAULTS, True)
@@ -312,15 +350,15 @@ class Pool(concurrent.futures.Executor):
 
     def workers(self) -> list[WorkerStats]:
         """Every worker (and recently gone remote workers) with pid, state, tasks done, RSS, CPU."""
-        return self._core.worker_stats(dict(self._restarts))
+        return self._core.worker_stats(dict(self._restarts), self._sup_name)
 
     def wait_ready(self, count: int | None = None, timeout: float | None = 30.0) -> bool:
         """Wait until ``count`` workers (default ``min_workers``) take tasks; False on timeout.
 
         Raises:
             InitializerError: the initializer failed in a worker: the pool is down.
-            SystemShutdown: the pool is down for another reason (workers cannot start, its
-                supervisor gave up).
+            PoolDown: the pool is down: for good (workers cannot start, its root supervisor
+                gave up) or until its root supervisor restarts the workers' one.
         """
         return self._core.wait_ready(self.min_workers if count is None else count, timeout)
 
@@ -391,9 +429,7 @@ class Pool(concurrent.futures.Executor):
             for wid in self._core.busy_workers():
                 self._backend.kill_worker(wid, "pool shut down while it ran a task")
         self._remove_listener()
-        if self._manager is not None:
-            self._manager.stop(timeout=timeout)
-        self._sup.stop(timeout=timeout + self.stop_timeout_s * max(1, self.max_workers))
+        self._root.stop(timeout=timeout + (self.stop_timeout_s + 5) * max(1, self.max_workers))
         self._backend.close(timeout)
         self._core.stop_results(timeout)
 
@@ -402,9 +438,9 @@ class Pool(concurrent.futures.Executor):
         self._core.close("the pool failed to start")
         if hasattr(self, "_remove_listener"):
             self._remove_listener()
-        for ref in (self._manager, getattr(self, "_sup", None)):
-            if ref is not None:
-                ref.stop(timeout=self.stop_timeout_s)
+        root = getattr(self, "_root", None)
+        if root is not None:
+            root.stop(timeout=self.stop_timeout_s)
         self._backend.close(1.0)
         self._core.stop_results(1.0)
         self._stopped.set()
@@ -415,10 +451,39 @@ class Pool(concurrent.futures.Executor):
         return ChildSpec(WorkerActor, name=slot, kwargs={"pool": self, "slot": slot},
                          shutdown_s=self.stop_timeout_s + 5)
 
+    def _fit_capacity(self, workers: int | None) -> None:
+        """Size the pool down to what the backend can run (e.g. a Ray cluster's CPUs), saying so."""
+        try:
+            cap = self._backend.capacity()
+        except Exception:
+            self._abort()
+            raise
+        if cap is None or self.max_workers <= cap:
+            return
+        if cap < 1 and not self._backend.admits_remote_workers():
+            self._abort()
+            raise PoolError(f"the {self._backend.name} backend has room for no worker "
+                            f"({self._backend.describe().get('capacity', 'no resources')}): a pool there never runs a task")
+        asked = f"workers={workers}" if workers is not None else f"max_workers={self.max_workers}"
+        log.warning("pool %s: the %s backend has room for %d worker(s) (%s); %s would leave %d starting "
+                    "forever: sizing the pool to %d", self.name, self._backend.name, cap,
+                    self._backend.describe().get("capacity", "its resources"), asked, self.max_workers - cap, cap)
+        self.orch.events.publish("pool.resized", self.name, asked=self.max_workers, capacity=cap)
+        self.max_workers = cap
+        self.min_workers = min(self.min_workers, cap)
+        self._core.limit_workers(cap)
+
+    def _workers_sup(self) -> Any:
+        """The workers' supervisor (its reference outlives its restarts); the manager may ask before __init__ ends."""
+        if self._sup is None:
+            self._sup = self.orch.lookup(self._sup_name)
+        return self._sup
+
     def _add_slot(self) -> None:
-        taken = {c.name for c in self._sup.which_children()}
+        sup = self._workers_sup()
+        taken = {c.name for c in sup.which_children()}
         slot = next(f"w{i}" for i in range(1, len(taken) + 2) if f"w{i}" not in taken)
-        self._sup.start_child(self._spec(slot))
+        sup.start_child(self._spec(slot))
         self._core.slot_added()
         self.orch.events.publish("pool.worker.added", slot)
 
@@ -429,24 +494,29 @@ class Pool(concurrent.futures.Executor):
             log.debug("actor of worker %s is not running", worker_id)
 
     def _tell_manager(self, msg: Any) -> None:
-        manager = self._manager
-        if manager is None or self._stopping:
+        if self._stopping:
             return
         try:
-            manager.tell(msg)
+            if self._manager is None:
+                self._manager = self.orch.lookup(f"{self.name}/manager")
+            self._manager.tell(msg)
         except Exception:
             log.debug("pool manager is not running; dropped %r", msg)
 
     def _on_supervisor_event(self, event: Any) -> None:
-        if event.source != self.name:
-            return
-        if event.key == "supervisor.child.restarted":
-            child = event.data.get("child", "")
-            self._restarts[child] = self._restarts.get(child, 0) + 1
-        elif event.key == "supervisor.escalated" and not self._stopping:
-            reason = event.data.get("reason", "the pool supervisor gave up")
-            log.error("pool %s is down: %s", self.name, reason)
-            self._core.close(reason)
+        # Runs synchronously on the supervisor's thread as it gives up, before it stops its children.
+        if event.source == self._sup_name:
+            if event.key == "supervisor.child.restarted":
+                child = event.data.get("child", "")
+                self._restarts[child] = self._restarts.get(child, 0) + 1
+            elif event.key == "supervisor.escalated" and not self._stopping:
+                self._down_cause = event.data.get("reason", "the workers' supervisor gave up")
+                log.error("pool %s is down until its root restarts it: %s", self.name, self._down_cause)
+                self._core.suspend(self._down_cause)
+        elif event.source == self.name and event.key == "supervisor.escalated" and not self._stopping:
+            reason = event.data.get("reason", "the pool root supervisor gave up")
+            log.error("pool %s is down for good: %s", self.name, reason)
+            self._core.close(reason, PoolDown(f"pool {self.name} is down for good: {reason}", permanent=True))
 
 
 def _bounds(workers: int | None, lo: int | None, hi: int | None) -> tuple[int, int]:

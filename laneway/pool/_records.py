@@ -30,7 +30,7 @@ class WorkerStats:
     """One worker as :meth:`Pool.workers` reports it.
 
     Attributes:
-        name: the worker's actor name (``"pool/w1"``; remote: ``"pool/remote-<id>"``).
+        name: the worker's actor name (``"pool/workers/w1"``; remote: ``"pool/workers/remote-<id>"``).
         worker_id: id of the current incarnation (a restart gets a new one).
         pid: its process id (0 until it connected).
         state: see :class:`WorkerState`.

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures._base as _cf
+import copy
 import itertools
 import logging
 import random
@@ -41,7 +42,7 @@ import threading
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from laneway.errors import InitializerError, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
+from laneway.errors import InitializerError, PoolDown, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
 from laneway.worker import codec as _codec
 from laneway.pool._backend import TaskWire
 from laneway.worker import TaskOutcome
@@ -116,7 +117,8 @@ class Scheduler:
         self._closed = False  # takes no new tasks; queued ones still run
         self._stopped = False  # closing: nothing is retried, no worker starts
         self._broken = ""  # why the pool is down, if it is
-        self._broken_error: BaseException | None = None  # what submit raises then, if not SystemShutdown
+        self._broken_error: BaseException | None = None  # what submit raises then, if not PoolDown
+        self._down = ""  # why the pool is down until its root supervisor restarts the workers' one
         self._grow_pending = False  # a Grow is on its way to the pool manager
         self._saturated = False
         self._worker_limit = worker_limit  # max local workers
@@ -134,7 +136,8 @@ class Scheduler:
                 if not block:
                     raise PoolFull(f"pool queue is full ({self.max_queue} tasks); retry later or use submit()")
                 if not self._not_full.wait_for(
-                    lambda: len(self._queue) < self.max_queue or self._closed or self._broken, queue_timeout
+                    lambda: len(self._queue) < self.max_queue or self._closed or self._broken or self._down,
+                    queue_timeout
                 ):
                     raise PoolFull(f"pool queue stayed full ({self.max_queue} tasks) for {queue_timeout}s")
                 self._check_open()
@@ -148,19 +151,19 @@ class Scheduler:
         return task.future
 
     def _check_open(self) -> None:
-        if self._broken:
+        if self._broken or self._down:
             raise self._down_error()
         if self._closed:
             raise SystemShutdown("pool is shut down; it takes no new tasks")
 
     def _down_error(self) -> BaseException:
         """A fresh error saying the pool is down (each raise gets its own traceback)."""
+        if not self._broken:
+            return PoolDown(f"pool {self.name} is down until its supervisor restarts: {self._down}")
         err = self._broken_error
         if err is None:
-            return SystemShutdown(f"pool is down: {self._broken}")
-        fresh = type(err)(*err.args)
-        fresh.__cause__ = err.__cause__
-        return fresh
+            return PoolDown(f"pool is down: {self._broken}", permanent=True)
+        return _fresh(err)
 
     def _wants_worker(self) -> bool:
         """Called with tasks left queued and no worker with room: ask for one more worker?"""
@@ -182,6 +185,28 @@ class Scheduler:
         """The pool manager removed a local worker slot (the pool shrank)."""
         with self._lock:
             self._slots -= 1
+
+    def suspend(self, reason: str) -> None:
+        """The workers' supervisor gave up: until :meth:`resume`, submit and wait_ready raise PoolDown.
+
+        Queued tasks stay queued: they run once the pool root restarted the workers.
+        """
+        with self._lock:
+            self._down = reason
+            self._not_full.notify_all()
+            self._ready_cond.notify_all()
+
+    def resume(self) -> None:
+        """The workers' supervisor (re)started, with no worker slots yet: take tasks again."""
+        with self._lock:
+            self._down = ""
+            self._slots = 0
+            self._grow_pending = False  # a Grow sent to the stopped manager was lost
+
+    def limit_workers(self, limit: int) -> None:
+        """The backend can run only ``limit`` local workers: never ask for more."""
+        with self._lock:
+            self._worker_limit = limit
 
     def grow_handled(self) -> None:
         """The pool manager handled the last Grow (added a slot or could not): another may be asked for."""
@@ -304,7 +329,7 @@ class Scheduler:
 
     def worker_joined(self, worker_id: str, *, pid: int, host: str, node: str = "") -> bool:
         with self._lock:
-            if self._stopped or self._broken or worker_id in self._workers:
+            if self._stopped or self._broken or self._down or worker_id in self._workers:
                 return False
             w = self._workers[worker_id] = WorkerRecord(worker_id, remote_slot(worker_id), None, True, self.clock.now())
         self.orch.events.publish("pool.worker.joined", w.slot, worker_id=worker_id, pid=pid, host=host)
@@ -532,11 +557,11 @@ class Scheduler:
         """Wait until ``count`` workers take tasks; False on timeout; raises the pool's error if it is down."""
         def ready() -> bool:
             taking = sum(1 for w in self._workers.values() if w.state in (WorkerState.IDLE, WorkerState.BUSY))
-            return bool(self._broken) or taking >= count
+            return bool(self._broken or self._down) or taking >= count
 
         with self._lock:
             ok = self._ready_cond.wait_for(ready, timeout)
-            if self._broken:
+            if self._broken or self._down:
                 raise self._down_error()
             return ok
 
@@ -577,10 +602,13 @@ class Scheduler:
         """Stop: take no more tasks, retry none; queued ones fail and go to the dead-letter queue.
 
         Args:
-            reason: given, the pool is down for this reason (``submit`` then raises ``error``,
-                or SystemShutdown naming the reason).
-            error: what queued tasks fail with (default SystemShutdown).
+            reason: given, the pool is down for good for this reason (``submit`` then raises
+                ``error``).
+            error: what queued tasks fail with (default: PoolDown if ``reason`` is given, else
+                SystemShutdown).
         """
+        if reason and error is None:
+            error = PoolDown(f"pool {self.name} is down: {reason}", permanent=True)
         with self._lock:
             if reason and not self._broken:
                 self._broken = reason
@@ -592,8 +620,7 @@ class Scheduler:
         for task in queued:
             why = f"pool shut down before it ran{': ' + reason if reason else ''}"
             if error is not None:
-                err: BaseException = type(error)(*error.args)
-                err.__cause__ = error.__cause__
+                err: BaseException = _fresh(error)
             else:
                 err = SystemShutdown(f"task {task.id}: {why}")
             self._results.dead_letter(task, why, err)
@@ -609,7 +636,15 @@ class Scheduler:
             return pool_stats(list(self._workers.values()), self.c, len(self._queue), self.max_queue, backend,
                               restarts)
 
-    def worker_stats(self, restarts: dict[str, int]) -> list[WorkerStats]:
+    def worker_stats(self, restarts: dict[str, int], supervisor: str) -> list[WorkerStats]:
         with self._lock:
             ws = sorted(self._workers.values(), key=lambda w: (w.remote, w.slot)) + list(self._gone)
-            return [w.stats(self.name, restarts.get(w.slot, 0)) for w in ws]
+            return [w.stats(supervisor, restarts.get(w.slot, 0)) for w in ws]
+
+
+def _fresh(err: BaseException) -> BaseException:
+    """A copy of ``err`` (same type, message and attributes) to raise with its own traceback."""
+    fresh = copy.copy(err)
+    fresh.__cause__ = err.__cause__
+    fresh.__traceback__ = None
+    return fresh

@@ -95,10 +95,10 @@ class WorkerRecord:
             room = min(room, max_tasks - self.tasks_done - len(self.window))
         return room
 
-    def stats(self, pool_name: str, restarts: int) -> WorkerStats:
+    def stats(self, supervisor: str, restarts: int) -> WorkerStats:
         gone = self.state is WorkerState.GONE
         return WorkerStats(
-            name=f"{pool_name}/{self.slot}", worker_id=self.wid, pid=self.pid,
+            name=f"{supervisor}/{self.slot}", worker_id=self.wid, pid=self.pid,
             state=WorkerState.DRAINING if self.draining and not gone else self.state,
             tasks_done=self.tasks_done,
             current_task=(("initializer" if self.window[0].init else f"pool-task-{self.window[0].id}")

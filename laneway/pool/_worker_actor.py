@@ -11,6 +11,17 @@ The :class:`PoolManager` serializes sizing decisions: growing under queue
 pressure, shrinking after idleness, replacing workers that served their
 ``max_tasks_per_worker`` or outgrew ``max_memory_mb``, and giving remote
 workers that joined on their own an actor (``temporary``: never restarted).
+
+The tree, as in OTP::
+
+    pool                 the pool root (rest_for_one, its own intensity and backoff)
+    ├── pool/workers     WorkerSupervisor: one WorkerActor per slot (the pool's ``supervision``)
+    └── pool/manager     PoolManager
+
+When the workers' supervisor gives up, the root restarts it after its backoff,
+and the manager after it (rest_for_one), which starts ``min_workers`` again;
+meanwhile queued tasks wait and ``submit`` raises ``PoolDown``. When the root
+gives up too, the pool is down for good.
 """
 
 from __future__ import annotations
@@ -20,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from laneway.actors import Actor, Backoff, ChildSpec, RestartType, handler
-from laneway.errors import ActorError, ActorStartError, WorkerDied
+from laneway.actors import Actor, Backoff, ChildSpec, RestartType, Strategy, Supervisor, handler
+from laneway.errors import ActorDead, ActorError, ActorNotFound, ActorStartError, WorkerDied
 from laneway.pool._window import remote_slot
 
 if TYPE_CHECKING:
@@ -111,6 +122,21 @@ class WorkerActor(Actor):
             self._pool._backend.stop_worker(self.wid, self._pool.stop_timeout_s)
 
 
+class WorkerSupervisor(Supervisor):
+    """The supervisor of the pool's worker actors; tells the pool each time it (re)starts.
+
+    It starts with no children: the pool manager adds the slots (its ``Populate``).
+    """
+
+    def __init__(self, pool: Pool, strategy: Strategy) -> None:
+        super().__init__(strategy)
+        self._pool = pool
+
+    def on_start(self) -> None:
+        self._pool._core.resume()
+        super().on_start()
+
+
 #: Consecutive failed worker starts, with no worker running, after which the pool is down.
 START_ATTEMPTS = 3
 _START_BACKOFF = Backoff(initial_s=0.2, factor=2.0, max_s=2.0, jitter=0.1)
@@ -134,6 +160,8 @@ class PoolManager(Actor):
         """
         try:
             self._pool._add_slot()
+        except (ActorDead, ActorNotFound):
+            return False  # the workers' supervisor gave up; its restart restarts this manager too
         except ActorStartError as exc:
             self._start_failures += 1
             cause = exc.__cause__ or exc
@@ -156,6 +184,9 @@ class PoolManager(Actor):
 
     def on_start(self) -> None:
         self._arm()
+        # Started after the workers' supervisor (rest_for_one), whose slots are all gone
+        # on a restart: bring back min_workers.
+        self.ref.tell(Populate())
 
     def on_stop(self) -> None:
         if self._timer is not None:
@@ -190,7 +221,7 @@ class PoolManager(Actor):
 
     @handler(Drained)
     def _drained(self, msg: Drained) -> None:
-        sup = self._pool._sup
+        sup = self._pool._workers_sup()
         try:
             sup.terminate_child(msg.slot)
             if msg.slot in self._shrinking:
@@ -201,7 +232,7 @@ class PoolManager(Actor):
             else:
                 sup.restart_child(msg.slot)
                 self.orchestrator.events.publish("pool.worker.recycled", msg.slot)
-        except LookupError:
+        except (LookupError, ActorDead):
             log.debug("slot %s vanished before it could be replaced", msg.slot)
 
     @handler(Tick)
@@ -222,7 +253,10 @@ class PoolManager(Actor):
         name = remote_slot(msg.worker_id)
         spec = ChildSpec(WorkerActor, name=name, kwargs={"pool": self._pool, "slot": name, "remote_id": msg.worker_id},
                          restart=RestartType.TEMPORARY, shutdown_s=self._pool.stop_timeout_s + 5)
-        self._pool._sup.start_child(spec)
+        try:
+            self._pool._workers_sup().start_child(spec)
+        except ActorDead:
+            log.info("remote worker %s joined while the pool was down; it may join again", msg.worker_id)
 
 
 def _tell_quietly(ref: Any, msg: Any) -> None:

@@ -23,12 +23,10 @@ import os
 import shutil
 import socket
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 from laneway.errors import AuthError, ConfigError
 from laneway.worker._process import CurveClient
@@ -77,7 +75,7 @@ def create_keys(
 
 
 def _pair(root: Path, name: str) -> list[Path]:
-    public, secret = zmq.auth.create_certificates(str(root), name)
+    public, secret = _auth().create_certificates(str(root), name)
     os.chmod(secret, 0o600)
     return [Path(public), Path(secret)]
 
@@ -92,9 +90,9 @@ def load_server(directory: str | os.PathLike) -> tuple[bytes, bytes, frozenset[b
     secret_file = root / f"{SERVER}.key_secret"
     if not secret_file.is_file():
         raise AuthError(f"no {secret_file}: create keys with `laneway keys {root}`")
-    public, secret = zmq.auth.load_certificate(str(secret_file))
+    public, secret = _auth().load_certificate(str(secret_file))
     allowed = frozenset(
-        zmq.auth.load_certificate(str(p))[0] for p in sorted((root / AUTHORIZED).glob("*.key"))
+        _auth().load_certificate(str(p))[0] for p in sorted((root / AUTHORIZED).glob("*.key"))
     ) if (root / AUTHORIZED).is_dir() else frozenset()
     if not allowed:
         log.warning("no authorized worker keys in %s; only the pool's own workers can join", root / AUTHORIZED)
@@ -114,11 +112,19 @@ def load_client(directory: str | os.PathLike, name: str = DEFAULT_CLIENT) -> Cur
     for f in (server_file, own_file):
         if not f.is_file():
             raise AuthError(f"missing key file {f}: copy it from the pool host (see `laneway keys`)")
-    server_public, _ = zmq.auth.load_certificate(str(server_file))
-    public, secret = zmq.auth.load_certificate(str(own_file))
+    server_public, _ = _auth().load_certificate(str(server_file))
+    public, secret = _auth().load_certificate(str(own_file))
     if secret is None:
         raise AuthError(f"{own_file} holds no secret key")
     return CurveClient(server_public, public, secret)
+
+
+def _auth() -> Any:
+    """``zmq.auth``, imported on first use: it pulls in asyncio, and a local worker (which
+    imports this package at every start, and every restart) never needs it."""
+    import zmq.auth
+
+    return zmq.auth
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -164,6 +170,8 @@ class CurveServer:
         # One ephemeral pair for the workers this pool spawns itself; never written to disk.
         self.local_public, self._local_secret = zmq.curve_keypair()
         self._allowed = _Allowed(allowed | {self.local_public})
+        from zmq.auth.thread import ThreadAuthenticator
+
         self._auth = ThreadAuthenticator(ctx)
         self._auth.start()
         self._auth.configure_curve_callback(domain="*", credentials_provider=self._allowed)

@@ -199,6 +199,29 @@ def test_backoff_delays_restart_without_blocking_the_mailbox(manual_orch):
     assert a.ask(Get(), timeout=5) == 0
 
 
+def test_backoff_resets_for_a_child_that_ran_healthy_for_backoff_reset_s(manual_orch):
+    orch, clock = manual_orch, manual_orch.clock
+    backoff = Backoff(initial_s=1.0, factor=2.0, max_s=10.0, jitter=0.0)
+    strategy = OneForOne(max_restarts=10, within_s=100, backoff=backoff, backoff_reset_s=5.0)
+    sup = orch.spawn_supervisor("sup", strategy=strategy, children=specs("a", "b"))
+    a, b = sup.child("a"), sup.child("b")
+    with orch.events.subscribe("supervisor") as sub:
+
+        def crash(child, name, advance_after_restart=0.0):
+            child.tell(Crash())
+            delay = sub.wait_for(lambda e: e.key == "supervisor.child.backoff", 10).data["delay_s"]
+            assert clock.wait_for_timers(1, timeout=10)
+            clock.advance(delay)
+            wait_restarted(sub, name)
+            clock.advance(advance_after_restart)
+            return delay
+
+        assert [crash(a, "a"), crash(a, "a")] == [1.0, 2.0]  # crash-looping: the backoff grows
+        assert crash(b, "b") == 1.0  # per child: a's failures do not slow b down
+        assert crash(a, "a", advance_after_restart=5.0) == 4.0
+        assert crash(a, "a") == 1.0  # it had run 5 s: healthy, so back to the first delay
+
+
 def test_backoff_is_capped_and_jittered():
     b = Backoff(initial_s=1, factor=3, max_s=5, jitter=0.5)
     delays = [b.delay(n) for n in range(1, 20)]

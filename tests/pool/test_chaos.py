@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from laneway.actors import Backoff, OneForOne
-from laneway.errors import SystemShutdown, WorkerDied
+from laneway.actors import Backoff, OneForOne, RestForOne
+from laneway.errors import PoolDown, SystemShutdown, WorkerDied
 from laneway.pool import WorkerState
 
 from . import tasks
@@ -111,7 +111,9 @@ def test_kill_every_worker_at_once(make_pool, orch, backend, tmp_path):
 
 
 def test_supervisor_that_gives_up_dead_letters_what_is_left(make_pool, orch, tmp_path):
-    pool = make_pool(workers=1, supervision=OneForOne(max_restarts=1, within_s=60))
+    # The pool root gives up on the first failure of the workers' supervisor: down for good.
+    pool = make_pool(workers=1, supervision=OneForOne(max_restarts=1, within_s=60),
+                     root_supervision=RestForOne(max_restarts=0))
     fut = pool.options(attempts=5).submit(tasks.wait_for_file, str(tmp_path / "never"))
     queued = pool.submit(tasks.inc, 1)
     for _ in range(2):
@@ -121,10 +123,42 @@ def test_supervisor_that_gives_up_dead_letters_what_is_left(make_pool, orch, tmp
             sub.get(timeout=30)
         if _ == 0:
             assert pool.wait_ready(1, timeout=30)
-    with pytest.raises((WorkerDied, SystemShutdown)):
-        fut.get(30)
-    with pytest.raises((WorkerDied, SystemShutdown)):
-        queued.get(30)
+    for future in (fut, queued):
+        with pytest.raises(PoolDown, match="gave up") as down:
+            future.get(30)
+        assert down.value.permanent and "last failure in pool/workers/w1: WorkerDied" in str(down.value)
     assert {l.work_id for l in orch.dead_letters.list("pool")} == {"pool-task-1", "pool-task-2"}
-    with pytest.raises(SystemShutdown, match="gave up"):
+    with pytest.raises(PoolDown, match="gave up"):
         pool.submit(tasks.inc, 2)
+    with pytest.raises(PoolDown, match="down for good"):  # at once, not after its timeout
+        pool.wait_ready(timeout=600)
+    assert isinstance(down.value, SystemShutdown)
+
+
+@pytest.mark.timeout(120)
+def test_the_pool_comes_back_after_its_worker_supervisor_gives_up(make_pool, orch, tmp_path):
+    """OTP: the workers' supervisor is a child of the pool root, which restarts it after a backoff."""
+    pool = make_pool(workers=1, supervision=OneForOne(max_restarts=0, within_s=60),
+                     root_supervision=RestForOne(max_restarts=2, within_s=60, backoff=Backoff(initial_s=3.0)))
+    go = tmp_path / "go"
+    running = pool.options(attempts=3).submit(tasks.wait_for_file, str(go), "ran")
+    wait_until(running.running, what="the task to start")
+    queued = pool.submit(tasks.inc, 1)
+    with orch.events.subscribe("supervisor.child.restarted") as restarted:
+        with orch.events.subscribe("supervisor.escalated") as escalated:
+            _kill(live_pids(pool)[0])
+            assert escalated.get(timeout=30).source == "pool/workers"
+        # Down while the root waits out its backoff: fail fast, naming the cause.
+        with pytest.raises(PoolDown, match="killed by SIGKILL") as down:
+            pool.wait_ready(timeout=600)
+        assert not down.value.permanent
+        with pytest.raises(PoolDown, match="killed by SIGKILL"):
+            pool.submit(tasks.inc, 2)
+        event = restarted.get(timeout=60)
+        assert (event.source, event.data["child"]) == ("pool", "workers")
+    assert pool.wait_ready(timeout=60)
+    go.touch()
+    assert running.result(timeout=60) == "ran"  # retried on the replacement (attempt 2 of 3)
+    assert queued.result(timeout=60) == 2
+    assert pool.submit(tasks.inc, 2).result(timeout=60) == 3
+    assert orch.dead_letters.list("pool") == []

@@ -59,7 +59,7 @@ def test_worker_statistics_report_pid_state_tasks_rss_and_cpu(make_pool, backend
     for f in [pool.submit(tasks.inc, i) for i in range(50)]:
         f.get(30)
     stats = wait_until(lambda: (ws := pool.workers()) and all(w.rss > 0 for w in ws) and ws, what="heartbeats")
-    assert [w.name for w in stats] == ["pool/w1", "pool/w2"]
+    assert [w.name for w in stats] == ["pool/workers/w1", "pool/workers/w2"]
     for w in stats:
         proc = psutil.Process(w.pid)
         if backend == "ray":  # an actor process that Ray's raylet started

@@ -26,6 +26,14 @@ How it works, in one event loop thread:
   callback (which may run user code) ever stalls Ray I/O, and a worker's last
   results always reach the pool before its ``worker_lost``.
 
+Sizing: a pool asking for more workers than the cluster has room for (its
+``CPU`` resources divided by ``worker_cpus``, read when the pool starts) is
+sized down to that room with a warning log line (and a ``pool.resized`` event):
+``max_workers``, ``wait_ready()`` and ``statistics()`` then count only workers
+that can start, instead of leaving the rest "starting" until ``start_timeout_s``.
+A cluster that autoscales may have room later: give ``worker_cpus=0`` (or
+``actor_options`` with custom ``resources``) to size the pool yourself.
+
 Example:
     >>> from laneway import Orchestrator
     >>> with Orchestrator(name="doc") as orch:                                  # doctest: +SKIP
@@ -152,6 +160,7 @@ class RayBackend(Backend):
         self._closed = False
         self._wake_pending = False
         self._threads: LoopThreads | None = None
+        self._capacity_text = ""
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -193,7 +202,17 @@ class RayBackend(Backend):
     def describe(self) -> dict[str, Any]:
         """Where the workers run: the cluster address (or ``"local"``) and actor resources."""
         return {"address": self.address or "local", "num_cpus": self.num_cpus,
-                "worker_cpus": self._actor_options["num_cpus"], "started_ray": self._owns_session}
+                "worker_cpus": self._actor_options["num_cpus"], "started_ray": self._owns_session,
+                "capacity": self._capacity_text}
+
+    def capacity(self) -> int | None:
+        """Workers the cluster's CPUs hold (``CPU`` resources // ``worker_cpus``); None if unbounded."""
+        cpus_each = self._actor_options["num_cpus"]
+        if not cpus_each:
+            return None
+        total = float(self._ray.cluster_resources().get("CPU", 0.0))
+        self._capacity_text = f"{total:g} CPUs, {cpus_each:g} per worker"
+        return int(total // cpus_each + 1e-9)
 
     # --- the Backend contract ---------------------------------------------------------
 
