@@ -110,9 +110,15 @@ class LoopThread:
             if self._closed:
                 raise SystemShutdown(f"{self._name} is shut down")
             if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(target=self._loop.run_forever, name=self._name, daemon=True)
-                self._thread.start()
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
+                try:
+                    thread.start()
+                except BaseException:
+                    # Kept unset, so the next get() tries again instead of handing out a loop nobody runs.
+                    loop.close()
+                    raise
+                self._loop, self._thread = loop, thread
             return self._loop
 
     def close(self, timeout: float) -> bool:

@@ -23,8 +23,8 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.core import MonotonicClock
-from laneway.errors import CommandCancelled, Preempted
+from laneway.core import LoopThread, MonotonicClock
+from laneway.errors import CommandCancelled, Preempted, SystemShutdown
 from laneway.core import current_token_var, set_current_token
 
 if TYPE_CHECKING:
@@ -93,9 +93,7 @@ class Executors:
         self._fallback: MonotonicClock | None = None
         self._fallback_armed = False
         self._stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
-        self._loop_lock = threading.Lock()
+        self._async = LoopThread("laneway-lanes-async")  # started by the first async tool
 
     @property
     def thread_count(self) -> int:
@@ -256,26 +254,12 @@ class Executors:
 
     # the event loop for async tools ----------------------------------------------
 
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._loop_lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def serve() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                self._loop_thread = threading.Thread(target=serve, name="laneway-lanes-async", daemon=True)
-                self._loop_thread.start()
-                ready.wait()
-                self._loop = loop
-            return self._loop
-
     def _start_async(self, run: Run) -> None:
         try:
-            loop = self._ensure_loop()
+            loop = self._async.get()
+        except SystemShutdown:  # the manager is closing
+            self._finish(run, False, CommandCancelled("lane manager closed before the command started"))
+            return
         except Exception as exc:  # the loop's thread could not start
             self._launch_failed(run, exc)
             return
@@ -342,20 +326,4 @@ class Executors:
             self._idle.clear()
         if self._fallback is not None:
             self._fallback.close()
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-
-        def stop_loop() -> None:
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.call_soon(loop.stop)
-
-        try:
-            loop.call_soon_threadsafe(stop_loop)
-        except RuntimeError:
-            return
-        if self._loop_thread is not None:
-            self._loop_thread.join(timeout)
-            if not self._loop_thread.is_alive():
-                loop.close()
+        self._async.close(timeout)
