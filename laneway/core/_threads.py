@@ -64,8 +64,9 @@ class DaemonThreads:
                 return
             try:
                 fn()
-            except Exception:  # calls report their own errors; this is a last line of defence
+            except BaseException:  # noqa: BLE001 - calls report their own errors; nothing a call does may end this thread
                 log.exception("%s: a queued call raised", self._name)
+            del fn  # hold nothing of the last call while waiting for the next
 
     @property
     def threads(self) -> int:

@@ -8,14 +8,13 @@ can never stall Ray I/O or heartbeats.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
+import functools
 import logging
-import queue
-import threading
 from typing import Any, Callable
 
-from laneway.errors import PoolError
+from laneway.core import DaemonThreads, LoopThread
+from laneway.errors import PoolError, SystemShutdown
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +23,10 @@ CALL_TIMEOUT_S = 30.0
 
 
 class LoopThreads:
-    """An event loop on a thread of its own plus a reporter thread (both daemons).
+    """The Ray backend's event loop (core's :class:`~laneway.core.LoopThread`) plus one reporter thread.
+
+    Pool callbacks may run user code, so they never run on the loop: :meth:`report`
+    queues them for a single daemon thread, which runs them in queue order.
 
     Example:
         >>> threads = LoopThreads("doc")
@@ -34,13 +36,10 @@ class LoopThreads:
     """
 
     def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._reports: queue.SimpleQueue[tuple[Callable[..., Any], tuple, dict] | None] = queue.SimpleQueue()
+        self._loop_thread = LoopThread(f"laneway-ray:{name}")
+        self.loop = self._loop_thread.get()
+        self._reporter = DaemonThreads(1, f"laneway-ray-reports:{name}")  # one thread: reports stay in order
         self._stopped = False
-        self._loop_thread = threading.Thread(target=self._run_loop, name=f"laneway-ray:{name}", daemon=True)
-        self._reporter = threading.Thread(target=self._run_reports, name=f"laneway-ray-reports:{name}", daemon=True)
-        self._loop_thread.start()
-        self._reporter.start()
 
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop soon (from any thread); dropped once stopped."""
@@ -70,31 +69,13 @@ class LoopThreads:
 
     def report(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Queue ``fn(*args, **kwargs)`` for the reporter thread (runs in queue order)."""
-        self._reports.put((fn, args, kwargs))
+        try:
+            self._reporter.submit(functools.partial(fn, *args, **kwargs))
+        except SystemShutdown:
+            log.debug("Ray reporter stopped; dropped %r", fn)
 
     def stop(self) -> None:
         """Cancel what runs on the loop, run the queued reports, and end both threads."""
         self._stopped = True
-        self.post(self.loop.stop)
-        self._loop_thread.join(timeout=CALL_TIMEOUT_S)
-        self._reports.put(None)
-        self._reporter.join(timeout=CALL_TIMEOUT_S)
-
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            for task in asyncio.all_tasks(self.loop):
-                task.cancel()
-            self.loop.run_until_complete(asyncio.sleep(0))
-            self.loop.close()
-
-    def _run_reports(self) -> None:
-        while (item := self._reports.get()) is not None:
-            fn, args, kwargs = item
-            try:
-                fn(*args, **kwargs)
-            except BaseException:  # reports only hand bytes to the pool; nothing may end this thread
-                log.exception("reporting to the pool failed: %s", getattr(fn, "__name__", fn))
-            del item, fn, args, kwargs  # hold no outcome while waiting for the next report
+        self._loop_thread.close(CALL_TIMEOUT_S)
+        self._reporter.close(CALL_TIMEOUT_S)
