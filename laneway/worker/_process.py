@@ -182,15 +182,15 @@ class _Session:
                     if admitted and cfg.remote and time.monotonic() - heard > cfg.pool_timeout_s:
                         return f"no word from the pool for {cfg.pool_timeout_s}s"
                     continue
-                frames = sock.recv_multipart()
+                # Frames are not copied out of ZeroMQ's buffers: a large argument is unpickled
+                # straight from the message it came in.
+                frames = sock.recv_multipart(copy=False)
                 heard = time.monotonic()
                 admitted = True
-                kind = frames[0]
+                kind = frames[0].bytes
                 if kind == wire.TASKS:
-                    batch = frames[1]
+                    self._run_batch(frames)
                     del frames  # hold no finished task's arguments while idle
-                    self._run_batch(pickle.loads(batch))
-                    del batch
                 elif kind == wire.STOP:
                     return "stop"
                 elif kind == wire.REJOIN:
@@ -213,20 +213,39 @@ class _Session:
             # Logged once per session: ZeroMQ retries the handshake on its own until the timeout.
             log.warning("worker %s: %s", self.wid, self.handshake_failure)
 
-    def _run_batch(self, tasks: list[tuple[int, bytes, bytes, bytes]]) -> None:
+    def _run_batch(self, frames: list) -> None:
+        """Run one TASKS message (see :mod:`laneway.worker.wire`), sending outcomes as they are ready.
+
+        Outcomes go back at once after the last task; within a long batch at least every
+        :data:`FLUSH_S`, so the pool sees progress (and frees window room) while it runs.
+        """
         sock, run = self.sock, self.runner.run
-        out: list[tuple[int, bool, bytes]] = []
+        head = pickle.loads(frames[1].buffer)
+        frames[0] = frames[1] = None
+        ids: list[tuple[int, bool, bool]] = []
+        datas: list[bytes] = []
         started = time.monotonic()
-        last = len(tasks) - 1
-        for i, (task_id, digest, fn_bytes, args_bytes) in enumerate(tasks):
-            o = run(task_id, digest, fn_bytes, args_bytes)
-            out.append((o.task_id, o.ok, o.data))
+        last = len(head) - 1
+        pos = 2
+        for i, (task_id, digest, has_fn, nbufs) in enumerate(head):
+            fn_bytes = None
+            if has_fn:
+                fn_bytes = frames[pos].bytes
+                pos += 1
+            args = frames[pos].buffer
+            bufs = [f.buffer for f in frames[pos + 1: pos + 1 + nbufs]]
+            frames[pos: pos + 1 + nbufs] = [None] * (1 + nbufs)  # drop this task's frames once it ran
+            pos += 1 + nbufs
+            o = run(task_id, digest, fn_bytes, args, bufs)
+            del args, bufs
+            ids.append((o.task_id, o.ok, o.plain))
+            datas.append(o.data)
             if i < last and time.monotonic() - started > FLUSH_S:
-                sock.send_multipart([wire.DONE, pickle.dumps(out)])
-                out = []
+                sock.send_multipart([wire.DONE, pickle.dumps(ids, 5), *datas], copy=False)
+                ids, datas = [], []
                 started = time.monotonic()
-        if out:
-            sock.send_multipart([wire.DONE, pickle.dumps(out)])
+        if ids:
+            sock.send_multipart([wire.DONE, pickle.dumps(ids, 5), *datas], copy=False)
 
     def _beat(self, ctx: zmq.Context) -> None:
         import psutil

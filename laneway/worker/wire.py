@@ -1,19 +1,23 @@
 """The ZeroMQ message kinds between a pool (ROUTER) and its workers (DEALER).
 
-Every message is ``[kind, body?]`` (the ROUTER adds the worker's identity in front).
-``HELLO`` and ``BEAT`` bodies are JSON, so the pool parses nothing executable from a
-peer it has not admitted; ``TASKS`` and ``DONE`` bodies are stdlib pickles of plain
-tuples whose user objects are cloudpickled bytes, exchanged only with admitted workers.
+Every message is ``[kind, body?, payload frames...]`` (the ROUTER adds the worker's
+identity in front). ``HELLO`` and ``BEAT`` bodies are JSON, so the pool parses nothing
+executable from a peer it has not admitted; ``TASKS`` and ``DONE`` bodies are stdlib
+pickles of plain tuples, exchanged only with admitted workers, and the user's pickled
+objects follow as frames of their own: never pickled a second time, sent zero-copy.
 
 Worker to pool:
     ``HELLO``  ``[pid, host, token_hex]``: the worker is connected (``token`` proves a local
     worker was spawned by this pool; remote workers send ``b""``).
-    ``DONE``   ``[(task_id, ok, data), ...]``: outcomes, in the order the tasks ran.
+    ``DONE``   ``[(task_id, ok, plain), ...]`` then one frame per outcome, its ``data``;
+    in the order the tasks ran.
     ``BEAT``   ``[rss, cpu]``: sent from the worker's heartbeat socket, whose identity is
     the worker's id plus :data:`HB_SUFFIX`.
 
 Pool to worker:
-    ``TASKS``  ``[(task_id, digest, fn_bytes_or_empty, args_bytes), ...]``.
+    ``TASKS``  ``[(task_id, digest, has_fn, n_buffers), ...]`` then, per task, its
+    ``fn_bytes`` frame (only if ``has_fn``: a worker gets a function's code once), its
+    ``args_bytes`` frame (pickle protocol 5) and ``n_buffers`` frames of out-of-band buffers.
     ``PING``   the pool is alive (remote workers rejoin when pings stop).
     ``STOP``   finish what was sent, then exit.
     ``REJOIN`` the pool no longer knows this id: reconnect under a new one.
