@@ -219,33 +219,43 @@ class _Session:
         Outcomes go back at once after the last task; within a long batch at least every
         :data:`FLUSH_S`, so the pool sees progress (and frees window room) while it runs.
         """
-        sock, run = self.sock, self.runner.run
+        run, send = self.runner.run, self._send_done
         head = pickle.loads(frames[1].buffer)
         frames[0] = frames[1] = None
-        ids: list[tuple[int, bool, bool]] = []
-        datas: list[bytes] = []
+        out: list[tuple[int, bool, bool, bytes | None]] = []
+        big: list[bytes] = []
         started = time.monotonic()
         last = len(head) - 1
         pos = 2
-        for i, (task_id, digest, has_fn, nbufs) in enumerate(head):
-            fn_bytes = None
-            if has_fn:
-                fn_bytes = frames[pos].bytes
+        for i, (task_id, digest, fn_bytes, args, nbufs) in enumerate(head):
+            if args is None:
+                args = frames[pos].buffer
+                frames[pos] = None
                 pos += 1
-            args = frames[pos].buffer
-            bufs = [f.buffer for f in frames[pos + 1: pos + 1 + nbufs]]
-            frames[pos: pos + 1 + nbufs] = [None] * (1 + nbufs)  # drop this task's frames once it ran
-            pos += 1 + nbufs
-            o = run(task_id, digest, fn_bytes, args, bufs)
+            bufs = ()
+            if nbufs:
+                bufs = [f.buffer for f in frames[pos: pos + nbufs]]
+                frames[pos: pos + nbufs] = [None] * nbufs  # drop this task's frames once it ran
+                pos += nbufs
+            o = run(task_id, digest, fn_bytes or None, args, bufs)
             del args, bufs
-            ids.append((o.task_id, o.ok, o.plain))
-            datas.append(o.data)
+            data = o.data
+            if len(data) >= wire.INLINE_MAX:
+                big.append(data)
+                data = None
+            out.append((o.task_id, o.ok, o.plain, data))
             if i < last and time.monotonic() - started > FLUSH_S:
-                sock.send_multipart([wire.DONE, pickle.dumps(ids, 5), *datas], copy=False)
-                ids, datas = [], []
+                send(out, big)
+                out, big = [], []
                 started = time.monotonic()
-        if ids:
-            sock.send_multipart([wire.DONE, pickle.dumps(ids, 5), *datas], copy=False)
+        if out:
+            send(out, big)
+
+    def _send_done(self, out: list, big: list[bytes]) -> None:
+        if big:
+            self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5), *big], copy=False)
+        else:
+            self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5)])
 
     def _beat(self, ctx: zmq.Context) -> None:
         import psutil

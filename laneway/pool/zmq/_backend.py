@@ -355,11 +355,9 @@ class ZmqBackend(Backend):
             peer = peers.get(ident.decode(errors="replace"))
             if peer is not None and peer.hello:
                 peer.seen = self._clock.now()
-                heads = pickle.loads(body)
-                if len(heads) != len(frames) - 3:
-                    raise ValueError(f"{len(heads)} outcomes with {len(frames) - 3} data frames")
-                hub.results(peer.wid, [TaskOutcome(tid, ok, data, plain)
-                                       for (tid, ok, plain), data in zip(heads, frames[3:])])
+                big = iter(frames[3:])  # data too large to travel inside the header came as frames
+                hub.results(peer.wid, [TaskOutcome(tid, ok, next(big) if data is None else data, plain)
+                                       for tid, ok, plain, data in pickle.loads(body)])
             else:  # from an id the pool already gave up on: counted as late, never unpickled
                 hub.results(ident.decode(errors="replace"), [TaskOutcome(0, False, b"")])
                 self._router.send_multipart([ident, wire.REJOIN])
@@ -405,17 +403,18 @@ class ZmqBackend(Backend):
             head = []
             out = [peer.ident, wire.TASKS, b""]
             for t in wires:
-                fn = to_send(t.fn_digest, t.fn_bytes)
-                if fn:
-                    out.append(fn)
-                out.append(t.args_bytes)
-                bufs = t.args_buffers
+                args, bufs = t.args_bytes, t.args_buffers
+                if len(args) >= wire.INLINE_MAX:
+                    out.append(args)
+                    args = None
                 if bufs:
                     out.extend(bufs)
-                head.append((t.task_id, t.fn_digest, bool(fn), len(bufs)))
+                head.append((t.task_id, t.fn_digest, to_send(t.fn_digest, t.fn_bytes), args, len(bufs)))
             out[2] = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
-            # copy=False: ZeroMQ sends the caller's buffers themselves (small frames are copied anyway).
-            router.send_multipart(out, copy=False)
+            if len(out) == 3:
+                router.send_multipart(out)
+            else:  # copy=False: ZeroMQ sends the large buffers themselves, the caller's objects included
+                router.send_multipart(out, copy=False)
 
     def _check_heartbeats(self) -> None:
         now = self._clock.now()
