@@ -27,8 +27,6 @@ from typing import Iterable
 from urllib.parse import urlsplit
 
 import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 from laneway.errors import AuthError, ConfigError
 from laneway.worker._process import CurveClient
@@ -77,6 +75,8 @@ def create_keys(
 
 
 def _pair(root: Path, name: str) -> list[Path]:
+    import zmq.auth  # here, not at the top: worker processes never need it (nor what it imports: asyncio)
+
     public, secret = zmq.auth.create_certificates(str(root), name)
     os.chmod(secret, 0o600)
     return [Path(public), Path(secret)]
@@ -88,6 +88,8 @@ def load_server(directory: str | os.PathLike) -> tuple[bytes, bytes, frozenset[b
     Raises:
         AuthError: the directory lacks the server's secret key or any authorized client key.
     """
+    import zmq.auth
+
     root = Path(directory)
     secret_file = root / f"{SERVER}.key_secret"
     if not secret_file.is_file():
@@ -109,6 +111,8 @@ def load_client(directory: str | os.PathLike, name: str = DEFAULT_CLIENT) -> Cur
     Raises:
         AuthError: a key file is missing or holds no secret.
     """
+    import zmq.auth
+
     root = Path(directory)
     server_file, own_file = root / f"{SERVER}.key", root / f"{name}.key_secret"
     for f in (server_file, own_file):
@@ -164,6 +168,8 @@ class CurveServer:
         # One ephemeral pair for the workers this pool spawns itself; never written to disk.
         self.local_public, self._local_secret = zmq.curve_keypair()
         self._allowed = _Allowed(allowed | {self.local_public})
+        from zmq.auth.thread import ThreadAuthenticator
+
         self._auth = ThreadAuthenticator(ctx)
         self._auth.start()
         self._auth.configure_curve_callback(domain="*", credentials_provider=self._allowed)
