@@ -232,16 +232,16 @@ class _Session:
                 args = frames[pos].buffer
                 frames[pos] = None
                 pos += 1
-            bufs = ()
+            bufs: list[Any] = []
             if nbufs:
                 bufs = [f.buffer for f in frames[pos: pos + nbufs]]
                 frames[pos: pos + nbufs] = [None] * nbufs  # drop this task's frames once it ran
                 pos += nbufs
             o = run(task_id, digest, fn_bytes or None, args, bufs)
             del args, bufs
-            data = o.data
-            if len(data) >= wire.INLINE_MAX:
-                big.append(data)
+            data: bytes | None = o.data
+            if len(o.data) >= wire.INLINE_MAX:
+                big.append(o.data)
                 data = None
             out.append((o.task_id, o.ok, o.plain, data))
             if i < last and time.monotonic() - started > FLUSH_S:

@@ -108,7 +108,7 @@ class PPERunner:
         return list(self.ex.map(fn, items, chunksize=100))
 
     def worker_pids(self) -> list[int]:
-        return list(self.ex._processes)  # type: ignore[attr-defined]
+        return list(self.ex._processes)
 
     def close(self) -> None:
         self.ex.shutdown()
@@ -292,13 +292,13 @@ def child(row: str, runner_name: str, n: int) -> dict[str, float]:
             _check(out, [spin(k)] * n, "cpu")
             return {"value": n / took}
         if row == "mb":
-            payloads = [os.urandom(PAYLOAD - 1) + bytes([i % 256]) for i in range(8)]
+            payloads: list[bytes] = [os.urandom(PAYLOAD - 1) + bytes([i % 256]) for i in range(8)]
             r.many(nbytes, payloads[:4])
-            items = [payloads[i % 8] for i in range(n)]
+            blobs = [payloads[i % 8] for i in range(n)]
             t = time.perf_counter()
-            out = r.many(nbytes, items)
+            out = r.many(nbytes, blobs)
             took = time.perf_counter() - t
-            _check(out, [len(b) + b[-1] for b in items], "mb")
+            _check(out, [len(b) + b[-1] for b in blobs], "mb")
             return {"value": n * PAYLOAD / took / 2**20}
         if row == "mem":
             import gc

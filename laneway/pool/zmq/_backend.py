@@ -400,12 +400,13 @@ class ZmqBackend(Backend):
             if peer is None:
                 continue  # reaped this round; the pool already requeued its window
             to_send = peer.ledger.to_send
-            head = []
+            head: list[tuple[int, bytes, bytes, bytes | None, int]] = []
             out = [peer.ident, wire.TASKS, b""]
             for t in wires:
-                args, bufs = t.args_bytes, t.args_buffers
-                if len(args) >= wire.INLINE_MAX:
-                    out.append(args)
+                bufs = t.args_buffers
+                args: bytes | None = t.args_bytes
+                if len(t.args_bytes) >= wire.INLINE_MAX:
+                    out.append(t.args_bytes)
                     args = None
                 if bufs:
                     out.extend(bufs)
