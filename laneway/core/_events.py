@@ -224,6 +224,14 @@ class EventBus:
         """True when anyone listens; hot paths may skip building event data otherwise."""
         return bool(self._subs or self._listeners)
 
+    def listens(self, key: str) -> bool:
+        """True if an event with this key may reach anyone (a hot path may skip more than building it)."""
+        routes = self._routes
+        route = routes.get(key)
+        if route is None:
+            route = self._route(routes, key)
+        return bool(route)
+
     def publish(self, key: str, source: str, **data: Any) -> None:
         """Publish an event to every matching subscription and listener."""
         if self._subs or self._listeners:

@@ -70,7 +70,10 @@ class Settler:
         Yes if nothing waits here (arrival order), nobody listens for task events and no
         future has a done callback (callbacks are user code, which must not run there).
         """
-        if self._pending or self._orch.events.active:
+        if self._pending:
+            return False
+        events = self._orch.events
+        if events.active and (events.listens("pool.task.completed") or events.listens("pool.task.failed")):
             return False
         return all(not t.future._callback_list for t, _ in done)
 
