@@ -148,6 +148,10 @@ class TaskWire:
         fn_bytes: the cloudpickled callable (send once per worker, then only the digest).
         args_bytes: the cloudpickled ``(args, kwargs)`` tuple.
         timeout: the task's time limit in seconds (the pool enforces it; informational).
+        args_buffers: out-of-band buffers of ``args_bytes`` (pickle protocol 5:
+            ``pickle.loads(args_bytes, buffers=args_buffers)``); only for backends whose
+            :attr:`Backend.out_of_band` is True, empty otherwise. Large ``bytes`` arguments
+            are the caller's own objects: send them as they are (zero-copy), never copy them.
     """
 
     task_id: int
@@ -155,6 +159,7 @@ class TaskWire:
     fn_bytes: bytes
     args_bytes: bytes
     timeout: float | None = None
+    args_buffers: tuple[bytes, ...] = ()
 
 
 class WorkerHub(Protocol):
@@ -186,6 +191,9 @@ class Backend(abc.ABC):
 
     #: Short name used in ``Pool(backend=...)`` and in statistics.
     name: str = "?"
+    #: True if the backend transmits :attr:`TaskWire.args_buffers` (and runs tasks with
+    #: ``TaskRunner.run(..., buffers)``); otherwise the pool pickles arguments in band.
+    out_of_band: bool = False
 
     @abc.abstractmethod
     def open(self, hub: WorkerHub) -> None:

@@ -97,6 +97,9 @@ class Pool(concurrent.futures.Executor):
         initargs: arguments for ``initializer``.
         window: most tasks in flight per worker (batching; kept at 2 for slow tasks).
         max_queue: bound of the pool's queue; ``submit`` blocks past it, ``submit_nowait`` raises.
+        max_queue_mb: bound of the pickled arguments the queue holds, in MiB (the same
+            backpressure). Large ``bytes`` arguments are kept by reference, not pickled, and
+            do not count; copies of large mutable buffers (``bytearray``, arrays) do.
         assignment: :class:`~laneway.pool.Assignment` (or its value) for picking workers.
         max_tasks_per_worker: replace a worker after this many tasks (None: never).
         max_memory_mb: replace a worker whose RSS exceeds this (None: never).
@@ -142,6 +145,7 @@ class Pool(concurrent.futures.Executor):
         initargs: Iterable[Any] = (),
         window: int = 16,
         max_queue: int = 10_000,
+        max_queue_mb: float = 256.0,
         assignment: Assignment | str = Assignment.ROUND_ROBIN,
         max_tasks_per_worker: int | None = None,
         max_memory_mb: float | None = None,
@@ -162,6 +166,8 @@ class Pool(concurrent.futures.Executor):
             raise ConfigError(f"max_tasks_per_worker must be >= 1 or None, got {max_tasks_per_worker!r}")
         if max_memory_mb is not None and max_memory_mb <= 0:
             raise ConfigError(f"max_memory_mb must be > 0 or None, got {max_memory_mb!r}")
+        if not isinstance(max_queue_mb, (int, float)) or max_queue_mb <= 0:
+            raise ConfigError(f"max_queue_mb must be a number > 0, got {max_queue_mb!r}")
         if idle_shrink_s <= 0 or stop_timeout_s <= 0:
             raise ConfigError("idle_shrink_s and stop_timeout_s must be > 0")
         try:
@@ -185,6 +191,7 @@ class Pool(concurrent.futures.Executor):
                 f"a pool needs workers: max_workers (or workers) is {self.max_workers}, and the {self._backend.name} "
                 "backend admits no remote workers (give workers >= 1, or listen= for `laneway worker --connect`)")
         self._pickler = _codec.FunctionPickler()
+        self._oob = self._backend.out_of_band
         init = None
         if initializer is not None:
             init_parts = (*self._pickler.dumps(initializer), _codec.dumps_args(tuple(initargs), None))
@@ -196,6 +203,7 @@ class Pool(concurrent.futures.Executor):
         self._drainer: threading.Thread | None = None
         self._core = Scheduler(
             orch, self._backend, name=name, worker_limit=self.max_workers, max_queue=max_queue, window=window,
+            max_queue_bytes=int(max_queue_mb * 2**20),
             assignment=assignment,
             max_tasks_per_worker=max_tasks_per_worker,
             max_memory_bytes=None if max_memory_mb is None else int(max_memory_mb * 2**20),
@@ -325,8 +333,12 @@ class Pool(concurrent.futures.Executor):
     def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], options: TaskOptions,
                 block: bool) -> TaskFuture:
         digest, fn_bytes = self._pickler.dumps(fn)
-        args_bytes = _codec.dumps_args(args, kwargs)
         label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+        if self._oob:  # one pickle; large buffers travel as frames of their own
+            args_bytes, buffers, owned = _codec.dumps_args_oob(args, kwargs)
+            return self._core.submit((digest, fn_bytes, args_bytes), options.timeout, options.attempts, label, block,
+                                     options.queue_timeout, options.dead_letter, buffers, owned)
+        args_bytes = _codec.dumps_args(args, kwargs)
         return self._core.submit((digest, fn_bytes, args_bytes), options.timeout, options.attempts, label, block,
                                  options.queue_timeout, options.dead_letter)
 
@@ -340,7 +352,8 @@ class Pool(concurrent.futures.Executor):
         if not isinstance(payload, TaskPayload):
             raise SerializationError(f"dead letter {letter.id} carries no pool task payload")
         parts = (_codec.digest(payload.fn_bytes), payload.fn_bytes, payload.args_bytes)
-        return self._core.submit(parts, payload.timeout, payload.attempts, payload.label, False, None)
+        return self._core.submit(parts, payload.timeout, payload.attempts, payload.label, False, None,
+                                 buffers=payload.args_buffers)
 
     # --- observing ------------------------------------------------------------------
 

@@ -113,6 +113,7 @@ class TaskPayload:
         timeout: the task's timeout.
         attempts: the task's attempts budget (a resubmit gets a fresh one).
         label: the function's name, for humans.
+        args_buffers: out-of-band buffers of ``args_bytes`` (pickle protocol 5), if any.
     """
 
     fn_bytes: bytes
@@ -120,3 +121,4 @@ class TaskPayload:
     timeout: float | None
     attempts: int
     label: str
+    args_buffers: tuple[bytes, ...] = ()

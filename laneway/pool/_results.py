@@ -7,6 +7,11 @@ data path that unblocks it. Nothing a task, its result or a callback does may en
 this thread: each task is guarded against any ``BaseException``, ``SystemExit``
 included, and the thread lets go of each batch as soon as it is settled, so a
 settled task's result is referenced only by its future.
+
+The one exception is :meth:`Settler.settle_now`: plain results (builtin scalars, whose
+unpickling runs no user code) of futures without done callbacks, while nothing is
+queued here (so arrival order holds), are settled by the caller, the backend's I/O
+thread, sparing a lone task two thread hand-offs.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class Settler:
         self._lock = lock
         self._c = counters
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._pending = 0  # jobs put and not yet finished (guarded by _count)
+        self._count = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"laneway-pool-results:{name}", daemon=True)
         self._thread.start()
 
@@ -55,15 +62,34 @@ class Settler:
 
     def settle(self, done: list[tuple[Task, TaskOutcome]]) -> None:
         """Decode and settle these outcomes (counted as completed/failed by the caller), in order."""
-        self._jobs.put(partial(self._settle, done))
+        self.put(partial(self._settle, done))
+
+    def idle_for(self, done: list[tuple[Task, TaskOutcome]]) -> bool:
+        """May :meth:`settle_now` settle ``done`` (plain results) on the calling thread?
+
+        Yes if nothing waits here (arrival order), nobody listens for task events and no
+        future has a done callback (callbacks are user code, which must not run there).
+        """
+        if self._pending:
+            return False
+        events = self._orch.events
+        if events.active and (events.wants("pool.task.completed") or events.wants("pool.task.failed")):
+            return False
+        return all(not t.future._callback_list for t, _ in done)
+
+    def settle_now(self, done: list[tuple[Task, TaskOutcome]]) -> None:
+        """Settle plain results on the calling thread (see :meth:`idle_for`)."""
+        self._settle(done)
 
     def fail(self, settle: Sequence[tuple[Task, BaseException]],
              letters: Sequence[tuple[Task, str, BaseException]]) -> None:
         """Fail ``settle``'s tasks with their errors, and dead-letter ``letters``' (reason, error)."""
-        self._jobs.put(partial(self._fail, settle, letters))
+        self.put(partial(self._fail, settle, letters))
 
     def put(self, job: Callable[[], None]) -> None:
         """Run ``job`` on the results thread after what is queued."""
+        with self._count:
+            self._pending += 1
         self._jobs.put(job)
 
     def dead_letter(self, task: Task, reason: str, err: BaseException) -> None:
@@ -104,6 +130,8 @@ class Settler:
             except BaseException:  # jobs guard each task; this is the last line of defence
                 log.exception("settling pool results failed")
             job = None  # drop the batch now, not when the next one arrives
+            with self._count:
+                self._pending -= 1
 
     def _settle(self, done: list[tuple[Task, TaskOutcome]]) -> None:
         """Decode (unpickling may run user code) and settle, in order.

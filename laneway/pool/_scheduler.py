@@ -15,6 +15,13 @@ whichever worker frees up first, while work prefetched into a window cannot.
 It grows to its full size only for workers whose tasks finish quickly, so slow
 tasks never queue behind each other in one worker.
 
+Bytes: a worker's window holds at most :data:`~laneway.pool._window.WINDOW_BYTES` of
+task payload (always at least one task), so large arguments do not pile up in one
+worker's socket while another worker could take them; and the queue holds at most
+``max_queue_bytes`` of pickles the pool made itself (``submit`` blocks past it like past
+``max_queue``). Large ``bytes`` arguments are not copied at all: the queue keeps the
+caller's object, which travels out of band, so they do not count against it.
+
 Futures: a task's future turns RUNNING when the task heads its worker's window
 (written here, under the lock, which ``TaskFuture.cancel`` also takes). Once a task
 is in a window it cannot be recalled, so ``cancel()`` then returns False; a task
@@ -49,7 +56,7 @@ from laneway.worker import TaskOutcome
 from laneway.pool._future import TaskFuture
 from laneway.pool._records import Assignment, PoolStats, WorkerState, WorkerStats
 from laneway.pool._results import Settler
-from laneway.pool._window import GONE_KEPT, Task, WorkerRecord, pool_stats, remote_slot
+from laneway.pool._window import GONE_KEPT, WINDOW_BYTES, Task, WorkerRecord, pool_stats, remote_slot
 
 if TYPE_CHECKING:
     from laneway.actors import Clock
@@ -79,6 +86,7 @@ class Scheduler:
         worker_limit: int,
         max_queue: int,
         window: int,
+        max_queue_bytes: int = 256 * 2**20,
         assignment: Assignment,
         max_tasks_per_worker: int | None,
         max_memory_bytes: int | None,
@@ -93,6 +101,8 @@ class Scheduler:
         self.clock: Clock = orch.clock
         self.backend = backend
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
+        self._queued_bytes = 0  # pool-made pickles of queued tasks (see the module docstring)
         self.window = window
         self.assignment = assignment
         self.max_tasks = max_tasks_per_worker
@@ -129,26 +139,44 @@ class Scheduler:
     # --- submitting -----------------------------------------------------------
 
     def submit(self, wire_parts: tuple[bytes, bytes, bytes], timeout: float | None, attempts: int, label: str,
-               block: bool, queue_timeout: float | None, dead_letter: bool = True) -> TaskFuture:
+               block: bool, queue_timeout: float | None, dead_letter: bool = True,
+               buffers: tuple[bytes, ...] = (), owned: int | None = None) -> TaskFuture:
+        """Queue a task. ``buffers``: its arguments' out-of-band buffers; ``owned``: bytes of
+        pickles the pool made for it (default ``len(args_bytes)``), counted against ``max_queue_bytes``."""
+        args_bytes = wire_parts[2]
+        if owned is None:
+            owned = len(args_bytes)
+        nbytes = len(args_bytes) + (sum(len(b) for b in buffers) if buffers else 0)
         with self._lock:
             self._check_open()
-            if len(self._queue) >= self.max_queue:
+            if not self._has_room(owned):
                 if not block:
-                    raise PoolFull(f"pool queue is full ({self.max_queue} tasks); retry later or use submit()")
+                    raise PoolFull(f"pool queue is full ({self._fullness()}); retry later or use submit()")
                 if not self._not_full.wait_for(
-                    lambda: len(self._queue) < self.max_queue or self._closed or self._broken or self._down,
-                    queue_timeout
+                    lambda: self._has_room(owned) or self._closed or self._broken or self._down, queue_timeout
                 ):
-                    raise PoolFull(f"pool queue stayed full ({self.max_queue} tasks) for {queue_timeout}s")
+                    raise PoolFull(f"pool queue stayed full ({self._fullness()}) for {queue_timeout}s")
                 self._check_open()
             tid = next(self._task_ids)
-            task = Task(tid, TaskWire(tid, *wire_parts, timeout), attempts, label, self._lock, dead_letter)
+            task = Task(tid, TaskWire(tid, *wire_parts, timeout, buffers), attempts, label, self._lock, dead_letter,
+                        nbytes=nbytes, owned=owned)
             self._queue.append(task)
+            self._queued_bytes += owned
             self.c["submitted"] += 1
             saturated = self._saturated
         if not saturated:
             self.backend.wake()
         return task.future
+
+    def _has_room(self, owned: int) -> bool:
+        """Under the lock: may a task holding ``owned`` pool-made bytes join the queue now?"""
+        queue = self._queue
+        return len(queue) < self.max_queue and (not queue or self._queued_bytes + owned <= self.max_queue_bytes)
+
+    def _fullness(self) -> str:
+        if len(self._queue) >= self.max_queue:
+            return f"{self.max_queue} tasks"
+        return f"{self._queued_bytes >> 20} MB of arguments, max_queue_mb={self.max_queue_bytes / 2**20:g}"
 
     def _check_open(self) -> None:
         if self._broken or self._down:
@@ -236,12 +264,20 @@ class Scheduler:
                      if not w.draining and w.state in ready and w.room(window, self.max_tasks) > 0]
             now = self.clock.now()
             pick = self._picker(open_)
+            sent_bytes = 0
             while queue and open_:
                 task = queue.popleft()
+                sent_bytes += task.owned
                 fut = task.future
                 if fut._state in _CANCELLED:  # cancel() takes our lock to set it, so this read is exact
                     continue  # the caller gave up on it before it ran (its waiters were told then)
                 w = pick()
+                if w.window and w.window_bytes + task.nbytes > WINDOW_BYTES:
+                    open_.remove(w)  # full by bytes: the task waits for room here or in another window
+                    queue.appendleft(task)
+                    sent_bytes -= task.owned
+                    continue
+                w.window_bytes += task.nbytes
                 fut._dispatched = True  # with a worker now: cancel() returns False from here on
                 if not w.window:
                     w.head_started = now
@@ -253,7 +289,8 @@ class Scheduler:
                 batches.setdefault(w.wid, []).append(task.wire)
                 if w.room(window, self.max_tasks) <= 0:
                     open_.remove(w)
-            if batches and len(queue) < self.max_queue:
+            self._queued_bytes -= sent_bytes
+            if sent_bytes or batches and len(queue) < self.max_queue:
                 self._not_full.notify_all()
             # Tasks left over mean no worker has room: submitters need not wake the backend,
             # the next result, ready worker or lost worker will (and one wake-up then sends a
@@ -360,6 +397,7 @@ class Scheduler:
                         continue
                     window.remove(found)
                 task = found
+                w.window_bytes -= task.nbytes
                 if task.init:  # not a task: it says whether the worker may take tasks
                     init = (task, outcome)
                     w.head_started = now
@@ -396,7 +434,13 @@ class Scheduler:
         if head is not None:
             self._arm(head, worker_id)
         if done:
-            self._results.settle(done)
+            # A lone plain result (an int, a str...) is settled right here, on the backend's
+            # thread: its unpickling runs no user code and nobody registered a callback, so
+            # nothing can block; this spares the hand-off to the results thread and back.
+            if all(o.plain for _, o in done) and self._results.idle_for(done):
+                self._results.settle_now(done)
+            else:
+                self._results.settle(done)
         if init is not None:
             if init[1].ok:
                 self.orch.events.publish("pool.worker.ready", w.slot, worker_id=worker_id, pid=w.pid, host=w.host)
@@ -449,6 +493,7 @@ class Scheduler:
             self._ready_cond.notify_all()
             # An initializer run dies with its worker: the replacement runs it again.
             window, w.window = [t for t in w.window if not t.init], collections.deque()
+            w.window_bytes = 0
             if self._init_due:
                 self._init_due = [(wid, t) for wid, t in self._init_due if wid != worker_id]
             for task in window:
@@ -484,6 +529,8 @@ class Scheduler:
                         if fut._state == _RUNNING:
                             fut._state = _PENDING
                     self._queue.extendleft(reversed(rest))
+                    self._queued_bytes += sum(t.owned for t in rest)
+                    self._not_full.notify_all()
             if not w.stopping:
                 self.c["worker_deaths"] += 1
             if w.remote:
@@ -578,6 +625,7 @@ class Scheduler:
         """Cancel every task still in the queue (none of them ran); returns how many."""
         with self._lock:
             queued, self._queue = list(self._queue), collections.deque()
+            self._queued_bytes = 0
             self._not_full.notify_all()
             self._ready_cond.notify_all()
         n = 0
@@ -615,6 +663,7 @@ class Scheduler:
                 self._broken_error = error
             self._closed = self._stopped = True
             queued, self._queue = list(self._queue), collections.deque()
+            self._queued_bytes = 0
             self._not_full.notify_all()
             self._ready_cond.notify_all()
         for task in queued:

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 #: A worker whose tasks take longer than this (moving average) gets a window of SLOW_WINDOW.
 FAST_TASK_S = 0.005
 SLOW_WINDOW = 2
+#: Most task payload (pickled arguments and their buffers) in one worker's window; a task
+#: bigger than this still goes, alone. Keeps large arguments queued in the pool, where any
+#: worker may take them, rather than in one worker's socket.
+WINDOW_BYTES = 8 * 2**20
 #: Gone remote workers kept for :meth:`Scheduler.worker_stats`.
 GONE_KEPT = 32
 
@@ -38,10 +42,11 @@ class Task:
     worker becomes ready (or the pool is down).
     """
 
-    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer", "dead_letter", "submitted_at", "init")
+    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer", "dead_letter", "submitted_at", "init",
+                 "nbytes", "owned")
 
     def __init__(self, id: int, wire: TaskWire, attempts: int, label: str, lock: threading.Lock,
-                 dead_letter: bool = True, init: bool = False) -> None:
+                 dead_letter: bool = True, init: bool = False, nbytes: int = 0, owned: int = 0) -> None:
         self.id = id
         self.wire = wire
         self.attempts = attempts
@@ -52,10 +57,12 @@ class Task:
         self.dead_letter = dead_letter
         self.submitted_at = time.perf_counter()  # for latency figures only, never for timeouts
         self.init = init
+        self.nbytes = nbytes  # payload size on the wire (window byte budget)
+        self.owned = owned  # pickles the pool made for it (queue byte budget)
 
     def payload(self) -> TaskPayload:
         w = self.wire
-        return TaskPayload(w.fn_bytes, w.args_bytes, w.timeout, self.attempts, self.label)
+        return TaskPayload(w.fn_bytes, w.args_bytes, w.timeout, self.attempts, self.label, w.args_buffers)
 
 
 class WorkerRecord:
@@ -63,7 +70,7 @@ class WorkerRecord:
 
     __slots__ = (
         "wid", "slot", "ref", "state", "pid", "host", "node", "remote", "window", "head_started",
-        "service_s", "tasks_done", "rss", "cpu", "draining", "stopping", "timed_out", "idle_since",
+        "service_s", "tasks_done", "rss", "cpu", "draining", "stopping", "timed_out", "idle_since", "window_bytes",
     )
 
     def __init__(self, wid: str, slot: str, ref: Any, remote: bool, now: float) -> None:
@@ -85,6 +92,7 @@ class WorkerRecord:
         self.stopping = False  # a graceful stop is under way: its end is not a death
         self.timed_out: Task | None = None  # killed because this task ran too long
         self.idle_since = now
+        self.window_bytes = 0  # payload bytes of the tasks in the window
 
     def room(self, window: int, max_tasks: int | None) -> int:
         """How many more tasks it may take: the full window only once its tasks prove fast,

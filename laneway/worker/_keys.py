@@ -86,6 +86,7 @@ def load_server(directory: str | os.PathLike) -> tuple[bytes, bytes, frozenset[b
     Raises:
         AuthError: the directory lacks the server's secret key or any authorized client key.
     """
+
     root = Path(directory)
     secret_file = root / f"{SERVER}.key_secret"
     if not secret_file.is_file():
@@ -107,6 +108,7 @@ def load_client(directory: str | os.PathLike, name: str = DEFAULT_CLIENT) -> Cur
     Raises:
         AuthError: a key file is missing or holds no secret.
     """
+
     root = Path(directory)
     server_file, own_file = root / f"{SERVER}.key", root / f"{name}.key_secret"
     for f in (server_file, own_file):

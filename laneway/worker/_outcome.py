@@ -13,8 +13,11 @@ class TaskOutcome:
         task_id: the :attr:`TaskWire.task_id` it answers.
         ok: True if the function returned; ``data`` is then its pickled result.
         data: the pickled result, or a pickled error record (see ``_codec``).
+        plain: ``data`` is a stdlib pickle of a builtin scalar (int, str, bytes, ...), whose
+            unpickling runs no user code, so the pool may decode it on its I/O thread.
     """
 
     task_id: int
     ok: bool
     data: bytes
+    plain: bool = False

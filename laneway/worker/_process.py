@@ -182,15 +182,15 @@ class _Session:
                     if admitted and cfg.remote and time.monotonic() - heard > cfg.pool_timeout_s:
                         return f"no word from the pool for {cfg.pool_timeout_s}s"
                     continue
-                frames = sock.recv_multipart()
+                # Frames are not copied out of ZeroMQ's buffers: a large argument is unpickled
+                # straight from the message it came in.
+                frames = sock.recv_multipart(copy=False)
                 heard = time.monotonic()
                 admitted = True
-                kind = frames[0]
+                kind = frames[0].bytes
                 if kind == wire.TASKS:
-                    batch = frames[1]
+                    self._run_batch(frames)
                     del frames  # hold no finished task's arguments while idle
-                    self._run_batch(pickle.loads(batch))
-                    del batch
                 elif kind == wire.STOP:
                     return "stop"
                 elif kind == wire.REJOIN:
@@ -213,28 +213,54 @@ class _Session:
             # Logged once per session: ZeroMQ retries the handshake on its own until the timeout.
             log.warning("worker %s: %s", self.wid, self.handshake_failure)
 
-    def _run_batch(self, tasks: list[tuple[int, bytes, bytes, bytes]]) -> None:
-        sock, run = self.sock, self.runner.run
-        out: list[tuple[int, bool, bytes]] = []
+    def _run_batch(self, frames: list) -> None:
+        """Run one TASKS message (see :mod:`laneway.worker.wire`), sending outcomes as they are ready.
+
+        Outcomes go back at once after the last task; within a long batch at least every
+        :data:`FLUSH_S`, so the pool sees progress (and frees window room) while it runs.
+        """
+        run, send = self.runner.run, self._send_done
+        head = pickle.loads(frames[1].buffer)
+        frames[0] = frames[1] = None
+        out: list[tuple[int, bool, bool, bytes | None]] = []
+        big: list[bytes] = []
         started = time.monotonic()
-        last = len(tasks) - 1
-        for i, (task_id, digest, fn_bytes, args_bytes) in enumerate(tasks):
-            o = run(task_id, digest, fn_bytes, args_bytes)
-            out.append((o.task_id, o.ok, o.data))
+        last = len(head) - 1
+        pos = 2
+        for i, (task_id, digest, fn_bytes, args, nbufs) in enumerate(head):
+            if args is None:
+                args = frames[pos].buffer
+                frames[pos] = None
+                pos += 1
+            bufs: list[Any] = []
+            if nbufs:
+                bufs = [f.buffer for f in frames[pos: pos + nbufs]]
+                frames[pos: pos + nbufs] = [None] * nbufs  # drop this task's frames once it ran
+                pos += nbufs
+            o = run(task_id, digest, fn_bytes or None, args, bufs)
+            del args, bufs
+            data: bytes | None = o.data
+            if len(o.data) >= wire.INLINE_MAX:
+                big.append(o.data)
+                data = None
+            out.append((o.task_id, o.ok, o.plain, data))
             if i < last and time.monotonic() - started > FLUSH_S:
-                sock.send_multipart([wire.DONE, pickle.dumps(out)])
-                out = []
+                send(out, big)
+                out, big = [], []
                 started = time.monotonic()
         if out:
-            sock.send_multipart([wire.DONE, pickle.dumps(out)])
+            send(out, big)
+
+    def _send_done(self, out: list, big: list[bytes]) -> None:
+        if big:
+            self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5), *big], copy=False)
+        else:
+            self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5)])
 
     def _beat(self, ctx: zmq.Context) -> None:
-        import psutil
-
         cfg = self.cfg
         sock = self._socket(ctx, self.wid.encode() + wire.HB_SUFFIX)
-        me = psutil.Process()
-        me.cpu_percent(None)
+        me = _Usage()
         try:
             while True:
                 self._send_beat(sock, me)
@@ -246,9 +272,9 @@ class _Session:
             sock.close(linger=0)
 
     @staticmethod
-    def _send_beat(sock: zmq.Socket, me: Any) -> None:
+    def _send_beat(sock: zmq.Socket, me: _Usage) -> None:
         try:
-            rss, cpu = me.memory_info().rss, me.cpu_percent(None)
+            rss, cpu = me.rss(), me.cpu_percent()
         except Exception:
             rss, cpu = 0, 0.0
         try:
@@ -258,3 +284,40 @@ class _Session:
             sock.send_multipart([wire.BEAT, json.dumps([rss, cpu]).encode()], flags=zmq.NOBLOCK)
         except zmq.Again:
             pass
+
+
+class _Usage:
+    """This process's RSS and CPU use, read from ``/proc`` where there is one.
+
+    psutil does the same everywhere, but importing it costs a worker a few MB and
+    milliseconds of start-up for two numbers; it is imported only where ``/proc`` is missing.
+    """
+
+    def __init__(self) -> None:
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self._proc: Any = None
+        if not os.path.exists("/proc/self/statm"):
+            import psutil
+
+            self._proc = psutil.Process()
+            self._proc.cpu_percent(None)
+        self._last = (time.monotonic(), _cpu_s())
+
+    def rss(self) -> int:
+        if self._proc is not None:
+            return int(self._proc.memory_info().rss)
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * self._page
+
+    def cpu_percent(self) -> float:
+        """CPU use since the last call, in percent of one core (psutil's convention)."""
+        if self._proc is not None:
+            return float(self._proc.cpu_percent(None))
+        now, cpu = time.monotonic(), _cpu_s()
+        (then, was), self._last = self._last, (now, cpu)
+        return 100.0 * (cpu - was) / (now - then) if now > then else 0.0
+
+
+def _cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system

@@ -103,13 +103,14 @@ class TaskRunner:
             fns.popitem(last=False)
         return fn
 
-    def run(self, task_id: int, digest: bytes, fn_bytes: bytes | None, args_bytes: bytes) -> TaskOutcome:
-        """Run one task and encode what happened."""
+    def run(self, task_id: int, digest: bytes, fn_bytes: bytes | None, args_bytes: bytes,
+            buffers: Any = ()) -> TaskOutcome:
+        """Run one task and encode what happened (``buffers``: the arguments' out-of-band buffers)."""
         fn = self.function(digest, fn_bytes)
         if type(fn) is _LoadFailed:
             return _codec.encode_error(task_id, fn.error, _codec.UNPICKLABLE, str(fn.error))
         try:
-            args, kwargs = pickle.loads(args_bytes)
+            args, kwargs = pickle.loads(args_bytes, buffers=buffers)
         except BaseException as exc:
             text = f"cannot unpickle the task's arguments in the worker: {_codec.describe(exc)}"
             return _codec.encode_error(task_id, exc, _codec.UNPICKLABLE, text)

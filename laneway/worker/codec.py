@@ -82,6 +82,69 @@ class FunctionPickler:
         return entry
 
 
+#: Buffers at least this big travel out of band: as their own zero-copy ZeroMQ frames, never
+#: copied into a pickle (smaller ones cost more as frames than as bytes in the pickle).
+OOB_MIN = 64 * 1024
+
+
+class _BytesOOB:
+    """Stands for a large ``bytes`` argument while pickling: the stdlib pickler writes ``bytes``
+    in band whatever the protocol, so this reduces it to a :class:`pickle.PickleBuffer` that
+    the buffer callback keeps out of band; it unpickles as ``bytes`` again."""
+
+    __slots__ = ("b",)
+
+    def __init__(self, b: bytes) -> None:
+        self.b = b
+
+    def __reduce__(self) -> tuple:
+        return bytes, (pickle.PickleBuffer(self.b),)
+
+
+_PLAIN_OOB = PLAIN | {_BytesOOB}
+
+
+def dumps_args_oob(args: tuple, kwargs: dict | None) -> tuple[bytes, tuple[bytes, ...], int]:
+    """Pickle ``(args, kwargs)`` with protocol 5, large buffers out of band.
+
+    Returns ``(pickle, buffers, owned)``: ``pickle.loads(data, buffers=buffers)`` rebuilds
+    the arguments. A large ``bytes`` argument (immutable) is a buffer by reference, never
+    copied; other large buffers (``bytearray``, ``memoryview``, numpy arrays: mutable, so
+    the caller may change them after submit) are copied once. ``owned`` counts the bytes
+    this call allocated (the pickle and those copies): what queueing the task costs beyond
+    the caller's own objects. Raises SerializationError naming what failed.
+    """
+    if any(type(a) is bytes and len(a) >= OOB_MIN for a in args):
+        args = tuple(_BytesOOB(a) if type(a) is bytes and len(a) >= OOB_MIN else a for a in args)
+    if kwargs and any(type(v) is bytes and len(v) >= OOB_MIN for v in kwargs.values()):
+        kwargs = {k: _BytesOOB(v) if type(v) is bytes and len(v) >= OOB_MIN else v for k, v in kwargs.items()}
+    bufs: list[bytes] = []
+    owned = 0
+
+    def keep(pb: pickle.PickleBuffer) -> bool:
+        nonlocal owned
+        raw = pb.raw()
+        if raw.nbytes < OOB_MIN:
+            return True  # in band
+        obj = raw.obj
+        if type(obj) is bytes and len(obj) == raw.nbytes:
+            bufs.append(obj)
+        else:
+            bufs.append(raw.tobytes())
+            owned += raw.nbytes
+        return False
+
+    if not kwargs and all(type(a) in _PLAIN_OOB for a in args):
+        data = pickle.dumps((args, None), 5, buffer_callback=keep)
+    else:
+        try:
+            data = cloudpickle.dumps((args, kwargs or None), protocol=5, buffer_callback=keep)
+        except Exception as exc:
+            bad = _first_unpicklable(args, kwargs)
+            raise SerializationError(f"cannot pickle argument {bad} for a worker process: {exc!r}") from exc
+    return data, tuple(bufs), owned + len(data)
+
+
 def dumps_args(args: tuple, kwargs: dict | None) -> bytes:
     """Pickle ``(args, kwargs)``; raises SerializationError naming what failed."""
     if not kwargs and all(type(a) in PLAIN for a in args):
@@ -95,6 +158,8 @@ def dumps_args(args: tuple, kwargs: dict | None) -> bytes:
 
 def _first_unpicklable(args: tuple, kwargs: dict | None) -> str:
     for i, a in enumerate(args):
+        if type(a) is _BytesOOB:
+            continue
         if not _picklable(a):
             return f"#{i} ({type(a).__name__})"
     for k, v in (kwargs or {}).items():
@@ -121,7 +186,7 @@ def _name(fn: Any) -> str:
 def encode_result(task_id: int, value: Any) -> TaskOutcome:
     """The outcome for a returned value (an error outcome if the value cannot be pickled)."""
     if type(value) in PLAIN:
-        return TaskOutcome(task_id, True, pickle.dumps(value, PROTOCOL))
+        return TaskOutcome(task_id, True, pickle.dumps(value, PROTOCOL), True)
     try:
         return TaskOutcome(task_id, True, cloudpickle.dumps(value, protocol=PROTOCOL))
     except BaseException as exc:  # a __reduce__ may raise anything; the worker lives on

@@ -1,19 +1,24 @@
 """The ZeroMQ message kinds between a pool (ROUTER) and its workers (DEALER).
 
-Every message is ``[kind, body?]`` (the ROUTER adds the worker's identity in front).
-``HELLO`` and ``BEAT`` bodies are JSON, so the pool parses nothing executable from a
-peer it has not admitted; ``TASKS`` and ``DONE`` bodies are stdlib pickles of plain
-tuples whose user objects are cloudpickled bytes, exchanged only with admitted workers.
+Every message is ``[kind, body?, payload frames...]`` (the ROUTER adds the worker's
+identity in front). ``HELLO`` and ``BEAT`` bodies are JSON, so the pool parses nothing
+executable from a peer it has not admitted; ``TASKS`` and ``DONE`` bodies are stdlib
+pickles of plain tuples, exchanged only with admitted workers. Small pickled user
+objects ride inside them; large ones (:data:`INLINE_MAX` and up) follow as frames of
+their own, never pickled a second time and sent zero-copy.
 
 Worker to pool:
     ``HELLO``  ``[pid, host, token_hex]``: the worker is connected (``token`` proves a local
     worker was spawned by this pool; remote workers send ``b""``).
-    ``DONE``   ``[(task_id, ok, data), ...]``: outcomes, in the order the tasks ran.
+    ``DONE``   ``[(task_id, ok, plain, data_or_None), ...]``, in the order the tasks ran,
+    then one frame per ``None``: that outcome's large ``data``.
     ``BEAT``   ``[rss, cpu]``: sent from the worker's heartbeat socket, whose identity is
     the worker's id plus :data:`HB_SUFFIX`.
 
 Pool to worker:
-    ``TASKS``  ``[(task_id, digest, fn_bytes_or_empty, args_bytes), ...]``.
+    ``TASKS``  ``[(task_id, digest, fn_bytes_or_empty, args_bytes_or_None, n_buffers), ...]``
+    then, per task, its ``args_bytes`` frame if it is ``None`` in the header, and its
+    ``n_buffers`` out-of-band buffers (pickle protocol 5), one frame each.
     ``PING``   the pool is alive (remote workers rejoin when pings stop).
     ``STOP``   finish what was sent, then exit.
     ``REJOIN`` the pool no longer knows this id: reconnect under a new one.
@@ -28,6 +33,9 @@ TASKS = b"T"
 PING = b"P"
 STOP = b"S"
 REJOIN = b"R"
+
+#: Pickled payloads this big or bigger travel as frames of their own, not inside a header.
+INLINE_MAX = 64 * 1024
 
 #: Identity suffix of a worker's heartbeat socket.
 HB_SUFFIX = b"#hb"

@@ -142,3 +142,23 @@ class Blob:
 
 def make_blob(n=0):
     return Blob(n)
+
+
+# --- large payloads ------------------------------------------------------------------
+
+
+def describe_payload(data, gate=None, **kwargs):
+    """Wait for ``gate`` if given; ``(type name, length, last byte, sorted kwargs described)``."""
+    if gate is not None:
+        wait_for_file(gate)
+    view = memoryview(data).cast("B")
+    return (type(data).__name__, view.nbytes, view[-1] if view.nbytes else None,
+            tuple(sorted((k, describe_payload(v)) for k, v in kwargs.items())))
+
+
+def die_once_then_size(marker, data):
+    """SIGKILL this worker the first time (``marker`` does not exist yet), then return ``len(data)``."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return len(data), data[-1]

@@ -86,6 +86,7 @@ class ZmqBackend(Backend):
     """
 
     name = "zmq"
+    out_of_band = True
 
     def __init__(
         self,
@@ -343,18 +344,20 @@ class ZmqBackend(Backend):
             if len(frames) < 2:
                 continue
             try:
-                self._handle(frames[0], frames[1], frames[2] if len(frames) > 2 else b"")
+                self._handle(frames[0], frames[1], frames[2] if len(frames) > 2 else b"", frames)
             except BaseException:
                 # A malformed message (a worker of another version, a bug) must not stop the pool.
                 log.exception("dropped a malformed %r message from worker %r", frames[1][:1], frames[0])
 
-    def _handle(self, ident: bytes, kind: bytes, body: bytes) -> None:
+    def _handle(self, ident: bytes, kind: bytes, body: bytes, frames: list[bytes]) -> None:
         hub, peers = self._hub, self._peers
         if kind == wire.DONE:
             peer = peers.get(ident.decode(errors="replace"))
             if peer is not None and peer.hello:
                 peer.seen = self._clock.now()
-                hub.results(peer.wid, [TaskOutcome(*o) for o in pickle.loads(body)])
+                big = iter(frames[3:])  # data too large to travel inside the header came as frames
+                hub.results(peer.wid, [TaskOutcome(tid, ok, next(big) if data is None else data, plain)
+                                       for tid, ok, plain, data in pickle.loads(body)])
             else:  # from an id the pool already gave up on: counted as late, never unpickled
                 hub.results(ident.decode(errors="replace"), [TaskOutcome(0, False, b"")])
                 self._router.send_multipart([ident, wire.REJOIN])
@@ -396,9 +399,23 @@ class ZmqBackend(Backend):
             peer = peers.get(wid)
             if peer is None:
                 continue  # reaped this round; the pool already requeued its window
-            ledger = peer.ledger
-            batch = [(t.task_id, t.fn_digest, ledger.to_send(t.fn_digest, t.fn_bytes), t.args_bytes) for t in wires]
-            router.send_multipart([peer.ident, wire.TASKS, pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)])
+            to_send = peer.ledger.to_send
+            head: list[tuple[int, bytes, bytes, bytes | None, int]] = []
+            out = [peer.ident, wire.TASKS, b""]
+            for t in wires:
+                bufs = t.args_buffers
+                args: bytes | None = t.args_bytes
+                if len(t.args_bytes) >= wire.INLINE_MAX:
+                    out.append(t.args_bytes)
+                    args = None
+                if bufs:
+                    out.extend(bufs)
+                head.append((t.task_id, t.fn_digest, to_send(t.fn_digest, t.fn_bytes), args, len(bufs)))
+            out[2] = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
+            if len(out) == 3:
+                router.send_multipart(out)
+            else:  # copy=False: ZeroMQ sends the large buffers themselves, the caller's objects included
+                router.send_multipart(out, copy=False)
 
     def _check_heartbeats(self) -> None:
         now = self._clock.now()
