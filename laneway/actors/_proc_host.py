@@ -1,0 +1,265 @@
+"""Inside an actor host process: run process-placed actors, each on its own thread with its own mailbox.
+
+A host is started by the parent's :class:`~laneway.actors._proc_cell.ProcessHosts`
+with the ``spawn`` start method. Its main thread reads the control socket
+(start an actor, stop one, quit) and watches the parent; each actor thread binds
+its own ZeroMQ socket, which is its mailbox: ZeroMQ keeps the order of one
+connection, and the parent sends each sender's messages in the order it sent
+them, so handlers see messages per sender in order (as pykka's do).
+
+The host dies with its parent: ``PR_SET_PDEATHSIG`` (the parent forks from a
+thread that lives as long as it does) and a parent-pid check every half second.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import sys
+import threading
+from typing import Any
+
+import attrs
+import zmq
+
+from laneway.actors import _proc_wire as w
+
+log = logging.getLogger(__name__)
+
+#: The child acknowledges handled messages at least this often (and whenever idle).
+ACK_EVERY = 256
+
+
+@attrs.frozen
+class HostConfig:
+    """How one host process connects: its control endpoint, the reply endpoint, the parent to watch."""
+
+    control: str
+    replies: str
+    parent_pid: int
+    curve: Any = None
+
+
+def host_entry(cfg: HostConfig) -> None:
+    """Target of the parent's ``spawn`` processes."""
+    _die_with_parent(cfg.parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us in order
+    sys.exit(_Host(cfg).serve())
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    # A few lines in the spirit of the pool's worker (laneway/pool/_worker_proc.py);
+    # the two are to be folded into one helper of the worker package.
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the parent-pid check in serve() still catches it
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(70)
+
+
+class _Host:
+    def __init__(self, cfg: HostConfig) -> None:
+        self.cfg = cfg
+        self.ctx = zmq.Context()
+        self.actors: dict[bytes, _ActorThread] = {}
+
+    def serve(self) -> int:
+        ctl = self.ctx.socket(zmq.DEALER)
+        ctl.setsockopt(zmq.LINGER, 0)
+        ctl.bind(self.cfg.control)
+        try:
+            while True:
+                if not ctl.poll(500):
+                    if os.getppid() != self.cfg.parent_pid:
+                        os._exit(70)  # orphaned
+                    continue
+                frames = ctl.recv_multipart()
+                kind = frames[0]
+                if kind == w.START:
+                    actor = _ActorThread(self, frames[1], frames[2])
+                    self.actors[frames[1]] = actor
+                    actor.start()
+                elif kind == w.STOP:
+                    actor = self.actors.get(frames[1])
+                    if actor is not None:
+                        actor.request_stop(frames[2].decode())
+                elif kind == w.QUIT:
+                    return 0
+        finally:
+            for actor in list(self.actors.values()):
+                actor.request_stop("shutdown")
+            for actor in list(self.actors.values()):
+                actor.join(2.0)
+            ctl.close(linger=0)
+            self.ctx.destroy(linger=1000)
+
+
+class _LocalRef:
+    """What ``self.ref`` is inside a process actor: its name (the parent holds the real ref)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def orchestrator(self) -> Any:
+        from laneway.errors import ConfigError
+
+        raise ConfigError(f"{self.name} runs in its own process; the orchestrator is in the parent process")
+
+
+class _ActorThread:
+    """One process actor: the child-side cell (``instance._cell``) and the thread running its handlers."""
+
+    def __init__(self, host: _Host, key: bytes, spec: bytes) -> None:
+        self.host = host
+        self.key = key
+        self.spec = spec
+        self.lw_ref: _LocalRef | None = None
+        self.stop_kind: str | None = None
+        self.wake_r, self.wake_w = os.pipe()
+        self.thread = threading.Thread(target=self._run, name=f"laneway-actor:{key.decode()}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+
+    def request_stop(self, kind: Any) -> None:
+        # Called with the Exit of Actor.stop() in this thread, or an ExitKind value from the control thread.
+        kind = getattr(getattr(kind, "kind", None), "value", kind)
+        if self.stop_kind is None:
+            self.stop_kind = kind
+        try:
+            os.write(self.wake_w, b"x")
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        out = self.host.ctx.socket(zmq.PUSH)
+        out.setsockopt(zmq.LINGER, 2000)
+        out.connect(self.host.cfg.replies)
+        try:
+            self._serve(out)
+        finally:
+            out.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            self.host.actors.pop(self.key, None)
+
+    def _serve(self, out: zmq.Socket) -> None:
+        from laneway.actors._actor import Actor
+
+        key = self.key
+        try:
+            factory, args, kwargs, name, endpoint, state = pickle.loads(self.spec)
+        except Exception as exc:
+            out.send_multipart([key, w.START_FAILED, w.dump_error(exc)])
+            return
+        self.lw_ref = _LocalRef(name)
+        sock = self.host.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        try:
+            sock.bind(endpoint)
+            instance = factory(*args, **kwargs)
+            if not isinstance(instance, Actor):
+                raise TypeError(f"{factory!r} returned {type(instance).__name__}, not an Actor")
+            instance._cell = self  # type: ignore[assignment]
+            instance.on_start()
+            if state is not None:
+                instance.load_state(pickle.loads(state))
+        except Exception as exc:
+            sock.close()
+            out.send_multipart([key, w.START_FAILED, w.dump_error(exc)])
+            return
+        saves = type(instance).save_state is not Actor.save_state
+        out.send_multipart([key, w.STARTED])
+        last = 0
+        unacked = 0
+        error: BaseException | None = None
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self.wake_r, zmq.POLLIN)
+        try:
+            while self.stop_kind is None:
+                try:
+                    kind, seq_b, payload = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    if unacked:
+                        out.send_multipart([key, w.ACK, w.seq_bytes(last)])
+                        unacked = 0
+                    poller.poll()
+                    continue
+                error = self._handle(instance, out, kind, seq_b, payload, saves)
+                last = w.seq_int(seq_b)
+                if error is not None:
+                    break
+                unacked += 1
+                if unacked >= ACK_EVERY:
+                    out.send_multipart([key, w.ACK, seq_b])
+                    unacked = 0
+        finally:
+            sock.close()
+            try:
+                instance.on_stop()
+            except Exception:
+                log.exception("%s: on_stop raised", self.lw_ref.name)
+            kind_text = "crash" if error is not None else (self.stop_kind or "normal")
+            out.send_multipart(
+                [key, w.EXITED, w.seq_bytes(last), kind_text.encode(), w.dump_error(error) if error else b""]
+            )
+
+    def _handle(self, instance: Any, out: zmq.Socket, kind: bytes, seq_b: bytes, payload: bytes, saves: bool) -> BaseException | None:
+        """Run one message; return the exception if it crashed the actor."""
+        key = self.key
+        ask = kind == w.ASK
+        try:
+            msg = pickle.loads(payload)
+        except Exception as exc:
+            # The sender pickled something this process cannot load (a class only the parent has).
+            err = w.dump_error(_serialization(f"{self.lw_ref.name} cannot unpickle the message: {exc!r}"))
+            if ask:
+                out.send_multipart([key, w.REPLY, seq_b, w.REFUSED, err])
+            else:
+                out.send_multipart([key, w.LETTER, seq_b, f"could not unpickle: {exc!r}".encode()])
+            return None
+        try:
+            result = instance._dispatch(msg)
+        except Exception as exc:
+            if isinstance(exc, instance.reply_errors):
+                if ask:
+                    out.send_multipart([key, w.REPLY, seq_b, w.REFUSED, w.dump_error(exc)])
+                else:
+                    out.send_multipart([key, w.LETTER, seq_b, repr(exc).encode()])
+                return None
+            log.warning("%s crashed handling %s: %r", self.lw_ref.name, type(msg).__qualname__, exc, exc_info=exc)
+            if ask:
+                out.send_multipart([key, w.REPLY, seq_b, w.CRASHED, w.dump_error(exc)])
+            return exc
+        if saves:
+            try:
+                state = w.dumps(instance.save_state(), f"the state {self.lw_ref.name} saved")
+            except Exception as exc:
+                log.warning("%s: save_state failed: %r", self.lw_ref.name, exc)
+            else:
+                out.send_multipart([key, w.STATE, seq_b, state])
+        if ask:
+            try:
+                data = w.dumps(result, f"the reply of {self.lw_ref.name} to {type(msg).__qualname__}")
+            except Exception as exc:
+                out.send_multipart([key, w.REPLY, seq_b, w.REFUSED, w.dump_error(exc)])
+            else:
+                out.send_multipart([key, w.REPLY, seq_b, w.OK, data])
+        return None
+
+
+def _serialization(text: str) -> BaseException:
+    from laneway.errors import SerializationError
+
+    return SerializationError(text)
