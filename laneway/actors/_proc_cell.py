@@ -189,7 +189,6 @@ class ProcessCell:
                 fut.settle(error=ActorDead(f"{self.lw_ref.name} ended ({reason}) before handling the message"))
         for body in tells:
             self._dead_letter(body, reason)
-        self.exited.set()
         self.host.actor_ended(self)
         events = self.lw_ref.orchestrator.events
         exit = self.exit
@@ -197,10 +196,13 @@ class ProcessCell:
             events.publish("actor.crashed", self.lw_ref.name, error=repr(exit.error), started=self.started)
         else:
             events.publish("actor.stopped", self.lw_ref.name, kind=exit.kind.value)
+        # The supervisor hears of the exit before anyone waiting on `exited` wakes, so
+        # whoever stopped the actor then asks its supervisor gets an answer that knows.
         try:
             self._on_exit(self, exit)
         except Exception:
             log.exception("%s: exit notification failed", self.lw_ref.name)
+        self.exited.set()
 
     def _dead_letter(self, body: Any, reason: str) -> None:
         self.lw_ref.orchestrator.events.publish("actor.dead_letter", self.lw_ref.name, message=body, reason=reason)
