@@ -51,6 +51,9 @@ _CTX = multiprocessing.get_context("spawn")
 START_TIMEOUT_S = 60.0
 
 
+_SPARE = object()  # a request to the spawner thread: start a spare host
+
+
 class ProcessCell:
     """One incarnation of a process actor, seen from the parent."""
 
@@ -211,12 +214,9 @@ class ProcessCell:
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.SNDHWM, 0)  # the cell's own records bound what is in flight
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 5)  # the child binds in a moment: retry soon
         sock.connect(endpoint)
-        with self._lock:
-            if self._closed:
-                sock.close()
-                return
-            self._sock = sock
+        self._sock = sock
 
 
 class _Host:
@@ -232,14 +232,18 @@ class _Host:
         self.pidfd = -1
         self.cells: set[ProcessCell] = set()
         self.dead = False
+        self.ready = threading.Event()  # set once started (or failed to start)
         self._lock = threading.Lock()
         self._ctl: zmq.Socket | None = None
 
-    def start(self) -> None:
+    def launch_args(self) -> tuple[Any, tuple, str]:
         cfg = HostConfig(self.control, self.hosts.replies, os.getpid())
-        name = f"laneway-actors-{self.group or self.number}"
-        self.proc = self.hosts.spawn(host_entry, (cfg,), name)
-        self.pid = self.proc.pid
+        return host_entry, (cfg,), f"laneway-actors-{self.group or self.number}"
+
+    def attach(self, proc: Any) -> None:
+        """Take the started process: watch it, connect its control socket, mark the host ready."""
+        self.proc = proc
+        self.pid = proc.pid
         try:
             self.pidfd = os.pidfd_open(self.pid)
         except (AttributeError, OSError):
@@ -305,6 +309,7 @@ class ProcessHosts:
         self._wake_r, self._wake_w = os.pipe()
         self._hosts: dict[int, _Host] = {}
         self._groups: dict[str, _Host] = {}
+        self._spare: _Host | None = None
         self._cells: dict[bytes, ProcessCell] = {}
         self._numbers = itertools.count(1)
         self._keys = itertools.count(1)
@@ -337,6 +342,8 @@ class ProcessHosts:
                 raise ActorStartError(f"{ref.name}: its host process (pid {host.pid}) is gone")
             host.cells.add(cell)
             self._cells[key] = cell
+        # Connected before the child binds: what senders tell it meanwhile queues in order.
+        cell.connect(self.ctx, endpoint)
         ref._cell = cell
         ref.incarnation += 1
         host.send_control(w.START, key, spec)
@@ -347,7 +354,6 @@ class ProcessHosts:
             cell.exited.wait(10)
             exc = cell.start_error or (cell.exit.error if cell.exit is not None else None)
             raise ActorStartError(f"{ref.name} failed to start in process {host.pid}: {exc!r}") from exc
-        cell.connect(self.ctx, endpoint)
         ref.orchestrator.events.publish("actor.started", ref.name, pid=host.pid)
         return cell
 
@@ -355,23 +361,35 @@ class ProcessHosts:
         with self.lock:
             if self._closed:
                 raise SystemShutdown(f"process hosts of {self.name} are closed")
-            if group is not None:
-                host = self._groups.get(group)
-                if host is not None and not host.dead:
-                    return host
-            host = _Host(self, next(self._numbers), group)
-            if group is not None:
-                self._groups[group] = host
-        try:
-            host.start()
-        except Exception as exc:
-            with self.lock:
-                host.dead = True
-            raise ActorStartError(f"could not start an actor host process: {exc!r}") from exc
+            host = self._groups.get(group) if group is not None else self._spare
+            fresh = host is None or host.dead
+            if fresh:
+                host = _Host(self, next(self._numbers), group)
+                if group is not None:
+                    self._groups[group] = host
+            elif group is None:
+                self._spare = None
+        if group is None:
+            self._spawns.put(_SPARE)  # a warm host for the next actor (or restart) of its own
+        if fresh:
+            target, args, name = host.launch_args()
+            try:
+                self._launch(host, self.spawn(target, args, name))
+            except Exception as exc:
+                with self.lock:
+                    host.dead = True
+                host.ready.set()
+                raise ActorStartError(f"could not start an actor host process: {exc!r}") from exc
+        if not host.ready.wait(START_TIMEOUT_S) or host.dead:
+            raise ActorStartError(f"the actor host process {host.pid or '(not started)'} is not available")
+        return host
+
+    def _launch(self, host: _Host, proc: Any) -> None:
+        host.attach(proc)
         with self.lock:
             self._hosts[host.fd] = host
+        host.ready.set()
         os.write(self._wake_w, b"h")
-        return host
 
     def spawn(self, target: Any, args: tuple, name: str) -> Any:
         done: Future[Any] = Future()
@@ -383,6 +401,9 @@ class ProcessHosts:
             item = self._spawns.get()
             if item is None:
                 return
+            if item is _SPARE:
+                self._make_spare()
+                continue
             target, args, name, done = item
             try:
                 proc = _CTX.Process(target=target, args=args, name=name, daemon=True)
@@ -391,6 +412,26 @@ class ProcessHosts:
                 done.settle(error=exc)
             else:
                 done.settle(proc)
+
+    def _make_spare(self) -> None:
+        # Starting an interpreter takes a good part of a second; a host started ahead
+        # makes the next spawn, and above all the next restart, take milliseconds.
+        with self.lock:
+            if self._closed or (self._spare is not None and not self._spare.dead):
+                return
+            host = self._spare = _Host(self, next(self._numbers), None)
+        target, args, name = host.launch_args()
+        try:
+            proc = _CTX.Process(target=target, args=args, name=name, daemon=True)
+            proc.start()
+            self._launch(host, proc)
+        except Exception:
+            log.exception("could not start a spare actor host process")
+            with self.lock:
+                host.dead = True
+                if self._spare is host:
+                    self._spare = None
+            host.ready.set()
 
     # watching --------------------------------------------------------------------
 
@@ -417,8 +458,9 @@ class ProcessHosts:
                 self._read_replies()  # what the host said before it died comes first
                 poller.unregister(fd)
                 watched.discard(fd)
-                with self.lock:
+                with self.lock:  # dead first, so start_cell puts no cell in it after we looked
                     host = self._hosts[fd]
+                    host.dead = True
                     cells = list(host.cells)
                 reason = host.reaped()
                 with self.lock:
@@ -455,6 +497,9 @@ class ProcessHosts:
             if self._closed:
                 return
             self._closed = True
+        self._spawns.put(None)  # first, so no spare starts behind our back
+        self._spawner.join(5)
+        with self.lock:
             hosts = list(self._hosts.values())
         for host in hosts:
             host.send_control(w.QUIT)
@@ -466,8 +511,6 @@ class ProcessHosts:
                 self._gone.wait_for(lambda: not self._hosts, 5.0)
         os.write(self._wake_w, b"c")
         self._watcher.join(timeout + 5)
-        self._spawns.put(None)
-        self._spawner.join(5)
         self._pull.close(linger=0)
         self.ctx.destroy(linger=0)
         os.close(self._wake_r)
