@@ -33,6 +33,7 @@ from laneway.actors._specs import (
 )
 from laneway.core import DaemonThreads, LoopThread
 from laneway.actors._supervisor import Supervisor, SupervisorRef, supervisor_spec
+from laneway.actors._function_actor import FunctionActor, FunctionRef, function_actor
 
 __all__ = [
     "Actor",
@@ -48,6 +49,8 @@ __all__ = [
     "DeadLetterQueue",
     "Exit",
     "ExitKind",
+    "FunctionActor",
+    "FunctionRef",
     "Future",
     "LoopThread",
     "ManualClock",
@@ -63,6 +66,7 @@ __all__ = [
     "Supervisor",
     "SupervisorRef",
     "TimerHandle",
+    "function_actor",
     "handler",
     "resolved",
     "supervisor_spec",
