@@ -95,7 +95,7 @@ class ProcessCell:
                 self._asks[seq] = (message.future, body)
             else:
                 self._tells.append((seq, body))
-            self._sock.send_multipart((w.ASK if ask else w.TELL, w.seq_bytes(seq), data))  # type: ignore[union-attr]
+            self._sock.send((w.ASK if ask else w.TELL) + seq.to_bytes(8, "big") + data)  # type: ignore[union-attr]
 
     def request_stop(self, exit: Exit) -> None:
         if not self.exited.is_set():
@@ -116,16 +116,18 @@ class ProcessCell:
 
     # frames from the child (watcher thread) -----------------------------------
 
-    def on_frame(self, frames: list[bytes]) -> None:
-        kind = frames[1]
+    def on_frame(self, body: bytes) -> None:
+        kind, status, seq = body[:1], body[1:2], int.from_bytes(body[2:10], "big")
         if kind == w.REPLY:
-            seq = w.seq_int(frames[2])
             with self._lock:
                 entry = self._asks.pop(seq, None)
+                tells = self._tells
+                while tells and tells[0][0] <= seq:  # a reply acknowledges every message before it
+                    tells.popleft()
             if entry is None:
                 return
-            fut, body = entry
-            status, data = frames[3], frames[4]
+            fut, msg = entry
+            data = memoryview(body)[10:]
             if status == w.OK:
                 try:
                     fut.settle(pickle.loads(data))
@@ -135,28 +137,26 @@ class ProcessCell:
                 fut.settle(error=w.load_error(data))
             else:
                 cause = w.load_error(data)
-                err = ActorCrashed(f"{self.lw_ref.name} crashed handling {type(body).__qualname__}: {cause!r}", cause)
+                err = ActorCrashed(f"{self.lw_ref.name} crashed handling {type(msg).__qualname__}: {cause!r}", cause)
                 err.__cause__ = cause
                 fut.settle(error=err)
         elif kind == w.ACK:
-            self._acked(w.seq_int(frames[2]))
+            self._acked(seq)
         elif kind == w.LETTER:
-            seq = w.seq_int(frames[2])
             with self._lock:
-                body = next((m for s, m in self._tells if s == seq), None)
-            self._dead_letter(body, frames[3].decode())
+                msg = next((m for s, m in self._tells if s == seq), None)
+            self._dead_letter(msg, body[10:].decode())
         elif kind == w.STATE:
-            self.lw_ref.orchestrator._save_actor_state(self.lw_ref.name, frames[3])
+            self.lw_ref.orchestrator._save_actor_state(self.lw_ref.name, body[10:])
         elif kind == w.STARTED:
             self.started = True
             self.settled.set()
         elif kind == w.START_FAILED:
-            self.start_error = w.load_error(frames[2])
+            self.start_error = w.load_error(body[10:])
             self._ended(Exit(ExitKind.CRASH, self.start_error), 0, None)
         elif kind == w.EXITED:
-            exit_kind = ExitKind(frames[3].decode())
-            error = w.load_error(frames[4]) if frames[4] else None
-            self._ended(Exit(exit_kind, error), w.seq_int(frames[2]), None)
+            error = w.load_error(body[10:]) if len(body) > 10 else None
+            self._ended(Exit(ExitKind(w.EXIT_KINDS[status]), error), seq, None)
 
     def _acked(self, seq: int) -> None:
         with self._lock:
@@ -482,10 +482,11 @@ class ProcessHosts:
             cell = self._cells.get(frames[0])
             if cell is None:
                 continue
-            if frames[1] == w.EXITED or frames[1] == w.START_FAILED:
+            body = frames[1]
+            if body[:1] in (w.EXITED, w.START_FAILED):
                 self._cells.pop(frames[0], None)
             try:
-                cell.on_frame(frames)
+                cell.on_frame(body)
             except Exception:
                 log.exception("handling a frame from %s failed", cell.lw_ref.name)
 

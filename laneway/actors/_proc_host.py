@@ -152,14 +152,18 @@ class _ActorThread:
             os.close(self.wake_w)
             self.host.actors.pop(self.key, None)
 
+    def _send(self, kind: bytes, seq_b: bytes = w.NO_SEQ, status: bytes = b"-", payload: bytes = b"") -> None:
+        self.out.send_multipart((self.key, kind + status + seq_b + payload))
+
     def _serve(self, out: zmq.Socket) -> None:
         from laneway.actors._actor import Actor
 
-        key = self.key
+        self.out = out
+        send = self._send
         try:
             factory, args, kwargs, name, endpoint, state = pickle.loads(self.spec)
         except Exception as exc:
-            out.send_multipart([key, w.START_FAILED, w.dump_error(exc)])
+            send(w.START_FAILED, payload=w.dump_error(exc))
             return
         self.lw_ref = _LocalRef(name)
         sock = self.host.ctx.socket(zmq.DEALER)
@@ -176,34 +180,39 @@ class _ActorThread:
                 instance.load_state(pickle.loads(state))
         except Exception as exc:
             sock.close()
-            out.send_multipart([key, w.START_FAILED, w.dump_error(exc)])
+            send(w.START_FAILED, payload=w.dump_error(exc))
             return
         saves = type(instance).save_state is not Actor.save_state
-        out.send_multipart([key, w.STARTED])
-        last = 0
-        unacked = 0
+        send(w.STARTED)
+        last = w.NO_SEQ
+        unacked = 0  # tells handled since the last ack or reply (a reply acknowledges all before it)
         error: BaseException | None = None
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self.wake_r, zmq.POLLIN)
+        recv, handle = sock.recv, self._handle
         try:
             while self.stop_kind is None:
                 try:
-                    kind, seq_b, payload = sock.recv_multipart(zmq.NOBLOCK)
+                    data = recv(zmq.NOBLOCK)
                 except zmq.Again:
                     if unacked:
-                        out.send_multipart([key, w.ACK, w.seq_bytes(last)])
+                        send(w.ACK, last)
                         unacked = 0
                     poller.poll()
                     continue
-                error = self._handle(instance, out, kind, seq_b, payload, saves)
-                last = w.seq_int(seq_b)
+                last = data[1:9]
+                if data[:1] == w.ASK:
+                    error = handle(instance, True, last, data, saves)
+                    unacked = 0
+                else:
+                    error = handle(instance, False, last, data, saves)
+                    unacked += 1
+                    if unacked >= ACK_EVERY:
+                        send(w.ACK, last)
+                        unacked = 0
                 if error is not None:
                     break
-                unacked += 1
-                if unacked >= ACK_EVERY:
-                    out.send_multipart([key, w.ACK, seq_b])
-                    unacked = 0
         finally:
             sock.close()
             try:
@@ -211,36 +220,33 @@ class _ActorThread:
             except Exception:
                 log.exception("%s: on_stop raised", self.lw_ref.name)
             kind_text = "crash" if error is not None else (self.stop_kind or "normal")
-            out.send_multipart(
-                [key, w.EXITED, w.seq_bytes(last), kind_text.encode(), w.dump_error(error) if error else b""]
-            )
+            send(w.EXITED, last, w.EXIT_CODES[kind_text], w.dump_error(error) if error else b"")
 
-    def _handle(self, instance: Any, out: zmq.Socket, kind: bytes, seq_b: bytes, payload: bytes, saves: bool) -> BaseException | None:
+    def _handle(self, instance: Any, ask: bool, seq_b: bytes, data: bytes, saves: bool) -> BaseException | None:
         """Run one message; return the exception if it crashed the actor."""
-        key = self.key
-        ask = kind == w.ASK
+        send = self._send
         try:
-            msg = pickle.loads(payload)
+            msg = pickle.loads(memoryview(data)[9:])
         except Exception as exc:
             # The sender pickled something this process cannot load (a class only the parent has).
             err = w.dump_error(_serialization(f"{self.lw_ref.name} cannot unpickle the message: {exc!r}"))
             if ask:
-                out.send_multipart([key, w.REPLY, seq_b, w.REFUSED, err])
+                send(w.REPLY, seq_b, w.REFUSED, err)
             else:
-                out.send_multipart([key, w.LETTER, seq_b, f"could not unpickle: {exc!r}".encode()])
+                send(w.LETTER, seq_b, payload=f"could not unpickle: {exc!r}".encode())
             return None
         try:
             result = instance._dispatch(msg)
         except Exception as exc:
             if isinstance(exc, instance.reply_errors):
                 if ask:
-                    out.send_multipart([key, w.REPLY, seq_b, w.REFUSED, w.dump_error(exc)])
+                    send(w.REPLY, seq_b, w.REFUSED, w.dump_error(exc))
                 else:
-                    out.send_multipart([key, w.LETTER, seq_b, repr(exc).encode()])
+                    send(w.LETTER, seq_b, payload=repr(exc).encode())
                 return None
             log.warning("%s crashed handling %s: %r", self.lw_ref.name, type(msg).__qualname__, exc, exc_info=exc)
             if ask:
-                out.send_multipart([key, w.REPLY, seq_b, w.CRASHED, w.dump_error(exc)])
+                send(w.REPLY, seq_b, w.CRASHED, w.dump_error(exc))
             return exc
         if saves:
             try:
@@ -248,14 +254,14 @@ class _ActorThread:
             except Exception as exc:
                 log.warning("%s: save_state failed: %r", self.lw_ref.name, exc)
             else:
-                out.send_multipart([key, w.STATE, seq_b, state])
+                send(w.STATE, seq_b, payload=state)
         if ask:
             try:
-                data = w.dumps(result, f"the reply of {self.lw_ref.name} to {type(msg).__qualname__}")
+                payload = w.dumps(result, f"the reply of {self.lw_ref.name} to {type(msg).__qualname__}")
             except Exception as exc:
-                out.send_multipart([key, w.REPLY, seq_b, w.REFUSED, w.dump_error(exc)])
+                send(w.REPLY, seq_b, w.REFUSED, w.dump_error(exc))
             else:
-                out.send_multipart([key, w.REPLY, seq_b, w.OK, data])
+                send(w.REPLY, seq_b, w.OK, payload)
         return None
 
 

@@ -1,15 +1,16 @@
 """What the two sides of a process actor say to each other, and how values cross.
 
-Frames (ZeroMQ multipart messages; ``seq`` is an 8-byte big-endian counter per
-actor incarnation, assigned by the parent under the cell's send lock, so the
-child sees each sender's messages in the order it sent them):
+Frames (ZeroMQ messages; ``seq`` is an 8-byte big-endian counter per actor
+incarnation, assigned by the parent under the cell's send lock, so the child
+sees each sender's messages in the order it sent them):
 
-* parent → actor socket: ``[TELL|ASK, seq, payload]``
+* parent → actor socket, one frame: ``kind (TELL|ASK) + seq + payload``
 * parent → host control: ``[START, key, spec]``, ``[STOP, key, exit kind]``, ``[QUIT]``
-* child → parent reply socket: ``[key, STARTED]``, ``[key, START_FAILED, error]``,
-  ``[key, REPLY, seq, status, payload]``, ``[key, LETTER, seq, reason]``,
-  ``[key, ACK, seq]``, ``[key, STATE, seq, saved state]``,
-  ``[key, EXITED, last seq, exit kind, error]``
+* child → parent reply socket, two frames: ``[key, kind + status + seq + payload]``
+  where kind is STARTED, START_FAILED (payload: the error), REPLY (status OK,
+  REFUSED or CRASHED; payload: value or error), LETTER (payload: why), ACK
+  (every tell up to seq was handled; a REPLY acknowledges too), STATE (payload:
+  the saved state) or EXITED (status: the exit kind; payload: the error).
 
 Values go with the stdlib pickler when it can (several times faster than
 cloudpickle on small messages) and fall back to cloudpickle for lambdas,
@@ -46,13 +47,11 @@ CRASHED = b"C"
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
+NO_SEQ = bytes(8)
 
-def seq_bytes(seq: int) -> bytes:
-    return seq.to_bytes(8, "big")
-
-
-def seq_int(data: bytes) -> int:
-    return int.from_bytes(data, "big")
+#: Exit kinds as EXITED statuses, and back.
+EXIT_CODES = {"normal": b"n", "shutdown": b"s", "crash": b"c"}
+EXIT_KINDS = {v: k for k, v in EXIT_CODES.items()}
 
 
 def dumps(value: Any, what: str) -> bytes:
