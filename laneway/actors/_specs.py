@@ -127,6 +127,8 @@ class ChildSpec:
         group: for ``process`` placement, the name of a host process shared by
             every actor of the system with the same group; None gives the actor
             a process of its own.
+        ray_options: for ``ray`` placement, options for the Ray actor
+            (``num_cpus``, ``resources``, ``scheduling_strategy`` to pin a node...).
 
     Example:
         >>> from laneway.actors import Actor, ChildSpec
@@ -142,11 +144,12 @@ class ChildSpec:
     shutdown_s: float = attrs.field(default=5.0, validator=_non_negative)
     placement: Placement = attrs.field(default=Placement.THREAD, converter=Placement.coerce)
     group: str | None = attrs.field(default=None, validator=_group)
+    ray_options: dict | None = None
 
     def __attrs_post_init__(self) -> None:
         if not callable(self.factory):
             raise ConfigError(f"ChildSpec {self.name!r}: factory {self.factory!r} is not callable")
-        check_placement(self.placement, self.group, self.factory)
+        check_placement(self.placement, self.group, self.factory, self.ray_options)
 
 
 class ChildState(enum.Enum):
@@ -166,8 +169,12 @@ class ChildInfo:
     ref: Any
 
 
-def check_placement(placement: Placement, group: str | None, factory: Any) -> None:
+def check_placement(placement: Placement, group: str | None, factory: Any, ray_options: Any = None) -> None:
     """Raise ConfigError for a combination that cannot run (a group without process placement, a supervisor elsewhere)."""
+    if ray_options is not None and placement is not Placement.RAY:
+        raise ConfigError(f"ray_options need placement='ray', got placement={placement.value!r}")
+    if ray_options is not None and not isinstance(ray_options, dict):
+        raise ConfigError(f"ray_options must be a dict of Ray actor options, got {ray_options!r}")
     if group is not None and placement is not Placement.PROCESS:
         raise ConfigError(f"group={group!r} needs placement='process', got placement={placement.value!r}")
     if placement is not Placement.THREAD and getattr(factory, "ref_class", None) is not None:

@@ -284,7 +284,7 @@ class Supervisor(Actor):
                 pass  # supervisor gone; it stopped this child on its way out
 
         spec = child.spec
-        child.ref._start(spec.factory, spec.args, spec.kwargs, on_exit, spec.placement, spec.group)
+        child.ref._start(spec.factory, spec.args, spec.kwargs, on_exit, spec.placement, spec.group, spec.ray_options)
         child.state = ChildState.RUNNING
 
     def _stop_child(self, child: _Child) -> bool:

@@ -128,6 +128,7 @@ class ActorSystem:
         self._closed = False
         self._report: ShutdownReport | None = None
         self._hosts: Any = None
+        self._owns_ray = False
         self._states: dict[str, bytes] = {}
         _live.add(self)
 
@@ -150,6 +151,7 @@ class ActorSystem:
         shutdown_timeout: float | None = None,
         placement: Placement | str = Placement.THREAD,
         group: str | None = None,
+        ray_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start a top-level actor and wait until its ``on_start`` finished.
@@ -168,8 +170,10 @@ class ActorSystem:
                 pickle) or ``"ray"``; see :class:`~laneway.actors.Placement`.
             group: with ``placement="process"``, share the host process of this
                 group with its other actors (None: a process of its own).
+            ray_options: with ``placement="ray"``, options of the Ray actor
+                (``num_cpus``, ``resources``, ``scheduling_strategy``...).
 
-        These two keywords are the system's, so they never reach ``factory``.
+        ``placement``, ``group`` and ``ray_options`` are the system's keywords, so they never reach ``factory``.
 
         Raises:
             ConfigError: a bad name, placement or group.
@@ -180,7 +184,7 @@ class ActorSystem:
         if not isinstance(name, str) or not name or "/" in name:
             raise ConfigError(f"actor name must be a non-empty string without '/', got {name!r}")
         placement = Placement.coerce(placement)
-        check_placement(placement, group, factory)
+        check_placement(placement, group, factory, ray_options)
         ref_class = getattr(factory, "ref_class", ActorRef)
         ref = ref_class(name, self)
         with self._lock:
@@ -188,7 +192,7 @@ class ActorSystem:
                 raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot spawn {name!r}")
             self._register(ref)
         try:
-            ref._start(factory, args, kwargs, self._top_exit, placement, group)
+            ref._start(factory, args, kwargs, self._top_exit, placement, group, ray_options)
         except Exception:
             self._unregister(name)
             raise
@@ -252,6 +256,23 @@ class ActorSystem:
 
                 self._hosts = ProcessHosts(self.name)
             return self._hosts
+
+    def _start_on_ray(self, ref: ActorRef, factory: Any, args: tuple, kwargs: dict, on_exit: Callable[..., None],
+                      state: bytes | None, options: dict[str, Any]) -> Any:
+        """Start one incarnation of ``ref``'s actor as a Ray actor (joining Ray first if needed)."""
+        from laneway.actors._ray_cell import RayCell, ensure_ray
+
+        with self._lock:
+            if self._closed:
+                raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot start a Ray actor")
+            if ensure_ray():
+                self._owns_ray = True
+        cell = RayCell(ref, on_exit)
+        ref._cell = cell
+        ref.incarnation += 1
+        cell.start(factory, args, kwargs, state, options)
+        self.events.publish("actor.started", ref.name, pid=cell.pid)
+        return cell
 
     def _save_actor_state(self, name: str, state: bytes) -> None:
         """Keep what an actor's ``save_state`` returned (pickled), in the store when there is one."""
@@ -321,6 +342,13 @@ class ActorSystem:
             except Exception as exc:
                 log.exception("closing the actor host processes failed")
                 errors.append(f"actor hosts: {exc!r}")
+        if self._owns_ray:  # Ray started for our Ray actors goes with them; the program's own stays
+            try:
+                import ray
+
+                ray.shutdown()
+            except Exception as exc:
+                errors.append(f"ray: {exc!r}")
         self.clock.close()
         if self.store is not None and self._owns_store:
             self.store.close()

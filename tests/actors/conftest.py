@@ -1,4 +1,5 @@
 import itertools
+import os
 
 import pytest
 
@@ -21,9 +22,30 @@ def manual_orch():
     o.shutdown(timeout=5)
 
 
-@pytest.fixture(params=["thread", pytest.param("process", marks=pytest.mark.multiprocess)])
+@pytest.fixture(scope="module")
+def ray_module():
+    """A local Ray instance for one test module (the pool's Ray tests start their own per module too)."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_ADDRESS", "local")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(
+    params=[
+        "thread",
+        pytest.param("process", marks=pytest.mark.multiprocess),
+        pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.multiprocess]),
+    ]
+)
 def placement(request):
     """Where the test's actors run: the suite holds for every placement (as Thespian runs one suite per system base)."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_module")
     return request.param
 
 
