@@ -66,6 +66,15 @@ def dumps(value: Any, what: str) -> bytes:
         raise SerializationError(f"{what} cannot be pickled for another process: {exc!r}") from exc
 
 
+def dumps_by_value(value: Any, what: str) -> bytes:
+    """Pickle ``value`` with cloudpickle only: classes of ``__main__`` travel by value, for processes
+    that do not import the program's main module (Ray workers)."""
+    try:
+        return cloudpickle.dumps(value, PROTOCOL)
+    except Exception as exc:
+        raise SerializationError(f"{what} cannot be pickled for another process: {exc!r}") from exc
+
+
 def dump_error(exc: BaseException) -> bytes:
     """Pickle an exception; one that cannot travel goes as a RuntimeError carrying its repr."""
     try:

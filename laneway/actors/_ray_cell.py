@@ -52,12 +52,13 @@ class _RayHostImpl:
         self.unacked = 0
         self.news: list[tuple[str, int, bytes]] = []
         self.cond = threading.Condition()
-        # Ray runs the calls of an actor with concurrency groups on a thread pool, and
-        # so not always in submission order: each message waits for its turn by number.
+        # Ray promises submission order only to single-threaded sync actors, and we need a
+        # second concurrency group; so each message waits for its turn by number. The actor
+        # is an asyncio one: a message that arrives early waits without holding a thread.
         self.next = 1
-        self.turn = threading.Condition()
+        self.turn: Any = None  # an asyncio.Condition, made on the default group's loop
 
-    def start(self) -> tuple[bool, int, bytes]:
+    async def start(self) -> tuple[bool, int, bytes]:
         from laneway.actors._actor import Actor
         from laneway.actors._proc_host import _LocalRef
 
@@ -77,18 +78,35 @@ class _RayHostImpl:
         self.saves = type(instance).save_state is not Actor.save_state
         return True, os.getpid(), b""
 
+    async def stop_request(self, kind: str) -> None:
+        """(control group) Stop after the current message."""
+        self.request_stop(kind)
+
     def request_stop(self, kind: Any) -> None:
+        # Also what Actor.stop() calls, with an Exit, from inside a handler.
         self.stop_kind = getattr(getattr(kind, "kind", None), "value", kind)
 
-    def handle(self, seq: int, ask: bool, payload: bytes) -> tuple[bytes, bytes, int]:
+    async def handle(self, seq: int, ask: bool, payload: bytes) -> tuple[bytes, bytes, int]:
         """Run message number ``seq`` after every earlier one; returns (status, data, last handled seq)."""
-        with self.turn:
-            self.turn.wait_for(lambda: self.next == seq)
+        await self._my_turn(seq)
         try:
-            return self._handle(seq, ask, payload)
+            return self._handle(seq, ask, payload)  # user code, inline: one message at a time
         finally:
-            with self.turn:
-                self.next = seq + 1
+            await self._next_turn(seq)
+
+    async def _my_turn(self, seq: int) -> None:
+        if self.next != seq:
+            import asyncio
+
+            if self.turn is None:
+                self.turn = asyncio.Condition()
+            async with self.turn:
+                await self.turn.wait_for(lambda: self.next == seq)
+
+    async def _next_turn(self, seq: int) -> None:
+        self.next = seq + 1
+        if self.turn is not None:
+            async with self.turn:
                 self.turn.notify_all()
 
     def _handle(self, seq: int, ask: bool, payload: bytes) -> tuple[bytes, bytes, int]:
@@ -130,13 +148,13 @@ class _RayHostImpl:
             self._end(self.stop_kind, None)
         return status, data, seq
 
-    def finish(self, seq: int) -> None:
+    async def finish(self, seq: int) -> None:
         """Sent after a stop request, behind the messages already sent: end the actor if not yet."""
-        with self.turn:
-            self.turn.wait_for(lambda: self.next == seq)
-            self.next = seq + 1
-            self.turn.notify_all()
-        self._end(self.stop_kind or "normal", None)
+        await self._my_turn(seq)
+        try:
+            self._end(self.stop_kind or "normal", None)
+        finally:
+            await self._next_turn(seq)
 
     def _end(self, kind: str, error: BaseException | None) -> None:
         if self.ended is not None:
@@ -155,8 +173,13 @@ class _RayHostImpl:
             self.news.append((kind, seq, data))
             self.cond.notify_all()
 
-    def wait_news(self) -> list[tuple[str, int, bytes]]:
+    async def wait_news(self) -> list[tuple[str, int, bytes]]:
         """The long poll (control group): what happened since the last call; waits up to 30 s for something."""
+        import asyncio
+
+        return await asyncio.to_thread(self._wait_news)
+
+    def _wait_news(self) -> list[tuple[str, int, bytes]]:
         with self.cond:
             self.cond.wait_for(lambda: self.news, timeout=30)
             news, self.news = self.news, []
@@ -174,7 +197,7 @@ def _host_class() -> Any:
     with _ray_lock:
         if _remote_class is None:
             impl = type("LanewayRayActor", (_RayHostImpl,), {"__module__": __name__})
-            for name in ("request_stop", "wait_news"):
+            for name in ("stop_request", "wait_news"):
                 setattr(impl, name, ray.method(concurrency_group="control")(getattr(_RayHostImpl, name)))
             _remote_class = ray.remote(concurrency_groups={"control": 2})(impl)
         return _remote_class
@@ -204,12 +227,11 @@ class RayCell:
 
         name = self.lw_ref.name
         try:
-            spec = w.dumps((factory, args, kwargs, name, state), f"the actor spec of {name}")
+            spec = w.dumps_by_value((factory, args, kwargs, name, state), f"the actor spec of {name}")
         except SerializationError as exc:
             raise ActorStartError(f"{name}: {exc}") from exc
         try:
-            # Threads enough for calls that arrive ahead of their turn (see _RayHostImpl.handle).
-            self._actor = _host_class().options(**{"max_concurrency": 64, **options}).remote(spec)
+            self._actor = _host_class().options(**options).remote(spec)
             ok, self.pid, error = ray.get(self._actor.start.remote(), timeout=120)
         except Exception as exc:
             self._kill()
@@ -233,7 +255,7 @@ class RayCell:
 
         ask = type(message) is _Ask
         body = message.message if ask else message
-        data = w.dumps(body, f"a message to {self.lw_ref.name} ({type(body).__qualname__})")
+        data = w.dumps_by_value(body, f"a message to {self.lw_ref.name} ({type(body).__qualname__})")
         with self._lock:
             if self._closed:
                 raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})")
@@ -250,6 +272,9 @@ class RayCell:
     def _replied(self, seq: int, f: Any) -> None:
         with self._lock:
             entry = self._asks.pop(seq, None)
+            last_reply = self._closed and not self._asks
+        if last_reply:  # the actor ended and this was the last reply it owed
+            threading.Thread(target=self._kill, daemon=True).start()  # ray.kill would deadlock on this thread
         if entry is None:
             return
         fut, msg = entry
@@ -279,12 +304,20 @@ class RayCell:
         with self._lock:
             if self._closed or self._actor is None:
                 return
-            self._actor.request_stop.remote(exit.kind.value)
+            self._actor.stop_request.remote(exit.kind.value)
             self._seq = seq = self._seq + 1
             self._actor.finish.remote(seq)
 
     def kill(self) -> None:
         self._kill()
+
+    def _kill_when_replied(self) -> None:
+        # The Ray actor goes once every reply it owes has arrived (killing it sooner would
+        # turn those replies into ActorDiedErrors); _replied kills it after the last one.
+        with self._lock:
+            done = not self._asks
+        if done:
+            self._kill()
 
     def _kill(self) -> None:
         if self._actor is not None:
@@ -369,7 +402,7 @@ class RayCell:
                 fut.settle(error=ActorDead(f"{self.lw_ref.name} ended ({reason}) before handling the message"))
         for msg in tells:
             self._dead_letter(msg, reason)
-        self._kill()
+        self._kill_when_replied()
         events = self.lw_ref.orchestrator.events
         if exit.kind is ExitKind.CRASH:
             events.publish("actor.crashed", self.lw_ref.name, error=repr(exit.error), started=self.started)
