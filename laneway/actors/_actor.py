@@ -417,6 +417,10 @@ class ActorRef:
         """
         if timeout is None:
             timeout = self.orchestrator.ask_timeout
+        cell = self._cell
+        direct = getattr(cell, "ask_direct", None)
+        if direct is not None:  # a process actor replies straight to the waiting thread
+            return direct(message, timeout)
         return self.ask_future(message).get(timeout)
 
     async def ask_async(self, message: Any, *, timeout: float | None = None) -> Any:

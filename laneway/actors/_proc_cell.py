@@ -30,6 +30,7 @@ import queue
 import shutil
 import tempfile
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import zmq
@@ -52,6 +53,23 @@ START_TIMEOUT_S = 60.0
 
 
 _SPARE = object()  # a request to the spawner thread: start a spare host
+
+
+class _ReplySocket:
+    """One thread's PULL socket for direct replies; closed when the thread ends (its thread-local goes)."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+        self.sock = ctx.socket(zmq.PULL)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(endpoint)
+        raw = endpoint.encode()
+        self.header = bytes([len(raw)]) + raw
+
+    def __del__(self) -> None:
+        try:
+            self.sock.close(linger=0)
+        except Exception:
+            pass
 
 
 class ProcessCell:
@@ -96,6 +114,41 @@ class ProcessCell:
             else:
                 self._tells.append((seq, body))
             self._sock.send((w.ASK if ask else w.TELL) + seq.to_bytes(8, "big") + data)  # type: ignore[union-attr]
+
+    def ask_direct(self, message: Any, timeout: float) -> Any:
+        """A blocking ask whose reply comes to this thread's own socket (no hand-over between threads).
+
+        The ask is also recorded as usual, so if the actor ends first the cell
+        fails it (the wait below looks at that every 50 ms).
+        """
+        reply = self.host.hosts.reply_socket()
+        data = w.dumps(message, f"a message to {self.lw_ref.name} ({type(message).__qualname__})")
+        fut: Future[Any] = Future()
+        fut._what = f"reply from {self.lw_ref.name} to {type(message).__qualname__}"
+        with self._lock:
+            if self._closed:
+                raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})")
+            self._seq = seq = self._seq + 1
+            self._asks[seq] = (fut, message)
+            self._sock.send(w.ASK_DIRECT + seq.to_bytes(8, "big") + reply.header + data)  # type: ignore[union-attr]
+        sock = reply.sock
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                with self._lock:
+                    self._asks.pop(seq, None)
+                if fut.done():
+                    return fut.get(0)
+                raise fut._timeout_error(f"no {fut._what} within {timeout}s")
+            if sock.poll(min(remaining, 0.05) * 1000):
+                body = sock.recv()
+                if int.from_bytes(body[2:10], "big") != seq:
+                    continue  # the late reply to an earlier ask of this thread that timed out
+                self.on_frame(body)
+                return fut.get(0)
+            if fut.done():
+                return fut.get(0)
 
     def request_stop(self, exit: Exit) -> None:
         if not self.exited.is_set():
@@ -176,8 +229,11 @@ class ProcessCell:
             if self.exit is None:
                 self.exit = exit
             self.actor_stopped.set()
-            asks = sorted(self._asks.items())
-            self._asks.clear()
+            # A direct ask the actor handled has its reply on the way to the asking thread
+            # (not through the reply socket this exit came by): that thread settles it.
+            asks = sorted((s, e) for s, e in self._asks.items() if died is not None or s > last)
+            for s, _ in asks:
+                del self._asks[s]
             tells = [m for s, m in self._tells if s > last]
             self._tells.clear()
             sock, self._sock = self._sock, None
@@ -310,6 +366,7 @@ class ProcessHosts:
         self._hosts: dict[int, _Host] = {}
         self._groups: dict[str, _Host] = {}
         self._spare: _Host | None = None
+        self._local = threading.local()
         self._cells: dict[bytes, ProcessCell] = {}
         self._numbers = itertools.count(1)
         self._keys = itertools.count(1)
@@ -319,6 +376,17 @@ class ProcessHosts:
         self._spawner.start()
         self._watcher = threading.Thread(target=self._watch, name=f"laneway-actor-watcher:{name}", daemon=True)
         self._watcher.start()
+
+    def reply_socket(self) -> _ReplySocket:
+        """This thread's socket for the replies to its blocking asks (made on first use)."""
+        mine = getattr(self._local, "reply", None)
+        if mine is None:
+            with self.lock:
+                if self._closed:
+                    raise SystemShutdown(f"process hosts of {self.name} are closed")
+                number = next(self._numbers)
+            mine = self._local.reply = _ReplySocket(self.ctx, f"ipc://{self.dir}/t{number}")
+        return mine
 
     # starting ------------------------------------------------------------------
 

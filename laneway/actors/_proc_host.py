@@ -20,7 +20,7 @@ import pickle
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import zmq
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 #: The child acknowledges handled messages at least this often (and whenever idle).
 ACK_EVERY = 256
+
+#: Reply sockets to asking threads an actor keeps open.
+DIRECT_SOCKETS = 64
 
 
 @attrs.frozen
@@ -121,6 +124,7 @@ class _ActorThread:
         self.spec = spec
         self.lw_ref: _LocalRef | None = None
         self.stop_kind: str | None = None
+        self.direct: dict[bytes, zmq.Socket] = {}  # reply sockets by asking thread's endpoint
         self.wake_r, self.wake_w = os.pipe()
         self.thread = threading.Thread(target=self._run, name=f"laneway-actor:{key.decode()}", daemon=True)
 
@@ -202,8 +206,13 @@ class _ActorThread:
                     poller.poll()
                     continue
                 last = data[1:9]
-                if data[:1] == w.ASK:
+                kind = data[:1]
+                if kind == w.ASK:
                     error = handle(instance, True, last, data, saves)
+                    unacked = 0
+                elif kind == w.ASK_DIRECT:
+                    end = 10 + data[9]
+                    error = handle(instance, True, last, data, saves, data[10:end], end)
                     unacked = 0
                 else:
                     error = handle(instance, False, last, data, saves)
@@ -215,6 +224,8 @@ class _ActorThread:
                     break
         finally:
             sock.close()
+            for direct in self.direct.values():
+                direct.close(linger=1000)  # a last reply may still be on its way out
             try:
                 instance.on_stop()
             except Exception:
@@ -222,11 +233,35 @@ class _ActorThread:
             kind_text = "crash" if error is not None else (self.stop_kind or "normal")
             send(w.EXITED, last, w.EXIT_CODES[kind_text], w.dump_error(error) if error else b"")
 
-    def _handle(self, instance: Any, ask: bool, seq_b: bytes, data: bytes, saves: bool) -> BaseException | None:
+    def _direct(self, endpoint: bytes) -> Callable[..., None]:
+        """A sender of replies to one asking thread's socket."""
+        sock = self.direct.get(endpoint)
+        if sock is None:
+            if len(self.direct) >= DIRECT_SOCKETS:  # forget the oldest asking thread
+                oldest = next(iter(self.direct))
+                self.direct.pop(oldest).close(linger=0)
+            sock = self.direct[endpoint] = self.host.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(endpoint.decode())
+
+        def send(kind: bytes, seq_b: bytes = w.NO_SEQ, status: bytes = b"-", payload: bytes = b"") -> None:
+            if kind != w.REPLY:
+                self._send(kind, seq_b, status, payload)
+                return
+            try:
+                # Never block: an asker whose thread is gone has nobody to read it.
+                sock.send(kind + status + seq_b + payload, zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+
+        return send
+
+    def _handle(self, instance: Any, ask: bool, seq_b: bytes, data: bytes, saves: bool,
+                reply_to: bytes = b"", start: int = 9) -> BaseException | None:
         """Run one message; return the exception if it crashed the actor."""
-        send = self._send
+        send = self._direct(reply_to) if reply_to else self._send
         try:
-            msg = pickle.loads(memoryview(data)[9:])
+            msg = pickle.loads(memoryview(data)[start:])
         except Exception as exc:
             # The sender pickled something this process cannot load (a class only the parent has).
             err = w.dump_error(_serialization(f"{self.lw_ref.name} cannot unpickle the message: {exc!r}"))

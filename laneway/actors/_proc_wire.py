@@ -4,7 +4,9 @@ Frames (ZeroMQ messages; ``seq`` is an 8-byte big-endian counter per actor
 incarnation, assigned by the parent under the cell's send lock, so the child
 sees each sender's messages in the order it sent them):
 
-* parent → actor socket, one frame: ``kind (TELL|ASK) + seq + payload``
+* parent → actor socket, one frame: ``kind (TELL|ASK) + seq + payload``, or
+  ``ASK_DIRECT + seq + endpoint length (1 byte) + endpoint + payload`` for a blocking
+  ``ask``, whose reply goes to that endpoint, a socket of the asking thread
 * parent → host control: ``[START, key, spec]``, ``[STOP, key, exit kind]``, ``[QUIT]``
 * child → parent reply socket, two frames: ``[key, kind + status + seq + payload]``
   where kind is STARTED, START_FAILED (payload: the error), REPLY (status OK,
@@ -29,6 +31,7 @@ from laneway.errors import SerializationError
 
 TELL = b"T"
 ASK = b"A"
+ASK_DIRECT = b"D"  #: an ask whose reply goes to the asking thread's own socket
 START = b"S"
 STOP = b"P"
 QUIT = b"Q"

@@ -424,8 +424,15 @@ def ensure_ray() -> bool:
         import ray
     except ImportError:
         raise ConfigError("placement='ray' needs Ray: pip install 'laneway[ray]'") from None
+    import signal
+
     with _ray_lock:
         if ray.is_initialized():
             return False
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.getsignal(signal.SIGTERM) if main else None
         ray.init(include_dashboard=False, log_to_driver=False)
+        if main and before is not None:
+            # ray.init takes SIGTERM over; the program's (or the Orchestrator's) handling stays.
+            signal.signal(signal.SIGTERM, before)
         return True

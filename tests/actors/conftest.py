@@ -1,5 +1,6 @@
 import itertools
 import os
+import signal
 
 import pytest
 
@@ -28,11 +29,13 @@ def ray_module():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_ADDRESS", "local")
     started = not ray.is_initialized()
+    before = signal.getsignal(signal.SIGTERM)
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     if started:
         ray.shutdown()
+    signal.signal(signal.SIGTERM, before)  # ray.init installs its own, which would outlive it
 
 
 @pytest.fixture(
