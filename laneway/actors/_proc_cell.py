@@ -28,6 +28,7 @@ import os
 import pickle
 import queue
 import shutil
+import struct
 import tempfile
 import threading
 import time
@@ -36,10 +37,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import zmq
 
 from laneway.actors import _proc_wire as w
-from laneway.actors._actor import Exit, ExitKind
+from laneway.actors._actor import Exit, ExitKind, _Ask
 from laneway.actors._proc_host import HostConfig, host_entry
 from laneway.core import Future
-from laneway.errors import ActorCrashed, ActorDead, ActorProcessDied, ActorStartError, SerializationError, SystemShutdown
+from laneway.errors import ActorCrashed, AskTimeout, ActorDead, ActorProcessDied, ActorStartError, SerializationError, SystemShutdown
 
 if TYPE_CHECKING:
     from laneway.actors._actor import ActorRef
@@ -53,6 +54,8 @@ START_TIMEOUT_S = 60.0
 
 
 _SPARE = object()  # a request to the spawner thread: start a spare host
+_header = struct.Struct(">cQ").pack  # kind, seq
+_dumps = pickle.dumps
 
 
 class _ReplySocket:
@@ -75,14 +78,17 @@ class _ReplySocket:
 class ProcessCell:
     """One incarnation of a process actor, seen from the parent."""
 
-    def __init__(self, ref: ActorRef, host: _Host, key: bytes, on_exit: Callable[[Any, Exit], None]) -> None:
+    def __init__(self, ref: ActorRef, host: _Host, key: bytes, on_exit: Callable[[Any, Exit], None],
+                 seq_base: int = 0) -> None:
         self.lw_ref = ref
         self.host = host
         self.key = key
         self._on_exit = on_exit
         self._lock = threading.Lock()
         self._sock: zmq.Socket | None = None
-        self._seq = 0
+        # Numbers of different cells never meet, so a thread's socket never takes a late
+        # reply from an earlier incarnation for the reply to its current ask.
+        self._seq = seq_base
         self._asks: dict[int, tuple[Future[Any], Any]] = {}
         self._tells: collections.deque[tuple[int, Any]] = collections.deque()
         self._closed = False
@@ -100,20 +106,23 @@ class ProcessCell:
     # sending (any thread) ----------------------------------------------------
 
     def deliver(self, message: Any) -> None:
-        from laneway.actors._actor import _Ask
-
+        # The hot path of tells: keep it to a pickle, a lock and a send.
         ask = type(message) is _Ask
         body = message.message if ask else message
-        data = w.dumps(body, f"a message to {self.lw_ref.name} ({type(body).__qualname__})")
+        try:
+            data = _dumps(body, w.PROTOCOL)
+        except Exception:  # not for the stdlib pickler: cloudpickle, or a SerializationError
+            data = w.dumps(body, f"a message to {self.lw_ref.name} ({type(body).__qualname__})")
         with self._lock:
             if self._closed:
                 raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})")
             self._seq = seq = self._seq + 1
             if ask:
                 self._asks[seq] = (message.future, body)
+                self._sock.send(_header(w.ASK, seq) + data)  # type: ignore[union-attr]
             else:
                 self._tells.append((seq, body))
-            self._sock.send((w.ASK if ask else w.TELL) + seq.to_bytes(8, "big") + data)  # type: ignore[union-attr]
+                self._sock.send(_header(w.TELL, seq) + data)  # type: ignore[union-attr]
 
     def ask_direct(self, message: Any, timeout: float) -> Any:
         """A blocking ask whose reply comes to this thread's own socket (no hand-over between threads).
@@ -122,15 +131,17 @@ class ProcessCell:
         fails it (the wait below looks at that every 50 ms).
         """
         reply = self.host.hosts.reply_socket()
-        data = w.dumps(message, f"a message to {self.lw_ref.name} ({type(message).__qualname__})")
+        try:
+            data = _dumps(message, w.PROTOCOL)
+        except Exception:
+            data = w.dumps(message, f"a message to {self.lw_ref.name} ({type(message).__qualname__})")
         fut: Future[Any] = Future()
-        fut._what = f"reply from {self.lw_ref.name} to {type(message).__qualname__}"
         with self._lock:
             if self._closed:
                 raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})")
             self._seq = seq = self._seq + 1
             self._asks[seq] = (fut, message)
-            self._sock.send(w.ASK_DIRECT + seq.to_bytes(8, "big") + reply.header + data)  # type: ignore[union-attr]
+            self._sock.send(_header(w.ASK_DIRECT, seq) + reply.header + data)  # type: ignore[union-attr]
         sock = reply.sock
         deadline = time.monotonic() + timeout
         while True:
@@ -140,7 +151,7 @@ class ProcessCell:
                     self._asks.pop(seq, None)
                 if fut.done():
                     return fut.get(0)
-                raise fut._timeout_error(f"no {fut._what} within {timeout}s")
+                raise AskTimeout(f"no reply from {self.lw_ref.name} to {type(message).__qualname__} within {timeout}s")
             if sock.poll(min(remaining, 0.05) * 1000):
                 body = sock.recv()
                 if int.from_bytes(body[2:10], "big") != seq:
@@ -367,6 +378,7 @@ class ProcessHosts:
         self._groups: dict[str, _Host] = {}
         self._spare: _Host | None = None
         self._local = threading.local()
+        self._reaping = 0  # hosts out of the table whose reaping is under way
         self._cells: dict[bytes, ProcessCell] = {}
         self._numbers = itertools.count(1)
         self._keys = itertools.count(1)
@@ -397,14 +409,15 @@ class ProcessHosts:
         Raises:
             ActorStartError: the spec cannot be pickled, the host did not come up, or the actor failed to start.
         """
-        key = f"{ref.name}#{next(self._keys)}".encode()
+        number = next(self._keys)
+        key = f"{ref.name}#{number}".encode()
         endpoint = f"ipc://{self.dir}/a{key.decode().replace('/', '.')}"
         try:
             spec = w.dumps((factory, args, kwargs, ref.name, endpoint, state), f"the actor spec of {ref.name}")
         except Exception as exc:
             raise ActorStartError(f"{ref.name}: {exc}") from exc
         host = self._host_for(group)
-        cell = ProcessCell(ref, host, key, on_exit)
+        cell = ProcessCell(ref, host, key, on_exit, seq_base=number << 32)
         with self.lock:
             if host.dead:
                 raise ActorStartError(f"{ref.name}: its host process (pid {host.pid}) is gone")
@@ -527,12 +540,14 @@ class ProcessHosts:
                 poller.unregister(fd)
                 watched.discard(fd)
                 with self.lock:  # dead first, so start_cell puts no cell in it after we looked
-                    host = self._hosts[fd]
+                    # Out of the table before reaped() closes the pidfd: a new host may get its number.
+                    host = self._hosts.pop(fd)
                     host.dead = True
                     cells = list(host.cells)
+                    self._reaping += 1
                 reason = host.reaped()
                 with self.lock:
-                    del self._hosts[fd]
+                    self._reaping -= 1
                     self._gone.notify_all()
                 for cell in cells:
                     try:
@@ -573,11 +588,11 @@ class ProcessHosts:
         for host in hosts:
             host.send_control(w.QUIT)
         with self.lock:  # the watcher reaps each host as its pidfd turns readable
-            if not self._gone.wait_for(lambda: not self._hosts, timeout):
+            if not self._gone.wait_for(lambda: not self._hosts and not self._reaping, timeout):
                 for host in self._hosts.values():
                     log.error("actor host process %d did not quit within %.1fs; killing it", host.pid, timeout)
                     host.kill()
-                self._gone.wait_for(lambda: not self._hosts, 5.0)
+                self._gone.wait_for(lambda: not self._hosts and not self._reaping, 5.0)
         os.write(self._wake_w, b"c")
         self._watcher.join(timeout + 5)
         self._pull.close(linger=0)
