@@ -23,6 +23,8 @@ import pickle
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
+import cloudpickle
+
 from laneway.actors import _proc_wire as w
 from laneway.actors._actor import Exit, ExitKind
 from laneway.core import Future
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from laneway.actors._actor import ActorRef
 
 log = logging.getLogger(__name__)
+
+_cloud_dumps = cloudpickle.dumps
 
 #: The Ray actor reports its handled count at least this often while busy with tells.
 ACK_EVERY = 256
@@ -86,13 +90,20 @@ class _RayHostImpl:
         # Also what Actor.stop() calls, with an Exit, from inside a handler.
         self.stop_kind = getattr(getattr(kind, "kind", None), "value", kind)
 
-    async def handle(self, seq: int, ask: bool, payload: bytes) -> tuple[bytes, bytes, int]:
-        """Run message number ``seq`` after every earlier one; returns (status, data, last handled seq)."""
+    async def handle(self, packed: bytes) -> bytes:
+        """Run one message after every earlier one.
+
+        One bytes argument and one bytes result (Ray serializes each argument apart,
+        which costs more than the message): ``packed`` is ask flag (1 byte) + seq (8)
+        + the pickled message; the result is status (1) + last handled seq (8) + data.
+        """
+        ask, seq = packed[0] == 1, int.from_bytes(packed[1:9], "big")
         await self._my_turn(seq)
         try:
-            return self._handle(seq, ask, payload)  # user code, inline: one message at a time
+            status, data, last = self._handle(seq, ask, memoryview(packed)[9:])  # user code: one at a time
         finally:
             await self._next_turn(seq)
+        return status + last.to_bytes(8, "big") + data
 
     async def _my_turn(self, seq: int) -> None:
         if self.next != seq:
@@ -109,7 +120,7 @@ class _RayHostImpl:
             async with self.turn:
                 self.turn.notify_all()
 
-    def _handle(self, seq: int, ask: bool, payload: bytes) -> tuple[bytes, bytes, int]:
+    def _handle(self, seq: int, ask: bool, payload: Any) -> tuple[bytes, bytes, int]:
         if self.ended is not None or self.stop_kind is not None:
             self._end(self.stop_kind or "normal", None)
             return b"-", self.why.encode(), self.last
@@ -255,12 +266,15 @@ class RayCell:
 
         ask = type(message) is _Ask
         body = message.message if ask else message
-        data = w.dumps_by_value(body, f"a message to {self.lw_ref.name} ({type(body).__qualname__})")
+        try:
+            data = _cloud_dumps(body, w.PROTOCOL)
+        except Exception:  # worded by the slow path
+            data = w.dumps_by_value(body, f"a message to {self.lw_ref.name} ({type(body).__qualname__})")
         with self._lock:
             if self._closed:
                 raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})")
             seq = self._seq + 1
-            oref = self._actor.handle.remote(seq, ask, data)
+            oref = self._actor.handle.remote((b"\x01" if ask else b"\x00") + seq.to_bytes(8, "big") + data)
             self._seq = seq  # only once sent: a gap in the numbers would stall the actor
             if ask:
                 self._asks[seq] = (message.future, body)
@@ -279,7 +293,8 @@ class RayCell:
             return
         fut, msg = entry
         try:
-            status, data, last = f.result()
+            result = f.result()
+            status, last, data = result[:1], int.from_bytes(result[1:9], "big"), memoryview(result)[9:]
         except Exception as exc:  # the Ray actor is gone
             fut.settle(error=self._died_error(exc))
             self._ended(Exit(ExitKind.CRASH, self._died_error(exc)), None, died=True)
@@ -298,7 +313,7 @@ class RayCell:
             err.__cause__ = cause
             fut.settle(error=err)
         else:
-            fut.settle(error=ActorDead(f"{self.lw_ref.name} ended ({data.decode()}) before handling the message"))
+            fut.settle(error=ActorDead(f"{self.lw_ref.name} ended ({bytes(data).decode()}) before handling the message"))
 
     def request_stop(self, exit: Exit) -> None:
         with self._lock:
