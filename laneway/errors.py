@@ -74,6 +74,22 @@ class ActorCrashed(ActorError):
         self.error = error
 
 
+class ActorProcessDied(ActorCrashed):
+    """The process running the actor died (a signal, OOM, segfault, exit) with the message in flight.
+
+    The message names the pid and how the process ended.
+
+    Attributes:
+        pid: the dead process's id.
+        reason: a short text such as ``"killed by SIGKILL"``.
+    """
+
+    def __init__(self, message: str, pid: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.reason = reason
+
+
 class ActorStartError(ActorError):
     """``on_start`` raised, so the actor never started; ``__cause__`` is the original exception."""
 

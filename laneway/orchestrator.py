@@ -14,7 +14,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
-from laneway.actors import ActorSystem
+from laneway.actors import ActorSystem, FunctionRef, Placement, function_actor
 from laneway.cluster import ClusterNode
 from laneway.errors import ConfigError, SystemShutdown, Terminated
 from laneway.lanes import LaneManager
@@ -86,6 +86,7 @@ class Orchestrator(ActorSystem):
         self._workflows: WorkflowEngine | None = None
         self._metrics: Metrics | None = None
         self._console: Console | None = None
+        self._agent_processes: dict[str, FunctionRef] = {}
 
     def __enter__(self) -> Orchestrator:
         if (
@@ -183,9 +184,48 @@ class Orchestrator(ActorSystem):
         return self._router
 
     def register_agent(self, agent_id: str, role: Any, capabilities: Iterable[str], max_concurrent: int,
-                       handler: Callable[..., Any], **options: Any) -> Any:
-        """Register an agent with the router; see :meth:`laneway.router.Router.register_agent`."""
-        return self.router.register_agent(agent_id, role, capabilities, max_concurrent, handler, **options)
+                       handler: Callable[..., Any], *, placement: Placement | str = Placement.THREAD,
+                       group: str | None = None, **options: Any) -> Any:
+        """Register an agent with the router; see :meth:`laneway.router.Router.register_agent`.
+
+        With ``placement="process"`` the handler runs in a process of its own
+        (or of its ``group``), behind a supervised actor named
+        ``"agent.<agent_id>"``: the router and the agent's breaker see an
+        ordinary sync handler, a dead process is restarted and the call in
+        flight fails with :class:`~laneway.errors.ActorProcessDied` (a failure
+        the breaker counts). The handler must pickle and takes the payload only
+        (no ``ctx``); it runs one call at a time. Unregistering the agent stops
+        the process.
+
+        Example:
+            >>> orch.register_agent("parse-1", "executor", ["parse"], 1, parse, placement="process")  # doctest: +SKIP
+        """
+        placement = Placement.coerce(placement)
+        if placement is Placement.THREAD:
+            if group is not None:
+                raise ConfigError(f"group={group!r} needs placement='process'")
+            return self.router.register_agent(agent_id, role, capabilities, max_concurrent, handler, **options)
+        if options.get("cpu_bound"):
+            raise ConfigError("cpu_bound agents run on the pool; placement='process' gives the agent its own process")
+        if not isinstance(agent_id, str) or not agent_id or "/" in agent_id:
+            raise ConfigError(f"agent_id must be a non-empty string without '/', got {agent_id!r}")
+        router = self.router
+        call = function_actor(self, handler, name=f"agent.{agent_id}", placement=placement, group=group)
+        try:
+            info = router.register_agent(agent_id, role, capabilities, max_concurrent, call, **options)
+        except BaseException:
+            call.stop()
+            raise
+        self._agent_processes[agent_id] = call
+        return info
+
+    def unregister_agent(self, agent_id: str) -> Any:
+        """Remove an agent from the router (and stop its process, if it has one); see :meth:`laneway.router.Router.unregister_agent`."""
+        info = self.router.unregister_agent(agent_id)
+        call = self._agent_processes.pop(agent_id, None)
+        if call is not None:
+            call.stop()
+        return info
 
     # workflows and metrics -----------------------------------------------------------
 

@@ -25,6 +25,7 @@ from laneway.actors._specs import (
     ChildState,
     OneForAll,
     OneForOne,
+    Placement,
     RestartType,
     RestForOne,
     Strategy,
@@ -32,6 +33,7 @@ from laneway.actors._specs import (
 )
 from laneway.core import DaemonThreads, LoopThread
 from laneway.actors._supervisor import Supervisor, SupervisorRef, supervisor_spec
+from laneway.actors._function_actor import FunctionActor, FunctionRef, function_actor
 
 __all__ = [
     "Actor",
@@ -47,12 +49,15 @@ __all__ = [
     "DeadLetterQueue",
     "Exit",
     "ExitKind",
+    "FunctionActor",
+    "FunctionRef",
     "Future",
     "LoopThread",
     "ManualClock",
     "MonotonicClock",
     "OneForAll",
     "OneForOne",
+    "Placement",
     "RestForOne",
     "RestartType",
     "ShutdownReport",
@@ -61,6 +66,7 @@ __all__ = [
     "Supervisor",
     "SupervisorRef",
     "TimerHandle",
+    "function_actor",
     "handler",
     "resolved",
     "supervisor_spec",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import pickle
 import queue
 import threading
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 import attrs
 import pykka
 
+from laneway.actors._specs import Placement
 from laneway.core import Future
 from laneway.errors import ActorCrashed, ActorDead, ActorStartError, ConfigError, UnhandledMessage
 
@@ -147,6 +149,28 @@ class Actor:
         """Stop this actor after the current message (a normal exit)."""
         self._cell.request_stop(NORMAL_EXIT)
 
+    # --- state ------------------------------------------------------------
+
+    def save_state(self) -> Any:
+        """Override to keep state across restarts; the default keeps none (a restart starts fresh, as in OTP).
+
+        When a subclass overrides it, it runs after every handled message and
+        its (picklable) return value is saved under the actor's name in the
+        system's store (or in memory without one), replacing the previous one.
+        The next incarnation gets it in :meth:`load_state`.
+        """
+        return None
+
+    def load_state(self, state: Any) -> None:
+        """Runs after :meth:`on_start` of a restarted actor whose earlier incarnation saved ``state``.
+
+        Example:
+            >>> class Tally(Actor):
+            ...     def on_start(self): self.n = 0
+            ...     def save_state(self): return self.n
+            ...     def load_state(self, state): self.n = state
+        """
+
     def _dispatch(self, message: Any) -> Any:
         table = self._laneway_handlers
         fn = table.get(type(message))
@@ -180,10 +204,13 @@ class _Cell(pykka.ThreadingActor):
     # per orchestrator. Threads are daemons so a stuck actor cannot keep the
     # interpreter alive.
 
-    def __init__(self, ref: ActorRef, instance: Actor, on_exit: Callable[[_Cell, Exit], None]) -> None:
+    def __init__(self, ref: ActorRef, instance: Actor, on_exit: Callable[[_Cell, Exit], None],
+                 state: bytes | None = None) -> None:
         super().__init__()
         self.lw_ref = ref
         self.instance = instance
+        self.state = state
+        self.saves_state = type(instance).save_state is not Actor.save_state
         self._on_exit = on_exit
         self._stop_request: Exit | None = None
         self.exit: Exit | None = None
@@ -197,6 +224,8 @@ class _Cell(pykka.ThreadingActor):
     def on_start(self) -> None:
         try:
             self.instance.on_start()
+            if self.state is not None:
+                self.instance.load_state(pickle.loads(self.state))
         except Exception as exc:
             self._crash(exc, "on_start")
             return
@@ -229,8 +258,25 @@ class _Cell(pykka.ThreadingActor):
                 ask.future.settle(error=err)
             self._crash(exc, type(msg).__qualname__)
             return
+        if self.saves_state:
+            self._save_state()
         if ask is not None:
             ask.future.settle(result)
+
+    def _save_state(self) -> None:
+        try:
+            state = self.instance.save_state()
+            self.lw_ref.orchestrator._save_actor_state(self.lw_ref.name, pickle.dumps(state, pickle.HIGHEST_PROTOCOL))
+        except Exception:
+            log.exception("%s: save_state failed; the previous state stays", self.lw_ref.name)
+
+    def deliver(self, message: Any) -> None:
+        try:
+            self.actor_ref.tell(message)
+        except pykka.ActorDeadError:
+            raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})") from None
+        if self.exited.is_set():  # lost the race with teardown: fail it ourselves
+            self._drain()
 
     def _actor_loop_teardown(self) -> None:
         # Overrides pykka's private teardown, which would discard our messages
@@ -345,16 +391,12 @@ class ActorRef:
 
         Raises:
             ActorDead: the actor is not running (stopped, crashed or restarting).
+            SerializationError: the actor runs in another process and ``message`` cannot be pickled.
         """
         cell = self._cell
         if cell is None:
             raise ActorDead(f"{self.name} is not running")
-        try:
-            cell.actor_ref.tell(message)
-        except pykka.ActorDeadError:
-            raise ActorDead(f"{self.name} is not running ({cell._why_dead()})") from None
-        if cell.exited.is_set():  # lost the race with teardown: fail it ourselves
-            cell._drain()
+        cell.deliver(message)
 
     def ask_future(self, message: Any) -> Future[Any]:
         """Send ``message`` and return a future of the reply, without waiting."""
@@ -376,6 +418,10 @@ class ActorRef:
         """
         if timeout is None:
             timeout = self.orchestrator.ask_timeout
+        cell = self._cell
+        direct = getattr(cell, "ask_direct", None)
+        if direct is not None:  # a process actor replies straight to the waiting thread
+            return direct(message, timeout)
         return self.ask_future(message).get(timeout)
 
     async def ask_async(self, message: Any, *, timeout: float | None = None) -> Any:
@@ -411,15 +457,23 @@ class ActorRef:
 
     # used by supervisors and the orchestrator ------------------------------
 
-    def _start(self, factory: Callable[..., Actor], args: tuple, kwargs: dict, on_exit: Callable[[_Cell, Exit], None]) -> _Cell:
+    def _start(self, factory: Callable[..., Actor], args: tuple, kwargs: dict, on_exit: Callable[[_Cell, Exit], None],
+               placement: Placement = Placement.THREAD, group: str | None = None,
+               ray_options: dict[str, Any] | None = None) -> Any:
         """Start a new incarnation synchronously; raise ActorStartError if it fails."""
+        saves = not isinstance(factory, type) or getattr(factory, "save_state", None) is not Actor.save_state
+        state = self.orchestrator._load_actor_state(self.name) if saves else None
+        if placement is Placement.PROCESS:
+            return self.orchestrator._process_hosts().start_cell(self, factory, args, kwargs, on_exit, group, state)
+        if placement is Placement.RAY:
+            return self.orchestrator._start_on_ray(self, factory, args, kwargs, on_exit, state, ray_options or {})
         try:
             instance = factory(*args, **kwargs)
         except Exception as exc:
             raise ActorStartError(f"{self.name}: constructing {factory!r} raised {exc!r}") from exc
         if not isinstance(instance, Actor):
             raise ActorStartError(f"{self.name}: {factory!r} returned {type(instance).__name__}, not an Actor")
-        cell = _Cell(self, instance, on_exit)
+        cell = _Cell(self, instance, on_exit, state)
         self._cell = cell
         self.incarnation += 1
         threading.Thread(target=cell._actor_loop, name=f"laneway:{self.name}", daemon=True).start()

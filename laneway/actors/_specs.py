@@ -19,6 +19,36 @@ class RestartType(enum.Enum):
     TEMPORARY = "temporary"  #: never, not even when a sibling's failure stopped it
 
 
+class Placement(enum.Enum):
+    """Where an actor runs. Strings (``"thread"``, ``"process"``, ``"ray"``) are accepted wherever a Placement is.
+
+    The :class:`~laneway.actors.ActorRef` API is the same for every placement.
+    """
+
+    THREAD = "thread"  #: a thread of this process (the default): cheapest, shares the GIL and the process's fate
+    PROCESS = "process"  #: a host process of its own (or its group's): its own GIL; its death is a crash
+    RAY = "ray"  #: a Ray actor (needs Ray)
+
+    @classmethod
+    def coerce(cls, value: Placement | str) -> Placement:
+        """``value`` as a Placement.
+
+        Raises:
+            ConfigError: anything but a Placement or one of its values.
+        """
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(value)
+        except ValueError:
+            raise ConfigError(f"placement must be one of {[p.value for p in cls]}, got {value!r}") from None
+
+
+def _group(_: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"group must be a non-empty string or None, got {value!r}")
+
+
 class StrategyKind(enum.Enum):
     ONE_FOR_ONE = "one_for_one"
     ONE_FOR_ALL = "one_for_all"
@@ -104,7 +134,15 @@ class ChildSpec:
             ``"<supervisor>/<name>"``.
         args, kwargs: passed to ``factory`` on every (re)start.
         restart: ``permanent`` (default), ``transient`` or ``temporary``.
-        shutdown_s: how long a stop may take before the child is abandoned and reported.
+        shutdown_s: how long a stop may take before the child is abandoned and reported
+            (a process-placed child is killed).
+        placement: where the child runs (:class:`Placement` or its value); every
+            restart starts it there again (for ``process``, in a new process).
+        group: for ``process`` placement, the name of a host process shared by
+            every actor of the system with the same group; None gives the actor
+            a process of its own.
+        ray_options: for ``ray`` placement, options for the Ray actor
+            (``num_cpus``, ``resources``, ``scheduling_strategy`` to pin a node...).
 
     Example:
         >>> from laneway.actors import Actor, ChildSpec
@@ -118,10 +156,14 @@ class ChildSpec:
     kwargs: dict = attrs.field(factory=dict)
     restart: RestartType = attrs.field(default=RestartType.PERMANENT, converter=_restart_type)
     shutdown_s: float = attrs.field(default=5.0, validator=_non_negative)
+    placement: Placement = attrs.field(default=Placement.THREAD, converter=Placement.coerce)
+    group: str | None = attrs.field(default=None, validator=_group)
+    ray_options: dict | None = None
 
     def __attrs_post_init__(self) -> None:
         if not callable(self.factory):
             raise ConfigError(f"ChildSpec {self.name!r}: factory {self.factory!r} is not callable")
+        check_placement(self.placement, self.group, self.factory, self.ray_options)
 
 
 class ChildState(enum.Enum):
@@ -139,3 +181,15 @@ class ChildInfo:
     restart: RestartType
     restarts: int
     ref: Any
+
+
+def check_placement(placement: Placement, group: str | None, factory: Any, ray_options: Any = None) -> None:
+    """Raise ConfigError for a combination that cannot run (a group without process placement, a supervisor elsewhere)."""
+    if ray_options is not None and placement is not Placement.RAY:
+        raise ConfigError(f"ray_options need placement='ray', got placement={placement.value!r}")
+    if ray_options is not None and not isinstance(ray_options, dict):
+        raise ConfigError(f"ray_options must be a dict of Ray actor options, got {ray_options!r}")
+    if group is not None and placement is not Placement.PROCESS:
+        raise ConfigError(f"group={group!r} needs placement='process', got placement={placement.value!r}")
+    if placement is not Placement.THREAD and getattr(factory, "ref_class", None) is not None:
+        raise ConfigError(f"{factory!r} has its own reference type (a supervisor?) and runs only with placement='thread'")

@@ -292,7 +292,7 @@ class Supervisor(Actor):
                 pass  # supervisor gone; it stopped this child on its way out
 
         spec = child.spec
-        child.ref._start(spec.factory, spec.args, spec.kwargs, on_exit)
+        child.ref._start(spec.factory, spec.args, spec.kwargs, on_exit, spec.placement, spec.group, spec.ray_options)
         child.state = ChildState.RUNNING
         child.started_at = self.orchestrator.clock.now()
 
@@ -304,6 +304,12 @@ class Supervisor(Actor):
         cell.request_stop(SHUTDOWN_EXIT)
         if cell.exited.wait(child.spec.shutdown_s):
             return True
+        kill = getattr(cell, "kill", None)
+        if kill is not None:  # a process can be ended for sure, unlike a thread (OTP's brutal_kill after the timeout)
+            log.error("%s did not stop within %.1fs; killing its process", child.ref.name, child.spec.shutdown_s)
+            kill()
+            if cell.exited.wait(5.0):
+                return True
         log.error("%s did not stop within %.1fs; abandoning it", child.ref.name, child.spec.shutdown_s)
         self.orchestrator.events.publish("actor.stuck", child.ref.name, shutdown_s=child.spec.shutdown_s)
         self.orchestrator._report_stuck(child.ref.name)

@@ -19,13 +19,16 @@ import attrs
 from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, _Cell
 from laneway.core import Clock, MonotonicClock
 from laneway.core import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterQueue
-from laneway.actors._specs import ChildSpec, Strategy
+from laneway.actors._specs import ChildSpec, Placement, Strategy, check_placement
 from laneway.actors._supervisor import Supervisor, SupervisorRef
 from laneway.store import open_store
 from laneway.errors import ActorNotFound, ConfigError, NameTaken, SystemShutdown
 from laneway.core import EventBus
 
 log = logging.getLogger(__name__)
+
+#: Store namespace of the states actors keep with ``save_state``.
+ACTOR_STATE_NAMESPACE = "actor_state"
 
 S = TypeVar("S", bound="ActorSystem")
 
@@ -124,6 +127,9 @@ class ActorSystem:
         self._stuck: list[str] = []
         self._closed = False
         self._report: ShutdownReport | None = None
+        self._hosts: Any = None
+        self._owns_ray = False
+        self._states: dict[str, bytes] = {}
         _live.add(self)
 
     def __repr__(self) -> str:
@@ -143,6 +149,9 @@ class ActorSystem:
         *args: Any,
         name: str,
         shutdown_timeout: float | None = None,
+        placement: Placement | str = Placement.THREAD,
+        group: str | None = None,
+        ray_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start a top-level actor and wait until its ``on_start`` finished.
@@ -156,14 +165,26 @@ class ActorSystem:
             *args, **kwargs: passed to ``factory``.
             name: unique name in this orchestrator.
             shutdown_timeout: seconds this actor gets to stop at shutdown.
+            placement: where it runs: ``"thread"`` (default), ``"process"`` (a
+                host process; ``factory``, arguments, messages and replies must
+                pickle) or ``"ray"``; see :class:`~laneway.actors.Placement`.
+            group: with ``placement="process"``, share the host process of this
+                group with its other actors (None: a process of its own).
+            ray_options: with ``placement="ray"``, options of the Ray actor
+                (``num_cpus``, ``resources``, ``scheduling_strategy``...).
+
+        ``placement``, ``group`` and ``ray_options`` are the system's keywords, so they never reach ``factory``.
 
         Raises:
+            ConfigError: a bad name, placement or group.
             NameTaken: the name is in use.
             ActorStartError: construction or ``on_start`` raised.
             SystemShutdown: the orchestrator is shut down.
         """
         if not isinstance(name, str) or not name or "/" in name:
             raise ConfigError(f"actor name must be a non-empty string without '/', got {name!r}")
+        placement = Placement.coerce(placement)
+        check_placement(placement, group, factory, ray_options)
         ref_class = getattr(factory, "ref_class", ActorRef)
         ref = ref_class(name, self)
         with self._lock:
@@ -171,7 +192,7 @@ class ActorSystem:
                 raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot spawn {name!r}")
             self._register(ref)
         try:
-            ref._start(factory, args, kwargs, self._top_exit)
+            ref._start(factory, args, kwargs, self._top_exit, placement, group, ray_options)
         except Exception:
             self._unregister(name)
             raise
@@ -225,6 +246,46 @@ class ActorSystem:
     def _top_exit(self, cell: _Cell, exit: Exit) -> None:
         """Top-level actors have no supervisor: their end is only reported (as events, by the cell)."""
 
+    def _process_hosts(self) -> Any:
+        """The host processes of process-placed actors (started on first use)."""
+        with self._lock:
+            if self._hosts is None:
+                if self._closed:
+                    raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot start a process actor")
+                from laneway.actors._proc_cell import ProcessHosts
+
+                self._hosts = ProcessHosts(self.name)
+            return self._hosts
+
+    def _start_on_ray(self, ref: ActorRef, factory: Any, args: tuple, kwargs: dict, on_exit: Callable[..., None],
+                      state: bytes | None, options: dict[str, Any]) -> Any:
+        """Start one incarnation of ``ref``'s actor as a Ray actor (joining Ray first if needed)."""
+        from laneway.actors._ray_cell import RayCell, ensure_ray
+
+        with self._lock:
+            if self._closed:
+                raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot start a Ray actor")
+            if ensure_ray():
+                self._owns_ray = True
+        cell = RayCell(ref, on_exit)
+        ref._cell = cell
+        ref.incarnation += 1
+        cell.start(factory, args, kwargs, state, options)
+        self.events.publish("actor.started", ref.name, pid=cell.pid)
+        return cell
+
+    def _save_actor_state(self, name: str, state: bytes) -> None:
+        """Keep what an actor's ``save_state`` returned (pickled), in the store when there is one."""
+        if self.store is not None:
+            self.store.put(ACTOR_STATE_NAMESPACE, name, state)
+        else:
+            self._states[name] = state
+
+    def _load_actor_state(self, name: str) -> bytes | None:
+        if self.store is not None:
+            return self.store.get(ACTOR_STATE_NAMESPACE, name)
+        return self._states.get(name)
+
     def _report_stuck(self, name: str) -> None:
         with self._lock:
             self._stuck.append(name)
@@ -275,6 +336,19 @@ class ActorSystem:
                 log.error("%s did not stop in time; abandoning it", ref.name)
                 self.events.publish("actor.stuck", ref.name)
                 self._report_stuck(ref.name)
+        if self._hosts is not None:
+            try:
+                self._hosts.close(per_step)
+            except Exception as exc:
+                log.exception("closing the actor host processes failed")
+                errors.append(f"actor hosts: {exc!r}")
+        if self._owns_ray:  # Ray started for our Ray actors goes with them; the program's own stays
+            try:
+                import ray
+
+                ray.shutdown()
+            except Exception as exc:
+                errors.append(f"ray: {exc!r}")
         self.clock.close()
         if self.store is not None and self._owns_store:
             self.store.close()

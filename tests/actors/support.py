@@ -80,3 +80,39 @@ def wait_restarted(sub, child: str, count: int = 1, timeout: float = 10.0) -> li
             sub.wait_for(lambda e: e.key == "supervisor.child.restarted" and e.data["child"] == child, timeout)
         )
     return seen
+
+
+class Gate:
+    """A one-shot gate that works across processes (a file that appears), unlike threading.Event."""
+
+    def __init__(self, path: Any) -> None:
+        self.path = str(path)
+
+    def set(self) -> None:
+        with open(self.path, "w"):
+            pass
+
+    def is_set(self) -> bool:
+        import os
+
+        return os.path.exists(self.path)
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+
+class Tally(Counter):
+    """A Counter that keeps its count across restarts."""
+
+    def save_state(self) -> int:
+        return self.n
+
+    def load_state(self, state: int) -> None:
+        self.n = state

@@ -20,8 +20,11 @@ from laneway.actors import (
 from tests.actors.support import Block, Counter, Crash, FailingStart, Get, Inc, wait_restarted
 
 
-def specs(*names, restart="permanent", log=None):
-    return [ChildSpec(Counter, name=n, restart=restart, kwargs={"log": log} if log is not None else {}) for n in names]
+def specs(*names, restart="permanent", log=None, placement="thread"):
+    return [
+        ChildSpec(Counter, name=n, restart=restart, kwargs={"log": log} if log is not None else {}, placement=placement)
+        for n in names
+    ]
 
 
 def incarnations(sup):
@@ -37,8 +40,8 @@ def test_children_start_in_order_and_stop_in_reverse(orch):
     assert not sup.is_alive()
 
 
-def test_one_for_one_restarts_only_the_failed_child_behind_the_same_ref(orch):
-    sup = orch.spawn_supervisor("sup", strategy=OneForOne(), children=specs("a", "b"))
+def test_one_for_one_restarts_only_the_failed_child_behind_the_same_ref(orch, placement):
+    sup = orch.spawn_supervisor("sup", strategy=OneForOne(), children=specs("a", "b", placement=placement))
     a, b = sup.child("a"), sup.child("b")
     b.tell(Inc(5))
     with orch.events.subscribe("supervisor") as sub:
@@ -79,8 +82,8 @@ def test_rest_for_one_restarts_the_failed_child_and_later_ones(orch):
     assert log == [("stop", "sup/b"), ("stop", "sup/c"), ("start", "sup/b"), ("start", "sup/c")]
 
 
-def test_transient_restarted_after_crash_but_not_after_normal_stop(orch):
-    sup = orch.spawn_supervisor("sup", children=specs("t", restart="transient"))
+def test_transient_restarted_after_crash_but_not_after_normal_stop(orch, placement):
+    sup = orch.spawn_supervisor("sup", children=specs("t", restart="transient", placement=placement))
     t = sup.child("t")
     with orch.events.subscribe("supervisor") as sub:
         t.tell(Crash())
@@ -91,19 +94,23 @@ def test_transient_restarted_after_crash_but_not_after_normal_stop(orch):
         t.ask(Get(), timeout=5)
 
 
-def test_permanent_restarted_even_after_normal_stop(orch):
-    sup = orch.spawn_supervisor("sup", children=specs("p"))
+def test_permanent_restarted_even_after_normal_stop(orch, placement):
+    sup = orch.spawn_supervisor("sup", children=specs("p", placement=placement))
     with orch.events.subscribe("supervisor") as sub:
         sup.child("p").stop(timeout=5)
         wait_restarted(sub, "p")
     assert sup.child("p").ask(Get(), timeout=5) == 0
 
 
-def test_temporary_never_restarted_even_when_a_sibling_fails(orch):
+def test_temporary_never_restarted_even_when_a_sibling_fails(orch, placement):
     sup = orch.spawn_supervisor(
         "sup",
         strategy=OneForAll(),
-        children=[*specs("a"), *specs("tmp", restart=RestartType.TEMPORARY), *specs("c")],
+        children=[
+            *specs("a", placement=placement),
+            *specs("tmp", restart=RestartType.TEMPORARY, placement=placement),
+            *specs("c", placement=placement),
+        ],
     )
     with orch.events.subscribe("supervisor") as sub:
         sup.child("a").tell(Crash())
@@ -112,15 +119,15 @@ def test_temporary_never_restarted_even_when_a_sibling_fails(orch):
     with pytest.raises(errors.ActorNotFound):
         sup.child("tmp")
     # and its own crash just removes it
-    tmp = sup.start_child(ChildSpec(Counter, name="tmp2", restart="temporary"))
+    tmp = sup.start_child(ChildSpec(Counter, name="tmp2", restart="temporary", placement=placement))
     with orch.events.subscribe("actor.stopped") as sub:
         tmp.tell(Crash())
         assert tmp._cell.exited.wait(5)
     assert [c.name for c in sup.which_children()] == ["a", "c"]
 
 
-def test_intensity_trips_on_restart_max_plus_one(orch):
-    sup = orch.spawn_supervisor("sup", strategy=OneForOne(max_restarts=2, within_s=60), children=specs("a"))
+def test_intensity_trips_on_restart_max_plus_one(orch, placement):
+    sup = orch.spawn_supervisor("sup", strategy=OneForOne(max_restarts=2, within_s=60), children=specs("a", placement=placement))
     a = sup.child("a")
     with orch.events.subscribe(("supervisor", "actor.crashed")) as sub:
         for n in (1, 2):
@@ -238,10 +245,10 @@ def test_failing_child_start_stops_started_siblings_and_fails_supervisor(orch):
         orch.lookup("sup")
 
 
-def test_start_child_that_fails_to_start_is_replied_and_the_supervisor_carries_on(orch):
-    sup = orch.spawn_supervisor("sup", children=specs("a"))
+def test_start_child_that_fails_to_start_is_replied_and_the_supervisor_carries_on(orch, placement):
+    sup = orch.spawn_supervisor("sup", children=specs("a", placement=placement))
     with pytest.raises(errors.ActorStartError) as info:
-        sup.start_child(ChildSpec(FailingStart, name="bad"))
+        sup.start_child(ChildSpec(FailingStart, name="bad", placement=placement))
     assert isinstance(info.value.__cause__, ValueError)
     assert sup.is_alive() and sup.incarnation == 1
     assert [c.name for c in sup.which_children()] == ["a"]
@@ -250,8 +257,8 @@ def test_start_child_that_fails_to_start_is_replied_and_the_supervisor_carries_o
         orch.lookup("sup/bad")
 
 
-def test_terminate_restart_delete_child(orch):
-    sup = orch.spawn_supervisor("sup", children=specs("a"))
+def test_terminate_restart_delete_child(orch, placement):
+    sup = orch.spawn_supervisor("sup", children=specs("a", placement=placement))
     sup.terminate_child("a")
     assert sup.which_children()[0].state is ChildState.STOPPED
     ref = sup.restart_child("a")

@@ -1,0 +1,306 @@
+"""Inside an actor host process: run process-placed actors, each on its own thread with its own mailbox.
+
+A host is started by the parent's :class:`~laneway.actors._proc_cell.ProcessHosts`
+with the ``spawn`` start method. Its main thread reads the control socket
+(start an actor, stop one, quit) and watches the parent; each actor thread binds
+its own ZeroMQ socket, which is its mailbox: ZeroMQ keeps the order of one
+connection, and the parent sends each sender's messages in the order it sent
+them, so handlers see messages per sender in order (as pykka's do).
+
+The host dies with its parent: ``PR_SET_PDEATHSIG`` (the parent forks from a
+thread that lives as long as it does) and a parent-pid check every half second.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import sys
+import threading
+from typing import Any, Callable
+
+import attrs
+import zmq
+
+from laneway.actors import _proc_wire as w
+
+log = logging.getLogger(__name__)
+
+#: The child acknowledges handled messages at least this often (and whenever idle).
+ACK_EVERY = 256
+
+#: Reply sockets to asking threads an actor keeps open.
+DIRECT_SOCKETS = 64
+
+
+@attrs.frozen
+class HostConfig:
+    """How one host process connects: its control endpoint, the reply endpoint, the parent to watch."""
+
+    control: str
+    replies: str
+    parent_pid: int
+    curve: Any = None
+
+
+def host_entry(cfg: HostConfig) -> None:
+    """Target of the parent's ``spawn`` processes."""
+    _die_with_parent(cfg.parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us in order
+    sys.exit(_Host(cfg).serve())
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    # A few lines in the spirit of the pool's worker (laneway/pool/_worker_proc.py);
+    # the two are to be folded into one helper of the worker package.
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the parent-pid check in serve() still catches it
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(70)
+
+
+class _Host:
+    def __init__(self, cfg: HostConfig) -> None:
+        self.cfg = cfg
+        self.ctx = zmq.Context()
+        self.actors: dict[bytes, _ActorThread] = {}
+
+    def serve(self) -> int:
+        ctl = self.ctx.socket(zmq.DEALER)
+        ctl.setsockopt(zmq.LINGER, 0)
+        ctl.bind(self.cfg.control)
+        try:
+            while True:
+                if not ctl.poll(500):
+                    if os.getppid() != self.cfg.parent_pid:
+                        os._exit(70)  # orphaned
+                    continue
+                frames = ctl.recv_multipart()
+                kind = frames[0]
+                if kind == w.START:
+                    actor = _ActorThread(self, frames[1], frames[2])
+                    self.actors[frames[1]] = actor
+                    actor.start()
+                elif kind == w.STOP:
+                    actor = self.actors.get(frames[1])
+                    if actor is not None:
+                        actor.request_stop(frames[2].decode())
+                elif kind == w.QUIT:
+                    return 0
+        finally:
+            for actor in list(self.actors.values()):
+                actor.request_stop("shutdown")
+            for actor in list(self.actors.values()):
+                actor.join(2.0)
+            ctl.close(linger=0)
+            self.ctx.destroy(linger=1000)
+
+
+class _LocalRef:
+    """What ``self.ref`` is inside a process actor: its name (the parent holds the real ref)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def orchestrator(self) -> Any:
+        from laneway.errors import ConfigError
+
+        raise ConfigError(f"{self.name} runs in its own process; the orchestrator is in the parent process")
+
+
+class _ActorThread:
+    """One process actor: the child-side cell (``instance._cell``) and the thread running its handlers."""
+
+    def __init__(self, host: _Host, key: bytes, spec: bytes) -> None:
+        self.host = host
+        self.key = key
+        self.spec = spec
+        self.lw_ref: _LocalRef | None = None
+        self.stop_kind: str | None = None
+        self.direct: dict[bytes, zmq.Socket] = {}  # reply sockets by asking thread's endpoint
+        self.wake_r, self.wake_w = os.pipe()
+        self.thread = threading.Thread(target=self._run, name=f"laneway-actor:{key.decode()}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+
+    def request_stop(self, kind: Any) -> None:
+        # Called with the Exit of Actor.stop() in this thread, or an ExitKind value from the control thread.
+        kind = getattr(getattr(kind, "kind", None), "value", kind)
+        if self.stop_kind is None:
+            self.stop_kind = kind
+        try:
+            os.write(self.wake_w, b"x")
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        out = self.host.ctx.socket(zmq.PUSH)
+        out.setsockopt(zmq.LINGER, 2000)
+        out.connect(self.host.cfg.replies)
+        try:
+            self._serve(out)
+        finally:
+            out.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            self.host.actors.pop(self.key, None)
+
+    def _send(self, kind: bytes, seq_b: bytes = w.NO_SEQ, status: bytes = b"-", payload: bytes = b"") -> None:
+        self.out.send_multipart((self.key, kind + status + seq_b + payload))
+
+    def _serve(self, out: zmq.Socket) -> None:
+        from laneway.actors._actor import Actor
+
+        self.out = out
+        send = self._send
+        try:
+            factory, args, kwargs, name, endpoint, state = pickle.loads(self.spec)
+        except Exception as exc:
+            send(w.START_FAILED, payload=w.dump_error(exc))
+            return
+        self.lw_ref = _LocalRef(name)
+        sock = self.host.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        try:
+            sock.bind(endpoint)
+            instance = factory(*args, **kwargs)
+            if not isinstance(instance, Actor):
+                raise TypeError(f"{factory!r} returned {type(instance).__name__}, not an Actor")
+            instance._cell = self  # type: ignore[assignment]
+            instance.on_start()
+            if state is not None:
+                instance.load_state(pickle.loads(state))
+        except Exception as exc:
+            sock.close()
+            send(w.START_FAILED, payload=w.dump_error(exc))
+            return
+        saves = type(instance).save_state is not Actor.save_state
+        send(w.STARTED)
+        last = w.NO_SEQ
+        unacked = 0  # tells handled since the last ack or reply (a reply acknowledges all before it)
+        error: BaseException | None = None
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self.wake_r, zmq.POLLIN)
+        recv, handle = sock.recv, self._handle
+        try:
+            while self.stop_kind is None:
+                try:
+                    data = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    if unacked:
+                        send(w.ACK, last)
+                        unacked = 0
+                    poller.poll()
+                    continue
+                last = data[1:9]
+                kind = data[:1]
+                if kind == w.ASK:
+                    error = handle(instance, True, last, data, saves)
+                    unacked = 0
+                elif kind == w.ASK_DIRECT:
+                    end = 10 + data[9]
+                    error = handle(instance, True, last, data, saves, data[10:end], end)
+                    unacked = 0
+                else:
+                    error = handle(instance, False, last, data, saves)
+                    unacked += 1
+                    if unacked >= ACK_EVERY:
+                        send(w.ACK, last)
+                        unacked = 0
+                if error is not None:
+                    break
+        finally:
+            sock.close()
+            for direct in self.direct.values():
+                direct.close(linger=1000)  # a last reply may still be on its way out
+            try:
+                instance.on_stop()
+            except Exception:
+                log.exception("%s: on_stop raised", self.lw_ref.name)
+            kind_text = "crash" if error is not None else (self.stop_kind or "normal")
+            send(w.EXITED, last, w.EXIT_CODES[kind_text], w.dump_error(error) if error else b"")
+
+    def _direct(self, endpoint: bytes) -> Callable[..., None]:
+        """A sender of replies to one asking thread's socket."""
+        sock = self.direct.get(endpoint)
+        if sock is None:
+            if len(self.direct) >= DIRECT_SOCKETS:  # forget the oldest asking thread
+                oldest = next(iter(self.direct))
+                self.direct.pop(oldest).close(linger=0)
+            sock = self.direct[endpoint] = self.host.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(endpoint.decode())
+
+        def send(kind: bytes, seq_b: bytes = w.NO_SEQ, status: bytes = b"-", payload: bytes = b"") -> None:
+            if kind != w.REPLY:
+                self._send(kind, seq_b, status, payload)
+                return
+            try:
+                # Never block: an asker whose thread is gone has nobody to read it.
+                sock.send(kind + status + seq_b + payload, zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+
+        return send
+
+    def _handle(self, instance: Any, ask: bool, seq_b: bytes, data: bytes, saves: bool,
+                reply_to: bytes = b"", start: int = 9) -> BaseException | None:
+        """Run one message; return the exception if it crashed the actor."""
+        send = self._direct(reply_to) if reply_to else self._send
+        try:
+            msg = pickle.loads(memoryview(data)[start:])
+        except Exception as exc:
+            # The sender pickled something this process cannot load (a class only the parent has).
+            err = w.dump_error(_serialization(f"{self.lw_ref.name} cannot unpickle the message: {exc!r}"))
+            if ask:
+                send(w.REPLY, seq_b, w.REFUSED, err)
+            else:
+                send(w.LETTER, seq_b, payload=f"could not unpickle: {exc!r}".encode())
+            return None
+        try:
+            result = instance._dispatch(msg)
+        except Exception as exc:
+            if isinstance(exc, instance.reply_errors):
+                if ask:
+                    send(w.REPLY, seq_b, w.REFUSED, w.dump_error(exc))
+                else:
+                    send(w.LETTER, seq_b, payload=repr(exc).encode())
+                return None
+            log.warning("%s crashed handling %s: %r", self.lw_ref.name, type(msg).__qualname__, exc, exc_info=exc)
+            if ask:
+                send(w.REPLY, seq_b, w.CRASHED, w.dump_error(exc))
+            return exc
+        if saves:
+            try:
+                state = w.dumps(instance.save_state(), f"the state {self.lw_ref.name} saved")
+            except Exception as exc:
+                log.warning("%s: save_state failed: %r", self.lw_ref.name, exc)
+            else:
+                send(w.STATE, seq_b, payload=state)
+        if ask:
+            try:
+                payload = w.dumps(result, f"the reply of {self.lw_ref.name} to {type(msg).__qualname__}")
+            except Exception as exc:
+                send(w.REPLY, seq_b, w.REFUSED, w.dump_error(exc))
+            else:
+                send(w.REPLY, seq_b, w.OK, payload)
+        return None
+
+
+def _serialization(text: str) -> BaseException:
+    from laneway.errors import SerializationError
+
+    return SerializationError(text)

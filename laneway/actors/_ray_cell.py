@@ -1,0 +1,453 @@
+"""Ray placement: a laneway actor inside a Ray actor, behind the same ActorRef.
+
+The Ray actor runs the user's handlers one at a time, in the order the driver
+submitted them (Ray keeps one caller's order), so a sender's messages arrive in
+order. A second concurrency group ("control") serves stop requests and a
+long poll, :meth:`_RayHost.news`, by which the parent learns of dead letters,
+saved states, acknowledgements and the end of the actor. If the Ray actor's
+process dies, its calls fail with ``RayActorError``; the cell turns that into
+the actor's crash (:class:`~laneway.errors.ActorProcessDied`), which the
+supervisor handles as any other.
+
+Ray is joined on first use: if the program has not called ``ray.init``, the
+system starts a local instance (``num_cpus`` = the machine's) and shuts it
+down when it shuts down itself; a connection the program opened is left alone.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import pickle
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+import cloudpickle
+
+from laneway.actors import _proc_wire as w
+from laneway.actors._actor import Exit, ExitKind
+from laneway.core import Future
+from laneway.errors import ActorCrashed, ActorDead, ActorProcessDied, ActorStartError, ConfigError, SerializationError
+
+if TYPE_CHECKING:
+    from laneway.actors._actor import ActorRef
+
+log = logging.getLogger(__name__)
+
+_cloud_dumps = cloudpickle.dumps
+
+#: The Ray actor reports its handled count at least this often while busy with tells.
+ACK_EVERY = 256
+
+
+class _RayHostImpl:
+    """The body of the Ray actor (decorated with ``ray.remote`` on first use)."""
+
+    def __init__(self, spec: bytes) -> None:
+        self.spec = spec
+        self.instance: Any = None
+        self.lw_ref: Any = None
+        self.ended: str | None = None  # the exit kind once over
+        self.why = ""  # and why, for the messages it turns away
+        self.stop_kind: str | None = None
+        self.error = b""
+        self.last = 0
+        self.unacked = 0
+        self.news: list[tuple[str, int, bytes]] = []
+        self.cond = threading.Condition()
+        # Ray promises submission order only to single-threaded sync actors, and we need a
+        # second concurrency group; so each message waits for its turn by number. The actor
+        # is an asyncio one: a message that arrives early waits without holding a thread.
+        self.next = 1
+        self.turn: Any = None  # an asyncio.Condition, made on the default group's loop
+
+    async def start(self) -> tuple[bool, int, bytes]:
+        from laneway.actors._actor import Actor
+        from laneway.actors._proc_host import _LocalRef
+
+        try:
+            factory, args, kwargs, name, state = pickle.loads(self.spec)
+            self.lw_ref = _LocalRef(name)
+            instance = factory(*args, **kwargs)
+            if not isinstance(instance, Actor):
+                raise TypeError(f"{factory!r} returned {type(instance).__name__}, not an Actor")
+            instance._cell = self
+            instance.on_start()
+            if state is not None:
+                instance.load_state(pickle.loads(state))
+        except Exception as exc:
+            return False, os.getpid(), w.dump_error(exc)
+        self.instance = instance
+        self.saves = type(instance).save_state is not Actor.save_state
+        return True, os.getpid(), b""
+
+    async def stop_request(self, kind: str) -> None:
+        """(control group) Stop after the current message."""
+        self.request_stop(kind)
+
+    def request_stop(self, kind: Any) -> None:
+        # Also what Actor.stop() calls, with an Exit, from inside a handler.
+        self.stop_kind = getattr(getattr(kind, "kind", None), "value", kind)
+
+    async def handle(self, packed: bytes) -> bytes:
+        """Run one message after every earlier one.
+
+        One bytes argument and one bytes result (Ray serializes each argument apart,
+        which costs more than the message): ``packed`` is ask flag (1 byte) + seq (8)
+        + the pickled message; the result is status (1) + last handled seq (8) + data.
+        """
+        ask, seq = packed[0] == 1, int.from_bytes(packed[1:9], "big")
+        await self._my_turn(seq)
+        try:
+            status, data, last = self._handle(seq, ask, memoryview(packed)[9:])  # user code: one at a time
+        finally:
+            await self._next_turn(seq)
+        return status + last.to_bytes(8, "big") + data
+
+    async def _my_turn(self, seq: int) -> None:
+        if self.next != seq:
+            import asyncio
+
+            if self.turn is None:
+                self.turn = asyncio.Condition()
+            async with self.turn:
+                await self.turn.wait_for(lambda: self.next == seq)
+
+    async def _next_turn(self, seq: int) -> None:
+        self.next = seq + 1
+        if self.turn is not None:
+            async with self.turn:
+                self.turn.notify_all()
+
+    def _handle(self, seq: int, ask: bool, payload: Any) -> tuple[bytes, bytes, int]:
+        if self.ended is not None or self.stop_kind is not None:
+            self._end(self.stop_kind or "normal", None)
+            return b"-", self.why.encode(), self.last
+        instance = self.instance
+        status, data = w.OK, b""
+        try:
+            msg = pickle.loads(payload)
+            result = instance._dispatch(msg)
+        except Exception as exc:
+            if isinstance(exc, instance.reply_errors) or isinstance(exc, pickle.UnpicklingError):
+                self.last = seq
+                if ask:
+                    return w.REFUSED, w.dump_error(exc), seq
+                self._post("letter", seq, repr(exc).encode())
+                return w.OK, b"", seq
+            log.warning("%s crashed: %r", self.lw_ref.name, exc, exc_info=exc)
+            self.last = seq
+            self._end("crash", exc)
+            return w.CRASHED, w.dump_error(exc), self.last
+        self.last = seq
+        if self.saves:
+            try:
+                self._post("state", seq, w.dumps(instance.save_state(), f"the state {self.lw_ref.name} saved"))
+            except Exception as exc:
+                log.warning("%s: save_state failed: %r", self.lw_ref.name, exc)
+        if ask:
+            try:
+                data = w.dumps(result, f"the reply of {self.lw_ref.name} to {type(msg).__qualname__}")
+            except Exception as exc:
+                status, data = w.REFUSED, w.dump_error(exc)
+        else:
+            self.unacked += 1
+            if self.unacked >= ACK_EVERY:
+                self._post("ack", seq, b"")
+        if self.stop_kind is not None:  # the handler called self.stop()
+            self._end(self.stop_kind, None)
+        return status, data, seq
+
+    async def finish(self, seq: int) -> None:
+        """Sent after a stop request, behind the messages already sent: end the actor if not yet."""
+        await self._my_turn(seq)
+        try:
+            self._end(self.stop_kind or "normal", None)
+        finally:
+            await self._next_turn(seq)
+
+    def _end(self, kind: str, error: BaseException | None) -> None:
+        if self.ended is not None:
+            return
+        self.ended = kind
+        self.why = f"crashed: {error!r}" if error is not None else kind
+        try:
+            self.instance.on_stop()
+        except Exception:
+            log.exception("%s: on_stop raised", self.lw_ref.name)
+        self._post("exit", self.last, (kind + "\n").encode() + (w.dump_error(error) if error else b""))
+
+    def _post(self, kind: str, seq: int, data: bytes) -> None:
+        with self.cond:
+            self.unacked = 0
+            self.news.append((kind, seq, data))
+            self.cond.notify_all()
+
+    async def wait_news(self) -> list[tuple[str, int, bytes]]:
+        """The long poll (control group): what happened since the last call; waits up to 30 s for something."""
+        import asyncio
+
+        return await asyncio.to_thread(self._wait_news)
+
+    def _wait_news(self) -> list[tuple[str, int, bytes]]:
+        with self.cond:
+            self.cond.wait_for(lambda: self.news, timeout=30)
+            news, self.news = self.news, []
+        return news
+
+
+_remote_class: Any = None
+_ray_lock = threading.Lock()
+
+
+def _host_class() -> Any:
+    global _remote_class
+    import ray
+
+    with _ray_lock:
+        if _remote_class is None:
+            impl = type("LanewayRayActor", (_RayHostImpl,), {"__module__": __name__})
+            for name in ("stop_request", "wait_news"):
+                setattr(impl, name, ray.method(concurrency_group="control")(getattr(_RayHostImpl, name)))
+            _remote_class = ray.remote(concurrency_groups={"control": 2})(impl)
+        return _remote_class
+
+
+class RayCell:
+    """One incarnation of a Ray-placed actor, seen from the parent (the same surface as a thread cell)."""
+
+    def __init__(self, ref: ActorRef, on_exit: Callable[[Any, Exit], None]) -> None:
+        self.lw_ref = ref
+        self._on_exit = on_exit
+        self._lock = threading.Lock()
+        self._actor: Any = None
+        self._seq = 0
+        self._asks: dict[int, tuple[Future[Any], Any]] = {}
+        self._tells: collections.deque[tuple[int, Any]] = collections.deque()
+        self._closed = False
+        self.pid = 0
+        self.exit: Exit | None = None
+        self.started = False
+        self.settled = threading.Event()
+        self.exited = threading.Event()
+        self.actor_stopped = threading.Event()
+
+    def start(self, factory: Any, args: tuple, kwargs: dict, state: bytes | None, options: dict[str, Any]) -> None:
+        import ray
+
+        name = self.lw_ref.name
+        try:
+            spec = w.dumps_by_value((factory, args, kwargs, name, state), f"the actor spec of {name}")
+        except SerializationError as exc:
+            raise ActorStartError(f"{name}: {exc}") from exc
+        try:
+            self._actor = _host_class().options(**options).remote(spec)
+            ok, self.pid, error = ray.get(self._actor.start.remote(), timeout=120)
+        except Exception as exc:
+            self._kill()
+            raise ActorStartError(f"{name} failed to start as a Ray actor: {exc!r}") from exc
+        if not ok:
+            self._kill()
+            cause = w.load_error(error)
+            self.exit = Exit(ExitKind.CRASH, cause)
+            self.actor_stopped.set()
+            self.settled.set()
+            self.exited.set()
+            raise ActorStartError(f"{name} failed to start: {cause!r}") from cause
+        self.started = True
+        self.settled.set()
+        self._poll_news()
+
+    # sending ---------------------------------------------------------------------
+
+    def deliver(self, message: Any) -> None:
+        from laneway.actors._actor import _Ask
+
+        ask = type(message) is _Ask
+        body = message.message if ask else message
+        try:
+            data = _cloud_dumps(body, w.PROTOCOL)
+        except Exception:  # worded by the slow path
+            data = w.dumps_by_value(body, f"a message to {self.lw_ref.name} ({type(body).__qualname__})")
+        with self._lock:
+            if self._closed:
+                raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})")
+            seq = self._seq + 1
+            oref = self._actor.handle.remote((b"\x01" if ask else b"\x00") + seq.to_bytes(8, "big") + data)
+            self._seq = seq  # only once sent: a gap in the numbers would stall the actor
+            if ask:
+                self._asks[seq] = (message.future, body)
+            else:
+                self._tells.append((seq, body))
+        if ask:
+            oref.future().add_done_callback(lambda f: self._replied(seq, f))
+
+    def _replied(self, seq: int, f: Any) -> None:
+        with self._lock:
+            entry = self._asks.pop(seq, None)
+            last_reply = self._closed and not self._asks
+        if last_reply:  # the actor ended and this was the last reply it owed
+            threading.Thread(target=self._kill, daemon=True).start()  # ray.kill would deadlock on this thread
+        if entry is None:
+            return
+        fut, msg = entry
+        try:
+            result = f.result()
+            status, last, data = result[:1], int.from_bytes(result[1:9], "big"), memoryview(result)[9:]
+        except Exception as exc:  # the Ray actor is gone
+            fut.settle(error=self._died_error(exc))
+            self._ended(Exit(ExitKind.CRASH, self._died_error(exc)), None, died=True)
+            return
+        self._acked(last)
+        if status == w.OK:
+            try:
+                fut.settle(pickle.loads(data))
+            except Exception as exc:
+                fut.settle(error=SerializationError(f"the reply of {self.lw_ref.name} cannot be unpickled here: {exc!r}"))
+        elif status == w.REFUSED:
+            fut.settle(error=w.load_error(data))
+        elif status == w.CRASHED:
+            cause = w.load_error(data)
+            err = ActorCrashed(f"{self.lw_ref.name} crashed handling {type(msg).__qualname__}: {cause!r}", cause)
+            err.__cause__ = cause
+            fut.settle(error=err)
+        else:
+            fut.settle(error=ActorDead(f"{self.lw_ref.name} ended ({bytes(data).decode()}) before handling the message"))
+
+    def request_stop(self, exit: Exit) -> None:
+        with self._lock:
+            if self._closed or self._actor is None:
+                return
+            self._actor.stop_request.remote(exit.kind.value)
+            self._seq = seq = self._seq + 1
+            self._actor.finish.remote(seq)
+
+    def kill(self) -> None:
+        self._kill()
+
+    def _kill_when_replied(self) -> None:
+        # The Ray actor goes once every reply it owes has arrived (killing it sooner would
+        # turn those replies into ActorDiedErrors); _replied kills it after the last one.
+        with self._lock:
+            done = not self._asks
+        if done:
+            self._kill()
+
+    def _kill(self) -> None:
+        if self._actor is not None:
+            import ray
+
+            try:
+                ray.kill(self._actor, no_restart=True)
+            except Exception:
+                pass
+
+    def _drain(self) -> None:
+        """Nothing to do: the cell accounts for every message itself when it ends."""
+
+    def _why_dead(self) -> str:
+        exit = self.exit
+        if exit is None:
+            return "stopping"
+        return f"crashed: {exit.error!r}" if exit.error is not None else exit.kind.value
+
+    # news from the actor ------------------------------------------------------------
+
+    def _poll_news(self) -> None:
+        self._actor.wait_news.remote().future().add_done_callback(self._news)
+
+    def _news(self, f: Any) -> None:
+        try:
+            items = f.result()
+        except Exception as exc:
+            self._ended(Exit(ExitKind.CRASH, self._died_error(exc)), None, died=True)
+            return
+        for kind, seq, data in items:
+            if kind == "ack":
+                self._acked(seq)
+            elif kind == "letter":
+                with self._lock:
+                    msg = next((m for s, m in self._tells if s == seq), None)
+                self._dead_letter(msg, data.decode())
+            elif kind == "state":
+                self.lw_ref.orchestrator._save_actor_state(self.lw_ref.name, data)
+            elif kind == "exit":
+                text, _, error = data.partition(b"\n")
+                self._ended(Exit(ExitKind(text.decode()), w.load_error(error) if error else None), seq)
+                return
+        self._poll_news()
+
+    def _died_error(self, exc: BaseException) -> ActorProcessDied:
+        reason = f"died ({type(exc).__name__})"
+        return ActorProcessDied(f"{self.lw_ref.name}: its Ray actor process (pid {self.pid}) {reason}", pid=self.pid,
+                                reason=reason)
+
+    def _acked(self, seq: int) -> None:
+        with self._lock:
+            tells = self._tells
+            while tells and tells[0][0] <= seq:
+                tells.popleft()
+
+    def _ended(self, exit: Exit, last: int | None, died: bool = False) -> None:
+        # Called from Ray's callback thread, where ray.kill (and so our cleanup) would deadlock.
+        threading.Thread(target=self._end_now, args=(exit, last, died), name=f"laneway-ray-end:{self.lw_ref.name}",
+                         daemon=True).start()
+
+    def _end_now(self, exit: Exit, last: int | None, died: bool) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.exit = exit
+            self.actor_stopped.set()
+            # Asks the actor handled have their replies on the way (by another path than
+            # this news): leave those to _replied.
+            asks = sorted((s, e) for s, e in self._asks.items() if died or last is None or s > last)
+            for s, _ in asks:
+                del self._asks[s]
+            tells = [m for s, m in self._tells if last is None or s > last]
+            self._tells.clear()
+        reason = self._why_dead()
+        for _, (fut, _msg) in asks:
+            if died:
+                err = exit.error
+                fut.settle(error=ActorProcessDied(str(err), pid=self.pid, reason=getattr(err, "reason", "")))
+            else:
+                fut.settle(error=ActorDead(f"{self.lw_ref.name} ended ({reason}) before handling the message"))
+        for msg in tells:
+            self._dead_letter(msg, reason)
+        self._kill_when_replied()
+        events = self.lw_ref.orchestrator.events
+        if exit.kind is ExitKind.CRASH:
+            events.publish("actor.crashed", self.lw_ref.name, error=repr(exit.error), started=self.started)
+        else:
+            events.publish("actor.stopped", self.lw_ref.name, kind=exit.kind.value)
+        try:
+            self._on_exit(self, exit)
+        except Exception:
+            log.exception("%s: exit notification failed", self.lw_ref.name)
+        self.exited.set()
+
+    def _dead_letter(self, msg: Any, reason: str) -> None:
+        self.lw_ref.orchestrator.events.publish("actor.dead_letter", self.lw_ref.name, message=msg, reason=reason)
+
+
+def ensure_ray() -> bool:
+    """Join Ray (starting a local instance if the program has not); True if this call started it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("placement='ray' needs Ray: pip install 'laneway[ray]'") from None
+    import signal
+
+    with _ray_lock:
+        if ray.is_initialized():
+            return False
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.getsignal(signal.SIGTERM) if main else None
+        ray.init(include_dashboard=False, log_to_driver=False)
+        if main and before is not None:
+            # ray.init takes SIGTERM over; the program's (or the Orchestrator's) handling stays.
+            signal.signal(signal.SIGTERM, before)
+        return True

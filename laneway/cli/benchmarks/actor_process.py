@@ -1,0 +1,206 @@
+"""Process actors against their baselines, interleaved in one run: raw pyzmq, multiprocessing.Pipe, Ray.
+
+Run: python -m laneway.cli.benchmarks.actor_process [--n 5000] [--rounds 3] [--no-ray]
+
+Measures, round after round so load on the machine hits every contender alike:
+
+* ask p50: a process actor's ``ask`` vs a raw pyzmq ipc round trip (DEALER to an
+  echo process, bytes in and out, no pickling); target <= 1.1x;
+* pipelined tells/s (n tells, then one ask to wait for them): a process actor vs a
+  minimal actor on ``multiprocessing.Pipe`` (target >= 1.0x) and vs Ray actor
+  method calls (target >= 10x);
+* with Ray installed, an actor with ``placement="ray"`` vs raw Ray actor calls
+  (target >= 0.8x), when laneway supports that placement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from typing import Any, Callable
+
+import zmq
+
+from laneway import Orchestrator
+from laneway.actors import Actor
+
+_CTX = multiprocessing.get_context("spawn")
+
+
+class Echo(Actor):
+    def on_receive(self, message: Any) -> Any:
+        return message
+
+
+# --- baseline 1: raw pyzmq ipc round trip ----------------------------------------
+
+
+def _zmq_echo(endpoint: str) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.bind(endpoint)
+    while True:
+        frames = sock.recv_multipart()
+        if frames == [b"stop"]:
+            break
+        sock.send_multipart(frames)
+    sock.close(linger=0)
+    ctx.term()
+
+
+# --- baseline 2: a minimal actor on multiprocessing.Pipe (~40 lines) --------------
+
+
+def _pipe_actor(conn: Any) -> None:
+    """The child: one mailbox (the pipe), one handler, replies for asks."""
+    while True:
+        kind, msg = conn.recv()
+        if kind == "stop":
+            return
+        result = msg  # the handler: echo
+        if kind == "ask":
+            conn.send(result)
+
+
+class PipeActor:
+    """The parent side: tell sends, ask sends and waits for the reply."""
+
+    def __init__(self) -> None:
+        self.conn, child = _CTX.Pipe()
+        self.proc = _CTX.Process(target=_pipe_actor, args=(child,), daemon=True)
+        self.proc.start()
+
+    def tell(self, msg: Any) -> None:
+        self.conn.send(("tell", msg))
+
+    def ask(self, msg: Any) -> Any:
+        self.conn.send(("ask", msg))
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        self.conn.send(("stop", None))
+        self.proc.join(5)
+
+
+# --- measurements -----------------------------------------------------------------
+
+
+def p50_us(call: Callable[[int], Any], n: int) -> float:
+    lat = []
+    for i in range(n):
+        t = time.perf_counter()
+        call(i)
+        lat.append(time.perf_counter() - t)
+    return statistics.median(lat) * 1e6
+
+
+def tells_per_s(tell: Callable[[int], Any], flush: Callable[[], Any], n: int) -> float:
+    start = time.perf_counter()
+    for i in range(n):
+        tell(i)
+    flush()
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=5000, help="asks per round (tells: 10x)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="a short run (n=500, 1 round)")
+    parser.add_argument("--no-ray", action="store_true", help="leave Ray out even if installed")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.rounds = 500, 1
+
+    tmp = tempfile.mkdtemp(prefix="laneway-bench-")
+    endpoint = f"ipc://{tmp}/echo"
+    echo_proc = _CTX.Process(target=_zmq_echo, args=(endpoint,), daemon=True)
+    echo_proc.start()
+    zctx = zmq.Context()
+    zsock = zctx.socket(zmq.DEALER)
+    zsock.connect(endpoint)
+
+    def zmq_round_trip(i: int) -> None:
+        zsock.send(b"x")
+        zsock.recv()
+
+    zmq_round_trip(0)  # connected
+    pipe = PipeActor()
+    orch = Orchestrator(name="bench")
+    ref = orch.spawn(Echo, name="echo", placement="process")
+
+    ray_actor = None
+    ray_ref = None
+    if not args.no_ray:
+        try:
+            import ray
+        except ImportError:
+            ray = None
+        if ray is not None:
+            os.environ.setdefault("RAY_ADDRESS", "local")
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+            @ray.remote
+            class RayEcho:
+                def echo(self, m: Any) -> Any:
+                    return m
+
+            ray_actor = RayEcho.remote()
+            ray.get(ray_actor.echo.remote(0))
+            try:
+                ray_ref = orch.spawn(Echo, name="ray-echo", placement="ray")
+            except Exception as exc:
+                print(f"(placement='ray' not measured: {exc})")
+
+    rows: dict[str, list[float]] = {k: [] for k in
+                                    ("zmq p50", "actor p50", "pipe tells/s", "actor tells/s", "ray tells/s",
+                                     "ray-placed tells/s")}
+    n = args.n
+    try:
+        for _ in range(args.rounds):
+            rows["zmq p50"].append(p50_us(zmq_round_trip, n))
+            rows["actor p50"].append(p50_us(lambda i: ref.ask(i, timeout=30), n))
+            rows["pipe tells/s"].append(tells_per_s(pipe.tell, lambda: pipe.ask("flush"), n * 10))
+            rows["actor tells/s"].append(tells_per_s(ref.tell, lambda: ref.ask("flush", timeout=120), n * 10))
+            if ray_actor is not None:
+                import ray
+
+                calls: list[Any] = []
+                rows["ray tells/s"].append(
+                    tells_per_s(lambda i: calls.append(ray_actor.echo.remote(i)), lambda: ray.get(calls[-1]), n)
+                )
+                if ray_ref is not None:
+                    rows["ray-placed tells/s"].append(
+                        tells_per_s(ray_ref.tell, lambda: ray_ref.ask("flush", timeout=120), n)
+                    )
+    finally:
+        orch.shutdown()
+        pipe.stop()
+        zsock.send(b"stop")
+        zsock.close(linger=0)
+        zctx.term()
+        echo_proc.join(5)
+        if ray_actor is not None:
+            import ray
+
+            ray.shutdown()
+
+    med = {k: statistics.median(v) for k, v in rows.items() if v}
+    print(f"median of {args.rounds} rounds, n={n} asks, {n * 10} tells (Ray: {n} calls)")
+    for k, v in med.items():
+        print(f"  {k:20s} {v:12.1f}")
+    print("ratios (target):")
+    print(f"  actor ask p50 / raw zmq round trip     {med['actor p50'] / med['zmq p50']:.2f}x  (<= 1.1x)")
+    print(f"  actor tells / Pipe actor tells         {med['actor tells/s'] / med['pipe tells/s']:.2f}x  (>= 1.0x)")
+    if "ray tells/s" in med:
+        print(f"  actor tells / Ray actor calls          {med['actor tells/s'] / med['ray tells/s']:.2f}x  (>= 10x)")
+    if "ray-placed tells/s" in med:
+        print(f"  ray-placed tells / raw Ray calls       {med['ray-placed tells/s'] / med['ray tells/s']:.2f}x  (>= 0.8x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Process placement: what only a process actor can do or suffer (pickling, SIGKILL, groups, dying with the parent)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import attrs
+import psutil
+import pytest
+
+from laneway import Orchestrator, errors
+from laneway.actors import ChildSpec, OneForOne, Placement, handler
+from tests.actors.support import Block, Counter, Crash, Get, Inc, Tally, wait_restarted
+
+pytestmark = pytest.mark.multiprocess
+
+
+@attrs.frozen
+class Pid:
+    pass
+
+
+@attrs.frozen
+class Note:
+    sender: int
+    n: int
+
+
+@attrs.frozen
+class Notes:
+    pass
+
+
+@attrs.frozen
+class Unpicklable:
+    pass
+
+
+class Recorder(Counter):
+    def on_start(self) -> None:
+        super().on_start()
+        self.notes: list[tuple[int, int]] = []
+
+    @handler(Pid)
+    def _pid(self, msg: Pid) -> int:
+        return os.getpid()
+
+    @handler(Note)
+    def _note(self, msg: Note) -> None:
+        self.notes.append((msg.sender, msg.n))
+
+    @handler(Notes)
+    def _notes(self, msg: Notes) -> list[tuple[int, int]]:
+        return self.notes
+
+    @handler(Unpicklable)
+    def _unpicklable(self, msg: Unpicklable) -> object:
+        return threading.Lock()
+
+
+def test_placement_is_an_enum_and_strings_are_coerced(orch):
+    assert Placement.coerce("process") is Placement.PROCESS
+    with pytest.raises(errors.ConfigError, match=r"placement must be one of \['thread', 'process', 'ray'\]"):
+        orch.spawn(Counter, name="c", placement="gpu")
+    with pytest.raises(errors.ConfigError, match="placement must be one of"):
+        ChildSpec(Counter, name="c", placement="elsewhere")
+    with pytest.raises(errors.ConfigError, match="group='g' needs placement='process'"):
+        ChildSpec(Counter, name="c", group="g")
+    assert ChildSpec(Counter, name="c", placement="process").placement is Placement.PROCESS
+
+
+def test_the_actor_runs_in_another_process(orch):
+    ref = orch.spawn(Recorder, name="r", placement=Placement.PROCESS)
+    pid = ref.ask(Pid(), timeout=10)
+    assert pid != os.getpid() and pid == ref._cell.pid
+    assert psutil.Process(pid).ppid() == os.getpid()
+
+
+def test_an_unpicklable_message_fails_at_the_sender(orch):
+    ref = orch.spawn(Recorder, name="r", placement="process")
+    with pytest.raises(errors.SerializationError, match="a message to r"):
+        ref.tell(threading.Lock())
+    with pytest.raises(errors.SerializationError):
+        ref.ask_future(Block(threading.Event()))
+    assert ref.ask(Inc(), timeout=10) == 1  # nothing was sent, the actor is fine
+
+
+def test_an_unpicklable_reply_is_a_typed_error_at_the_asker(orch):
+    ref = orch.spawn(Recorder, name="r", placement="process")
+    with pytest.raises(errors.SerializationError, match="reply of r to Unpicklable"):
+        ref.ask(Unpicklable(), timeout=10)
+    assert ref.ask(Inc(), timeout=10) == 1
+
+
+def test_messages_from_each_sender_arrive_in_order(orch):
+    ref = orch.spawn(Recorder, name="r", placement="process")
+
+    def send(sender: int) -> None:
+        for n in range(300):
+            ref.tell(Note(sender, n))
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    notes = ref.ask(Notes(), timeout=10)
+    assert len(notes) == 1200
+    for s in range(4):
+        assert [n for sender, n in notes if sender == s] == list(range(300))
+
+
+def test_sigkill_fails_asks_in_flight_naming_pid_and_signal_and_dead_letters_tells(orch, gates):
+    ref = orch.spawn(Recorder, name="r", placement="process")
+    pid = ref.ask(Pid(), timeout=10)
+    gate = gates()
+    ref.tell(Block(gate))  # the actor is busy, so what follows stays queued
+    asks = [ref.ask_future(Get()) for _ in range(5)]
+    with orch.events.subscribe(("actor.dead_letter", "actor.crashed")) as sub:
+        ref.tell(Inc(7))
+        os.kill(pid, signal.SIGKILL)
+        for fut in asks:
+            with pytest.raises(errors.ActorProcessDied) as info:
+                fut.get(timeout=10)
+            assert isinstance(info.value, errors.ActorCrashed)
+            assert info.value.pid == pid and info.value.reason == "killed by SIGKILL"
+            assert f"pid {pid}" in str(info.value) and "SIGKILL" in str(info.value)
+        letters = [sub.wait_for(lambda e: e.key == "actor.dead_letter", 10) for _ in range(2)]
+        crashed = sub.wait_for(lambda e: e.key == "actor.crashed", 10)
+    assert [e.data["message"] for e in letters] == [Block(gate), Inc(7)]
+    assert "SIGKILL" in crashed.data["error"]
+    with pytest.raises(errors.ActorDead):
+        ref.tell(Inc())
+
+
+def test_a_supervisor_restarts_a_killed_process_actor_in_a_new_process_behind_the_same_ref(orch):
+    sup = orch.spawn_supervisor("sup", strategy=OneForOne(), children=[ChildSpec(Recorder, name="r", placement="process")])
+    r = sup.child("r")
+    r.tell(Inc(5))
+    first = r.ask(Pid(), timeout=10)
+    with orch.events.subscribe("supervisor") as sub:
+        os.kill(first, signal.SIGKILL)
+        wait_restarted(sub, "r")
+    second = r.ask(Pid(), timeout=10)
+    assert second != first and sup.child("r") is r and r.incarnation == 2
+    assert r.ask(Get(), timeout=10) == 0  # fresh state (OTP)
+    with pytest.raises(psutil.NoSuchProcess):
+        psutil.Process(first).status()
+
+
+def test_actors_of_a_group_share_a_process_and_others_get_their_own(orch):
+    a = orch.spawn(Recorder, name="a", placement="process", group="g")
+    b = orch.spawn(Recorder, name="b", placement="process", group="g")
+    c = orch.spawn(Recorder, name="c", placement="process")
+    pa, pb, pc = (ref.ask(Pid(), timeout=10) for ref in (a, b, c))
+    assert pa == pb != pc
+    # one actor of the group crashing leaves the other running
+    with pytest.raises(errors.ActorCrashed):
+        a.ask(Crash(), timeout=10)
+    assert b.ask(Inc(), timeout=10) == 1
+    # the group's process dying is the crash of every actor in it
+    with orch.events.subscribe("actor.crashed") as sub:
+        os.kill(pb, signal.SIGKILL)
+        sub.wait_for(lambda e: e.source == "b", 10)
+    assert not b.is_alive() and c.is_alive()
+
+
+def test_a_stop_that_does_not_finish_in_time_kills_the_process(orch, gates):
+    sup = orch.spawn_supervisor(
+        "sup", children=[ChildSpec(Recorder, name="stuck", placement="process", shutdown_s=0.2)]
+    )
+    stuck = sup.child("stuck")
+    pid = stuck.ask(Pid(), timeout=10)
+    stuck.tell(Block(gates()))  # never set
+    report = orch.shutdown(timeout=5)
+    assert report.clean
+    with pytest.raises(psutil.NoSuchProcess):
+        psutil.Process(pid).status()
+
+
+def test_state_hooks_resume_a_restarted_actor(orch, placement):
+    sup = orch.spawn_supervisor(
+        "sup", strategy=OneForOne(), children=[ChildSpec(Tally, name="t", placement=placement)]
+    )
+    t = sup.child("t")
+    assert t.ask(Inc(3), timeout=10) == 3
+    with orch.events.subscribe("supervisor") as sub:
+        t.tell(Crash())
+        wait_restarted(sub, "t")
+    assert t.ask(Inc(1), timeout=10) == 4
+
+
+def test_saved_state_survives_the_orchestrator_in_the_store(tmp_path, placement):
+    path = str(tmp_path / "state.db")
+    with Orchestrator(name="one", store=path) as orch:
+        assert orch.spawn(Tally, name="t", placement=placement).ask(Inc(5), timeout=10) == 5
+    with Orchestrator(name="two", store=path) as orch:
+        assert orch.spawn(Tally, name="t", placement=placement).ask(Get(), timeout=10) == 5
+
+
+_ORPHAN = """
+import sys, time
+from laneway import Orchestrator
+from tests.actors.test_process_actor import Pid, Recorder
+if __name__ == "__main__":
+    orch = Orchestrator(name="orphan")
+    ref = orch.spawn(Recorder, name="r", placement="process")
+    print(ref.ask(Pid(), timeout=30), flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.chaos
+def test_actor_processes_die_with_their_parent(tmp_path):
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        child = int(parent.stdout.readline())
+        proc = psutil.Process(child)
+        parent.kill()
+        parent.wait(10)
+        proc.wait(timeout=10)  # raises psutil.TimeoutExpired if it outlives its parent
+    finally:
+        parent.kill()
+        parent.wait(10)
+        parent.stdout.close()
