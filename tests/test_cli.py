@@ -72,6 +72,28 @@ def test_bench_lists_runs_and_summarizes(tmp_path):
     assert laneway("bench", "--dir", str(tmp_path), "nope").returncode == 2
 
 
+def test_bench_json_records_the_machine_each_script_and_its_own_report(tmp_path):
+    (tmp_path / "plain.py").write_text('"""Prints a table."""\nprint("ratio 1.5x")\n')
+    (tmp_path / "reporting.py").write_text(
+        '"""Has --json."""\nimport argparse, json, sys\n'
+        'p = argparse.ArgumentParser(); p.add_argument("--json", action="store_true"); a = p.parse_args()\n'
+        'print("progress", file=sys.stderr)\n'
+        'print(json.dumps({"ratio": 2.0}) if a.json else "ratio 2.0x")\n'
+    )
+    out_file = tmp_path / "out" / "bench.json"
+    refused = laneway("bench", "--dir", str(tmp_path), "--json", str(out_file))
+    assert refused.returncode == 2 and "cannot write --json" in refused.stderr  # checked before the run
+    out_file.parent.mkdir()
+    ran = laneway("bench", "--dir", str(tmp_path), "--json", str(out_file))
+    assert ran.returncode == 0, ran.stderr
+    doc = json.loads(out_file.read_text())
+    machine = doc["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"] and len(machine["load_average_start"]) == 3
+    by_name = {b["name"]: b for b in doc["benchmarks"]}
+    assert by_name["plain"]["exit"] == 0 and "ratio 1.5x" in by_name["plain"]["output"]
+    assert by_name["reporting"]["report"] == {"ratio": 2.0} and "progress" in by_name["reporting"]["output"]
+
+
 def test_bench_finds_the_checkouts_benchmarks():
     out = laneway("bench", "--list")
     assert out.returncode == 0
