@@ -272,11 +272,12 @@ class EventBus:
             return
         event = Event(key, source, data, self._now())
         for match, fn in route:
-            if match is None or match(event):
-                try:
+            try:
+                # A user's filter or listener that raises is logged: publishing never fails its publisher.
+                if match is None or match(event):
                     fn(event)
-                except Exception:
-                    log.exception("event listener %r raised on %s", fn, key)
+            except Exception:
+                log.exception("event listener %r raised on %s", fn, key)
 
     def _route(self, routes: dict[str, Any], key: str) -> tuple[tuple[Callable[[Event], bool] | None, Callable[[Event], None]], ...]:
         # ``routes`` was read before the subscribers: were they replaced in between, this
