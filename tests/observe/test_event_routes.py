@@ -77,3 +77,21 @@ def test_exclude_needs_a_key_filter_and_keys() -> None:
     bus.publish("queue.command.started", "x")
     bus.publish("queue.lane.idle", "x")
     assert seen == ["queue.lane.idle"]
+
+
+def test_a_filter_or_listener_that_raises_never_fails_the_publisher_or_the_others(caplog) -> None:
+    bus = EventBus()
+    seen: list[str] = []
+
+    def bad_filter(e: object) -> bool:
+        raise RuntimeError("filter bug")
+
+    def bad_listener(e: object) -> None:
+        raise RuntimeError("listener bug")
+
+    bus.add_listener(lambda e: seen.append("never"), bad_filter)
+    bus.add_listener(bad_listener, "work")
+    bus.add_listener(lambda e: seen.append(e.key), "work")
+    bus.publish("work.done", "x")  # must not raise
+    assert seen == ["work.done"]
+    assert "filter bug" in caplog.text and "listener bug" in caplog.text
