@@ -18,7 +18,7 @@ import logging
 import pickle
 import queue
 import threading
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Callable, Protocol, TypeVar, cast
 
 import attrs
 import pykka
@@ -106,7 +106,7 @@ class Actor:
     reply_errors: tuple[type[BaseException], ...] = (ConfigError, LookupError, UnhandledMessage)
 
     _laneway_handlers: dict[type, Callable[..., Any]] = {}
-    _cell: _Cell
+    _cell: _ActorCell
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -184,6 +184,41 @@ class Actor:
         return fn(self, message)
 
 
+class _RefCell(Protocol):
+    """What an :class:`ActorRef` (and its supervisor and system) uses of the cell behind it.
+
+    Met by the thread cell (:class:`_Cell`) and by the parent-side cells of
+    process and Ray actors (``ProcessCell``, ``RayCell``), so one ref works with
+    every placement.
+    """
+
+    exit: Exit | None
+    exited: threading.Event
+    actor_stopped: threading.Event
+
+    @property
+    def lw_ref(self) -> ActorRef: ...
+
+    def deliver(self, message: Any) -> None: ...
+
+    def request_stop(self, exit: Exit) -> None: ...
+
+
+class _ActorCell(Protocol):
+    """What an :class:`Actor` reaches through ``self._cell``: its own ref, and a stop request.
+
+    Met by the thread cell and by the body of a Ray actor. Inside a Ray actor
+    or a host process, ``lw_ref`` is a stand-in (``_LocalRef``) with the
+    actor's name; the host-process cell sets it only once the actor's spec is
+    loaded, so it is optional there and its assignment is not checked.
+    """
+
+    @property
+    def lw_ref(self) -> ActorRef: ...
+
+    def request_stop(self, exit: Exit) -> None: ...
+
+
 @attrs.define(slots=True)
 class _Ask:
     message: Any
@@ -204,7 +239,7 @@ class _Cell(pykka.ThreadingActor):
     # per orchestrator. Threads are daemons so a stuck actor cannot keep the
     # interpreter alive.
 
-    def __init__(self, ref: ActorRef, instance: Actor, on_exit: Callable[[_Cell, Exit], None],
+    def __init__(self, ref: ActorRef, instance: Actor, on_exit: Callable[[_RefCell, Exit], None],
                  state: bytes | None = None) -> None:
         super().__init__()
         self.lw_ref = ref
@@ -370,7 +405,7 @@ class ActorRef:
     def __init__(self, name: str, orchestrator: ActorSystem) -> None:
         self.name = name
         self.orchestrator = orchestrator
-        self._cell: _Cell | None = None
+        self._cell: _RefCell | None = None
         self.incarnation = 0
 
     def __repr__(self) -> str:
@@ -457,7 +492,7 @@ class ActorRef:
 
     # used by supervisors and the orchestrator ------------------------------
 
-    def _start(self, factory: Callable[..., Actor], args: tuple, kwargs: dict, on_exit: Callable[[_Cell, Exit], None],
+    def _start(self, factory: Callable[..., Actor], args: tuple, kwargs: dict, on_exit: Callable[[_RefCell, Exit], None],
                placement: Placement = Placement.THREAD, group: str | None = None,
                ray_options: dict[str, Any] | None = None) -> Any:
         """Start a new incarnation synchronously; raise ActorStartError if it fails."""

@@ -433,8 +433,8 @@ class ProcessHosts:
             cell.settled.wait(10)
         if not cell.started:
             cell.exited.wait(10)
-            exc = cell.start_error or (cell.exit.error if cell.exit is not None else None)
-            raise ActorStartError(f"{ref.name} failed to start in process {host.pid}: {exc!r}") from exc
+            cause = cell.start_error or (cell.exit.error if cell.exit is not None else None)
+            raise ActorStartError(f"{ref.name} failed to start in process {host.pid}: {cause!r}") from cause
         ref.orchestrator.events.publish("actor.started", ref.name, pid=host.pid)
         return cell
 
@@ -442,14 +442,16 @@ class ProcessHosts:
         with self.lock:
             if self._closed:
                 raise SystemShutdown(f"process hosts of {self.name} are closed")
-            host = self._groups.get(group) if group is not None else self._spare
-            fresh = host is None or host.dead
-            if fresh:
+            found = self._groups.get(group) if group is not None else self._spare
+            fresh = found is None or found.dead
+            if found is None or found.dead:
                 host = _Host(self, next(self._numbers), group)
                 if group is not None:
                     self._groups[group] = host
-            elif group is None:
-                self._spare = None
+            else:
+                host = found
+                if group is None:
+                    self._spare = None
         if group is None:
             self._spawns.put(_SPARE)  # a warm host for the next actor (or restart) of its own
         if fresh:

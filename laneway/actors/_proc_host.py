@@ -88,9 +88,9 @@ class _Host:
                     self.actors[frames[1]] = actor
                     actor.start()
                 elif kind == w.STOP:
-                    actor = self.actors.get(frames[1])
-                    if actor is not None:
-                        actor.request_stop(frames[2].decode())
+                    target = self.actors.get(frames[1])
+                    if target is not None:
+                        target.request_stop(frames[2].decode())
                 elif kind == w.QUIT:
                     return 0
         finally:
@@ -133,6 +133,13 @@ class _ActorThread:
 
     def join(self, timeout: float) -> None:
         self.thread.join(timeout)
+
+    @property
+    def name(self) -> str:
+        """The actor's name (known once its spec is loaded, before any message is handled)."""
+        ref = self.lw_ref
+        assert ref is not None, "the actor's spec is not loaded yet"
+        return ref.name
 
     def request_stop(self, kind: Any) -> None:
         # Called with the Exit of Actor.stop() in this thread, or an ExitKind value from the control thread.
@@ -178,7 +185,7 @@ class _ActorThread:
             instance = factory(*args, **kwargs)
             if not isinstance(instance, Actor):
                 raise TypeError(f"{factory!r} returned {type(instance).__name__}, not an Actor")
-            instance._cell = self  # type: ignore[assignment]
+            instance._cell = self  # type: ignore[assignment]  # lw_ref is optional here (set just above)
             instance.on_start()
             if state is not None:
                 instance.load_state(pickle.loads(state))
@@ -264,7 +271,7 @@ class _ActorThread:
             msg = pickle.loads(memoryview(data)[start:])
         except Exception as exc:
             # The sender pickled something this process cannot load (a class only the parent has).
-            err = w.dump_error(_serialization(f"{self.lw_ref.name} cannot unpickle the message: {exc!r}"))
+            err = w.dump_error(_serialization(f"{self.name} cannot unpickle the message: {exc!r}"))
             if ask:
                 send(w.REPLY, seq_b, w.REFUSED, err)
             else:
@@ -279,20 +286,20 @@ class _ActorThread:
                 else:
                     send(w.LETTER, seq_b, payload=repr(exc).encode())
                 return None
-            log.warning("%s crashed handling %s: %r", self.lw_ref.name, type(msg).__qualname__, exc, exc_info=exc)
+            log.warning("%s crashed handling %s: %r", self.name, type(msg).__qualname__, exc, exc_info=exc)
             if ask:
                 send(w.REPLY, seq_b, w.CRASHED, w.dump_error(exc))
             return exc
         if saves:
             try:
-                state = w.dumps(instance.save_state(), f"the state {self.lw_ref.name} saved")
+                state = w.dumps(instance.save_state(), f"the state {self.name} saved")
             except Exception as exc:
-                log.warning("%s: save_state failed: %r", self.lw_ref.name, exc)
+                log.warning("%s: save_state failed: %r", self.name, exc)
             else:
                 send(w.STATE, seq_b, payload=state)
         if ask:
             try:
-                payload = w.dumps(result, f"the reply of {self.lw_ref.name} to {type(msg).__qualname__}")
+                payload = w.dumps(result, f"the reply of {self.name} to {type(msg).__qualname__}")
             except Exception as exc:
                 send(w.REPLY, seq_b, w.REFUSED, w.dump_error(exc))
             else:

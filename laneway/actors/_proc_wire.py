@@ -88,7 +88,7 @@ def dump_error(exc: BaseException) -> bytes:
         return pickle.dumps(RuntimeError(f"{type(exc).__qualname__}: {exc}"), PROTOCOL)
 
 
-def load_error(data: bytes) -> BaseException:
+def load_error(data: bytes | memoryview) -> BaseException:
     try:
         exc = pickle.loads(data)
     except Exception as load_exc:  # a class the parent cannot import

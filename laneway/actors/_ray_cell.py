@@ -210,7 +210,8 @@ def _host_class() -> Any:
             impl = type("LanewayRayActor", (_RayHostImpl,), {"__module__": __name__})
             for name in ("stop_request", "wait_news"):
                 setattr(impl, name, ray.method(concurrency_group="control")(getattr(_RayHostImpl, name)))
-            _remote_class = ray.remote(concurrency_groups={"control": 2})(impl)
+            # Ray's stubs list ray.remote's keywords without concurrency_groups, which it accepts.
+            _remote_class = ray.remote(concurrency_groups={"control": 2})(impl)  # type: ignore[call-overload]
         return _remote_class
 
 

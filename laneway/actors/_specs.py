@@ -110,6 +110,11 @@ def RestForOne(max_restarts: int = 3, within_s: float = 5.0, backoff: Backoff | 
     return Strategy(StrategyKind.REST_FOR_ONE, max_restarts, within_s, backoff, backoff_reset_s)
 
 
+def _placement(value: Placement | str) -> Placement:
+    # attrs' mypy plugin takes only plain functions as converters, not a classmethod.
+    return Placement.coerce(value)
+
+
 def _restart_type(value: RestartType | str) -> RestartType:
     try:
         return value if isinstance(value, RestartType) else RestartType(value)
@@ -156,7 +161,7 @@ class ChildSpec:
     kwargs: dict = attrs.field(factory=dict)
     restart: RestartType = attrs.field(default=RestartType.PERMANENT, converter=_restart_type)
     shutdown_s: float = attrs.field(default=5.0, validator=_non_negative)
-    placement: Placement = attrs.field(default=Placement.THREAD, converter=Placement.coerce)
+    placement: Placement = attrs.field(default=Placement.THREAD, converter=_placement)
     group: str | None = attrs.field(default=None, validator=_group)
     ray_options: dict | None = None
 

@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import attrs
 
-from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, ExitKind, _Cell, handler
+from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, ExitKind, _RefCell, handler
 from laneway.actors._specs import (
     ChildInfo,
     ChildSpec,
@@ -55,7 +55,7 @@ class WhichChildren:
 @attrs.frozen
 class _ChildExited:
     ref: ActorRef
-    cell: _Cell
+    cell: _RefCell
     exit: Exit
 
 
@@ -285,7 +285,7 @@ class Supervisor(Actor):
     def _start(self, child: _Child) -> None:
         me = self.ref
 
-        def on_exit(cell: _Cell, exit: Exit) -> None:
+        def on_exit(cell: _RefCell, exit: Exit) -> None:
             try:
                 me.tell(_ChildExited(child.ref, cell, exit))
             except ActorDead:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import attrs
 
-from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, _Cell
+from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, _RefCell
 from laneway.core import Clock, MonotonicClock
 from laneway.core import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterQueue
 from laneway.actors._specs import ChildSpec, Placement, Strategy, check_placement
@@ -243,7 +243,7 @@ class ActorSystem:
         with self._lock:
             self._names.pop(name, None)
 
-    def _top_exit(self, cell: _Cell, exit: Exit) -> None:
+    def _top_exit(self, cell: _RefCell, exit: Exit) -> None:
         """Top-level actors have no supervisor: their end is only reported (as events, by the cell)."""
 
     def _process_hosts(self) -> Any:
