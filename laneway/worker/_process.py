@@ -113,11 +113,16 @@ def run(cfg: WorkerConfig) -> int:
     """Serve the pool until told to stop; remote workers rejoin after losing it. Returns an exit code."""
     runner = TaskRunner()
     ctx = zmq.Context()
+    stop = threading.Event()
+    previous = _stop_on_sigterm(stop) if cfg.remote else None
     try:
         while True:
             wid = cfg.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-            session = _Session(ctx, cfg, wid, runner)
+            session = _Session(ctx, cfg, wid, runner, stop)
             outcome = session.serve()
+            if outcome == "sigterm":
+                log.warning("worker %s: SIGTERM; finished the tasks it had, leaving the pool", wid)
+                return 0
             if outcome == "stop" or not cfg.remote:
                 return 0
             if outcome == "not admitted":
@@ -131,12 +136,30 @@ def run(cfg: WorkerConfig) -> int:
             runner = TaskRunner()  # a new identity starts with an empty function cache on both ends
     finally:
         ctx.destroy(linger=0)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm(stop: threading.Event) -> Any:
+    """A remote worker (``laneway worker``) stops gracefully on SIGTERM: it finishes the tasks it
+    was sent, then leaves (the pool hands anything unanswered to another worker); a second
+    SIGTERM ends it at once. Returns the handler it replaced, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stop.set()
+
+    return signal.signal(signal.SIGTERM, on_sigterm)
 
 
 class _Session:
     """One connection under one identity."""
 
-    def __init__(self, ctx: zmq.Context, cfg: WorkerConfig, wid: str, runner: TaskRunner) -> None:
+    def __init__(self, ctx: zmq.Context, cfg: WorkerConfig, wid: str, runner: TaskRunner,
+                 stop: threading.Event | None = None) -> None:
+        self.stop = stop if stop is not None else threading.Event()
         self.cfg = cfg
         self.wid = wid
         self.runner = runner
@@ -173,6 +196,8 @@ class _Session:
         admitted = not cfg.remote
         try:
             while True:
+                if self.stop.is_set():
+                    return "sigterm"
                 ready = dict(poller.poll(int(cfg.heartbeat_s * 1000)))
                 if self.monitor is not None and self.monitor in ready:
                     self._handshake_event()

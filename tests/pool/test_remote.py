@@ -176,3 +176,18 @@ def test_a_remote_worker_cut_off_for_a_while_rejoins_under_a_new_identity(orch, 
     # What it finished while cut off arrived late: counted, never delivered twice.
     wait_until(lambda: pool.statistics().late_results >= 1, what="the late result to be counted")
     assert remote.pid in {f.get(60) for f in [pool.submit(tasks.pid) for _ in range(40)]}
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_stops_a_remote_worker_gracefully_and_its_work_goes_elsewhere(orch, tmp_path):
+    pool = orch.start_pool(workers=0, listen="tcp://127.0.0.1:0")
+    proc, log_path = _worker(pool.endpoint, tmp_path)
+    try:
+        assert pool.wait_ready(1, timeout=60)
+        assert {f.get(60) for f in [pool.submit(tasks.pid) for _ in range(20)]} == {proc.pid}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0  # not -SIGTERM: it left in order
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "SIGTERM; finished the tasks it had, leaving the pool" in log_path.read_text()
