@@ -15,17 +15,19 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from laneway.actors import ActorSystem, FunctionRef, Placement, function_actor
-from laneway.cluster import ClusterNode
 from laneway.errors import ConfigError, SystemShutdown, Terminated
-from laneway.lanes import LaneManager
-from laneway.observe import Metrics
-from laneway.pool import Pool
-from laneway.router import Router
 from laneway.store import PostgresStore, Store
-from laneway.workflow import WorkflowEngine
 
 if TYPE_CHECKING:
+    # Each subsystem is imported when it is first built (below): a program that starts only
+    # a pool loads actors, core, pool and worker, not lanes, workflows, observe or the cluster.
+    from laneway.cluster import ClusterNode
     from laneway.console import Console
+    from laneway.lanes import LaneManager
+    from laneway.observe import Metrics
+    from laneway.pool import Pool
+    from laneway.router import Router
+    from laneway.workflow import WorkflowEngine
 
 T = TypeVar("T")
 
@@ -134,12 +136,12 @@ class Orchestrator(ActorSystem):
 
     def start_pool(self, **config: Any) -> Pool:
         """Start the process pool with options (see :class:`laneway.pool.Pool`); call before first use of :attr:`pool`."""
-        return self._build("_pool", "pool", lambda: Pool(self, **config), configured=True)
+        return self._build("_pool", "pool", lambda: self._new_pool(config), configured=True)
 
     @property
     def pool(self) -> Pool:
         """The process pool (started with defaults on first use)."""
-        return self._build("_pool", "pool", lambda: Pool(self), configured=False)
+        return self._build("_pool", "pool", lambda: self._new_pool({}), configured=False)
 
     def started_pool(self) -> Pool | None:
         """The pool if something started it; never starts it."""
@@ -152,12 +154,12 @@ class Orchestrator(ActorSystem):
         config.setdefault("cpu", self._cpu_runner)
         if self._node is not None:
             config.setdefault("store", None)  # the cluster's tables own durable commands
-        return self._build("_lanes", "lanes", lambda: LaneManager(self, **config), configured=True)
+        return self._build("_lanes", "lanes", lambda: self._new_lanes(config), configured=True)
 
     @property
     def lanes(self) -> LaneManager:
         """The lane manager (default lanes on first use)."""
-        return self._build("_lanes", "lanes", lambda: LaneManager(self, cpu=self._cpu_runner, **self._lane_store()),
+        return self._build("_lanes", "lanes", lambda: self._new_lanes({"cpu": self._cpu_runner, **self._lane_store()}),
                            configured=False)
 
     def _lane_store(self) -> dict[str, Any]:
@@ -172,12 +174,12 @@ class Orchestrator(ActorSystem):
     def start_router(self, **config: Any) -> Router:
         """Start the router with options (see :class:`laneway.router.Router`)."""
         config.setdefault("cpu", self._cpu_runner)
-        return self._build("_router", "router", lambda: Router(self, **config), configured=True)
+        return self._build("_router", "router", lambda: self._new_router(config), configured=True)
 
     @property
     def router(self) -> Router:
         """The capability router (started on first use)."""
-        return self._build("_router", "router", lambda: Router(self, cpu=self._cpu_runner), configured=False)
+        return self._build("_router", "router", lambda: self._new_router({"cpu": self._cpu_runner}), configured=False)
 
     def started_router(self) -> Router | None:
         """The router if something started it; never starts it."""
@@ -232,12 +234,12 @@ class Orchestrator(ActorSystem):
     def start_workflows(self, **config: Any) -> WorkflowEngine:
         """Start the workflow engine with options (see :class:`laneway.workflow.WorkflowEngine`)."""
         config.setdefault("router", self._routing)
-        return self._build("_workflows", "workflows", lambda: WorkflowEngine(self, **config), configured=True)
+        return self._build("_workflows", "workflows", lambda: self._new_workflows(config), configured=True)
 
     @property
     def workflows(self) -> WorkflowEngine:
         """The workflow engine (started on first use)."""
-        return self._build("_workflows", "workflows", lambda: WorkflowEngine(self, router=self._routing),
+        return self._build("_workflows", "workflows", lambda: self._new_workflows({"router": self._routing}),
                            configured=False)
 
     def started_workflows(self) -> WorkflowEngine | None:
@@ -247,7 +249,12 @@ class Orchestrator(ActorSystem):
     @property
     def metrics(self) -> Metrics:
         """The metrics registry (started on first use)."""
-        return self._build("_metrics", "metrics", lambda: Metrics(self), configured=False)
+        def build() -> Metrics:
+            from laneway.observe import Metrics
+
+            return Metrics(self)
+
+        return self._build("_metrics", "metrics", build, configured=False)
 
     def started_metrics(self) -> Metrics | None:
         """The metrics registry if something started it; never starts it."""
@@ -285,6 +292,8 @@ class Orchestrator(ActorSystem):
         return self._cluster
 
     def _make_cluster(self, config: dict[str, Any]) -> ClusterNode:
+        from laneway.cluster import ClusterNode
+
         if self._node is None:
             raise ConfigError(f"orchestrator {self.name} is not a cluster node: "
                               "pass node='NAME' and store='postgresql://...'")
@@ -294,7 +303,29 @@ class Orchestrator(ActorSystem):
         return node
 
     def _cluster_engine(self, store: Store) -> WorkflowEngine:
-        return WorkflowEngine(self, store=store, router=self._routing)
+        return self._new_workflows({"store": store, "router": self._routing})
+
+    # building subsystems (each imported on first use) ------------------------------------
+
+    def _new_pool(self, config: dict[str, Any]) -> Pool:
+        from laneway.pool import Pool
+
+        return Pool(self, **config)
+
+    def _new_lanes(self, config: dict[str, Any]) -> LaneManager:
+        from laneway.lanes import LaneManager
+
+        return LaneManager(self, **config)
+
+    def _new_router(self, config: dict[str, Any]) -> Router:
+        from laneway.router import Router
+
+        return Router(self, **config)
+
+    def _new_workflows(self, config: dict[str, Any]) -> WorkflowEngine:
+        from laneway.workflow import WorkflowEngine
+
+        return WorkflowEngine(self, **config)
 
     # providers handed to subsystems ---------------------------------------------------
 
