@@ -27,7 +27,7 @@ import cloudpickle
 
 from laneway.actors import _proc_wire as w
 from laneway.actors._actor import Exit, ExitKind
-from laneway.core import Future
+from laneway.core import Future, acquire_ray
 from laneway.errors import ActorCrashed, ActorDead, ActorProcessDied, ActorStartError, ConfigError, SerializationError
 
 if TYPE_CHECKING:
@@ -435,20 +435,10 @@ class RayCell:
 
 
 def ensure_ray() -> bool:
-    """Join Ray (starting a local instance if the program has not); True if this call started it."""
+    """Join Ray (starting a local instance if the program has not); True if this call counts as a user
+    that must later call :func:`laneway.core.release_ray`."""
     try:
-        import ray
+        import ray  # noqa: F401  - only to say what to install
     except ImportError:
         raise ConfigError("placement='ray' needs Ray: pip install 'laneway[ray]'") from None
-    import signal
-
-    with _ray_lock:
-        if ray.is_initialized():
-            return False
-        main = threading.current_thread() is threading.main_thread()
-        before = signal.getsignal(signal.SIGTERM) if main else None
-        ray.init(include_dashboard=False, log_to_driver=False)
-        if main and before is not None:
-            # ray.init takes SIGTERM over; the program's (or the Orchestrator's) handling stays.
-            signal.signal(signal.SIGTERM, before)
-        return True
+    return acquire_ray(None, None, {"log_to_driver": False})

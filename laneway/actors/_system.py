@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import attrs
 
 from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, _RefCell
-from laneway.core import Clock, MonotonicClock
+from laneway.core import Clock, MonotonicClock, release_ray
 from laneway.core import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterQueue
 from laneway.actors._specs import ChildSpec, Placement, Strategy, check_placement
 from laneway.actors._supervisor import Supervisor, SupervisorRef
@@ -265,7 +265,7 @@ class ActorSystem:
         with self._lock:
             if self._closed:
                 raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot start a Ray actor")
-            if ensure_ray():
+            if not self._owns_ray and ensure_ray():
                 self._owns_ray = True
         cell = RayCell(ref, on_exit)
         ref._cell = cell
@@ -342,11 +342,9 @@ class ActorSystem:
             except Exception as exc:
                 log.exception("closing the actor host processes failed")
                 errors.append(f"actor hosts: {exc!r}")
-        if self._owns_ray:  # Ray started for our Ray actors goes with them; the program's own stays
+        if self._owns_ray:  # our share of the Ray connection laneway opened; the program's own stays
             try:
-                import ray
-
-                ray.shutdown()
+                release_ray()
             except Exception as exc:
                 errors.append(f"ray: {exc!r}")
         self.clock.close()

@@ -28,6 +28,7 @@ from laneway.core._events import Event, EventBus, Subscription
 from laneway.core._future import Future, LazyFuture, resolved
 from laneway.core._offload import CpuFuture, CpuRunner, CpuRunnerProvider
 from laneway.core._outbox import Outbox
+from laneway.core._ray_session import acquire_ray, ray_client_mode, release_ray
 from laneway.core._progress import (
     ProgressEvent,
     ProgressKind,
@@ -66,8 +67,11 @@ __all__ = [
     "RetryPolicy",
     "Subscription",
     "TimerHandle",
+    "acquire_ray",
     "current_token",
     "current_token_var",
+    "ray_client_mode",
+    "release_ray",
     "reset_current_token",
     "resolved",
     "set_current_token",

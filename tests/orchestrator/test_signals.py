@@ -106,7 +106,8 @@ def test_a_second_sigterm_ends_the_process_at_once(tmp_path):
 
 
 def test_the_handler_is_installed_only_inside_the_block_and_a_program_handler_is_kept():
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    # Start from the default action whatever an earlier test left (ray.init installs its own handler).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with Orchestrator(name="inside") as orch:
         assert signal.getsignal(signal.SIGTERM) == orch._on_sigterm
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -55,7 +55,7 @@ import time
 from typing import Any, Callable
 
 from laneway.errors import ConfigError, PoolError
-from laneway.pool.ray import _session as _ray_session
+from laneway.core import acquire_ray, ray_client_mode, release_ray
 from laneway.pool._backend import Backend, TaskWire, WorkerHub
 from laneway.worker import TaskOutcome
 from laneway.pool.ray._loop import LoopThreads
@@ -170,10 +170,10 @@ class RayBackend(Backend):
 
         from laneway.pool.ray._actor import RayWorker
 
-        self._owns_session = _ray_session.acquire(self.address, self.num_cpus, self._init_options)
+        self._owns_session = acquire_ray(self.address, self.num_cpus, self._init_options)
         self._hub = hub
         self._ray = ray
-        self._streaming = not _ray_session.client_mode()
+        self._streaming = not ray_client_mode()
         # Without streaming every call carries one task, so nothing is gained by holding tasks back.
         self._call_limit = self.max_calls if self._streaming else float("inf")
         self._actor_cls = ray.remote(**self._actor_options)(RayWorker)
@@ -197,7 +197,7 @@ class RayBackend(Backend):
         self._closed = True
         self._threads.stop()
         if self._owns_session:
-            _ray_session.release()
+            release_ray()
 
     def describe(self) -> dict[str, Any]:
         """Where the workers run: the cluster address (or ``"local"``) and actor resources."""
