@@ -13,7 +13,6 @@ thread that lives as long as it does) and a parent-pid check every half second.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import pickle
@@ -26,6 +25,7 @@ import attrs
 import zmq
 
 from laneway.actors import _proc_wire as w
+from laneway.worker import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +48,9 @@ class HostConfig:
 
 def host_entry(cfg: HostConfig) -> None:
     """Target of the parent's ``spawn`` processes."""
-    _die_with_parent(cfg.parent_pid)
+    die_with_parent(cfg.parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us in order
     sys.exit(_Host(cfg).serve())
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    # A few lines in the spirit of the pool's worker (laneway/pool/_worker_proc.py);
-    # the two are to be folded into one helper of the worker package.
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass  # the parent-pid check in serve() still catches it
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(70)
 
 
 class _Host:

@@ -16,7 +16,7 @@ Example:
 
 from laneway.worker._keys import CurveServer, create_keys, is_loopback, load_client, load_server
 from laneway.worker._outcome import TaskOutcome
-from laneway.worker._process import CurveClient, WorkerConfig, run as run_worker, spawn_entry
+from laneway.worker._process import CurveClient, WorkerConfig, die_with_parent, run as run_worker, spawn_entry
 from laneway.worker._runner import ShipLedger, TaskRunner
 from laneway.worker.codec import FunctionPickler, decode_outcome, digest, dumps_args
 
@@ -30,6 +30,7 @@ __all__ = [
     "WorkerConfig",
     "create_keys",
     "decode_outcome",
+    "die_with_parent",
     "digest",
     "dumps_args",
     "is_loopback",

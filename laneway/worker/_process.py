@@ -87,7 +87,7 @@ class WorkerConfig:
 
 def spawn_entry(cfg: WorkerConfig) -> None:
     """Target of the pool's ``spawn`` processes."""
-    _die_with_parent(cfg.parent_pid)
+    die_with_parent(cfg.parent_pid)
     # multiprocessing marks our Process daemonic (so an interpreter exit kills us); a
     # daemonic process may not start children, but tasks may legitimately want to.
     import multiprocessing
@@ -97,7 +97,12 @@ def spawn_entry(cfg: WorkerConfig) -> None:
     sys.exit(run(cfg))
 
 
-def _die_with_parent(parent_pid: int | None) -> None:
+def die_with_parent(parent_pid: int | None) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux); exit now if the parent is already gone.
+
+    For any child laneway starts (pool workers, actor host processes): a SIGKILLed
+    parent must not leave children behind.
+    """
     if parent_pid is None or not sys.platform.startswith("linux"):
         return
     try:
