@@ -329,17 +329,7 @@ class _Cell(pykka.ThreadingActor):
         # A sender that put a message after the drain above sees exited set
         # and drains itself; this second drain covers the ones that did not.
         self._drain()
-        exit = self.exit
-        if exit.kind is ExitKind.CRASH:
-            self.lw_ref.orchestrator.events.publish(
-                "actor.crashed", self.lw_ref.name, error=repr(exit.error), started=self.started
-            )
-        else:
-            self.lw_ref.orchestrator.events.publish("actor.stopped", self.lw_ref.name, kind=exit.kind.value)
-        try:
-            self._on_exit(self, exit)
-        except Exception:
-            log.exception("%s: exit notification failed", self.lw_ref.name)
+        announce_exit(self.lw_ref, self.exit, self.started, lambda exit: self._on_exit(self, exit))
 
     # internals ------------------------------------------------------------
 
@@ -385,9 +375,7 @@ class _Cell(pykka.ThreadingActor):
         return f"crashed: {exit.error!r}" if exit.error is not None else exit.kind.value
 
     def _publish_dead_letter(self, message: Any, reason: str) -> None:
-        self.lw_ref.orchestrator.events.publish(
-            "actor.dead_letter", self.lw_ref.name, message=message, reason=reason
-        )
+        publish_dead_letter(self.lw_ref, message, reason)
 
 
 class ActorRef:
@@ -518,3 +506,22 @@ class ActorRef:
             cause = cell.exit.error if cell.exit is not None else None
             raise ActorStartError(f"{self.name} failed to start: {cause!r}") from cause
         return cell
+
+
+def announce_exit(ref: ActorRef, exit: Exit, started: bool, notify: Callable[[Exit], None]) -> None:
+    """An incarnation ended, whatever its placement: publish ``actor.crashed`` / ``actor.stopped``,
+    then tell whoever supervises it (a failing notification is logged, never raised into the cell)."""
+    events = ref.orchestrator.events
+    if exit.kind is ExitKind.CRASH:
+        events.publish("actor.crashed", ref.name, error=repr(exit.error), started=started)
+    else:
+        events.publish("actor.stopped", ref.name, kind=exit.kind.value)
+    try:
+        notify(exit)
+    except Exception:
+        log.exception("%s: exit notification failed", ref.name)
+
+
+def publish_dead_letter(ref: ActorRef, message: Any, reason: str) -> None:
+    """A message the actor will never handle (it ended first): published as ``actor.dead_letter``."""
+    ref.orchestrator.events.publish("actor.dead_letter", ref.name, message=message, reason=reason)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import zmq
 
 from laneway.actors import _proc_wire as w
-from laneway.actors._actor import Exit, ExitKind, _Ask
+from laneway.actors._actor import Exit, ExitKind, announce_exit, publish_dead_letter, _Ask
 from laneway.actors._proc_host import HostConfig, host_entry
 from laneway.core import Future
 from laneway.errors import ActorCrashed, AskTimeout, ActorDead, ActorProcessDied, ActorStartError, SerializationError, SystemShutdown
@@ -260,22 +260,13 @@ class ProcessCell:
         for body in tells:
             self._dead_letter(body, reason)
         self.host.actor_ended(self)
-        events = self.lw_ref.orchestrator.events
-        exit = self.exit
-        if exit.kind is ExitKind.CRASH:
-            events.publish("actor.crashed", self.lw_ref.name, error=repr(exit.error), started=self.started)
-        else:
-            events.publish("actor.stopped", self.lw_ref.name, kind=exit.kind.value)
         # The supervisor hears of the exit before anyone waiting on `exited` wakes, so
         # whoever stopped the actor then asks its supervisor gets an answer that knows.
-        try:
-            self._on_exit(self, exit)
-        except Exception:
-            log.exception("%s: exit notification failed", self.lw_ref.name)
+        announce_exit(self.lw_ref, self.exit, self.started, lambda e: self._on_exit(self, e))
         self.exited.set()
 
     def _dead_letter(self, body: Any, reason: str) -> None:
-        self.lw_ref.orchestrator.events.publish("actor.dead_letter", self.lw_ref.name, message=body, reason=reason)
+        publish_dead_letter(self.lw_ref, body, reason)
 
     def connect(self, ctx: zmq.Context, endpoint: str) -> None:
         sock = ctx.socket(zmq.DEALER)

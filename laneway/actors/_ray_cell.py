@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import cloudpickle
 
 from laneway.actors import _proc_wire as w
-from laneway.actors._actor import Exit, ExitKind
+from laneway.actors._actor import Exit, ExitKind, announce_exit, publish_dead_letter
 from laneway.core import Future, acquire_ray
 from laneway.errors import ActorCrashed, ActorDead, ActorProcessDied, ActorStartError, ConfigError, SerializationError
 
@@ -419,19 +419,11 @@ class RayCell:
         for msg in tells:
             self._dead_letter(msg, reason)
         self._kill_when_replied()
-        events = self.lw_ref.orchestrator.events
-        if exit.kind is ExitKind.CRASH:
-            events.publish("actor.crashed", self.lw_ref.name, error=repr(exit.error), started=self.started)
-        else:
-            events.publish("actor.stopped", self.lw_ref.name, kind=exit.kind.value)
-        try:
-            self._on_exit(self, exit)
-        except Exception:
-            log.exception("%s: exit notification failed", self.lw_ref.name)
+        announce_exit(self.lw_ref, exit, self.started, lambda e: self._on_exit(self, e))
         self.exited.set()
 
     def _dead_letter(self, msg: Any, reason: str) -> None:
-        self.lw_ref.orchestrator.events.publish("actor.dead_letter", self.lw_ref.name, message=msg, reason=reason)
+        publish_dead_letter(self.lw_ref, msg, reason)
 
 
 def ensure_ray() -> bool:
