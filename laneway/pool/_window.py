@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 #: A worker whose tasks take longer than this (moving average) gets a window of SLOW_WINDOW.
 FAST_TASK_S = 0.005
 SLOW_WINDOW = 2
+#: A fast worker's window holds at most about this much work (by its tasks' moving average):
+#: tiny tasks travel many to a message, while tasks of a millisecond or more are not
+#: prefetched so deep that work queued in the pool, which any worker may take, waits behind them.
+PREFETCH_S = 0.03
 #: Most task payload (pickled arguments and their buffers) in one worker's window; a task
 #: bigger than this still goes, alone. Keeps large arguments queued in the pool, where any
 #: worker may take them, rather than in one worker's socket.
@@ -97,7 +101,13 @@ class WorkerRecord:
     def room(self, window: int, max_tasks: int | None) -> int:
         """How many more tasks it may take: the full window only once its tasks prove fast,
         and never more than it has left before recycling."""
-        limit = window if self.service_s < FAST_TASK_S else min(window, SLOW_WINDOW)
+        service = self.service_s
+        if service >= FAST_TASK_S:
+            limit = min(window, SLOW_WINDOW)
+        elif service * window <= PREFETCH_S:
+            limit = window
+        else:
+            limit = max(SLOW_WINDOW, int(PREFETCH_S / service))
         room = limit - len(self.window)
         if max_tasks is not None and not self.remote:  # remote workers are never recycled
             room = min(room, max_tasks - self.tasks_done - len(self.window))
