@@ -37,7 +37,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import zmq
@@ -63,6 +63,11 @@ _sock_recv = zmq.backend.Socket.recv
 _sock_get = zmq.backend.Socket.get
 _SNDMORE, _RCVMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.RCVMORE), int(zmq.NOBLOCK)
 _EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+
+
+def _readable(sock: zmq.Socket) -> bool:
+    """A message waits on ``sock`` (reading ZMQ_EVENTS also re-arms the edge of its ZMQ_FD)."""
+    return bool(cast(int, _sock_get(sock, _EVENTS)) & _POLLIN)
 
 
 class _Peer:
@@ -381,7 +386,7 @@ class ZmqBackend(Backend):
             with lock:
                 # Asking first is cheaper than a recv that raises zmq.Again, and it leaves the
                 # edge of ZMQ_FD armed once nothing waits.
-                if not _sock_get(router, _EVENTS) & _POLLIN:
+                if not _readable(router):
                     return False
                 frames = [_sock_recv(router, _NOBLOCK)]
                 while _sock_get(router, _RCVMORE):
@@ -468,7 +473,7 @@ class ZmqBackend(Backend):
             _sock_send(router, out[2], _SNDMORE if last > 2 else 0)
             for i in range(3, last + 1):
                 _sock_send(router, out[i], _SNDMORE if i < last else 0, False)
-        return bool(batches) and bool(_sock_get(router, _EVENTS) & _POLLIN)
+        return bool(batches) and _readable(router)
 
     def _check_heartbeats(self) -> None:
         now = self._clock.now()
