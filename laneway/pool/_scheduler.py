@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from laneway.errors import InitializerError, PoolDown, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
 from laneway.worker import codec as _codec
-from laneway.pool._backend import TaskWire
+from laneway.pool._backend import Backend, TaskWire
 from laneway.worker import TaskOutcome
 from laneway.pool._future import TaskFuture
 from laneway.pool._records import Assignment, PoolStats, WorkerState, WorkerStats
@@ -60,7 +60,6 @@ from laneway.pool._window import GONE_KEPT, WINDOW_BYTES, Task, WorkerRecord, po
 
 if TYPE_CHECKING:
     from laneway.actors import Clock
-    from laneway.pool._backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +134,8 @@ class Scheduler:
         self._slots = 0  # local worker slots under the supervisor (see slot_added/slot_removed)
         self.c: collections.Counter[str] = collections.Counter()  # statistics counters
         self._results = Settler(orch, name, self._lock, self.c)
+        # A backend that can read results on a waiting caller's thread (see Backend.serve_waiter).
+        self._serve = backend.serve_waiter if type(backend).serve_waiter is not Backend.serve_waiter else None
 
     # --- submitting -----------------------------------------------------------
 
@@ -159,7 +160,7 @@ class Scheduler:
                 self._check_open()
             tid = next(self._task_ids)
             task = Task(tid, TaskWire(tid, *wire_parts, timeout, buffers), attempts, label, self._lock, dead_letter,
-                        nbytes=nbytes, owned=owned)
+                        nbytes=nbytes, owned=owned, serve=self._serve)
             self._queue.append(task)
             self._queued_bytes += owned
             self.c["submitted"] += 1

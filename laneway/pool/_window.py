@@ -9,7 +9,7 @@ import collections
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from laneway.pool._backend import TaskWire
 from laneway.pool._future import TaskFuture
@@ -50,12 +50,13 @@ class Task:
                  "nbytes", "owned")
 
     def __init__(self, id: int, wire: TaskWire, attempts: int, label: str, lock: threading.Lock,
-                 dead_letter: bool = True, init: bool = False, nbytes: int = 0, owned: int = 0) -> None:
+                 dead_letter: bool = True, init: bool = False, nbytes: int = 0, owned: int = 0,
+                 serve: Callable[[Callable[[], bool], float | None], None] | None = None) -> None:
         self.id = id
         self.wire = wire
         self.attempts = attempts
         self.tries = 0
-        self.future = TaskFuture(id, label, lock)
+        self.future = TaskFuture(id, label, lock, serve)
         self.label = label
         self.timer: TimerHandle | None = None
         self.dead_letter = dead_letter

@@ -6,15 +6,10 @@ becomes readable the moment the process exits, so a death is seen within
 milliseconds rather than at the next heartbeat. Other threads reach it through a
 command deque plus an eventfd.
 
-Sending directly: ZeroMQ sockets are not thread-safe, so every use of the ROUTER
-socket happens under ``_sock_lock``, and the I/O thread polls the socket's
-``ZMQ_FD`` (a plain file descriptor) rather than the socket itself. A thread that
-submits a task while nobody holds the lock assigns and sends it itself, sparing
-the hop to the I/O thread and back (about a third of a lone task's round trip);
-when the lock is busy it wakes the I/O thread as before. ``ZMQ_FD`` is
-edge-triggered: any operation on the socket may consume the edge that announced
-an arriving message, so whoever used the socket checks ``ZMQ_EVENTS`` afterwards
-and wakes the I/O thread if a message is waiting. Routing every task through per-worker actor
+Sending and receiving off the I/O thread (see ``_socket.py``): a thread that submits
+a task while nobody uses the socket assigns and sends it itself, and a caller
+blocked on a task's result reads the socket itself while nobody else does, sparing
+a lone task's round trip both hops through the I/O thread. Routing every task through per-worker actor
 mailboxes would add two thread hand-offs per task and cap throughput near the
 actor ask rate (about 10k/s); the worker actors instead handle lifecycle
 (start, stop, crash, restart), which is rare.
@@ -37,7 +32,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from typing import Any, cast
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import zmq
@@ -48,6 +43,7 @@ from laneway.pool._backend import Backend, WorkerHub, exit_reason
 from laneway.worker import TaskOutcome
 from laneway.worker import CurveServer, is_loopback
 from laneway.worker import ShipLedger
+from laneway.pool.zmq._socket import IO_RECHECK_S, SharedRouter
 from laneway.pool.zmq._spawner import Spawner
 from laneway.worker import WorkerConfig, spawn_entry
 
@@ -56,18 +52,6 @@ log = logging.getLogger(__name__)
 #: Incoming messages handled per poll round before sending again (keeps windows fed).
 RECV_BURST = 256
 
-# The data path calls pyzmq's compiled socket methods with int flags: its Python layer
-# (recv_multipart, enum flags) cost as much per message as the rest of the round trip.
-_sock_send = zmq.backend.Socket.send
-_sock_recv = zmq.backend.Socket.recv
-_sock_get = zmq.backend.Socket.get
-_SNDMORE, _RCVMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.RCVMORE), int(zmq.NOBLOCK)
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
-
-
-def _readable(sock: zmq.Socket) -> bool:
-    """A message waits on ``sock`` (reading ZMQ_EVENTS also re-arms the edge of its ZMQ_FD)."""
-    return bool(cast(int, _sock_get(sock, _EVENTS)) & _POLLIN)
 
 
 class _Peer:
@@ -140,8 +124,6 @@ class ZmqBackend(Backend):
         self._signalled = False
         self._io_ident = 0
         self._closed = False
-        self._sock_lock = threading.Lock()  # every use of the ROUTER socket, from any thread
-        self._sock_open = False  # under _sock_lock: the I/O thread closes the socket when it ends
 
     # --- Backend ------------------------------------------------------------------
 
@@ -167,7 +149,7 @@ class ZmqBackend(Backend):
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._connect_ep = self._connectable(self.endpoint)
         self._router = router
-        self._sock_open = True
+        self._shared = SharedRouter(router)
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._spawner = Spawner(self.endpoint)
         self._thread = threading.Thread(target=self._loop, name="laneway-pool-io", daemon=True)
@@ -237,14 +219,19 @@ class ZmqBackend(Backend):
     def wake(self) -> None:
         if threading.get_ident() == self._io_ident:
             return  # the I/O loop assigns at the end of every round anyway
-        lock = self._sock_lock
+        shared = self._shared
+        lock = shared.lock
         if lock.acquire(blocking=False):  # the socket is free: send from this thread (see the module docstring)
             try:
-                pending = self._sock_open and self._dispatch_locked()
+                pending = shared.open and self._dispatch_locked()
             finally:
                 lock.release()
-            if not pending:
-                return
+            if pending:
+                shared.kick_reader(self._wake_io)
+            return
+        self._wake_io()
+
+    def _wake_io(self) -> None:
         if not self._signalled:
             self._signalled = True
             try:
@@ -305,16 +292,23 @@ class ZmqBackend(Backend):
 
     # --- the I/O thread ------------------------------------------------------------
 
+    def serve_waiter(self, done: Callable[[], bool], deadline: float | None) -> None:
+        if threading.get_ident() == self._io_ident or self._closed:
+            return
+        self._shared.serve_waiter(done, deadline, self._receive, lambda: self._post(("resume",)))
+
     def _send(self, frames: list[bytes]) -> None:
-        """Send a control message from the I/O thread (which re-checks ``ZMQ_EVENTS`` before it polls)."""
-        with self._sock_lock:
-            self._router.send_multipart(frames)
+        """Send a control message (from the I/O thread, or a caller reading the socket)."""
+        if self._shared.send(frames):
+            self._shared.kick_reader(self._wake_io)
 
     def _loop(self) -> None:
         self._io_ident = threading.get_ident()
+        shared = self._shared
         poller = zmq.Poller()
-        sock_fd = self._router.getsockopt(zmq.FD)
+        sock_fd = shared.fd
         poller.register(sock_fd, zmq.POLLIN)
+        self._sock_polled = True
         poller.register(self._efd, zmq.POLLIN)
         self._poller = poller
         self._by_fd: dict[int, _Peer] = {}
@@ -337,17 +331,37 @@ class ZmqBackend(Backend):
                         peer = self._by_fd.get(item)
                         if peer is not None:
                             self._reap(peer)
-                more = self._receive()
-                with self._sock_lock:
+                if shared.io_yielded and shared.take_back():
+                    poller.register(sock_fd, zmq.POLLIN)
+                    self._sock_polled = True
+                more = self._receive_io(poller, sock_fd)
+                with shared.lock:
                     pending = self._dispatch_locked()
-                timeout = 0 if more or pending else None  # a message waits that no edge will announce again
+                if pending and shared.io_yielded:
+                    shared.kick_reader(self._wake_io)  # the reading caller, or us if it just left
+                    pending = False
+                # 0: a message waits that no edge will announce again
+                timeout = 0 if more or pending else int(IO_RECHECK_S * 1000) if shared.io_yielded else None
         except BaseException:  # a bug, never a task (whose outcomes it only forwards): stop cleanly
             log.exception("pool I/O thread failed; killing workers")
             self._close_all(1.0)
         finally:
-            with self._sock_lock:
-                self._sock_open = False
-                self._router.close(linger=0)
+            self._shared.close()
+
+    def _receive_io(self, poller: zmq.Poller, sock_fd: int) -> bool:
+        """The I/O thread's turn at reading, unless a waiting caller reads; True if more may wait."""
+        shared = self._shared
+        if not shared.reader.acquire(blocking=False):
+            if shared.io_may_read():
+                return True  # the caller is just leaving: look again at once
+            if self._sock_polled:  # stop polling the socket until the caller leaves
+                poller.unregister(sock_fd)
+                self._sock_polled = False
+            return False
+        try:
+            return self._receive()
+        finally:
+            shared.reader.release()
 
     def _commands(self) -> bool:
         cmds = self._cmds
@@ -377,28 +391,40 @@ class ZmqBackend(Backend):
             elif kind == "close":
                 self._close_all(cmd[1])
                 return False
+            elif kind == "frames":  # a message a waiting caller received and left to this thread
+                self._handle_frames(cmd[1])
+            # "resume" only wakes the loop, which takes the socket back
         return True
 
     def _receive(self) -> bool:
-        """Receive and handle what waits, up to RECV_BURST messages; True if more may wait."""
-        router, lock = self._router, self._sock_lock
+        """Receive and handle what waits, up to RECV_BURST messages, holding the reader role; True if more may wait.
+
+        Off the I/O thread (a waiting caller reads), only results and heartbeats are
+        handled here; anything else goes to the I/O thread, which owns the peers' lifecycle.
+        """
+        shared = self._shared
+        lock, on_io = shared.lock, threading.get_ident() == self._io_ident
         for _ in range(RECV_BURST):
             with lock:
                 # Asking first is cheaper than a recv that raises zmq.Again, and it leaves the
                 # edge of ZMQ_FD armed once nothing waits.
-                if not _readable(router):
+                if not shared.open or not shared.readable_locked():
                     return False
-                frames = [_sock_recv(router, _NOBLOCK)]
-                while _sock_get(router, _RCVMORE):
-                    frames.append(_sock_recv(router, _NOBLOCK))
-            if len(frames) < 2:
-                continue
-            try:
-                self._handle(frames[0], frames[1], frames[2] if len(frames) > 2 else b"", frames)
-            except BaseException:
-                # A malformed message (a worker of another version, a bug) must not stop the pool.
-                log.exception("dropped a malformed %r message from worker %r", frames[1][:1], frames[0])
+                frames = shared.recv_locked()
+            if on_io or len(frames) > 1 and frames[1] in (wire.DONE, wire.BEAT):
+                self._handle_frames(frames)
+            else:
+                self._post(("frames", frames))
         return True
+
+    def _handle_frames(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            return
+        try:
+            self._handle(frames[0], frames[1], frames[2] if len(frames) > 2 else b"", frames)
+        except BaseException:
+            # A malformed message (a worker of another version, a bug) must not stop the pool.
+            log.exception("dropped a malformed %r message from worker %r", frames[1][:1], frames[0])
 
     def _handle(self, ident: bytes, kind: bytes, body: bytes, frames: list[bytes]) -> None:
         hub, peers = self._hub, self._peers
@@ -447,7 +473,7 @@ class ZmqBackend(Backend):
     def _dispatch_locked(self) -> bool:
         """Send what the pool assigns, holding ``_sock_lock``; True if a message waits to be received
         (a send may have consumed the ZMQ_FD edge that announced it)."""
-        router, peers = self._router, self._peers
+        send, peers = self._shared.send_locked, self._peers
         batches = self._hub.assign()
         for wid, wires in batches:
             peer = peers.get(wid)
@@ -466,14 +492,9 @@ class ZmqBackend(Backend):
                     out.extend(bufs)
                 head.append((t.task_id, t.fn_digest, to_send(t.fn_digest, t.fn_bytes), args, len(bufs)))
             out[2] = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
-            # copy=False past the header: ZeroMQ sends large buffers themselves, the caller's objects included
-            _sock_send(router, out[0], _SNDMORE)
-            _sock_send(router, out[1], _SNDMORE)
-            last = len(out) - 1
-            _sock_send(router, out[2], _SNDMORE if last > 2 else 0)
-            for i in range(3, last + 1):
-                _sock_send(router, out[i], _SNDMORE if i < last else 0, False)
-        return bool(batches) and _readable(router)
+            # zero-copy past the header: ZeroMQ sends large buffers themselves, the caller's objects included
+            send(out)
+        return bool(batches) and self._shared.readable_locked()
 
     def _check_heartbeats(self) -> None:
         now = self._clock.now()
