@@ -226,8 +226,14 @@ class ZmqBackend(Backend):
                 pending = shared.open and self._dispatch_locked()
             finally:
                 lock.release()
-            if pending:
-                shared.kick_reader(self._wake_io)
+            if pending:  # results came in while we sent: read them here if nobody else reads
+                if shared.reader.acquire(blocking=False):
+                    try:
+                        pending = self._receive()
+                    finally:
+                        shared.reader.release()
+                if pending:
+                    shared.kick_reader(self._wake_io)
             return
         self._wake_io()
 
