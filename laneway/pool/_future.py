@@ -33,10 +33,18 @@ class TaskFuture(LazyFuture[Any]):
     _timeout_error = LanewayTimeout
     #: True while the task sits in a worker's window (sent, or about to be): no longer recallable.
     _dispatched = False
+    # LazyFuture's initial state as class attributes: a task's future starts with one entry in
+    # its __dict__ instead of seven (one is made per task; most are settled without a waiter).
+    _cond = None
+    _state = _cf.PENDING
+    _result = None
+    _exception = None
+    _waiter_list = None
+    _callback_list = None
 
     def __init__(self, task_id: int, label: str, lock: threading.Lock | None = None,
                  serve: Callable[[Callable[[], bool], float | None], None] | None = None) -> None:
-        super().__init__()
+        # No LazyFuture.__init__: the class attributes above are its initial state.
         # lock: the scheduler's, under which tasks go to workers (a future made alone gets a shared one);
         # serve: the backend's serve_waiter, if it has one, which may read results on a waiting thread
         self._task = (task_id, label, _ALONE if lock is None else lock, serve)

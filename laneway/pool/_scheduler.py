@@ -159,8 +159,8 @@ class Scheduler:
                     raise PoolFull(f"pool queue stayed full ({self._fullness()}) for {queue_timeout}s")
                 self._check_open()
             tid = next(self._task_ids)
-            task = Task(tid, TaskWire(tid, *wire_parts, timeout, buffers), attempts, label, self._lock, dead_letter,
-                        nbytes=nbytes, owned=owned, serve=self._serve)
+            task = Task(tid, wire_parts, attempts, label, self._lock, dead_letter, False, nbytes, owned, self._serve,
+                        timeout, buffers)
             self._queue.append(task)
             self._queued_bytes += owned
             self.c["submitted"] += 1
@@ -289,7 +289,7 @@ class Scheduler:
                 if not w.window:
                     w.head_started = now
                     fut._state = _RUNNING  # heads the window: the worker runs it next, nothing ahead of it
-                    if task.wire.timeout is not None:
+                    if task.timeout is not None:
                         timers.append((task, w.wid))
                 w.window.append(task)
                 w.state = WorkerState.BUSY
@@ -329,9 +329,9 @@ class Scheduler:
     def _arm(self, task: Task, wid: str) -> None:
         # The timer names the task by id only: a cancelled timer stays in the clock's heap until
         # its deadline, and must not keep the task's arguments or result alive that long.
-        if task.wire.timeout is None:
+        if task.timeout is None:
             return
-        task.timer = self.clock.call_later(task.wire.timeout, partial(self._expired, task.id, wid))
+        task.timer = self.clock.call_later(task.timeout, partial(self._expired, task.id, wid))
 
     def _expired(self, task_id: int, wid: str) -> None:
         with self._lock:
@@ -340,8 +340,8 @@ class Scheduler:
                 return
             task = w.timed_out = w.window[0]
         log.warning("pool task %d (%s) ran past its %.3gs timeout; killing worker %s", task.id, task.label,
-                    task.wire.timeout, wid)
-        self.backend.kill_worker(wid, f"task {task.id} timed out after {task.wire.timeout}s")
+                    task.timeout, wid)
+        self.backend.kill_worker(wid, f"task {task.id} timed out after {task.timeout}s")
 
     # --- WorkerHub: reports ---------------------------------------------------------
 
@@ -357,7 +357,7 @@ class Scheduler:
             elif not self._broken:  # run the initializer first; the worker is ready once it returned
                 parts, label = init
                 tid = -next(self._init_ids)
-                task = Task(tid, TaskWire(tid, *parts), 1, label, self._lock, dead_letter=False, init=True)
+                task = Task(tid, parts, 1, label, self._lock, dead_letter=False, init=True)
                 w.window.append(task)
                 w.head_started = self.clock.now()
                 self._init_due.append((worker_id, task))
@@ -427,7 +427,7 @@ class Scheduler:
                     nxt = window[0]
                     if nxt.future._state == _PENDING:
                         nxt.future._state = _RUNNING
-                    if nxt.wire.timeout is not None and nxt.timer is None:
+                    if nxt.timeout is not None and nxt.timer is None:
                         head = nxt
             else:
                 w.state = WorkerState.IDLE
@@ -514,7 +514,7 @@ class Scheduler:
                 if w.timed_out is head:
                     self.c["timed_out"] += 1
                     settle.append((head, TaskTimeout(
-                        f"pool task {head.id} ({head.label}) ran past its {head.wire.timeout}s timeout; "
+                        f"pool task {head.id} ({head.label}) ran past its {head.timeout}s timeout; "
                         f"{who} was killed and replaced")))
                 else:
                     head.tries += 1

@@ -46,14 +46,19 @@ class Task:
     worker becomes ready (or the pool is down).
     """
 
-    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer", "dead_letter", "submitted_at", "init",
-                 "nbytes", "owned")
+    __slots__ = ("id", "parts", "timeout", "buffers", "attempts", "tries", "future", "label", "timer", "dead_letter",
+                 "submitted_at", "init", "nbytes", "owned")
 
-    def __init__(self, id: int, wire: TaskWire, attempts: int, label: str, lock: threading.Lock,
+    def __init__(self, id: int, parts: tuple[bytes, bytes, bytes], attempts: int, label: str, lock: threading.Lock,
                  dead_letter: bool = True, init: bool = False, nbytes: int = 0, owned: int = 0,
-                 serve: Callable[[Callable[[], bool], float | None], None] | None = None) -> None:
+                 serve: Callable[[Callable[[], bool], float | None], None] | None = None,
+                 timeout: float | None = None, buffers: tuple[bytes, ...] = ()) -> None:
         self.id = id
-        self.wire = wire
+        # (fn digest, fn bytes, args bytes): the TaskWire is made when the task is sent (one
+        # long-lived object less per queued task for the garbage collector to walk)
+        self.parts = parts
+        self.timeout = timeout
+        self.buffers = buffers
         self.attempts = attempts
         self.tries = 0
         self.future = TaskFuture(id, label, lock, serve)
@@ -65,9 +70,15 @@ class Task:
         self.nbytes = nbytes  # payload size on the wire (window byte budget)
         self.owned = owned  # pickles the pool made for it (queue byte budget)
 
+    @property
+    def wire(self) -> TaskWire:
+        """The task as the backend transmits it."""
+        digest, fn_bytes, args_bytes = self.parts
+        return TaskWire(self.id, digest, fn_bytes, args_bytes, self.timeout, self.buffers)
+
     def payload(self) -> TaskPayload:
-        w = self.wire
-        return TaskPayload(w.fn_bytes, w.args_bytes, w.timeout, self.attempts, self.label, w.args_buffers)
+        _, fn_bytes, args_bytes = self.parts
+        return TaskPayload(fn_bytes, args_bytes, self.timeout, self.attempts, self.label, self.buffers)
 
 
 class WorkerRecord:
