@@ -95,7 +95,8 @@ class Pool(concurrent.futures.Executor):
             :meth:`wait_ready`, ``submit`` and the queued tasks' futures raise
             :class:`~laneway.errors.InitializerError` naming it.
         initargs: arguments for ``initializer``.
-        window: most tasks in flight per worker (batching; kept at 2 for slow tasks).
+        window: most tasks in flight per worker (batching): all of them only for tasks of well under
+            a millisecond (a worker's window holds about 30 ms of work), 2 for tasks of 5 ms or more.
         max_queue: bound of the pool's queue; ``submit`` blocks past it, ``submit_nowait`` raises.
         max_queue_mb: bound of the pickled arguments the queue holds, in MiB (the same
             backpressure). Large ``bytes`` arguments are kept by reference, not pickled, and
@@ -143,7 +144,7 @@ class Pool(concurrent.futures.Executor):
         max_workers: int | None = None,
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
-        window: int = 16,
+        window: int = 128,
         max_queue: int = 10_000,
         max_queue_mb: float = 256.0,
         assignment: Assignment | str = Assignment.ROUND_ROBIN,

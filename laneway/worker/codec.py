@@ -61,24 +61,34 @@ class FunctionPickler:
     """
 
     def __init__(self) -> None:
-        self._memo: weakref.WeakKeyDictionary[Callable[..., Any], tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
+        # Keyed by id(), each entry holding a weak reference to check the id still names the same
+        # function: a lookup costs a dict get and a call, where a WeakKeyDictionary builds a
+        # weak reference per lookup (a third of a tiny task's submit). The reference's callback
+        # drops the entry when the function goes, so a reused id never finds stale bytes.
+        self._memo: dict[int, tuple[weakref.ref[Callable[..., Any]], tuple[bytes, bytes]]] = {}
 
     def dumps(self, fn: Callable[..., Any]) -> tuple[bytes, bytes]:
         """``(digest, pickled bytes)`` of ``fn``; raises SerializationError if it cannot travel."""
+        found = self._memo.get(id(fn))
+        if found is not None and found[0]() is fn:
+            return found[1]
         if not callable(fn):
             raise SerializationError(f"pool tasks need a callable, got {type(fn).__name__}: {fn!r}")
         cacheable = type(fn) is types.FunctionType and fn.__closure__ is None
-        if cacheable:
-            found = self._memo.get(fn)
-            if found is not None:
-                return found
         try:
             data = cloudpickle.dumps(fn, protocol=PROTOCOL)
         except Exception as exc:
             raise SerializationError(f"cannot pickle function {_name(fn)} for a worker process: {exc!r}") from exc
         entry = (digest(data), data)
         if cacheable:
-            self._memo[fn] = entry
+            key = id(fn)
+            memo = self._memo
+
+            def forget(ref: weakref.ref[Callable[..., Any]]) -> None:
+                if memo.get(key, (None,))[0] is ref:
+                    del memo[key]
+
+            memo[key] = (weakref.ref(fn, forget), entry)
         return entry
 
 
@@ -102,6 +112,8 @@ class _BytesOOB:
 
 
 _PLAIN_OOB = PLAIN | {_BytesOOB}
+_SMALL_SCALAR = frozenset({int, float, bool, type(None), complex})
+_SMALL_SIZED = frozenset({str, bytes})  # in band below OOB_MIN
 
 
 def dumps_args_oob(args: tuple, kwargs: dict | None) -> tuple[bytes, tuple[bytes, ...], int]:
@@ -114,6 +126,14 @@ def dumps_args_oob(args: tuple, kwargs: dict | None) -> tuple[bytes, tuple[bytes
     this call allocated (the pickle and those copies): what queueing the task costs beyond
     the caller's own objects. Raises SerializationError naming what failed.
     """
+    if not kwargs:
+        for a in args:  # the common case first: a few small scalars, one stdlib pickle, no buffers
+            t = type(a)
+            if t not in _SMALL_SCALAR and (t not in _SMALL_SIZED or len(a) >= OOB_MIN):
+                break
+        else:
+            data = pickle.dumps((args, None), 5)
+            return data, (), len(data)
     if any(type(a) is bytes and len(a) >= OOB_MIN for a in args):
         args = tuple(_BytesOOB(a) if type(a) is bytes and len(a) >= OOB_MIN else a for a in args)
     if kwargs and any(type(v) is bytes and len(v) >= OOB_MIN for v in kwargs.values()):
