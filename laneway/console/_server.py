@@ -84,7 +84,7 @@ class ConsoleServer:
             self._teardown(timeout)
             raise ConsoleError(f"the console did not start listening on {host}:{port} within {timeout}s") from exc
         self._monitor = Monitor(self._target, interval_s=self._interval_s, on_sample=self._on_sample,
-                                name=f"console-monitor-{id(self):x}")  # a restarted console gets a new one
+                                source=self.sampler.monitor_view, name=f"console-monitor-{id(self):x}")  # a restarted console gets a new one
         return bound
 
     def stop(self, timeout: float) -> None:
