@@ -3,17 +3,17 @@
 The ``console`` variant starts ``orch.console`` and attaches a page: a separate
 client process (a browser is one too) that reads the server-sent event stream
 as the page does (``/api/stream?events=``, the page's default, unfiltered
-filter) and decodes every snapshot and event batch as JSON, as the page does
-before rendering. The ``off`` variant has no console. Both run the same lanes,
+filter) and decodes every snapshot, delta (what changed since the previous
+tick) and event batch as JSON, as the page does before rendering. The ``off`` variant has no console. Both run the same lanes,
 the same warm-up and the same commands, and every command's result is checked.
 Pairs alternate their order (off first, then console first, ...) on fresh
 orchestrators, so drift, noise from other processes and whatever a run leaves
 behind hit both alike; the ratio console/off of each pair is reported as its
 median and range. The goal: the median stays >= 0.9. A console round counts
-the snapshots the page received while the commands ran, and fails if the page
-read none over the round (the console was not updating).
+the updates the page received while the commands ran, and fails if the page
+read none in a run longer than three ticks (the console was not updating).
 
-Run: python -m laneway.cli.benchmarks.console_overhead [--commands 50000] [--rounds 5] [--quick]
+Run: python -m laneway.cli.benchmarks.console_overhead [--commands 30000] [--rounds 8] [--quick]
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def page_main(url: str) -> int:
     """Read ``url``'s event stream like the page until stdin closes; answer "count" lines on stdout.
 
     Prints ``ready`` after the first snapshot, then for each ``count`` line read
-    from stdin one line: snapshots, event batches, events and bytes read so far.
+    from stdin one line: updates (snapshots and deltas), event batches, events and
+    bytes read so far.
     """
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
@@ -87,11 +88,14 @@ def page_main(url: str) -> int:
             elif line == b"\n":
                 if data:
                     value = json.loads(b"".join(data))  # what the page's JSON.parse does
-                    if kind == "snapshot":
-                        if not isinstance(value, dict) or "lanes" not in value:
-                            raise AssertionError(f"a snapshot without lanes: {str(value)[:200]}")
+                    if kind == "snapshot" or (kind == "delta" and first.is_set()):
+                        # A delta holds the sections that changed since the previous tick (lanes do, under load).
+                        if not isinstance(value, dict) or (kind == "snapshot" and "lanes" not in value):
+                            raise AssertionError(f"a {kind} without lanes: {str(value)[:200]}")
                         counts["snapshots"] += 1
                         first.set()
+                    elif kind == "delta":
+                        raise AssertionError("a delta before the first snapshot")
                     elif kind == "events":
                         counts["batches"] += 1
                         counts["events"] += len(value)
@@ -131,7 +135,7 @@ class Page:
         return self._proc.stdout.readline().strip()
 
     def counts(self) -> tuple[int, int, int, int]:
-        """(snapshots, event batches, events, bytes) the page read so far."""
+        """(updates, event batches, events, bytes) the page read so far."""
         assert self._proc.stdin is not None
         self._proc.stdin.write("count\n")
         self._proc.stdin.flush()
@@ -151,11 +155,25 @@ class Page:
             self._proc.wait(10)
 
 
+def console_threads_cpu_s() -> float:
+    """CPU seconds used so far by this process' console threads (server loop, calls, monitor); nan if unknown."""
+    total = 0.0
+    for t in threading.enumerate():
+        if "console" not in t.name or t.ident is None:
+            continue
+        try:
+            total += time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+        except (AttributeError, OSError):  # not on this platform, or the thread just ended
+            return float("nan")
+    return total
+
+
 # the runs -----------------------------------------------------------------------------------------
 
 
-def lane_run(variant: str, commands: int) -> tuple[float, float, int]:
-    """(commands per second, process CPU µs per command, snapshots the page read while they ran)."""
+def lane_run(variant: str, commands: int) -> tuple[float, float, int, float]:
+    """(commands per second, process CPU µs per command, updates the page read while they ran,
+    share of the run's time its console threads spent on a CPU)."""
     with Orchestrator(name=f"bench-{variant}", handle_signals=False) as orch:
         lanes = orch.start_lanes(tools=ToolRegistry(), store=None)
         lanes.tools.register(noop, name="noop")
@@ -165,34 +183,36 @@ def lane_run(variant: str, commands: int) -> tuple[float, float, int]:
                 h.result(timeout=60)  # warm up threads and code paths
             gc.collect()
             before = page.counts()[0] if page is not None else 0
+            console_cpu = console_threads_cpu_s()
             cpu, start = time.process_time(), time.perf_counter()
             handles = [lanes.submit(LANES[i % len(LANES)], "noop", {"x": i}) for i in range(commands)]
             for h in handles:
                 h.result(timeout=120)
             elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+            console_cpu = console_threads_cpu_s() - console_cpu
             seen = page.counts()[0] - before if page is not None else 0
             if page is not None and elapsed > 3 * orch.console.interval_s and not seen:
-                raise AssertionError(f"the page read no snapshot in {elapsed:.1f}s: the console was not updating")
+                raise AssertionError(f"the page read no update in {elapsed:.1f}s: the console was not updating")
         finally:
             if page is not None:
                 page.close()
         for i, h in enumerate(handles):
             if h.result(timeout=0) != i:
                 raise AssertionError(f"command {i} returned {h.result(timeout=0)!r}")
-        return commands / elapsed, cpu / commands * 1e6, seen
+        return commands / elapsed, cpu / commands * 1e6, seen, console_cpu / elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--commands", type=int, default=50_000, help="commands per round (default 50000)")
-    p.add_argument("--rounds", type=int, default=5, help="pairs, each off and console (default 5)")
+    p.add_argument("--commands", type=int, default=30_000, help="commands per run (default 30000)")
+    p.add_argument("--rounds", type=int, default=8, help="pairs, each off and console (default 8)")
     p.add_argument("--quick", action="store_true", help="a smoke run: 5000 commands, 3 pairs")
     p.add_argument("--page", metavar="URL", help=argparse.SUPPRESS)  # the page's own process
     args = p.parse_args(argv)
     if args.page:
         return page_main(args.page)
     commands, rounds = (5000, 3) if args.quick else (args.commands, args.rounds)
-    runs: dict[str, list[tuple[float, float, int]]] = {"off": [], "console": []}
+    runs: dict[str, list[tuple[float, float, int, float]]] = {"off": [], "console": []}
     for r in range(rounds):
         for variant in (("off", "console") if r % 2 == 0 else ("console", "off")):
             runs[variant].append(lane_run(variant, commands))
@@ -203,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         rate = [x[0] for x in rates]
         print(f"  {name:8} median {statistics.median(rate):9,.0f} cmd/s  (range {min(rate):,.0f}..{max(rate):,.0f}); "
               f"process CPU {statistics.median(x[1] for x in rates):.1f} µs per command")
-    print(f"  the page read {statistics.median(x[2] for x in runs['console']):.0f} snapshots per round "
-          f"while the commands ran")
+    print(f"  the page read {statistics.median(x[2] for x in runs['console']):.0f} updates per run "
+          f"while the commands ran; the console's threads used "
+          f"{statistics.median(x[3] for x in runs['console']) * 100:.1f} % of a core")
     print(f"  ratio console/off: median {statistics.median(ratios):.3f}, range {min(ratios):.3f}..{max(ratios):.3f} "
           f"(goal >= 0.9)")
     return 0
