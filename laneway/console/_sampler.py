@@ -318,4 +318,4 @@ class Sampler:
         return {"total": len(letters), "items": [{
             "id": x.id, "source": x.source, "reason": x.reason, "attempts": x.attempts, "error": x.error[:2000],
             "traceback": getattr(x, "traceback", ""), "work_id": x.work_id, "ts": x.ts,
-        } for x in letters[::-1][:LETTERS_SHOWN]]}
+        } for x in letters[:-LETTERS_SHOWN - 1:-1]]}  # the newest, without reversing the whole queue
