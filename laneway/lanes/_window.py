@@ -68,56 +68,42 @@ class Throughput:
 
 
 class Latencies:
-    """The most recent ``size`` latencies, for percentiles.
+    """The most recent ``size`` latencies, for percentiles."""
 
-    Sorting the window is the cost of a read (a few hundred µs at 2048
-    samples), so the result is kept until the next record: a lane with no new
-    completions is read for free. :meth:`copy_percentiles` computes from a copy
-    and needs no lock against :meth:`record`, so a reader can do the sort
-    outside the lane manager's lock.
-    """
-
-    __slots__ = ("_samples", "_recorded", "_cached")
+    __slots__ = ("_samples",)
 
     def __init__(self, size: int = 2048) -> None:
         self._samples: collections.deque[float] = collections.deque(maxlen=size)
-        self._recorded = 0  # samples ever recorded: says whether the cached result is still the window's
-        self._cached: tuple[int, tuple[float, ...], tuple[float | None, ...]] | None = None
 
     def record(self, seconds: float) -> None:
         self._samples.append(seconds)
-        self._recorded += 1
 
     def percentiles(self, *qs: float) -> tuple[float | None, ...]:
         """Nearest-rank percentiles (``qs`` in 0..100), None each when there are no samples."""
-        cached = self._cached
-        if cached is not None and cached[0] == self._recorded and cached[1] == qs:
-            return cached[2]
-        recorded = self._recorded
-        result = _nearest_rank(sorted(self._samples), qs)
-        self._cached = (recorded, qs, result)
-        return result
+        return nearest_rank(sorted(self._samples), qs)
 
-    def copy_percentiles(self, *qs: float) -> tuple[int, tuple[float | None, ...]]:
-        """(samples recorded so far, percentiles of the window at that count), safe without the lock.
+    def samples(self) -> tuple[float, ...]:
+        """The window, oldest first, as a copy, safe to take without the lock that guards :meth:`record`.
 
-        The count is read before the copy: a record landing in between makes the
-        count older than the copy, so a caller keyed on it recomputes rather than
-        trusting a newer window for an older one. Caches the result when no record
-        landed meanwhile; an unchanged window is not sorted again.
+        Copying is one C call under the GIL, so a concurrent record lands wholly
+        before or after it; should the deque still report a change mid-copy,
+        the copy is taken again.
         """
-        recorded = self._recorded
-        cached = self._cached
-        if cached is not None and cached[0] == recorded and cached[1] == qs:
-            return recorded, cached[2]
-        # deque.copy() is one C call under the GIL: it never sees a record half-done.
-        result = _nearest_rank(sorted(self._samples.copy()), qs)
-        if self._recorded == recorded:
-            self._cached = (recorded, qs, result)
-        return recorded, result
+        for _ in range(3):
+            try:
+                return tuple(self._samples)
+            except RuntimeError:  # "deque mutated during iteration"
+                continue
+        return tuple(self._samples)
 
 
-def _nearest_rank(ordered: list[float], qs: tuple[float, ...]) -> tuple[float | None, ...]:
+def nearest_rank(ordered: list[float], qs: tuple[float, ...]) -> tuple[float | None, ...]:
+    """Nearest-rank percentiles (``qs`` in 0..100) of sorted values, None each when there are none.
+
+    Example:
+        >>> nearest_rank([1.0, 2.0, 3.0, 4.0], (50, 99))
+        (2.0, 4.0)
+    """
     if not ordered:
         return tuple(None for _ in qs)
     last = len(ordered) - 1

@@ -35,24 +35,35 @@ def _reset_probe():
 
 
 def test_an_unchanged_window_is_not_sorted_again_and_a_new_sample_is_seen():
-    window = Latencies(size=64)
+    rec = InMemoryLaneMetrics().recorder("work", now=0.0)
     for i in range(64):
-        window.record(Probe((i * 37) % 64 / 100))
-    first = window.percentiles(50, 99)
-    assert Probe.compares > 0 and first == (0.31, 0.63)
+        rec.completed(Probe((i * 37) % 64 / 100), now=1.0)
+    first = rec.read(1.0)
+    assert Probe.compares > 0 and (first.latency_p50_s, first.latency_p99_s) == (0.31, 0.63)
     Probe.compares = 0
-    assert window.percentiles(50, 99) == first and window.copy_percentiles(50, 99) == (64, first)
+    prepare_readings([rec], now=2.0)
+
+    def percentiles(reading):
+        return tuple(getattr(reading, f"latency_p{q}_s") for q in (50, 90, 95, 99))
+
+    assert percentiles(rec.read(2.0)) == percentiles(rec.read(3.0)) == percentiles(first)
     assert Probe.compares == 0
-    window.record(Probe(9.0))
-    assert window.percentiles(50, 99) == (0.32, 9.0) and Probe.compares > 0
+    rec.completed(Probe(9.0), now=3.0)
+    again = rec.read(3.0)
+    assert (again.latency_p50_s, again.latency_p99_s) == (0.32, 9.0) and Probe.compares > 0
 
 
-def test_copy_percentiles_match_percentiles_and_key_them_by_the_samples_recorded():
-    window = Latencies(size=8)
-    assert window.copy_percentiles(50) == (0, (None,))
-    for x in (5.0, 1.0, 3.0):
+def test_a_window_copy_is_the_samples_oldest_first_and_a_reset_forgets_the_sorted_ones():
+    window = Latencies(size=3)
+    assert window.samples() == ()
+    for x in (5.0, 1.0, 3.0, 4.0):
         window.record(x)
-    assert window.copy_percentiles(50, 90) == (3, window.percentiles(50, 90)) == (3, (3.0, 5.0))
+    assert window.samples() == (1.0, 3.0, 4.0) and window.percentiles(50, 90) == (3.0, 4.0)
+    rec = InMemoryLaneMetrics().recorder("work", now=0.0)
+    rec.completed(2.0, now=1.0)
+    assert rec.read(1.0).latency_p50_s == 2.0
+    rec.reset()
+    assert rec.read(1.0).latency_p50_s is None
 
 
 def test_a_prepared_reading_serves_only_the_same_thread_and_clock_reading():
