@@ -125,8 +125,18 @@ def main() -> None:
     zsock.connect(endpoint)
 
     def zmq_round_trip(i: int) -> None:
-        zsock.send(b"x")
-        zsock.recv()
+        data = i.to_bytes(8, "big")
+        zsock.send(data)
+        if zsock.recv() != data:
+            raise AssertionError(f"raw zmq echo returned a wrong value for {i}")
+
+    def actor_ask(i: int) -> None:
+        if ref.ask(i, timeout=30) != i:
+            raise AssertionError(f"the process actor's echo of {i} is wrong")
+
+    def flush(ask: Callable[[Any], Any]) -> None:
+        if ask("flush") != "flush":
+            raise AssertionError("the flush ask came back wrong")
 
     zmq_round_trip(0)  # connected
     pipe = PipeActor()
@@ -162,19 +172,19 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             rows["zmq p50"].append(p50_us(zmq_round_trip, n))
-            rows["actor p50"].append(p50_us(lambda i: ref.ask(i, timeout=30), n))
-            rows["pipe tells/s"].append(tells_per_s(pipe.tell, lambda: pipe.ask("flush"), n * 10))
-            rows["actor tells/s"].append(tells_per_s(ref.tell, lambda: ref.ask("flush", timeout=120), n * 10))
+            rows["actor p50"].append(p50_us(actor_ask, n))
+            rows["pipe tells/s"].append(tells_per_s(pipe.tell, lambda: flush(pipe.ask), n * 10))
+            rows["actor tells/s"].append(tells_per_s(ref.tell, lambda: flush(lambda m: ref.ask(m, timeout=120)), n * 10))
             if ray_actor is not None:
                 import ray
 
                 calls: list[Any] = []
                 rows["ray tells/s"].append(
-                    tells_per_s(lambda i: calls.append(ray_actor.echo.remote(i)), lambda: ray.get(calls[-1]), n)
+                    tells_per_s(lambda i: calls.append(ray_actor.echo.remote(i)), lambda: _check_ray(ray.get(calls), n), n)
                 )
                 if ray_ref is not None:
                     rows["ray-placed tells/s"].append(
-                        tells_per_s(ray_ref.tell, lambda: ray_ref.ask("flush", timeout=120), n)
+                        tells_per_s(ray_ref.tell, lambda: flush(lambda m: ray_ref.ask(m, timeout=120)), n)
                     )
     finally:
         orch.shutdown()
@@ -191,15 +201,24 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rows.items() if v}
     print(f"median of {args.rounds} rounds, n={n} asks, {n * 10} tells (Ray: {n} calls)")
     for k, v in med.items():
-        print(f"  {k:20s} {v:12.1f}")
-    print("ratios (target):")
-    print(f"  actor ask p50 / raw zmq round trip     {med['actor p50'] / med['zmq p50']:.2f}x  (<= 1.1x)")
-    print(f"  actor tells / Pipe actor tells         {med['actor tells/s'] / med['pipe tells/s']:.2f}x  (>= 1.0x)")
-    if "ray tells/s" in med:
-        print(f"  actor tells / Ray actor calls          {med['actor tells/s'] / med['ray tells/s']:.2f}x  (>= 10x)")
-    if "ray-placed tells/s" in med:
-        print(f"  ray-placed tells / raw Ray calls       {med['ray-placed tells/s'] / med['ray tells/s']:.2f}x  (>= 0.8x)")
+        print(f"  {k:20s} {v:12.1f}  (rounds: {', '.join(f'{x:.1f}' for x in rows[k])})")
+    print("per-round ratios: median [min-max] (target):")
+    _ratio("actor ask p50 / raw zmq round trip", rows["actor p50"], rows["zmq p50"], "<= 1.1x")
+    _ratio("actor tells / Pipe actor tells", rows["actor tells/s"], rows["pipe tells/s"], ">= 1.0x")
+    if rows["ray tells/s"]:
+        _ratio("actor tells / Ray actor calls", rows["actor tells/s"], rows["ray tells/s"], ">= 10x")
+    if rows["ray-placed tells/s"]:
+        _ratio("ray-placed tells / raw Ray calls", rows["ray-placed tells/s"], rows["ray tells/s"], ">= 0.8x")
 
+
+def _ratio(label: str, mine: list[float], base: list[float], target: str) -> None:
+    ratios = [a / b for a, b in zip(mine, base)]
+    print(f"  {label:38s} {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]  ({target})")
+
+
+def _check_ray(values: list[Any], n: int) -> None:
+    if values != list(range(n)):
+        raise AssertionError("Ray actor calls returned wrong values")
 
 if __name__ == "__main__":
     main()
