@@ -14,6 +14,18 @@ sees each sender's messages in the order it sent them):
   (every tell up to seq was handled; a REPLY acknowledges too), STATE (payload:
   the saved state) or EXITED (status: the exit kind; payload: the error).
 
+Remote actor hosts (``laneway worker --actors``) carry the same frames over one
+CurveZMQ connection, the host a DEALER, the parent a ROUTER (which adds the
+host's identity in front):
+
+* host → parent: ``[HOST_HELLO, json [name, pid, hostname]]``, ``[HOST_BEAT]``,
+  ``[HOST_FRAME, key, body]`` (a child → parent body as above), ``[HOST_BYE]``
+* parent → host: ``[HOST_WELCOME]``, ``[HOST_PING]``, ``[START, key, spec]``,
+  ``[STOP, key, exit kind]``, ``[HOST_MAIL, key, kind + seq + payload]``,
+  ``[HOST_REJOIN]`` (the parent no longer knows this host: stop its actors, join again)
+
+A hello is JSON, so nothing executable is read from a peer before it is admitted.
+
 Values go with the stdlib pickler when it can (several times faster than
 cloudpickle on small messages) and fall back to cloudpickle for lambdas,
 closures and classes defined in functions; either loads with ``pickle.loads``.
@@ -42,6 +54,21 @@ LETTER = b"L"
 ACK = b"K"
 EXITED = b"X"
 STATE = b"V"
+
+HOST_HELLO = b"AH"
+HOST_BEAT = b"AB"
+HOST_FRAME = b"AF"
+HOST_BYE = b"AX"
+HOST_WELCOME = b"AW"
+HOST_PING = b"AP"
+HOST_MAIL = b"AM"
+HOST_REJOIN = b"AR"
+
+
+def remote_mailbox(key: bytes) -> str:
+    """The in-process endpoint of one actor's mailbox inside a remote host."""
+    return f"inproc://laneway-actor/{key.decode()}"
+
 
 #: Reply statuses: a value, an error the sender caused (``reply_errors``), a crash.
 OK = b"1"
