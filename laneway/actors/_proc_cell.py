@@ -32,7 +32,7 @@ import struct
 import tempfile
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import zmq
 
@@ -58,15 +58,57 @@ _header = struct.Struct(">cQ").pack  # kind, seq
 _dumps = pickle.dumps
 
 
+class CellHost(Protocol):
+    """What a cell needs of the process it runs in: a local :class:`_Host` or a remote host."""
+
+    pid: int
+
+    def send_control(self, *frames: bytes) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def actor_ended(self, cell: ProcessCell) -> None: ...
+
+
+#: A thread blocked on a direct reply looks this often whether the actor ended or the time ran out.
+DIRECT_WAKE_MS = 50
+
+_seq_bytes = struct.Struct(">Q").pack
+
+
+class _DirectAsk:
+    """What the cell records for a direct ask: where an end of the actor leaves its error for the asker."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def settle(self, value: Any = None, error: BaseException | None = None) -> None:
+        self.error = error if error is not None else ActorDead("the actor ended before replying")
+
+
 class _ReplySocket:
-    """One thread's PULL socket for direct replies; closed when the thread ends (its thread-local goes)."""
+    """One thread's PULL socket for direct replies; closed when the thread ends (its thread-local goes).
+
+    A blocking ``recv`` with a receive timeout waits for the reply: no poller per ask.
+    """
 
     def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
         self.sock = ctx.socket(zmq.PULL)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVTIMEO, DIRECT_WAKE_MS)
         self.sock.bind(endpoint)
+        self._wake_ms = DIRECT_WAKE_MS
         raw = endpoint.encode()
         self.header = bytes([len(raw)]) + raw
+
+    def wake_within(self, seconds: float | None) -> None:
+        """Let the next ``recv`` wait at most ``seconds`` (None: the usual :data:`DIRECT_WAKE_MS`)."""
+        ms = DIRECT_WAKE_MS if seconds is None else max(1, min(DIRECT_WAKE_MS, int(seconds * 1000) + 1))
+        if ms != self._wake_ms:
+            self.sock.setsockopt(zmq.RCVTIMEO, ms)
+            self._wake_ms = ms
 
     def __del__(self) -> None:
         try:
@@ -78,7 +120,9 @@ class _ReplySocket:
 class ProcessCell:
     """One incarnation of a process actor, seen from the parent."""
 
-    def __init__(self, ref: ActorRef, host: _Host, key: bytes, on_exit: Callable[[Any, Exit], None],
+    host: Any  # a CellHost; a local _Host also gives ask_direct its reply sockets
+
+    def __init__(self, ref: ActorRef, host: CellHost, key: bytes, on_exit: Callable[[Any, Exit], None],
                  seq_base: int = 0) -> None:
         self.lw_ref = ref
         self.host = host
@@ -89,7 +133,7 @@ class ProcessCell:
         # Numbers of different cells never meet, so a thread's socket never takes a late
         # reply from an earlier incarnation for the reply to its current ask.
         self._seq = seq_base
-        self._asks: dict[int, tuple[Future[Any], Any]] = {}
+        self._asks: dict[int, tuple[Future[Any] | _DirectAsk, Any]] = {}  # the waiter and the message
         self._tells: collections.deque[tuple[int, Any]] = collections.deque()
         self._closed = False
         self.exit: Exit | None = None
@@ -128,38 +172,64 @@ class ProcessCell:
         """A blocking ask whose reply comes to this thread's own socket (no hand-over between threads).
 
         The ask is also recorded as usual, so if the actor ends first the cell
-        fails it (the wait below looks at that every 50 ms).
+        fails it (the wait below looks at that every :data:`DIRECT_WAKE_MS`).
         """
         reply = self.host.hosts.reply_socket()
         try:
             data = _dumps(message, w.PROTOCOL)
         except Exception:
             data = w.dumps(message, f"a message to {self.lw_ref.name} ({type(message).__qualname__})")
-        fut: Future[Any] = Future()
+        waiting = _DirectAsk()
         with self._lock:
             if self._closed:
                 raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})")
             self._seq = seq = self._seq + 1
-            self._asks[seq] = (fut, message)
+            self._asks[seq] = (waiting, message)
             self._sock.send(_header(w.ASK_DIRECT, seq) + reply.header + data)  # type: ignore[union-attr]
         sock = reply.sock
         deadline = time.monotonic() + timeout
+        if timeout * 1000 < DIRECT_WAKE_MS:
+            reply.wake_within(timeout)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                with self._lock:
-                    self._asks.pop(seq, None)
-                if fut.done():
-                    return fut.get(0)
-                raise AskTimeout(f"no reply from {self.lw_ref.name} to {type(message).__qualname__} within {timeout}s")
-            if sock.poll(min(remaining, 0.05) * 1000):
+            try:
                 body = sock.recv()
-                if int.from_bytes(body[2:10], "big") != seq:
-                    continue  # the late reply to an earlier ask of this thread that timed out
-                self.on_frame(body)
-                return fut.get(0)
-            if fut.done():
-                return fut.get(0)
+            except zmq.Again:  # no reply yet: did the actor end, or the time run out?
+                if waiting.error is not None:
+                    raise waiting.error
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    with self._lock:
+                        self._asks.pop(seq, None)
+                    if waiting.error is not None:
+                        raise waiting.error
+                    raise AskTimeout(f"no reply from {self.lw_ref.name} to {type(message).__qualname__} within {timeout}s")
+                reply.wake_within(remaining)
+                continue
+            if body[2:10] != _seq_bytes(seq):
+                continue  # the late reply to an earlier ask of this thread that timed out
+            reply.wake_within(None)
+            with self._lock:
+                entry = self._asks.pop(seq, None)
+                tells = self._tells
+                while tells and tells[0][0] <= seq:  # a reply acknowledges every message before it
+                    tells.popleft()
+            if entry is None:  # the cell ended first and failed the ask
+                raise waiting.error or ActorDead(f"{self.lw_ref.name} ended before replying")
+            if body[1:2] == w.OK:
+                try:
+                    return pickle.loads(memoryview(body)[10:])
+                except Exception as exc:
+                    raise SerializationError(f"the reply of {self.lw_ref.name} cannot be unpickled here: {exc!r}") from exc
+            raise self._reply_error(body[1:2], memoryview(body)[10:], message)
+
+    def _reply_error(self, status: bytes, data: memoryview, msg: Any) -> BaseException:
+        """The error an ask gets for a REFUSED or CRASHED reply."""
+        if status == w.REFUSED:
+            return w.load_error(data)
+        cause = w.load_error(data)
+        err = ActorCrashed(f"{self.lw_ref.name} crashed handling {type(msg).__qualname__}: {cause!r}", cause)
+        err.__cause__ = cause
+        return err
 
     def request_stop(self, exit: Exit) -> None:
         if not self.exited.is_set():
@@ -197,13 +267,8 @@ class ProcessCell:
                     fut.settle(pickle.loads(data))
                 except Exception as exc:
                     fut.settle(error=SerializationError(f"the reply of {self.lw_ref.name} cannot be unpickled here: {exc!r}"))
-            elif status == w.REFUSED:
-                fut.settle(error=w.load_error(data))
             else:
-                cause = w.load_error(data)
-                err = ActorCrashed(f"{self.lw_ref.name} crashed handling {type(msg).__qualname__}: {cause!r}", cause)
-                err.__cause__ = cause
-                fut.settle(error=err)
+                fut.settle(error=self._reply_error(status, data, msg))
         elif kind == w.ACK:
             self._acked(seq)
         elif kind == w.LETTER:

@@ -112,8 +112,9 @@ class _ActorThread:
         self.spec = spec
         self.lw_ref: _LocalRef | None = None
         self.stop_kind: str | None = None
-        self.direct: dict[bytes, zmq.Socket] = {}  # reply sockets by asking thread's endpoint
-        self.wake_r, self.wake_w = os.pipe()
+        self.direct: dict[bytes, Callable[..., None]] = {}  # reply senders by asking thread's endpoint
+        self.direct_socks: dict[bytes, zmq.Socket] = {}
+        self.endpoint: str | None = None
         self.thread = threading.Thread(target=self._run, name=f"laneway-actor:{key.decode()}", daemon=True)
 
     def start(self) -> None:
@@ -134,10 +135,21 @@ class _ActorThread:
         kind = getattr(getattr(kind, "kind", None), "value", kind)
         if self.stop_kind is None:
             self.stop_kind = kind
+        if threading.current_thread() is self.thread:
+            return  # the loop looks at stop_kind before it takes the next message
+        endpoint = self.endpoint  # read after stop_kind is set: an actor not bound yet sees it at its first turn
+        if endpoint is None:
+            return
+        # The actor may be blocked in recv on its mailbox: a WAKE frame from a socket of this
+        # thread's own (stops are rare; this keeps the message path free of a second fd to poll).
+        waker = self.host.ctx.socket(zmq.DEALER)
         try:
-            os.write(self.wake_w, b"x")
-        except OSError:
-            pass
+            waker.connect(endpoint)
+            waker.send(w.WAKE, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the actor is gone already
+        finally:
+            waker.close(linger=1000)
 
     def _run(self) -> None:
         out = self.host.ctx.socket(zmq.PUSH)
@@ -147,8 +159,6 @@ class _ActorThread:
             self._serve(out)
         finally:
             out.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
             self.host.actors.pop(self.key, None)
 
     def _send(self, kind: bytes, seq_b: bytes = w.NO_SEQ, status: bytes = b"-", payload: bytes = b"") -> None:
@@ -182,44 +192,41 @@ class _ActorThread:
             send(w.START_FAILED, payload=w.dump_error(exc))
             return
         saves = type(instance).save_state is not Actor.save_state
+        self.endpoint = endpoint
         send(w.STARTED)
         last = w.NO_SEQ
         unacked = 0  # tells handled since the last ack or reply (a reply acknowledges all before it)
         error: BaseException | None = None
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self.wake_r, zmq.POLLIN)
-        recv, handle = sock.recv, self._handle
+        recv, handle, events = sock.recv, self._handle, sock.getsockopt
         try:
             while self.stop_kind is None:
-                try:
-                    data = recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    if unacked:
-                        send(w.ACK, last)
-                        unacked = 0
-                    poller.poll()
-                    continue
-                last = data[1:9]
-                kind = data[:1]
-                if kind == w.ASK:
-                    error = handle(instance, True, last, data, saves)
+                if unacked and not int(events(zmq.EVENTS)) & zmq.POLLIN:
+                    send(w.ACK, last)  # idle: tell the parent which tells are done
                     unacked = 0
-                elif kind == w.ASK_DIRECT:
+                data = recv()
+                kind = data[:1]
+                if kind == w.ASK_DIRECT:
+                    last = data[1:9]
                     end = 10 + data[9]
                     error = handle(instance, True, last, data, saves, data[10:end], end)
                     unacked = 0
-                else:
+                elif kind == w.TELL:
+                    last = data[1:9]
                     error = handle(instance, False, last, data, saves)
                     unacked += 1
                     if unacked >= ACK_EVERY:
                         send(w.ACK, last)
                         unacked = 0
+                elif kind == w.ASK:
+                    last = data[1:9]
+                    error = handle(instance, True, last, data, saves)
+                    unacked = 0
+                # else a WAKE: look at stop_kind again
                 if error is not None:
                     break
         finally:
             sock.close()
-            for direct in self.direct.values():
+            for direct in self.direct_socks.values():
                 direct.close(linger=1000)  # a last reply may still be on its way out
             try:
                 instance.on_stop()
@@ -229,26 +236,30 @@ class _ActorThread:
             send(w.EXITED, last, w.EXIT_CODES[kind_text], w.dump_error(error) if error else b"")
 
     def _direct(self, endpoint: bytes) -> Callable[..., None]:
-        """A sender of replies to one asking thread's socket."""
-        sock = self.direct.get(endpoint)
-        if sock is None:
-            if len(self.direct) >= DIRECT_SOCKETS:  # forget the oldest asking thread
-                oldest = next(iter(self.direct))
-                self.direct.pop(oldest).close(linger=0)
-            sock = self.direct[endpoint] = self.host.ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(endpoint.decode())
+        """The sender of replies to one asking thread's socket (made on its first ask, then kept)."""
+        sender = self.direct.get(endpoint)
+        if sender is not None:
+            return sender
+        if len(self.direct) >= DIRECT_SOCKETS:  # forget the oldest asking thread
+            oldest = next(iter(self.direct))
+            self.direct.pop(oldest)
+            self.direct_socks.pop(oldest).close(linger=0)
+        sock = self.direct_socks[endpoint] = self.host.ctx.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(endpoint.decode())
+        push, other = sock.send, self._send
 
         def send(kind: bytes, seq_b: bytes = w.NO_SEQ, status: bytes = b"-", payload: bytes = b"") -> None:
             if kind != w.REPLY:
-                self._send(kind, seq_b, status, payload)
+                other(kind, seq_b, status, payload)
                 return
             try:
                 # Never block: an asker whose thread is gone has nobody to read it.
-                sock.send(kind + status + seq_b + payload, zmq.NOBLOCK)
+                push(kind + status + seq_b + payload, zmq.NOBLOCK)
             except zmq.Again:
                 pass
 
+        self.direct[endpoint] = send
         return send
 
     def _handle(self, instance: Any, ask: bool, seq_b: bytes, data: bytes, saves: bool,

@@ -109,10 +109,8 @@ class RemoteCell(ProcessCell):
     #: Replies come back through the host's connection, never to the asking thread's own socket.
     ask_direct = None  # type: ignore[assignment]
 
-    host: RemoteHost
-
     def host_died(self, reason: str) -> None:
-        host = self.host
+        host: RemoteHost = self.host
         where = f"its host {host.name!r} (pid {host.pid} on {host.hostname})"
         err = ActorProcessDied(f"{self.lw_ref.name}: {where} {reason}", pid=host.pid, reason=f"{host.name}: {reason}")
         self._ended(Exit(ExitKind.CRASH, err), 0, err)
@@ -231,7 +229,7 @@ class RemoteActorHosts:
                         f"`laneway worker --actors --connect {self.endpoint} --keys DIR --name NAME`"
                     )
                 self._changed.wait(remaining)
-            cell = RemoteCell(ref, host, key, on_exit, seq_base=number << 32)  # type: ignore[arg-type]
+            cell = RemoteCell(ref, host, key, on_exit, seq_base=number << 32)
             host.cells.add(cell)
             self._cells[key] = cell
         cell._sock = _Mailbox(self, host.ident, key)  # type: ignore[assignment]
@@ -277,7 +275,7 @@ class RemoteActorHosts:
         tick = time.monotonic() + self.heartbeat_s
         try:
             while True:
-                ready = dict(poller.poll(max(0.0, tick - time.monotonic()) * 1000))
+                ready = dict(poller.poll(int(max(0.0, tick - time.monotonic()) * 1000)))
                 if self._wake_r in ready:
                     os.read(self._wake_r, 4096)
                 if not self._send_posted():

@@ -6,7 +6,8 @@ sees each sender's messages in the order it sent them):
 
 * parent → actor socket, one frame: ``kind (TELL|ASK) + seq + payload``, or
   ``ASK_DIRECT + seq + endpoint length (1 byte) + endpoint + payload`` for a blocking
-  ``ask``, whose reply goes to that endpoint, a socket of the asking thread
+  ``ask``, whose reply goes to that endpoint, a socket of the asking thread; and
+  from the host's other threads ``WAKE``, so an idle actor looks at a stop request
 * parent → host control: ``[START, key, spec]``, ``[STOP, key, exit kind]``, ``[QUIT]``
 * child → parent reply socket, two frames: ``[key, kind + status + seq + payload]``
   where kind is STARTED, START_FAILED (payload: the error), REPLY (status OK,
@@ -44,6 +45,7 @@ from laneway.errors import SerializationError
 TELL = b"T"
 ASK = b"A"
 ASK_DIRECT = b"D"  #: an ask whose reply goes to the asking thread's own socket
+WAKE = b"W"  #: no message: the actor looks whether it was asked to stop
 START = b"S"
 STOP = b"P"
 QUIT = b"Q"

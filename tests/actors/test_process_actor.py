@@ -64,7 +64,7 @@ class Recorder(Counter):
 
 def test_placement_is_an_enum_and_strings_are_coerced(orch):
     assert Placement.coerce("process") is Placement.PROCESS
-    with pytest.raises(errors.ConfigError, match=r"placement must be one of \['thread', 'process', 'ray'\]"):
+    with pytest.raises(errors.ConfigError, match=r"placement must be one of \['thread', 'process', 'ray', 'remote'\]"):
         orch.spawn(Counter, name="c", placement="gpu")
     with pytest.raises(errors.ConfigError, match="placement must be one of"):
         ChildSpec(Counter, name="c", placement="elsewhere")
