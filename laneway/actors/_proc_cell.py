@@ -122,6 +122,10 @@ class ProcessCell:
 
     host: Any  # a CellHost; a local _Host also gives ask_direct its reply sockets
 
+    #: Pickle messages with cloudpickle, so classes of the program's ``__main__`` travel by
+    #: value (a remote host does not import it; a local host does, as multiprocessing's spawn).
+    by_value = False
+
     def __init__(self, ref: ActorRef, host: CellHost, key: bytes, on_exit: Callable[[Any, Exit], None],
                  seq_base: int = 0) -> None:
         self.lw_ref = ref
@@ -154,9 +158,12 @@ class ProcessCell:
         ask = type(message) is _Ask
         body = message.message if ask else message
         try:
+            if self.by_value:
+                raise TypeError  # see by_value
             data = _dumps(body, w.PROTOCOL)
         except Exception:  # not for the stdlib pickler: cloudpickle, or a SerializationError
-            data = w.dumps(body, f"a message to {self.lw_ref.name} ({type(body).__qualname__})")
+            dump = w.dumps_by_value if self.by_value else w.dumps
+            data = dump(body, f"a message to {self.lw_ref.name} ({type(body).__qualname__})")
         with self._lock:
             if self._closed:
                 raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})")

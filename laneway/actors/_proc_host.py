@@ -197,13 +197,18 @@ class _ActorThread:
         last = w.NO_SEQ
         unacked = 0  # tells handled since the last ack or reply (a reply acknowledges all before it)
         error: BaseException | None = None
-        recv, handle, events = sock.recv, self._handle, sock.getsockopt
+        recv, handle = sock.recv, self._handle
         try:
             while self.stop_kind is None:
-                if unacked and not int(events(zmq.EVENTS)) & zmq.POLLIN:
-                    send(w.ACK, last)  # idle: tell the parent which tells are done
-                    unacked = 0
-                data = recv()
+                if unacked:
+                    try:
+                        data = recv(zmq.NOBLOCK)
+                    except zmq.Again:  # idle: tell the parent which tells are done, then wait
+                        send(w.ACK, last)
+                        unacked = 0
+                        data = recv()
+                else:
+                    data = recv()
                 kind = data[:1]
                 if kind == w.ASK_DIRECT:
                     last = data[1:9]

@@ -108,6 +108,7 @@ class RemoteCell(ProcessCell):
 
     #: Replies come back through the host's connection, never to the asking thread's own socket.
     ask_direct = None  # type: ignore[assignment]
+    by_value = True
 
     def host_died(self, reason: str) -> None:
         host: RemoteHost = self.host
