@@ -29,6 +29,8 @@ from laneway.worker import die_with_parent
 
 log = logging.getLogger(__name__)
 
+_dumps = pickle.dumps
+
 #: The child acknowledges handled messages at least this often (and whenever idle).
 ACK_EVERY = 256
 
@@ -303,11 +305,14 @@ class _ActorThread:
                 send(w.STATE, seq_b, payload=state)
         if ask:
             try:
-                payload = w.dumps(result, f"the reply of {self.name} to {type(msg).__qualname__}")
-            except Exception as exc:
-                send(w.REPLY, seq_b, w.REFUSED, w.dump_error(exc))
-            else:
-                send(w.REPLY, seq_b, w.OK, payload)
+                payload = _dumps(result, w.PROTOCOL)  # the common case, without naming it first
+            except Exception:
+                try:
+                    payload = w.dumps(result, f"the reply of {self.name} to {type(msg).__qualname__}")
+                except Exception as exc:
+                    send(w.REPLY, seq_b, w.REFUSED, w.dump_error(exc))
+                    return None
+            send(w.REPLY, seq_b, w.OK, payload)
         return None
 
 

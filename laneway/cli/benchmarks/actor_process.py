@@ -1,6 +1,6 @@
 """Process actors against their baselines, interleaved in one run: raw pyzmq, multiprocessing.Pipe, Ray.
 
-Run: python -m laneway.cli.benchmarks.actor_process [--n 5000] [--rounds 3] [--no-ray]
+Run: python -m laneway.cli.benchmarks.actor_process [--n 2000] [--rounds 10] [--no-ray]
 
 Measures, round after round so load on the machine hits every contender alike:
 
@@ -108,8 +108,8 @@ def tells_per_s(tell: Callable[[int], Any], flush: Callable[[], Any], n: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=5000, help="asks per round (tells: 10x)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--n", type=int, default=2000, help="asks per round (tells: 10x)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (many short ones: load swings hit every contender alike)")
     parser.add_argument("--quick", action="store_true", help="a short run (n=500, 1 round)")
     parser.add_argument("--no-ray", action="store_true", help="leave Ray out even if installed")
     args = parser.parse_args()
