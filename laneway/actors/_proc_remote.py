@@ -142,7 +142,7 @@ class RemoteActorHosts:
         self.heartbeat_s = heartbeat_s
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.host_wait_s = host_wait_s
-        self._now: Callable[[], float] = time.monotonic
+        self._now: Callable[[], float] = system.clock.now  # heartbeats are read on the system's clock
         self.lock = threading.Lock()
         self._changed = threading.Condition(self.lock)  # notified as hosts join and leave
         self.ctx = zmq.Context()

@@ -152,7 +152,7 @@ class _Session:
                 if now - beat >= cfg.heartbeat_s:
                     beat = now
                     if admitted:
-                        sock.send_multipart([w.HOST_BEAT], zmq.NOBLOCK)
+                        _send(sock, [w.HOST_BEAT])
                 if not admitted and now - connected > cfg.handshake_timeout_s:
                     outcome = "not admitted"
                     return outcome
@@ -203,7 +203,7 @@ class _Session:
                 key, body = replies.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            sock.send_multipart([w.HOST_FRAME, key, body])
+            _send(sock, [w.HOST_FRAME, key, body])
             if body[:1] in (w.EXITED, w.START_FAILED):
                 mailbox = self.mailboxes.pop(key, None)
                 if mailbox is not None:
@@ -220,7 +220,13 @@ class _Session:
                     self._forward(sock, replies)
         self._forward(sock, replies)
         if goodbye:
-            try:
-                sock.send_multipart([w.HOST_BYE], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass
+            _send(sock, [w.HOST_BYE])
+
+
+def _send(sock: zmq.Socket, frames: list[bytes]) -> None:
+    """Send without blocking: with the orchestrator out of reach there is nobody to read it, and
+    the orchestrator counts this host's actors as crashed once its heartbeats stop."""
+    try:
+        sock.send_multipart(frames, zmq.NOBLOCK)
+    except zmq.ZMQError:
+        pass

@@ -145,6 +145,22 @@ def test_an_actor_pinned_to_a_host_restarts_there_when_it_comes_back(orch, keys,
     assert ref.ask(Pid()) == back.pid
 
 
+@pytest.mark.chaos
+@pytest.mark.timeout(120)
+def test_restarts_that_find_no_host_count_against_intensity_and_the_supervisor_gives_up(orch, keys, actor_hosts):
+    hosts = orch.accept_actor_hosts("tcp://127.0.0.1:0", keys=keys, heartbeat_s=0.1, heartbeat_timeout_s=1.0,
+                                    host_wait_s=0.2)
+    only = actor_hosts(hosts.endpoint, "gpu-1", *_good(keys))
+    assert hosts.wait_hosts(1, timeout=60)
+    with orch.events.subscribe("supervisor.escalated") as escalated:
+        orch.spawn_supervisor("sup", strategy=OneForOne(max_restarts=2, within_s=60),
+                              children=[ChildSpec(Where, name="w", placement="remote", host="gpu-1")])
+        assert orch.lookup("sup/w").ask(Pid()) == only.pid
+        os.kill(only.pid, signal.SIGKILL)
+        event = escalated.wait_for(lambda e: e.key == "supervisor.escalated", 30)
+    assert "no remote actor host named 'gpu-1'" in event.data["error"]
+
+
 def test_without_a_suitable_host_a_start_is_a_typed_error_not_a_hang(orch, keys):
     with pytest.raises(errors.ActorStartError, match="accept_actor_hosts"):
         orch.spawn(Where, name="early", placement="remote")
