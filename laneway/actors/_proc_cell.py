@@ -74,6 +74,11 @@ class CellHost(Protocol):
 DIRECT_WAKE_MS = 50
 
 _seq_bytes = struct.Struct(">Q").pack
+_monotonic = time.monotonic
+_PROTOCOL, _ASK_DIRECT, _OK = w.PROTOCOL, w.ASK_DIRECT, w.OK
+
+#: Replies shorter than this are unpickled from a copy, longer ones from a view of the frame.
+_COPY_BELOW = 4096
 
 
 class _DirectAsk:
@@ -99,16 +104,16 @@ class _ReplySocket:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.RCVTIMEO, DIRECT_WAKE_MS)
         self.sock.bind(endpoint)
-        self._wake_ms = DIRECT_WAKE_MS
+        self.wake_ms = DIRECT_WAKE_MS
         raw = endpoint.encode()
         self.header = bytes([len(raw)]) + raw
 
     def wake_within(self, seconds: float | None) -> None:
         """Let the next ``recv`` wait at most ``seconds`` (None: the usual :data:`DIRECT_WAKE_MS`)."""
         ms = DIRECT_WAKE_MS if seconds is None else max(1, min(DIRECT_WAKE_MS, int(seconds * 1000) + 1))
-        if ms != self._wake_ms:
+        if ms != self.wake_ms:
             self.sock.setsockopt(zmq.RCVTIMEO, ms)
-            self._wake_ms = ms
+            self.wake_ms = ms
 
     def __del__(self) -> None:
         try:
@@ -183,7 +188,7 @@ class ProcessCell:
         """
         reply = self.host.hosts.reply_socket()
         try:
-            data = _dumps(message, w.PROTOCOL)
+            data = _dumps(message, _PROTOCOL)
         except Exception:
             data = w.dumps(message, f"a message to {self.lw_ref.name} ({type(message).__qualname__})")
         waiting = _DirectAsk()
@@ -192,18 +197,19 @@ class ProcessCell:
                 raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})")
             self._seq = seq = self._seq + 1
             self._asks[seq] = (waiting, message)
-            self._sock.send(_header(w.ASK_DIRECT, seq) + reply.header + data)  # type: ignore[union-attr]
+            self._sock.send(_header(_ASK_DIRECT, seq) + reply.header + data)  # type: ignore[union-attr]
         sock = reply.sock
-        deadline = time.monotonic() + timeout
+        deadline = _monotonic() + timeout
         if timeout * 1000 < DIRECT_WAKE_MS:
             reply.wake_within(timeout)
+        mine = _seq_bytes(seq)
         while True:
             try:
                 body = sock.recv()
             except zmq.Again:  # no reply yet: did the actor end, or the time run out?
                 if waiting.error is not None:
                     raise waiting.error
-                remaining = deadline - time.monotonic()
+                remaining = deadline - _monotonic()
                 if remaining <= 0:
                     with self._lock:
                         self._asks.pop(seq, None)
@@ -212,22 +218,28 @@ class ProcessCell:
                     raise AskTimeout(f"no reply from {self.lw_ref.name} to {type(message).__qualname__} within {timeout}s")
                 reply.wake_within(remaining)
                 continue
-            if body[2:10] != _seq_bytes(seq):
-                continue  # the late reply to an earlier ask of this thread that timed out
+            if body[2:10] == mine:
+                break
+            # else the late reply to an earlier ask of this thread that timed out
+        if reply.wake_ms != DIRECT_WAKE_MS:
             reply.wake_within(None)
+        # dict.pop is atomic, and _ended fails only the asks it popped itself: no lock for this one.
+        entry = self._asks.pop(seq, None)
+        if self._tells:  # empty: every tell sent before this ask was acknowledged already
             with self._lock:
-                entry = self._asks.pop(seq, None)
                 tells = self._tells
                 while tells and tells[0][0] <= seq:  # a reply acknowledges every message before it
                     tells.popleft()
-            if entry is None:  # the cell ended first and failed the ask
-                raise waiting.error or ActorDead(f"{self.lw_ref.name} ended before replying")
-            if body[1:2] == w.OK:
-                try:
-                    return pickle.loads(memoryview(body)[10:])
-                except Exception as exc:
-                    raise SerializationError(f"the reply of {self.lw_ref.name} cannot be unpickled here: {exc!r}") from exc
-            raise self._reply_error(body[1:2], memoryview(body)[10:], message)
+        if entry is None:  # the cell ended first and failed the ask
+            raise waiting.error or ActorDead(f"{self.lw_ref.name} ended before replying")
+        # A small reply is copied out (cheaper than a memoryview); a big one is read in place.
+        payload = body[10:] if len(body) < _COPY_BELOW else memoryview(body)[10:]
+        if body[1:2] == _OK:
+            try:
+                return pickle.loads(payload)
+            except Exception as exc:
+                raise SerializationError(f"the reply of {self.lw_ref.name} cannot be unpickled here: {exc!r}") from exc
+        raise self._reply_error(body[1:2], memoryview(payload), message)
 
     def _reply_error(self, status: bytes, data: memoryview, msg: Any) -> BaseException:
         """The error an ask gets for a REFUSED or CRASHED reply."""
@@ -314,9 +326,9 @@ class ProcessCell:
             self.actor_stopped.set()
             # A direct ask the actor handled has its reply on the way to the asking thread
             # (not through the reply socket this exit came by): that thread settles it.
-            asks = sorted((s, e) for s, e in self._asks.items() if died is not None or s > last)
-            for s, _ in asks:
-                del self._asks[s]
+            # Popped one by one: a direct asker takes its own ask out without the lock.
+            asks = [(s, e) for s, e in ((s, self._asks.pop(s, None)) for s in sorted(self._asks)
+                                        if died is not None or s > last) if e is not None]
             tells = [m for s, m in self._tells if s > last]
             self._tells.clear()
             sock, self._sock = self._sock, None

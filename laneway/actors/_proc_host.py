@@ -34,6 +34,9 @@ _dumps = pickle.dumps
 #: The child acknowledges handled messages at least this often (and whenever idle).
 ACK_EVERY = 256
 
+#: Messages shorter than this are unpickled from a copy, longer ones from a view of the frame.
+COPY_BELOW = 4096
+
 #: Reply sockets to asking threads an actor keeps open.
 DIRECT_SOCKETS = 64
 
@@ -274,7 +277,8 @@ class _ActorThread:
         """Run one message; return the exception if it crashed the actor."""
         send = self._direct(reply_to) if reply_to else self._send
         try:
-            msg = pickle.loads(memoryview(data)[start:])
+            # A small message is copied out (cheaper than a memoryview); a big one is read in place.
+            msg = pickle.loads(data[start:] if len(data) < COPY_BELOW else memoryview(data)[start:])
         except Exception as exc:
             # The sender pickled something this process cannot load (a class only the parent has).
             err = w.dump_error(_serialization(f"{self.name} cannot unpickle the message: {exc!r}"))
