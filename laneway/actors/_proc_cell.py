@@ -28,6 +28,7 @@ import os
 import pickle
 import queue
 import shutil
+import socket
 import struct
 import tempfile
 import threading
@@ -75,7 +76,8 @@ DIRECT_WAKE_MS = 50
 
 _seq_bytes = struct.Struct(">Q").pack
 _monotonic = time.monotonic
-_PROTOCOL, _ASK_DIRECT, _OK = w.PROTOCOL, w.ASK_DIRECT, w.OK
+_PROTOCOL, _ASK_DIRECT, _OK, _BIG_REPLY = w.PROTOCOL, w.ASK_DIRECT, w.OK, w.BIG_REPLY
+_DGRAM_BUF = w.DGRAM_MAX + 64
 
 #: Replies shorter than this are unpickled from a copy, longer ones from a view of the frame.
 _COPY_BELOW = 4096
@@ -94,30 +96,43 @@ class _DirectAsk:
 
 
 class _ReplySocket:
-    """One thread's PULL socket for direct replies; closed when the thread ends (its thread-local goes).
+    """One thread's sockets for the replies to its blocking asks; closed when the thread ends (its thread-local goes).
 
-    A blocking ``recv`` with a receive timeout waits for the reply: no poller per ask.
+    A reply comes as one datagram on a Unix socket of the thread's own: the
+    actor's thread sends it and this thread receives it with one system call
+    each, no ZeroMQ I/O thread in between on either side. A reply too big for a
+    datagram (:data:`~laneway.actors._proc_wire.DGRAM_MAX`) comes through a
+    ZeroMQ PULL socket instead, announced by a small datagram. Waits are blocking
+    receives with a timeout: no poller per ask.
     """
 
-    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
-        self.sock = ctx.socket(zmq.PULL)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.RCVTIMEO, DIRECT_WAKE_MS)
-        self.sock.bind(endpoint)
+    def __init__(self, ctx: zmq.Context, path: str) -> None:
+        self.path = path
+        self.dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.dgram.bind(path)
+        self.dgram.settimeout(DIRECT_WAKE_MS / 1000)
+        self.recv = self.dgram.recv
         self.wake_ms = DIRECT_WAKE_MS
-        raw = endpoint.encode()
+        self.big: zmq.Socket = ctx.socket(zmq.PULL)
+        self.big.setsockopt(zmq.LINGER, 0)
+        self.big.setsockopt(zmq.RCVTIMEO, DIRECT_WAKE_MS)
+        self.big.bind(w.big_reply_endpoint(path.encode()))
+        raw = path.encode()
         self.header = bytes([len(raw)]) + raw
 
     def wake_within(self, seconds: float | None) -> None:
-        """Let the next ``recv`` wait at most ``seconds`` (None: the usual :data:`DIRECT_WAKE_MS`)."""
+        """Let the next receive wait at most ``seconds`` (None: the usual :data:`DIRECT_WAKE_MS`)."""
         ms = DIRECT_WAKE_MS if seconds is None else max(1, min(DIRECT_WAKE_MS, int(seconds * 1000) + 1))
         if ms != self.wake_ms:
-            self.sock.setsockopt(zmq.RCVTIMEO, ms)
+            self.dgram.settimeout(ms / 1000)
+            self.big.setsockopt(zmq.RCVTIMEO, ms)
             self.wake_ms = ms
 
     def __del__(self) -> None:
         try:
-            self.sock.close(linger=0)
+            self.dgram.close()
+            os.unlink(self.path)
+            self.big.close(linger=0)
         except Exception:
             pass
 
@@ -198,15 +213,25 @@ class ProcessCell:
             self._seq = seq = self._seq + 1
             self._asks[seq] = (waiting, message)
             self._sock.send(_header(_ASK_DIRECT, seq) + reply.header + data)  # type: ignore[union-attr]
-        sock = reply.sock
         deadline = _monotonic() + timeout
         if timeout * 1000 < DIRECT_WAKE_MS:
             reply.wake_within(timeout)
         mine = _seq_bytes(seq)
+        recv = reply.recv
+        big = False  # the datagram said the reply comes through ZeroMQ
         while True:
             try:
-                body = sock.recv()
-            except zmq.Again:  # no reply yet: did the actor end, or the time run out?
+                if not big:
+                    body = recv(_DGRAM_BUF)
+                    if body[2:10] != mine:
+                        continue  # the late reply to an earlier ask of this thread that timed out
+                    if body[:1] != _BIG_REPLY:
+                        break
+                    big = True
+                body = reply.big.recv()
+                if body[2:10] == mine:  # else the big late reply to an earlier ask
+                    break
+            except (TimeoutError, zmq.Again):  # no reply yet: did the actor end, or the time run out?
                 if waiting.error is not None:
                     raise waiting.error
                 remaining = deadline - _monotonic()
@@ -217,10 +242,6 @@ class ProcessCell:
                         raise waiting.error
                     raise AskTimeout(f"no reply from {self.lw_ref.name} to {type(message).__qualname__} within {timeout}s")
                 reply.wake_within(remaining)
-                continue
-            if body[2:10] == mine:
-                break
-            # else the late reply to an earlier ask of this thread that timed out
         if reply.wake_ms != DIRECT_WAKE_MS:
             reply.wake_within(None)
         # dict.pop is atomic, and _ended fails only the asks it popped itself: no lock for this one.
@@ -472,7 +493,7 @@ class ProcessHosts:
                 if self._closed:
                     raise SystemShutdown(f"process hosts of {self.name} are closed")
                 number = next(self._numbers)
-            mine = self._local.reply = _ReplySocket(self.ctx, f"ipc://{self.dir}/t{number}")
+            mine = self._local.reply = _ReplySocket(self.ctx, f"{self.dir}/t{number}")
         return mine
 
     # starting ------------------------------------------------------------------

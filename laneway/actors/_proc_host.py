@@ -17,6 +17,7 @@ import logging
 import os
 import pickle
 import signal
+import socket
 import sys
 import threading
 from typing import Any, Callable
@@ -118,7 +119,8 @@ class _ActorThread:
         self.lw_ref: _LocalRef | None = None
         self.stop_kind: str | None = None
         self.direct: dict[bytes, Callable[..., None]] = {}  # reply senders by asking thread's endpoint
-        self.direct_socks: dict[bytes, zmq.Socket] = {}
+        self.direct_socks: dict[bytes, zmq.Socket] = {}  # for replies too big for a datagram
+        self.dgram: socket.socket | None = None
         self.endpoint: str | None = None
         self.thread = threading.Thread(target=self._run, name=f"laneway-actor:{key.decode()}", daemon=True)
 
@@ -237,7 +239,9 @@ class _ActorThread:
         finally:
             sock.close()
             for direct in self.direct_socks.values():
-                direct.close(linger=1000)  # a last reply may still be on its way out
+                direct.close(linger=1000)
+            if self.dgram is not None:
+                self.dgram.close()  # a last reply may still be on its way out
             try:
                 instance.on_stop()
             except Exception:
@@ -245,32 +249,49 @@ class _ActorThread:
             kind_text = "crash" if error is not None else (self.stop_kind or "normal")
             send(w.EXITED, last, w.EXIT_CODES[kind_text], w.dump_error(error) if error else b"")
 
-    def _direct(self, endpoint: bytes) -> Callable[..., None]:
-        """The sender of replies to one asking thread's socket (made on its first ask, then kept)."""
-        sender = self.direct.get(endpoint)
+    def _direct(self, path: bytes) -> Callable[..., None]:
+        """The sender of replies to one asking thread (made on its first ask, then kept)."""
+        sender = self.direct.get(path)
         if sender is not None:
             return sender
         if len(self.direct) >= DIRECT_SOCKETS:  # forget the oldest asking thread
             oldest = next(iter(self.direct))
             self.direct.pop(oldest)
-            self.direct_socks.pop(oldest).close(linger=0)
-        sock = self.direct_socks[endpoint] = self.host.ctx.socket(zmq.PUSH)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(endpoint.decode())
-        push, other = sock.send, self._send
+            old_sock = self.direct_socks.pop(oldest, None)
+            if old_sock is not None:
+                old_sock.close(linger=0)
+        if self.dgram is None:
+            self.dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self.dgram.setblocking(False)
+        sendto, other, big_max = self.dgram.sendto, self._send, w.DGRAM_MAX
 
         def send(kind: bytes, seq_b: bytes = w.NO_SEQ, status: bytes = b"-", payload: bytes = b"") -> None:
             if kind != w.REPLY:
                 other(kind, seq_b, status, payload)
                 return
+            frame = kind + status + seq_b + payload
             try:
-                # Never block: an asker whose thread is gone has nobody to read it.
-                push(kind + status + seq_b + payload, zmq.NOBLOCK)
-            except zmq.Again:
-                pass
+                if len(frame) <= big_max:
+                    sendto(frame, path)
+                else:
+                    self._big_reply(path, frame)
+                    sendto(w.BIG_REPLY + status + seq_b, path)
+            except OSError:
+                pass  # never block: an asker whose thread is gone (or is not reading) has nobody to read it
 
-        self.direct[endpoint] = send
+        self.direct[path] = send
         return send
+
+    def _big_reply(self, path: bytes, frame: bytes) -> None:
+        sock = self.direct_socks.get(path)
+        if sock is None:
+            sock = self.direct_socks[path] = self.host.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(w.big_reply_endpoint(path))
+        try:
+            sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
 
     def _handle(self, instance: Any, ask: bool, seq_b: bytes, data: bytes, saves: bool,
                 reply_to: bytes = b"", start: int = 9) -> BaseException | None:

@@ -5,8 +5,10 @@ incarnation, assigned by the parent under the cell's send lock, so the child
 sees each sender's messages in the order it sent them):
 
 * parent → actor socket, one frame: ``kind (TELL|ASK) + seq + payload``, or
-  ``ASK_DIRECT + seq + endpoint length (1 byte) + endpoint + payload`` for a blocking
-  ``ask``, whose reply goes to that endpoint, a socket of the asking thread; and
+  ``ASK_DIRECT + seq + path length (1 byte) + path + payload`` for a blocking
+  ``ask``, whose reply goes to that path, a Unix datagram socket of the asking
+  thread (a reply over :data:`DGRAM_MAX` goes to its ZeroMQ socket beside it,
+  announced by a ``BIG_REPLY`` datagram); and
   from the host's other threads ``WAKE``, so an idle actor looks at a stop request
 * parent → host control: ``[START, key, spec]``, ``[STOP, key, exit kind]``, ``[QUIT]``
 * child → parent reply socket, two frames: ``[key, kind + status + seq + payload]``
@@ -46,6 +48,15 @@ TELL = b"T"
 ASK = b"A"
 ASK_DIRECT = b"D"  #: an ask whose reply goes to the asking thread's own socket
 WAKE = b"W"  #: no message: the actor looks whether it was asked to stop
+BIG_REPLY = b"Z"  #: a direct reply too big for a datagram follows on the asker's ZeroMQ socket
+
+#: Direct replies up to this size travel as one datagram; bigger ones through ZeroMQ.
+DGRAM_MAX = 60_000
+
+
+def big_reply_endpoint(path: bytes) -> str:
+    """The ZeroMQ endpoint, next to an asking thread's datagram socket ``path``, for its big replies."""
+    return f"ipc://{path.decode()}.z"
 START = b"S"
 STOP = b"P"
 QUIT = b"Q"
