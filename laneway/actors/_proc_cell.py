@@ -108,7 +108,7 @@ class _ReplySocket:
 
     def __init__(self, ctx: zmq.Context, path: str) -> None:
         self.path = path
-        self.dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.dgram.bind(path)
         self.dgram.settimeout(DIRECT_WAKE_MS / 1000)
         self.recv = self.dgram.recv

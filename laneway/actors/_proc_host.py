@@ -261,7 +261,7 @@ class _ActorThread:
             if old_sock is not None:
                 old_sock.close(linger=0)
         if self.dgram is None:
-            self.dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self.dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.dgram.setblocking(False)
         sendto, other, big_max = self.dgram.sendto, self._send, w.DGRAM_MAX
 
