@@ -95,6 +95,10 @@ class _DirectAsk:
         self.error = error if error is not None else ActorDead("the actor ended before replying")
 
 
+def _recv_timeout(sock: socket.socket, ms: int) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", ms // 1000, (ms % 1000) * 1000))
+
+
 class _ReplySocket:
     """One thread's sockets for the replies to its blocking asks; closed when the thread ends (its thread-local goes).
 
@@ -110,7 +114,9 @@ class _ReplySocket:
         self.path = path
         self.dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.dgram.bind(path)
-        self.dgram.settimeout(DIRECT_WAKE_MS / 1000)
+        # The kernel's receive timeout, not Python's: a blocking recv is then one system call (a
+        # Python timeout would poll first), and an expired wait raises BlockingIOError.
+        _recv_timeout(self.dgram, DIRECT_WAKE_MS)
         self.recv = self.dgram.recv
         self.wake_ms = DIRECT_WAKE_MS
         self.big: zmq.Socket = ctx.socket(zmq.PULL)
@@ -124,7 +130,7 @@ class _ReplySocket:
         """Let the next receive wait at most ``seconds`` (None: the usual :data:`DIRECT_WAKE_MS`)."""
         ms = DIRECT_WAKE_MS if seconds is None else max(1, min(DIRECT_WAKE_MS, int(seconds * 1000) + 1))
         if ms != self.wake_ms:
-            self.dgram.settimeout(ms / 1000)
+            _recv_timeout(self.dgram, ms)
             self.big.setsockopt(zmq.RCVTIMEO, ms)
             self.wake_ms = ms
 
@@ -231,7 +237,7 @@ class ProcessCell:
                 body = reply.big.recv()
                 if body[2:10] == mine:  # else the big late reply to an earlier ask
                     break
-            except (TimeoutError, zmq.Again):  # no reply yet: did the actor end, or the time run out?
+            except (BlockingIOError, zmq.Again):  # no reply yet: did the actor end, or the time run out?
                 if waiting.error is not None:
                     raise waiting.error
                 remaining = deadline - _monotonic()
