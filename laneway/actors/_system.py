@@ -257,7 +257,7 @@ class ActorSystem:
             if self._hosts is None:
                 if self._closed:
                     raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot start a process actor")
-                from laneway.actors._proc_cell import ProcessHosts
+                from laneway.actors._proc_hosts import ProcessHosts
 
                 self._hosts = ProcessHosts(self.name)
             return self._hosts
