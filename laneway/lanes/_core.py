@@ -24,7 +24,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.core import Outbox
+from laneway.core import MonotonicClock, Outbox
 from laneway.errors import (
     CommandCancelled,
     ConfigError,
@@ -74,6 +74,8 @@ class LaneCore:
         self.box = Outbox("lanes")
         self.lock = self.box.lock
         self.clock = clock
+        # The clock's reading without a Python frame when it is the real monotonic clock (hot path).
+        self.now: Callable[[], float] = time.monotonic if type(clock) is MonotonicClock else clock.now
         self.events = events
         self.pending = pending
         self.dead_letters = dead_letters
@@ -134,8 +136,8 @@ class LaneCore:
                 bisect.insort(self._prios, prio)
             if lane not in bucket:
                 bucket[lane] = None
-        elif bucket is not None and lane in bucket:
-            del bucket[lane]
+        elif bucket:
+            bucket.pop(lane, None)
 
     def lane_changed_locked(self, lane: Lane) -> None:
         """Eligibility, pressure and idle transitions after pending or active changed."""
@@ -153,7 +155,7 @@ class LaneCore:
                 lane.pressure = False
         if lane.busy and lane.pending == 0 and lane.active == 0:
             lane.busy = False
-            lane.idle_since = self.clock.now()
+            lane.idle_since = self.now()
             if lane.relief_due:  # idle answers a pressure event; without one nobody is waiting for it
                 lane.relief_due = False
                 self.emit("queue.lane.idle", lane.name)
@@ -286,7 +288,7 @@ class LaneCore:
                 if spare < self.reserved and lane.active >= lane.config.min_concurrency:
                     continue  # the last free workers are kept for lanes below their minimum
                 if lane.limiter is not None:
-                    wait = lane.limiter.wait_s(self.clock.now())
+                    wait = lane.limiter.wait_s(self.now())
                     if wait > 0:
                         lane.rate_timer = self.clock.call_later(wait, partial(self._rate_release, lane))
                         self.touch(lane)
@@ -309,7 +311,7 @@ class LaneCore:
             cmd.cancel_timers()  # deadline boosts are moot once it runs
         cmd.state = CommandState.RUNNING
         cmd.attempts += 1
-        now = self.clock.now()
+        now = self.now()
         run = cmd.run = Run(cmd, cmd.attempts, now)
         lane.active += 1
         if lane.active <= lane.config.min_concurrency:

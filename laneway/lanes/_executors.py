@@ -123,7 +123,8 @@ class Executors:
         elif spec.cpu_bound:
             self._box.add(partial(self._start_pool, run))
         else:
-            self._push_ready(run)
+            cmd = run.cmd
+            heapq.heappush(self._ready, (cmd.lane.config.priority, cmd.level, next(self._arrivals), run))
             if not self._pulling:
                 self._wake_locked()
 

@@ -65,13 +65,20 @@ class Lane:
     def has_work(self) -> bool:
         if self.preemptors:
             return True
-        if self.group is not None:
-            return bool(self.group.pending)
-        return bool(self.queue)
+        group = self.group
+        if group is not None:
+            return bool(group.pending)
+        return self.queue.size > 0
 
     def eligible(self) -> bool:
         """May the scheduler take a command from this lane now (rate limits aside)?"""
-        return not self.paused and self.rate_timer is None and self.active < self.cap and self.has_work()
+        # One expression, no property or method calls: the scheduler asks after every change.
+        group = self.group
+        if group is None:
+            return (self.active < self.config.max_concurrency and (self.queue.size > 0 or bool(self.preemptors))
+                    and not self.paused and self.rate_timer is None)
+        return (self.active < group.max_concurrent and (bool(group.pending) or bool(self.preemptors))
+                and not self.paused and self.rate_timer is None)
 
     def take(self) -> Command | None:
         """The next command to start, or None; a group's placeholder turns the lane into group mode."""
