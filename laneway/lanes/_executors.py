@@ -174,12 +174,15 @@ class Executors:
             if not (fallback and any(now - t > _FALLBACK_S for t in self._fast.values())):
                 self._arm_fallback_locked()
                 return
-        self._pulling += 1
         if self._idle:
+            # Handed its runs here, as a ThreadPoolExecutor hands a work item: the woken thread
+            # starts on them at once, without a critical section of its own first.
             worker = self._idle.pop()
             worker.woken = True
+            self._take_locked(worker)
             self._box.add(worker.gate.release)
         else:
+            self._pulling += 1
             self._threads += 1
             self._box.add(self._spawn)
 
@@ -268,17 +271,13 @@ class Executors:
                 # Parked in the same critical section that found no work, so that after its outbox
                 # ran (settling the last result, which wakes that caller) this thread goes straight
                 # to sleep: the woken caller finds the GIL free.
-                worker.gate.acquire()  # released once: by a wake (woken) or by stop
-                with box:
-                    if not worker.woken:
+                worker.gate.acquire()  # released once: by a wake (woken, its runs in its batch) or by stop
+                if not worker.woken:
+                    with box:
                         self._threads -= 1  # stopped
-                        return
-                    worker.woken = False
-                    self._pulling -= 1
-                    took = self._take_locked(worker)
-                    if not took and not self._park_locked(worker):
-                        return
-                continue
+                    return
+                worker.woken = False
+                took = True
             outcomes = run_batch(worker.batch, announce)
             took = False
             try:
