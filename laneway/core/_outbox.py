@@ -82,7 +82,9 @@ class Outbox:
         effects, self._effects = self._effects, []
         self.lock.release()
         self._run(effects)
-        self._drain()
+        self._draining = False  # as _drain does first; its frame only when more was queued meanwhile
+        if self._effects:
+            self._drain()
 
     def add(self, effect: Callable[[], object]) -> None:
         """Queue ``effect()``; call with the lock held (inside :meth:`locked`)."""

@@ -66,6 +66,7 @@ class LaneCore:
         commands: every command not yet completed, failed or cancelled.
         running, reserved: runs in progress; worker slots kept for lanes below their minimum.
         accepting, closed: False after shutdown; True once closed.
+        space_waiters, quiet_waiters: threads waiting on ``space`` (room in a lane) and ``quiet`` (a drain).
         lane_idle_locked: called when a lane runs empty (session lanes clean up on it).
     """
 
@@ -82,6 +83,7 @@ class LaneCore:
         self.space = threading.Condition(self.lock)  # a full lane got room
         self.quiet = threading.Condition(self.lock)  # no command left
         self.space_waiters = 0
+        self.quiet_waiters = 0  # threads in drain: only then does the last command's end notify
         self.lanes: dict[str, Lane] = {}
         self.commands: dict[str, Command] = {}
         self.running = 0
@@ -200,8 +202,7 @@ class LaneCore:
             lane.add_waiting(cmd)
             self.commands[cmd.id] = cmd
             self.lane_changed_locked(lane)
-            self._start_locked(cmd)
-            self.touch(lane)
+            self._start_locked(cmd)  # the lane had nothing queued, so it stays out of the buckets
             return 0, 0.0
         else:
             position = lane.queue.estimate(cmd.caller, cmd.level) + len(lane.preemptors)
@@ -343,7 +344,7 @@ class LaneCore:
             group.outstanding -= 1
             if group.outstanding == 0 and cmd.lane.group is group:
                 cmd.lane.group = None
-        if not self.commands:
+        if self.quiet_waiters and not self.commands:
             self.quiet.notify_all()
 
     def unqueue_locked(self, cmd: Command) -> None:

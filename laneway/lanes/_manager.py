@@ -214,7 +214,8 @@ class LaneManager:
             LanewayTimeout: no result within ``wait_timeout``.
             Exception: what the command failed with.
         """
-        check_give_up(on_give_up)
+        if on_give_up is not GiveUp.WITHDRAW:
+            check_give_up(on_give_up)
         handle = self._submit(lane, target, params, True, **options)
         return wait_result(handle, self._ask_timeout if wait_timeout is None else wait_timeout, on_give_up,
                            self._core.cancel)

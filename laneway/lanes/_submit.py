@@ -134,7 +134,7 @@ class Submitter:
                                                cancel_fn=self._cancel_fn)
                         if watch:
                             cmd.future.prepare_wait()
-                        if lane.eligible():
+                        if cmd.queued and lane.eligible():
                             # Else nothing can start that could not before: only this lane changed,
                             # and it has no free slot or no work (the command started or waits for one).
                             core.dispatch_locked()
