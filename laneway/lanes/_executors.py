@@ -122,6 +122,15 @@ class Executors:
             self._box.add(partial(self._start_async, run))
         elif spec.cpu_bound:
             self._box.add(partial(self._start_pool, run))
+        elif not self._ready and self._idle and not self._fast and not self._pulling and not self._stopping:
+            # Nothing ready, nobody on the way and a thread idle: this run is the best one, and
+            # it goes straight to that thread (what _wake_locked would do, without the heap).
+            worker = self._idle.pop()
+            worker.woken = True
+            worker.batch.append(run)
+            if self._tool_s.get(spec.name, 1.0) < _FAST_S:
+                self._fast[worker] = time.perf_counter()
+            self._box.add(worker.gate.release)
         else:
             cmd = run.cmd
             heapq.heappush(self._ready, (cmd.lane.config.priority, cmd.level, next(self._arrivals), run))

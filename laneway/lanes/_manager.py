@@ -216,7 +216,10 @@ class LaneManager:
         """
         if on_give_up is not GiveUp.WITHDRAW:
             check_give_up(on_give_up)
-        handle = self._submit(lane, target, params, True, **options)
+        if options:
+            handle = self._submit(lane, target, params, True, **options)
+        else:  # every option at its default: one frame less
+            handle = self._submitter.submit(lane, target, params, DEFAULT_OPTIONS, self._ask_timeout, watch=True)
         return wait_result(handle, self._ask_timeout if wait_timeout is None else wait_timeout, on_give_up,
                            self._core.cancel)
 
