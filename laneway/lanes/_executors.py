@@ -146,7 +146,7 @@ class Executors:
     @staticmethod
     def _run_batch(batch: collections.deque[Run], announce: Callable[[Run], None]) -> list[tuple[Run, bool, Any, float]]:
         """Run the sync tools of ``batch`` in turn (without the lock): ``(run, ok, value, seconds)`` each."""
-        outcomes = []
+        outcomes: list[tuple[Run, bool, Any, float]] = []
         perf_counter, token_var = time.perf_counter, current_token_var
         while True:
             try:
@@ -158,6 +158,8 @@ class Executors:
             spec = cmd.spec
             token = run.token
             began = perf_counter()
+            ok: bool
+            value: Any
             if token.cancelled:
                 ok, value = False, _cancelled_error(run)
             else:
