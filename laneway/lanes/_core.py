@@ -196,13 +196,15 @@ class LaneCore:
             position, eta = 0, 0.0
         elif self._starts_now_locked(lane):
             # What dispatch would do next (this lane is the best one with a free slot), without the
-            # queue's push and pop: the common case of a lane that keeps up with its callers.
+            # queue's push and pop: the common case of a lane that keeps up with its callers. The
+            # command is never pending (so no queue length or pressure change): the lane turns busy,
+            # and it had nothing queued, so it stays out of the priority buckets.
             cmd.seq = next(self._seq)
             cmd.queued = False
-            lane.add_waiting(cmd)
+            lane.busy = True
+            lane.idle_since = None
             self.commands[cmd.id] = cmd
-            self.lane_changed_locked(lane)
-            self._start_locked(cmd)  # the lane had nothing queued, so it stays out of the buckets
+            self._start_locked(cmd)
             return 0, 0.0
         else:
             position = lane.queue.estimate(cmd.caller, cmd.level) + len(lane.preemptors)
@@ -278,6 +280,8 @@ class LaneCore:
                 return
             cmd = lane.take()
             if cmd is not None:
+                lane.pending -= 1
+                del lane.waiting[cmd.id]
                 self._start_locked(cmd)
             self.touch(lane)
 
@@ -306,8 +310,8 @@ class LaneCore:
             self.dispatch_locked()
 
     def _start_locked(self, cmd: Command) -> None:
+        """Start a run of ``cmd`` (the caller took it out of the lane's pending commands, if it was there)."""
         lane = cmd.lane
-        lane.remove_waiting(cmd)
         if cmd.timers:
             cmd.cancel_timers()  # deadline boosts are moot once it runs
         cmd.state = CommandState.RUNNING

@@ -75,7 +75,18 @@ class FairQueue:
         callers = self._callers
         while callers:
             caller, cq = next(iter(callers.items()))
-            cmd = self._pop_live(cq)
+            heap = cq.heap
+            cmd = None
+            while heap:  # the caller's best live entry
+                level, seq, head = heapq.heappop(heap)
+                if head.queued and head.level == level and head.seq == seq:  # else a stale entry
+                    cq.live -= 1
+                    cq.per_level[level] -= 1
+                    self.size -= 1
+                    cmd = head
+                    break
+            else:
+                cq.live = 0
             del callers[caller]
             if cq.live:
                 callers[caller] = cq  # to the back of the round
@@ -83,18 +94,6 @@ class FairQueue:
                 self._retire(cq)
             if cmd is not None:
                 return cmd
-        return None
-
-    def _pop_live(self, cq: _CallerQueue) -> Command | None:
-        heap = cq.heap
-        while heap:
-            level, seq, cmd = heapq.heappop(heap)
-            if cmd.queued and cmd.level == level and cmd.seq == seq:  # else a stale entry (cancelled, promoted)
-                cq.live -= 1
-                cq.per_level[level] -= 1
-                self.size -= 1
-                return cmd
-        cq.live = 0
         return None
 
     def _retire(self, cq: _CallerQueue) -> None:
