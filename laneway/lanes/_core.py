@@ -67,7 +67,7 @@ class LaneCore:
         running, reserved: runs in progress; worker slots kept for lanes below their minimum.
         accepting, closed: False after shutdown; True once closed.
         space_waiters, quiet_waiters: threads waiting on ``space`` (room in a lane) and ``quiet`` (a drain).
-        lane_idle_locked: called when a lane runs empty (session lanes clean up on it).
+        lane_idle_locked: called when a session lane runs empty (it cleans up on it).
     """
 
     def __init__(self, *, clock: Clock, events: EventBus, dead_letters: DeadLetterQueue, max_workers: int,
@@ -161,7 +161,8 @@ class LaneCore:
             if lane.relief_due:  # idle answers a pressure event; without one nobody is waiting for it
                 lane.relief_due = False
                 self.emit("queue.lane.idle", lane.name)
-            self.lane_idle_locked(lane)
+            if lane.session_id is not None:
+                self.lane_idle_locked(lane)
         if self.space_waiters and lane.pending < lane.config.max_pending:
             self.space.notify_all()
 

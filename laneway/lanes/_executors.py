@@ -148,11 +148,11 @@ class Executors:
         """Run the sync tools of ``batch`` in turn (without the lock): ``(run, ok, value, seconds)`` each."""
         outcomes: list[tuple[Run, bool, Any, float]] = []
         perf_counter, token_var = time.perf_counter, current_token_var
-        while True:
+        while batch:
             try:
                 run = batch.popleft()  # atomic: the fallback may take the rest back meanwhile
             except IndexError:
-                return outcomes
+                break
             announce(run)
             cmd = run.cmd
             spec = cmd.spec
@@ -172,6 +172,7 @@ class Executors:
                 finally:
                     token_var.reset(mark)
             outcomes.append((run, ok, value, perf_counter() - began))
+        return outcomes
 
     # threads ------------------------------------------------------------------
 

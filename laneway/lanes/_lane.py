@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from laneway.lanes._metrics import LaneRecorder
     from laneway.core import TimerHandle
 
-# Weight of the newest run time in the moving average behind ETAs.
-_EWMA_ALPHA = 0.2
+#: Weight of the newest run time in the moving average behind ETAs.
+RUN_EWMA_ALPHA = 0.2
 
 
 class Lane:
@@ -120,10 +120,6 @@ class Lane:
     def remove_waiting(self, cmd: Command) -> None:
         self.pending -= 1
         del self.waiting[cmd.id]
-
-    def note_run_time(self, seconds: float) -> None:
-        prev = self.run_ewma
-        self.run_ewma = seconds if prev is None else prev + _EWMA_ALPHA * (seconds - prev)
 
     def eta(self, position: int) -> float | None:
         """Seconds until a command at ``position`` starts, from recent run times and the slot count."""

@@ -7,6 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from laneway.errors import CommandTimeout, LaneError
+from laneway.lanes._lane import RUN_EWMA_ALPHA
 from laneway.lanes._records import CommandState
 
 if TYPE_CHECKING:
@@ -67,7 +68,9 @@ class Outcomes:
         if cmd.preemptible:
             lane.preemptible_runs -= 1
         core.running -= 1
-        lane.note_run_time(now - run.started_at)
+        took = now - run.started_at
+        prev = lane.run_ewma  # the moving average behind the lane's ETAs
+        lane.run_ewma = took if prev is None else prev + RUN_EWMA_ALPHA * (took - prev)
         if run.superseded:
             if run.requeue and cmd.state is CommandState.RUNNING:
                 if ok:  # it finished anyway (ignoring its token): no reason to run it again
