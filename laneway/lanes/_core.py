@@ -208,7 +208,7 @@ class LaneCore:
             self._start_locked(cmd)
             return 0, 0.0
         else:
-            position = lane.queue.estimate(cmd.caller, cmd.level) + len(lane.preemptors)
+            position = (lane.queue.estimate(cmd.caller, cmd.level) if lane.queue.size else 0) + len(lane.preemptors)
             if lane.group is not None:
                 position += len(lane.group.pending)
             eta = lane.eta(position)
@@ -227,7 +227,7 @@ class LaneCore:
 
     def _starts_now_locked(self, lane: Lane) -> bool:
         """Would dispatch start a command arriving at ``lane`` at once (nothing queued ahead of it anywhere)?"""
-        if (lane.queue or lane.preemptors or lane.group is not None or lane.paused or lane.limiter is not None
+        if (lane.queue.size or lane.preemptors or lane.group is not None or lane.paused or lane.limiter is not None
                 or lane.rate_timer is not None or self.closed or lane.active >= lane.config.max_concurrency
                 or self.running >= self.max_workers):
             return False

@@ -153,7 +153,10 @@ class Executors:
                 run = batch.popleft()  # atomic: the fallback may take the rest back meanwhile
             except IndexError:
                 break
-            announce(run)
+            try:
+                announce(run)
+            except Exception:  # persisting the attempt or publishing failed: the run still runs
+                log.exception("lanes: announcing command %s failed", run.cmd.id)
             cmd = run.cmd
             spec = cmd.spec
             token = run.token
@@ -213,12 +216,16 @@ class Executors:
             for worker, since in self._fast.items():
                 batch = worker.batch
                 if now - since > _FALLBACK_S:
-                    # Its tool blocked: the runs it took and has not started go back, best first.
+                    # Its tool blocked: the runs it took and has not started go back (popped from the
+                    # end it does not take from, then queued again in their order).
+                    back = []
                     while True:
                         try:
-                            self._push_ready(batch.pop())
+                            back.append(batch.pop())
                         except IndexError:
                             break
+                    for run in reversed(back):
+                        self._push_ready(run)
                 elif batch:
                     waiting = True
             if waiting:

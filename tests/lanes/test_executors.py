@@ -17,14 +17,14 @@ from tests.lanes.support import WAIT
 class Harness:
     """Executors with recording callbacks and stand-in runs (only what the sync path reads)."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], announce: Callable[[Any], None] = lambda run: None) -> None:
         self.box = Outbox("test-executors")
         self.ended: list[str] = []
         self.dispatches = 0
         self.cond = threading.Condition()
         self.ex = Executors(self.box, end_run_locked=self._end, dispatch_locked=self._dispatch,
                             finish=lambda run, ok, value: None, launch_failed=lambda run, exc: None,
-                            announce=lambda run: None, pool=lambda: None)
+                            announce=announce, pool=lambda: None)
         self.spec = SimpleNamespace(name="tool", fn=fn, is_async=False, cpu_bound=False, takes_token=False)
 
     def fast(self) -> None:
@@ -111,3 +111,16 @@ def test_runs_batched_behind_a_blocked_fast_tool_go_to_another_thread(started):
     assert sorted(h.wait_ended(["a", "b"])) == ["a", "b"]
     gate.set()
     assert sorted(h.wait_ended(["a", "b", "blocks"])) == ["a", "b", "blocks"]
+
+
+def test_a_run_whose_announcement_fails_still_runs_and_so_do_the_runs_after_it(started, caplog):
+    def announce(run: Any) -> None:
+        if run.cmd.id == "a":
+            raise OSError("store is read-only")
+
+    h = Harness(lambda tag: tag, announce)
+    started.append(h)
+    h.fast()
+    h.launch([h.run("a", 0), h.run("b", 0)])
+    assert sorted(h.wait_ended(["a", "b"])) == ["a", "b"]
+    assert "announcing command a failed" in caplog.text
