@@ -93,6 +93,7 @@ class LaneCore:
         self.closed = False
         self.lane_idle_locked: Callable[[Lane], None] = _no_hook
         self._buckets: dict[int, dict[Lane, None]] = {}  # eligible lanes by priority, round-robin order
+        self._eligible = 0  # lanes in the buckets: none, and dispatch has nothing to look at
         self._prios: list[int] = []
         self._seq = itertools.count(1)
         self.outcomes = Outcomes(self)
@@ -138,8 +139,10 @@ class LaneCore:
                 bisect.insort(self._prios, prio)
             if lane not in bucket:
                 bucket[lane] = None
-        elif bucket:
-            bucket.pop(lane, None)
+                self._eligible += 1
+        elif bucket and lane in bucket:
+            del bucket[lane]
+            self._eligible -= 1
 
     def lane_changed_locked(self, lane: Lane) -> None:
         """Eligibility, pressure and idle transitions after pending or active changed."""
@@ -233,12 +236,13 @@ class LaneCore:
             return False
         if self.max_workers - self.running - 1 < self.reserved and lane.active >= lane.config.min_concurrency:
             return False  # the last free workers are kept for lanes below their minimum
-        prio = lane.config.priority
-        for p in self._prios:
-            if p > prio:
-                break
-            if self._buckets[p]:
-                return False  # another lane's work waits at an equal or better priority
+        if self._eligible:
+            prio = lane.config.priority
+            for p in self._prios:
+                if p > prio:
+                    break
+                if self._buckets[p]:
+                    return False  # another lane's work waits at an equal or better priority
         return True
 
     def push_batch_locked(self, placeholder: Command) -> None:
@@ -275,7 +279,7 @@ class LaneCore:
         """Start commands while workers are free: always from the best eligible lane."""
         if self.closed:
             return
-        while self.running < self.max_workers:
+        while self._eligible and self.running < self.max_workers:
             lane = self._pick_lane_locked()
             if lane is None:
                 return
