@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import math
+from typing import Callable
 
 from laneway.lanes._config import RateLimit
 
@@ -70,13 +71,12 @@ class Throughput:
 class Latencies:
     """The most recent ``size`` latencies, for percentiles."""
 
-    __slots__ = ("_samples",)
+    __slots__ = ("_samples", "record")
 
     def __init__(self, size: int = 2048) -> None:
         self._samples: collections.deque[float] = collections.deque(maxlen=size)
-
-    def record(self, seconds: float) -> None:
-        self._samples.append(seconds)
+        #: ``record(seconds)``: keep one latency (the deque's own append: no Python frame per completion).
+        self.record: Callable[[float], None] = self._samples.append
 
     def percentiles(self, *qs: float) -> tuple[float | None, ...]:
         """Nearest-rank percentiles (``qs`` in 0..100), None each when there are no samples."""
