@@ -20,10 +20,8 @@ import socket
 import sys
 import threading
 import time
-import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
 import zmq
 
 from laneway.worker import wire
@@ -45,8 +43,11 @@ _HANDSHAKE_FAILED = {
 }
 
 
-@attrs.frozen
-class CurveClient:
+# The records here are NamedTuples, not attrs classes: every worker process imports this
+# module, and attrs would add a few MB and milliseconds of start-up to each.
+
+
+class CurveClient(NamedTuple):
     """Keys a worker needs to join a CurveZMQ pool (z85-encoded bytes)."""
 
     server_public: bytes
@@ -54,8 +55,7 @@ class CurveClient:
     secret: bytes
 
 
-@attrs.frozen
-class WorkerConfig:
+class WorkerConfig(NamedTuple):
     """How one worker process connects and behaves.
 
     Attributes:
@@ -122,7 +122,7 @@ def run(cfg: WorkerConfig) -> int:
     previous = _stop_on_sigterm(stop) if cfg.remote else None
     try:
         while True:
-            wid = cfg.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            wid = cfg.worker_id or _remote_worker_id()
             session = _Session(ctx, cfg, wid, runner, stop)
             outcome = session.serve()
             if outcome == "sigterm":
@@ -143,6 +143,12 @@ def run(cfg: WorkerConfig) -> int:
         ctx.destroy(linger=0)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _remote_worker_id() -> str:
+    import uuid  # remote workers only: a local worker's id comes from the pool
+
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def _stop_on_sigterm(stop: threading.Event) -> Any:
