@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from laneway.worker._boot import ChildProcess, start_process
     from laneway.worker._keys import CurveServer, create_keys, is_loopback, load_client, load_server
     from laneway.worker._outcome import TaskOutcome
     from laneway.worker._process import CurveClient, WorkerConfig, die_with_parent, run as run_worker, spawn_entry
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 #: eagerly would give each worker the CurveZMQ key files' code and the pool side's
 #: helpers it never uses, so names load on first use.
 _HOME = {
+    "ChildProcess": "_boot", "start_process": "_boot",
     "CurveServer": "_keys", "create_keys": "_keys", "is_loopback": "_keys", "load_client": "_keys",
     "load_server": "_keys", "TaskOutcome": "_outcome", "CurveClient": "_process", "WorkerConfig": "_process",
     "die_with_parent": "_process", "run_worker": "_process", "spawn_entry": "_process", "ShipLedger": "_runner",
@@ -38,6 +40,7 @@ _HOME = {
 }
 
 __all__ = [
+    "ChildProcess",
     "CurveClient",
     "CurveServer",
     "FunctionPickler",
@@ -55,6 +58,7 @@ __all__ = [
     "load_server",
     "run_worker",
     "spawn_entry",
+    "start_process",
 ]
 
 

@@ -86,13 +86,8 @@ class WorkerConfig(NamedTuple):
 
 
 def spawn_entry(cfg: WorkerConfig) -> None:
-    """Target of the pool's ``spawn`` processes."""
+    """Target of the pool's worker processes (started by :func:`laneway.worker.start_process`)."""
     die_with_parent(cfg.parent_pid)
-    # multiprocessing marks our Process daemonic (so an interpreter exit kills us); a
-    # daemonic process may not start children, but tasks may legitimately want to.
-    import multiprocessing
-
-    multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the pool, which stops us in order
     sys.exit(run(cfg))
 
