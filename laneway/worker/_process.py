@@ -10,7 +10,6 @@ parent pid changes, so workers never outlive a pool even after SIGKILL.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -100,6 +99,8 @@ def die_with_parent(parent_pid: int | None) -> None:
     """
     if parent_pid is None or not sys.platform.startswith("linux"):
         return
+    import ctypes  # here, not at the top: the pool's process imports this module too, and never calls this
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
