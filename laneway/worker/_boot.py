@@ -106,7 +106,8 @@ def start_process(target: Callable[..., Any], args: tuple, *, name: str) -> Chil
         os.close(child_w)
     proc = ChildProcess(pid, parent_r)
     try:
-        with open(parent_w, "wb") as pipe:  # small (paths and a config): never fills the pipe
+        # The child reads the orders first thing: a write past the pipe's buffer waits for that.
+        with open(parent_w, "wb") as pipe:
             pipe.write(orders)
     except BaseException:
         os.kill(pid, signal.SIGKILL)
