@@ -18,12 +18,35 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import sys
 import weakref
 from typing import Any, Callable
 
-#: What the child's ``python -c`` runs; ``{fd}`` is the pipe it reads its orders from.
-_PROGRAM = "from laneway.worker._boot import main; main({fd})"
+#: What the child's ``python -c`` runs, ``{fd}`` being the pipe it reads its orders from. Nothing
+#: but the standard library until ``prepare()`` has given it the parent's ``sys.path``: ``-c``
+#: puts the working directory first, where another laneway (a checkout) may be. While
+#: ``_inheriting`` is set, as in ``multiprocessing.spawn._main``, starting a process raises the
+#: "not finished its bootstrapping phase" error, so a main module that starts a pool without
+#: the ``__main__`` guard fails here instead of starting workers of its own, recursively.
+#: Then, as multiprocessing's children do, it gives up stdin so as never to compete with the
+#: parent for its input.
+_PROGRAM = """\
+import os, pickle, sys
+from multiprocessing import process, spawn
+with open({fd}, "rb") as orders:
+    process.current_process()._inheriting = True
+    try:
+        spawn.prepare(pickle.load(orders))
+        target, args = pickle.load(orders)
+    finally:
+        del process.current_process()._inheriting
+if sys.stdin is not None:
+    try:
+        sys.stdin.close()
+        sys.stdin = open(os.devnull)
+    except (OSError, ValueError):
+        pass
+target(*args)
+"""
 
 
 class ChildProcess:
@@ -116,25 +139,3 @@ def start_process(target: Callable[..., Any], args: tuple, *, name: str) -> Chil
         raise
     return proc
 
-
-def main(fd: int) -> None:
-    """The child's side: read the orders from ``fd``, prepare as ``spawn`` does, run the target."""
-    from multiprocessing import process, spawn
-
-    with open(fd, "rb") as orders:
-        # As multiprocessing.spawn._main: while set, starting a process raises the "not
-        # finished its bootstrapping phase" error, so an unguarded main module that starts
-        # a pool fails here instead of starting workers of its own, recursively.
-        process.current_process()._inheriting = True  # type: ignore[attr-defined]
-        try:
-            spawn.prepare(pickle.load(orders))
-            target, args = pickle.load(orders)
-        finally:
-            del process.current_process()._inheriting  # type: ignore[attr-defined]
-    if sys.stdin is not None:  # as multiprocessing's children: never compete with the parent for its input
-        try:
-            sys.stdin.close()
-            sys.stdin = open(os.devnull)
-        except (OSError, ValueError):
-            pass
-    target(*args)

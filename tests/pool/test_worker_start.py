@@ -18,18 +18,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.timeout(120)
-def test_workers_import_the_programs_main_module_as_spawn_children_do(tmp_path):
-    prog = tmp_path / "prog.py"
+def test_workers_import_the_programs_main_module_and_laneway_from_where_the_pool_did(tmp_path):
+    # The working directory holds another "laneway": `python -c` puts it first on a child's
+    # sys.path, so a worker that imported laneway before taking the pool's sys.path would get it.
+    (tmp_path / "laneway").mkdir()
+    (tmp_path / "laneway" / "__init__.py").write_text("raise ImportError('the laneway in the working directory')\n")
+    (tmp_path / "prog").mkdir()
+    prog = tmp_path / "prog" / "prog.py"
     prog.write_text(textwrap.dedent("""
         from laneway import Orchestrator
         from tests.pool.tasks import main_module_file
 
         if __name__ == "__main__":
             with Orchestrator(name="main-module") as orch:
-                print(orch.start_pool(workers=1).submit(main_module_file).result(timeout=60))
+                print(orch.start_pool(workers=1).submit(main_module_file).result(timeout=30))
     """))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, str(prog)], capture_output=True, text=True, timeout=100, env=env)
+    out = subprocess.run([sys.executable, str(prog)], capture_output=True, text=True, timeout=100, env=env,
+                         cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == str(prog)
 
