@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import concurrent.futures._base as _cf
 import threading
@@ -49,6 +48,8 @@ class Future(concurrent.futures.Future[T]):
             raise self._timeout_error(f"no {self._what} within {timeout}s") from None
 
     def __await__(self) -> Generator[Any, None, T]:
+        import asyncio  # loaded by the first await: a program that never awaits never pays for it
+
         return asyncio.wrap_future(self).__await__()
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> bool:

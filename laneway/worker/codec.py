@@ -9,25 +9,50 @@ worker receives a function's code once and afterwards only its digest.
 Unpickling runs user code (``__reduce__``, ``__setstate__``), which may raise anything,
 ``SystemExit`` included. Nothing here lets that escape into a worker's loop or the
 pool's results thread: it becomes the one task's error.
+
+A worker needs neither cloudpickle nor hashlib to start (they cost it megabytes and
+milliseconds): a function that came by value imports cloudpickle as it unpickles (the
+pickle names cloudpickle's helpers), and results and errors go with the stdlib pickler
+when it can, cloudpickle being imported only for what the stdlib pickler refuses.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import traceback
 import types
 import weakref
-from typing import Any, Callable
-
-import cloudpickle
+from typing import TYPE_CHECKING, Any, Callable
 
 from laneway.errors import SerializationError
 from laneway.worker._outcome import TaskOutcome
 from laneway.worker._remote import remote_error
 
 log = logging.getLogger(__name__)
+
+
+class _ImportOnFirstUse:
+    """Stands for a module until an attribute of it is first read, then imports it and puts the
+    module in its place in this module's globals, so later calls look it up directly."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        module = importlib.import_module(self._name)
+        globals()[self._name] = module
+        return getattr(module, attr)
+
+
+if TYPE_CHECKING:
+    import cloudpickle
+    import hashlib
+else:
+    cloudpickle = _ImportOnFirstUse("cloudpickle")
+    hashlib = _ImportOnFirstUse("hashlib")
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -208,7 +233,7 @@ def encode_result(task_id: int, value: Any) -> TaskOutcome:
     if type(value) in PLAIN:
         return TaskOutcome(task_id, True, pickle.dumps(value, PROTOCOL), True)
     try:
-        return TaskOutcome(task_id, True, cloudpickle.dumps(value, protocol=PROTOCOL))
+        return TaskOutcome(task_id, True, _dumps_any(value))
     except BaseException as exc:  # a __reduce__ may raise anything; the worker lives on
         text = f"the task's result ({type(value).__name__}) cannot be pickled back to the pool: {describe(exc)}"
         return TaskOutcome(task_id, False, error_record(exc, UNPICKLABLE, text))
@@ -226,13 +251,23 @@ def error_record(exc: BaseException, kind: str = RAISED, message: str | None = N
     except BaseException:
         tb_text = f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
     try:
-        exc_bytes = cloudpickle.dumps(exc, protocol=PROTOCOL)
+        exc_bytes = _dumps_any(exc)
         pickle.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
     except BaseException:
         exc_bytes = b""
     type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
     text = message if message is not None else describe(exc)
     return pickle.dumps((kind, type_name, text, tb_text, exc_bytes), PROTOCOL)
+
+
+def _dumps_any(value: Any) -> bytes:
+    """The stdlib pickle of ``value``, or cloudpickle's when the stdlib pickler refuses it (lambdas,
+    local classes, objects of classes that came by value). The stdlib pickler writes a class or
+    function by reference only after checking that the name finds that very object here."""
+    try:
+        return pickle.dumps(value, PROTOCOL)
+    except Exception:
+        return cloudpickle.dumps(value, protocol=PROTOCOL)
 
 
 def describe(exc: BaseException) -> str:
