@@ -2,8 +2,9 @@
 
 Run: python -m laneway.cli.benchmarks.pool_paths [--rounds 3] [--rows rt,tiny,...] [--base DIR] [--json]
 
-Every measurement runs in a fresh child process (this file run as a script with
-``--child``), so runners never share an interpreter, and laneway's code can come
+Every measurement runs in a fresh child process (which imports this module by
+name, so every runner pickles the task functions by reference, as it would a
+user's module-level function), so runners never share an interpreter, and laneway's code can come
 from another checkout: ``--base DIR`` adds a ``laneway@base`` runner whose child
 has ``PYTHONPATH=DIR`` (before/after in one run). Runners of a row alternate
 (A B A B ...) for ``--rounds`` rounds; each row reports the median of the
@@ -371,6 +372,17 @@ TARGETS = {
 }
 
 
+#: A measuring child imports this module by its name rather than running it as ``__main__``: then ``inc`` and the
+#: other task functions are ``laneway.cli.benchmarks.pool_paths.inc`` for every runner, and each pickles them by
+#: reference, as it would a user's module-level function. (As ``__main__``, cloudpickle would ship them by value on
+#: every raw pyzmq call, ~40 µs that the pools, which pickle by reference or cache, never pay.)
+CHILD = (
+    "import json, sys\n"
+    "from laneway.cli.benchmarks import pool_paths\n"
+    "print(json.dumps(pool_paths.child(sys.argv[1], sys.argv[2], int(sys.argv[3]))))\n"
+)
+
+
 def run_child(row: str, runner: str, n: int, pythonpath: str, spin_n: int) -> float:
     env = dict(os.environ, PYTHONPATH=pythonpath, BENCH_SPIN=str(spin_n))
     sub_row = row
@@ -378,7 +390,7 @@ def run_child(row: str, runner: str, n: int, pythonpath: str, spin_n: int) -> fl
         sub_row = "cpu1" if runner.endswith(":1") else "cpu2"
         runner = "laneway" + runner.split(":")[0][len("laneway"):]
     env["BENCH_LAUNCHED"] = repr(time.monotonic())
-    out = subprocess.run([sys.executable, HERE, "--child", sub_row, runner, str(n)], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", CHILD, sub_row, runner, str(n)], env=env, capture_output=True,
                          text=True, timeout=900)
     if out.returncode != 0:
         raise SystemExit(f"child {row}/{runner} failed ({out.returncode}):\n{out.stderr[-3000:]}")
@@ -403,12 +415,7 @@ def main() -> None:
     parser.add_argument("--base", default="", help="a checkout whose laneway runs as the extra runner laneway@base")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every row's task count (quick runs)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--child", nargs=3, metavar=("ROW", "RUNNER", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        row, runner, n = args.child
-        print(json.dumps(child(row, runner, int(n))))
-        return
     here_tree = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
     trees = {"": here_tree}
     if args.base:
