@@ -194,6 +194,10 @@ class Backend(abc.ABC):
     #: True if the backend transmits :attr:`TaskWire.args_buffers` (and runs tasks with
     #: ``TaskRunner.run(..., buffers)``); otherwise the pool pickles arguments in band.
     out_of_band: bool = False
+    #: The per-worker window (tasks in flight) a pool uses when it is given none: enough
+    #: for this transport to keep a worker busy (the Ray backend's calls take long enough
+    #: to need several batches queued per actor).
+    window: int = 16
 
     @abc.abstractmethod
     def open(self, hub: WorkerHub) -> None:

@@ -95,7 +95,8 @@ class Pool(concurrent.futures.Executor):
             :meth:`wait_ready`, ``submit`` and the queued tasks' futures raise
             :class:`~laneway.errors.InitializerError` naming it.
         initargs: arguments for ``initializer``.
-        window: most tasks in flight per worker (batching; kept at 2 for slow tasks).
+        window: most tasks in flight per worker (batching; kept at 2 for slow tasks). Default:
+            the backend's ``window`` (16 for ZeroMQ; 64 for Ray, four calls of 16 tasks per actor).
         max_queue: bound of the pool's queue; ``submit`` blocks past it, ``submit_nowait`` raises.
         max_queue_mb: bound of the pickled arguments the queue holds, in MiB (the same
             backpressure). Large ``bytes`` arguments are kept by reference, not pickled, and
@@ -143,7 +144,7 @@ class Pool(concurrent.futures.Executor):
         max_workers: int | None = None,
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
-        window: int = 16,
+        window: int | None = None,
         max_queue: int = 10_000,
         max_queue_mb: float = 256.0,
         assignment: Assignment | str = Assignment.ROUND_ROBIN,
@@ -160,7 +161,7 @@ class Pool(concurrent.futures.Executor):
         self.name = name
         self.min_workers, self.max_workers = _bounds(workers, min_workers, max_workers)
         for label, value in (("window", window), ("max_queue", max_queue)):
-            if not isinstance(value, int) or value < 1:
+            if not (label == "window" and value is None) and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{label} must be an int >= 1, got {value!r}")
         if max_tasks_per_worker is not None and max_tasks_per_worker < 1:
             raise ConfigError(f"max_tasks_per_worker must be >= 1 or None, got {max_tasks_per_worker!r}")
@@ -190,6 +191,8 @@ class Pool(concurrent.futures.Executor):
             raise ConfigError(
                 f"a pool needs workers: max_workers (or workers) is {self.max_workers}, and the {self._backend.name} "
                 "backend admits no remote workers (give workers >= 1, or listen= for `laneway worker --connect`)")
+        if window is None:
+            window = self._backend.window
         self._pickler = _codec.FunctionPickler()
         self._oob = self._backend.out_of_band
         init = None

@@ -16,12 +16,15 @@ How it works, in one event loop thread:
   dead actor, however it died (``ray.kill`` after a timeout, a SIGKILLed process,
   a lost node), fails the outstanding call, so no idle death goes unnoticed. A
   beat that does not come back in time (``hub.clock``) kills the actor as hung.
-* Tasks the pool assigns to a worker go out as one actor call per batch (at most
-  ``max_calls_per_worker`` in flight, the rest waiting to form the next batch).
-  Each call is a streaming generator, so outcomes come back as tasks finish,
-  not when the batch ends. Functions travel once per actor, then by digest.
-  Ray Client (``ray://``) cannot stream, so there every call carries one task:
-  correct, but slower than running the driver on a cluster node (``"auto"``).
+* Tasks the pool assigns to a worker go out as plain actor calls of at most
+  ``batch_size`` tasks (at most ``max_calls_per_worker`` in flight, the rest
+  waiting to form the next batch), and the pool's default window per worker is
+  their product, so a worker always has the next batch queued. A call answers
+  with its batch's outcomes; a batch that runs longer than a couple of
+  milliseconds answers with those so far and the backend long-polls the rest
+  (``more``), so slow tasks are still reported as each ends. Tiny tasks thus
+  cost one ordinary Ray call per batch, not Ray's costlier streaming
+  generators. Functions travel once per actor, then by digest.
 * All reports to the pool go through one reporter thread, in order, so no pool
   callback (which may run user code) ever stalls Ray I/O, and a worker's last
   results always reach the pool before its ``worker_lost``.
@@ -69,6 +72,8 @@ KILL_CONFIRM_S = 10.0
 DRAIN_S = 5.0
 #: Actor options laneway owns: Ray restarting or retrying would double up with the supervisor.
 _OWNED_OPTIONS = {"max_restarts": 0, "max_task_retries": 0}
+#: The worker actor's "control" methods (hello, beat, more) run beside its batches: a thread for each.
+_CONCURRENCY = {"concurrency_groups": {"control": 3}}
 
 
 class _Slot:
@@ -105,8 +110,9 @@ class RayBackend(Backend):
         heartbeat_s: seconds between a worker's heartbeats (memory and CPU for the pool).
         heartbeat_timeout_s: a heartbeat this much later than due means the worker hung: it is killed.
         start_timeout_s: an actor not up after this long (e.g. the cluster lacks resources) is killed.
+        batch_size: most tasks in one actor call.
         max_calls_per_worker: batch calls in flight per actor; tasks assigned meanwhile wait to
-            form the next batch, so busy pools send big batches.
+            form the next batch. The pool's default ``window`` is ``batch_size * max_calls_per_worker``.
         actor_options: extra ``ray.remote`` options for the worker actors (``resources``,
             ``scheduling_strategy``, ``runtime_env``, ...), except restarts and retries.
         init_options: extra ``ray.init`` keywords when laneway starts or joins Ray.
@@ -129,12 +135,14 @@ class RayBackend(Backend):
         heartbeat_s: float = 1.0,
         heartbeat_timeout_s: float = 30.0,
         start_timeout_s: float = 120.0,
-        max_calls_per_worker: int = 2,
+        batch_size: int = 16,
+        max_calls_per_worker: int = 4,
         actor_options: dict[str, Any] | None = None,
         init_options: dict[str, Any] | None = None,
     ) -> None:
         _check_positive(heartbeat_s=heartbeat_s, heartbeat_timeout_s=heartbeat_timeout_s,
-                        start_timeout_s=start_timeout_s, max_calls_per_worker=max_calls_per_worker)
+                        start_timeout_s=start_timeout_s, max_calls_per_worker=max_calls_per_worker,
+                        batch_size=batch_size)
         if worker_cpus < 0:
             raise ConfigError(f"RayBackend worker_cpus must be >= 0, got {worker_cpus!r}")
         if num_cpus is not None and num_cpus < 1:
@@ -152,7 +160,9 @@ class RayBackend(Backend):
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.start_timeout_s = start_timeout_s
         self.max_calls = max_calls_per_worker
-        self._actor_options = {"num_cpus": worker_cpus, **(actor_options or {}), **_OWNED_OPTIONS}
+        self.batch_size = batch_size
+        self.window = batch_size * max_calls_per_worker
+        self._actor_options = {"num_cpus": worker_cpus, **_CONCURRENCY, **(actor_options or {}), **_OWNED_OPTIONS}
         self._init_options = dict(init_options or {})
         self._hub: WorkerHub  # set by open(), which the pool calls first
         self._owns_session = False
@@ -173,11 +183,8 @@ class RayBackend(Backend):
         self._owns_session = acquire_ray(self.address, self.num_cpus, self._init_options)
         self._hub = hub
         self._ray = ray
-        self._streaming = not ray_client_mode()
-        # Without streaming every call carries one task, so nothing is gained by holding tasks back.
-        self._call_limit = self.max_calls if self._streaming else float("inf")
         self._actor_cls = ray.remote(**self._actor_options)(RayWorker)
-        self._node = "" if not self._streaming else ray.get_runtime_context().get_node_id()
+        self._node = "" if ray_client_mode() else ray.get_runtime_context().get_node_id()
         self._threads = LoopThreads(getattr(hub, "name", "pool"))
         self._loop = self._threads.loop
         self._post, self._report = self._threads.post, self._threads.report
@@ -383,26 +390,23 @@ class RayBackend(Backend):
                 if slot is None or slot.dead:
                     continue  # its worker_lost is reported (or on its way); the pool requeues the window
                 slot.outbox.extend(wires)
-                self._pump(slot, self._call_limit)
+                self._pump(slot, self.max_calls)
 
     def _pump(self, slot: _Slot, max_calls: float) -> None:
         """Send what is assigned to ``slot`` while it has fewer than ``max_calls`` calls in flight."""
+        size = self.batch_size
         while slot.outbox and slot.calls < max_calls and slot.reason is None:
-            if self._streaming:
-                wires, slot.outbox = slot.outbox, []
-                method = slot.handle.run
-            else:  # no streaming over Ray Client: one task per call keeps timeouts and deaths on the right task
-                wires, slot.outbox = slot.outbox[:1], slot.outbox[1:]
-                method = slot.handle.run_all
+            wires, slot.outbox = slot.outbox[:size], slot.outbox[size:]
             to_send = slot.ledger.to_send
             batch = [(w.task_id, w.fn_digest, to_send(w.fn_digest, w.fn_bytes), w.args_bytes) for w in wires]
+            seq = self._next_seq(slot)
             try:
-                call = method.remote(self._next_seq(slot), batch)
+                ref = slot.handle.run.remote(seq, batch)
             except Exception as exc:
                 self._fail(slot, exc)
                 return
             slot.calls += 1
-            slot.calls_out.put_nowait(call)
+            slot.calls_out.put_nowait((seq, ref))
 
     @staticmethod
     def _next_seq(slot: _Slot) -> int:
@@ -413,14 +417,15 @@ class RayBackend(Backend):
         """Report one worker's outcomes, batch after batch, in the order they were sent."""
         hub, wid = self._hub, slot.wid
         while (call := await slot.calls_out.get()) is not None:
+            seq, ref = call
             try:
-                if self._streaming:
-                    async for ref in call:
-                        chunk = await ref
+                chunk, over = await ref
+                while True:
+                    if chunk:
                         self._report(hub.results, wid, [TaskOutcome(t, ok, data) for t, ok, data in chunk])
-                else:
-                    chunk = await call
-                    self._report(hub.results, wid, [TaskOutcome(t, ok, data) for t, ok, data in chunk])
+                    if over:
+                        break
+                    chunk, over = await slot.handle.more.remote(seq)  # the batch runs on: its next outcomes
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -428,7 +433,7 @@ class RayBackend(Backend):
                 return  # later batches of a dead actor can hold nothing
             call = chunk = ref = None  # hold no results while waiting for the next call
             slot.calls -= 1
-            self._pump(slot, self._call_limit)
+            self._pump(slot, self.max_calls)
 
 
 def describe_actor_error(exc: BaseException) -> str:
