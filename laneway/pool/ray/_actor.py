@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import socket
 import threading
 import time
@@ -44,10 +45,13 @@ MORE_WAIT_S = 10.0
 
 #: ``(task_id, digest, fn_bytes_or_empty, args_bytes)``, as the backend sends it.
 WireTask = tuple[int, bytes, bytes, bytes]
-#: ``(task_id, ok, data)``, the fields of a :class:`~laneway.pool.TaskOutcome`.
-WireOutcome = tuple[int, bool, bytes]
+#: ``(task_id, ok, data, plain)``, the fields of a :class:`~laneway.worker.TaskOutcome`.
+WireOutcome = tuple[int, bool, bytes, bool]
 #: A batch call's answer: outcomes, and whether the batch is over (False: ask ``more``).
 WireAnswer = tuple[list[WireOutcome], bool]
+#: Batches and answers cross Ray as one pickle each: Ray's own serializer takes several
+#: times longer over a list of tuples of bytes than over one ``bytes``.
+PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 class RayWorker:
@@ -81,29 +85,34 @@ class RayWorker:
         except Exception:  # psutil can fail in odd containers; liveness matters, numbers do not
             return 0, 0.0
 
-    def run(self, seq: int, tasks: list[WireTask]) -> WireAnswer:
-        """Run batch ``seq`` after every earlier one; answer with all its outcomes, or those of the first ``FLUSH_S``."""
+    def run(self, seq: int, batch: bytes) -> bytes:
+        """Run batch ``seq`` (pickled ``list[WireTask]``) after every earlier one.
+
+        Answers with a pickled :data:`WireAnswer`: all the outcomes, or those of the first ``FLUSH_S``.
+        """
         self._wait_turn(seq)
+        tasks: list[WireTask] = pickle.loads(batch)
         run = self._runner.run
         out: list[WireOutcome] = []
         began = time.monotonic()
         last = len(tasks) - 1
         for i, (task_id, digest, fn_bytes, args_bytes) in enumerate(tasks):
             o = run(task_id, digest, fn_bytes or None, args_bytes)
-            out.append((o.task_id, o.ok, o.data))
+            out.append((o.task_id, o.ok, o.data, o.plain))
             if i < last and time.monotonic() - began > FLUSH_S:
                 self._go_on(seq, tasks[i + 1:])
-                return out, False
+                return pickle.dumps((out, False), PROTOCOL)
         with self._cond:
             self._next_seq = seq + 1
-        return out, True
+        return pickle.dumps((out, True), PROTOCOL)
 
     @ray.method(concurrency_group="control")
-    def more(self, seq: int) -> WireAnswer:
-        """(control) Outcomes of background batch ``seq`` since the last call, once there is at least one."""
+    def more(self, seq: int) -> bytes:
+        """(control) Outcomes of background batch ``seq`` since the last call, once there is at least one (pickled)."""
         with self._cond:
             self._cond.wait_for(lambda: seq in self._rest or self._running != seq, MORE_WAIT_S)
-            return self._rest.pop(seq, []), self._running != seq
+            answer = self._rest.pop(seq, []), self._running != seq
+        return pickle.dumps(answer, PROTOCOL)
 
     def stop(self, seq: int) -> None:
         """Exit once batches before ``seq`` are done (a graceful stop)."""
@@ -128,7 +137,7 @@ class RayWorker:
         for task_id, digest, fn_bytes, args_bytes in tasks:
             o = run(task_id, digest, fn_bytes or None, args_bytes)
             with self._cond:
-                self._rest.setdefault(seq, []).append((o.task_id, o.ok, o.data))
+                self._rest.setdefault(seq, []).append((o.task_id, o.ok, o.data, o.plain))
                 self._cond.notify_all()
         with self._cond:
             self._running = -1

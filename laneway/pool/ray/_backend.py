@@ -25,9 +25,10 @@ How it works, in one event loop thread:
   (``more``), so slow tasks are still reported as each ends. Tiny tasks thus
   cost one ordinary Ray call per batch, not Ray's costlier streaming
   generators. Functions travel once per actor, then by digest.
-* All reports to the pool go through one reporter thread, in order, so no pool
-  callback (which may run user code) ever stalls Ray I/O, and a worker's last
-  results always reach the pool before its ``worker_lost``.
+* Outcomes go to the pool (``hub.results``, which never blocks) straight from
+  the loop; every other report goes through one reporter thread, in order, so
+  no pool callback (which may run user code) ever stalls Ray I/O, and a
+  worker's last results always reach the pool before its ``worker_lost``.
 
 Sizing: a pool asking for more workers than the cluster has room for (its
 ``CPU`` resources divided by ``worker_cpus``, read when the pool starts) is
@@ -51,6 +52,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pickle
 import re
 import signal
 import threading
@@ -74,6 +76,8 @@ DRAIN_S = 5.0
 _OWNED_OPTIONS = {"max_restarts": 0, "max_task_retries": 0}
 #: The worker actor's "control" methods (hello, beat, more) run beside its batches: a thread for each.
 _CONCURRENCY = {"concurrency_groups": {"control": 3}}
+#: Batches and answers cross Ray as one pickle each (the worker actor's ``PROTOCOL``).
+PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 class _Slot:
@@ -401,7 +405,7 @@ class RayBackend(Backend):
             batch = [(w.task_id, w.fn_digest, to_send(w.fn_digest, w.fn_bytes), w.args_bytes) for w in wires]
             seq = self._next_seq(slot)
             try:
-                ref = slot.handle.run.remote(seq, batch)
+                ref = slot.handle.run.remote(seq, pickle.dumps(batch, PROTOCOL))
             except Exception as exc:
                 self._fail(slot, exc)
                 return
@@ -419,13 +423,16 @@ class RayBackend(Backend):
         while (call := await slot.calls_out.get()) is not None:
             seq, ref = call
             try:
-                chunk, over = await ref
+                chunk, over = pickle.loads(await ref)
                 while True:
                     if chunk:
-                        self._report(hub.results, wid, [TaskOutcome(t, ok, data) for t, ok, data in chunk])
+                        # Straight from the loop, as the ZeroMQ backend does from its I/O thread:
+                        # results() never blocks and runs no user code (it hands anything that
+                        # might to the pool's results thread).
+                        hub.results(wid, [TaskOutcome(*o) for o in chunk])
                     if over:
                         break
-                    chunk, over = await slot.handle.more.remote(seq)  # the batch runs on: its next outcomes
+                    chunk, over = pickle.loads(await slot.handle.more.remote(seq))  # the batch runs on: its next outcomes
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
