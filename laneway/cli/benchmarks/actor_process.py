@@ -9,8 +9,11 @@ Measures, round after round so load on the machine hits every contender alike:
 * pipelined tells/s (n tells, then one ask to wait for them): a process actor vs a
   minimal actor on ``multiprocessing.Pipe`` (target >= 1.0x) and vs Ray actor
   method calls (target >= 10x);
-* with Ray installed, an actor with ``placement="ray"`` vs raw Ray actor calls
-  (target >= 0.8x), when laneway supports that placement.
+* with Ray installed, an actor with ``placement="ray"`` vs raw Ray actor calls:
+  pipelined tells/s (n tells then one ask, vs n ``actor.echo.remote`` calls then
+  a ``ray.get`` of the last; target >= 0.8x) and ask p50 (``ask`` vs
+  ``ray.get(actor.echo.remote(i))``, one at a time; target <= 1.25x, i.e. >= 0.8x
+  the calls per second), with the median and range of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -157,7 +160,7 @@ def main() -> None:
 
     rows: dict[str, list[float]] = {k: [] for k in
                                     ("zmq p50", "actor p50", "pipe tells/s", "actor tells/s", "ray tells/s",
-                                     "ray-placed tells/s")}
+                                     "ray-placed tells/s", "ray p50", "ray-placed p50")}
     n = args.n
     try:
         for _ in range(args.rounds):
@@ -176,6 +179,9 @@ def main() -> None:
                     rows["ray-placed tells/s"].append(
                         tells_per_s(ray_ref.tell, lambda: ray_ref.ask("flush", timeout=120), n)
                     )
+                rows["ray p50"].append(p50_us(lambda i: ray.get(ray_actor.echo.remote(i)), n // 5))
+                if ray_ref is not None:
+                    rows["ray-placed p50"].append(p50_us(lambda i: ray_ref.ask(i, timeout=30), n // 5))
     finally:
         orch.shutdown()
         pipe.stop()
@@ -198,7 +204,17 @@ def main() -> None:
     if "ray tells/s" in med:
         print(f"  actor tells / Ray actor calls          {med['actor tells/s'] / med['ray tells/s']:.2f}x  (>= 10x)")
     if "ray-placed tells/s" in med:
-        print(f"  ray-placed tells / raw Ray calls       {med['ray-placed tells/s'] / med['ray tells/s']:.2f}x  (>= 0.8x)")
+        print(f"  ray-placed tells / raw Ray calls       {med['ray-placed tells/s'] / med['ray tells/s']:.2f}x  (>= 0.8x)"
+              f"{per_round(rows['ray-placed tells/s'], rows['ray tells/s'])}")
+    if "ray-placed p50" in med:
+        print(f"  ray-placed ask p50 / raw Ray call p50  {med['ray-placed p50'] / med['ray p50']:.2f}x  (<= 1.25x)"
+              f"{per_round(rows['ray-placed p50'], rows['ray p50'])}")
+
+
+def per_round(ours: list[float], theirs: list[float]) -> str:
+    """The median and range of the per-round ratios, for a line of the report."""
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    return f"; per round median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x"
 
 
 if __name__ == "__main__":

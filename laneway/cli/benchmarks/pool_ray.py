@@ -38,7 +38,8 @@ def raw_ray_runner(batch: int, calls: int) -> Callable[[Callable[[Any], Any], li
     """``run(fn, items)`` on 2 raw Ray actors: ``batch`` items per call, ``calls`` calls in flight per actor."""
     import ray
 
-    actors = [ray.remote(num_cpus=1)(_Batches).remote() for _ in range(WORKERS)]  # type: ignore[attr-defined]
+    remote_class: Any = ray.remote(num_cpus=1)(_Batches)
+    actors = [remote_class.remote() for _ in range(WORKERS)]
     ray.get([a.run.remote(inc, [0]) for a in actors])
 
     def run(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:

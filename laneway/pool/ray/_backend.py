@@ -49,6 +49,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -80,24 +81,35 @@ _CONCURRENCY = {"concurrency_groups": {"control": 3}}
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
+class _Call:
+    """One batch call in flight: its batch number, and Ray's answer once it came (loop thread only)."""
+
+    __slots__ = ("seq", "answer", "arrived")
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.answer: Any = None  # the pickled WireAnswer, or the RayError the call failed with
+        self.arrived = False
+
+
 class _Slot:
     """The backend's state for one worker incarnation (touched only on the loop thread)."""
 
-    __slots__ = ("wid", "handle", "ledger", "seq", "calls", "outbox", "calls_out", "reason", "error", "dead",
-                 "consumer", "timer", "gone", "pidfd")
+    __slots__ = ("wid", "handle", "ledger", "seq", "outbox", "calls", "drained", "reason", "error", "dead",
+                 "timer", "gone", "pidfd")
 
     def __init__(self, wid: str, handle: Any) -> None:
         self.wid = wid
         self.handle = handle
         self.ledger = ShipLedger()
         self.seq = 0  # next batch number; the actor serves them strictly in order
-        self.calls = 0  # batch calls in flight
         self.outbox: list[TaskWire] = []  # assigned, waiting for a free call
-        self.calls_out: asyncio.Queue[Any] = asyncio.Queue()  # calls in flight, in send order
+        self.calls: collections.deque[_Call] = collections.deque()  # batch calls in flight, in send order
+        self.drained = asyncio.Event()  # set while no call is in flight
+        self.drained.set()
         self.reason: str | None = None  # why we stopped or killed it (None: it died on its own)
         self.error: BaseException | None = None
         self.dead = False
-        self.consumer: asyncio.Task[None] | None = None
         self.timer: Any = None  # start or heartbeat deadline on hub.clock
         self.gone = threading.Event()  # set once worker_lost was reported
         self.pidfd: int | None = None  # the actor's process, when it runs on the driver's node
@@ -270,7 +282,6 @@ class RayBackend(Backend):
     def _start(self, wid: str) -> None:
         slot = _Slot(wid, self._actor_cls.remote())
         self._slots[wid] = slot
-        slot.consumer = self._loop.create_task(self._consume(slot))
         self._loop.create_task(self._watch(slot))
 
     def _begin_stop(self, wid: str) -> _Slot | None:
@@ -339,9 +350,8 @@ class RayBackend(Backend):
         slot.dead = True
         self._disarm(slot)
         self._slots.pop(slot.wid, None)
-        slot.calls_out.put_nowait(None)
-        if slot.consumer is not None:  # results the actor streamed before dying go first
-            await asyncio.wait({slot.consumer}, timeout=DRAIN_S)
+        if slot.calls:  # results the actor sent before dying go first
+            await asyncio.wait({self._loop.create_task(slot.drained.wait())}, timeout=DRAIN_S)
         if slot.pidfd is not None:  # on this node we can see the process really end
             await self._exited(slot.pidfd, DRAIN_S)
             os.close(slot.pidfd)
@@ -399,7 +409,7 @@ class RayBackend(Backend):
     def _pump(self, slot: _Slot, max_calls: float) -> None:
         """Send what is assigned to ``slot`` while it has fewer than ``max_calls`` calls in flight."""
         size = self.batch_size
-        while slot.outbox and slot.calls < max_calls and slot.reason is None:
+        while slot.outbox and len(slot.calls) < max_calls and slot.reason is None and not slot.dead:
             wires, slot.outbox = slot.outbox[:size], slot.outbox[size:]
             to_send = slot.ledger.to_send
             batch = [(w.task_id, w.fn_digest, to_send(w.fn_digest, w.fn_bytes), w.args_bytes) for w in wires]
@@ -409,38 +419,70 @@ class RayBackend(Backend):
             except Exception as exc:
                 self._fail(slot, exc)
                 return
-            slot.calls += 1
-            slot.calls_out.put_nowait((seq, ref))
+            call = _Call(seq)
+            slot.calls.append(call)
+            self._expect(slot, call, ref)
+
+    def _expect(self, slot: _Slot, call: _Call, ref: Any) -> None:
+        """Have Ray's answer to ``call`` handled on the loop, in send order.
+
+        Ray calls back on a thread of its own; one hop to the loop from there is
+        all an answer costs (awaiting the ref would add a concurrent and an
+        asyncio future, chained, per call).
+        """
+        slot.drained.clear()
+        post, arrived = self._loop.call_soon_threadsafe, self._arrived
+
+        def answered(answer: Any) -> None:  # on Ray's callback thread
+            try:
+                post(arrived, slot, call, answer)
+            except RuntimeError:  # the loop is closed: the backend is gone, and so is the pool
+                pass
+
+        ref._on_completed(answered)
 
     @staticmethod
     def _next_seq(slot: _Slot) -> int:
         seq, slot.seq = slot.seq, slot.seq + 1
         return seq
 
-    async def _consume(self, slot: _Slot) -> None:
-        """Report one worker's outcomes, batch after batch, in the order they were sent."""
-        hub, wid = self._hub, slot.wid
-        while (call := await slot.calls_out.get()) is not None:
-            seq, ref = call
+    def _arrived(self, slot: _Slot, call: _Call, answer: Any) -> None:
+        """Report the answers at the head of ``slot``'s calls, in the order the calls were sent."""
+        call.answer, call.arrived = answer, True
+        calls, hub, wid = slot.calls, self._hub, slot.wid
+        while calls and calls[0].arrived:
+            head = calls[0]
+            answer, head.answer = head.answer, None  # hold no results once reported
+            if isinstance(answer, BaseException):  # the actor is gone: later calls can hold nothing
+                self._abandon(slot, answer)
+                return
             try:
-                chunk, over = pickle.loads(await ref)
-                while True:
-                    if chunk:
-                        # Straight from the loop, as the ZeroMQ backend does from its I/O thread:
-                        # results() never blocks and runs no user code (it hands anything that
-                        # might to the pool's results thread).
-                        hub.results(wid, [TaskOutcome(*o) for o in chunk])
-                    if over:
-                        break
-                    chunk, over = pickle.loads(await slot.handle.more.remote(seq))  # the batch runs on: its next outcomes
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._fail(slot, exc)
-                return  # later batches of a dead actor can hold nothing
-            call = chunk = ref = None  # hold no results while waiting for the next call
-            slot.calls -= 1
-            self._pump(slot, self.max_calls)
+                chunk, over = pickle.loads(answer)
+            except Exception as exc:  # only if the wire is broken; the worker then is too
+                self._abandon(slot, exc)
+                return
+            if chunk:
+                # Straight from the loop, as the ZeroMQ backend does from its I/O thread:
+                # results() never blocks and runs no user code (it hands anything that
+                # might to the pool's results thread).
+                hub.results(wid, [TaskOutcome(*o) for o in chunk])
+            if not over:  # the batch runs on in the actor: long-poll its next outcomes
+                head.arrived = False
+                try:
+                    self._expect(slot, head, slot.handle.more.remote(head.seq))
+                except Exception as exc:
+                    self._abandon(slot, exc)
+                return
+            calls.popleft()
+        if not calls:
+            slot.drained.set()
+        self._pump(slot, self.max_calls)
+
+    def _abandon(self, slot: _Slot, exc: BaseException) -> None:
+        """A call failed: the calls after it can hold nothing; the worker is done for."""
+        slot.calls.clear()
+        slot.drained.set()
+        self._fail(slot, exc)
 
 
 def describe_actor_error(exc: BaseException) -> str:
