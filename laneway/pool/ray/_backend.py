@@ -186,6 +186,7 @@ class RayBackend(Backend):
         self._closed = False
         self._wake_pending = False
         self._threads: LoopThreads | None = None
+        self._loop_ident = -1  # the loop thread's ident, once open
         self._capacity_text = ""
 
     # --- lifecycle --------------------------------------------------------------
@@ -204,6 +205,7 @@ class RayBackend(Backend):
         self._threads = LoopThreads(getattr(hub, "name", "pool"))
         self._loop = self._threads.loop
         self._post, self._report = self._threads.post, self._threads.report
+        self._loop_ident = self._threads.call(threading.get_ident)
 
     def close(self, timeout: float) -> None:
         """Kill any actor still alive, stop the threads, and shut Ray down if laneway started it."""
@@ -270,7 +272,10 @@ class RayBackend(Backend):
         """Schedule a dispatch on the loop thread (coalesced: one pending at a time)."""
         if not self._wake_pending and not self._closed and self._threads is not None:
             self._wake_pending = True
-            self._post(self._dispatch)
+            if threading.get_ident() == self._loop_ident:  # results() on the loop: no need to wake it
+                self._loop.call_soon(self._dispatch)
+            else:
+                self._post(self._dispatch)
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._closed or self._threads is None:
