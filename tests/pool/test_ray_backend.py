@@ -237,6 +237,8 @@ def test_router_and_lanes_run_cpu_bound_work_on_ray_actors(orch):
     ({"actor_options": {"max_task_retries": -1}}, "max_task_retries"),
     ({"address": "auto", "num_cpus": 2}, "num_cpus"),
     ({"heartbeat_s": 0}, "heartbeat_s"),
+    ({"batch_size": 0}, "batch_size must be an int >= 1"),
+    ({"max_calls_per_worker": 2.5}, "max_calls_per_worker must be an int >= 1"),
     ({"bogus": 1}, "bogus"),
 ])
 def test_bad_ray_options_are_config_errors(orch, options, match):

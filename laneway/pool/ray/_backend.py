@@ -157,8 +157,10 @@ class RayBackend(Backend):
         init_options: dict[str, Any] | None = None,
     ) -> None:
         _check_positive(heartbeat_s=heartbeat_s, heartbeat_timeout_s=heartbeat_timeout_s,
-                        start_timeout_s=start_timeout_s, max_calls_per_worker=max_calls_per_worker,
-                        batch_size=batch_size)
+                        start_timeout_s=start_timeout_s)
+        for key, count in (("batch_size", batch_size), ("max_calls_per_worker", max_calls_per_worker)):
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ConfigError(f"RayBackend {key} must be an int >= 1, got {count!r}")
         if worker_cpus < 0:
             raise ConfigError(f"RayBackend worker_cpus must be >= 0, got {worker_cpus!r}")
         if num_cpus is not None and num_cpus < 1:
