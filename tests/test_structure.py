@@ -4,9 +4,11 @@ interpreters; they fail when a change breaks the rule, not when the machine is s
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import grimp
@@ -77,3 +79,38 @@ def test_the_orchestrator_does_not_load_the_console_or_its_server_stack():
     assert "laneway.orchestrator" in loaded
     stack = {m for m in loaded if m.split(".")[0] in {"aiohttp", "selenium"} or m.startswith("laneway.console")}
     assert not stack, f"importing the Orchestrator imported {sorted(stack)}"
+
+
+#: What a pool worker must not load to start and serve a task: it would cost every worker
+#: megabytes and milliseconds (the idle-USS and start-up rows of the pool_paths benchmark).
+#: cloudpickle loads only when a task's function or argument came by value; laneway's
+#: other subsystems never.
+WORKER_MUST_NOT_LOAD = {"attr", "attrs", "cloudpickle", "hashlib", "psutil", "pykka", "asyncio", "sqlite3", "uuid",
+                        "rich", "ray", "aiohttp"}
+
+
+@pytest.mark.timeout(120)
+def test_a_pool_worker_loads_only_what_it_uses_and_the_pool_starts_no_other_process():
+    # A fresh interpreter whose main module is `-c` (nothing for workers to import), and a
+    # task imported by reference, so that what the worker holds is laneway's doing.
+    code = textwrap.dedent("""
+        import json, psutil
+        from laneway import Orchestrator
+        from tests.pool.tasks import loaded_modules
+        with Orchestrator(name="imports") as orch:
+            pool = orch.start_pool(workers=1)
+            modules = pool.submit(loaded_modules).result(timeout=60)
+            children = [p.pid for p in psutil.Process().children()]
+            print(json.dumps({"modules": modules, "children": children, "workers": [w.pid for w in pool.workers()]}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    modules = set(seen["modules"])
+    heavy = {m for m in modules if m.split(".")[0] in WORKER_MUST_NOT_LOAD}
+    assert not heavy, f"a pool worker imported {sorted(heavy)}"
+    own = {m for m in modules if m.startswith("laneway.")} - {"laneway.errors", "laneway.worker"}
+    assert all(m.startswith("laneway.worker.") for m in own), f"a pool worker imported {sorted(own)}"
+    assert "laneway.worker._keys" not in own  # CurveZMQ key files: remote workers only
+    # multiprocessing's spawn would have started its resource-tracker process too.
+    assert sorted(seen["children"]) == sorted(seen["workers"])

@@ -13,6 +13,8 @@ Example:
     42
 """
 
+from typing import TYPE_CHECKING, Any
+
 from laneway.actors._actor import Actor, ActorRef, Exit, ExitKind, handler
 from laneway.core import DeadLetter, DeadLetterQueue
 from laneway.core import Clock, ManualClock, MonotonicClock, TimerHandle
@@ -35,8 +37,28 @@ from laneway.core import DaemonThreads, LoopThread
 from laneway.actors._supervisor import Supervisor, SupervisorRef, supervisor_spec
 from laneway.actors._function_actor import FunctionActor, FunctionRef, function_actor
 
+if TYPE_CHECKING:
+    from laneway.actors._proc_remote import ActorHostInfo, RemoteActorHosts
+    from laneway.actors._remote_host import ActorHostConfig, run_actor_host
+
+#: Remote actor hosting pulls in ZeroMQ: loaded on first use.
+_REMOTE = {"ActorHostInfo": "_proc_remote", "RemoteActorHosts": "_proc_remote",
+           "ActorHostConfig": "_remote_host", "run_actor_host": "_remote_host"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _REMOTE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'laneway.actors' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"laneway.actors.{module}"), name)
+
+
 __all__ = [
     "Actor",
+    "ActorHostConfig",
+    "ActorHostInfo",
     "ActorRef",
     "ActorSystem",
     "Backoff",
@@ -58,6 +80,7 @@ __all__ = [
     "OneForAll",
     "OneForOne",
     "Placement",
+    "RemoteActorHosts",
     "RestForOne",
     "RestartType",
     "ShutdownReport",
@@ -69,5 +92,6 @@ __all__ = [
     "function_actor",
     "handler",
     "resolved",
+    "run_actor_host",
     "supervisor_spec",
 ]

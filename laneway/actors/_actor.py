@@ -482,12 +482,14 @@ class ActorRef:
 
     def _start(self, factory: Callable[..., Actor], args: tuple, kwargs: dict, on_exit: Callable[[_RefCell, Exit], None],
                placement: Placement = Placement.THREAD, group: str | None = None,
-               ray_options: dict[str, Any] | None = None) -> Any:
+               ray_options: dict[str, Any] | None = None, host: str | None = None) -> Any:
         """Start a new incarnation synchronously; raise ActorStartError if it fails."""
         saves = not isinstance(factory, type) or getattr(factory, "save_state", None) is not Actor.save_state
         state = self.orchestrator._load_actor_state(self.name) if saves else None
         if placement is Placement.PROCESS:
             return self.orchestrator._process_hosts().start_cell(self, factory, args, kwargs, on_exit, group, state)
+        if placement is Placement.REMOTE:
+            return self.orchestrator._remote_actor_hosts().start_cell(self, factory, args, kwargs, on_exit, host, state)
         if placement is Placement.RAY:
             return self.orchestrator._start_on_ray(self, factory, args, kwargs, on_exit, state, ray_options or {})
         try:

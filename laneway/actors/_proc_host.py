@@ -17,6 +17,7 @@ import logging
 import os
 import pickle
 import signal
+import socket
 import sys
 import threading
 from typing import Any, Callable
@@ -29,8 +30,13 @@ from laneway.worker import die_with_parent
 
 log = logging.getLogger(__name__)
 
+_dumps = pickle.dumps
+
 #: The child acknowledges handled messages at least this often (and whenever idle).
 ACK_EVERY = 256
+
+#: Messages shorter than this are unpickled from a copy, longer ones from a view of the frame.
+COPY_BELOW = 4096
 
 #: Reply sockets to asking threads an actor keeps open.
 DIRECT_SOCKETS = 64
@@ -112,8 +118,10 @@ class _ActorThread:
         self.spec = spec
         self.lw_ref: _LocalRef | None = None
         self.stop_kind: str | None = None
-        self.direct: dict[bytes, zmq.Socket] = {}  # reply sockets by asking thread's endpoint
-        self.wake_r, self.wake_w = os.pipe()
+        self.direct: dict[bytes, Callable[..., None]] = {}  # reply senders by asking thread's endpoint
+        self.direct_socks: dict[bytes, zmq.Socket] = {}  # for replies too big for a datagram
+        self.dgram: socket.socket | None = None
+        self.endpoint: str | None = None
         self.thread = threading.Thread(target=self._run, name=f"laneway-actor:{key.decode()}", daemon=True)
 
     def start(self) -> None:
@@ -134,10 +142,21 @@ class _ActorThread:
         kind = getattr(getattr(kind, "kind", None), "value", kind)
         if self.stop_kind is None:
             self.stop_kind = kind
+        if threading.current_thread() is self.thread:
+            return  # the loop looks at stop_kind before it takes the next message
+        endpoint = self.endpoint  # read after stop_kind is set: an actor not bound yet sees it at its first turn
+        if endpoint is None:
+            return
+        # The actor may be blocked in recv on its mailbox: a WAKE frame from a socket of this
+        # thread's own (stops are rare; this keeps the message path free of a second fd to poll).
+        waker = self.host.ctx.socket(zmq.DEALER)
         try:
-            os.write(self.wake_w, b"x")
-        except OSError:
-            pass
+            waker.connect(endpoint)
+            waker.send(w.WAKE, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the actor is gone already
+        finally:
+            waker.close(linger=1000)
 
     def _run(self) -> None:
         out = self.host.ctx.socket(zmq.PUSH)
@@ -147,8 +166,6 @@ class _ActorThread:
             self._serve(out)
         finally:
             out.close()
-            os.close(self.wake_r)
-            os.close(self.wake_w)
             self.host.actors.pop(self.key, None)
 
     def _send(self, kind: bytes, seq_b: bytes = w.NO_SEQ, status: bytes = b"-", payload: bytes = b"") -> None:
@@ -182,45 +199,49 @@ class _ActorThread:
             send(w.START_FAILED, payload=w.dump_error(exc))
             return
         saves = type(instance).save_state is not Actor.save_state
+        self.endpoint = endpoint
         send(w.STARTED)
         last = w.NO_SEQ
         unacked = 0  # tells handled since the last ack or reply (a reply acknowledges all before it)
         error: BaseException | None = None
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self.wake_r, zmq.POLLIN)
         recv, handle = sock.recv, self._handle
         try:
             while self.stop_kind is None:
-                try:
-                    data = recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    if unacked:
+                if unacked:
+                    try:
+                        data = recv(zmq.NOBLOCK)
+                    except zmq.Again:  # idle: tell the parent which tells are done, then wait
                         send(w.ACK, last)
                         unacked = 0
-                    poller.poll()
-                    continue
-                last = data[1:9]
+                        data = recv()
+                else:
+                    data = recv()
                 kind = data[:1]
-                if kind == w.ASK:
-                    error = handle(instance, True, last, data, saves)
-                    unacked = 0
-                elif kind == w.ASK_DIRECT:
+                if kind == w.ASK_DIRECT:
+                    last = data[1:9]
                     end = 10 + data[9]
                     error = handle(instance, True, last, data, saves, data[10:end], end)
                     unacked = 0
-                else:
+                elif kind == w.TELL:
+                    last = data[1:9]
                     error = handle(instance, False, last, data, saves)
                     unacked += 1
                     if unacked >= ACK_EVERY:
                         send(w.ACK, last)
                         unacked = 0
+                elif kind == w.ASK:
+                    last = data[1:9]
+                    error = handle(instance, True, last, data, saves)
+                    unacked = 0
+                # else a WAKE: look at stop_kind again
                 if error is not None:
                     break
         finally:
             sock.close()
-            for direct in self.direct.values():
-                direct.close(linger=1000)  # a last reply may still be on its way out
+            for direct in self.direct_socks.values():
+                direct.close(linger=1000)
+            if self.dgram is not None:
+                self.dgram.close()  # a last reply may still be on its way out
             try:
                 instance.on_stop()
             except Exception:
@@ -228,35 +249,57 @@ class _ActorThread:
             kind_text = "crash" if error is not None else (self.stop_kind or "normal")
             send(w.EXITED, last, w.EXIT_CODES[kind_text], w.dump_error(error) if error else b"")
 
-    def _direct(self, endpoint: bytes) -> Callable[..., None]:
-        """A sender of replies to one asking thread's socket."""
-        sock = self.direct.get(endpoint)
-        if sock is None:
-            if len(self.direct) >= DIRECT_SOCKETS:  # forget the oldest asking thread
-                oldest = next(iter(self.direct))
-                self.direct.pop(oldest).close(linger=0)
-            sock = self.direct[endpoint] = self.host.ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(endpoint.decode())
+    def _direct(self, path: bytes) -> Callable[..., None]:
+        """The sender of replies to one asking thread (made on its first ask, then kept)."""
+        sender = self.direct.get(path)
+        if sender is not None:
+            return sender
+        if len(self.direct) >= DIRECT_SOCKETS:  # forget the oldest asking thread
+            oldest = next(iter(self.direct))
+            self.direct.pop(oldest)
+            old_sock = self.direct_socks.pop(oldest, None)
+            if old_sock is not None:
+                old_sock.close(linger=0)
+        if self.dgram is None:
+            self.dgram = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.dgram.setblocking(False)
+        sendto, other, big_max = self.dgram.sendto, self._send, w.DGRAM_MAX
 
         def send(kind: bytes, seq_b: bytes = w.NO_SEQ, status: bytes = b"-", payload: bytes = b"") -> None:
             if kind != w.REPLY:
-                self._send(kind, seq_b, status, payload)
+                other(kind, seq_b, status, payload)
                 return
+            frame = kind + status + seq_b + payload
             try:
-                # Never block: an asker whose thread is gone has nobody to read it.
-                sock.send(kind + status + seq_b + payload, zmq.NOBLOCK)
-            except zmq.Again:
-                pass
+                if len(frame) <= big_max:
+                    sendto(frame, path)
+                else:
+                    self._big_reply(path, frame)
+                    sendto(w.BIG_REPLY + status + seq_b, path)
+            except OSError:
+                pass  # never block: an asker whose thread is gone (or is not reading) has nobody to read it
 
+        self.direct[path] = send
         return send
+
+    def _big_reply(self, path: bytes, frame: bytes) -> None:
+        sock = self.direct_socks.get(path)
+        if sock is None:
+            sock = self.direct_socks[path] = self.host.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(w.big_reply_endpoint(path))
+        try:
+            sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
 
     def _handle(self, instance: Any, ask: bool, seq_b: bytes, data: bytes, saves: bool,
                 reply_to: bytes = b"", start: int = 9) -> BaseException | None:
         """Run one message; return the exception if it crashed the actor."""
         send = self._direct(reply_to) if reply_to else self._send
         try:
-            msg = pickle.loads(memoryview(data)[start:])
+            # A small message is copied out (cheaper than a memoryview); a big one is read in place.
+            msg = pickle.loads(data[start:] if len(data) < COPY_BELOW else memoryview(data)[start:])
         except Exception as exc:
             # The sender pickled something this process cannot load (a class only the parent has).
             err = w.dump_error(_serialization(f"{self.name} cannot unpickle the message: {exc!r}"))
@@ -287,11 +330,14 @@ class _ActorThread:
                 send(w.STATE, seq_b, payload=state)
         if ask:
             try:
-                payload = w.dumps(result, f"the reply of {self.name} to {type(msg).__qualname__}")
-            except Exception as exc:
-                send(w.REPLY, seq_b, w.REFUSED, w.dump_error(exc))
-            else:
-                send(w.REPLY, seq_b, w.OK, payload)
+                payload = _dumps(result, w.PROTOCOL)  # the common case, without naming it first
+            except Exception:
+                try:
+                    payload = w.dumps(result, f"the reply of {self.name} to {type(msg).__qualname__}")
+                except Exception as exc:
+                    send(w.REPLY, seq_b, w.REFUSED, w.dump_error(exc))
+                    return None
+            send(w.REPLY, seq_b, w.OK, payload)
         return None
 
 

@@ -5,14 +5,29 @@ incarnation, assigned by the parent under the cell's send lock, so the child
 sees each sender's messages in the order it sent them):
 
 * parent → actor socket, one frame: ``kind (TELL|ASK) + seq + payload``, or
-  ``ASK_DIRECT + seq + endpoint length (1 byte) + endpoint + payload`` for a blocking
-  ``ask``, whose reply goes to that endpoint, a socket of the asking thread
+  ``ASK_DIRECT + seq + path length (1 byte) + path + payload`` for a blocking
+  ``ask``, whose reply goes to that path, a Unix datagram socket of the asking
+  thread (a reply over :data:`DGRAM_MAX` goes to its ZeroMQ socket beside it,
+  announced by a ``BIG_REPLY`` datagram); and
+  from the host's other threads ``WAKE``, so an idle actor looks at a stop request
 * parent → host control: ``[START, key, spec]``, ``[STOP, key, exit kind]``, ``[QUIT]``
 * child → parent reply socket, two frames: ``[key, kind + status + seq + payload]``
   where kind is STARTED, START_FAILED (payload: the error), REPLY (status OK,
   REFUSED or CRASHED; payload: value or error), LETTER (payload: why), ACK
   (every tell up to seq was handled; a REPLY acknowledges too), STATE (payload:
   the saved state) or EXITED (status: the exit kind; payload: the error).
+
+Remote actor hosts (``laneway worker --actors``) carry the same frames over one
+CurveZMQ connection, the host a DEALER, the parent a ROUTER (which adds the
+host's identity in front):
+
+* host → parent: ``[HOST_HELLO, json [name, pid, hostname]]``, ``[HOST_BEAT]``,
+  ``[HOST_FRAME, key, body]`` (a child → parent body as above), ``[HOST_BYE]``
+* parent → host: ``[HOST_WELCOME]``, ``[HOST_PING]``, ``[START, key, spec]``,
+  ``[STOP, key, exit kind]``, ``[HOST_MAIL, key, kind + seq + payload]``,
+  ``[HOST_REJOIN]`` (the parent no longer knows this host: stop its actors, join again)
+
+A hello is JSON, so nothing executable is read from a peer before it is admitted.
 
 Values go with the stdlib pickler when it can (several times faster than
 cloudpickle on small messages) and fall back to cloudpickle for lambdas,
@@ -32,6 +47,16 @@ from laneway.errors import SerializationError
 TELL = b"T"
 ASK = b"A"
 ASK_DIRECT = b"D"  #: an ask whose reply goes to the asking thread's own socket
+WAKE = b"W"  #: no message: the actor looks whether it was asked to stop
+BIG_REPLY = b"Z"  #: a direct reply too big for a datagram follows on the asker's ZeroMQ socket
+
+#: Direct replies up to this size travel as one datagram; bigger ones through ZeroMQ.
+DGRAM_MAX = 60_000
+
+
+def big_reply_endpoint(path: bytes) -> str:
+    """The ZeroMQ endpoint, next to an asking thread's datagram socket ``path``, for its big replies."""
+    return f"ipc://{path.decode()}.z"
 START = b"S"
 STOP = b"P"
 QUIT = b"Q"
@@ -42,6 +67,21 @@ LETTER = b"L"
 ACK = b"K"
 EXITED = b"X"
 STATE = b"V"
+
+HOST_HELLO = b"AH"
+HOST_BEAT = b"AB"
+HOST_FRAME = b"AF"
+HOST_BYE = b"AX"
+HOST_WELCOME = b"AW"
+HOST_PING = b"AP"
+HOST_MAIL = b"AM"
+HOST_REJOIN = b"AR"
+
+
+def remote_mailbox(key: bytes) -> str:
+    """The in-process endpoint of one actor's mailbox inside a remote host."""
+    return f"inproc://laneway-actor/{key.decode()}"
+
 
 #: Reply statuses: a value, an error the sender caused (``reply_errors``), a crash.
 OK = b"1"

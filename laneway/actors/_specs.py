@@ -28,6 +28,8 @@ class Placement(enum.Enum):
     THREAD = "thread"  #: a thread of this process (the default): cheapest, shares the GIL and the process's fate
     PROCESS = "process"  #: a host process of its own (or its group's): its own GIL; its death is a crash
     RAY = "ray"  #: a Ray actor (needs Ray)
+    #: a process on a remote actor host (``laneway worker --actors``, see ``accept_actor_hosts``): its death is a crash
+    REMOTE = "remote"
 
     @classmethod
     def coerce(cls, value: Placement | str) -> Placement:
@@ -47,6 +49,11 @@ class Placement(enum.Enum):
 def _group(_: Any, attribute: attrs.Attribute, value: str | None) -> None:
     if value is not None and (not isinstance(value, str) or not value):
         raise ConfigError(f"group must be a non-empty string or None, got {value!r}")
+
+
+def _host(_: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"host must be a non-empty host name or None, got {value!r}")
 
 
 class StrategyKind(enum.Enum):
@@ -148,6 +155,9 @@ class ChildSpec:
             a process of its own.
         ray_options: for ``ray`` placement, options for the Ray actor
             (``num_cpus``, ``resources``, ``scheduling_strategy`` to pin a node...).
+        host: for ``remote`` placement, the name of the remote actor hosts it may
+            run on (``laneway worker --actors --name NAME``); None: any of them.
+            A restart goes to a connected host of that name.
 
     Example:
         >>> from laneway.actors import Actor, ChildSpec
@@ -164,11 +174,12 @@ class ChildSpec:
     placement: Placement = attrs.field(default=Placement.THREAD, converter=_placement)
     group: str | None = attrs.field(default=None, validator=_group)
     ray_options: dict | None = None
+    host: str | None = attrs.field(default=None, validator=_host)
 
     def __attrs_post_init__(self) -> None:
         if not callable(self.factory):
             raise ConfigError(f"ChildSpec {self.name!r}: factory {self.factory!r} is not callable")
-        check_placement(self.placement, self.group, self.factory, self.ray_options)
+        check_placement(self.placement, self.group, self.factory, self.ray_options, self.host)
 
 
 class ChildState(enum.Enum):
@@ -188,8 +199,12 @@ class ChildInfo:
     ref: Any
 
 
-def check_placement(placement: Placement, group: str | None, factory: Any, ray_options: Any = None) -> None:
+def check_placement(placement: Placement, group: str | None, factory: Any, ray_options: Any = None,
+                    host: str | None = None) -> None:
     """Raise ConfigError for a combination that cannot run (a group without process placement, a supervisor elsewhere)."""
+    if host is not None and placement is not Placement.REMOTE:
+        raise ConfigError(f"host={host!r} needs placement='remote', got placement={placement.value!r}")
+    _host(None, None, host)  # type: ignore[arg-type]  # the same check as ChildSpec's
     if ray_options is not None and placement is not Placement.RAY:
         raise ConfigError(f"ray_options need placement='ray', got placement={placement.value!r}")
     if ray_options is not None and not isinstance(ray_options, dict):

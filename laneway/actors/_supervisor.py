@@ -292,7 +292,8 @@ class Supervisor(Actor):
                 pass  # supervisor gone; it stopped this child on its way out
 
         spec = child.spec
-        child.ref._start(spec.factory, spec.args, spec.kwargs, on_exit, spec.placement, spec.group, spec.ray_options)
+        child.ref._start(spec.factory, spec.args, spec.kwargs, on_exit, spec.placement, spec.group, spec.ray_options,
+                         spec.host)
         child.state = ChildState.RUNNING
         child.started_at = self.orchestrator.clock.now()
 

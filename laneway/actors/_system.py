@@ -22,7 +22,7 @@ from laneway.core import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterQueue
 from laneway.actors._specs import ChildSpec, Placement, Strategy, check_placement
 from laneway.actors._supervisor import Supervisor, SupervisorRef
 from laneway.store import open_store
-from laneway.errors import ActorNotFound, ConfigError, NameTaken, SystemShutdown
+from laneway.errors import ActorNotFound, ActorStartError, ConfigError, NameTaken, SystemShutdown
 from laneway.core import EventBus
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,7 @@ class ActorSystem:
         self._closed = False
         self._report: ShutdownReport | None = None
         self._hosts: Any = None
+        self._remote: Any = None
         self._owns_ray = False
         self._states: dict[str, bytes] = {}
         _live.add(self)
@@ -152,6 +153,7 @@ class ActorSystem:
         placement: Placement | str = Placement.THREAD,
         group: str | None = None,
         ray_options: dict[str, Any] | None = None,
+        host: str | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start a top-level actor and wait until its ``on_start`` finished.
@@ -167,13 +169,16 @@ class ActorSystem:
             shutdown_timeout: seconds this actor gets to stop at shutdown.
             placement: where it runs: ``"thread"`` (default), ``"process"`` (a
                 host process; ``factory``, arguments, messages and replies must
-                pickle) or ``"ray"``; see :class:`~laneway.actors.Placement`.
+                pickle), ``"remote"`` (a remote actor host, see
+                :meth:`accept_actor_hosts`) or ``"ray"``; see :class:`~laneway.actors.Placement`.
             group: with ``placement="process"``, share the host process of this
                 group with its other actors (None: a process of its own).
             ray_options: with ``placement="ray"``, options of the Ray actor
                 (``num_cpus``, ``resources``, ``scheduling_strategy``...).
+            host: with ``placement="remote"``, run on a remote actor host of this
+                name (None: the least busy connected host).
 
-        ``placement``, ``group`` and ``ray_options`` are the system's keywords, so they never reach ``factory``.
+        ``placement``, ``group``, ``ray_options`` and ``host`` are the system's keywords, so they never reach ``factory``.
 
         Raises:
             ConfigError: a bad name, placement or group.
@@ -184,7 +189,7 @@ class ActorSystem:
         if not isinstance(name, str) or not name or "/" in name:
             raise ConfigError(f"actor name must be a non-empty string without '/', got {name!r}")
         placement = Placement.coerce(placement)
-        check_placement(placement, group, factory, ray_options)
+        check_placement(placement, group, factory, ray_options, host)
         ref_class = getattr(factory, "ref_class", ActorRef)
         ref = ref_class(name, self)
         with self._lock:
@@ -192,7 +197,7 @@ class ActorSystem:
                 raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot spawn {name!r}")
             self._register(ref)
         try:
-            ref._start(factory, args, kwargs, self._top_exit, placement, group, ray_options)
+            ref._start(factory, args, kwargs, self._top_exit, placement, group, ray_options, host)
         except Exception:
             self._unregister(name)
             raise
@@ -252,10 +257,56 @@ class ActorSystem:
             if self._hosts is None:
                 if self._closed:
                     raise SystemShutdown(f"orchestrator {self.name} is shut down; cannot start a process actor")
-                from laneway.actors._proc_cell import ProcessHosts
+                from laneway.actors._proc_hosts import ProcessHosts
 
                 self._hosts = ProcessHosts(self.name)
             return self._hosts
+
+    def accept_actor_hosts(self, listen: str, *, keys: Any = None, heartbeat_s: float = 0.5,
+                           heartbeat_timeout_s: float = 5.0, host_wait_s: float = 10.0) -> Any:
+        """Open an endpoint that remote actor hosts join, for actors spawned with ``placement="remote"``.
+
+        A host joins with ``laneway worker --actors --connect ENDPOINT --keys DIR
+        --name NAME`` and runs the actors placed on it (``host=NAME``, or any host)
+        as a local host process would. Keys are the pool's (``laneway keys DIR``):
+        hosts without an authorized key are refused by the CurveZMQ handshake.
+
+        Args:
+            listen: ``tcp://ADDRESS:PORT`` (port 0 picks one; see ``.endpoint``).
+            keys: the key directory; required unless ``listen`` is a loopback address.
+            heartbeat_s: seconds between pings to the hosts.
+            heartbeat_timeout_s: a host silent this long is gone: its actors crashed.
+            host_wait_s: how long a start or restart waits for a suitable host to be
+                connected before it fails with ActorStartError.
+
+        Returns:
+            The :class:`~laneway.actors.RemoteActorHosts`: ``endpoint``, ``hosts()``, ``wait_hosts()``.
+
+        Raises:
+            AuthError: ``listen`` reaches beyond loopback and no keys were given, or the keys are missing.
+            ConfigError: a bad endpoint or timing, or the system already accepts actor hosts.
+
+        Example:
+            >>> hosts = orch.accept_actor_hosts("tcp://0.0.0.0:5556", keys="~/lw-keys")    # doctest: +SKIP
+            >>> ref = orch.spawn(Index, name="index", placement="remote", host="gpu-1")  # doctest: +SKIP
+        """
+        from laneway.actors._proc_remote import RemoteActorHosts
+
+        with self._lock:
+            if self._closed:
+                raise SystemShutdown(f"orchestrator {self.name} is shut down")
+            if self._remote is not None:
+                raise ConfigError(f"orchestrator {self.name} already accepts actor hosts at {self._remote.endpoint}")
+            self._remote = RemoteActorHosts(self, listen, keys, heartbeat_s=heartbeat_s,
+                                            heartbeat_timeout_s=heartbeat_timeout_s, host_wait_s=host_wait_s)
+            return self._remote
+
+    def _remote_actor_hosts(self) -> Any:
+        remote = self._remote
+        if remote is None:
+            raise ActorStartError(f"placement='remote' needs remote actor hosts: call "
+                                  f"orch.accept_actor_hosts(listen, keys=...) on {self.name} first")
+        return remote
 
     def _start_on_ray(self, ref: ActorRef, factory: Any, args: tuple, kwargs: dict, on_exit: Callable[..., None],
                       state: bytes | None, options: dict[str, Any]) -> Any:
@@ -342,6 +393,12 @@ class ActorSystem:
             except Exception as exc:
                 log.exception("closing the actor host processes failed")
                 errors.append(f"actor hosts: {exc!r}")
+        if self._remote is not None:
+            try:
+                self._remote.close(per_step)
+            except Exception as exc:
+                log.exception("closing the remote actor host endpoint failed")
+                errors.append(f"remote actor hosts: {exc!r}")
         if self._owns_ray:  # our share of the Ray connection laneway opened; the program's own stays
             try:
                 release_ray()

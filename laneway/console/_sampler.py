@@ -22,7 +22,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+import attrs
+
 from laneway.core import Event
+from laneway.observe import SystemView, system_view_of
 
 if TYPE_CHECKING:
     from laneway.console._target import ConsoleTarget
@@ -60,6 +63,16 @@ def _text(data: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+@attrs.frozen
+class _Readings:
+    """One read of the started lanes, pool and router (None: not started; empty: the read failed)."""
+
+    now: float
+    lanes: tuple[Any, ...] | None
+    pool: tuple[tuple[Any, ...], Any] | None  # (workers, statistics); statistics None when the read failed
+    agents: tuple[Any, ...] | None
+
+
 class Sampler:
     """Keeps what the console needs between reads (event log, worker deaths, lane history) and reads snapshots.
 
@@ -80,6 +93,7 @@ class Sampler:
         self._history: dict[str, collections.deque[tuple[float, float]]] = {}
         self._last_completed: dict[str, tuple[float, int]] = {}
         self._definitions: dict[str, Any] = {}
+        self._for_tick: _Readings | None = None  # read for the monitor, shown by the next tick's snapshot
         self.snapshots = 0
         self._watch_lock = threading.Lock()  # the watching pages' filters and the ring's listener
         self._watchers: list[str] = []
@@ -172,31 +186,57 @@ class Sampler:
             log.debug("console: reading %s failed", what, exc_info=True)
             return empty
 
+    def _read_systems(self) -> _Readings:
+        t = self._target
+        now = t.clock.now()
+        lanes, pool, router = t.started_lanes(), t.started_pool(), t.started_router()
+        return _Readings(
+            now,
+            None if lanes is None else self._read("lanes", lambda: tuple(lanes.statistics().lanes), ()),
+            None if pool is None else self._read("pool", lambda: (tuple(pool.workers()), pool.statistics()),
+                                                 ((), None)),
+            None if router is None else self._read("router", lambda: tuple(router.agents()), ()),
+        )
+
+    def monitor_view(self, target: Any = None) -> SystemView:
+        """The console's monitor's source: one read of lanes, pool and router, kept for the next tick.
+
+        The monitor (alert thresholds) and the page show the same figures, so a
+        tick reads each subsystem once: this reading feeds the monitor, then the
+        ``snapshot(tick=True)`` its sample callback takes on the same thread.
+        """
+        r = self._for_tick = self._read_systems()
+        workers, pool = r.pool if r.pool is not None else ((), None)
+        return system_view_of(r.now, lanes=r.lanes or (), workers=workers, pool=pool, agents=r.agents or ())
+
     def snapshot(self, *, tick: bool = False) -> dict[str, Any]:
         """One reading of every started subsystem, as JSON-able data.
 
         Args:
-            tick: True for the periodic sample (it extends the throughput history); False for a
-                one-off read, which leaves the history alone.
+            tick: True for the periodic sample (it extends the throughput history, and shows what
+                :meth:`monitor_view` read just before, if it did); False for a one-off read, which
+                leaves the history alone.
         """
+        r = None
+        if tick:
+            r, self._for_tick = self._for_tick, None
+        if r is None:
+            r = self._read_systems()
         t = self._target
-        now = t.clock.now()
-        lanes = t.started_lanes()
-        pool = t.started_pool()
-        router = t.started_router()
         engine = t.started_workflows()
-        snap: dict[str, Any] = {"system": t.name, "ts": round(now, 3), "wall": time.time()}
-        snap["lanes"] = self._read("lanes", lambda: self._lanes(lanes, now, tick), []) if lanes else []
-        snap["pool"], snap["workers"] = self._read("pool", lambda: self._pool(pool), (None, [])) if pool else (None, [])
-        snap["agents"] = self._read("router", lambda: self._agents(router), []) if router else []
+        snap: dict[str, Any] = {"system": t.name, "ts": round(r.now, 3), "wall": time.time()}
+        lanes, pool, agents = r.lanes, r.pool, r.agents
+        snap["lanes"] = self._read("lanes", lambda: self._lanes(lanes, r.now, tick), []) if lanes else []
+        snap["pool"], snap["workers"] = self._read("pool", lambda: self._pool(*pool), (None, [])) if pool else (None, [])
+        snap["agents"] = self._read("router", lambda: self._agents(agents), []) if agents else []
         snap["workflows"] = self._read("workflows", lambda: self._workflows(engine), []) if engine else []
         snap["dead_letters"] = self._read("dead letters", self._letters, {"total": 0, "items": []})
         snap["alerts"] = {
             "active": [self._alert(a) for a in self._read("alerts", self._active_alerts, [])],
             "recent": list(self._alert_log)[::-1][:20],
         }
-        snap["started"] = {"lanes": lanes is not None, "pool": pool is not None, "router": router is not None,
-                           "workflows": engine is not None}
+        snap["started"] = {"lanes": r.lanes is not None, "pool": r.pool is not None,
+                           "router": r.agents is not None, "workflows": engine is not None}
         self.snapshots += 1
         return snap
 
@@ -205,10 +245,9 @@ class Sampler:
         return {"kind": str(_value(a.kind)), "subject": a.subject, "level": a.level.name.lower(),
                 "value": a.value, "message": a.message}
 
-    def _lanes(self, lanes: Any, now: float, tick: bool) -> list[dict[str, Any]]:
-        stats = lanes.statistics()
+    def _lanes(self, stats: tuple[Any, ...], now: float, tick: bool) -> list[dict[str, Any]]:
         out = []
-        for s in stats.lanes:
+        for s in stats:
             if tick:
                 self._advance_history(s.name, now, s.completed)
             with self._lock:
@@ -232,9 +271,9 @@ class Sampler:
             rate = max(0, completed - last[1]) / (now - last[0])
             self._history.setdefault(lane, collections.deque(maxlen=HISTORY_POINTS)).append((now, rate))
 
-    def _pool(self, pool: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        workers = pool.workers()
-        st = pool.statistics()
+    def _pool(self, workers: tuple[Any, ...], st: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        if st is None:
+            return None, []
         summary = {"backend": st.backend, "workers": st.workers, "busy": st.busy, "queued": st.queued,
                    "in_flight": st.in_flight, "completed": st.completed, "failed": st.failed,
                    "worker_deaths": st.worker_deaths, "restarts": st.restarts}
@@ -246,12 +285,12 @@ class Sampler:
         return summary, rows
 
     @staticmethod
-    def _agents(router: Any) -> list[dict[str, Any]]:
+    def _agents(agents: tuple[Any, ...]) -> list[dict[str, Any]]:
         return [{
             "agent_id": a.agent_id, "role": _role(a.role), "capabilities": sorted(a.capabilities),
             "in_flight": a.in_flight, "max": a.max_concurrent, "completed": a.completed, "failed": a.failed,
             "rejected": a.rejected, "breaker": str(_value(a.breaker)),
-        } for a in sorted(router.agents(), key=lambda a: a.agent_id)]
+        } for a in sorted(agents, key=lambda a: a.agent_id)]
 
     def _workflows(self, engine: Any) -> list[dict[str, Any]]:
         out = []
@@ -279,4 +318,4 @@ class Sampler:
         return {"total": len(letters), "items": [{
             "id": x.id, "source": x.source, "reason": x.reason, "attempts": x.attempts, "error": x.error[:2000],
             "traceback": getattr(x, "traceback", ""), "work_id": x.work_id, "ts": x.ts,
-        } for x in letters[::-1][:LETTERS_SHOWN]]}
+        } for x in letters[:-LETTERS_SHOWN - 1:-1]]}  # the newest, without reversing the whole queue

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import importlib.resources
-import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from laneway.console._encoding import SnapshotEncoder, dumps as _dumps
 from laneway.console._ops import OPERATIONS, run_operation
 from laneway.console._sampler import Sampler
 from laneway.console._security import Guard
@@ -43,10 +43,6 @@ _SECURITY_HEADERS = {
 }
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, default=str, separators=(",", ":"))
-
-
 class ConsoleServer:
     """Serves one system's console; :meth:`start` and :meth:`stop` are called by :class:`Console`."""
 
@@ -64,9 +60,10 @@ class ConsoleServer:
         self.clients = 0
         self.operations = 0
         self.refused = 0
-        # Loop-thread state: the newest snapshot (number, JSON, when on the system's clock) and the
-        # event its waiters sleep on.
-        self._latest: tuple[int, str, float] = (0, "", 0.0)
+        self._encoder = SnapshotEncoder()  # the monitor's thread only
+        # Loop-thread state: the newest snapshot (number, whole JSON, JSON of what changed since
+        # number - 1, when on the system's clock) and the event its waiters sleep on.
+        self._latest: tuple[int, str, str, float] = (0, "", "", 0.0)
         self._changed: asyncio.Event | None = None
         self._closing: asyncio.Event | None = None
 
@@ -84,7 +81,7 @@ class ConsoleServer:
             self._teardown(timeout)
             raise ConsoleError(f"the console did not start listening on {host}:{port} within {timeout}s") from exc
         self._monitor = Monitor(self._target, interval_s=self._interval_s, on_sample=self._on_sample,
-                                name=f"console-monitor-{id(self):x}")  # a restarted console gets a new one
+                                source=self.sampler.monitor_view, name=f"console-monitor-{id(self):x}")  # a restarted console gets a new one
         return bound
 
     def stop(self, timeout: float) -> None:
@@ -138,11 +135,11 @@ class ConsoleServer:
         if self.clients == 0 or self._loop is None:
             return
         at = self._target.clock.now()
-        text = _dumps(self.sampler.snapshot(tick=True))
-        self._loop.call_soon_threadsafe(self._publish, text, at)
+        whole, delta = self._encoder.encode(self.sampler.snapshot(tick=True))
+        self._loop.call_soon_threadsafe(self._publish, whole, delta, at)
 
-    def _publish(self, text: str, at: float) -> None:
-        self._latest = (self._latest[0] + 1, text, at)
+    def _publish(self, whole: str, delta: str, at: float) -> None:
+        self._latest = (self._latest[0] + 1, whole, delta, at)
         changed, self._changed = self._changed, asyncio.Event()
         if changed is not None:
             changed.set()
@@ -223,19 +220,25 @@ class ConsoleServer:
         try:
             # The first picture at once, then the monitor's ticks. Pages that open (or change their
             # filter) in quick succession share the newest picture instead of each reading the system.
-            number, first, at = self._latest
+            number, first, _, at = self._latest
+            # held: the tick whose picture the page holds exactly (None after a one-off read), so
+            # the next tick may send only what changed since.
+            held: int | None = number
             if not first or self._target.clock.now() - at > self._interval_s:
-                first = _dumps(await self._call(self.sampler.snapshot))
+                first, held = _dumps(await self._call(self.sampler.snapshot)), None
             await response.write(f"event: snapshot\ndata: {first}\n\n".encode())
-            seen_snapshot, seen_event = self._latest[0], 0
+            seen_snapshot, seen_event = (self._latest[0] if held is None else held), 0
             while not self._closing.is_set():
                 seen_event, events = self.sampler.events_since(seen_event, prefix)
                 if events:
                     await response.write(f"event: events\ndata: {_dumps(events)}\n\n".encode())
-                number, text, _ = self._latest
-                if number != seen_snapshot and text:
-                    seen_snapshot = number
-                    await response.write(f"event: snapshot\ndata: {text}\n\n".encode())
+                number, whole, delta, _ = self._latest
+                if number != seen_snapshot and whole:
+                    if held is not None and number == held + 1:
+                        await response.write(f"event: delta\ndata: {delta}\n\n".encode())
+                    else:
+                        await response.write(f"event: snapshot\ndata: {whole}\n\n".encode())
+                    seen_snapshot = held = number
                 assert self._changed is not None
                 waiters = [asyncio.ensure_future(self._changed.wait()), asyncio.ensure_future(self._closing.wait())]
                 done, pending = await asyncio.wait(waiters, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from laneway.errors import CommandCancelled, Preempted
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,8 @@ class CancellationToken:
             >>> async def tool(cancel_token):              # doctest: +SKIP
             ...     await cancel_token.wait_async()
         """
+        import asyncio  # loaded by the first await: a program that never awaits never pays for asyncio
+
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[str] = loop.create_future()
 

@@ -11,7 +11,6 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
-import cloudpickle
 
 from laneway.errors import ConfigError, LanewayError
 
@@ -107,6 +106,9 @@ class DeadLetterQueue:
         self._letters: dict[str, DeadLetter] = {}
         self._resubmitters: dict[str, Callable[[DeadLetter], Any]] = {}
         if store is not None:
+            # cloudpickle only where letters are stored: without a store, importing it would only slow start-up.
+            import cloudpickle
+
             for _, blob in store.items(_NAMESPACE):
                 try:
                     letter = cloudpickle.loads(blob)
@@ -174,6 +176,8 @@ class DeadLetterQueue:
         )
         blob = b""
         if self._store is not None:
+            import cloudpickle
+
             try:
                 blob = cloudpickle.dumps(letter)
             except Exception:
@@ -239,7 +243,11 @@ class DeadLetterQueue:
             raise
 
     def _restore(self, letter: DeadLetter) -> None:
-        blob = cloudpickle.dumps(letter) if self._store is not None else b""
+        blob = b""
+        if self._store is not None:
+            import cloudpickle
+
+            blob = cloudpickle.dumps(letter)
         with self._lock:
             evicted = self._evict_locked(1, letter, blob)
         self._announce_evicted(evicted, letter)

@@ -8,16 +8,18 @@ so hot paths can publish unconditionally.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import attrs
 
 from laneway.errors import ConfigError
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +182,8 @@ class Subscription:
                     return self._items.popleft()
                 if self.closed:
                     raise StopAsyncIteration
+                import asyncio  # loaded by the first await: a program that never awaits never pays for it
+
                 loop = asyncio.get_running_loop()
                 fut: asyncio.Future[None] = loop.create_future()
                 self._waiters.append((loop, fut))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import concurrent.futures._base as _cf
 import threading
@@ -49,6 +48,8 @@ class Future(concurrent.futures.Future[T]):
             raise self._timeout_error(f"no {self._what} within {timeout}s") from None
 
     def __await__(self) -> Generator[Any, None, T]:
+        import asyncio  # loaded by the first await: a program that never awaits never pays for it
+
         return asyncio.wrap_future(self).__await__()
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> bool:
@@ -124,25 +125,19 @@ class LazyFuture(Future[T]):
                     cond = self._cond = threading.Condition()
         return cond
 
-    def _settle_unwatched(self, result: Any, error: BaseException | None) -> bool | None:
-        """Settle under ``_lazy_lock`` if no condition exists yet; None if it does (use the normal path)."""
-        with _lazy_lock:
-            if self._cond is not None:
-                return None
-            if self._state in _DONE:
-                return False
-            if error is not None:
-                self._exception = error
-            else:
-                self._result = result
-            self._state = _cf.FINISHED  # last: lock-free readers see the value once they see FINISHED
-        return True
-
     def settle(self, result: Any = None, error: BaseException | None = None) -> bool:
         if self._cond is None:
-            done = self._settle_unwatched(result, error)
-            if done is not None:
-                return done  # no waiter or callback can exist: adding one makes the condition
+            # Until the condition exists nobody waits or has a callback: settle under the module's lock.
+            with _lazy_lock:
+                if self._cond is None:
+                    if self._state in _DONE:
+                        return False
+                    if error is not None:
+                        self._exception = error
+                    else:
+                        self._result = result
+                    self._state = _cf.FINISHED  # last: lock-free readers see the value once they see FINISHED
+                    return True  # no waiter or callback can exist: adding one makes the condition
         return super().settle(result, error)
 
     def done(self) -> bool:

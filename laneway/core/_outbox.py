@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, Iterable
 
 from laneway.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+_YIELDS = 20  # GIL yields before a contended entry blocks on the lock
 
 
 class Outbox:
@@ -51,17 +54,36 @@ class Outbox:
 
     def __enter__(self) -> None:
         """Take the lock (re-entrant); a plain method, not a generator: hot paths enter twice per unit of work."""
-        self.lock.acquire()
+        if not self.lock.acquire(False):
+            self._acquire_contended()
         self._depth += 1
+
+    def _acquire_contended(self) -> None:
+        # A thread blocked on a lock in the kernel takes it as soon as it is released, while it
+        # still waits for the GIL; the releasing thread then blocks on its next entry, and two
+        # busy threads fall into lock-step, two context switches per hand-off. Yielding the GIL
+        # instead lets the holder (which has to be runnable: no one blocks inside the lock) leave,
+        # and the threads trade the lock at GIL switches. Then block, in case the holder cannot run.
+        lock = self.lock
+        for _ in range(_YIELDS):
+            time.sleep(0)
+            if lock.acquire(False):
+                return
+        lock.acquire()
 
     def __exit__(self, *exc: object) -> None:
         """Leave; the outermost holder runs what was queued, whether the block returned or raised."""
         self._depth -= 1
-        drain = self._depth == 0 and bool(self._effects) and not self._draining
-        if drain:
-            self._draining = True
+        if self._depth or not self._effects or self._draining:
+            self.lock.release()
+            return
+        # The first batch is taken while the lock is still held: one lock round trip per block, not three.
+        self._draining = True
+        effects, self._effects = self._effects, []
         self.lock.release()
-        if drain:
+        self._run(effects)
+        self._draining = False  # as _drain does first; its frame only when more was queued meanwhile
+        if self._effects:
             self._drain()
 
     def add(self, effect: Callable[[], object]) -> None:
@@ -108,23 +130,31 @@ class Outbox:
         del self._effects[mark:]
 
     def _drain(self) -> None:
+        """Run what other holders queued while this thread ran effects; they left it to the drainer."""
         while True:
+            # Cleared without the lock, then the queue read: a holder that still saw the flag had
+            # queued its effects before, so they are seen here; one that saw it cleared drains itself
+            # (it sets the flag under the lock, which the check below takes before draining).
+            self._draining = False
+            if not self._effects:
+                return
             with self.lock:
-                if not self._effects:
-                    # Cleared under the lock that guards appends: nothing queued
-                    # after this check is left without a drainer.
-                    self._draining = False
-                    return
+                if self._draining or not self._effects:
+                    return  # another holder is draining them
+                self._draining = True
                 effects, self._effects = self._effects, []
-            for i, effect in enumerate(effects):
-                try:
-                    effect()
-                except Exception:
-                    log.exception("%s: effect %r raised", self.name, effect)
-                except BaseException:
-                    # KeyboardInterrupt or SystemExit in the middle: keep the rest for the
-                    # next holder rather than dropping them, and let the signal through.
-                    with self.lock:
-                        self._effects[:0] = effects[i + 1 :]
-                        self._draining = False
-                    raise
+            self._run(effects)
+
+    def _run(self, effects: list[Callable[[], object]]) -> None:
+        for i, effect in enumerate(effects):
+            try:
+                effect()
+            except Exception:
+                log.exception("%s: effect %r raised", self.name, effect)
+            except BaseException:
+                # KeyboardInterrupt or SystemExit in the middle: keep the rest for the
+                # next holder rather than dropping them, and let the signal through.
+                with self.lock:
+                    self._effects[:0] = effects[i + 1 :]
+                    self._draining = False
+                raise

@@ -11,18 +11,20 @@ steps but never sees a wrong state.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import enum
 import logging
 import threading
-from typing import Any, AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping
 
 import attrs
 
 from laneway.core._future import Future
 from laneway.errors import ConfigError, LanewayTimeout
 from laneway.core._events import _wake
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +166,8 @@ class ProgressSubscription:
                         return self._take()
                     except StopIteration:
                         raise StopAsyncIteration from None
+                import asyncio  # loaded by the first await: a program that never awaits never pays for it
+
                 loop = asyncio.get_running_loop()
                 fut: asyncio.Future[None] = loop.create_future()
                 self._waiters.append((loop, fut))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from laneway.errors import SystemShutdown
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,8 @@ class LoopThread:
             if self._closed:
                 raise SystemShutdown(f"{self._name} is shut down")
             if self._loop is None:
+                import asyncio  # on first use, like the loop: programs without async handlers never load it
+
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
                 try:
@@ -128,6 +132,7 @@ class LoopThread:
             loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return True
+        import asyncio
 
         async def cancel_all() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]

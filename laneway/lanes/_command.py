@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 
 _PENDING = _cf.PENDING
+_FINISHED = _cf.FINISHED
 _DONE = (_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED, _cf.FINISHED)
 
 
@@ -86,6 +87,8 @@ class CommandFuture(LazyFuture[Any]):
         if self._state not in _DONE:
             if not gate.acquire(True, -1 if timeout is None else max(0.0, timeout)) and self._state not in _DONE:
                 raise self._timeout_error(f"no {self._what} within {timeout}s")
+        if self._state is _FINISHED and self._exception is None:
+            return self._result  # the common case, without get's and result's frames
         return self.get(0)
 
 

@@ -24,7 +24,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.core import Outbox
+from laneway.core import MonotonicClock, Outbox
 from laneway.errors import (
     CommandCancelled,
     ConfigError,
@@ -66,7 +66,8 @@ class LaneCore:
         commands: every command not yet completed, failed or cancelled.
         running, reserved: runs in progress; worker slots kept for lanes below their minimum.
         accepting, closed: False after shutdown; True once closed.
-        lane_idle_locked: called when a lane runs empty (session lanes clean up on it).
+        space_waiters, quiet_waiters: threads waiting on ``space`` (room in a lane) and ``quiet`` (a drain).
+        lane_idle_locked: called when a session lane runs empty (it cleans up on it).
     """
 
     def __init__(self, *, clock: Clock, events: EventBus, dead_letters: DeadLetterQueue, max_workers: int,
@@ -74,12 +75,15 @@ class LaneCore:
         self.box = Outbox("lanes")
         self.lock = self.box.lock
         self.clock = clock
+        # The clock's reading without a Python frame when it is the real monotonic clock (hot path).
+        self.now: Callable[[], float] = time.monotonic if type(clock) is MonotonicClock else clock.now
         self.events = events
         self.pending = pending
         self.dead_letters = dead_letters
         self.space = threading.Condition(self.lock)  # a full lane got room
         self.quiet = threading.Condition(self.lock)  # no command left
         self.space_waiters = 0
+        self.quiet_waiters = 0  # threads in drain: only then does the last command's end notify
         self.lanes: dict[str, Lane] = {}
         self.commands: dict[str, Command] = {}
         self.running = 0
@@ -89,6 +93,7 @@ class LaneCore:
         self.closed = False
         self.lane_idle_locked: Callable[[Lane], None] = _no_hook
         self._buckets: dict[int, dict[Lane, None]] = {}  # eligible lanes by priority, round-robin order
+        self._eligible = 0  # lanes in the buckets: none, and dispatch has nothing to look at
         self._prios: list[int] = []
         self._seq = itertools.count(1)
         self.outcomes = Outcomes(self)
@@ -134,8 +139,10 @@ class LaneCore:
                 bisect.insort(self._prios, prio)
             if lane not in bucket:
                 bucket[lane] = None
-        elif bucket is not None and lane in bucket:
+                self._eligible += 1
+        elif bucket and lane in bucket:
             del bucket[lane]
+            self._eligible -= 1
 
     def lane_changed_locked(self, lane: Lane) -> None:
         """Eligibility, pressure and idle transitions after pending or active changed."""
@@ -153,11 +160,12 @@ class LaneCore:
                 lane.pressure = False
         if lane.busy and lane.pending == 0 and lane.active == 0:
             lane.busy = False
-            lane.idle_since = self.clock.now()
+            lane.idle_since = self.now()
             if lane.relief_due:  # idle answers a pressure event; without one nobody is waiting for it
                 lane.relief_due = False
                 self.emit("queue.lane.idle", lane.name)
-            self.lane_idle_locked(lane)
+            if lane.session_id is not None:
+                self.lane_idle_locked(lane)
         if self.space_waiters and lane.pending < lane.config.max_pending:
             self.space.notify_all()
 
@@ -192,17 +200,18 @@ class LaneCore:
             position, eta = 0, 0.0
         elif self._starts_now_locked(lane):
             # What dispatch would do next (this lane is the best one with a free slot), without the
-            # queue's push and pop: the common case of a lane that keeps up with its callers.
+            # queue's push and pop: the common case of a lane that keeps up with its callers. The
+            # command is never pending (so no queue length or pressure change): the lane turns busy,
+            # and it had nothing queued, so it stays out of the priority buckets.
             cmd.seq = next(self._seq)
             cmd.queued = False
-            lane.add_waiting(cmd)
+            lane.busy = True
+            lane.idle_since = None
             self.commands[cmd.id] = cmd
-            self.lane_changed_locked(lane)
             self._start_locked(cmd)
-            self.touch(lane)
             return 0, 0.0
         else:
-            position = lane.queue.estimate(cmd.caller, cmd.level) + len(lane.preemptors)
+            position = (lane.queue.estimate(cmd.caller, cmd.level) if lane.queue.size else 0) + len(lane.preemptors)
             if lane.group is not None:
                 position += len(lane.group.pending)
             eta = lane.eta(position)
@@ -221,18 +230,19 @@ class LaneCore:
 
     def _starts_now_locked(self, lane: Lane) -> bool:
         """Would dispatch start a command arriving at ``lane`` at once (nothing queued ahead of it anywhere)?"""
-        if (lane.queue or lane.preemptors or lane.group is not None or lane.paused or lane.limiter is not None
+        if (lane.queue.size or lane.preemptors or lane.group is not None or lane.paused or lane.limiter is not None
                 or lane.rate_timer is not None or self.closed or lane.active >= lane.config.max_concurrency
                 or self.running >= self.max_workers):
             return False
         if self.max_workers - self.running - 1 < self.reserved and lane.active >= lane.config.min_concurrency:
             return False  # the last free workers are kept for lanes below their minimum
-        prio = lane.config.priority
-        for p in self._prios:
-            if p > prio:
-                break
-            if self._buckets[p]:
-                return False  # another lane's work waits at an equal or better priority
+        if self._eligible:
+            prio = lane.config.priority
+            for p in self._prios:
+                if p > prio:
+                    break
+                if self._buckets[p]:
+                    return False  # another lane's work waits at an equal or better priority
         return True
 
     def push_batch_locked(self, placeholder: Command) -> None:
@@ -269,12 +279,14 @@ class LaneCore:
         """Start commands while workers are free: always from the best eligible lane."""
         if self.closed:
             return
-        while self.running < self.max_workers:
+        while self._eligible and self.running < self.max_workers:
             lane = self._pick_lane_locked()
             if lane is None:
                 return
             cmd = lane.take()
             if cmd is not None:
+                lane.pending -= 1
+                del lane.waiting[cmd.id]
                 self._start_locked(cmd)
             self.touch(lane)
 
@@ -286,7 +298,7 @@ class LaneCore:
                 if spare < self.reserved and lane.active >= lane.config.min_concurrency:
                     continue  # the last free workers are kept for lanes below their minimum
                 if lane.limiter is not None:
-                    wait = lane.limiter.wait_s(self.clock.now())
+                    wait = lane.limiter.wait_s(self.now())
                     if wait > 0:
                         lane.rate_timer = self.clock.call_later(wait, partial(self._rate_release, lane))
                         self.touch(lane)
@@ -303,13 +315,13 @@ class LaneCore:
             self.dispatch_locked()
 
     def _start_locked(self, cmd: Command) -> None:
+        """Start a run of ``cmd`` (the caller took it out of the lane's pending commands, if it was there)."""
         lane = cmd.lane
-        lane.remove_waiting(cmd)
         if cmd.timers:
             cmd.cancel_timers()  # deadline boosts are moot once it runs
         cmd.state = CommandState.RUNNING
         cmd.attempts += 1
-        now = self.clock.now()
+        now = self.now()
         run = cmd.run = Run(cmd, cmd.attempts, now)
         lane.active += 1
         if lane.active <= lane.config.min_concurrency:
@@ -341,7 +353,7 @@ class LaneCore:
             group.outstanding -= 1
             if group.outstanding == 0 and cmd.lane.group is group:
                 cmd.lane.group = None
-        if not self.commands:
+        if self.quiet_waiters and not self.commands:
             self.quiet.notify_all()
 
     def unqueue_locked(self, cmd: Command) -> None:

@@ -11,12 +11,22 @@ sparingly, because in CPython every extra runnable thread costs GIL hand-offs
   helper is woken for the rest of the ready queue, because that thread will
   be back for it in microseconds; a real-time fallback wakes a helper anyway
   if it is not back within ``_FALLBACK_S`` (a usually fast tool that blocked).
+
+The ready queue is ordered by priority (the lane's, then the command's), so a
+thread always takes the best ready run. A thread whose next run is a usually
+fast tool takes the next few ready fast runs with it (up to ``_BATCH``, still
+best first) and records all their ends in one critical section: the lock is
+taken once per batch, not once per run, and a batch lasts microseconds, so the
+runs behind it wait no longer than they would behind one thread serving them
+one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -36,6 +46,7 @@ log = logging.getLogger(__name__)
 _FAST_S = 100e-6  # a tool whose recent runs took less than this is "fast"
 _FALLBACK_S = 0.002  # how long the ready queue may wait on a fast tool before a helper is woken anyway
 _EWMA_ALPHA = 0.2
+_BATCH = 16  # fast ready runs one thread takes per critical section at most
 
 
 class _Worker:
@@ -45,12 +56,15 @@ class _Worker:
     at once block again on that lock; a gate is released by an effect, once it is free.
     """
 
-    __slots__ = ("gate", "woken")
+    __slots__ = ("gate", "woken", "batch")
 
     def __init__(self) -> None:
         self.gate = threading.Lock()
         self.gate.acquire()
         self.woken = False
+        # The runs this thread took and has not started: it pops them one by one, and the
+        # fallback pops the rest back to the ready queue if a run blocks; each pop is atomic.
+        self.batch: collections.deque[Run] = collections.deque()
 
 
 def _cancelled_error(run: Run) -> CommandCancelled:
@@ -84,7 +98,9 @@ class Executors:
         self._launch_failed = launch_failed
         self._announce = announce
         self._get_pool = pool
-        self._ready: collections.deque[Run] = collections.deque()  # started sync runs waiting for a thread
+        # Started sync runs waiting for a thread: (lane priority, command level, arrival, run), best first.
+        self._ready: list[tuple[int, int, int, Run]] = []
+        self._arrivals = itertools.count()
         self._idle: list[_Worker] = []
         self._threads = 0
         self._pulling = 0  # threads woken (or spawned) and not yet at the ready queue
@@ -106,26 +122,60 @@ class Executors:
             self._box.add(partial(self._start_async, run))
         elif spec.cpu_bound:
             self._box.add(partial(self._start_pool, run))
+        elif not self._ready and self._idle and not self._fast and not self._pulling and not self._stopping:
+            # Nothing ready, nobody on the way and a thread idle: this run is the best one, and
+            # it goes straight to that thread (what _wake_locked would do, without the heap).
+            worker = self._idle.pop()
+            worker.woken = True
+            worker.batch.append(run)
+            if self._tool_s.get(spec.name, 1.0) < _FAST_S:
+                self._fast[worker] = time.perf_counter()
+            self._box.add(worker.gate.release)
         else:
-            self._ready.append(run)
-            self._wake_locked()
+            cmd = run.cmd
+            heapq.heappush(self._ready, (cmd.lane.config.priority, cmd.level, next(self._arrivals), run))
+            if not self._pulling:
+                self._wake_locked()
+
+    def _push_ready(self, run: Run) -> None:
+        cmd = run.cmd
+        heapq.heappush(self._ready, (cmd.lane.config.priority, cmd.level, next(self._arrivals), run))
 
     # shared by every executor -------------------------------------------------
 
     @staticmethod
-    def _call_sync(run: Run) -> tuple[bool, Any]:
-        cmd = run.cmd
-        spec = cmd.spec
-        if run.token.cancelled:
-            return False, _cancelled_error(run)
-        kwargs = {**cmd.params, "cancel_token": run.token} if spec.takes_token else cmd.params
-        mark = current_token_var.set(run.token)  # the ContextVar itself, not the helper: one call less per run
-        try:
-            return True, spec.fn(**kwargs)
-        except Exception as exc:
-            return False, exc
-        finally:
-            current_token_var.reset(mark)
+    def _run_batch(batch: collections.deque[Run], announce: Callable[[Run], None]) -> list[tuple[Run, bool, Any, float]]:
+        """Run the sync tools of ``batch`` in turn (without the lock): ``(run, ok, value, seconds)`` each."""
+        outcomes: list[tuple[Run, bool, Any, float]] = []
+        perf_counter, token_var = time.perf_counter, current_token_var
+        while batch:
+            try:
+                run = batch.popleft()  # atomic: the fallback may take the rest back meanwhile
+            except IndexError:
+                break
+            try:
+                announce(run)
+            except Exception:  # persisting the attempt or publishing failed: the run still runs
+                log.exception("lanes: announcing command %s failed", run.cmd.id)
+            cmd = run.cmd
+            spec = cmd.spec
+            token = run.token
+            began = perf_counter()
+            ok: bool
+            value: Any
+            if token.cancelled:
+                ok, value = False, _cancelled_error(run)
+            else:
+                kwargs = {**cmd.params, "cancel_token": token} if spec.takes_token else cmd.params
+                mark = token_var.set(token)  # the ContextVar itself, not the helper: one call less per run
+                try:
+                    ok, value = True, spec.fn(**kwargs)
+                except Exception as exc:
+                    ok, value = False, exc
+                finally:
+                    token_var.reset(mark)
+            outcomes.append((run, ok, value, perf_counter() - began))
+        return outcomes
 
     # threads ------------------------------------------------------------------
 
@@ -139,12 +189,15 @@ class Executors:
             if not (fallback and any(now - t > _FALLBACK_S for t in self._fast.values())):
                 self._arm_fallback_locked()
                 return
-        self._pulling += 1
         if self._idle:
+            # Handed its runs here, as a ThreadPoolExecutor hands a work item: the woken thread
+            # starts on them at once, without a critical section of its own first.
             worker = self._idle.pop()
             worker.woken = True
+            self._take_locked(worker)
             self._box.add(worker.gate.release)
         else:
+            self._pulling += 1
             self._threads += 1
             self._box.add(self._spawn)
 
@@ -158,17 +211,48 @@ class Executors:
     def _fallback_due(self) -> None:
         with self._box:
             self._fallback_armed = False
+            now = time.perf_counter()
+            waiting = False  # runs still held by a thread in a fast tool: check again later
+            for worker, since in self._fast.items():
+                batch = worker.batch
+                if now - since > _FALLBACK_S:
+                    # Its tool blocked: the runs it took and has not started go back (popped from the
+                    # end it does not take from, then queued again in their order).
+                    back = []
+                    while True:
+                        try:
+                            back.append(batch.pop())
+                        except IndexError:
+                            break
+                    for run in reversed(back):
+                        self._push_ready(run)
+                elif batch:
+                    waiting = True
+            if waiting:
+                self._arm_fallback_locked()
             self._wake_locked(fallback=True)
 
-    def _take_locked(self, worker: _Worker) -> Run | None:
-        """The next ready run for ``worker``; wakes a helper for the rest if due."""
-        if not self._ready:
-            return None
-        run = self._ready.popleft()
-        if self._tool_s.get(run.cmd.spec.name, 1.0) < _FAST_S:
+    def _take_locked(self, worker: _Worker) -> bool:
+        """Put the best ready run in ``worker.batch``, and the next fast ones if it is fast; False if none.
+
+        Wakes a helper if due; arms the fallback while the batch holds more than one run.
+        """
+        ready = self._ready
+        if not ready:
+            return False
+        run = heapq.heappop(ready)[3]
+        batch = worker.batch
+        batch.append(run)
+        tool_s = self._tool_s
+        if tool_s.get(run.cmd.spec.name, 1.0) < _FAST_S:
+            while ready and len(batch) < _BATCH and tool_s.get(ready[0][3].cmd.spec.name, 1.0) < _FAST_S:
+                batch.append(heapq.heappop(ready)[3])
             self._fast[worker] = time.perf_counter()
-        self._wake_locked()
-        return run
+            if len(batch) > 1:
+                self._arm_fallback_locked()
+        if ready:
+            self._wake_locked()
+        return True
 
     def _spawn(self) -> None:
         try:
@@ -186,7 +270,7 @@ class Executors:
                 if self._idle:
                     self._wake_locked()
                 return
-            stranded = list(self._ready)
+            stranded = [entry[3] for entry in self._ready]
             self._ready.clear()
         for run in stranded:
             self._launch_failed(run, exc)
@@ -194,54 +278,52 @@ class Executors:
     def _work(self) -> None:
         box = self._box
         end_run_locked, dispatch_locked, announce = self._end_run_locked, self._dispatch_locked, self._announce
-        call_sync, tool_s, fast, perf_counter = self._call_sync, self._tool_s, self._fast, time.perf_counter
+        run_batch, tool_s, fast = self._run_batch, self._tool_s, self._fast
         worker = _Worker()
         with box:
             self._pulling -= 1
-            run = self._take_locked(worker)
-            if run is None and not self._park_locked(worker):
+            took = self._take_locked(worker)
+            if not took and not self._park_locked(worker):
                 return
         while True:
-            if run is None:
+            if not took:
                 # Parked in the same critical section that found no work, so that after its outbox
                 # ran (settling the last result, which wakes that caller) this thread goes straight
                 # to sleep: the woken caller finds the GIL free.
-                worker.gate.acquire()  # released once: by a wake (woken) or by stop
-                with box:
-                    if not worker.woken:
+                worker.gate.acquire()  # released once: by a wake (woken, its runs in its batch) or by stop
+                if not worker.woken:
+                    with box:
                         self._threads -= 1  # stopped
-                        return
-                    worker.woken = False
-                    self._pulling -= 1
-                    run = self._take_locked(worker)
-                    if run is None and not self._park_locked(worker):
-                        return
-                continue
-            announce(run)
-            began = perf_counter()
-            ok, value = call_sync(run)
-            took = perf_counter() - began
+                    return
+                worker.woken = False
+                took = True
+            outcomes = run_batch(worker.batch, announce)
+            took = False
             try:
                 with box:
                     fast.pop(worker, None)
-                    name = run.cmd.spec.name
-                    prev = tool_s.get(name)
-                    tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * (took - prev)
                     self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
                     try:
-                        end_run_locked(run, ok, value)
+                        for run, ok, value, seconds in outcomes:
+                            name = run.cmd.spec.name
+                            prev = tool_s.get(name)
+                            tool_s[name] = seconds if prev is None else prev + _EWMA_ALPHA * (seconds - prev)
+                            try:
+                                end_run_locked(run, ok, value)
+                            except Exception:  # the other runs of the batch still end
+                                log.exception("lanes: recording the end of command %s failed", run.cmd.id)
                         dispatch_locked()
                     finally:
                         self._pulling -= 1
-                    run = self._take_locked(worker)
-                    if run is None and not self._park_locked(worker):
+                    took = self._take_locked(worker)
+                    if not took and not self._park_locked(worker):
                         return
             except Exception:
                 # The outbox ran what was queued; keep the thread serving.
-                log.exception("lanes: recording the end of command %s failed", run.cmd.id if run else "?")
+                log.exception("lanes: dispatching after a run failed")
                 with box:
-                    run = self._take_locked(worker)
-                    if run is None and not self._park_locked(worker):
+                    took = self._take_locked(worker)
+                    if not took and not self._park_locked(worker):
                         return
 
     def _park_locked(self, worker: _Worker) -> bool:

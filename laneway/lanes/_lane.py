@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from laneway.lanes._metrics import LaneRecorder
     from laneway.core import TimerHandle
 
-# Weight of the newest run time in the moving average behind ETAs.
-_EWMA_ALPHA = 0.2
+#: Weight of the newest run time in the moving average behind ETAs.
+RUN_EWMA_ALPHA = 0.2
 
 
 class Lane:
@@ -65,13 +65,20 @@ class Lane:
     def has_work(self) -> bool:
         if self.preemptors:
             return True
-        if self.group is not None:
-            return bool(self.group.pending)
-        return bool(self.queue)
+        group = self.group
+        if group is not None:
+            return bool(group.pending)
+        return self.queue.size > 0
 
     def eligible(self) -> bool:
         """May the scheduler take a command from this lane now (rate limits aside)?"""
-        return not self.paused and self.rate_timer is None and self.active < self.cap and self.has_work()
+        # One expression, no property or method calls: the scheduler asks after every change.
+        group = self.group
+        if group is None:
+            return (self.active < self.config.max_concurrency and (self.queue.size > 0 or bool(self.preemptors))
+                    and not self.paused and self.rate_timer is None)
+        return (self.active < group.max_concurrent and (bool(group.pending) or bool(self.preemptors))
+                and not self.paused and self.rate_timer is None)
 
     def take(self) -> Command | None:
         """The next command to start, or None; a group's placeholder turns the lane into group mode."""
@@ -113,10 +120,6 @@ class Lane:
     def remove_waiting(self, cmd: Command) -> None:
         self.pending -= 1
         del self.waiting[cmd.id]
-
-    def note_run_time(self, seconds: float) -> None:
-        prev = self.run_ewma
-        self.run_ewma = seconds if prev is None else prev + _EWMA_ALPHA * (seconds - prev)
 
     def eta(self, position: int) -> float | None:
         """Seconds until a command at ``position`` starts, from recent run times and the slot count."""

@@ -103,7 +103,11 @@ def shutdown(core: LaneCore) -> None:
 def drain(core: LaneCore, timeout: float | None) -> DrainReport:
     """Wait until no command is queued or running (up to ``timeout`` s); report what is left."""
     with core.lock:
-        core.quiet.wait_for(lambda: not core.commands, timeout)
+        core.quiet_waiters += 1
+        try:
+            core.quiet.wait_for(lambda: not core.commands, timeout)
+        finally:
+            core.quiet_waiters -= 1
         queued = tuple(c.id for c in core.commands.values() if c.state is not CommandState.RUNNING)
         running = tuple(c.id for c in core.commands.values() if c.state is CommandState.RUNNING)
     return DrainReport(drained=not queued and not running, queued=queued, running=running)

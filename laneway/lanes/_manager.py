@@ -6,6 +6,7 @@ import itertools
 import logging
 import os
 import secrets
+from functools import partial
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -115,7 +116,7 @@ class LaneManager:
         core.lane_idle_locked = self._sessions.lane_idle_locked
         id_prefix, ids = secrets.token_hex(4), itertools.count(1)
         self._submitter = Submitter(core, self.tools, session_lane_locked=self._sessions.lane_locked,
-                                    new_id=lambda: f"{id_prefix}-{next(ids)}", cancel_fn=self.cancel)
+                                    new_id=partial(next, map(f"{id_prefix}-{{}}".format, ids)), cancel_fn=self.cancel)
         self._close_report: DrainReport | None = None
         orch.dead_letters.register_resubmitter("lane:", self._resubmit_letter)
         orch.on_shutdown("lanes", self.close)
@@ -213,8 +214,12 @@ class LaneManager:
             LanewayTimeout: no result within ``wait_timeout``.
             Exception: what the command failed with.
         """
-        check_give_up(on_give_up)
-        handle = self._submit(lane, target, params, True, **options)
+        if on_give_up is not GiveUp.WITHDRAW:
+            check_give_up(on_give_up)
+        if options:
+            handle = self._submit(lane, target, params, True, **options)
+        else:  # every option at its default: one frame less
+            handle = self._submitter.submit(lane, target, params, DEFAULT_OPTIONS, self._ask_timeout, watch=True)
         return wait_result(handle, self._ask_timeout if wait_timeout is None else wait_timeout, on_give_up,
                            self._core.cancel)
 

@@ -7,6 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from laneway.errors import CommandTimeout, LaneError
+from laneway.lanes._lane import RUN_EWMA_ALPHA
 from laneway.lanes._records import CommandState
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class Outcomes:
         cmd = run.cmd
         lane = cmd.lane
         core = self._core
-        now = core.clock.now()
+        now = core.now()
         lane.active -= 1
         if lane.active < lane.config.min_concurrency:
             core.reserved += 1
@@ -67,7 +68,9 @@ class Outcomes:
         if cmd.preemptible:
             lane.preemptible_runs -= 1
         core.running -= 1
-        lane.note_run_time(now - run.started_at)
+        took = now - run.started_at
+        prev = lane.run_ewma  # the moving average behind the lane's ETAs
+        lane.run_ewma = took if prev is None else prev + RUN_EWMA_ALPHA * (took - prev)
         if run.superseded:
             if run.requeue and cmd.state is CommandState.RUNNING:
                 if ok:  # it finished anyway (ignoring its token): no reason to run it again
@@ -96,8 +99,9 @@ class Outcomes:
         if cmd.durable and core.pending is not None:
             core.box.add(partial(core.pending.delete, cmd.id))
         core.box.add(partial(cmd.future.settle, value))
-        core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
-                  tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
+        if core.events.wants("queue.command.completed"):
+            core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
+                      tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
 
     def _fail_attempt_locked(self, cmd: Command, error: BaseException) -> None:
         core = self._core
@@ -108,7 +112,7 @@ class Outcomes:
             lane.retried += 1
             cmd.state = CommandState.RETRY_WAIT
             lane.add_waiting(cmd)
-            cmd.enqueued_at = core.clock.now()
+            cmd.enqueued_at = core.now()
             core.emit("queue.command.retry", lane.name, command_id=cmd.id, caller=cmd.caller,
                       attempt=cmd.attempts, delay_s=delay, error=repr(error))
             if delay > 0:

@@ -33,18 +33,18 @@ class FairQueue:
     equal levels go in submission order.
     """
 
-    __slots__ = ("_callers", "_len", "_spare")
+    __slots__ = ("_callers", "size", "_spare")
 
     def __init__(self) -> None:
         # Insertion order is the round-robin order: the first caller is served next.
         self._callers: dict[str, _CallerQueue] = {}
-        self._len = 0
+        self.size = 0  # live commands queued (read by the scheduler's hot path without a call)
         # Emptied caller queues for reuse: a caller's queue empties and comes back all the time
         # when a lane keeps up with its callers. Bounded, so many one-off callers leave no trail.
         self._spare: list[_CallerQueue] = []
 
     def __len__(self) -> int:
-        return self._len
+        return self.size
 
     def push(self, cmd: Command) -> None:
         """Queue ``cmd`` (its ``level`` and ``seq`` set)."""
@@ -54,11 +54,11 @@ class FairQueue:
         heapq.heappush(cq.heap, (cmd.level, cmd.seq, cmd))
         cq.live += 1
         cq.per_level[cmd.level] += 1
-        self._len += 1
+        self.size += 1
 
     def estimate(self, caller: str, level: int) -> int:
         """How many queued commands would go before a new one of ``caller`` at ``level``."""
-        if not self._len:
+        if not self.size:
             return 0
         own = self._callers.get(caller)
         # Same-caller commands at an equal or better level, plus one turn of
@@ -75,7 +75,18 @@ class FairQueue:
         callers = self._callers
         while callers:
             caller, cq = next(iter(callers.items()))
-            cmd = self._pop_live(cq)
+            heap = cq.heap
+            cmd = None
+            while heap:  # the caller's best live entry
+                level, seq, head = heapq.heappop(heap)
+                if head.queued and head.level == level and head.seq == seq:  # else a stale entry
+                    cq.live -= 1
+                    cq.per_level[level] -= 1
+                    self.size -= 1
+                    cmd = head
+                    break
+            else:
+                cq.live = 0
             del callers[caller]
             if cq.live:
                 callers[caller] = cq  # to the back of the round
@@ -83,18 +94,6 @@ class FairQueue:
                 self._retire(cq)
             if cmd is not None:
                 return cmd
-        return None
-
-    def _pop_live(self, cq: _CallerQueue) -> Command | None:
-        heap = cq.heap
-        while heap:
-            level, seq, cmd = heapq.heappop(heap)
-            if cmd.queued and cmd.level == level and cmd.seq == seq:  # else a stale entry (cancelled, promoted)
-                cq.live -= 1
-                cq.per_level[level] -= 1
-                self._len -= 1
-                return cmd
-        cq.live = 0
         return None
 
     def _retire(self, cq: _CallerQueue) -> None:
@@ -113,7 +112,7 @@ class FairQueue:
             return
         cq.live -= 1
         cq.per_level[cmd.level] -= 1
-        self._len -= 1
+        self.size -= 1
         if cq.live == 0:
             del self._callers[cmd.caller]
             self._retire(cq)

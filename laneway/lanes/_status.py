@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from laneway.lanes._metrics import prepare_readings
 from laneway.lanes._records import LaneManagerStats, LaneStatus, ManagerStatusReport
 
 if TYPE_CHECKING:
@@ -11,9 +12,18 @@ if TYPE_CHECKING:
 
 
 def manager_statistics(core: LaneCore, sessions: int) -> LaneManagerStats:
-    """Every lane's statistics and the shared capacity."""
+    """Every lane's statistics and the shared capacity.
+
+    Sorting the lanes' latency windows is most of the work, and a console or
+    monitor asks several times a second: it is done first, on copies, without
+    the lock, so the lock is held only while the counters are read. The
+    percentiles are those of the windows when the call began.
+    """
+    now = core.clock.now()
     with core.lock:
-        now = core.clock.now()
+        recorders = [x.recorder for x in core.lanes.values()]
+    prepare_readings(recorders, now)
+    with core.lock:
         lanes = sorted(core.lanes.values(), key=lambda x: x.config.priority)
         return LaneManagerStats(
             lanes=tuple(x.stats(now) for x in lanes),

@@ -103,11 +103,17 @@ class Submitter:
         (:meth:`CommandFuture.prepare_wait`) before the run can start.
         """
         core = self._core
-        spec, named = self.resolve(target)
-        checked = self.check_params(spec, params)
-        cmd = self._new_command(self.lane_for(lane_name), spec, checked, named, opts)
+        # The common case (a tool by name, a dict of params, a named lane) without the helpers' calls.
+        spec, named = (self._tools.get(target), True) if type(target) is str else self.resolve(target)
+        if type(params) is dict:
+            spec.validate(params)
+            checked = params.copy()
+        else:
+            checked = self.check_params(spec, params)
+        lane = core.lanes.get(lane_name)
+        cmd = self._new_command(self.lane_for(lane_name) if lane is None else lane, spec, checked, named, opts)
         cmd.attempts = attempts
-        if cmd.id in core.commands:
+        if opts.command_id is not None and cmd.id in core.commands:  # generated ids are unique
             raise ConfigError(f"command id {cmd.id!r} is already in use")
         if core.pending is not None or core.events.wants("queue.command.submitted"):
             self._announce_submitted([cmd])
@@ -115,8 +121,11 @@ class Submitter:
         try:
             while True:
                 with core.box:
-                    core.check_accepting_locked()
-                    lane = self._attach_lane_locked(cmd)
+                    if not core.accepting:
+                        core.check_accepting_locked()
+                    lane = cmd.lane
+                    if core.lanes.get(lane.name) is not lane:
+                        lane = self._attach_lane_locked(cmd)
                     if unbounded or lane.pending < lane.config.max_pending:
                         position, eta = core.enqueue_locked(cmd, opts.max_wait)
                         # Everything the caller needs is made before the worker is woken (by this
@@ -125,7 +134,10 @@ class Submitter:
                                                cancel_fn=self._cancel_fn)
                         if watch:
                             cmd.future.prepare_wait()
-                        core.dispatch_locked()
+                        if cmd.queued and lane.eligible():
+                            # Else nothing can start that could not before: only this lane changed,
+                            # and it has no free slot or no work (the command started or waits for one).
+                            core.dispatch_locked()
                         break
                     if block <= 0:
                         raise LaneFull(f"lane {lane.name!r} is full ({lane.config.max_pending} pending)")
@@ -193,7 +205,7 @@ class Submitter:
         preemptible = opts.preemptible
         cmd = Command(self._new_id() if opts.command_id is None else opts.command_id, lane, spec, params,
                       opts.caller, int(level), timeout, retry, opts.deadline_s,
-                      spec.preemptible if preemptible is None else bool(preemptible), self._core.clock.now(),
+                      spec.preemptible if preemptible is None else bool(preemptible), self._core.now(),
                       named and self._core.pending is not None)
         cmd.named = named
         return cmd

@@ -159,14 +159,20 @@ class ToolSpec:
     def validate(self, params: Mapping[str, Any]) -> None:
         """Raise ToolParameterError naming the first missing, unknown or wrongly-typed parameter."""
         declared = self._declared
-        for key in params:
-            if key not in declared and not self.accepts_extra:
-                raise ToolParameterError(f"tool {self.name!r}: unknown parameter {key!r}; it takes {sorted(declared)}")
+        if not self.accepts_extra:
+            for key in params:
+                if key not in declared:
+                    raise ToolParameterError(f"tool {self.name!r}: unknown parameter {key!r}; it takes {sorted(declared)}")
         for p in self.parameters:
-            if p.name in params:
-                p.check(self.name, params[p.name])
+            name = p.name
+            if name in params:
+                # Every submit validates: a value of exactly an accepted type passes without a call.
+                types = p._types
+                if types is None or (types is not _UNRESOLVED and type(params[name]) in types):
+                    continue
+                p.check(self.name, params[name])
             elif p.required:
-                raise ToolParameterError(f"tool {self.name!r}: missing required parameter {p.name!r}")
+                raise ToolParameterError(f"tool {self.name!r}: missing required parameter {name!r}")
 
     def schema(self) -> dict[str, Any]:
         """A JSON-Schema-like description (for LLM tool lists)."""

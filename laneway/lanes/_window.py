@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import math
+from typing import Callable
 
 from laneway.lanes._config import RateLimit
 
@@ -70,18 +71,40 @@ class Throughput:
 class Latencies:
     """The most recent ``size`` latencies, for percentiles."""
 
-    __slots__ = ("_samples",)
+    __slots__ = ("_samples", "record")
 
     def __init__(self, size: int = 2048) -> None:
         self._samples: collections.deque[float] = collections.deque(maxlen=size)
-
-    def record(self, seconds: float) -> None:
-        self._samples.append(seconds)
+        #: ``record(seconds)``: keep one latency (the deque's own append: no Python frame per completion).
+        self.record: Callable[[float], None] = self._samples.append
 
     def percentiles(self, *qs: float) -> tuple[float | None, ...]:
         """Nearest-rank percentiles (``qs`` in 0..100), None each when there are no samples."""
-        ordered = sorted(self._samples)
-        if not ordered:
-            return tuple(None for _ in qs)
-        last = len(ordered) - 1
-        return tuple(ordered[min(last, max(0, math.ceil(q / 100 * len(ordered)) - 1))] for q in qs)
+        return nearest_rank(sorted(self._samples), qs)
+
+    def samples(self) -> tuple[float, ...]:
+        """The window, oldest first, as a copy, safe to take without the lock that guards :meth:`record`.
+
+        Copying is one C call under the GIL, so a concurrent record lands wholly
+        before or after it; should the deque still report a change mid-copy,
+        the copy is taken again.
+        """
+        for _ in range(3):
+            try:
+                return tuple(self._samples)
+            except RuntimeError:  # "deque mutated during iteration"
+                continue
+        return tuple(self._samples)
+
+
+def nearest_rank(ordered: list[float], qs: tuple[float, ...]) -> tuple[float | None, ...]:
+    """Nearest-rank percentiles (``qs`` in 0..100) of sorted values, None each when there are none.
+
+    Example:
+        >>> nearest_rank([1.0, 2.0, 3.0, 4.0], (50, 99))
+        (2.0, 4.0)
+    """
+    if not ordered:
+        return tuple(None for _ in qs)
+    last = len(ordered) - 1
+    return tuple(ordered[min(last, max(0, math.ceil(q / 100 * len(ordered)) - 1))] for q in qs)

@@ -30,7 +30,7 @@ from laneway.core import (
     ProgressStream,
     ProgressSubscription,
 )
-from laneway.observe._system import AgentView, LaneView, SystemView, WorkerView, system_view
+from laneway.observe._system import AgentView, LaneView, SystemView, WorkerView, system_view, system_view_of
 
 __all__ = [
     "Observed",
@@ -66,4 +66,5 @@ __all__ = [
     "WorkerView",
     "percentile",
     "system_view",
+    "system_view_of",
 ]

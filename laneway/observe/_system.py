@@ -9,7 +9,7 @@ never start a pool or a router as a side effect.
 from __future__ import annotations
 
 import logging
-from typing import Any, TYPE_CHECKING
+from typing import Any, Iterable, TYPE_CHECKING
 
 import attrs
 
@@ -90,32 +90,35 @@ def _value(x: Any) -> str:
     return str(getattr(x, "value", x))
 
 
-def _lanes(lanes: Any) -> tuple[LaneView, ...]:
-    return tuple(
-        LaneView(s.name, s.priority, s.pending, s.active, s.max_concurrency, s.completed, s.failed)
-        for s in lanes.statistics().lanes
-    )
-
-
-def _workers(pool: Any) -> tuple[tuple[WorkerView, ...], int, int]:
-    workers = tuple(
-        WorkerView(w.name, w.pid, _value(w.state), w.rss, w.cpu, w.tasks_done) for w in pool.workers()
-    )
-    stats = pool.statistics()
-    return workers, stats.queued, stats.in_flight
-
-
 def _role(role: Any) -> str:
     symbol = getattr(role, "symbol", None)
     return f"{symbol} {role.name.lower()}" if symbol else _value(role)
 
 
-def _agents(router: Any) -> tuple[AgentView, ...]:
-    return tuple(
-        AgentView(
-            a.agent_id, _role(a.role), a.in_flight, a.max_concurrent, a.completed, a.failed, _value(a.breaker)
-        )
-        for a in sorted(router.agents(), key=lambda a: a.agent_id)
+def system_view_of(ts: float, *, lanes: Iterable[Any] = (), workers: Iterable[Any] = (), pool: Any = None,
+                   agents: Iterable[Any] = ()) -> SystemView:
+    """A :class:`SystemView` of readings already taken, for a reader that needs them in full too.
+
+    Args:
+        ts: the clock reading they were taken at.
+        lanes: the lanes' ``LaneStats`` (``lanes.statistics().lanes``).
+        workers: the pool's worker records (``pool.workers()``).
+        pool: the pool's statistics (``pool.statistics()``), or None without a pool.
+        agents: the router's agent records (``router.agents()``).
+
+    Example:
+        >>> system_view_of(1.0).total_pending
+        0
+    """
+    return SystemView(
+        ts,
+        tuple(LaneView(s.name, s.priority, s.pending, s.active, s.max_concurrency, s.completed, s.failed)
+              for s in lanes),
+        tuple(WorkerView(w.name, w.pid, _value(w.state), w.rss, w.cpu, w.tasks_done) for w in workers),
+        tuple(AgentView(a.agent_id, _role(a.role), a.in_flight, a.max_concurrent, a.completed, a.failed,
+                        _value(a.breaker)) for a in sorted(agents, key=lambda a: a.agent_id)),
+        pool.queued if pool is not None else 0,
+        pool.in_flight if pool is not None else 0,
     )
 
 
@@ -140,7 +143,7 @@ def system_view(orch: Observed) -> SystemView:
         ...     system_view(orch).total_pending
         0
     """
-    lanes = _read("lanes", orch.started_lanes(), _lanes, ())
-    workers, queued, in_flight = _read("pool", orch.started_pool(), _workers, ((), 0, 0))
-    agents = _read("router", orch.started_router(), _agents, ())
-    return SystemView(orch.clock.now(), lanes, workers, agents, queued, in_flight)
+    lanes = _read("lanes", orch.started_lanes(), lambda x: x.statistics().lanes, ())
+    workers, pool = _read("pool", orch.started_pool(), lambda x: (x.workers(), x.statistics()), ((), None))
+    agents = _read("router", orch.started_router(), lambda x: x.agents(), ())
+    return system_view_of(orch.clock.now(), lanes=lanes, workers=workers, pool=pool, agents=agents)

@@ -64,9 +64,9 @@ Contract for a backend (what the Ray helper must implement)
         A worker runs its tasks one at a time, in the order they were assigned (the pool
         infers which task is running from that order, for timeouts and attempt counting).
         Report outcomes with ``hub.results(worker_id, [TaskOutcome, ...])`` in any batch
-        size, from any one thread; report each outcome once. Outcomes for a worker the
-        pool already considers lost are dropped and counted by the pool, so backends need
-        not filter them.
+        size, from one thread at a time, in the order they arrived; report each outcome once.
+        Outcomes for a worker the pool already considers lost are dropped and counted by
+        the pool, so backends need not filter them.
     ``stop_worker(worker_id, timeout)``
         Graceful stop, called from the worker's actor thread (``on_stop``) when the pool
         shrinks, recycles, or shuts down; the pool has already drained the worker's
@@ -126,7 +126,7 @@ from __future__ import annotations
 import abc
 import logging
 import signal
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import attrs
 
@@ -194,10 +194,9 @@ class Backend(abc.ABC):
     #: True if the backend transmits :attr:`TaskWire.args_buffers` (and runs tasks with
     #: ``TaskRunner.run(..., buffers)``); otherwise the pool pickles arguments in band.
     out_of_band: bool = False
-    #: The per-worker window (tasks in flight) a pool uses when it is given none: enough
-    #: for this transport to keep a worker busy (the Ray backend's calls take long enough
-    #: to need several batches queued per actor).
-    window: int = 16
+    #: The per-worker window (most tasks in flight) a pool uses when it is given none
+    #: (the Ray backend's is what its batch calls in flight hold).
+    window: int = 128
 
     @abc.abstractmethod
     def open(self, hub: WorkerHub) -> None:
@@ -234,6 +233,16 @@ class Backend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """A few facts for statistics, e.g. the endpoint the pool listens on."""
         return {}
+
+    def serve_waiter(self, done: Callable[[], bool], deadline: float | None) -> None:
+        """Optional: a caller is about to block until ``done()``; the backend may use its thread meanwhile.
+
+        Called by a task future's ``result()`` before it waits (``deadline``: monotonic time
+        or None). A backend may receive and report outcomes on the calling thread (sparing
+        the hop from its own I/O thread), returning as soon as ``done()`` is true, at the
+        deadline, or at once if it cannot; it must never run tasks there or block past the
+        deadline. The default does nothing: the caller waits for the future as usual.
+        """
 
     def capacity(self) -> int | None:
         """How many workers can run at once (asked after :meth:`open`); None: as many as asked.

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import concurrent.futures._base as _cf
 import threading
-from typing import Any
+import time
+from typing import Any, Callable
 
 from laneway.core import LazyFuture
 from laneway.errors import LanewayTimeout
@@ -32,11 +33,38 @@ class TaskFuture(LazyFuture[Any]):
     _timeout_error = LanewayTimeout
     #: True while the task sits in a worker's window (sent, or about to be): no longer recallable.
     _dispatched = False
+    # LazyFuture's initial state as class attributes: a task's future starts with one entry in
+    # its __dict__ instead of seven (one is made per task; most are settled without a waiter).
+    _cond = None
+    _state = _cf.PENDING
+    _result = None
+    _exception = None
+    _waiter_list = None
+    _callback_list = None
 
-    def __init__(self, task_id: int, label: str, lock: threading.Lock | None = None) -> None:
-        super().__init__()
-        # lock: the scheduler's, under which tasks go to workers (a future made alone gets a shared one)
-        self._task = (task_id, label, _ALONE if lock is None else lock)
+    def __init__(self, task_id: int, label: str, lock: threading.Lock | None = None,
+                 serve: Callable[[Callable[[], bool], float | None], None] | None = None) -> None:
+        # No LazyFuture.__init__: the class attributes above are its initial state.
+        # lock: the scheduler's, under which tasks go to workers (a future made alone gets a shared one);
+        # serve: the backend's serve_waiter, if it has one, which may read results on a waiting thread
+        self._task = (task_id, label, _ALONE if lock is None else lock, serve)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The task's result, waiting up to ``timeout`` seconds (see :class:`concurrent.futures.Future`).
+
+        While it waits, the calling thread may receive results for the pool (the backend's
+        ``serve_waiter``), so its own arrives without a hop through another thread.
+        """
+        if self._state != _cf.FINISHED:
+            serve = self._task[3]
+            if serve is not None:
+                if timeout is None:
+                    serve(self.done, None)
+                else:
+                    deadline = time.monotonic() + timeout
+                    serve(self.done, deadline)
+                    timeout = max(0.0, deadline - time.monotonic())
+        return super().result(timeout)
 
     @property
     def _what(self) -> str:

@@ -95,8 +95,11 @@ class Pool(concurrent.futures.Executor):
             :meth:`wait_ready`, ``submit`` and the queued tasks' futures raise
             :class:`~laneway.errors.InitializerError` naming it.
         initargs: arguments for ``initializer``.
-        window: most tasks in flight per worker (batching; kept at 2 for slow tasks). Default:
-            the backend's ``window`` (16 for ZeroMQ; 64 for Ray, four calls of 16 tasks per actor).
+        window: most tasks in flight per worker (batching): all of them only for tasks of well under
+            a millisecond (a worker's window holds about 30 ms of work), 2 for tasks of 5 ms or more.
+            Default: the backend's ``window`` (128 for ZeroMQ; for Ray ``batch_size *
+            max_calls_per_worker``, 64: what its calls in flight hold, so no task waits in one
+            worker's outbox while another worker has room).
         max_queue: bound of the pool's queue; ``submit`` blocks past it, ``submit_nowait`` raises.
         max_queue_mb: bound of the pickled arguments the queue holds, in MiB (the same
             backpressure). Large ``bytes`` arguments are kept by reference, not pickled, and

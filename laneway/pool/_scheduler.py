@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from laneway.errors import InitializerError, PoolDown, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
 from laneway.worker import codec as _codec
-from laneway.pool._backend import TaskWire
+from laneway.pool._backend import Backend, TaskWire
 from laneway.worker import TaskOutcome
 from laneway.pool._future import TaskFuture
 from laneway.pool._records import Assignment, PoolStats, WorkerState, WorkerStats
@@ -60,7 +60,6 @@ from laneway.pool._window import GONE_KEPT, WINDOW_BYTES, Task, WorkerRecord, po
 
 if TYPE_CHECKING:
     from laneway.actors import Clock
-    from laneway.pool._backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +134,8 @@ class Scheduler:
         self._slots = 0  # local worker slots under the supervisor (see slot_added/slot_removed)
         self.c: collections.Counter[str] = collections.Counter()  # statistics counters
         self._results = Settler(orch, name, self._lock, self.c)
+        # A backend that can read results on a waiting caller's thread (see Backend.serve_waiter).
+        self._serve = backend.serve_waiter if type(backend).serve_waiter is not Backend.serve_waiter else None
 
     # --- submitting -----------------------------------------------------------
 
@@ -158,8 +159,8 @@ class Scheduler:
                     raise PoolFull(f"pool queue stayed full ({self._fullness()}) for {queue_timeout}s")
                 self._check_open()
             tid = next(self._task_ids)
-            task = Task(tid, TaskWire(tid, *wire_parts, timeout, buffers), attempts, label, self._lock, dead_letter,
-                        nbytes=nbytes, owned=owned)
+            task = Task(tid, wire_parts, attempts, label, self._lock, dead_letter, False, nbytes, owned, self._serve,
+                        timeout, buffers)
             self._queue.append(task)
             self._queued_bytes += owned
             self.c["submitted"] += 1
@@ -260,8 +261,14 @@ class Scheduler:
                 return list(batches.items())
             window = self.window
             ready = (WorkerState.IDLE, WorkerState.BUSY)
-            open_ = [w for w in self._workers.values()
-                     if not w.draining and w.state in ready and w.room(window, self.max_tasks) > 0]
+            rooms: dict[str, int] = {}  # each open worker's room, counted down as tasks go to it
+            open_: list[WorkerRecord] = []
+            for w in self._workers.values():
+                if not w.draining and w.state in ready:
+                    room = w.room(window, self.max_tasks)
+                    if room > 0:
+                        open_.append(w)
+                        rooms[w.wid] = room
             now = self.clock.now()
             pick = self._picker(open_)
             sent_bytes = 0
@@ -282,23 +289,24 @@ class Scheduler:
                 if not w.window:
                     w.head_started = now
                     fut._state = _RUNNING  # heads the window: the worker runs it next, nothing ahead of it
-                    if task.wire.timeout is not None:
+                    if task.timeout is not None:
                         timers.append((task, w.wid))
                 w.window.append(task)
                 w.state = WorkerState.BUSY
                 batches.setdefault(w.wid, []).append(task.wire)
-                if w.room(window, self.max_tasks) <= 0:
+                rooms[w.wid] -= 1
+                if not rooms[w.wid]:
                     open_.remove(w)
             self._queued_bytes -= sent_bytes
             if sent_bytes or batches and len(queue) < self.max_queue:
-                self._not_full.notify_all()
+                _wake_waiters(self._not_full)
             # Tasks left over mean no worker has room: submitters need not wake the backend,
             # the next result, ready worker or lost worker will (and one wake-up then sends a
             # whole batch instead of one task per submit).
             self._saturated = bool(queue)
             grow = self._saturated and self._wants_worker()
             if self._closed and not queue:
-                self._ready_cond.notify_all()
+                _wake_waiters(self._ready_cond)
         if grow:
             self._on_grow()
         for task, wid in timers:
@@ -321,9 +329,9 @@ class Scheduler:
     def _arm(self, task: Task, wid: str) -> None:
         # The timer names the task by id only: a cancelled timer stays in the clock's heap until
         # its deadline, and must not keep the task's arguments or result alive that long.
-        if task.wire.timeout is None:
+        if task.timeout is None:
             return
-        task.timer = self.clock.call_later(task.wire.timeout, partial(self._expired, task.id, wid))
+        task.timer = self.clock.call_later(task.timeout, partial(self._expired, task.id, wid))
 
     def _expired(self, task_id: int, wid: str) -> None:
         with self._lock:
@@ -332,8 +340,8 @@ class Scheduler:
                 return
             task = w.timed_out = w.window[0]
         log.warning("pool task %d (%s) ran past its %.3gs timeout; killing worker %s", task.id, task.label,
-                    task.wire.timeout, wid)
-        self.backend.kill_worker(wid, f"task {task.id} timed out after {task.wire.timeout}s")
+                    task.timeout, wid)
+        self.backend.kill_worker(wid, f"task {task.id} timed out after {task.timeout}s")
 
     # --- WorkerHub: reports ---------------------------------------------------------
 
@@ -349,7 +357,7 @@ class Scheduler:
             elif not self._broken:  # run the initializer first; the worker is ready once it returned
                 parts, label = init
                 tid = -next(self._init_ids)
-                task = Task(tid, TaskWire(tid, *parts), 1, label, self._lock, dead_letter=False, init=True)
+                task = Task(tid, parts, 1, label, self._lock, dead_letter=False, init=True)
                 w.window.append(task)
                 w.head_started = self.clock.now()
                 self._init_due.append((worker_id, task))
@@ -419,12 +427,12 @@ class Scheduler:
                     nxt = window[0]
                     if nxt.future._state == _PENDING:
                         nxt.future._state = _RUNNING
-                    if nxt.wire.timeout is not None and nxt.timer is None:
+                    if nxt.timeout is not None and nxt.timer is None:
                         head = nxt
             else:
                 w.state = WorkerState.IDLE
                 w.idle_since = now
-                self._ready_cond.notify_all()
+                _wake_waiters(self._ready_cond)
             if self.max_tasks is not None and w.tasks_done >= self.max_tasks and not w.draining and not w.remote:
                 w.draining = True
                 self.c["recycled"] += 1
@@ -506,7 +514,7 @@ class Scheduler:
                 if w.timed_out is head:
                     self.c["timed_out"] += 1
                     settle.append((head, TaskTimeout(
-                        f"pool task {head.id} ({head.label}) ran past its {head.wire.timeout}s timeout; "
+                        f"pool task {head.id} ({head.label}) ran past its {head.timeout}s timeout; "
                         f"{who} was killed and replaced")))
                 else:
                     head.tries += 1
@@ -689,6 +697,16 @@ class Scheduler:
         with self._lock:
             ws = sorted(self._workers.values(), key=lambda w: (w.remote, w.slot)) + list(self._gone)
             return [w.stats(supervisor, restarts.get(w.slot, 0)) for w in ws]
+
+
+def _wake_waiters(cond: threading.Condition) -> None:
+    """``cond.notify_all()`` (the caller holds its lock) if anyone waits: on the data path most
+    rounds have no waiter, and notify_all costs microseconds even then.
+
+    Reads ``Condition._waiters``, CPython's list of waiters (the same since Python 3.2).
+    """
+    if cond._waiters:  # type: ignore[attr-defined]
+        cond.notify_all()
 
 
 def _fresh(err: BaseException) -> BaseException:

@@ -9,7 +9,7 @@ import collections
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from laneway.pool._backend import TaskWire
 from laneway.pool._future import TaskFuture
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 #: A worker whose tasks take longer than this (moving average) gets a window of SLOW_WINDOW.
 FAST_TASK_S = 0.005
 SLOW_WINDOW = 2
+#: A fast worker's window holds at most about this much work (by its tasks' moving average):
+#: tiny tasks travel many to a message, while tasks of a millisecond or more are not
+#: prefetched so deep that work queued in the pool, which any worker may take, waits behind them.
+PREFETCH_S = 0.03
 #: Most task payload (pickled arguments and their buffers) in one worker's window; a task
 #: bigger than this still goes, alone. Keeps large arguments queued in the pool, where any
 #: worker may take them, rather than in one worker's socket.
@@ -42,16 +46,22 @@ class Task:
     worker becomes ready (or the pool is down).
     """
 
-    __slots__ = ("id", "wire", "attempts", "tries", "future", "label", "timer", "dead_letter", "submitted_at", "init",
-                 "nbytes", "owned")
+    __slots__ = ("id", "parts", "timeout", "buffers", "attempts", "tries", "future", "label", "timer", "dead_letter",
+                 "submitted_at", "init", "nbytes", "owned")
 
-    def __init__(self, id: int, wire: TaskWire, attempts: int, label: str, lock: threading.Lock,
-                 dead_letter: bool = True, init: bool = False, nbytes: int = 0, owned: int = 0) -> None:
+    def __init__(self, id: int, parts: tuple[bytes, bytes, bytes], attempts: int, label: str, lock: threading.Lock,
+                 dead_letter: bool = True, init: bool = False, nbytes: int = 0, owned: int = 0,
+                 serve: Callable[[Callable[[], bool], float | None], None] | None = None,
+                 timeout: float | None = None, buffers: tuple[bytes, ...] = ()) -> None:
         self.id = id
-        self.wire = wire
+        # (fn digest, fn bytes, args bytes): the TaskWire is made when the task is sent (one
+        # long-lived object less per queued task for the garbage collector to walk)
+        self.parts = parts
+        self.timeout = timeout
+        self.buffers = buffers
         self.attempts = attempts
         self.tries = 0
-        self.future = TaskFuture(id, label, lock)
+        self.future = TaskFuture(id, label, lock, serve)
         self.label = label
         self.timer: TimerHandle | None = None
         self.dead_letter = dead_letter
@@ -60,9 +70,15 @@ class Task:
         self.nbytes = nbytes  # payload size on the wire (window byte budget)
         self.owned = owned  # pickles the pool made for it (queue byte budget)
 
+    @property
+    def wire(self) -> TaskWire:
+        """The task as the backend transmits it."""
+        digest, fn_bytes, args_bytes = self.parts
+        return TaskWire(self.id, digest, fn_bytes, args_bytes, self.timeout, self.buffers)
+
     def payload(self) -> TaskPayload:
-        w = self.wire
-        return TaskPayload(w.fn_bytes, w.args_bytes, w.timeout, self.attempts, self.label, w.args_buffers)
+        _, fn_bytes, args_bytes = self.parts
+        return TaskPayload(fn_bytes, args_bytes, self.timeout, self.attempts, self.label, self.buffers)
 
 
 class WorkerRecord:
@@ -97,7 +113,13 @@ class WorkerRecord:
     def room(self, window: int, max_tasks: int | None) -> int:
         """How many more tasks it may take: the full window only once its tasks prove fast,
         and never more than it has left before recycling."""
-        limit = window if self.service_s < FAST_TASK_S else min(window, SLOW_WINDOW)
+        service = self.service_s
+        if service >= FAST_TASK_S:
+            limit = min(window, SLOW_WINDOW)
+        elif service * window <= PREFETCH_S:
+            limit = window
+        else:
+            limit = max(SLOW_WINDOW, int(PREFETCH_S / service))
         room = limit - len(self.window)
         if max_tasks is not None and not self.remote:  # remote workers are never recycled
             room = min(room, max_tasks - self.tasks_done - len(self.window))

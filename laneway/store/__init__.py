@@ -11,9 +11,24 @@ Example:
     >>> store.close()
 """
 
+from typing import TYPE_CHECKING, Any
+
 from laneway.store._base import Store, VersionInfo
 from laneway.store._open import open_store
 from laneway.store._postgres import PostgresStore  # psycopg is imported only when one is created
-from laneway.store._sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from laneway.store._sqlite import SQLiteStore
 
 __all__ = ["PostgresStore", "SQLiteStore", "Store", "VersionInfo", "open_store"]
+
+
+def __getattr__(name: str) -> Any:
+    # sqlite3 loads with the first SQLite store (open_store imports it then too): a program
+    # that keeps no durable state, such as one that only runs a pool, never loads it.
+    if name == "SQLiteStore":
+        from laneway.store._sqlite import SQLiteStore
+
+        globals()["SQLiteStore"] = SQLiteStore
+        return SQLiteStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

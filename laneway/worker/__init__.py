@@ -14,13 +14,33 @@ Example:
     1024
 """
 
-from laneway.worker._keys import CurveServer, create_keys, is_loopback, load_client, load_server
-from laneway.worker._outcome import TaskOutcome
-from laneway.worker._process import CurveClient, WorkerConfig, die_with_parent, run as run_worker, spawn_entry
-from laneway.worker._runner import ShipLedger, TaskRunner
-from laneway.worker.codec import FunctionPickler, decode_outcome, digest, dumps_args
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from laneway.worker._boot import ChildProcess, start_process
+    from laneway.worker._keys import CurveServer, create_keys, is_loopback, load_client, load_server
+    from laneway.worker._outcome import TaskOutcome
+    from laneway.worker._process import CurveClient, WorkerConfig, die_with_parent, run as run_worker, spawn_entry
+    from laneway.worker._runner import ShipLedger, TaskRunner
+    from laneway.worker.codec import FunctionPickler, decode_outcome, digest, dumps_args
+
+#: Where each public name lives. A worker process starts by importing ``_process`` (its
+#: ``spawn_entry``), which would import this package first: loading every module here
+#: eagerly would give each worker the CurveZMQ key files' code and the pool side's
+#: helpers it never uses, so names load on first use.
+_HOME = {
+    "ChildProcess": "_boot", "start_process": "_boot",
+    "CurveServer": "_keys", "create_keys": "_keys", "is_loopback": "_keys", "load_client": "_keys",
+    "load_server": "_keys", "TaskOutcome": "_outcome", "CurveClient": "_process", "WorkerConfig": "_process",
+    "die_with_parent": "_process", "run_worker": "_process", "spawn_entry": "_process", "ShipLedger": "_runner",
+    "TaskRunner": "_runner", "FunctionPickler": "codec", "decode_outcome": "codec", "digest": "codec",
+    "dumps_args": "codec",
+}
 
 __all__ = [
+    "ChildProcess",
     "CurveClient",
     "CurveServer",
     "FunctionPickler",
@@ -38,4 +58,17 @@ __all__ = [
     "load_server",
     "run_worker",
     "spawn_entry",
+    "start_process",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(f"{__name__}.{home}")
+    value = getattr(module, "run" if name == "run_worker" else name)
+    globals()[name] = value  # later lookups skip this function
+    return value

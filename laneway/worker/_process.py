@@ -10,7 +10,6 @@ parent pid changes, so workers never outlive a pool even after SIGKILL.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -20,10 +19,8 @@ import socket
 import sys
 import threading
 import time
-import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
 import zmq
 
 from laneway.worker import wire
@@ -45,8 +42,11 @@ _HANDSHAKE_FAILED = {
 }
 
 
-@attrs.frozen
-class CurveClient:
+# The records here are NamedTuples, not attrs classes: every worker process imports this
+# module, and attrs would add a few MB and milliseconds of start-up to each.
+
+
+class CurveClient(NamedTuple):
     """Keys a worker needs to join a CurveZMQ pool (z85-encoded bytes)."""
 
     server_public: bytes
@@ -54,8 +54,7 @@ class CurveClient:
     secret: bytes
 
 
-@attrs.frozen
-class WorkerConfig:
+class WorkerConfig(NamedTuple):
     """How one worker process connects and behaves.
 
     Attributes:
@@ -86,13 +85,8 @@ class WorkerConfig:
 
 
 def spawn_entry(cfg: WorkerConfig) -> None:
-    """Target of the pool's ``spawn`` processes."""
+    """Target of the pool's worker processes (started by :func:`laneway.worker.start_process`)."""
     die_with_parent(cfg.parent_pid)
-    # multiprocessing marks our Process daemonic (so an interpreter exit kills us); a
-    # daemonic process may not start children, but tasks may legitimately want to.
-    import multiprocessing
-
-    multiprocessing.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the pool, which stops us in order
     sys.exit(run(cfg))
 
@@ -105,6 +99,8 @@ def die_with_parent(parent_pid: int | None) -> None:
     """
     if parent_pid is None or not sys.platform.startswith("linux"):
         return
+    import ctypes  # here, not at the top: the pool's process imports this module too, and never calls this
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
@@ -122,7 +118,7 @@ def run(cfg: WorkerConfig) -> int:
     previous = _stop_on_sigterm(stop) if cfg.remote else None
     try:
         while True:
-            wid = cfg.worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            wid = cfg.worker_id or _remote_worker_id()
             session = _Session(ctx, cfg, wid, runner, stop)
             outcome = session.serve()
             if outcome == "sigterm":
@@ -143,6 +139,12 @@ def run(cfg: WorkerConfig) -> int:
         ctx.destroy(linger=0)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _remote_worker_id() -> str:
+    import uuid  # remote workers only: a local worker's id comes from the pool
+
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def _stop_on_sigterm(stop: threading.Event) -> Any:

@@ -9,25 +9,50 @@ worker receives a function's code once and afterwards only its digest.
 Unpickling runs user code (``__reduce__``, ``__setstate__``), which may raise anything,
 ``SystemExit`` included. Nothing here lets that escape into a worker's loop or the
 pool's results thread: it becomes the one task's error.
+
+A worker needs neither cloudpickle nor hashlib to start (they cost it megabytes and
+milliseconds): a function that came by value imports cloudpickle as it unpickles (the
+pickle names cloudpickle's helpers), and results and errors go with the stdlib pickler
+when it can, cloudpickle being imported only for what the stdlib pickler refuses.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 import traceback
 import types
 import weakref
-from typing import Any, Callable
-
-import cloudpickle
+from typing import TYPE_CHECKING, Any, Callable
 
 from laneway.errors import SerializationError
 from laneway.worker._outcome import TaskOutcome
 from laneway.worker._remote import remote_error
 
 log = logging.getLogger(__name__)
+
+
+class _ImportOnFirstUse:
+    """Stands for a module until an attribute of it is first read, then imports it and puts the
+    module in its place in this module's globals, so later calls look it up directly."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        module = importlib.import_module(self._name)
+        globals()[self._name] = module
+        return getattr(module, attr)
+
+
+if TYPE_CHECKING:
+    import cloudpickle
+    import hashlib
+else:
+    cloudpickle = _ImportOnFirstUse("cloudpickle")
+    hashlib = _ImportOnFirstUse("hashlib")
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -61,24 +86,34 @@ class FunctionPickler:
     """
 
     def __init__(self) -> None:
-        self._memo: weakref.WeakKeyDictionary[Callable[..., Any], tuple[bytes, bytes]] = weakref.WeakKeyDictionary()
+        # Keyed by id(), each entry holding a weak reference to check the id still names the same
+        # function: a lookup costs a dict get and a call, where a WeakKeyDictionary builds a
+        # weak reference per lookup (a third of a tiny task's submit). The reference's callback
+        # drops the entry when the function goes, so a reused id never finds stale bytes.
+        self._memo: dict[int, tuple[weakref.ref[Callable[..., Any]], tuple[bytes, bytes]]] = {}
 
     def dumps(self, fn: Callable[..., Any]) -> tuple[bytes, bytes]:
         """``(digest, pickled bytes)`` of ``fn``; raises SerializationError if it cannot travel."""
+        found = self._memo.get(id(fn))
+        if found is not None and found[0]() is fn:
+            return found[1]
         if not callable(fn):
             raise SerializationError(f"pool tasks need a callable, got {type(fn).__name__}: {fn!r}")
         cacheable = type(fn) is types.FunctionType and fn.__closure__ is None
-        if cacheable:
-            found = self._memo.get(fn)
-            if found is not None:
-                return found
         try:
             data = cloudpickle.dumps(fn, protocol=PROTOCOL)
         except Exception as exc:
             raise SerializationError(f"cannot pickle function {_name(fn)} for a worker process: {exc!r}") from exc
         entry = (digest(data), data)
         if cacheable:
-            self._memo[fn] = entry
+            key = id(fn)
+            memo = self._memo
+
+            def forget(ref: weakref.ref[Callable[..., Any]]) -> None:
+                if memo.get(key, (None,))[0] is ref:
+                    del memo[key]
+
+            memo[key] = (weakref.ref(fn, forget), entry)
         return entry
 
 
@@ -102,6 +137,8 @@ class _BytesOOB:
 
 
 _PLAIN_OOB = PLAIN | {_BytesOOB}
+_SMALL_SCALAR = frozenset({int, float, bool, type(None), complex})
+_SMALL_SIZED = frozenset({str, bytes})  # in band below OOB_MIN
 
 
 def dumps_args_oob(args: tuple, kwargs: dict | None) -> tuple[bytes, tuple[bytes, ...], int]:
@@ -114,6 +151,14 @@ def dumps_args_oob(args: tuple, kwargs: dict | None) -> tuple[bytes, tuple[bytes
     this call allocated (the pickle and those copies): what queueing the task costs beyond
     the caller's own objects. Raises SerializationError naming what failed.
     """
+    if not kwargs:
+        for a in args:  # the common case first: a few small scalars, one stdlib pickle, no buffers
+            t = type(a)
+            if t not in _SMALL_SCALAR and (t not in _SMALL_SIZED or len(a) >= OOB_MIN):
+                break
+        else:
+            data = pickle.dumps((args, None), 5)
+            return data, (), len(data)
     if any(type(a) is bytes and len(a) >= OOB_MIN for a in args):
         args = tuple(_BytesOOB(a) if type(a) is bytes and len(a) >= OOB_MIN else a for a in args)
     if kwargs and any(type(v) is bytes and len(v) >= OOB_MIN for v in kwargs.values()):
@@ -188,7 +233,7 @@ def encode_result(task_id: int, value: Any) -> TaskOutcome:
     if type(value) in PLAIN:
         return TaskOutcome(task_id, True, pickle.dumps(value, PROTOCOL), True)
     try:
-        return TaskOutcome(task_id, True, cloudpickle.dumps(value, protocol=PROTOCOL))
+        return TaskOutcome(task_id, True, _dumps_any(value))
     except BaseException as exc:  # a __reduce__ may raise anything; the worker lives on
         text = f"the task's result ({type(value).__name__}) cannot be pickled back to the pool: {describe(exc)}"
         return TaskOutcome(task_id, False, error_record(exc, UNPICKLABLE, text))
@@ -206,13 +251,23 @@ def error_record(exc: BaseException, kind: str = RAISED, message: str | None = N
     except BaseException:
         tb_text = f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
     try:
-        exc_bytes = cloudpickle.dumps(exc, protocol=PROTOCOL)
+        exc_bytes = _dumps_any(exc)
         pickle.loads(exc_bytes)  # some exceptions pickle but cannot be rebuilt
     except BaseException:
         exc_bytes = b""
     type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
     text = message if message is not None else describe(exc)
     return pickle.dumps((kind, type_name, text, tb_text, exc_bytes), PROTOCOL)
+
+
+def _dumps_any(value: Any) -> bytes:
+    """The stdlib pickle of ``value``, or cloudpickle's when the stdlib pickler refuses it (lambdas,
+    local classes, objects of classes that came by value). The stdlib pickler writes a class or
+    function by reference only after checking that the name finds that very object here."""
+    try:
+        return pickle.dumps(value, PROTOCOL)
+    except Exception:
+        return cloudpickle.dumps(value, protocol=PROTOCOL)
 
 
 def describe(exc: BaseException) -> str:

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from typing import Any
 
 import attrs
 import psutil
@@ -40,6 +42,15 @@ class Unpicklable:
     pass
 
 
+@attrs.frozen
+class Blob:
+    """Reply ``size`` bytes, after waiting for ``gate`` if one is given."""
+
+    size: int
+    tag: int
+    gate: Any = None
+
+
 class Recorder(Counter):
     def on_start(self) -> None:
         super().on_start()
@@ -61,10 +72,16 @@ class Recorder(Counter):
     def _unpicklable(self, msg: Unpicklable) -> object:
         return threading.Lock()
 
+    @handler(Blob)
+    def _blob(self, msg: Blob) -> bytes:
+        if msg.gate is not None:
+            msg.gate.wait()
+        return bytes([msg.tag]) * msg.size
+
 
 def test_placement_is_an_enum_and_strings_are_coerced(orch):
     assert Placement.coerce("process") is Placement.PROCESS
-    with pytest.raises(errors.ConfigError, match=r"placement must be one of \['thread', 'process', 'ray'\]"):
+    with pytest.raises(errors.ConfigError, match=r"placement must be one of \['thread', 'process', 'ray', 'remote'\]"):
         orch.spawn(Counter, name="c", placement="gpu")
     with pytest.raises(errors.ConfigError, match="placement must be one of"):
         ChildSpec(Counter, name="c", placement="elsewhere")
@@ -112,6 +129,46 @@ def test_messages_from_each_sender_arrive_in_order(orch):
     assert len(notes) == 1200
     for s in range(4):
         assert [n for sender, n in notes if sender == s] == list(range(300))
+
+
+@pytest.mark.parametrize("size", [10, 300_000], ids=["datagram", "too-big-for-a-datagram"])
+def test_replies_of_any_size_reach_the_asker_and_late_ones_are_not_taken_for_the_next(orch, gates, size):
+    ref = orch.spawn(Recorder, name="r", placement="process")
+    assert ref.ask(Blob(size, 1), timeout=10) == b"\x01" * size
+    gate = gates()
+    with pytest.raises(errors.AskTimeout):
+        ref.ask(Blob(size, 2, gate), timeout=0.2)
+    gate.set()  # its reply comes now, late, to the same thread's sockets
+    assert ref.ask(Blob(size, 3), timeout=10) == b"\x03" * size
+    assert ref.ask(Blob(10, 4), timeout=10) == b"\x04" * 10
+
+
+def test_a_blocking_ask_in_flight_fails_when_the_process_dies(orch, gates):
+    ref = orch.spawn(Recorder, name="r", placement="process")
+    pid = ref.ask(Pid(), timeout=10)
+    ref.tell(Block(gates()))  # never opened: the ask below waits in the mailbox
+    outcome: list[BaseException] = []
+    asking = threading.Thread(target=lambda: _capture(outcome, ref.ask, Get(), timeout=30))
+    asking.start()
+    wait_until(lambda: ref._cell._asks, what="the ask to be sent")
+    os.kill(pid, signal.SIGKILL)
+    asking.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], errors.ActorProcessDied), outcome
+    assert outcome[0].pid == pid
+
+
+def wait_until(pred: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _capture(into: list, fn: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        fn(*args, **kwargs)
+    except BaseException as exc:
+        into.append(exc)
 
 
 def test_sigkill_fails_asks_in_flight_naming_pid_and_signal_and_dead_letters_tells(orch, gates):

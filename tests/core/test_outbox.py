@@ -1,5 +1,7 @@
 """The core Outbox: effects queued under its lock run after it, and a failed block can drop its own."""
 
+import threading
+
 import pytest
 
 from laneway.core import Outbox
@@ -72,3 +74,82 @@ def test_the_context_manager_form_drains_also_when_the_block_raised():
     assert box.depth == 0 and not box.lock._is_owned()
     with box:  # and the lock is free for the next holder
         pass
+
+
+class CountingLock:
+    """An RLock that counts how often it is taken (blocking or not)."""
+
+    def __init__(self) -> None:
+        self.inner = threading.RLock()
+        self.taken = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self.inner.acquire(blocking, timeout)
+        self.taken += got
+        return got
+
+    def release(self) -> None:
+        self.inner.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_a_block_with_effects_takes_the_lock_once_when_nobody_else_queues():
+    lock = CountingLock()
+    box = Outbox("t", lock)  # type: ignore[arg-type]
+    seen = []
+    with box:
+        box.add(lambda: seen.append("ran"))
+    assert seen == ["ran"]
+    assert lock.taken == 1  # the first batch is taken before the lock is released
+
+
+def test_effects_queued_while_another_thread_drains_run_after_its_own_in_order():
+    box = Outbox("t")
+    seen = []
+    draining = threading.Event()
+    queued = threading.Event()
+
+    def first() -> None:
+        seen.append("first")
+        draining.set()
+        assert queued.wait(10)  # the other thread queues and leaves while this one drains
+
+    def other_holder() -> None:
+        assert draining.wait(10)
+        with box:
+            box.add(lambda: seen.append("second"))
+        queued.set()  # left without running it: the drainer does
+
+    t = threading.Thread(target=other_holder)
+    t.start()
+    with box:
+        box.add(first)
+    t.join(10)
+    assert seen == ["first", "second"]
+    assert box.depth == 0 and not box.lock._is_owned()
+
+
+def test_a_contended_entry_waits_for_the_holder_and_gets_the_lock():
+    box = Outbox("t")
+    holding = threading.Event()
+    release = threading.Event()
+    got = []
+
+    def holder() -> None:
+        with box:
+            holding.set()
+            assert release.wait(10)  # holds the lock while blocked: the waiter must not spin forever
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert holding.wait(10)
+    threading.Timer(0.05, release.set).start()
+    with box:
+        got.append(box.depth)
+    t.join(10)
+    assert got == [1]

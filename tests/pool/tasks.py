@@ -162,3 +162,17 @@ def die_once_then_size(marker, data):
         open(marker, "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
     return len(data), data[-1]
+
+
+def loaded_modules():
+    """The modules the worker running this has imported (``tests/test_structure.py``)."""
+    import sys
+
+    return sorted(sys.modules)
+
+
+def main_module_file():
+    """The file of the main module this worker imported as ``__mp_main__`` (None if none)."""
+    import sys
+
+    return getattr(sys.modules.get("__mp_main__"), "__file__", None)

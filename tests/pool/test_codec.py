@@ -41,6 +41,32 @@ def test_plain_functions_are_pickled_once_closures_every_time():
         fp.dumps(42)
 
 
+def test_a_cached_function_pickle_goes_with_its_function_and_never_serves_another():
+    import gc
+    import types
+
+    fp = FunctionPickler()
+    for n in range(50):  # new functions often reuse a freed one's id
+        fn = types.FunctionType(compile(f"lambda: {n}", "<gen>", "eval").co_consts[0], {})
+        _, data = fp.dumps(fn)
+        assert pickle.loads(data)() == n
+        assert fp.dumps(fn)[1] is data  # the cached bytes while the function lives
+        del fn
+        gc.collect()
+    assert not fp._memo  # no entry outlives its function
+
+
+def test_small_scalar_arguments_and_large_bytes_round_trip_out_of_band():
+    from laneway.worker.codec import OOB_MIN, dumps_args_oob
+
+    big = bytes(OOB_MIN)
+    for args in [(1, 2.5, None, True, "s", b"b"), ("x" * OOB_MIN,), (big, 3)]:
+        data, bufs, owned = dumps_args_oob(args, None)
+        assert pickle.loads(data, buffers=bufs) == (args, None)
+        assert owned == len(data)
+    assert dumps_args_oob((big,), None)[1][0] is big  # by reference, never copied
+
+
 def test_arguments_use_the_fast_pickler_only_for_plain_values():
     assert pickle.loads(dumps_args((1, "a", 2.5, None), None)) == ((1, "a", 2.5, None), None)
     assert pickle.loads(dumps_args((1,), {"b": [2]})) == ((1,), {"b": [2]})

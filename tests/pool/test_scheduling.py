@@ -11,7 +11,7 @@ from laneway.actors import OneForOne
 
 from laneway.errors import ConfigError, PoolFull, RemoteError, SystemShutdown, TaskTimeout, WorkerDied
 from laneway.pool import Assignment, Pool, TaskPayload, WorkerState
-from laneway.pool._window import SLOW_WINDOW
+from laneway.pool._window import PREFETCH_S, SLOW_WINDOW
 
 from .fake_backend import FakeBackend
 from .tasks import add, boom, inc
@@ -61,6 +61,26 @@ def test_window_starts_small_and_grows_once_tasks_prove_fast(manual_orch):
         for w in list(be.sent):
             be.finish(w, len(be.in_flight(w)))
     assert [f.get(1) for f in futs] == list(range(1, 21))
+
+
+def test_tiny_tasks_travel_many_to_a_window_and_millisecond_tasks_few(manual_orch):
+    pool, be = start(manual_orch, workers=1)  # the default window
+    futs = [pool.submit(inc, i) for i in range(4000)]
+    (wid,) = be.pump()
+    deepest = 0
+    for _ in range(20):  # the manual clock stands still: every task takes 0 s, so the worker proves fast
+        be.finish(wid, len(be.in_flight(wid)))
+        be.pump()
+        deepest = max(deepest, len(be.in_flight(wid)))
+    assert deepest == 128  # up to 128 tiny tasks in flight (one message), not 16
+    for _ in range(200):  # now every task takes 1 ms: the window drains to about PREFETCH_S of them
+        manual_orch.clock.advance(0.001)
+        be.finish(wid, 1)
+        be.pump()
+    assert 0.8 * PREFETCH_S / 0.001 <= len(be.in_flight(wid)) <= PREFETCH_S / 0.001
+    while be.in_flight(wid) or be.pump():
+        be.finish(wid, len(be.in_flight(wid)))
+    assert [f.get(1) for f in futs] == [i + 1 for i in range(4000)]
 
 
 def test_round_robin_alternates_and_least_busy_fills_the_emptiest(manual_orch):

@@ -1,19 +1,20 @@
 """Process actors against their baselines, interleaved in one run: raw pyzmq, multiprocessing.Pipe, Ray.
 
-Run: python -m laneway.cli.benchmarks.actor_process [--n 5000] [--rounds 3] [--no-ray]
+Run: python -m laneway.cli.benchmarks.actor_process [--n 2000] [--rounds 10] [--no-ray]
 
 Measures, round after round so load on the machine hits every contender alike:
 
 * ask p50: a process actor's ``ask`` vs a raw pyzmq ipc round trip (DEALER to an
-  echo process, bytes in and out, no pickling); target <= 1.1x;
+  echo process, bytes in and out, no pickling); target <= 1.1x; the two take turns
+  every 100 asks within each round;
 * pipelined tells/s (n tells, then one ask to wait for them): a process actor vs a
   minimal actor on ``multiprocessing.Pipe`` (target >= 1.0x) and vs Ray actor
   method calls (target >= 10x);
 * with Ray installed, an actor with ``placement="ray"`` vs raw Ray actor calls:
   pipelined tells/s (n tells then one ask, vs n ``actor.echo.remote`` calls then
   a ``ray.get`` of the last; target >= 0.8x) and ask p50 (``ask`` vs
-  ``ray.get(actor.echo.remote(i))``, one at a time; target <= 1.25x, i.e. >= 0.8x
-  the calls per second), with the median and range of the per-round ratios.
+  ``ray.get(actor.echo.remote(i))``, one at a time, taking turns; target <= 1.25x,
+  i.e. >= 0.8x the calls per second), with the median and range of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -92,13 +93,22 @@ class PipeActor:
 # --- measurements -----------------------------------------------------------------
 
 
-def p50_us(call: Callable[[int], Any], n: int) -> float:
-    lat = []
-    for i in range(n):
-        t = time.perf_counter()
-        call(i)
-        lat.append(time.perf_counter() - t)
-    return statistics.median(lat) * 1e6
+#: Asks per turn: within a round the two ask runners take turns (A B A B ...) in chunks
+#: this size, so a burst of load on the shared machine hits both alike.
+CHUNK = 100
+
+
+def p50s_us(calls: list[Callable[[int], Any]], n: int) -> list[float]:
+    """The p50 latency of each of ``calls``, ``n`` calls each, taking turns in chunks of :data:`CHUNK`."""
+    lat: list[list[float]] = [[] for _ in calls]
+    perf = time.perf_counter
+    for start in range(0, n, CHUNK):
+        for call, mine in zip(calls, lat):
+            for i in range(start, min(n, start + CHUNK)):
+                t = perf()
+                call(i)
+                mine.append(perf() - t)
+    return [statistics.median(mine) * 1e6 for mine in lat]
 
 
 def tells_per_s(tell: Callable[[int], Any], flush: Callable[[], Any], n: int) -> float:
@@ -111,8 +121,8 @@ def tells_per_s(tell: Callable[[int], Any], flush: Callable[[], Any], n: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=5000, help="asks per round (tells: 10x)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--n", type=int, default=2000, help="asks per round (tells: 10x)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (many short ones: load swings hit every contender alike)")
     parser.add_argument("--quick", action="store_true", help="a short run (n=500, 1 round)")
     parser.add_argument("--no-ray", action="store_true", help="leave Ray out even if installed")
     args = parser.parse_args()
@@ -128,8 +138,26 @@ def main() -> None:
     zsock.connect(endpoint)
 
     def zmq_round_trip(i: int) -> None:
-        zsock.send(b"x")
-        zsock.recv()
+        data = i.to_bytes(8, "big")
+        zsock.send(data)
+        if zsock.recv() != data:
+            raise AssertionError(f"raw zmq echo returned a wrong value for {i}")
+
+    def actor_ask(i: int) -> None:
+        if ref.ask(i, timeout=30) != i:
+            raise AssertionError(f"the process actor's echo of {i} is wrong")
+
+    def ray_call(i: int) -> None:
+        if ray.get(ray_actor.echo.remote(i)) != i:
+            raise AssertionError(f"the Ray actor's echo of {i} is wrong")
+
+    def ray_placed_ask(i: int) -> None:
+        if ray_ref is None or ray_ref.ask(i, timeout=30) != i:
+            raise AssertionError(f"the Ray-placed actor's echo of {i} is wrong")
+
+    def flush(ask: Callable[[Any], Any]) -> None:
+        if ask("flush") != "flush":
+            raise AssertionError("the flush ask came back wrong")
 
     zmq_round_trip(0)  # connected
     pipe = PipeActor()
@@ -164,24 +192,26 @@ def main() -> None:
     n = args.n
     try:
         for _ in range(args.rounds):
-            rows["zmq p50"].append(p50_us(zmq_round_trip, n))
-            rows["actor p50"].append(p50_us(lambda i: ref.ask(i, timeout=30), n))
-            rows["pipe tells/s"].append(tells_per_s(pipe.tell, lambda: pipe.ask("flush"), n * 10))
-            rows["actor tells/s"].append(tells_per_s(ref.tell, lambda: ref.ask("flush", timeout=120), n * 10))
+            zmq_p50, actor_p50 = p50s_us([zmq_round_trip, actor_ask], n)
+            rows["zmq p50"].append(zmq_p50)
+            rows["actor p50"].append(actor_p50)
+            rows["pipe tells/s"].append(tells_per_s(pipe.tell, lambda: flush(pipe.ask), n * 10))
+            rows["actor tells/s"].append(tells_per_s(ref.tell, lambda: flush(lambda m: ref.ask(m, timeout=120)), n * 10))
             if ray_actor is not None:
                 import ray
 
                 calls: list[Any] = []
                 rows["ray tells/s"].append(
-                    tells_per_s(lambda i: calls.append(ray_actor.echo.remote(i)), lambda: ray.get(calls[-1]), n)
+                    tells_per_s(lambda i: calls.append(ray_actor.echo.remote(i)), lambda: _check_ray(ray.get(calls), n), n)
                 )
                 if ray_ref is not None:
                     rows["ray-placed tells/s"].append(
-                        tells_per_s(ray_ref.tell, lambda: ray_ref.ask("flush", timeout=120), n)
+                        tells_per_s(ray_ref.tell, lambda: flush(lambda m: ray_ref.ask(m, timeout=120)), n)
                     )
-                rows["ray p50"].append(p50_us(lambda i: ray.get(ray_actor.echo.remote(i)), n // 5))
-                if ray_ref is not None:
-                    rows["ray-placed p50"].append(p50_us(lambda i: ray_ref.ask(i, timeout=30), n // 5))
+                if ray_ref is not None:  # the two take turns every CHUNK calls, as the zmq pair does
+                    ray_p50, placed_p50 = p50s_us([ray_call, ray_placed_ask], n // 5)
+                    rows["ray p50"].append(ray_p50)
+                    rows["ray-placed p50"].append(placed_p50)
     finally:
         orch.shutdown()
         pipe.stop()
@@ -197,25 +227,26 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in rows.items() if v}
     print(f"median of {args.rounds} rounds, n={n} asks, {n * 10} tells (Ray: {n} calls)")
     for k, v in med.items():
-        print(f"  {k:20s} {v:12.1f}")
-    print("ratios (target):")
-    print(f"  actor ask p50 / raw zmq round trip     {med['actor p50'] / med['zmq p50']:.2f}x  (<= 1.1x)")
-    print(f"  actor tells / Pipe actor tells         {med['actor tells/s'] / med['pipe tells/s']:.2f}x  (>= 1.0x)")
-    if "ray tells/s" in med:
-        print(f"  actor tells / Ray actor calls          {med['actor tells/s'] / med['ray tells/s']:.2f}x  (>= 10x)")
-    if "ray-placed tells/s" in med:
-        print(f"  ray-placed tells / raw Ray calls       {med['ray-placed tells/s'] / med['ray tells/s']:.2f}x  (>= 0.8x)"
-              f"{per_round(rows['ray-placed tells/s'], rows['ray tells/s'])}")
-    if "ray-placed p50" in med:
-        print(f"  ray-placed ask p50 / raw Ray call p50  {med['ray-placed p50'] / med['ray p50']:.2f}x  (<= 1.25x)"
-              f"{per_round(rows['ray-placed p50'], rows['ray p50'])}")
+        print(f"  {k:20s} {v:12.1f}  (rounds: {', '.join(f'{x:.1f}' for x in rows[k])})")
+    print("per-round ratios: median [min-max] (target):")
+    _ratio("actor ask p50 / raw zmq round trip", rows["actor p50"], rows["zmq p50"], "<= 1.1x")
+    _ratio("actor tells / Pipe actor tells", rows["actor tells/s"], rows["pipe tells/s"], ">= 1.0x")
+    if rows["ray tells/s"]:
+        _ratio("actor tells / Ray actor calls", rows["actor tells/s"], rows["ray tells/s"], ">= 10x")
+    if rows["ray-placed tells/s"]:
+        _ratio("ray-placed tells / raw Ray calls", rows["ray-placed tells/s"], rows["ray tells/s"], ">= 0.8x")
+    if rows["ray-placed p50"]:
+        _ratio("ray-placed ask p50 / raw Ray call p50", rows["ray-placed p50"], rows["ray p50"], "<= 1.25x")
 
 
-def per_round(ours: list[float], theirs: list[float]) -> str:
-    """The median and range of the per-round ratios, for a line of the report."""
-    ratios = [a / b for a, b in zip(ours, theirs)]
-    return f"; per round median {statistics.median(ratios):.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x"
+def _ratio(label: str, mine: list[float], base: list[float], target: str) -> None:
+    ratios = [a / b for a, b in zip(mine, base)]
+    print(f"  {label:38s} {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]  ({target})")
 
+
+def _check_ray(values: list[Any], n: int) -> None:
+    if values != list(range(n)):
+        raise AssertionError("Ray actor calls returned wrong values")
 
 if __name__ == "__main__":
     main()

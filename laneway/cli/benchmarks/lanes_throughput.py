@@ -18,13 +18,23 @@ With --all, also (a3s-lane's benchmark shapes, see /work/shared/ANCHORS.md):
   * latency: sequential submit-and-wait, one at a time; raw laneway and pykka asks for reference.
 Managers are built and warmed before timing. Medians of --rounds rounds.
 
-Run: python -m laneway.cli.benchmarks.lanes_throughput [--rounds 5] [--all] [--skip-a3s]
+``--base DIR`` (before/after in one run): the two shapes run in two child processes, one
+importing laneway from this checkout and one from DIR (this file run as a script with
+``--child``, ``PYTHONPATH`` set); each child measures laneway and its own executor, and the
+children take turns round by round (here, base, here, base, ...), so both sets of ratios
+come from the same interleaved run.
+
+Run: python -m laneway.cli.benchmarks.lanes_throughput [--rounds 5] [--all] [--skip-a3s] [--base DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -126,33 +136,106 @@ def p50_checked(call: Callable[[int], object], n: int) -> float:
     return statistics.median(lat)
 
 
+class ExecutorRound:
+    """Laneway (the six default lanes: 28 slots) and ThreadPoolExecutor(28) in this process, warmed."""
+
+    def __init__(self) -> None:
+        self.orch = Orchestrator(name="bench-tpe")
+        self.lanes = laneway_manager(self.orch, None)
+        self.pool = ThreadPoolExecutor(28)
+        self.run()  # warm: threads started, code paths hot
+
+    def run(self) -> dict[str, float]:
+        """One round, runners alternating: burst ops/s and sequential p50 seconds, laneway's and the executor's."""
+        lanes, pool = self.lanes, self.pool
+        out = {"burst_lw": burst_checked(lambda i: lanes.submit(DEFAULTS[i % 6], "noop", {"x": i}),
+                                         lambda h: h.result(timeout=60), BURST),
+               "burst_tp": burst_checked(lambda i: pool.submit(noop, i), lambda f: f.result(60), BURST),
+               "seq_lw": p50_checked(lambda i: lanes.call("query", "noop", {"x": i}), SEQUENTIAL),
+               "seq_tp": p50_checked(lambda i: pool.submit(noop, i).result(60), SEQUENTIAL)}
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown()
+        self.orch.shutdown()
+
+
+def _report(tag: str, rounds: list[dict[str, float]]) -> tuple[list[float], list[float]]:
+    burst = [r["burst_lw"] / r["burst_tp"] for r in rounds]
+    seq = [r["seq_lw"] / r["seq_tp"] for r in rounds]
+    print(f"{tag}burst {BURST:,} over the 6 default lanes, laneway/executor ops/s: median {statistics.median(burst):.2f}x "
+          f"(range {min(burst):.2f}..{max(burst):.2f}; target >= 1.0)")
+    print(f"{tag}sequential call p50, laneway/executor: median {statistics.median(seq):.2f}x "
+          f"(range {min(seq):.2f}..{max(seq):.2f}; target <= 1.2)")
+    return burst, seq
+
+
+def _print_round(tag: str, k: int, r: dict[str, float]) -> None:
+    a, b, c, d = r["burst_lw"], r["burst_tp"], r["seq_lw"], r["seq_tp"]
+    print(f"{tag}round {k + 1}: burst laneway {a:,.0f}/s executor {b:,.0f}/s ratio {a / b:.2f}x; "
+          f"sequential p50 laneway {c * 1e6:.1f} us executor {d * 1e6:.1f} us ratio {c / d:.2f}x")
+
+
 def versus_executor(rounds: int) -> None:
     """The two shapes against ThreadPoolExecutor(28), interleaved, ratios per round."""
-    orch = Orchestrator(name="bench-tpe")
-    lanes = laneway_manager(orch, None)  # the six default lanes: 28 slots
-    pool = ThreadPoolExecutor(28)
-    lw_burst = lambda: burst_checked(lambda i: lanes.submit(DEFAULTS[i % 6], "noop", {"x": i}),
-                                     lambda h: h.result(timeout=60), BURST)
-    tp_burst = lambda: burst_checked(lambda i: pool.submit(noop, i), lambda f: f.result(60), BURST)
-    lw_seq = lambda: p50_checked(lambda i: lanes.call("query", "noop", {"x": i}), SEQUENTIAL)
-    tp_seq = lambda: p50_checked(lambda i: pool.submit(noop, i).result(60), SEQUENTIAL)
+    bench = ExecutorRound()
     try:
-        lw_burst(), tp_burst(), lw_seq(), tp_seq()  # warm: threads started, code paths hot
-        burst, seq = [], []
+        results = []
         for k in range(rounds):
-            a, b = lw_burst(), tp_burst()
-            c, d = lw_seq(), tp_seq()
-            burst.append(a / b)
-            seq.append(c / d)
-            print(f"round {k + 1}: burst laneway {a:,.0f}/s executor {b:,.0f}/s ratio {a / b:.2f}x; "
-                  f"sequential p50 laneway {c * 1e6:.1f} us executor {d * 1e6:.1f} us ratio {c / d:.2f}x")
-        print(f"burst {BURST:,} over the 6 default lanes, laneway/executor ops/s: median {statistics.median(burst):.2f}x "
-              f"(range {min(burst):.2f}..{max(burst):.2f}; target >= 1.0)")
-        print(f"sequential call p50, laneway/executor: median {statistics.median(seq):.2f}x "
-              f"(range {min(seq):.2f}..{max(seq):.2f}; target <= 1.2)")
+            results.append(bench.run())
+            _print_round("", k, results[-1])
+        _report("", results)
     finally:
-        pool.shutdown()
-        orch.shutdown()
+        bench.close()
+
+
+def child() -> None:
+    """``--child``: one warmed ExecutorRound; each ``round`` line on stdin answers one JSON line."""
+    bench = ExecutorRound()
+    print("ready", flush=True)
+    try:
+        for line in sys.stdin:
+            if line.strip() != "round":
+                break
+            print(json.dumps(bench.run()), flush=True)
+    finally:
+        bench.close()
+
+
+def versus_base(rounds: int, base: str) -> None:
+    """The two shapes in a child on this checkout and one on ``base``, taking turns round by round."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    trees = {"now": here, "base": os.path.abspath(base)}
+    children = {}
+    for tag, tree in trees.items():
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=tree))
+        children[tag] = proc
+    try:
+        for tag, proc in children.items():
+            if proc.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+                raise SystemExit(f"the {tag} child ({trees[tag]}) did not start")
+        results: dict[str, list[dict[str, float]]] = {tag: [] for tag in children}
+        for k in range(rounds):
+            for tag, proc in children.items():
+                proc.stdin.write("round\n")  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
+                line = proc.stdout.readline()  # type: ignore[union-attr]
+                if not line:
+                    raise SystemExit(f"the {tag} child ({trees[tag]}) died")
+                results[tag].append(json.loads(line))
+                _print_round(f"[{tag}] ", k, results[tag][-1])
+        ratios = {tag: _report(f"[{tag}] ", rs) for tag, rs in results.items()}
+        (nb, ns), (bb, bs) = ratios["now"], ratios["base"]
+        print(f"now/base, per round: burst ratio median {statistics.median(n / b for n, b in zip(nb, bb)):.2f}x, "
+              f"sequential p50 ratio median {statistics.median(n / b for n, b in zip(ns, bs)):.2f}x")
+    finally:
+        for proc in children.values():
+            try:
+                proc.stdin.close()  # type: ignore[union-attr]
+                proc.wait(timeout=60)
+            except Exception:
+                proc.kill()
 
 
 def main() -> None:
@@ -160,10 +243,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--all", action="store_true", help="also the a3s-lane shapes and raw asks")
     parser.add_argument("--skip-a3s", action="store_true")
+    parser.add_argument("--base", default="", help="a checkout whose laneway runs too, in its own child (before/after)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child()
+        return
     r = args.rounds
     print(f"laneway lanes vs ThreadPoolExecutor(28), {r} interleaved rounds (2-core machine, shared)")
-    versus_executor(r)
+    if args.base:
+        versus_base(r, args.base)
+    else:
+        versus_executor(r)
     if not args.all:
         return
     rows: dict[str, dict[str, float]] = {}

@@ -1,11 +1,15 @@
 """The default backend: worker OS processes talking to the pool over ZeroMQ.
 
-One I/O thread owns the pool's ROUTER socket (ZeroMQ sockets are not thread-safe)
-and carries the whole data path: it receives outcomes and heartbeats, sends task
-batches, and polls, in the same ``zmq.Poller``, a pidfd per local worker, which
+One I/O thread carries the data path: it receives outcomes and heartbeats, sends
+task batches, and polls, in the same ``zmq.Poller``, a pidfd per local worker, which
 becomes readable the moment the process exits, so a death is seen within
 milliseconds rather than at the next heartbeat. Other threads reach it through a
-command deque plus an eventfd. Routing every task through per-worker actor
+command deque plus an eventfd.
+
+Sending and receiving off the I/O thread (see ``_socket.py``): a thread that submits
+a task while nobody uses the socket assigns and sends it itself, and a caller
+blocked on a task's result reads the socket itself while nobody else does, sparing
+a lone task's round trip both hops through the I/O thread. Routing every task through per-worker actor
 mailboxes would add two thread hand-offs per task and cap throughput near the
 actor ask rate (about 10k/s); the worker actors instead handle lifecycle
 (start, stop, crash, restart), which is rare.
@@ -28,7 +32,7 @@ import shutil
 import signal
 import tempfile
 import threading
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import zmq
@@ -39,6 +43,7 @@ from laneway.pool._backend import Backend, WorkerHub, exit_reason
 from laneway.worker import TaskOutcome
 from laneway.worker import CurveServer, is_loopback
 from laneway.worker import ShipLedger
+from laneway.pool.zmq._socket import IO_RECHECK_S, SharedRouter
 from laneway.pool.zmq._spawner import Spawner
 from laneway.worker import WorkerConfig, spawn_entry
 
@@ -46,6 +51,7 @@ log = logging.getLogger(__name__)
 
 #: Incoming messages handled per poll round before sending again (keeps windows fed).
 RECV_BURST = 256
+
 
 
 class _Peer:
@@ -143,6 +149,7 @@ class ZmqBackend(Backend):
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._connect_ep = self._connectable(self.endpoint)
         self._router = router
+        self._shared = SharedRouter(router)
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._spawner = Spawner(self.endpoint)
         self._thread = threading.Thread(target=self._loop, name="laneway-pool-io", daemon=True)
@@ -212,6 +219,25 @@ class ZmqBackend(Backend):
     def wake(self) -> None:
         if threading.get_ident() == self._io_ident:
             return  # the I/O loop assigns at the end of every round anyway
+        shared = self._shared
+        lock = shared.lock
+        if lock.acquire(blocking=False):  # the socket is free: send from this thread (see the module docstring)
+            try:
+                pending = shared.open and self._dispatch_locked()
+            finally:
+                lock.release()
+            if pending:  # results came in while we sent: read them here if nobody else reads
+                if shared.reader.acquire(blocking=False):
+                    try:
+                        pending = self._receive()
+                    finally:
+                        shared.reader.release()
+                if pending:
+                    shared.kick_reader(self._wake_io)
+            return
+        self._wake_io()
+
+    def _wake_io(self) -> None:
         if not self._signalled:
             self._signalled = True
             try:
@@ -272,20 +298,34 @@ class ZmqBackend(Backend):
 
     # --- the I/O thread ------------------------------------------------------------
 
+    def serve_waiter(self, done: Callable[[], bool], deadline: float | None) -> None:
+        if threading.get_ident() == self._io_ident or self._closed:
+            return
+        self._shared.serve_waiter(done, deadline, self._receive, lambda: self._post(("resume",)))
+
+    def _send(self, frames: list[bytes]) -> None:
+        """Send a control message (from the I/O thread, or a caller reading the socket)."""
+        if self._shared.send(frames):
+            self._shared.kick_reader(self._wake_io)
+
     def _loop(self) -> None:
         self._io_ident = threading.get_ident()
+        shared = self._shared
         poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
+        sock_fd = shared.fd
+        poller.register(sock_fd, zmq.POLLIN)
+        self._sock_polled = True
         poller.register(self._efd, zmq.POLLIN)
         self._poller = poller
         self._by_fd: dict[int, _Peer] = {}
+        timeout: int | None = None
         try:
             while True:
-                ready = poller.poll()
+                ready = poller.poll(timeout)
                 for item, _ in ready:
-                    if item is self._router:
-                        self._receive()
-                    elif item == self._efd:
+                    if item == sock_fd:
+                        continue  # received below, every round
+                    if item == self._efd:
                         self._signalled = False
                         try:
                             os.eventfd_read(self._efd)
@@ -297,12 +337,37 @@ class ZmqBackend(Backend):
                         peer = self._by_fd.get(item)
                         if peer is not None:
                             self._reap(peer)
-                self._dispatch()
+                if shared.io_yielded and shared.take_back():
+                    poller.register(sock_fd, zmq.POLLIN)
+                    self._sock_polled = True
+                more = self._receive_io(poller, sock_fd)
+                with shared.lock:
+                    pending = self._dispatch_locked()
+                if pending and shared.io_yielded:
+                    shared.kick_reader(self._wake_io)  # the reading caller, or us if it just left
+                    pending = False
+                # 0: a message waits that no edge will announce again
+                timeout = 0 if more or pending else int(IO_RECHECK_S * 1000) if shared.io_yielded else None
         except BaseException:  # a bug, never a task (whose outcomes it only forwards): stop cleanly
             log.exception("pool I/O thread failed; killing workers")
             self._close_all(1.0)
         finally:
-            self._router.close(linger=0)
+            self._shared.close()
+
+    def _receive_io(self, poller: zmq.Poller, sock_fd: int) -> bool:
+        """The I/O thread's turn at reading, unless a waiting caller reads; True if more may wait."""
+        shared = self._shared
+        if not shared.reader.acquire(blocking=False):
+            if shared.io_may_read():
+                return True  # the caller is just leaving: look again at once
+            if self._sock_polled:  # stop polling the socket until the caller leaves
+                poller.unregister(sock_fd)
+                self._sock_polled = False
+            return False
+        try:
+            return self._receive()
+        finally:
+            shared.reader.release()
 
     def _commands(self) -> bool:
         cmds = self._cmds
@@ -319,35 +384,53 @@ class ZmqBackend(Backend):
             elif kind == "stop":
                 peer = cmd[1]
                 if peer.remote:
-                    self._router.send_multipart([peer.ident, wire.STOP])
+                    self._send([peer.ident, wire.STOP])
                     self._drop(peer, "stopped by the pool")
                 elif peer.hello:
-                    self._router.send_multipart([peer.ident, wire.STOP])
+                    self._send([peer.ident, wire.STOP])
                 else:  # not connected yet: a STOP would be dropped, and it runs nothing anyway
                     peer.kill_reason = "stopped before it connected"
                     self._signal(peer, signal.SIGKILL)
             elif kind == "drop":
-                self._router.send_multipart([cmd[1].ident, wire.REJOIN])
+                self._send([cmd[1].ident, wire.REJOIN])
                 self._drop(cmd[1], cmd[2])
             elif kind == "close":
                 self._close_all(cmd[1])
                 return False
+            elif kind == "frames":  # a message a waiting caller received and left to this thread
+                self._handle_frames(cmd[1])
+            # "resume" only wakes the loop, which takes the socket back
         return True
 
-    def _receive(self) -> None:
-        router = self._router
+    def _receive(self) -> bool:
+        """Receive and handle what waits, up to RECV_BURST messages, holding the reader role; True if more may wait.
+
+        Off the I/O thread (a waiting caller reads), only results and heartbeats are
+        handled here; anything else goes to the I/O thread, which owns the peers' lifecycle.
+        """
+        shared = self._shared
+        lock, on_io = shared.lock, threading.get_ident() == self._io_ident
         for _ in range(RECV_BURST):
-            try:
-                frames = router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if len(frames) < 2:
-                continue
-            try:
-                self._handle(frames[0], frames[1], frames[2] if len(frames) > 2 else b"", frames)
-            except BaseException:
-                # A malformed message (a worker of another version, a bug) must not stop the pool.
-                log.exception("dropped a malformed %r message from worker %r", frames[1][:1], frames[0])
+            with lock:
+                # Asking first is cheaper than a recv that raises zmq.Again, and it leaves the
+                # edge of ZMQ_FD armed once nothing waits.
+                if not shared.open or not shared.readable_locked():
+                    return False
+                frames = shared.recv_locked()
+            if on_io or len(frames) > 1 and frames[1] in (wire.DONE, wire.BEAT):
+                self._handle_frames(frames)
+            else:
+                self._post(("frames", frames))
+        return True
+
+    def _handle_frames(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            return
+        try:
+            self._handle(frames[0], frames[1], frames[2] if len(frames) > 2 else b"", frames)
+        except BaseException:
+            # A malformed message (a worker of another version, a bug) must not stop the pool.
+            log.exception("dropped a malformed %r message from worker %r", frames[1][:1], frames[0])
 
     def _handle(self, ident: bytes, kind: bytes, body: bytes, frames: list[bytes]) -> None:
         hub, peers = self._hub, self._peers
@@ -360,7 +443,7 @@ class ZmqBackend(Backend):
                                        for tid, ok, plain, data in pickle.loads(body)])
             else:  # from an id the pool already gave up on: counted as late, never unpickled
                 hub.results(ident.decode(errors="replace"), [TaskOutcome(0, False, b"")])
-                self._router.send_multipart([ident, wire.REJOIN])
+                self._send([ident, wire.REJOIN])
         elif kind == wire.BEAT and ident.endswith(wire.HB_SUFFIX):
             peer = peers.get(ident[: -len(wire.HB_SUFFIX)].decode(errors="replace"))
             if peer is not None:
@@ -391,11 +474,14 @@ class ZmqBackend(Backend):
         self._peers[wid] = peer
         if not self._hub.worker_joined(wid, pid=peer.pid, host=str(host)):
             del self._peers[wid]
-            self._router.send_multipart([ident, wire.STOP])
+            self._send([ident, wire.STOP])
 
-    def _dispatch(self) -> None:
-        router, peers = self._router, self._peers
-        for wid, wires in self._hub.assign():
+    def _dispatch_locked(self) -> bool:
+        """Send what the pool assigns, holding ``_sock_lock``; True if a message waits to be received
+        (a send may have consumed the ZMQ_FD edge that announced it)."""
+        send, peers = self._shared.send_locked, self._peers
+        batches = self._hub.assign()
+        for wid, wires in batches:
             peer = peers.get(wid)
             if peer is None:
                 continue  # reaped this round; the pool already requeued its window
@@ -412,10 +498,9 @@ class ZmqBackend(Backend):
                     out.extend(bufs)
                 head.append((t.task_id, t.fn_digest, to_send(t.fn_digest, t.fn_bytes), args, len(bufs)))
             out[2] = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
-            if len(out) == 3:
-                router.send_multipart(out)
-            else:  # copy=False: ZeroMQ sends the large buffers themselves, the caller's objects included
-                router.send_multipart(out, copy=False)
+            # zero-copy past the header: ZeroMQ sends large buffers themselves, the caller's objects included
+            send(out)
+        return bool(batches) and self._shared.readable_locked()
 
     def _check_heartbeats(self) -> None:
         now = self._clock.now()
@@ -430,7 +515,7 @@ class ZmqBackend(Backend):
                     peer.kill_reason = what
                     self._signal(peer, signal.SIGKILL)
             elif peer.remote:
-                self._router.send_multipart([peer.ident, wire.PING])
+                self._send([peer.ident, wire.PING])
 
     def _drop(self, peer: _Peer, reason: str) -> None:
         if self._peers.pop(peer.wid, None) is None:
@@ -462,7 +547,7 @@ class ZmqBackend(Backend):
         """Stop every worker still here: remote ones are told to stop, local ones killed and reaped."""
         for peer in list(self._peers.values()):
             if peer.remote:
-                self._router.send_multipart([peer.ident, wire.STOP])
+                self._send([peer.ident, wire.STOP])
                 self._drop(peer, "pool closed")
             else:
                 peer.kill_reason = peer.kill_reason or "pool closed"

@@ -1,5 +1,8 @@
 """Starts worker processes from one long-lived thread.
 
+Workers start as ``spawn`` children do, without multiprocessing's resource tracker
+(see :func:`laneway.worker.start_process`).
+
 Linux's ``PR_SET_PDEATHSIG`` fires when the *thread* that forked a child exits,
 not the process. Worker actors are restarted on fresh threads, so if they forked
 the workers themselves, a restart would SIGKILL the siblings they had started.
@@ -10,20 +13,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import multiprocessing
 import queue
 import threading
 from typing import Any, Callable
 
 from laneway.errors import PoolError
+from laneway.worker import start_process
 
 log = logging.getLogger(__name__)
 
-_CTX = multiprocessing.get_context("spawn")
-
 
 class Spawner:
-    """A thread that starts ``spawn`` processes on request.
+    """A thread that starts worker processes on request.
 
     Example:
         >>> sp = Spawner("doc")                                   # doctest: +SKIP
@@ -39,7 +40,7 @@ class Spawner:
         self._thread.start()
 
     def spawn(self, target: Callable[..., Any], args: tuple, *, name: str) -> Any:
-        """Start a daemonic ``spawn`` process running ``target(*args)``; returns the started Process.
+        """Start a process running ``target(*args)``; returns its :class:`~laneway.worker.ChildProcess`.
 
         Raises:
             PoolError: the process could not be started, or the spawner is closed.
@@ -74,8 +75,7 @@ class Spawner:
             if not fut.set_running_or_notify_cancel():
                 continue
             try:
-                proc = _CTX.Process(target=target, args=args, name=name, daemon=True)
-                proc.start()
+                proc = start_process(target, args, name=name)
             except BaseException as exc:
                 fut.set_exception(exc)
             else:

@@ -1,0 +1,193 @@
+"""The pool's ROUTER socket, shared by the I/O thread, submitting threads and one waiting caller.
+
+ZeroMQ sockets are not thread-safe, so every use of the socket happens under
+:attr:`SharedRouter.lock`, and nobody polls the socket itself: the I/O thread polls
+its ``ZMQ_FD``, a plain file descriptor. ``ZMQ_FD`` is edge-triggered: any operation
+on the socket may consume the edge that announced an arriving message, so whoever
+used the socket asks :meth:`SharedRouter.readable_locked` afterwards and, if a message
+waits, makes sure the current reader looks (:meth:`SharedRouter.kick_reader`).
+
+Reading (receiving *and* handling, so outcomes are reported one batch at a time, in
+the order they arrived) is a role, :attr:`SharedRouter.reader`, held briefly by the
+I/O thread in each round, or for a whole wait by one caller blocked on a task's
+future (leader/follower): that caller reads the socket itself, settling every
+future it receives on the way, and the result it waits for reaches it without a
+hop through the I/O thread. While a caller reads, the I/O thread stops polling
+``ZMQ_FD`` (:meth:`SharedRouter.io_may_read`) and keeps watching workers and commands;
+it takes the socket back within :data:`IO_RECHECK_S` of the caller leaving (at once
+if the caller left messages behind), so that callers waiting one after the other
+(the sequential round trip) do not wake it twice per task. A reading caller looks at
+its future at least every :data:`WAITER_SLICE_S`, since a future can also be settled
+elsewhere (a worker died, the pool closed), and it never reads past its deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from typing import Callable, Sequence, cast
+
+import zmq
+
+# The data path calls pyzmq's compiled socket methods with int flags: its Python layer
+# (recv_multipart, enum flags) cost as much per message as the rest of the round trip.
+_sock_send = zmq.backend.Socket.send
+_sock_recv = zmq.backend.Socket.recv
+_sock_get = zmq.backend.Socket.get
+_SNDMORE, _RCVMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.RCVMORE), int(zmq.NOBLOCK)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+
+#: A caller reading the socket while it waits checks its future at least this often.
+WAITER_SLICE_S = 0.02
+#: While a caller reads, the I/O thread checks this often whether it left (and takes the socket back).
+IO_RECHECK_S = 0.005
+
+
+class SharedRouter:
+    """The ROUTER socket with its lock, its ``ZMQ_FD`` and the reader role (see the module docstring).
+
+    Example:
+        >>> import zmq
+        >>> ctx = zmq.Context()
+        >>> shared = SharedRouter(ctx.socket(zmq.ROUTER))
+        >>> with shared.lock:
+        ...     shared.readable_locked()
+        False
+        >>> shared.close()
+        >>> ctx.term()
+    """
+
+    def __init__(self, sock: zmq.Socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()  # every use of the socket, from any thread
+        self.open = True  # under lock: False once the I/O thread closed the socket
+        self.fd = cast(int, sock.getsockopt(zmq.FD))
+        self.reader = threading.Lock()  # whoever receives and handles messages holds it
+        self._flags = threading.Lock()  # guards the two flags below
+        self._waiter_reads = False  # a waiting caller holds the reader role
+        self._io_yielded = False  # the I/O thread stopped polling fd until the caller leaves
+        self._waiter_efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._waiter_poll = select.poll()
+        self._waiter_poll.register(self.fd, select.POLLIN)
+        self._waiter_poll.register(self._waiter_efd, select.POLLIN)
+
+    # --- under lock ------------------------------------------------------------------
+
+    def readable_locked(self) -> bool:
+        """A message waits (reading ZMQ_EVENTS also re-arms the edge of ZMQ_FD)."""
+        return bool(cast(int, _sock_get(self.sock, _EVENTS)) & _POLLIN)
+
+    def recv_locked(self) -> list[bytes]:
+        """One whole multipart message; only after :meth:`readable_locked` said one waits."""
+        sock = self.sock
+        frames = [_sock_recv(sock, _NOBLOCK)]
+        while _sock_get(sock, _RCVMORE):
+            frames.append(_sock_recv(sock, _NOBLOCK))
+        return frames
+
+    def send_locked(self, frames: Sequence[bytes], zero_copy_from: int = 3) -> None:
+        """Send one multipart message; frames from ``zero_copy_from`` on go without a copy (large buffers)."""
+        sock, last = self.sock, len(frames) - 1
+        for i, frame in enumerate(frames):
+            if i < zero_copy_from:
+                _sock_send(sock, frame, _SNDMORE if i < last else 0)
+            else:
+                _sock_send(sock, frame, _SNDMORE if i < last else 0, copy=False)
+
+    # --- any thread ----------------------------------------------------------------------
+
+    def send(self, frames: Sequence[bytes]) -> bool:
+        """Send a small message; True if a message waits to be received afterwards."""
+        with self.lock:
+            if not self.open:
+                return False
+            self.send_locked(frames)
+            return self.readable_locked()
+
+    def kick_reader(self, wake_io: Callable[[], None]) -> None:
+        """A message waits that no edge will announce again: wake whoever reads now."""
+        if self._waiter_reads:
+            try:
+                os.eventfd_write(self._waiter_efd, 1)
+            except OSError:
+                pass  # closed: the pool is closing, and the caller leaves on its own
+        else:
+            # Also when a caller starts reading right now: it receives before it first waits.
+            wake_io()
+
+    def close(self) -> None:
+        """Close the socket (the I/O thread, as it ends) and the caller's wake-up descriptor."""
+        with self.lock:
+            if not self.open:
+                return
+            self.open = False
+            self.sock.close(linger=0)
+        with self.reader:  # a reading caller sees ``open`` False within WAITER_SLICE_S and leaves
+            os.close(self._waiter_efd)
+
+    # --- the reader role -------------------------------------------------------------
+
+    def io_may_read(self) -> bool:
+        """The I/O thread, holding ``reader``? No: a caller reads; True means look again at once.
+
+        Returns False when the I/O thread should leave the socket alone (a caller reads);
+        it then stops polling :attr:`fd` (``io_yielded``) until that caller resumes it.
+        """
+        with self._flags:
+            if self._waiter_reads:
+                self._io_yielded = True
+                return False
+        return True
+
+    def take_back(self) -> bool:
+        """The I/O thread, told to resume: True if it had yielded and no caller reads now (poll fd again)."""
+        with self._flags:
+            if self._io_yielded and not self._waiter_reads:
+                self._io_yielded = False
+                return True
+            return False
+
+    @property
+    def io_yielded(self) -> bool:
+        return self._io_yielded
+
+    def serve_waiter(self, done: Callable[[], bool], deadline: float | None, receive: Callable[[], bool],
+                     resume: Callable[[], None]) -> None:
+        """Read the socket on the calling thread until ``done()`` or ``deadline`` (monotonic), if nobody else reads.
+
+        ``receive()`` receives and handles what waits (True: more may wait); ``resume()``
+        gives the socket back to the I/O thread. Returns at once if another thread reads.
+        """
+        if not self.reader.acquire(blocking=False):
+            return
+        more = False
+        try:
+            with self._flags:
+                self._waiter_reads = True
+            poll, efd = self._waiter_poll.poll, self._waiter_efd
+            while self.open:
+                more = receive()
+                if done():
+                    return
+                wait_s = WAITER_SLICE_S
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    wait_s = min(wait_s, left)
+                if more:
+                    continue
+                for fd, _ in poll(max(1, int(wait_s * 1000))):
+                    if fd == efd:
+                        try:
+                            os.eventfd_read(efd)
+                        except BlockingIOError:
+                            pass
+        finally:
+            with self._flags:
+                self._waiter_reads = False
+            self.reader.release()
+            if more:  # messages left behind: the I/O thread takes over now rather than at its next check
+                resume()

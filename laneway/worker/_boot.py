@@ -1,0 +1,141 @@
+"""Starting a worker interpreter: ``multiprocessing``'s ``spawn``, without its resource tracker.
+
+``multiprocessing`` starts its resource-tracker process (one more interpreter) with
+the first ``spawn`` child; on a busy machine it competes with the pool's first worker
+for the CPU while that one starts, for semaphores and shared memory laneway never
+creates. :func:`start_process` starts the child the way ``spawn`` does (a fresh
+interpreter with the parent's flags, the pipe and sentinel of
+``multiprocessing.popen_spawn_posix``) and keeps ``spawn``'s contract: the child
+applies :func:`multiprocessing.spawn.get_preparation_data` with
+:func:`multiprocessing.spawn.prepare` (``sys.path``, the working directory, the
+program's main module imported as ``__mp_main__``) before it loads its target, and a
+program that starts a pool at import time fails in the child as it would under
+``spawn``. A task that uses ``multiprocessing`` itself still gets a tracker on demand.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import weakref
+from typing import Any, Callable
+
+#: What the child's ``python -c`` runs, ``{fd}`` being the pipe it reads its orders from. Nothing
+#: but the standard library until ``prepare()`` has given it the parent's ``sys.path``: ``-c``
+#: puts the working directory first, where another laneway (a checkout) may be. While
+#: ``_inheriting`` is set, as in ``multiprocessing.spawn._main``, starting a process raises the
+#: "not finished its bootstrapping phase" error, so a main module that starts a pool without
+#: the ``__main__`` guard fails here instead of starting workers of its own, recursively.
+#: Then, as multiprocessing's children do, it gives up stdin so as never to compete with the
+#: parent for its input.
+_PROGRAM = """\
+import os, pickle, sys
+from multiprocessing import process, spawn
+with open({fd}, "rb") as orders:
+    process.current_process()._inheriting = True
+    try:
+        spawn.prepare(pickle.load(orders))
+        target, args = pickle.load(orders)
+    finally:
+        del process.current_process()._inheriting
+if sys.stdin is not None:
+    try:
+        sys.stdin.close()
+        sys.stdin = open(os.devnull)
+    except (OSError, ValueError):
+        pass
+target(*args)
+"""
+
+
+class ChildProcess:
+    """A started child interpreter: the part of :class:`multiprocessing.Process` the pool uses.
+
+    Attributes:
+        pid: the child's process id.
+        sentinel: a file descriptor that turns readable when the child exits.
+    """
+
+    def __init__(self, pid: int, sentinel: int) -> None:
+        self.pid = pid
+        self.sentinel = sentinel
+        self._exitcode: int | None = None
+        self._close = weakref.finalize(self, os.close, sentinel)
+
+    @property
+    def exitcode(self) -> int | None:
+        """The exit code (``-N``: killed by signal N), None while it runs or if its status was collected elsewhere."""
+        return self._poll(blocking=False)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` seconds (None: no limit) for the child to exit, and collect its status."""
+        if self._exitcode is None:
+            from multiprocessing.connection import wait
+
+            if timeout is not None and not wait([self.sentinel], timeout):
+                return
+            self._poll(blocking=True)
+
+    def close(self) -> None:
+        """Release the sentinel (after the child exited)."""
+        self._close()
+
+    def _poll(self, blocking: bool) -> int | None:
+        if self._exitcode is None:
+            try:
+                pid, status = os.waitpid(self.pid, 0 if blocking else os.WNOHANG)
+            except ChildProcessError:  # collected by someone else (an os.wait() call in this process)
+                return None
+            if pid == self.pid:
+                self._exitcode = os.waitstatus_to_exitcode(status)
+        return self._exitcode
+
+
+def start_process(target: Callable[..., Any], args: tuple, *, name: str) -> ChildProcess:
+    """Start a fresh interpreter running ``target(*args)`` as a ``spawn`` child would (see the module's docstring).
+
+    ``target`` and ``args`` are pickled; ``name`` becomes the child's
+    ``multiprocessing.current_process().name``. Raises OSError if the child cannot be started.
+
+    Example:
+        >>> proc = start_process(os._exit, (3,), name="doc")
+        >>> proc.join(30); proc.exitcode
+        3
+        >>> proc.close()
+    """
+    from multiprocessing import spawn, util
+
+    prep = spawn.get_preparation_data(name)
+    # An AuthenticationString pickles only inside multiprocessing's own spawn; the child's
+    # prepare() wraps the bytes again.
+    prep["authkey"] = bytes(prep["authkey"])
+    orders = pickle.dumps(prep, pickle.HIGHEST_PROTOCOL)
+    orders += pickle.dumps((target, args), pickle.HIGHEST_PROTOCOL)
+    parent_r, child_w = os.pipe()  # the sentinel: the child holds child_w until it exits
+    child_r, parent_w = os.pipe()  # the orders
+    try:
+        # The parent's interpreter flags (-B, -X, -W, ...), as multiprocessing passes them.
+        exe = spawn.get_executable()
+        flags = util._args_from_interpreter_flags()  # type: ignore[attr-defined]
+        pid = util.spawnv_passfds(os.fsencode(exe), [exe, *flags, "-c", _PROGRAM.format(fd=child_r)],
+                                  (child_r, child_w))
+    except BaseException:
+        os.close(parent_r)
+        os.close(parent_w)
+        raise
+    finally:
+        os.close(child_r)
+        os.close(child_w)
+    proc = ChildProcess(pid, parent_r)
+    try:
+        # The child reads the orders first thing: a write past the pipe's buffer waits for that.
+        with open(parent_w, "wb") as pipe:
+            pipe.write(orders)
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        proc.join()
+        proc.close()
+        raise
+    return proc
+

@@ -1,0 +1,126 @@
+"""The executors' thread pool: ready runs best first, batches of fast runs, blocked batches handed back."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import pytest
+
+from laneway.core import CancellationToken, Outbox
+from laneway.lanes._executors import Executors
+
+from tests.lanes.support import WAIT
+
+
+class Harness:
+    """Executors with recording callbacks and stand-in runs (only what the sync path reads)."""
+
+    def __init__(self, fn: Callable[..., Any], announce: Callable[[Any], None] = lambda run: None) -> None:
+        self.box = Outbox("test-executors")
+        self.ended: list[str] = []
+        self.dispatches = 0
+        self.cond = threading.Condition()
+        self.ex = Executors(self.box, end_run_locked=self._end, dispatch_locked=self._dispatch,
+                            finish=lambda run, ok, value: None, launch_failed=lambda run, exc: None,
+                            announce=announce, pool=lambda: None)
+        self.spec = SimpleNamespace(name="tool", fn=fn, is_async=False, cpu_bound=False, takes_token=False)
+
+    def fast(self) -> None:
+        # As if the tool's recent runs took no time (what a few warm-up runs would show).
+        self.ex._tool_s[self.spec.name] = 0.0
+
+    def run(self, tag: str, lane_priority: int, level: int = 2) -> Any:
+        lane = SimpleNamespace(config=SimpleNamespace(priority=lane_priority), name=f"lane{lane_priority}")
+        cmd = SimpleNamespace(id=tag, spec=self.spec, params={"tag": tag}, lane=lane, level=level)
+        return SimpleNamespace(cmd=cmd, token=CancellationToken(), ended=False)
+
+    def _end(self, run: Any, ok: bool, value: Any) -> None:
+        assert ok, value
+        with self.cond:
+            self.ended.append(value)
+            self.cond.notify_all()
+
+    def wait_ended(self, tags: list[str]) -> list[str]:
+        """The ended tags once they are ``tags`` (in any order), or what ended by the deadline."""
+        with self.cond:
+            self.cond.wait_for(lambda: sorted(self.ended) == sorted(tags), WAIT)
+            return list(self.ended)
+
+    def _dispatch(self) -> None:
+        self.dispatches += 1
+
+    def launch(self, runs: list[Any]) -> None:
+        """Launch ``runs`` in one critical section: none can be taken before the last is ready."""
+        with self.box:
+            for run in runs:
+                self.ex.launch_locked(run)
+
+    def close(self) -> None:
+        self.ex.stop(WAIT)
+
+
+@pytest.fixture
+def started() -> Any:
+    made: list[Harness] = []
+    yield made
+    for h in made:
+        h.close()
+
+
+def test_a_thread_takes_the_ready_runs_best_priority_first(started):
+    order: list[str] = []
+    h = Harness(lambda tag: order.append(tag) or tag)
+    started.append(h)
+    h.fast()
+    # Launched worst first: lane priority decides, then the command's level, then arrival.
+    h.launch([h.run("lane5", 5), h.run("lane3-normal", 3), h.run("lane0-normal", 0), h.run("lane3-high", 3, level=1),
+              h.run("lane0-critical", 0, level=0), h.run("lane3-normal-2", 3)])
+    h.wait_ended(["lane5", "lane3-normal", "lane0-normal", "lane3-high", "lane0-critical", "lane3-normal-2"])
+    assert order == ["lane0-critical", "lane0-normal", "lane3-high", "lane3-normal", "lane3-normal-2", "lane5"]
+
+
+def test_a_thread_ends_a_batch_of_fast_runs_in_one_critical_section(started):
+    h = Harness(lambda tag: tag)
+    started.append(h)
+    h.fast()
+    tags = [f"r{i}" for i in range(8)]
+    h.launch([h.run(tag, 2) for tag in tags])
+    assert sorted(h.wait_ended(tags)) == sorted(tags)
+    # One thread took all eight (fast, launched together) and recorded their ends together:
+    # one dispatch for the batch, not one per run.
+    assert h.dispatches == 1
+    assert h.ex.thread_count == 1
+
+
+def test_runs_batched_behind_a_blocked_fast_tool_go_to_another_thread(started):
+    gate = threading.Event()
+
+    def tool(tag: str) -> str:
+        if tag == "blocks":
+            assert gate.wait(WAIT)
+        return tag
+
+    h = Harness(tool)
+    started.append(h)
+    h.fast()
+    h.launch([h.run("blocks", 0, level=0), h.run("a", 0), h.run("b", 0)])
+    # The thread that took all three is stuck in the first: the fallback hands the other two
+    # back, and a helper runs them while it is still blocked.
+    assert sorted(h.wait_ended(["a", "b"])) == ["a", "b"]
+    gate.set()
+    assert sorted(h.wait_ended(["a", "b", "blocks"])) == ["a", "b", "blocks"]
+
+
+def test_a_run_whose_announcement_fails_still_runs_and_so_do_the_runs_after_it(started, caplog):
+    def announce(run: Any) -> None:
+        if run.cmd.id == "a":
+            raise OSError("store is read-only")
+
+    h = Harness(lambda tag: tag, announce)
+    started.append(h)
+    h.fast()
+    h.launch([h.run("a", 0), h.run("b", 0)])
+    assert sorted(h.wait_ended(["a", "b"])) == ["a", "b"]
+    assert "announcing command a failed" in caplog.text
