@@ -1,13 +1,19 @@
 """Ray placement: a laneway actor inside a Ray actor, behind the same ActorRef.
 
-The Ray actor runs the user's handlers one at a time, in the order the driver
-submitted them (Ray keeps one caller's order), so a sender's messages arrive in
-order. A second concurrency group ("control") serves stop requests and a
-long poll, :meth:`_RayHost.news`, by which the parent learns of dead letters,
-saved states, acknowledgements and the end of the actor. If the Ray actor's
-process dies, its calls fail with ``RayActorError``; the cell turns that into
-the actor's crash (:class:`~laneway.errors.ActorProcessDied`), which the
-supervisor handles as any other.
+The Ray actor is a synchronous one whose default concurrency group has one
+thread, so Ray runs its calls one at a time in the order the driver sent them,
+and a sender's messages arrive in order. Messages travel in batches: a message
+goes out at once in a call of its own while fewer than :data:`MAX_CALLS` calls
+are in flight, and the messages sent meanwhile wait to leave together in the
+next call (:meth:`_RayHostImpl.handle`), when one returns. So a lone ask costs
+one Ray call, and a burst of tells costs a few calls, not one each. A call
+answers with the replies to the asks it carried and the last message handled.
+A second concurrency group ("control") serves stop requests and a long poll,
+``wait_news``, by which the parent learns of dead letters, saved states,
+acknowledgements and the end of the actor. If the Ray actor's process dies,
+its calls fail with ``RayActorError``; the cell turns that into the actor's
+crash (:class:`~laneway.errors.ActorProcessDied`), which the supervisor handles
+as any other.
 
 Ray is joined on first use: if the program has not called ``ray.init``, the
 system starts a local instance (``num_cpus`` = the machine's) and shuts it
@@ -39,6 +45,13 @@ _cloud_dumps = cloudpickle.dumps
 
 #: The Ray actor reports its handled count at least this often while busy with tells.
 ACK_EVERY = 256
+#: Batch calls in flight per Ray-placed actor; messages sent meanwhile leave together in the next one.
+MAX_CALLS = 2
+#: Most messages in one batch call (a longer backlog leaves in several).
+MAX_BATCH = 512
+
+#: A message on the wire: ``(ask, seq, pickled message)``; a batch is a pickled list of them.
+WireMessage = tuple[bool, int, bytes]
 
 
 class _RayHostImpl:
@@ -56,13 +69,9 @@ class _RayHostImpl:
         self.unacked = 0
         self.news: list[tuple[str, int, bytes]] = []
         self.cond = threading.Condition()
-        # Ray promises submission order only to single-threaded sync actors, and we need a
-        # second concurrency group; so each message waits for its turn by number. The actor
-        # is an asyncio one: a message that arrives early waits without holding a thread.
-        self.next = 1
-        self.turn: Any = None  # an asyncio.Condition, made on the default group's loop
+        self.next = 1  # the seq of the next message; Ray runs the default group's calls in send order
 
-    async def start(self) -> tuple[bool, int, bytes]:
+    def start(self) -> tuple[bool, int, bytes]:
         from laneway.actors._actor import Actor
         from laneway.actors._proc_host import _LocalRef
 
@@ -82,7 +91,7 @@ class _RayHostImpl:
         self.saves = type(instance).save_state is not Actor.save_state
         return True, os.getpid(), b""
 
-    async def stop_request(self, kind: str) -> None:
+    def stop_request(self, kind: str) -> None:
         """(control group) Stop after the current message."""
         self.request_stop(kind)
 
@@ -90,35 +99,25 @@ class _RayHostImpl:
         # Also what Actor.stop() calls, with an Exit, from inside a handler.
         self.stop_kind = getattr(getattr(kind, "kind", None), "value", kind)
 
-    async def handle(self, packed: bytes) -> bytes:
-        """Run one message after every earlier one.
+    def handle(self, batch: bytes) -> bytes:
+        """Run a batch of messages (a pickled ``list[WireMessage]``), in order, after every earlier batch.
 
-        One bytes argument and one bytes result (Ray serializes each argument apart,
-        which costs more than the message): ``packed`` is ask flag (1 byte) + seq (8)
-        + the pickled message; the result is status (1) + last handled seq (8) + data.
+        One bytes argument and one bytes result (Ray serializes each argument apart, which
+        costs more than the messages): the answer is a pickled ``(replies, last handled seq)``,
+        with a ``(seq, status, data)`` reply for each ask of the batch.
         """
-        ask, seq = packed[0] == 1, int.from_bytes(packed[1:9], "big")
-        await self._my_turn(seq)
-        try:
-            status, data, last = self._handle(seq, ask, memoryview(packed)[9:])  # user code: one at a time
-        finally:
-            await self._next_turn(seq)
-        return status + last.to_bytes(8, "big") + data
+        replies = []
+        for ask, seq, payload in pickle.loads(batch):
+            self._check_turn(seq)
+            status, data, _ = self._handle(seq, ask, payload)  # user code: one at a time
+            if ask:
+                replies.append((seq, status, data))
+        return pickle.dumps((replies, self.last), w.PROTOCOL)
 
-    async def _my_turn(self, seq: int) -> None:
-        if self.next != seq:
-            import asyncio
-
-            if self.turn is None:
-                self.turn = asyncio.Condition()
-            async with self.turn:
-                await self.turn.wait_for(lambda: self.next == seq)
-
-    async def _next_turn(self, seq: int) -> None:
+    def _check_turn(self, seq: int) -> None:
+        if seq != self.next:  # Ray broke its promise of order: fail loudly, never run out of order
+            raise RuntimeError(f"message {seq} arrived when {self.next} was due")
         self.next = seq + 1
-        if self.turn is not None:
-            async with self.turn:
-                self.turn.notify_all()
 
     def _handle(self, seq: int, ask: bool, payload: Any) -> tuple[bytes, bytes, int]:
         if self.ended is not None or self.stop_kind is not None:
@@ -159,13 +158,10 @@ class _RayHostImpl:
             self._end(self.stop_kind, None)
         return status, data, seq
 
-    async def finish(self, seq: int) -> None:
+    def finish(self, seq: int) -> None:
         """Sent after a stop request, behind the messages already sent: end the actor if not yet."""
-        await self._my_turn(seq)
-        try:
-            self._end(self.stop_kind or "normal", None)
-        finally:
-            await self._next_turn(seq)
+        self._check_turn(seq)
+        self._end(self.stop_kind or "normal", None)
 
     def _end(self, kind: str, error: BaseException | None) -> None:
         if self.ended is not None:
@@ -184,13 +180,8 @@ class _RayHostImpl:
             self.news.append((kind, seq, data))
             self.cond.notify_all()
 
-    async def wait_news(self) -> list[tuple[str, int, bytes]]:
+    def wait_news(self) -> list[tuple[str, int, bytes]]:
         """The long poll (control group): what happened since the last call; waits up to 30 s for something."""
-        import asyncio
-
-        return await asyncio.to_thread(self._wait_news)
-
-    def _wait_news(self) -> list[tuple[str, int, bytes]]:
         with self.cond:
             self.cond.wait_for(lambda: self.news, timeout=30)
             news, self.news = self.news, []
@@ -226,6 +217,8 @@ class RayCell:
         self._seq = 0
         self._asks: dict[int, tuple[Future[Any], Any]] = {}
         self._tells: collections.deque[tuple[int, Any]] = collections.deque()
+        self._outbox: list[WireMessage] = []  # messages waiting for a free call, in seq order
+        self._calls = 0  # batch calls in flight
         self._closed = False
         self.pid = 0
         self.exit: Exit | None = None
@@ -274,33 +267,64 @@ class RayCell:
         with self._lock:
             if self._closed:
                 raise ActorDead(f"{self.lw_ref.name} is not running ({self._why_dead()})")
-            seq = self._seq + 1
-            oref = self._actor.handle.remote((b"\x01" if ask else b"\x00") + seq.to_bytes(8, "big") + data)
-            self._seq = seq  # only once sent: a gap in the numbers would stall the actor
+            self._seq = seq = self._seq + 1
+            self._outbox.append((ask, seq, data))
             if ask:
                 self._asks[seq] = (message.future, body)
             else:
                 self._tells.append((seq, body))
-        if ask:
-            oref.future().add_done_callback(lambda f: self._replied(seq, f))
+            sent = self._send_locked() if self._calls < MAX_CALLS else None
+        if sent is not None:
+            self._watch(*sent)
 
-    def _replied(self, seq: int, f: Any) -> None:
-        with self._lock:
-            entry = self._asks.pop(seq, None)
-            last_reply = self._closed and not self._asks
-        if last_reply:  # the actor ended and this was the last reply it owed
-            threading.Thread(target=self._kill, daemon=True).start()  # ray.kill would deadlock on this thread
-        if entry is None:
-            return
-        fut, msg = entry
+    def _send_locked(self) -> tuple[Any, list[int]] | None:
+        """Send the next batch of the outbox (under ``_lock``, which keeps calls in seq order)."""
+        batch = self._outbox[:MAX_BATCH]
+        del self._outbox[:MAX_BATCH]
         try:
-            result = f.result()
-            status, last, data = result[:1], int.from_bytes(result[1:9], "big"), memoryview(result)[9:]
-        except Exception as exc:  # the Ray actor is gone
-            fut.settle(error=self._died_error(exc))
+            ref = self._actor.handle.remote(pickle.dumps(batch, w.PROTOCOL))
+        except Exception as exc:  # Ray cannot even take the call: the actor is as good as dead
             self._ended(Exit(ExitKind.CRASH, self._died_error(exc)), None, died=True)
+            return None
+        self._calls += 1
+        return ref, [seq for ask, seq, _ in batch if ask]
+
+    def _watch(self, ref: Any, asks: list[int]) -> None:
+        ref.future().add_done_callback(lambda f: self._replied(asks, f))
+
+    def _replied(self, asks: list[int], f: Any) -> None:
+        """A batch call returned (on Ray's callback thread): settle its asks, send what waits."""
+        try:
+            replies, last = pickle.loads(f.result())
+        except Exception as exc:  # the Ray actor is gone
+            died = self._died_error(exc)
+            with self._lock:
+                self._calls -= 1
+                entries = [e for e in (self._asks.pop(s, None) for s in asks) if e is not None]
+            for fut, _ in entries:
+                fut.settle(error=died)
+            self._ended(Exit(ExitKind.CRASH, died), None, died=True)
             return
         self._acked(last)
+        sends = []
+        with self._lock:
+            self._calls -= 1
+            while self._outbox and self._calls < MAX_CALLS and not self._closed:
+                sent = self._send_locked()
+                if sent is not None:
+                    sends.append(sent)
+            answered = [(self._asks.pop(seq, None), status, data) for seq, status, data in replies]
+            last_reply = self._closed and not self._asks
+        for sent in sends:
+            self._watch(*sent)
+        if last_reply:  # the actor ended and this was the last reply it owed
+            threading.Thread(target=self._kill, daemon=True).start()  # ray.kill would deadlock on this thread
+        for entry, status, data in answered:
+            if entry is not None:
+                self._settle(entry, status, data)
+
+    def _settle(self, entry: tuple[Future[Any], Any], status: bytes, data: bytes) -> None:
+        fut, msg = entry
         if status == w.OK:
             try:
                 fut.settle(pickle.loads(data))
@@ -317,12 +341,19 @@ class RayCell:
             fut.settle(error=ActorDead(f"{self.lw_ref.name} ended ({bytes(data).decode()}) before handling the message"))
 
     def request_stop(self, exit: Exit) -> None:
+        sends = []
         with self._lock:
             if self._closed or self._actor is None:
                 return
             self._actor.stop_request.remote(exit.kind.value)
+            while self._outbox:  # what was sent before the stop goes before the finish
+                sent = self._send_locked()
+                if sent is not None:
+                    sends.append(sent)
             self._seq = seq = self._seq + 1
             self._actor.finish.remote(seq)
+        for sent in sends:
+            self._watch(*sent)
 
     def kill(self) -> None:
         self._kill()
@@ -402,6 +433,7 @@ class RayCell:
             self._closed = True
             self.exit = exit
             self.actor_stopped.set()
+            self._outbox.clear()  # never sent: its asks and tells are settled with the others below
             # Asks the actor handled have their replies on the way (by another path than
             # this news): leave those to _replied.
             asks = sorted((s, e) for s, e in self._asks.items() if died or last is None or s > last)

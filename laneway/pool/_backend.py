@@ -194,6 +194,9 @@ class Backend(abc.ABC):
     #: True if the backend transmits :attr:`TaskWire.args_buffers` (and runs tasks with
     #: ``TaskRunner.run(..., buffers)``); otherwise the pool pickles arguments in band.
     out_of_band: bool = False
+    #: The per-worker window (most tasks in flight) a pool uses when it is given none
+    #: (the Ray backend's is what its batch calls in flight hold).
+    window: int = 128
 
     @abc.abstractmethod
     def open(self, hub: WorkerHub) -> None:

@@ -97,6 +97,9 @@ class Pool(concurrent.futures.Executor):
         initargs: arguments for ``initializer``.
         window: most tasks in flight per worker (batching): all of them only for tasks of well under
             a millisecond (a worker's window holds about 30 ms of work), 2 for tasks of 5 ms or more.
+            Default: the backend's ``window`` (128 for ZeroMQ; for Ray ``batch_size *
+            max_calls_per_worker``, 64: what its calls in flight hold, so no task waits in one
+            worker's outbox while another worker has room).
         max_queue: bound of the pool's queue; ``submit`` blocks past it, ``submit_nowait`` raises.
         max_queue_mb: bound of the pickled arguments the queue holds, in MiB (the same
             backpressure). Large ``bytes`` arguments are kept by reference, not pickled, and
@@ -144,7 +147,7 @@ class Pool(concurrent.futures.Executor):
         max_workers: int | None = None,
         initializer: Callable[..., Any] | None = None,
         initargs: Iterable[Any] = (),
-        window: int = 128,
+        window: int | None = None,
         max_queue: int = 10_000,
         max_queue_mb: float = 256.0,
         assignment: Assignment | str = Assignment.ROUND_ROBIN,
@@ -161,7 +164,7 @@ class Pool(concurrent.futures.Executor):
         self.name = name
         self.min_workers, self.max_workers = _bounds(workers, min_workers, max_workers)
         for label, value in (("window", window), ("max_queue", max_queue)):
-            if not isinstance(value, int) or value < 1:
+            if not (label == "window" and value is None) and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{label} must be an int >= 1, got {value!r}")
         if max_tasks_per_worker is not None and max_tasks_per_worker < 1:
             raise ConfigError(f"max_tasks_per_worker must be >= 1 or None, got {max_tasks_per_worker!r}")
@@ -191,6 +194,8 @@ class Pool(concurrent.futures.Executor):
             raise ConfigError(
                 f"a pool needs workers: max_workers (or workers) is {self.max_workers}, and the {self._backend.name} "
                 "backend admits no remote workers (give workers >= 1, or listen= for `laneway worker --connect`)")
+        if window is None:
+            window = self._backend.window
         self._pickler = _codec.FunctionPickler()
         self._oob = self._backend.out_of_band
         init = None

@@ -14,6 +14,7 @@ is further down.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import signal
@@ -236,8 +237,54 @@ def test_router_and_lanes_run_cpu_bound_work_on_ray_actors(orch):
     ({"actor_options": {"max_task_retries": -1}}, "max_task_retries"),
     ({"address": "auto", "num_cpus": 2}, "num_cpus"),
     ({"heartbeat_s": 0}, "heartbeat_s"),
+    ({"batch_size": 0}, "batch_size must be an int >= 1"),
+    ({"max_calls_per_worker": 2.5}, "max_calls_per_worker must be an int >= 1"),
     ({"bogus": 1}, "bogus"),
 ])
 def test_bad_ray_options_are_config_errors(orch, options, match):
     with pytest.raises(ConfigError, match=match):
         orch.start_pool(backend="ray", workers=1, **options)
+
+
+# --- batching ---------------------------------------------------------------------------------
+
+
+def wait_for_file(path):
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.005)
+    return "opened"
+
+
+def ray_call_id(_=None):
+    return ray.get_runtime_context().get_task_id()
+
+
+@pytest.mark.parametrize("options, batch, calls", [({}, 16, 4), ({"batch_size": 4, "max_calls_per_worker": 3}, 4, 3)])
+def test_a_worker_holds_batch_size_times_max_calls_tasks_and_each_call_carries_one_batch(orch, tmp_path, options,
+                                                                                         batch, calls):
+    pool = orch.start_pool(backend="ray", workers=1, **options)
+    assert pool.wait_ready(1, timeout=60)
+    # A new worker gets 2 tasks at a time until its tasks prove fast.
+    assert [f.get(timeout=60) for f in [pool.submit(inc, i) for i in range(300)]] == list(range(1, 301))
+    gate = str(tmp_path / "gate")
+    blocker = pool.submit(wait_for_file, gate)
+    futures = [pool.submit(ray_call_id) for _ in range(3 * batch * calls)]
+    # The default window is the backend's: every call in flight full, nothing more.
+    wait_until(lambda: pool.workers()[0].in_flight == batch * calls, what=f"{batch * calls} tasks in flight")
+    open(gate, "w").close()
+    assert blocker.get(timeout=60) == "opened"
+    per_call = collections.Counter(f.get(timeout=60) for f in futures)
+    assert max(per_call.values()) == batch and sum(per_call.values()) == len(futures)
+
+
+def test_a_batch_that_runs_long_reports_each_task_as_it_ends(orch, tmp_path):
+    pool = orch.start_pool(backend="ray", workers=1)
+    assert pool.wait_ready(1, timeout=60)
+    gate = str(tmp_path / "gate")
+    first, blocked, last = pool.submit(inc, 1), pool.submit(wait_for_file, gate), pool.submit(inc, 3)
+    assert first.get(timeout=60) == 2  # answered while the rest of its batch still runs
+    assert not blocked.done() and not last.done()
+    open(gate, "w").close()
+    assert (blocked.get(timeout=60), last.get(timeout=60)) == ("opened", 4)

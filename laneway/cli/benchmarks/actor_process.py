@@ -10,8 +10,11 @@ Measures, round after round so load on the machine hits every contender alike:
 * pipelined tells/s (n tells, then one ask to wait for them): a process actor vs a
   minimal actor on ``multiprocessing.Pipe`` (target >= 1.0x) and vs Ray actor
   method calls (target >= 10x);
-* with Ray installed, an actor with ``placement="ray"`` vs raw Ray actor calls
-  (target >= 0.8x), when laneway supports that placement.
+* with Ray installed, an actor with ``placement="ray"`` vs raw Ray actor calls:
+  pipelined tells/s (n tells then one ask, vs n ``actor.echo.remote`` calls then
+  a ``ray.get`` of the last; target >= 0.8x) and ask p50 (``ask`` vs
+  ``ray.get(actor.echo.remote(i))``, one at a time, taking turns; target <= 1.25x,
+  i.e. >= 0.8x the calls per second), with the median and range of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -144,6 +147,14 @@ def main() -> None:
         if ref.ask(i, timeout=30) != i:
             raise AssertionError(f"the process actor's echo of {i} is wrong")
 
+    def ray_call(i: int) -> None:
+        if ray.get(ray_actor.echo.remote(i)) != i:
+            raise AssertionError(f"the Ray actor's echo of {i} is wrong")
+
+    def ray_placed_ask(i: int) -> None:
+        if ray_ref is None or ray_ref.ask(i, timeout=30) != i:
+            raise AssertionError(f"the Ray-placed actor's echo of {i} is wrong")
+
     def flush(ask: Callable[[Any], Any]) -> None:
         if ask("flush") != "flush":
             raise AssertionError("the flush ask came back wrong")
@@ -177,7 +188,7 @@ def main() -> None:
 
     rows: dict[str, list[float]] = {k: [] for k in
                                     ("zmq p50", "actor p50", "pipe tells/s", "actor tells/s", "ray tells/s",
-                                     "ray-placed tells/s")}
+                                     "ray-placed tells/s", "ray p50", "ray-placed p50")}
     n = args.n
     try:
         for _ in range(args.rounds):
@@ -197,6 +208,10 @@ def main() -> None:
                     rows["ray-placed tells/s"].append(
                         tells_per_s(ray_ref.tell, lambda: flush(lambda m: ray_ref.ask(m, timeout=120)), n)
                     )
+                if ray_ref is not None:  # the two take turns every CHUNK calls, as the zmq pair does
+                    ray_p50, placed_p50 = p50s_us([ray_call, ray_placed_ask], n // 5)
+                    rows["ray p50"].append(ray_p50)
+                    rows["ray-placed p50"].append(placed_p50)
     finally:
         orch.shutdown()
         pipe.stop()
@@ -220,6 +235,8 @@ def main() -> None:
         _ratio("actor tells / Ray actor calls", rows["actor tells/s"], rows["ray tells/s"], ">= 10x")
     if rows["ray-placed tells/s"]:
         _ratio("ray-placed tells / raw Ray calls", rows["ray-placed tells/s"], rows["ray tells/s"], ">= 0.8x")
+    if rows["ray-placed p50"]:
+        _ratio("ray-placed ask p50 / raw Ray call p50", rows["ray-placed p50"], rows["ray p50"], "<= 1.25x")
 
 
 def _ratio(label: str, mine: list[float], base: list[float], target: str) -> None:

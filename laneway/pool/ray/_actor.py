@@ -1,14 +1,22 @@
 """Inside a Ray actor: one laneway pool worker, running its batches in order.
 
 The backend turns :class:`RayWorker` into a Ray actor class with restarts and
-retries switched off (laneway's supervisor owns restart policy). It is an
-*asyncio* actor so that ``beat`` answers while a long task runs; the tasks
-themselves run one at a time on a single executor thread, and every batch
-carries a sequence number that the actor serves strictly in order, because Ray
-does not promise submission order for asyncio actors. The order matters twice:
-the pool infers the running task from it, and the function cache
-(:class:`~laneway.worker.TaskRunner`) must evict in step with the
-sender's :class:`~laneway.worker.ShipLedger`.
+retries switched off (laneway's supervisor owns restart policy). It is a
+*synchronous* actor with one thread for batches (Ray then runs one caller's
+calls in the order they were sent) and a ``control`` concurrency group for
+``hello``, ``beat`` and ``more``, so a heartbeat answers while a long task runs.
+
+A batch call (:meth:`RayWorker.run`) runs its tasks right on the calling
+thread and answers with all the outcomes when they take less than
+:data:`FLUSH_S` together: for tiny tasks one plain Ray call carries a whole
+batch out and back, with no thread hop and none of the per-item costs of a
+streaming generator. A batch that runs longer answers with the outcomes so far
+and goes on in a background thread; the backend then long-polls
+:meth:`RayWorker.more` for the rest, so the pool still sees each slow task end
+when it ends (it infers the running task from that order, and the function
+cache, :class:`~laneway.worker.TaskRunner`, must evict in step with the
+sender's :class:`~laneway.worker.ShipLedger`). The next batch waits until the
+background one is done.
 
 This module imports ray: only Ray worker processes and the backend's ``open``
 import it, never a plain ``import laneway``.
@@ -16,13 +24,12 @@ import it, never a plain ``import laneway``.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import os
+import pickle
 import socket
+import threading
 import time
-from typing import AsyncIterator
 
 import psutil
 import ray
@@ -31,13 +38,20 @@ from laneway.worker import TaskRunner
 
 log = logging.getLogger(__name__)
 
-#: While running a batch, the actor streams outcomes back at least this often.
-FLUSH_S = 0.001
+#: A batch still running after this long answers with the outcomes so far; the rest follow by ``more``.
+FLUSH_S = 0.002
+#: Longest a ``more`` call waits for an outcome before answering with none (the backend asks again).
+MORE_WAIT_S = 10.0
 
 #: ``(task_id, digest, fn_bytes_or_empty, args_bytes)``, as the backend sends it.
 WireTask = tuple[int, bytes, bytes, bytes]
-#: ``(task_id, ok, data)``, the fields of a :class:`~laneway.pool.TaskOutcome`.
-WireOutcome = tuple[int, bool, bytes]
+#: ``(task_id, ok, data, plain)``, the fields of a :class:`~laneway.worker.TaskOutcome`.
+WireOutcome = tuple[int, bool, bytes, bool]
+#: A batch call's answer: outcomes, and whether the batch is over (False: ask ``more``).
+WireAnswer = tuple[list[WireOutcome], bool]
+#: Batches and answers cross Ray as one pickle each: Ray's own serializer takes several
+#: times longer over a list of tuples of bytes than over one ``bytes``.
+PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 class RayWorker:
@@ -45,88 +59,87 @@ class RayWorker:
 
     def __init__(self) -> None:
         self._runner = TaskRunner()
-        # One thread: tasks run one at a time, in order, off the actor's event loop.
-        self._tasks = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="laneway-task")
-        self._next_seq = 0
-        self._turn: asyncio.Condition | None = None
-        self._stop: asyncio.Event | None = None
+        self._cond = threading.Condition()
+        self._next_seq = 0  # the batch the actor runs next; guarded by _cond
+        self._rest: dict[int, list[WireOutcome]] = {}  # background outcomes not yet fetched, by batch
+        self._running = -1  # the batch running in the background (-1: none)
+        self._stop = threading.Event()
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)
 
-    async def hello(self) -> tuple[int, str, str]:
+    @ray.method(concurrency_group="control")
+    def hello(self) -> tuple[int, str, str]:
         """``(pid, host, node id)``: the actor is up and can take tasks."""
         return os.getpid(), socket.gethostname(), ray.get_runtime_context().get_node_id()
 
-    async def beat(self, period: float) -> tuple[int, float]:
+    @ray.method(concurrency_group="control")
+    def beat(self, period: float) -> tuple[int, float]:
         """Answer after ``period`` seconds with ``(rss bytes, cpu percent)``.
 
         The backend always keeps one ``beat`` outstanding: it is how an idle actor's
         death is noticed (the call fails) and how a hung one is (the answer is late).
         """
-        try:
-            await asyncio.wait_for(self._stopping().wait(), period)
-        except asyncio.TimeoutError:
-            pass
+        self._stop.wait(period)
         try:
             return self._proc.memory_info().rss, self._proc.cpu_percent(None)
         except Exception:  # psutil can fail in odd containers; liveness matters, numbers do not
             return 0, 0.0
 
-    async def run(self, seq: int, tasks: list[WireTask]) -> AsyncIterator[list[WireOutcome]]:
-        """Run batch ``seq`` once every earlier batch is done, yielding outcomes as they come."""
-        async for chunk in self._chunks(seq, tasks):
-            yield chunk
+    def run(self, seq: int, batch: bytes) -> bytes:
+        """Run batch ``seq`` (pickled ``list[WireTask]``) after every earlier one.
 
-    async def run_all(self, seq: int, tasks: list[WireTask]) -> list[WireOutcome]:
-        """Like :meth:`run`, answering once at the end (for Ray Client, which cannot stream)."""
-        return [outcome async for chunk in self._chunks(seq, tasks) for outcome in chunk]
-
-    async def _chunks(self, seq: int, tasks: list[WireTask]) -> AsyncIterator[list[WireOutcome]]:
-        await self._wait_turn(seq)
-        try:
-            loop = asyncio.get_running_loop()
-            start = 0
-            while start < len(tasks):
-                chunk, start = await loop.run_in_executor(self._tasks, self._run_chunk, tasks, start)
-                yield chunk
-        finally:
-            await self._end_turn()
-
-    async def stop(self, seq: int) -> None:
-        """Exit once batches before ``seq`` are done (a graceful stop)."""
-        await self._wait_turn(seq)
-        self._tasks.shutdown(wait=True)
-        self._stopping().set()  # the outstanding beat answers now, so the actor can exit at once
-        ray.actor.exit_actor()
-
-    def _stopping(self) -> asyncio.Event:
-        if self._stop is None:
-            self._stop = asyncio.Event()  # created on the actor's loop
-        return self._stop
-
-    def _run_chunk(self, tasks: list[WireTask], start: int) -> tuple[list[WireOutcome], int]:
+        Answers with a pickled :data:`WireAnswer`: all the outcomes, or those of the first ``FLUSH_S``.
+        """
+        self._wait_turn(seq)
+        tasks: list[WireTask] = pickle.loads(batch)
         run = self._runner.run
         out: list[WireOutcome] = []
         began = time.monotonic()
-        i = start
-        while i < len(tasks):
-            task_id, digest, fn_bytes, args_bytes = tasks[i]
-            i += 1
+        last = len(tasks) - 1
+        for i, (task_id, digest, fn_bytes, args_bytes) in enumerate(tasks):
             o = run(task_id, digest, fn_bytes or None, args_bytes)
-            out.append((o.task_id, o.ok, o.data))
-            if time.monotonic() - began > FLUSH_S:
-                break
-        return out, i
+            out.append((o.task_id, o.ok, o.data, o.plain))
+            if i < last and time.monotonic() - began > FLUSH_S:
+                self._go_on(seq, tasks[i + 1:])
+                return pickle.dumps((out, False), PROTOCOL)
+        with self._cond:
+            self._next_seq = seq + 1
+        return pickle.dumps((out, True), PROTOCOL)
 
-    async def _wait_turn(self, seq: int) -> None:
-        if self._turn is None:
-            self._turn = asyncio.Condition()  # created on the actor's loop
-        async with self._turn:
-            await self._turn.wait_for(lambda: self._next_seq == seq)
+    @ray.method(concurrency_group="control")
+    def more(self, seq: int) -> bytes:
+        """(control) Outcomes of background batch ``seq`` since the last call, once there is at least one (pickled)."""
+        with self._cond:
+            self._cond.wait_for(lambda: seq in self._rest or self._running != seq, MORE_WAIT_S)
+            answer = self._rest.pop(seq, []), self._running != seq
+        return pickle.dumps(answer, PROTOCOL)
 
-    async def _end_turn(self) -> None:
-        assert self._turn is not None
-        async with self._turn:
-            self._next_seq += 1
-            self._turn.notify_all()
+    def stop(self, seq: int) -> None:
+        """Exit once batches before ``seq`` are done (a graceful stop)."""
+        self._wait_turn(seq)
+        self._stop.set()  # the outstanding beat answers now, so the actor can exit at once
+        ray.actor.exit_actor()
 
+    def _wait_turn(self, seq: int) -> None:
+        with self._cond:
+            # Only a background batch can be ahead: Ray runs this thread's calls in send order.
+            self._cond.wait_for(lambda: self._next_seq >= seq)
+            if self._next_seq != seq:
+                raise RuntimeError(f"batch {seq} arrived after batch {self._next_seq}: calls out of order")
+
+    def _go_on(self, seq: int, tasks: list[WireTask]) -> None:
+        with self._cond:
+            self._running = seq
+        threading.Thread(target=self._run_rest, args=(seq, tasks), name=f"laneway-batch-{seq}", daemon=True).start()
+
+    def _run_rest(self, seq: int, tasks: list[WireTask]) -> None:
+        run = self._runner.run
+        for task_id, digest, fn_bytes, args_bytes in tasks:
+            o = run(task_id, digest, fn_bytes or None, args_bytes)
+            with self._cond:
+                self._rest.setdefault(seq, []).append((o.task_id, o.ok, o.data, o.plain))
+                self._cond.notify_all()
+        with self._cond:
+            self._running = -1
+            self._next_seq = seq + 1
+            self._cond.notify_all()

@@ -16,15 +16,19 @@ How it works, in one event loop thread:
   dead actor, however it died (``ray.kill`` after a timeout, a SIGKILLed process,
   a lost node), fails the outstanding call, so no idle death goes unnoticed. A
   beat that does not come back in time (``hub.clock``) kills the actor as hung.
-* Tasks the pool assigns to a worker go out as one actor call per batch (at most
-  ``max_calls_per_worker`` in flight, the rest waiting to form the next batch).
-  Each call is a streaming generator, so outcomes come back as tasks finish,
-  not when the batch ends. Functions travel once per actor, then by digest.
-  Ray Client (``ray://``) cannot stream, so there every call carries one task:
-  correct, but slower than running the driver on a cluster node (``"auto"``).
-* All reports to the pool go through one reporter thread, in order, so no pool
-  callback (which may run user code) ever stalls Ray I/O, and a worker's last
-  results always reach the pool before its ``worker_lost``.
+* Tasks the pool assigns to a worker go out as plain actor calls of at most
+  ``batch_size`` tasks (at most ``max_calls_per_worker`` in flight, the rest
+  waiting to form the next batch), and the pool's default window per worker is
+  their product, so a worker always has the next batch queued. A call answers
+  with its batch's outcomes; a batch that runs longer than a couple of
+  milliseconds answers with those so far and the backend long-polls the rest
+  (``more``), so slow tasks are still reported as each ends. Tiny tasks thus
+  cost one ordinary Ray call per batch, not Ray's costlier streaming
+  generators. Functions travel once per actor, then by digest.
+* Outcomes go to the pool (``hub.results``, which never blocks) straight from
+  the loop; every other report goes through one reporter thread, in order, so
+  no pool callback (which may run user code) ever stalls Ray I/O, and a
+  worker's last results always reach the pool before its ``worker_lost``.
 
 Sizing: a pool asking for more workers than the cluster has room for (its
 ``CPU`` resources divided by ``worker_cpus``, read when the pool starts) is
@@ -45,9 +49,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
+import pickle
 import re
 import signal
 import threading
@@ -69,26 +75,41 @@ KILL_CONFIRM_S = 10.0
 DRAIN_S = 5.0
 #: Actor options laneway owns: Ray restarting or retrying would double up with the supervisor.
 _OWNED_OPTIONS = {"max_restarts": 0, "max_task_retries": 0}
+#: The worker actor's "control" methods (hello, beat, more) run beside its batches: a thread for each.
+_CONCURRENCY = {"concurrency_groups": {"control": 3}}
+#: Batches and answers cross Ray as one pickle each (the worker actor's ``PROTOCOL``).
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class _Call:
+    """One batch call in flight: its batch number, and Ray's answer once it came (loop thread only)."""
+
+    __slots__ = ("seq", "answer", "arrived")
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.answer: Any = None  # the pickled WireAnswer, or the RayError the call failed with
+        self.arrived = False
 
 
 class _Slot:
     """The backend's state for one worker incarnation (touched only on the loop thread)."""
 
-    __slots__ = ("wid", "handle", "ledger", "seq", "calls", "outbox", "calls_out", "reason", "error", "dead",
-                 "consumer", "timer", "gone", "pidfd")
+    __slots__ = ("wid", "handle", "ledger", "seq", "outbox", "calls", "drained", "reason", "error", "dead",
+                 "timer", "gone", "pidfd")
 
     def __init__(self, wid: str, handle: Any) -> None:
         self.wid = wid
         self.handle = handle
         self.ledger = ShipLedger()
         self.seq = 0  # next batch number; the actor serves them strictly in order
-        self.calls = 0  # batch calls in flight
         self.outbox: list[TaskWire] = []  # assigned, waiting for a free call
-        self.calls_out: asyncio.Queue[Any] = asyncio.Queue()  # calls in flight, in send order
+        self.calls: collections.deque[_Call] = collections.deque()  # batch calls in flight, in send order
+        self.drained = asyncio.Event()  # set while no call is in flight
+        self.drained.set()
         self.reason: str | None = None  # why we stopped or killed it (None: it died on its own)
         self.error: BaseException | None = None
         self.dead = False
-        self.consumer: asyncio.Task[None] | None = None
         self.timer: Any = None  # start or heartbeat deadline on hub.clock
         self.gone = threading.Event()  # set once worker_lost was reported
         self.pidfd: int | None = None  # the actor's process, when it runs on the driver's node
@@ -105,8 +126,9 @@ class RayBackend(Backend):
         heartbeat_s: seconds between a worker's heartbeats (memory and CPU for the pool).
         heartbeat_timeout_s: a heartbeat this much later than due means the worker hung: it is killed.
         start_timeout_s: an actor not up after this long (e.g. the cluster lacks resources) is killed.
+        batch_size: most tasks in one actor call.
         max_calls_per_worker: batch calls in flight per actor; tasks assigned meanwhile wait to
-            form the next batch, so busy pools send big batches.
+            form the next batch. The pool's default ``window`` is ``batch_size * max_calls_per_worker``.
         actor_options: extra ``ray.remote`` options for the worker actors (``resources``,
             ``scheduling_strategy``, ``runtime_env``, ...), except restarts and retries.
         init_options: extra ``ray.init`` keywords when laneway starts or joins Ray.
@@ -129,12 +151,16 @@ class RayBackend(Backend):
         heartbeat_s: float = 1.0,
         heartbeat_timeout_s: float = 30.0,
         start_timeout_s: float = 120.0,
-        max_calls_per_worker: int = 2,
+        batch_size: int = 16,
+        max_calls_per_worker: int = 4,
         actor_options: dict[str, Any] | None = None,
         init_options: dict[str, Any] | None = None,
     ) -> None:
         _check_positive(heartbeat_s=heartbeat_s, heartbeat_timeout_s=heartbeat_timeout_s,
-                        start_timeout_s=start_timeout_s, max_calls_per_worker=max_calls_per_worker)
+                        start_timeout_s=start_timeout_s)
+        for key, count in (("batch_size", batch_size), ("max_calls_per_worker", max_calls_per_worker)):
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ConfigError(f"RayBackend {key} must be an int >= 1, got {count!r}")
         if worker_cpus < 0:
             raise ConfigError(f"RayBackend worker_cpus must be >= 0, got {worker_cpus!r}")
         if num_cpus is not None and num_cpus < 1:
@@ -152,7 +178,9 @@ class RayBackend(Backend):
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.start_timeout_s = start_timeout_s
         self.max_calls = max_calls_per_worker
-        self._actor_options = {"num_cpus": worker_cpus, **(actor_options or {}), **_OWNED_OPTIONS}
+        self.batch_size = batch_size
+        self.window = batch_size * max_calls_per_worker
+        self._actor_options = {"num_cpus": worker_cpus, **_CONCURRENCY, **(actor_options or {}), **_OWNED_OPTIONS}
         self._init_options = dict(init_options or {})
         self._hub: WorkerHub  # set by open(), which the pool calls first
         self._owns_session = False
@@ -160,6 +188,7 @@ class RayBackend(Backend):
         self._closed = False
         self._wake_pending = False
         self._threads: LoopThreads | None = None
+        self._loop_ident = -1  # the loop thread's ident, once open
         self._capacity_text = ""
 
     # --- lifecycle --------------------------------------------------------------
@@ -173,14 +202,12 @@ class RayBackend(Backend):
         self._owns_session = acquire_ray(self.address, self.num_cpus, self._init_options)
         self._hub = hub
         self._ray = ray
-        self._streaming = not ray_client_mode()
-        # Without streaming every call carries one task, so nothing is gained by holding tasks back.
-        self._call_limit = self.max_calls if self._streaming else float("inf")
         self._actor_cls = ray.remote(**self._actor_options)(RayWorker)
-        self._node = "" if not self._streaming else ray.get_runtime_context().get_node_id()
+        self._node = "" if ray_client_mode() else ray.get_runtime_context().get_node_id()
         self._threads = LoopThreads(getattr(hub, "name", "pool"))
         self._loop = self._threads.loop
         self._post, self._report = self._threads.post, self._threads.report
+        self._loop_ident = self._threads.call(threading.get_ident)
 
     def close(self, timeout: float) -> None:
         """Kill any actor still alive, stop the threads, and shut Ray down if laneway started it."""
@@ -247,7 +274,10 @@ class RayBackend(Backend):
         """Schedule a dispatch on the loop thread (coalesced: one pending at a time)."""
         if not self._wake_pending and not self._closed and self._threads is not None:
             self._wake_pending = True
-            self._post(self._dispatch)
+            if threading.get_ident() == self._loop_ident:  # results() on the loop: no need to wake it
+                self._loop.call_soon(self._dispatch)
+            else:
+                self._post(self._dispatch)
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._closed or self._threads is None:
@@ -259,7 +289,6 @@ class RayBackend(Backend):
     def _start(self, wid: str) -> None:
         slot = _Slot(wid, self._actor_cls.remote())
         self._slots[wid] = slot
-        slot.consumer = self._loop.create_task(self._consume(slot))
         self._loop.create_task(self._watch(slot))
 
     def _begin_stop(self, wid: str) -> _Slot | None:
@@ -328,9 +357,8 @@ class RayBackend(Backend):
         slot.dead = True
         self._disarm(slot)
         self._slots.pop(slot.wid, None)
-        slot.calls_out.put_nowait(None)
-        if slot.consumer is not None:  # results the actor streamed before dying go first
-            await asyncio.wait({slot.consumer}, timeout=DRAIN_S)
+        if slot.calls:  # results the actor sent before dying go first
+            await asyncio.wait({self._loop.create_task(slot.drained.wait())}, timeout=DRAIN_S)
         if slot.pidfd is not None:  # on this node we can see the process really end
             await self._exited(slot.pidfd, DRAIN_S)
             os.close(slot.pidfd)
@@ -383,52 +411,85 @@ class RayBackend(Backend):
                 if slot is None or slot.dead:
                     continue  # its worker_lost is reported (or on its way); the pool requeues the window
                 slot.outbox.extend(wires)
-                self._pump(slot, self._call_limit)
+                self._pump(slot, self.max_calls)
 
     def _pump(self, slot: _Slot, max_calls: float) -> None:
         """Send what is assigned to ``slot`` while it has fewer than ``max_calls`` calls in flight."""
-        while slot.outbox and slot.calls < max_calls and slot.reason is None:
-            if self._streaming:
-                wires, slot.outbox = slot.outbox, []
-                method = slot.handle.run
-            else:  # no streaming over Ray Client: one task per call keeps timeouts and deaths on the right task
-                wires, slot.outbox = slot.outbox[:1], slot.outbox[1:]
-                method = slot.handle.run_all
+        size = self.batch_size
+        while slot.outbox and len(slot.calls) < max_calls and slot.reason is None and not slot.dead:
+            wires, slot.outbox = slot.outbox[:size], slot.outbox[size:]
             to_send = slot.ledger.to_send
             batch = [(w.task_id, w.fn_digest, to_send(w.fn_digest, w.fn_bytes), w.args_bytes) for w in wires]
+            seq = self._next_seq(slot)
             try:
-                call = method.remote(self._next_seq(slot), batch)
+                ref = slot.handle.run.remote(seq, pickle.dumps(batch, PROTOCOL))
             except Exception as exc:
                 self._fail(slot, exc)
                 return
-            slot.calls += 1
-            slot.calls_out.put_nowait(call)
+            call = _Call(seq)
+            slot.calls.append(call)
+            self._expect(slot, call, ref)
+
+    def _expect(self, slot: _Slot, call: _Call, ref: Any) -> None:
+        """Have Ray's answer to ``call`` handled on the loop, in send order.
+
+        Ray calls back on a thread of its own; one hop to the loop from there is
+        all an answer costs (awaiting the ref would add a concurrent and an
+        asyncio future, chained, per call).
+        """
+        slot.drained.clear()
+        post, arrived = self._loop.call_soon_threadsafe, self._arrived
+
+        def answered(answer: Any) -> None:  # on Ray's callback thread
+            try:
+                post(arrived, slot, call, answer)
+            except RuntimeError:  # the loop is closed: the backend is gone, and so is the pool
+                pass
+
+        ref._on_completed(answered)
 
     @staticmethod
     def _next_seq(slot: _Slot) -> int:
         seq, slot.seq = slot.seq, slot.seq + 1
         return seq
 
-    async def _consume(self, slot: _Slot) -> None:
-        """Report one worker's outcomes, batch after batch, in the order they were sent."""
-        hub, wid = self._hub, slot.wid
-        while (call := await slot.calls_out.get()) is not None:
+    def _arrived(self, slot: _Slot, call: _Call, answer: Any) -> None:
+        """Report the answers at the head of ``slot``'s calls, in the order the calls were sent."""
+        call.answer, call.arrived = answer, True
+        calls, hub, wid = slot.calls, self._hub, slot.wid
+        while calls and calls[0].arrived:
+            head = calls[0]
+            answer, head.answer = head.answer, None  # hold no results once reported
+            if isinstance(answer, BaseException):  # the actor is gone: later calls can hold nothing
+                self._abandon(slot, answer)
+                return
             try:
-                if self._streaming:
-                    async for ref in call:
-                        chunk = await ref
-                        self._report(hub.results, wid, [TaskOutcome(t, ok, data) for t, ok, data in chunk])
-                else:
-                    chunk = await call
-                    self._report(hub.results, wid, [TaskOutcome(t, ok, data) for t, ok, data in chunk])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._fail(slot, exc)
-                return  # later batches of a dead actor can hold nothing
-            call = chunk = ref = None  # hold no results while waiting for the next call
-            slot.calls -= 1
-            self._pump(slot, self._call_limit)
+                chunk, over = pickle.loads(answer)
+            except Exception as exc:  # only if the wire is broken; the worker then is too
+                self._abandon(slot, exc)
+                return
+            if chunk:
+                # Straight from the loop, as the ZeroMQ backend does from its I/O thread:
+                # results() never blocks and runs no user code (it hands anything that
+                # might to the pool's results thread).
+                hub.results(wid, [TaskOutcome(*o) for o in chunk])
+            if not over:  # the batch runs on in the actor: long-poll its next outcomes
+                head.arrived = False
+                try:
+                    self._expect(slot, head, slot.handle.more.remote(head.seq))
+                except Exception as exc:
+                    self._abandon(slot, exc)
+                return
+            calls.popleft()
+        if not calls:
+            slot.drained.set()
+        self._pump(slot, self.max_calls)
+
+    def _abandon(self, slot: _Slot, exc: BaseException) -> None:
+        """A call failed: the calls after it can hold nothing; the worker is done for."""
+        slot.calls.clear()
+        slot.drained.set()
+        self._fail(slot, exc)
 
 
 def describe_actor_error(exc: BaseException) -> str:
