@@ -167,20 +167,38 @@ class Command:
         }
 
 
-class Run:
-    """One attempt of a command; holds a lane slot and a worker slot until the tool returns."""
+class Run(CancellationToken):
+    """One attempt of a command; holds a lane slot and a worker slot until the tool returns.
 
-    __slots__ = ("cmd", "attempt", "started_at", "token", "superseded", "requeue", "task", "ended")
+    It is its own cancellation token (the one its tool sees): one object per
+    attempt instead of two, and the token's fields set here without its
+    ``__init__``'s frame.
+    """
+
+    __slots__ = ("cmd", "attempt", "started_at", "superseded", "requeue", "task", "ended")
 
     def __init__(self, cmd: Command, attempt: int, now: float) -> None:
+        # CancellationToken's fields (see its __init__), inline.
+        self._cancelled = False
+        self._event = None
+        self._callbacks = None
+        self.reason = ""
+        self.preempted = False
         self.cmd = cmd
         self.attempt = attempt
         self.started_at = now
-        self.token = CancellationToken()
         self.superseded = False  # its outcome no longer decides the command (timed out, cancelled, preempted)
         self.requeue = False  # preempted with REQUEUE: queue the command again when this run ends
         self.task: Any = None  # the asyncio task of an async tool
         self.ended = False
+
+    def __repr__(self) -> str:
+        return f"<Run {self.cmd.id} attempt {self.attempt} {'cancelled: ' + self.reason if self._cancelled else 'active'}>"
+
+    @property
+    def token(self) -> CancellationToken:
+        """The run's cancellation token: the run itself."""
+        return self
 
 
 class Group:
