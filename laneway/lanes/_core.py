@@ -198,7 +198,7 @@ class LaneCore:
         eta: float | None
         if lane.preemptible_runs and lane.active >= lane.cap and self._preempt_locked(cmd):
             position, eta = 0, 0.0
-        elif self._starts_now_locked(lane):
+        elif not lane.queue.size and self._starts_now_locked(lane):  # a queued lane: its frame spared
             # What dispatch would do next (this lane is the best one with a free slot), without the
             # queue's push and pop: the common case of a lane that keeps up with its callers. The
             # command is never pending (so no queue length or pressure change): the lane turns busy,
@@ -220,7 +220,11 @@ class LaneCore:
             cmd.seq = next(self._seq)
             cmd.queued = True
             lane.queue.push(cmd)
-        lane.add_waiting(cmd)
+        # Lane.add_waiting, inline (one frame less per queued command).
+        lane.pending += 1
+        lane.waiting[cmd.id] = cmd
+        lane.busy = True
+        lane.idle_since = None
         self.commands[cmd.id] = cmd
         if cmd.deadline_s is not None:
             for fraction in lane.config.deadline_boosts:
