@@ -36,6 +36,7 @@ class Lane:
         self.preemptors: collections.deque[Command] = collections.deque()  # take the next free slots
         self.group: Group | None = None  # a parallel group holding the lane
         self.pending = 0  # queued (in any structure) or waiting for a retry
+        self.reported_pending = 0  # pending as last reported to the recorder (and checked for pressure)
         self.active = 0
         self.waiting: dict[str, Command] = {}  # pending commands, oldest first
         self.runs: dict[Run, None] = {}
