@@ -7,6 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from laneway.errors import CommandTimeout, LaneError
+from laneway.lanes._command import settle_unarmed
 from laneway.lanes._lane import RUN_EWMA_ALPHA
 from laneway.lanes._records import CommandState
 
@@ -99,7 +100,9 @@ class Outcomes:
             log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
         if cmd.durable and core.pending is not None:
             core.box.add(partial(core.pending.delete, cmd.id))
-        core.box.add(partial(cmd.future.settle, value))
+        future = cmd.future
+        # The base class's settle unless a caller armed a wait: one frame less per command.
+        core.box.add(partial(settle_unarmed, future, value) if future.wait_gate is None else partial(future.settle, value))
         if core.events.wants("queue.command.completed"):
             core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                       tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
