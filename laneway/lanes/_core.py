@@ -100,7 +100,7 @@ class LaneCore:
         self.executors = Executors(self.box, end_run_locked=self.outcomes.end_run_locked,
                                    dispatch_locked=self.dispatch_locked, finish=self.outcomes.finish,
                                    launch_failed=self.outcomes.launch_failed, announce=self.outcomes.announce_run,
-                                   pool=cpu_pool)
+                                   pool=cpu_pool, announcing=partial(events.wants, "queue.command.started"))
 
     def emit(self, key: str, source: str, **data: Any) -> None:
         """Publish an event once the lock is released (only when someone listens)."""
