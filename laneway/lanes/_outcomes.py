@@ -106,7 +106,10 @@ class Outcomes:
         if core.events.wants("queue.command.completed"):
             core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                       tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
-        core.final_locked(cmd)  # after its effects are queued (see final_locked)
+        if cmd.timers or cmd.group is not None or core.quiet_waiters:
+            core.final_locked(cmd)  # after its effects are queued (see final_locked)
+        else:
+            del core.commands[cmd.id]  # final_locked's common case, without its frame
 
     def _fail_attempt_locked(self, cmd: Command, error: BaseException) -> None:
         core = self._core
