@@ -140,6 +140,7 @@ class LaneCore:
                         and not lane.paused and lane.rate_timer is None)
         else:
             eligible = lane.eligible()
+        lane.in_turn = eligible
         if eligible:
             if bucket is None:
                 bucket = self._buckets[prio] = {}

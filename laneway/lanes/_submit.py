@@ -152,7 +152,8 @@ class Submitter:
                                                cancel_fn=self._cancel_fn)
                         if watch:
                             cmd.future.prepare_wait()
-                        if cmd.queued and lane.eligible():
+                        # in_turn: eligible as enqueue_locked's lane update found it, without asking again.
+                        if cmd.queued and lane.in_turn:
                             # Else nothing can start that could not before: only this lane changed,
                             # and it has no free slot or no work (the command started or waits for one).
                             core.dispatch_locked()
