@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 _PENDING = _cf.PENDING
 _FINISHED = _cf.FINISHED
 _DONE = (_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED, _cf.FINISHED)
+#: ``(future, result)``: settle a :class:`CommandFuture` whose ``wait_gate`` is None, without its override's frame.
+settle_unarmed = LazyFuture.settle
 
 
 class CommandFuture(LazyFuture[Any]):
@@ -37,7 +39,7 @@ class CommandFuture(LazyFuture[Any]):
     """
 
     _timeout_error = LanewayTimeout
-    _gate: threading.Lock | None = None  # set by prepare_wait, released by the first settle or cancel
+    wait_gate: threading.Lock | None = None  # set by prepare_wait, released by the first settle or cancel
 
     def __init__(self, command_id: str) -> None:
         # LazyFuture.__init__'s fields, inline: one call less per submitted command.
@@ -57,19 +59,19 @@ class CommandFuture(LazyFuture[Any]):
         """Arm the lock :meth:`wait_prepared` sleeps on; call before the command can settle."""
         gate = threading.Lock()
         gate.acquire()
-        self._gate = gate
+        self.wait_gate = gate
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> bool:
         done = super().settle(result, error)
         if done:
-            gate = self._gate
+            gate = self.wait_gate
             if gate is not None:
                 gate.release()  # last: the waiter runs as soon as it gets the GIL
         return done
 
     def cancel(self) -> bool:
         cancelled = super().cancel()
-        gate = self._gate
+        gate = self.wait_gate
         if cancelled and gate is not None and gate.locked():
             gate.release()
         return cancelled
@@ -81,7 +83,7 @@ class CommandFuture(LazyFuture[Any]):
             LanewayTimeout: no result in time.
             Exception: what the command failed with.
         """
-        gate = self._gate
+        gate = self.wait_gate
         if gate is None:
             return self.get(timeout)
         if self._state not in _DONE:
@@ -167,20 +169,38 @@ class Command:
         }
 
 
-class Run:
-    """One attempt of a command; holds a lane slot and a worker slot until the tool returns."""
+class Run(CancellationToken):
+    """One attempt of a command; holds a lane slot and a worker slot until the tool returns.
 
-    __slots__ = ("cmd", "attempt", "started_at", "token", "superseded", "requeue", "task", "ended")
+    It is its own cancellation token (the one its tool sees): one object per
+    attempt instead of two, and the token's fields set here without its
+    ``__init__``'s frame.
+    """
+
+    __slots__ = ("cmd", "attempt", "started_at", "superseded", "requeue", "task", "ended")
 
     def __init__(self, cmd: Command, attempt: int, now: float) -> None:
+        # CancellationToken's fields (see its __init__), inline.
+        self._cancelled = False
+        self._event = None
+        self._callbacks = None
+        self.reason = ""
+        self.preempted = False
         self.cmd = cmd
         self.attempt = attempt
         self.started_at = now
-        self.token = CancellationToken()
         self.superseded = False  # its outcome no longer decides the command (timed out, cancelled, preempted)
         self.requeue = False  # preempted with REQUEUE: queue the command again when this run ends
         self.task: Any = None  # the asyncio task of an async tool
         self.ended = False
+
+    def __repr__(self) -> str:
+        return f"<Run {self.cmd.id} attempt {self.attempt} {'cancelled: ' + self.reason if self._cancelled else 'active'}>"
+
+    @property
+    def token(self) -> CancellationToken:
+        """The run's cancellation token: the run itself."""
+        return self
 
 
 class Group:

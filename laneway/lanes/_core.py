@@ -100,7 +100,7 @@ class LaneCore:
         self.executors = Executors(self.box, end_run_locked=self.outcomes.end_run_locked,
                                    dispatch_locked=self.dispatch_locked, finish=self.outcomes.finish,
                                    launch_failed=self.outcomes.launch_failed, announce=self.outcomes.announce_run,
-                                   pool=cpu_pool)
+                                   pool=cpu_pool, announcing=partial(events.wants, "queue.command.started"))
 
     def emit(self, key: str, source: str, **data: Any) -> None:
         """Publish an event once the lock is released (only when someone listens)."""
@@ -133,7 +133,15 @@ class LaneCore:
         """Put the lane in (or take it out of) its priority bucket after any change."""
         prio = lane.config.priority
         bucket = self._buckets.get(prio)
-        if lane.eligible():
+        # Lane.eligible's expression inline: touch runs several times per command.
+        group = lane.group
+        if group is None:
+            eligible = (lane.active < lane.config.max_concurrency and (lane.queue.size > 0 or bool(lane.preemptors))
+                        and not lane.paused and lane.rate_timer is None)
+        else:
+            eligible = lane.eligible()
+        lane.in_turn = eligible
+        if eligible:
             if bucket is None:
                 bucket = self._buckets[prio] = {}
                 bisect.insort(self._prios, prio)
@@ -144,9 +152,33 @@ class LaneCore:
             del bucket[lane]
             self._eligible -= 1
 
+    def run_ended_locked(self, lane: Lane) -> None:
+        """What :meth:`lane_changed_locked` does after only ``active`` went down (pending, so the
+        queue length and the pressure, did not change since reported): the end of a run that completed."""
+        if lane.pending != lane.reported_pending:  # dispatch took commands since: report that
+            self.lane_changed_locked(lane)
+            return
+        self.touch(lane)
+        if lane.busy and lane.pending == 0 and lane.active == 0:
+            self._went_idle_locked(lane)
+        elif self.space_waiters and lane.pending < lane.config.max_pending:
+            self.space.notify_all()
+
+    def _went_idle_locked(self, lane: Lane) -> None:
+        lane.busy = False
+        lane.idle_since = self.now()
+        if lane.relief_due:  # idle answers a pressure event; without one nobody is waiting for it
+            lane.relief_due = False
+            self.emit("queue.lane.idle", lane.name)
+        if lane.session_id is not None:
+            self.lane_idle_locked(lane)
+        if self.space_waiters and lane.pending < lane.config.max_pending:
+            self.space.notify_all()
+
     def lane_changed_locked(self, lane: Lane) -> None:
         """Eligibility, pressure and idle transitions after pending or active changed."""
         self.touch(lane)
+        lane.reported_pending = lane.pending
         try:
             lane.recorder.queue_length(lane.pending)
         except Exception:  # a metrics hook must not break a transition half-way
@@ -159,14 +191,8 @@ class LaneCore:
             elif lane.pending < threshold:
                 lane.pressure = False
         if lane.busy and lane.pending == 0 and lane.active == 0:
-            lane.busy = False
-            lane.idle_since = self.now()
-            if lane.relief_due:  # idle answers a pressure event; without one nobody is waiting for it
-                lane.relief_due = False
-                self.emit("queue.lane.idle", lane.name)
-            if lane.session_id is not None:
-                self.lane_idle_locked(lane)
-        if self.space_waiters and lane.pending < lane.config.max_pending:
+            self._went_idle_locked(lane)
+        elif self.space_waiters and lane.pending < lane.config.max_pending:
             self.space.notify_all()
 
     # submitting -----------------------------------------------------------------------------
@@ -198,7 +224,7 @@ class LaneCore:
         eta: float | None
         if lane.preemptible_runs and lane.active >= lane.cap and self._preempt_locked(cmd):
             position, eta = 0, 0.0
-        elif self._starts_now_locked(lane):
+        elif not lane.queue.size and self._starts_now_locked(lane):  # a queued lane: its frame spared
             # What dispatch would do next (this lane is the best one with a free slot), without the
             # queue's push and pop: the common case of a lane that keeps up with its callers. The
             # command is never pending (so no queue length or pressure change): the lane turns busy,
@@ -220,7 +246,11 @@ class LaneCore:
             cmd.seq = next(self._seq)
             cmd.queued = True
             lane.queue.push(cmd)
-        lane.add_waiting(cmd)
+        # Lane.add_waiting, inline (one frame less per queued command).
+        lane.pending += 1
+        lane.waiting[cmd.id] = cmd
+        lane.busy = True
+        lane.idle_since = None
         self.commands[cmd.id] = cmd
         if cmd.deadline_s is not None:
             for fraction in lane.config.deadline_boosts:
@@ -354,6 +384,12 @@ class LaneCore:
             if group.outstanding == 0 and cmd.lane.group is group:
                 cmd.lane.group = None
         if self.quiet_waiters and not self.commands:
+            # As an effect, after those its caller queued before this call (the store's delete,
+            # the dead letter, the settle): a drain that returns has seen them done.
+            self.box.add(self._notify_quiet)
+
+    def _notify_quiet(self) -> None:
+        with self.lock:
             self.quiet.notify_all()
 
     def unqueue_locked(self, cmd: Command) -> None:
@@ -390,10 +426,10 @@ class LaneCore:
             self.box.add(partial(cmd.run.token.cancel, reason))
         cmd.state = CommandState.CANCELLED
         lane.cancelled += 1
-        self.final_locked(cmd)
         if cmd.durable and self.pending is not None:
             self.box.add(partial(self.pending.delete, cmd.id))
         self.box.add(partial(cmd.future.settle, error=CommandCancelled(f"command {cmd.id} cancelled: {reason}")))
+        self.final_locked(cmd)  # after its effects are queued (see final_locked)
         self.emit("queue.command.cancelled", lane.name, command_id=cmd.id, caller=cmd.caller, reason=reason)
         self.lane_changed_locked(lane)
 
@@ -417,9 +453,9 @@ class LaneCore:
             victim.requeue = True
         else:
             vc.state = CommandState.CANCELLED
-            self.final_locked(vc)
             if vc.durable and self.pending is not None:
                 self.box.add(partial(self.pending.delete, vc.id))
             self.box.add(partial(vc.future.settle, error=Preempted(f"command {vc.id} {reason}")))
+            self.final_locked(vc)  # after its effects are queued (see final_locked)
         lane.preemptors.append(cmd)
         return True

@@ -84,12 +84,14 @@ class Executors:
         launch_failed: ``(run, error)``, without the lock: no executor could take the run.
         announce: ``(run)``: a run is about to execute (persist its attempt, publish).
         pool: returns the process pool for ``cpu_bound`` tools.
+        announcing: ``()``: is anyone told when a run starts? Asked once per batch; when it
+            is False, ``announce`` is called only for durable commands (None: for every run).
     """
 
     def __init__(self, box: Outbox, *, end_run_locked: Callable[[Run, bool, Any], None],
                  dispatch_locked: Callable[[], None], finish: Callable[[Run, bool, Any], None],
                  launch_failed: Callable[[Run, BaseException], None], announce: Callable[[Run], None],
-                 pool: Callable[[], Any]) -> None:
+                 pool: Callable[[], Any], announcing: Callable[[], bool] | None = None) -> None:
         self._box = box
         self._lock = box.lock
         self._end_run_locked = end_run_locked
@@ -97,6 +99,7 @@ class Executors:
         self._finish = finish
         self._launch_failed = launch_failed
         self._announce = announce
+        self._announcing = announcing
         self._get_pool = pool
         # Started sync runs waiting for a thread: (lane priority, command level, arrival, run), best first.
         self._ready: list[tuple[int, int, int, Run]] = []
@@ -143,27 +146,29 @@ class Executors:
 
     # shared by every executor -------------------------------------------------
 
-    @staticmethod
-    def _run_batch(batch: collections.deque[Run], announce: Callable[[Run], None]) -> list[tuple[Run, bool, Any, float]]:
+    def _run_batch(self, batch: collections.deque[Run]) -> list[tuple[Run, bool, Any, float]]:
         """Run the sync tools of ``batch`` in turn (without the lock): ``(run, ok, value, seconds)`` each."""
         outcomes: list[tuple[Run, bool, Any, float]] = []
-        perf_counter, token_var = time.perf_counter, current_token_var
+        perf_counter, token_var, announce = time.perf_counter, current_token_var, self._announce
+        # Asked once per batch, not per run: a listener added meanwhile hears from the next batch on.
+        everyone = self._announcing is None or self._announcing()
         while batch:
             try:
                 run = batch.popleft()  # atomic: the fallback may take the rest back meanwhile
             except IndexError:
                 break
-            try:
-                announce(run)
-            except Exception:  # persisting the attempt or publishing failed: the run still runs
-                log.exception("lanes: announcing command %s failed", run.cmd.id)
             cmd = run.cmd
+            if everyone or cmd.durable:
+                try:
+                    announce(run)
+                except Exception:  # persisting the attempt or publishing failed: the run still runs
+                    log.exception("lanes: announcing command %s failed", cmd.id)
             spec = cmd.spec
             token = run.token
             began = perf_counter()
             ok: bool
             value: Any
-            if token.cancelled:
+            if token._cancelled:  # the field, not the property: one call less per run
                 ok, value = False, _cancelled_error(run)
             else:
                 kwargs = {**cmd.params, "cancel_token": token} if spec.takes_token else cmd.params
@@ -277,7 +282,7 @@ class Executors:
 
     def _work(self) -> None:
         box = self._box
-        end_run_locked, dispatch_locked, announce = self._end_run_locked, self._dispatch_locked, self._announce
+        end_run_locked, dispatch_locked = self._end_run_locked, self._dispatch_locked
         run_batch, tool_s, fast = self._run_batch, self._tool_s, self._fast
         worker = _Worker()
         with box:
@@ -297,7 +302,7 @@ class Executors:
                     return
                 worker.woken = False
                 took = True
-            outcomes = run_batch(worker.batch, announce)
+            outcomes = run_batch(worker.batch)
             took = False
             try:
                 with box:

@@ -36,6 +36,7 @@ class Lane:
         self.preemptors: collections.deque[Command] = collections.deque()  # take the next free slots
         self.group: Group | None = None  # a parallel group holding the lane
         self.pending = 0  # queued (in any structure) or waiting for a retry
+        self.reported_pending = 0  # pending as last reported to the recorder (and checked for pressure)
         self.active = 0
         self.waiting: dict[str, Command] = {}  # pending commands, oldest first
         self.runs: dict[Run, None] = {}
@@ -48,6 +49,7 @@ class Lane:
         self.pressure = False
         self.relief_due = False  # a pressure event was published: the next idle transition is published too
         self.busy = False
+        self.in_turn = False  # in the scheduler's priority buckets (eligible when last touched)
         self.closing = False
         self.idle_since: float | None = now
         self.idle_timer: TimerHandle | None = None
@@ -123,12 +125,14 @@ class Lane:
 
     def eta(self, position: int) -> float | None:
         """Seconds until a command at ``position`` starts, from recent run times and the slot count."""
-        behind = position + 1 - (self.cap - self.active)
+        group = self.group  # self.cap, without the property's two frames per submit
+        cap = self.config.max_concurrency if group is None else group.max_concurrent
+        behind = position + 1 - (cap - self.active)
         if behind <= 0:
             return 0.0
         if self.run_ewma is None:
             return None
-        return behind * self.run_ewma / self.cap
+        return behind * self.run_ewma / cap
 
     def status(self, accepting: bool, closed: bool) -> LaneStatusReport:
         has_work = self.pending > 0 or self.active > 0

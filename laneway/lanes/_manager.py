@@ -14,7 +14,7 @@ import attrs
 
 from laneway.actors import ActorRef, ChildSpec, OneForOne
 from laneway.core import RetryPolicy
-from laneway.errors import ConfigError
+from laneway.errors import ConfigError, LanewayTimeout
 from laneway.lanes import _controls as controls
 from laneway.lanes import _lifecycle as lifecycle
 from laneway.lanes._config import DEFAULT_LANES, GiveUp, LaneConfig, Priority, RateLimit, merge_lane_configs
@@ -35,7 +35,8 @@ from laneway.lanes._sessions import SessionLane, Sessions
 from laneway.lanes._status import manager_statistics, manager_status
 from laneway.lanes._submit import DEFAULT_OPTIONS, UNSET, SubmitOptions, Submitter
 from laneway.lanes._tools import ToolRegistry, ToolSpec, default_registry
-from laneway.lanes._waiting import await_result, check_give_up, wait_result
+from laneway.lanes._command import CommandFuture
+from laneway.lanes._waiting import await_result, check_give_up, gave_up, wait_result
 from laneway.store import SQLiteStore
 
 if TYPE_CHECKING:
@@ -173,6 +174,10 @@ class LaneManager:
             >>> h = orch.lanes.submit("query", "search", {"q": "otp"}, priority=Priority.HIGH)  # doctest: +SKIP
             >>> h.position, h.eta_s, h.result(timeout=10)                                      # doctest: +SKIP
         """
+        if (priority is None and caller == "default" and timeout is UNSET and retry is None and deadline_s is None
+                and preemptible is None and max_wait is None and command_id is None and block_timeout is None):
+            # Every option at its default (most submits): straight to the submitter, one frame less.
+            return self._submitter.submit(lane, target, params, DEFAULT_OPTIONS, self._ask_timeout)
         return self._submit(lane, target, params, False, priority, caller, timeout, retry, deadline_s, preemptible,
                             max_wait, block_timeout, command_id)
 
@@ -220,8 +225,16 @@ class LaneManager:
             handle = self._submit(lane, target, params, True, **options)
         else:  # every option at its default: one frame less
             handle = self._submitter.submit(lane, target, params, DEFAULT_OPTIONS, self._ask_timeout, watch=True)
-        return wait_result(handle, self._ask_timeout if wait_timeout is None else wait_timeout, on_give_up,
-                           self._core.cancel)
+        limit = self._ask_timeout if wait_timeout is None else wait_timeout
+        future = handle.future
+        if type(future) is CommandFuture:
+            # wait_result's common case inline (the submit armed the wait): one frame less per call.
+            try:
+                return future.wait_prepared(limit)
+            except LanewayTimeout:
+                gave_up(handle, limit, on_give_up, self._core.cancel)
+                raise
+        return wait_result(handle, limit, on_give_up, self._core.cancel)
 
     async def call_async(self, lane: str, target: str | Callable[..., Any] | ToolSpec,
                          params: Mapping[str, Any] | None = None, *, wait_timeout: float | None = None,

@@ -7,6 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from laneway.errors import CommandTimeout, LaneError
+from laneway.lanes._command import settle_unarmed
 from laneway.lanes._lane import RUN_EWMA_ALPHA
 from laneway.lanes._records import CommandState
 
@@ -81,6 +82,8 @@ class Outcomes:
                     core.requeue_locked(cmd, keep_seq=True)
         elif ok:
             self._complete_locked(cmd, run, value, now)
+            core.run_ended_locked(lane)  # pending did not change: no queue length or pressure update
+            return
         else:
             self._fail_attempt_locked(cmd, value)
         core.lane_changed_locked(lane)
@@ -95,13 +98,18 @@ class Outcomes:
             lane.recorder.completed(latency, now)
         except Exception:  # a metrics hook must not break a transition half-way
             log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
-        core.final_locked(cmd)
         if cmd.durable and core.pending is not None:
             core.box.add(partial(core.pending.delete, cmd.id))
-        core.box.add(partial(cmd.future.settle, value))
+        future = cmd.future
+        # The base class's settle unless a caller armed a wait: one frame less per command.
+        core.box.add(partial(settle_unarmed, future, value) if future.wait_gate is None else partial(future.settle, value))
         if core.events.wants("queue.command.completed"):
             core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                       tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
+        if cmd.timers or cmd.group is not None or core.quiet_waiters:
+            core.final_locked(cmd)  # after its effects are queued (see final_locked)
+        else:
+            del core.commands[cmd.id]  # final_locked's common case, without its frame
 
     def _fail_attempt_locked(self, cmd: Command, error: BaseException) -> None:
         core = self._core
@@ -123,9 +131,9 @@ class Outcomes:
         cmd.state = CommandState.FAILED
         lane.failed += 1
         lane.dead_lettered += 1
-        core.final_locked(cmd)
         reason = f"{cmd.spec.name} failed after {cmd.attempts} attempt(s): {error!r}"
         core.box.add(partial(self._dead_letter, cmd, reason, error))
+        core.final_locked(cmd)  # after its effects are queued (see final_locked)
 
     def _dead_letter(self, cmd: Command, reason: str, error: BaseException) -> None:
         """Outside the lock: letter first, then events, then the caller sees the error."""

@@ -33,9 +33,14 @@ def wait_result(handle: CommandHandle, limit: float, on_give_up: GiveUp, withdra
             return future.wait_prepared(limit)  # armed by the submit, or a plain wait if it was not
         return handle.result(limit)
     except LanewayTimeout:
-        if on_give_up is GiveUp.WITHDRAW:
-            _give_up(withdraw, handle, f"the caller stopped waiting after {limit}s")
+        gave_up(handle, limit, on_give_up, withdraw)
         raise
+
+
+def gave_up(handle: CommandHandle, limit: float, on_give_up: GiveUp, withdraw: Withdraw) -> None:
+    """No result came within ``limit`` s: withdraw the command unless told to keep it."""
+    if on_give_up is GiveUp.WITHDRAW:
+        _give_up(withdraw, handle, f"the caller stopped waiting after {limit}s")
 
 
 async def await_result(handle: CommandHandle, limit: float, on_give_up: GiveUp, withdraw: Withdraw) -> Any:

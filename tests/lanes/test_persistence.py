@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,37 @@ def test_a_persisted_command_whose_tool_is_gone_is_dead_lettered_not_dropped(tmp
         [letter] = lanes.dead_letters("work")
         assert letter.work_id == lost.command_id and "could not recover" in letter.reason
         assert orch.store.items("lanes.pending") == []
+
+
+@pytest.mark.timeout(30)
+def test_a_drain_returns_only_after_the_ended_commands_left_the_store(tmp_path, monkeypatch):
+    # A slow store: the delete of an ended command's record runs (outside the scheduler's lock)
+    # well after the command left the scheduler. "Drained" must still mean the store holds nothing.
+    import time
+
+    from laneway.lanes._persist import PendingStore
+
+    real_delete = PendingStore.delete
+
+    def slow_delete(self: PendingStore, command_id: str) -> None:
+        time.sleep(0.2)  # a slow disk, not a wait for anything
+        real_delete(self, command_id)
+
+    monkeypatch.setattr(PendingStore, "delete", slow_delete)
+    db = str(tmp_path / "lanes.db")
+    with Orchestrator(name="one", store=db, shutdown_timeout=5) as orch:
+        lanes = start_lanes(orch, [lane("work")], store=orch.store, tools=ToolRegistry(parent=default_registry))
+        core = lanes._core
+
+        def until_drain_waits() -> str:
+            # Ends only once the drain below waits, so its end is what wakes the drain.
+            deadline = time.monotonic() + WAIT
+            while not core.quiet_waiters and time.monotonic() < deadline:
+                threading.Event().wait(0.001)
+            return "done"
+
+        lanes.tools.register(until_drain_waits, name="until_drain_waits")
+        handle = lanes.submit("work", "until_drain_waits")
+        assert lanes.drain(WAIT).drained
+        assert orch.store.items("lanes.pending") == []  # the record went before the drain returned
+        assert handle.result(timeout=WAIT) == "done"
