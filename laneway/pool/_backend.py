@@ -179,6 +179,10 @@ class WorkerHub(Protocol):
     def results(self, worker_id: str, outcomes: Sequence[TaskOutcome]) -> None:
         """Outcomes of tasks the worker ran, in any batch size."""
 
+    def results_rows(self, worker_id: str, rows: Sequence[tuple[int, bool, int, Any]]) -> None:
+        """:meth:`results` in the wire's own form: ``(task_id, ok, form, data)`` rows of a DONE
+        message (see :mod:`laneway.worker.wire`), sparing a record per tiny task."""
+
     def heartbeat(self, worker_id: str, *, rss: int = 0, cpu: float = 0.0) -> None:
         """The worker is alive; its resident memory (bytes) and CPU use (percent)."""
 

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+import types
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import attrs
@@ -192,6 +193,9 @@ class Pool(concurrent.futures.Executor):
                 f"a pool needs workers: max_workers (or workers) is {self.max_workers}, and the {self._backend.name} "
                 "backend admits no remote workers (give workers >= 1, or listen= for `laneway worker --connect`)")
         self._pickler = _codec.FunctionPickler()
+        # The last plain function submitted, with its pickle and label (one tuple, swapped whole, so
+        # threads submitting at once read a consistent entry; it keeps that one function alive).
+        self._last_fn: tuple[Any, tuple[bytes, bytes, str]] = (None, (b"", b"", ""))
         self._oob = self._backend.out_of_band
         init = None
         if initializer is not None:
@@ -333,8 +337,14 @@ class Pool(concurrent.futures.Executor):
 
     def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], options: TaskOptions,
                 block: bool) -> TaskFuture:
-        digest, fn_bytes = self._pickler.dumps(fn)
-        label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+        last = self._last_fn
+        if last[0] is fn:  # the same plain function as the last submit (a burst of one kind of task)
+            digest, fn_bytes, label = last[1]
+        else:
+            digest, fn_bytes = self._pickler.dumps(fn)
+            label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+            if type(fn) is types.FunctionType and fn.__closure__ is None:  # what FunctionPickler memoizes too
+                self._last_fn = (fn, (digest, fn_bytes, label))
         if self._oob:  # one pickle; large buffers travel as frames of their own
             args_bytes, buffers, owned = _codec.dumps_args_oob(args, kwargs)
             return self._core.submit((digest, fn_bytes, args_bytes), options.timeout, options.attempts, label, block,

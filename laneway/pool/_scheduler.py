@@ -50,12 +50,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from laneway.errors import InitializerError, PoolDown, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
-from laneway.worker import codec as _codec
 from laneway.pool._backend import Backend, TaskWire
 from laneway.worker import TaskOutcome
+from laneway.worker import wire
 from laneway.pool._future import TaskFuture
 from laneway.pool._records import Assignment, PoolStats, WorkerState, WorkerStats
-from laneway.pool._results import Settler
+from laneway.pool._results import Row, Settler, decode_row
 from laneway.pool._window import GONE_KEPT, WINDOW_BYTES, Task, WorkerRecord, pool_stats, remote_slot
 
 if TYPE_CHECKING:
@@ -133,6 +133,7 @@ class Scheduler:
         self._worker_limit = worker_limit  # max local workers
         self._slots = 0  # local worker slots under the supervisor (see slot_added/slot_removed)
         self.c: collections.Counter[str] = collections.Counter()  # statistics counters
+        self._submitted = 0  # c["submitted"], kept apart: one int add per submit (statistics() folds it in)
         self._results = Settler(orch, name, self._lock, self.c)
         # A backend that can read results on a waiting caller's thread (see Backend.serve_waiter).
         self._serve = backend.serve_waiter if type(backend).serve_waiter is not Backend.serve_waiter else None
@@ -148,26 +149,34 @@ class Scheduler:
         if owned is None:
             owned = len(args_bytes)
         nbytes = len(args_bytes) + (sum(len(b) for b in buffers) if buffers else 0)
+        # Made before the lock (ids need only be unique, and count() is atomic): the lock, which the
+        # I/O thread takes for every batch it sends or receives, is held for an append and a count.
+        task = Task(next(self._task_ids), wire_parts, attempts, label, self._lock, dead_letter, False, nbytes, owned,
+                    self._serve, timeout, buffers)
+        queue = self._queue
         with self._lock:
-            self._check_open()
-            if not self._has_room(owned):
-                if not block:
-                    raise PoolFull(f"pool queue is full ({self._fullness()}); retry later or use submit()")
-                if not self._not_full.wait_for(
-                    lambda: self._has_room(owned) or self._closed or self._broken or self._down, queue_timeout
-                ):
-                    raise PoolFull(f"pool queue stayed full ({self._fullness()}) for {queue_timeout}s")
-                self._check_open()
-            tid = next(self._task_ids)
-            task = Task(tid, wire_parts, attempts, label, self._lock, dead_letter, False, nbytes, owned, self._serve,
-                        timeout, buffers)
-            self._queue.append(task)
+            if self._broken or self._down or self._closed or not (
+                    len(queue) < self.max_queue and (not queue or self._queued_bytes + owned <= self.max_queue_bytes)):
+                self._wait_room(owned, block, queue_timeout)
+            queue.append(task)
             self._queued_bytes += owned
-            self.c["submitted"] += 1
+            self._submitted += 1
             saturated = self._saturated
         if not saturated:
             self.backend.wake()
         return task.future
+
+    def _wait_room(self, owned: int, block: bool, queue_timeout: float | None) -> None:
+        """Under the lock, the queue full or the pool not open: wait for room or raise why not."""
+        self._check_open()
+        if not self._has_room(owned):
+            if not block:
+                raise PoolFull(f"pool queue is full ({self._fullness()}); retry later or use submit()")
+            if not self._not_full.wait_for(
+                lambda: self._has_room(owned) or self._closed or self._broken or self._down, queue_timeout
+            ):
+                raise PoolFull(f"pool queue stayed full ({self._fullness()}) for {queue_timeout}s")
+            self._check_open()
 
     def _has_room(self, owned: int) -> bool:
         """Under the lock: may a task holding ``owned`` pool-made bytes join the queue now?"""
@@ -383,42 +392,56 @@ class Scheduler:
         return True
 
     def results(self, worker_id: str, outcomes: Sequence[TaskOutcome]) -> None:
-        done: list[tuple[Task, TaskOutcome]] = []
+        self.results_rows(worker_id, [(o.task_id, o.ok, wire.PLAIN if o.plain else wire.PICKLED, o.data) for o in outcomes])
+
+    def results_rows(self, worker_id: str, rows: Sequence[Row]) -> None:
+        done: list[tuple[Task, Row]] = []
         head: Task | None = None
-        init: tuple[Task, TaskOutcome] | None = None
+        init: tuple[Task, Row] | None = None
         drained = ""
         with self._lock:
             w = self._workers.get(worker_id)
             if w is None:
-                self.c["late_results"] += len(outcomes)
+                self.c["late_results"] += len(rows)
                 return
             window = w.window
             now = self.clock.now()
-            for outcome in outcomes:
+            # The worker's figures in locals, written back once per batch rather than per task.
+            service, started, freed, failed = w.service_s, w.head_started, 0, 0
+            for row in rows:
                 found: Task | None
-                if window and window[0].id == outcome.task_id:
+                tid = row[0]
+                if window and window[0].id == tid:
                     found = window.popleft()
                 else:  # not the head: only possible if a backend reorders; still account for it
-                    found = next((t for t in window if t.id == outcome.task_id), None)
+                    found = next((t for t in window if t.id == tid), None)
                     if found is None:
                         self.c["late_results"] += 1
                         continue
                     window.remove(found)
                 task = found
-                w.window_bytes -= task.nbytes
+                freed += task.nbytes
                 if task.init:  # not a task: it says whether the worker may take tasks
-                    init = (task, outcome)
-                    w.head_started = now
+                    init = (task, row)
+                    started = now
                     continue
                 if task.timer is not None:
                     task.timer.cancel()
-                w.service_s = 0.8 * w.service_s + 0.2 * (now - w.head_started)
-                w.head_started = now
-                w.tasks_done += 1
-                done.append((task, outcome))
-                self.c["completed" if outcome.ok else "failed"] += 1  # the settler corrects the rare misfits
+                service = 0.8 * service + 0.2 * (now - started)
+                started = now
+                done.append((task, row))
+                if not row[1]:
+                    failed += 1
+            w.service_s, w.head_started = service, started
+            w.window_bytes -= freed
+            w.tasks_done += len(done)
+            c = self.c
+            # the settler corrects the rare misfits (a result that cannot be unpickled here)
+            c["completed"] += len(done) - failed
+            if failed:
+                c["failed"] += failed
             if init is not None:
-                if init[1].ok:
+                if init[1][1]:
                     self._set_ready(w)
                 # else it stays STARTING (no tasks) while the results thread reads the error and
                 # puts the pool down
@@ -445,12 +468,12 @@ class Scheduler:
             # A lone plain result (an int, a str...) is settled right here, on the backend's
             # thread: its unpickling runs no user code and nobody registered a callback, so
             # nothing can block; this spares the hand-off to the results thread and back.
-            if all(o.plain for _, o in done) and self._results.idle_for(done):
+            if all(row[2] for _, row in done) and self._results.idle_for(done):
                 self._results.settle_now(done)
             else:
                 self._results.settle(done)
         if init is not None:
-            if init[1].ok:
+            if init[1][1]:
                 self.orch.events.publish("pool.worker.ready", w.slot, worker_id=worker_id, pid=w.pid, host=w.host)
             else:
                 self._results.put(partial(self._init_failed, worker_id, w.pid, *init))
@@ -459,9 +482,9 @@ class Scheduler:
         if more:
             self.backend.wake()
 
-    def _init_failed(self, worker_id: str, pid: int, task: Task, outcome: TaskOutcome) -> None:
+    def _init_failed(self, worker_id: str, pid: int, task: Task, row: Row) -> None:
         """On the results thread: read the initializer's error and put the pool down with it."""
-        _, cause = _codec.decode(outcome)
+        _, cause = decode_row(row)
         what = getattr(cause, "type_name", "") or type(cause).__qualname__
         first = next(iter(str(cause).strip().splitlines()), "")
         err = InitializerError(f"pool initializer {task.label} failed in worker {worker_id} (pid {pid}): "
@@ -690,6 +713,7 @@ class Scheduler:
 
     def statistics(self, backend: str, restarts: int) -> PoolStats:
         with self._lock:
+            self.c["submitted"] = self._submitted
             return pool_stats(list(self._workers.values()), self.c, len(self._queue), self.max_queue, backend,
                               restarts)
 

@@ -40,7 +40,6 @@ import zmq
 from laneway.errors import AuthError, ConfigError, PoolError
 from laneway.worker import wire
 from laneway.pool._backend import Backend, WorkerHub, exit_reason
-from laneway.worker import TaskOutcome
 from laneway.worker import CurveServer, is_loopback
 from laneway.worker import ShipLedger
 from laneway.pool.zmq._socket import IO_RECHECK_S, SharedRouter
@@ -438,11 +437,14 @@ class ZmqBackend(Backend):
             peer = peers.get(ident.decode(errors="replace"))
             if peer is not None and peer.hello:
                 peer.seen = self._clock.now()
-                big = iter(frames[3:])  # data too large to travel inside the header came as frames
-                hub.results(peer.wid, [TaskOutcome(tid, ok, next(big) if data is None else data, plain)
-                                       for tid, ok, plain, data in pickle.loads(body)])
+                rows = pickle.loads(body)
+                if len(frames) > 3:  # data too large to travel inside the header came as frames
+                    big, value = iter(frames[3:]), wire.VALUE
+                    rows = [(tid, ok, form, next(big)) if data is None and form != value else (tid, ok, form, data)
+                            for tid, ok, form, data in rows]
+                hub.results_rows(peer.wid, rows)
             else:  # from an id the pool already gave up on: counted as late, never unpickled
-                hub.results(ident.decode(errors="replace"), [TaskOutcome(0, False, b"")])
+                hub.results_rows(ident.decode(errors="replace"), [(0, False, wire.PICKLED, b"")])
                 self._send([ident, wire.REJOIN])
         elif kind == wire.BEAT and ident.endswith(wire.HB_SUFFIX):
             peer = peers.get(ident[: -len(wire.HB_SUFFIX)].decode(errors="replace"))
