@@ -162,6 +162,11 @@ class TaskWire:
     args_buffers: tuple[bytes, ...] = ()
 
 
+#: A :class:`TaskWire`'s fields as a plain tuple: ``(task_id, fn_digest, fn_bytes, args_bytes, args_buffers)``
+#: (see :meth:`WorkerHub.assign_rows`).
+TaskRow = tuple[int, bytes, bytes, bytes, tuple[bytes, ...]]
+
+
 class WorkerHub(Protocol):
     """What the pool offers a backend (implemented by the pool's scheduler)."""
 
@@ -169,6 +174,9 @@ class WorkerHub(Protocol):
 
     def assign(self) -> list[tuple[str, list[TaskWire]]]:
         """Tasks to transmit now, per worker id; each is already in that worker's window."""
+
+    def assign_rows(self) -> list[tuple[str, list[TaskRow]]]:
+        """:meth:`assign` with each task as a :data:`TaskRow` tuple (no record per task)."""
 
     def worker_ready(self, worker_id: str, *, pid: int, host: str, node: str = "") -> None:
         """The worker can take tasks."""

@@ -50,7 +50,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from laneway.errors import InitializerError, PoolDown, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
-from laneway.pool._backend import Backend, TaskWire
+from laneway.pool._backend import Backend, TaskRow, TaskWire
 from laneway.worker import TaskOutcome
 from laneway.worker import wire
 from laneway.pool._future import TaskFuture
@@ -255,12 +255,20 @@ class Scheduler:
 
     def assign(self) -> list[tuple[str, list[TaskWire]]]:
         """Move queued tasks into windows of workers with room, by the assignment strategy."""
+        return [(wid, [t.wire for t in tasks]) for wid, tasks in self._assign()]
+
+    def assign_rows(self) -> list[tuple[str, list[TaskRow]]]:
+        """:meth:`assign`, each task as a plain ``(task_id, fn_digest, fn_bytes, args_bytes, args_buffers)``
+        tuple: a backend that writes its own wire format needs no record per task."""
+        return [(wid, [(t.id, *t.parts, t.buffers) for t in tasks]) for wid, tasks in self._assign()]
+
+    def _assign(self) -> list[tuple[str, list[Task]]]:
         timers: list[tuple[Task, str]] = []
         with self._lock:
-            batches: dict[str, list[TaskWire]] = {}
+            batches: dict[str, list[Task]] = {}
             if self._init_due:  # initializer runs go first, alone: their workers take nothing else yet
                 for wid, init in self._init_due:
-                    batches[wid] = [init.wire]
+                    batches[wid] = [init]
                 self._init_due = []
             queue = self._queue
             if not queue:
@@ -270,14 +278,15 @@ class Scheduler:
                 return list(batches.items())
             window = self.window
             ready = (WorkerState.IDLE, WorkerState.BUSY)
-            rooms: dict[str, int] = {}  # each open worker's room, counted down as tasks go to it
+            # each open worker's room (counted down as tasks go to it) and the tasks it gets now
+            rooms: dict[str, list] = {}
             open_: list[WorkerRecord] = []
             for w in self._workers.values():
                 if not w.draining and w.state in ready:
                     room = w.room(window, self.max_tasks)
                     if room > 0:
                         open_.append(w)
-                        rooms[w.wid] = room
+                        rooms[w.wid] = [room, None]
             now = self.clock.now()
             pick = self._picker(open_)
             sent_bytes = 0
@@ -288,23 +297,28 @@ class Scheduler:
                 if fut._state in _CANCELLED:  # cancel() takes our lock to set it, so this read is exact
                     continue  # the caller gave up on it before it ran (its waiters were told then)
                 w = pick()
-                if w.window and w.window_bytes + task.nbytes > WINDOW_BYTES:
+                wwin = w.window
+                if wwin and w.window_bytes + task.nbytes > WINDOW_BYTES:
                     open_.remove(w)  # full by bytes: the task waits for room here or in another window
                     queue.appendleft(task)
                     sent_bytes -= task.owned
                     continue
                 w.window_bytes += task.nbytes
                 fut._dispatched = True  # with a worker now: cancel() returns False from here on
-                if not w.window:
+                if not wwin:
                     w.head_started = now
+                    w.state = WorkerState.BUSY  # a worker with tasks in its window is BUSY already
                     fut._state = _RUNNING  # heads the window: the worker runs it next, nothing ahead of it
                     if task.timeout is not None:
                         timers.append((task, w.wid))
-                w.window.append(task)
-                w.state = WorkerState.BUSY
-                batches.setdefault(w.wid, []).append(task.wire)
-                rooms[w.wid] -= 1
-                if not rooms[w.wid]:
+                wwin.append(task)
+                entry = rooms[w.wid]
+                sent = entry[1]
+                if sent is None:
+                    sent = entry[1] = batches.setdefault(w.wid, [])
+                sent.append(task)
+                entry[0] -= 1
+                if not entry[0]:
                     open_.remove(w)
             self._queued_bytes -= sent_bytes
             if sent_bytes or batches and len(queue) < self.max_queue:

@@ -330,3 +330,43 @@ def test_a_pool_whose_workers_cannot_start_fails_its_tasks_fast_with_the_cause(m
     (letter,) = manual_orch.dead_letters.list("pool")
     assert "no such executable" in letter.reason
     assert all(c.state is not ChildState.RUNNING for c in pool._sup.which_children())
+
+
+def test_rows_assigned_and_reported_in_the_wire_form_settle_like_records(manual_orch):
+    """assign_rows / results_rows: the tuple forms a wire-writing backend uses, one record less per task."""
+    from laneway.worker import wire
+
+    pool, be = start(manual_orch, workers=1)
+    futs = [pool.submit(inc, i) for i in range(2)] + [pool.submit(boom, "no")]
+    late = pool.submit(inc, 10)
+    (wid, rows), = pool._core.assign_rows()
+    assert [type(r) for r in rows] == [tuple] * len(rows) and rows[0][0] == futs[0]._task[0]
+    first = be.runner.run_row(*rows[0][:4])
+    assert first[2] == wire.VALUE and first[3] == 1  # the value itself, not a pickle of it
+    pool._core.results_rows(wid, [first])
+    assert futs[0].get(1) == 1
+    (_, more), = pool._core.assign_rows()  # a window of 2 until the worker proves fast; now room for the rest
+    pool._core.results_rows(wid, [be.runner.run_row(*r[:4]) for r in rows[1:] + more])
+    assert [f.get(1) for f in futs[:2]] == [1, 2] and late.get(1) == 11
+    with pytest.raises(RemoteError, match="no"):
+        futs[2].get(1)
+    stats = pool.statistics()
+    assert (stats.submitted, stats.completed, stats.failed, stats.in_flight) == (4, 3, 1, 0)
+
+
+def test_a_run_of_value_results_settles_together_without_losing_a_force_cancelled_one(manual_orch):
+    from laneway.worker import wire
+
+    pool, be = start(manual_orch, workers=1, window=8)
+    futs = [pool.submit(inc, i) for i in range(2)]
+    (wid, rows), = pool._core.assign_rows()
+    assert futs[1].force_cancel()  # given up on while it ran: its result counts as late
+    called = []
+    told = threading.Event()
+    futs[0].add_done_callback(lambda f: (called.append(f.result()), told.set()))
+    pool._core.results_rows(wid, [(r[0], True, wire.VALUE, i + 1) for i, r in enumerate(rows)])
+    assert futs[0].get(1) == 1 and futs[1].cancelled()
+    assert told.wait(5) and called == [1]
+    stats = pool.statistics()
+    assert (stats.completed, stats.late_results) == (1, 1)
+

@@ -481,24 +481,28 @@ class ZmqBackend(Backend):
     def _dispatch_locked(self) -> bool:
         """Send what the pool assigns, holding ``_sock_lock``; True if a message waits to be received
         (a send may have consumed the ZMQ_FD edge that announced it)."""
-        send, peers = self._shared.send_locked, self._peers
-        batches = self._hub.assign()
-        for wid, wires in batches:
+        send, peers, inline_max = self._shared.send_locked, self._peers, wire.INLINE_MAX
+        batches = self._hub.assign_rows()
+        for wid, rows in batches:
             peer = peers.get(wid)
             if peer is None:
                 continue  # reaped this round; the pool already requeued its window
             to_send = peer.ledger.to_send
             head: list[tuple[int, bytes, bytes, bytes | None, int]] = []
             out = [peer.ident, wire.TASKS, b""]
-            for t in wires:
-                bufs = t.args_buffers
-                args: bytes | None = t.args_bytes
-                if len(t.args_bytes) >= wire.INLINE_MAX:
-                    out.append(t.args_bytes)
+            last = b""  # the digest of the task before: the ledger's answer for a repeat is b"" (no change)
+            for tid, digest, fn_bytes, args_bytes, bufs in rows:
+                args: bytes | None = args_bytes
+                if len(args_bytes) >= inline_max:
+                    out.append(args_bytes)
                     args = None
                 if bufs:
                     out.extend(bufs)
-                head.append((t.task_id, t.fn_digest, to_send(t.fn_digest, t.fn_bytes), args, len(bufs)))
+                if digest is not last:
+                    fn_bytes, last = to_send(digest, fn_bytes), digest
+                else:
+                    fn_bytes = b""
+                head.append((tid, digest, fn_bytes, args, len(bufs)))
             out[2] = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
             # zero-copy past the header: ZeroMQ sends large buffers themselves, the caller's objects included
             send(out)
