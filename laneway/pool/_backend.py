@@ -162,9 +162,10 @@ class TaskWire:
     args_buffers: tuple[bytes, ...] = ()
 
 
-#: A :class:`TaskWire`'s fields as a plain tuple: ``(task_id, fn_digest, fn_bytes, args_bytes, args_buffers)``
-#: (see :meth:`WorkerHub.assign_rows`).
-TaskRow = tuple[int, bytes, bytes, bytes, tuple[bytes, ...]]
+#: A :class:`TaskWire`'s fields as a plain tuple: ``(task_id, fn_digest, fn_bytes, args, args_buffers)``
+#: (see :meth:`WorkerHub.assign_rows`); ``args`` is ``args_bytes``, or for a backend with
+#: :attr:`Backend.inline_args`, possibly the positional arguments themselves (a tuple of small scalars).
+TaskRow = tuple[int, bytes, bytes, "bytes | tuple", tuple[bytes, ...]]
 
 
 class WorkerHub(Protocol):
@@ -206,6 +207,9 @@ class Backend(abc.ABC):
     #: True if the backend transmits :attr:`TaskWire.args_buffers` (and runs tasks with
     #: ``TaskRunner.run(..., buffers)``); otherwise the pool pickles arguments in band.
     out_of_band: bool = False
+    #: True if the backend takes :meth:`WorkerHub.assign_rows` whose ``args`` may be an inline
+    #: tuple of small scalars (no pickle per tiny task; see ``laneway.worker.wire``).
+    inline_args: bool = False
 
     @abc.abstractmethod
     def open(self, hub: WorkerHub) -> None:

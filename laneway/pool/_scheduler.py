@@ -140,11 +140,15 @@ class Scheduler:
 
     # --- submitting -----------------------------------------------------------
 
-    def submit(self, wire_parts: tuple[bytes, bytes, bytes], timeout: float | None, attempts: int, label: str,
-               block: bool, queue_timeout: float | None, dead_letter: bool = True,
+    def submit(self, wire_parts: tuple[bytes, bytes, bytes | tuple], timeout: float | None, attempts: int,
+               label: str, block: bool, queue_timeout: float | None, dead_letter: bool = True,
                buffers: tuple[bytes, ...] = (), owned: int | None = None) -> TaskFuture:
         """Queue a task. ``buffers``: its arguments' out-of-band buffers; ``owned``: bytes of
-        pickles the pool made for it (default ``len(args_bytes)``), counted against ``max_queue_bytes``."""
+        pickles the pool made for it (default ``len(args_bytes)``), counted against ``max_queue_bytes``.
+
+        ``wire_parts[2]`` may be the arguments themselves, an inline tuple of small scalars
+        (``codec.inlinable``; only for a backend with ``inline_args``): the pool made no pickle
+        (``owned`` 0), and its length stands for its size on the wire (a few bytes)."""
         args_bytes = wire_parts[2]
         if owned is None:
             owned = len(args_bytes)

@@ -6,6 +6,7 @@ Both are internal and mutable, guarded by the :class:`~laneway.pool._scheduler.S
 from __future__ import annotations
 
 import collections
+import pickle
 import re
 import threading
 import time
@@ -49,13 +50,14 @@ class Task:
     __slots__ = ("id", "parts", "timeout", "buffers", "attempts", "tries", "future", "label", "timer", "dead_letter",
                  "submitted_at", "init", "nbytes", "owned")
 
-    def __init__(self, id: int, parts: tuple[bytes, bytes, bytes], attempts: int, label: str, lock: threading.Lock,
+    def __init__(self, id: int, parts: tuple[bytes, bytes, bytes | tuple], attempts: int, label: str, lock: threading.Lock,
                  dead_letter: bool = True, init: bool = False, nbytes: int = 0, owned: int = 0,
                  serve: Callable[[Callable[[], bool], float | None], None] | None = None,
                  timeout: float | None = None, buffers: tuple[bytes, ...] = ()) -> None:
         self.id = id
         # (fn digest, fn bytes, args bytes): the TaskWire is made when the task is sent (one
-        # long-lived object less per queued task for the garbage collector to walk)
+        # long-lived object less per queued task for the garbage collector to walk). The args
+        # may be an inline tuple of small scalars (pickled only for a backend that needs bytes).
         self.parts = parts
         self.timeout = timeout
         self.buffers = buffers
@@ -73,12 +75,17 @@ class Task:
     @property
     def wire(self) -> TaskWire:
         """The task as the backend transmits it."""
-        digest, fn_bytes, args_bytes = self.parts
-        return TaskWire(self.id, digest, fn_bytes, args_bytes, self.timeout, self.buffers)
+        digest, fn_bytes, args = self.parts
+        return TaskWire(self.id, digest, fn_bytes, _pickled(args), self.timeout, self.buffers)
 
     def payload(self) -> TaskPayload:
-        _, fn_bytes, args_bytes = self.parts
-        return TaskPayload(fn_bytes, args_bytes, self.timeout, self.attempts, self.label, self.buffers)
+        _, fn_bytes, args = self.parts
+        return TaskPayload(fn_bytes, _pickled(args), self.timeout, self.attempts, self.label, self.buffers)
+
+
+def _pickled(args: bytes | tuple) -> bytes:
+    """Pickled ``(args, kwargs)`` bytes for a task's args, which may be an inline tuple."""
+    return pickle.dumps((args, None), 5) if isinstance(args, tuple) else args
 
 
 class WorkerRecord:

@@ -116,9 +116,11 @@ class TaskRunner:
         returned, value = self._call(task_id, digest, fn_bytes, args_bytes, buffers)
         return _codec.encode_result(task_id, value) if returned else value
 
-    def run_row(self, task_id: int, digest: bytes, fn_bytes: bytes | None, args_bytes: bytes,
+    def run_row(self, task_id: int, digest: bytes, fn_bytes: bytes | None, args_bytes: bytes | tuple,
                 buffers: Any = ()) -> tuple[int, bool, int, Any]:
         """Run one task; what happened as a DONE row ``(task_id, ok, form, data)`` (see :mod:`laneway.worker.wire`).
+
+        ``args_bytes`` is the pickled ``(args, kwargs)``, or an inline args tuple (see ``wire.TASKS``).
 
         A small builtin scalar result is the row's data itself (form ``VALUE``): it rides in
         the DONE message's one pickle instead of a pickle of its own.
@@ -137,14 +139,17 @@ class TaskRunner:
             value = _codec.encode_result(task_id, value)
         return task_id, value.ok, wire.PLAIN if value.plain else wire.PICKLED, value.data
 
-    def _call(self, task_id: int, digest: bytes, fn_bytes: bytes | None, args_bytes: bytes,
+    def _call(self, task_id: int, digest: bytes, fn_bytes: bytes | None, args_bytes: bytes | tuple,
               buffers: Any) -> tuple[bool, Any]:
         """``(True, the value returned)``, or ``(False, the error's TaskOutcome)``."""
         fn = self.function(digest, fn_bytes)
         if type(fn) is _LoadFailed:
             return False, _codec.encode_error(task_id, fn.error, _codec.UNPICKLABLE, str(fn.error))
         try:
-            args, kwargs = pickle.loads(args_bytes, buffers=buffers)
+            if isinstance(args_bytes, tuple):  # inline arguments (see wire.TASKS): the tuple itself
+                args, kwargs = args_bytes, None
+            else:
+                args, kwargs = pickle.loads(args_bytes, buffers=buffers)
         except BaseException as exc:
             text = f"cannot unpickle the task's arguments in the worker: {_codec.describe(exc)}"
             return False, _codec.encode_error(task_id, exc, _codec.UNPICKLABLE, text)

@@ -20,9 +20,11 @@ Worker to pool:
     the worker's id plus :data:`HB_SUFFIX`.
 
 Pool to worker:
-    ``TASKS``  ``[(task_id, digest, fn_bytes_or_empty, args_bytes_or_None, n_buffers), ...]``
-    then, per task, its ``args_bytes`` frame if it is ``None`` in the header, and its
-    ``n_buffers`` out-of-band buffers (pickle protocol 5), one frame each.
+    ``TASKS``  ``[(task_id, digest, fn_bytes_or_empty, args, n_buffers), ...]``
+    then, per task, its ``args_bytes`` frame if ``args`` is ``None`` in the header, and its
+    ``n_buffers`` out-of-band buffers (pickle protocol 5), one frame each. ``args`` is the
+    pickled ``(args, kwargs)``, or a tuple: the positional arguments themselves, builtin
+    scalars and short strings only (``codec.inlinable``), riding in the header's pickle.
     ``PING``   the pool is alive (remote workers rejoin when pings stop).
     ``STOP``   finish what was sent, then exit.
     ``REJOIN`` the pool no longer knows this id: reconnect under a new one.

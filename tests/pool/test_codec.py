@@ -124,3 +124,12 @@ def test_small_builtin_results_travel_as_values_and_the_rest_as_pickles():
     assert row[:3] == (9, False, wire.PICKLED)
     ok, err = decode_row(row)
     assert not ok and isinstance(err, RemoteError) and "bad" in str(err)
+
+
+def test_short_scalar_arguments_are_inlinable_and_run_from_the_tuple_itself():
+    from laneway.worker.codec import INLINE_ARG_MAX, inlinable
+
+    assert inlinable((1, 2.5, None, True, 1j, "s", b"b")) and inlinable(())
+    assert not inlinable(("x" * INLINE_ARG_MAX,)) and not inlinable(([1],)) and not inlinable((tasks,))
+    d, code = FunctionPickler().dumps(tasks.add)
+    assert TaskRunner().run_row(1, d, code, (2, 3)) == (1, True, 2, 5)

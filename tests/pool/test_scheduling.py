@@ -370,3 +370,26 @@ def test_a_run_of_value_results_settles_together_without_losing_a_force_cancelle
     stats = pool.statistics()
     assert (stats.completed, stats.late_results) == (1, 1)
 
+
+
+def test_small_scalar_arguments_stay_a_tuple_for_an_inline_backend_and_bytes_everywhere_else(manual_orch):
+    """inline_args: no pickle per tiny task; assign() and dead letters still see pickled bytes."""
+    import pickle
+
+    class InlineFake(FakeBackend):
+        inline_args = True
+
+    pool, be = start(manual_orch, InlineFake(), workers=1, window=8)
+    small, big = pool.submit(add, 1, 2), pool.submit(add, [1], [2], c=[3])
+    (wid, rows), = pool._core.assign_rows()
+    assert rows[0][3] == (1, 2) and type(rows[1][3]) is bytes  # lists and keywords: pickled as before
+    pool._core.results_rows(wid, [be.runner.run_row(*r[:4]) for r in rows])
+    assert (small.get(1), big.get(1)) == (3, [1, 2, 3])
+    task = pool.submit(add, 4, 5)
+    (_, wires), = pool._core.assign()  # a backend reading TaskWire gets bytes whatever the task holds
+    assert pickle.loads(wires[0].args_bytes) == ((4, 5), None)
+    queued = pool._core._workers[wid].window[0]
+    assert pickle.loads(queued.payload().args_bytes) == ((4, 5), None)  # what a dead letter resubmits
+    w0 = wires[0]
+    pool._core.results_rows(wid, [be.runner.run_row(w0.task_id, w0.fn_digest, w0.fn_bytes, w0.args_bytes)])
+    assert task.get(1) == 9

@@ -92,6 +92,7 @@ class ZmqBackend(Backend):
 
     name = "zmq"
     out_of_band = True
+    inline_args = True
 
     def __init__(
         self,
@@ -488,12 +489,12 @@ class ZmqBackend(Backend):
             if peer is None:
                 continue  # reaped this round; the pool already requeued its window
             to_send = peer.ledger.to_send
-            head: list[tuple[int, bytes, bytes, bytes | None, int]] = []
+            head: list[tuple[int, bytes, bytes, bytes | tuple | None, int]] = []
             out = [peer.ident, wire.TASKS, b""]
             last = b""  # the digest of the task before: the ledger's answer for a repeat is b"" (no change)
             for tid, digest, fn_bytes, args_bytes, bufs in rows:
-                args: bytes | None = args_bytes
-                if len(args_bytes) >= inline_max:
+                args: bytes | tuple | None = args_bytes
+                if len(args_bytes) >= inline_max and isinstance(args_bytes, bytes):  # never an inline tuple
                     out.append(args_bytes)
                     args = None
                 if bufs:
