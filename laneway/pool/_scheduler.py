@@ -56,7 +56,7 @@ from laneway.worker import wire
 from laneway.pool._future import TaskFuture
 from laneway.pool._records import Assignment, PoolStats, WorkerState, WorkerStats
 from laneway.pool._results import Row, Settler, decode_row
-from laneway.pool._window import GONE_KEPT, WINDOW_BYTES, Task, WorkerRecord, pool_stats, remote_slot
+from laneway.pool._window import GONE_KEPT, TINY_OWNED, WINDOW_BYTES, Task, WorkerRecord, pool_stats, remote_slot
 
 if TYPE_CHECKING:
     from laneway.actors import Clock
@@ -114,6 +114,11 @@ class Scheduler:
         self._not_full = threading.Condition(self._lock)
         self._ready_cond = threading.Condition(self._lock)
         self._queue: collections.deque[Task] = collections.deque()
+        # Tiny tasks on their way to the queue: a submit appends here without any lock (deque appends
+        # and poplefts are atomic), never waiting for the I/O thread, which holds _lock for whole
+        # batches; whoever takes _lock next moves them to the queue and counts them (_absorb). Their
+        # bytes (at most TINY_OWNED each) count against max_queue_bytes from then on.
+        self._inbox: collections.deque[Task] = collections.deque()
         self._workers: dict[str, WorkerRecord] = {}
         self._gone: collections.deque[WorkerRecord] = collections.deque(maxlen=GONE_KEPT)
         self._task_ids = itertools.count(1)
@@ -133,7 +138,7 @@ class Scheduler:
         self._worker_limit = worker_limit  # max local workers
         self._slots = 0  # local worker slots under the supervisor (see slot_added/slot_removed)
         self.c: collections.Counter[str] = collections.Counter()  # statistics counters
-        self._submitted = 0  # c["submitted"], kept apart: one int add per submit (statistics() folds it in)
+        self._submitted = 0  # c["submitted"], counted as tasks reach the queue (statistics() folds it in)
         self._results = Settler(orch, name, self._lock, self.c)
         # A backend that can read results on a waiting caller's thread (see Backend.serve_waiter).
         self._serve = backend.serve_waiter if type(backend).serve_waiter is not Backend.serve_waiter else None
@@ -153,16 +158,33 @@ class Scheduler:
         if owned is None:
             owned = len(args_bytes)
         nbytes = len(args_bytes) + (sum(len(b) for b in buffers) if buffers else 0)
-        # Made before the lock (ids need only be unique, and count() is atomic): the lock, which the
-        # I/O thread takes for every batch it sends or receives, is held for an append and a count.
+        # Made before any lock: ids need only be unique, and count() is atomic.
         task = Task(next(self._task_ids), wire_parts, attempts, label, self._lock, dead_letter, False, nbytes, owned,
                     self._serve, timeout, buffers)
         queue = self._queue
+        if owned <= TINY_OWNED and not (self._broken or self._down or self._closed) and (
+                len(queue) + len(self._inbox) < self.max_queue):
+            # Without the lock (see the inbox in __init__): its holder, the I/O thread, may lose the
+            # GIL while holding it, and a submitter that then waits for it waits a switch interval.
+            self._inbox.append(task)
+            if self._closed:  # shut down since the check above: close() may have drained already
+                return self._refuse_late(task)
+            if not self._saturated:
+                self.backend.wake()
+            return task.future
         with self._lock:
-            if self._broken or self._down or self._closed or not (
-                    len(queue) < self.max_queue and (not queue or self._queued_bytes + owned <= self.max_queue_bytes)):
-                self._wait_room(owned, block, queue_timeout)
-            queue.append(task)
+            self._absorb()  # ahead of this task: what this thread submitted before it
+            self._check_open()
+            if not self._has_room(owned):
+                if not block:
+                    raise PoolFull(f"pool queue is full ({self._fullness()}); retry later or use submit()")
+                if not self._not_full.wait_for(
+                    lambda: self._has_room(owned) or self._closed or self._broken or self._down, queue_timeout
+                ):
+                    raise PoolFull(f"pool queue stayed full ({self._fullness()}) for {queue_timeout}s")
+                self._check_open()
+                self._absorb()
+            self._queue.append(task)  # not a local: cancel_queued and close replace the deque
             self._queued_bytes += owned
             self._submitted += 1
             saturated = self._saturated
@@ -170,25 +192,39 @@ class Scheduler:
             self.backend.wake()
         return task.future
 
-    def _wait_room(self, owned: int, block: bool, queue_timeout: float | None) -> None:
-        """Under the lock, the queue full or the pool not open: wait for room or raise why not."""
-        self._check_open()
-        if not self._has_room(owned):
-            if not block:
-                raise PoolFull(f"pool queue is full ({self._fullness()}); retry later or use submit()")
-            if not self._not_full.wait_for(
-                lambda: self._has_room(owned) or self._closed or self._broken or self._down, queue_timeout
-            ):
-                raise PoolFull(f"pool queue stayed full ({self._fullness()}) for {queue_timeout}s")
-            self._check_open()
+    def _refuse_late(self, task: Task) -> TaskFuture:
+        """A task put in the inbox as the pool shut down: take it back and refuse it, unless it is
+        already on its way (then close() failed it, or a worker runs it, and its future says so)."""
+        with self._lock:
+            self._absorb()
+            try:
+                self._queue.remove(task)
+            except ValueError:
+                return task.future
+            self._queued_bytes -= task.owned
+            self._submitted -= 1
+            raise self._down_error() if self._broken else SystemShutdown("pool is shut down; it takes no new tasks")
+
+    def _absorb(self) -> None:
+        """Under the lock: move submitted tasks from the inbox to the end of the queue, and count them."""
+        inbox = self._inbox
+        if inbox:
+            queue, pop, n, nbytes = self._queue, inbox.popleft, 0, 0
+            while inbox:  # popleft, not a swap: submitters append to the inbox meanwhile, without a lock
+                task = pop()
+                queue.append(task)
+                n += 1
+                nbytes += task.owned
+            self._submitted += n
+            self._queued_bytes += nbytes
 
     def _has_room(self, owned: int) -> bool:
         """Under the lock: may a task holding ``owned`` pool-made bytes join the queue now?"""
-        queue = self._queue
-        return len(queue) < self.max_queue and (not queue or self._queued_bytes + owned <= self.max_queue_bytes)
+        queued = len(self._queue) + len(self._inbox)
+        return queued < self.max_queue and (not queued or self._queued_bytes + owned <= self.max_queue_bytes)
 
     def _fullness(self) -> str:
-        if len(self._queue) >= self.max_queue:
+        if len(self._queue) + len(self._inbox) >= self.max_queue:
             return f"{self.max_queue} tasks"
         return f"{self._queued_bytes >> 20} MB of arguments, max_queue_mb={self.max_queue_bytes / 2**20:g}"
 
@@ -274,6 +310,7 @@ class Scheduler:
                 for wid, init in self._init_due:
                     batches[wid] = [init]
                 self._init_due = []
+            self._absorb()
             queue = self._queue
             if not queue:
                 self._saturated = False
@@ -294,7 +331,11 @@ class Scheduler:
             now = self.clock.now()
             pick = self._picker(open_)
             sent_bytes = 0
-            while queue and open_:
+            while open_:
+                if not queue:
+                    if not self._inbox:
+                        break
+                    self._absorb()  # submitted while this loop ran: a worker still has room for them
                 task = queue.popleft()
                 sent_bytes += task.owned
                 fut = task.future
@@ -479,7 +520,7 @@ class Scheduler:
                 self.c["recycled"] += 1
             if w.draining and not window and not w.stopping:
                 drained = w.slot
-            more = bool(self._queue)
+            more = bool(self._queue or self._inbox)
         if head is not None:
             self._arm(head, worker_id)
         if done:
@@ -585,7 +626,7 @@ class Scheduler:
             if w.remote:
                 w.state = WorkerState.GONE
                 self._gone.append(w)
-            more = bool(self._queue)
+            more = bool(self._queue or self._inbox)
             notify = not (w.stopping or self._stopped or w.ref is None)
         log.log(logging.INFO if w.stopping else logging.WARNING, "pool worker %s (%s) ended: %s",
                 worker_id, who, reason)
@@ -673,6 +714,7 @@ class Scheduler:
     def cancel_queued(self) -> int:
         """Cancel every task still in the queue (none of them ran); returns how many."""
         with self._lock:
+            self._absorb()
             queued, self._queue = list(self._queue), collections.deque()
             self._queued_bytes = 0
             self._not_full.notify_all()
@@ -689,7 +731,7 @@ class Scheduler:
     def wait_drained(self, timeout: float | None) -> bool:
         """Wait until no task is queued or with a worker (or the pool stopped or is down); False on timeout."""
         def drained() -> bool:
-            return bool(self._stopped or self._broken) or not self._queue and not any(
+            return bool(self._stopped or self._broken) or not self._queue and not self._inbox and not any(
                 not t.init for w in self._workers.values() for t in w.window)
 
         with self._lock:
@@ -710,7 +752,8 @@ class Scheduler:
             if reason and not self._broken:
                 self._broken = reason
                 self._broken_error = error
-            self._closed = self._stopped = True
+            self._closed = self._stopped = True  # first: a submit that misses it finds its task drained below
+            self._absorb()
             queued, self._queue = list(self._queue), collections.deque()
             self._queued_bytes = 0
             self._not_full.notify_all()
@@ -731,6 +774,7 @@ class Scheduler:
 
     def statistics(self, backend: str, restarts: int) -> PoolStats:
         with self._lock:
+            self._absorb()
             self.c["submitted"] = self._submitted
             return pool_stats(list(self._workers.values()), self.c, len(self._queue), self.max_queue, backend,
                               restarts)

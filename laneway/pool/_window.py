@@ -30,6 +30,10 @@ PREFETCH_S = 0.03
 #: bigger than this still goes, alone. Keeps large arguments queued in the pool, where any
 #: worker may take them, rather than in one worker's socket.
 WINDOW_BYTES = 8 * 2**20
+#: A task whose pickles the pool made (``owned``) are at most this big is tiny: it joins the queue
+#: without a lock, and its bytes count against ``max_queue_bytes`` once it reached the queue (so
+#: at most ``max_queue`` times this much goes uncounted for a moment).
+TINY_OWNED = 1024
 #: Gone remote workers kept for :meth:`Scheduler.worker_stats`.
 GONE_KEPT = 32
 

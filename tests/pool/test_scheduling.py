@@ -393,3 +393,61 @@ def test_small_scalar_arguments_stay_a_tuple_for_an_inline_backend_and_bytes_eve
     w0 = wires[0]
     pool._core.results_rows(wid, [be.runner.run_row(w0.task_id, w0.fn_digest, w0.fn_bytes, w0.args_bytes)])
     assert task.get(1) == 9
+
+
+def test_a_tiny_submit_never_waits_for_the_lock_the_io_thread_holds_for_a_batch(manual_orch):
+    pool, be = start(manual_orch, workers=1)
+    core = pool._core
+    held, release = threading.Event(), threading.Event()
+
+    def io_thread_busy():
+        with core._lock:
+            held.set()
+            release.wait(30)
+
+    busy = threading.Thread(target=io_thread_busy)
+    busy.start()
+    assert held.wait(10)
+    try:
+        got = []
+        submitter = threading.Thread(target=lambda: got.append(pool.submit(inc, 1)))
+        submitter.start()
+        submitter.join(10)  # a deadlock check, not a timing: the lock is held until release
+        assert got, "submit waited for the scheduler's lock"
+    finally:
+        release.set()
+        busy.join(10)
+    assert pool.statistics().submitted == 1
+    (wid,) = be.pump()
+    be.finish(wid)
+    assert got[0].get(1) == 2
+
+
+def test_a_submit_racing_close_is_refused_or_failed_never_left_pending(manual_orch):
+    import collections
+
+    pool, _ = start(manual_orch, workers=1)
+    core = pool._core
+
+    class CloseBeforeAppend(collections.deque):
+        def append(self, task):  # the pool shuts down between submit's check and its append
+            core.close()
+            super().append(task)
+
+    core._inbox = CloseBeforeAppend()
+    with pytest.raises(SystemShutdown):
+        pool.submit(inc, 1)
+    assert not core._inbox and not core._queue and pool.statistics().submitted == 0
+
+    pool, _ = start(manual_orch, workers=1, name="pool2")
+    core = pool._core
+
+    class CloseAfterAppend(collections.deque):
+        def append(self, task):  # appended just before the shutdown drained the queue
+            super().append(task)
+            core.close()
+
+    core._inbox = CloseAfterAppend()
+    fut = pool.submit(inc, 2)
+    with pytest.raises(SystemShutdown):
+        fut.result(5)
