@@ -142,6 +142,7 @@ class Scheduler:
         self._results = Settler(orch, name, self._lock, self.c)
         # A backend that can read results on a waiting caller's thread (see Backend.serve_waiter).
         self._serve = backend.serve_waiter if type(backend).serve_waiter is not Backend.serve_waiter else None
+        self._futures = (self._lock, self._serve)  # what every task's future shares (see TaskFuture)
 
     # --- submitting -----------------------------------------------------------
 
@@ -159,8 +160,8 @@ class Scheduler:
             owned = len(args_bytes)
         nbytes = len(args_bytes) + (sum(len(b) for b in buffers) if buffers else 0)
         # Made before any lock: ids need only be unique, and count() is atomic.
-        task = Task(next(self._task_ids), wire_parts, attempts, label, self._lock, dead_letter, False, nbytes, owned,
-                    self._serve, timeout, buffers)
+        task = Task(next(self._task_ids), wire_parts, attempts, label, self._futures, dead_letter, False, nbytes, owned,
+                    timeout, buffers)
         queue = self._queue
         if owned <= TINY_OWNED and not (self._broken or self._down or self._closed) and (
                 len(queue) + len(self._inbox) < self.max_queue):
@@ -300,7 +301,7 @@ class Scheduler:
     def assign_rows(self) -> list[tuple[str, list[TaskRow]]]:
         """:meth:`assign`, each task as a plain ``(task_id, fn_digest, fn_bytes, args_bytes, args_buffers)``
         tuple: a backend that writes its own wire format needs no record per task."""
-        return [(wid, [(t.id, *t.parts, t.buffers) for t in tasks]) for wid, tasks in self._assign()]
+        return [(wid, [(t.id, t.digest, t.fn_bytes, t.args, t.buffers) for t in tasks]) for wid, tasks in self._assign()]
 
     def _assign(self) -> list[tuple[str, list[Task]]]:
         timers: list[tuple[Task, str]] = []
@@ -425,7 +426,7 @@ class Scheduler:
             elif not self._broken:  # run the initializer first; the worker is ready once it returned
                 parts, label = init
                 tid = -next(self._init_ids)
-                task = Task(tid, parts, 1, label, self._lock, dead_letter=False, init=True)
+                task = Task(tid, parts, 1, label, self._futures, dead_letter=False, init=True)
                 w.window.append(task)
                 w.head_started = self.clock.now()
                 self._init_due.append((worker_id, task))

@@ -340,7 +340,7 @@ def test_rows_assigned_and_reported_in_the_wire_form_settle_like_records(manual_
     futs = [pool.submit(inc, i) for i in range(2)] + [pool.submit(boom, "no")]
     late = pool.submit(inc, 10)
     (wid, rows), = pool._core.assign_rows()
-    assert [type(r) for r in rows] == [tuple] * len(rows) and rows[0][0] == futs[0]._task[0]
+    assert [type(r) for r in rows] == [tuple] * len(rows) and rows[0][0] == futs[0]._id
     first = be.runner.run_row(*rows[0][:4])
     assert first[2] == wire.VALUE and first[3] == 1  # the value itself, not a pickle of it
     pool._core.results_rows(wid, [first])
