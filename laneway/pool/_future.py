@@ -60,7 +60,10 @@ class TaskFuture(LazyFuture[Any]):
         While it waits, the calling thread may receive results for the pool (the backend's
         ``serve_waiter``), so its own arrives without a hop through another thread.
         """
-        if self._state != _cf.FINISHED:
+        if self._state == _cf.FINISHED:
+            if self._exception is None:  # most calls: the value, with no call into the base classes
+                return self._result
+        else:
             serve = self._pool[1]
             if serve is not None:
                 if timeout is None:

@@ -56,7 +56,7 @@ from laneway.worker import wire
 from laneway.pool._future import TaskFuture
 from laneway.pool._records import Assignment, PoolStats, WorkerState, WorkerStats
 from laneway.pool._results import Row, Settler, decode_row
-from laneway.pool._window import GONE_KEPT, TINY_OWNED, WINDOW_BYTES, Task, WorkerRecord, pool_stats, remote_slot
+from laneway.pool._window import FED_WINDOW, GONE_KEPT, TINY_OWNED, WINDOW_BYTES, Task, WorkerRecord, pool_stats, remote_slot
 
 if TYPE_CHECKING:
     from laneway.actors import Clock
@@ -135,6 +135,11 @@ class Scheduler:
         self._down = ""  # why the pool is down until its root supervisor restarts the workers' one
         self._grow_pending = False  # a Grow is on its way to the pool manager
         self._saturated = False
+        # Every worker taking tasks has FED_WINDOW or more in flight: a submit need not wake the
+        # backend, since a result (or a lost worker) is on its way and wakes it, and then one
+        # message carries what queued meanwhile instead of one message per submit. Only ever
+        # true with tasks in flight; cleared whenever a window drops below FED_WINDOW.
+        self._fed = False
         self._worker_limit = worker_limit  # max local workers
         self._slots = 0  # local worker slots under the supervisor (see slot_added/slot_removed)
         self.c: collections.Counter[str] = collections.Counter()  # statistics counters
@@ -170,7 +175,7 @@ class Scheduler:
             self._inbox.append(task)
             if self._closed:  # shut down since the check above: close() may have drained already
                 return self._refuse_late(task)
-            if not self._saturated:
+            if not (self._saturated or self._fed):
                 self.backend.wake()
             return task.future
         with self._lock:
@@ -323,8 +328,10 @@ class Scheduler:
             # each open worker's room (counted down as tasks go to it) and the tasks it gets now
             rooms: dict[str, list] = {}
             open_: list[WorkerRecord] = []
+            takers: list[WorkerRecord] = []
             for w in self._workers.values():
                 if not w.draining and w.state in ready:
+                    takers.append(w)
                     room = w.room(window, self.max_tasks)
                     if room > 0:
                         open_.append(w)
@@ -373,6 +380,7 @@ class Scheduler:
             # the next result, ready worker or lost worker will (and one wake-up then sends a
             # whole batch instead of one task per submit).
             self._saturated = bool(queue)
+            self._fed = bool(takers) and all(len(w.window) >= FED_WINDOW for w in takers)
             grow = self._saturated and self._wants_worker()
             if self._closed and not queue:
                 _wake_waiters(self._ready_cond)
@@ -416,6 +424,7 @@ class Scheduler:
 
     def worker_ready(self, worker_id: str, *, pid: int, host: str, node: str = "") -> None:
         with self._lock:
+            self._fed = False  # one more worker to feed
             w = self._workers.get(worker_id)
             if w is None:
                 return
@@ -493,6 +502,8 @@ class Scheduler:
                 if not row[1]:
                     failed += 1
             w.service_s, w.head_started = service, started
+            if len(window) < FED_WINDOW:
+                self._fed = False
             w.window_bytes -= freed
             w.tasks_done += len(done)
             c = self.c
@@ -578,6 +589,7 @@ class Scheduler:
         settle: list[tuple[Task, BaseException]] = []
         letters: list[tuple[Task, str, BaseException]] = []
         with self._lock:
+            self._fed = False
             w = self._workers.pop(worker_id, None)
             if w is None:
                 return
