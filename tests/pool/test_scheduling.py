@@ -451,3 +451,24 @@ def test_a_submit_racing_close_is_refused_or_failed_never_left_pending(manual_or
     fut = pool.submit(inc, 2)
     with pytest.raises(SystemShutdown):
         fut.result(5)
+
+
+def test_a_submit_leaves_sending_to_the_next_result_while_every_worker_is_fed(manual_orch):
+    """FED_WINDOW tasks in flight everywhere: submits queue without waking the backend; a result wakes it."""
+    from laneway.pool._window import FED_WINDOW
+
+    pool, be = start(manual_orch, workers=1, window=64)
+    futs = [pool.submit(inc, i) for i in range(FED_WINDOW)]
+    (wid,) = be.pump()
+    assert len(be.in_flight(wid)) == FED_WINDOW
+    wakes = be.wakes
+    late = pool.submit(inc, 100)
+    assert be.wakes == wakes  # the worker is fed: nothing to send now, the next result will wake
+    be.finish(wid)  # a result: its window dropped below FED_WINDOW with a task queued, so it wakes
+    assert be.wakes == wakes + 1 and be.pump() == {wid: [late._id]}
+    for _ in range(FED_WINDOW):
+        be.finish(wid)
+    assert [f.get(1) for f in futs] == list(range(1, FED_WINDOW + 1)) and late.get(1) == 101
+    wakes = be.wakes
+    pool.submit(inc, 0)  # nothing in flight now: a submit wakes the backend at once
+    assert be.wakes == wakes + 1
