@@ -175,7 +175,9 @@ class Scheduler:
             self._inbox.append(task)
             if self._closed:  # shut down since the check above: close() may have drained already
                 return self._refuse_late(task)
-            if not (self._saturated or self._fed):
+            # Fed workers: a tiny task waits for the next result; a large one goes now, so its
+            # transfer overlaps the tasks ahead of it.
+            if not (self._saturated or self._fed and nbytes <= TINY_OWNED):
                 self.backend.wake()
             return task.future
         with self._lock:

@@ -34,8 +34,9 @@ WINDOW_BYTES = 8 * 2**20
 #: without a lock, and its bytes count against ``max_queue_bytes`` once it reached the queue (so
 #: at most ``max_queue`` times this much goes uncounted for a moment).
 TINY_OWNED = 1024
-#: With this many tasks in flight at every worker, a submit leaves sending to the next result
-#: (one message for what queued meanwhile); below it, a submit sends at once (a lone task's latency).
+#: With this many tasks in flight at every worker, a submit of a tiny task (at most TINY_OWNED
+#: bytes on the wire) leaves sending to the next result (one message for what queued meanwhile);
+#: below it, or for a larger task, a submit sends at once (a lone task's latency, a large one's transfer).
 FED_WINDOW = SLOW_WINDOW
 #: Gone remote workers kept for :meth:`Scheduler.worker_stats`.
 GONE_KEPT = 32
