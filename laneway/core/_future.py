@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import concurrent.futures._base as _cf
 import threading
-from typing import Any, Generator, TypeVar
+from typing import Any, Generator, Sequence, TypeVar
 
 from laneway.errors import AskTimeout, LanewayTimeout
 
@@ -139,6 +139,37 @@ class LazyFuture(Future[T]):
                     self._state = _cf.FINISHED  # last: lock-free readers see the value once they see FINISHED
                     return True  # no waiter or callback can exist: adding one makes the condition
         return super().settle(result, error)
+
+    @staticmethod
+    def settle_many(futures: Sequence[LazyFuture[Any]], results: Sequence[Any]) -> int:
+        """Settle each future with its result, in order; returns how many were already done.
+
+        One lock for the whole batch instead of one per future: futures nobody waits on
+        (most of a burst of tiny tasks) are set together; the others settle one by one
+        after, each notifying its own waiters once.
+
+        Example:
+            >>> a, b = LazyFuture(), LazyFuture()
+            >>> b.cancel()
+            True
+            >>> LazyFuture.settle_many([a, b], [1, 2]), a.result()
+            (1, 1)
+        """
+        rest: list[int] = []
+        late = 0
+        with _lazy_lock:
+            for i, fut in enumerate(futures):
+                if fut._cond is not None:
+                    rest.append(i)
+                elif fut._state in _DONE:
+                    late += 1
+                else:
+                    fut._result = results[i]
+                    fut._state = _cf.FINISHED  # last: lock-free readers see the value once they see FINISHED
+        for i in rest:
+            if not futures[i].settle(results[i]):
+                late += 1
+        return late
 
     def done(self) -> bool:
         return self._state in _DONE

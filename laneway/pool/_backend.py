@@ -162,6 +162,12 @@ class TaskWire:
     args_buffers: tuple[bytes, ...] = ()
 
 
+#: A :class:`TaskWire`'s fields as a plain tuple: ``(task_id, fn_digest, fn_bytes, args, args_buffers)``
+#: (see :meth:`WorkerHub.assign_rows`); ``args`` is ``args_bytes``, or for a backend with
+#: :attr:`Backend.inline_args`, possibly the positional arguments themselves (a tuple of small scalars).
+TaskRow = tuple[int, bytes, bytes, "bytes | tuple", tuple[bytes, ...]]
+
+
 class WorkerHub(Protocol):
     """What the pool offers a backend (implemented by the pool's scheduler)."""
 
@@ -169,6 +175,9 @@ class WorkerHub(Protocol):
 
     def assign(self) -> list[tuple[str, list[TaskWire]]]:
         """Tasks to transmit now, per worker id; each is already in that worker's window."""
+
+    def assign_rows(self) -> list[tuple[str, list[TaskRow]]]:
+        """:meth:`assign` with each task as a :data:`TaskRow` tuple (no record per task)."""
 
     def worker_ready(self, worker_id: str, *, pid: int, host: str, node: str = "") -> None:
         """The worker can take tasks."""
@@ -178,6 +187,10 @@ class WorkerHub(Protocol):
 
     def results(self, worker_id: str, outcomes: Sequence[TaskOutcome]) -> None:
         """Outcomes of tasks the worker ran, in any batch size."""
+
+    def results_rows(self, worker_id: str, rows: Sequence[tuple[int, bool, int, Any]]) -> None:
+        """:meth:`results` in the wire's own form: ``(task_id, ok, form, data)`` rows of a DONE
+        message (see :mod:`laneway.worker.wire`), sparing a record per tiny task."""
 
     def heartbeat(self, worker_id: str, *, rss: int = 0, cpu: float = 0.0) -> None:
         """The worker is alive; its resident memory (bytes) and CPU use (percent)."""
@@ -197,6 +210,9 @@ class Backend(abc.ABC):
     #: The per-worker window (most tasks in flight) a pool uses when it is given none
     #: (the Ray backend's is what its batch calls in flight hold).
     window: int = 128
+    #: True if the backend takes :meth:`WorkerHub.assign_rows` whose ``args`` may be an inline
+    #: tuple of small scalars (no pickle per tiny task; see ``laneway.worker.wire``).
+    inline_args: bool = False
 
     @abc.abstractmethod
     def open(self, hub: WorkerHub) -> None:

@@ -43,11 +43,16 @@ class TaskFuture(LazyFuture[Any]):
     _callback_list = None
 
     def __init__(self, task_id: int, label: str, lock: threading.Lock | None = None,
-                 serve: Callable[[Callable[[], bool], float | None], None] | None = None) -> None:
+                 serve: Callable[[Callable[[], bool], float | None], None] | None = None,
+                 *, pool: tuple[threading.Lock, Any] | None = None) -> None:
         # No LazyFuture.__init__: the class attributes above are its initial state.
         # lock: the scheduler's, under which tasks go to workers (a future made alone gets a shared one);
-        # serve: the backend's serve_waiter, if it has one, which may read results on a waiting thread
-        self._task = (task_id, label, _ALONE if lock is None else lock, serve)
+        # serve: the backend's serve_waiter, if it has one, which may read results on a waiting thread;
+        # pool: both as one tuple the scheduler shares between all its futures. No tuple of its own
+        # per future: one container less per task for the garbage collector to count and walk.
+        self._id = task_id
+        self._label = label
+        self._pool = pool if pool is not None else (_ALONE if lock is None else lock, serve)
 
     def result(self, timeout: float | None = None) -> Any:
         """The task's result, waiting up to ``timeout`` seconds (see :class:`concurrent.futures.Future`).
@@ -55,8 +60,11 @@ class TaskFuture(LazyFuture[Any]):
         While it waits, the calling thread may receive results for the pool (the backend's
         ``serve_waiter``), so its own arrives without a hop through another thread.
         """
-        if self._state != _cf.FINISHED:
-            serve = self._task[3]
+        if self._state == _cf.FINISHED:
+            if self._exception is None:  # most calls: the value, with no call into the base classes
+                return self._result
+        else:
+            serve = self._pool[1]
             if serve is not None:
                 if timeout is None:
                     serve(self.done, None)
@@ -70,7 +78,7 @@ class TaskFuture(LazyFuture[Any]):
     def _what(self) -> str:
         # A string per task only when a timeout error needs it; a caller may still name it.
         what = self.__dict__.get("_what_text")
-        return what if what is not None else "result of pool task %d (%s)" % self._task[:2]
+        return what if what is not None else "result of pool task %d (%s)" % (self._id, self._label)
 
     @_what.setter
     def _what(self, text: str) -> None:
@@ -99,7 +107,7 @@ class TaskFuture(LazyFuture[Any]):
         return self._cancel(force=True)
 
     def _cancel(self, force: bool) -> bool:
-        with self._task[2]:  # the scheduler hands tasks to workers under this lock
+        with self._pool[0]:  # the scheduler hands tasks to workers under this lock
             if self._dispatched and not force:
                 return False
             with self._condition:

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+import types
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import attrs
@@ -197,7 +198,11 @@ class Pool(concurrent.futures.Executor):
         if window is None:
             window = self._backend.window
         self._pickler = _codec.FunctionPickler()
+        # The last plain function submitted, with its pickle and label (one tuple, swapped whole, so
+        # threads submitting at once read a consistent entry; it keeps that one function alive).
+        self._last_fn: tuple[Any, tuple[bytes, bytes, str]] = (None, (b"", b"", ""))
         self._oob = self._backend.out_of_band
+        self._inline = self._backend.inline_args
         init = None
         if initializer is not None:
             init_parts = (*self._pickler.dumps(initializer), _codec.dumps_args(tuple(initargs), None))
@@ -338,8 +343,17 @@ class Pool(concurrent.futures.Executor):
 
     def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any], options: TaskOptions,
                 block: bool) -> TaskFuture:
-        digest, fn_bytes = self._pickler.dumps(fn)
-        label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+        last = self._last_fn
+        if last[0] is fn:  # the same plain function as the last submit (a burst of one kind of task)
+            digest, fn_bytes, label = last[1]
+        else:
+            digest, fn_bytes = self._pickler.dumps(fn)
+            label = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+            if type(fn) is types.FunctionType and fn.__closure__ is None:  # what FunctionPickler memoizes too
+                self._last_fn = (fn, (digest, fn_bytes, label))
+        if self._inline and not kwargs and _codec.inlinable(args):  # no pickle at all (see Scheduler.submit)
+            return self._core.submit((digest, fn_bytes, args), options.timeout, options.attempts, label, block,
+                                     options.queue_timeout, options.dead_letter, (), 0)
         if self._oob:  # one pickle; large buffers travel as frames of their own
             args_bytes, buffers, owned = _codec.dumps_args_oob(args, kwargs)
             return self._core.submit((digest, fn_bytes, args_bytes), options.timeout, options.attempts, label, block,

@@ -12,6 +12,11 @@ The one exception is :meth:`Settler.settle_now`: plain results (builtin scalars,
 unpickling runs no user code) of futures without done callbacks, while nothing is
 queued here (so arrival order holds), are settled by the caller, the backend's I/O
 thread, sparing a lone task two thread hand-offs.
+
+Outcomes travel as the wire's rows ``(task_id, ok, form, data)`` (see
+:mod:`laneway.worker.wire`): a burst of tiny tasks makes no record per result, and a
+run of results that came as values (form ``VALUE``) is settled in one pass
+(:meth:`~laneway.core.LazyFuture.settle_many`).
 """
 
 from __future__ import annotations
@@ -24,11 +29,28 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from laneway.core import LazyFuture
+from laneway.worker import TaskOutcome, wire
 from laneway.worker import codec as _codec
 
 if TYPE_CHECKING:
-    from laneway.worker import TaskOutcome
     from laneway.pool._window import Task
+
+#: One outcome as a worker's DONE message carries it: ``(task_id, ok, form, data)``.
+Row = tuple[int, bool, int, Any]
+
+
+def decode_row(row: Row) -> tuple[bool, Any]:
+    """``(True, result)`` or ``(False, error)`` for one outcome row; never raises (see ``codec.decode``).
+
+    Example:
+        >>> decode_row((1, True, wire.VALUE, 42))
+        (True, 42)
+    """
+    task_id, ok, form, data = row
+    if form == wire.VALUE:
+        return True, data
+    return _codec.decode(TaskOutcome(task_id, ok, data))
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +82,11 @@ class Settler:
 
     # --- from any thread ------------------------------------------------------------
 
-    def settle(self, done: list[tuple[Task, TaskOutcome]]) -> None:
+    def settle(self, done: list[tuple[Task, Row]]) -> None:
         """Decode and settle these outcomes (counted as completed/failed by the caller), in order."""
         self.put(partial(self._settle, done))
 
-    def idle_for(self, done: list[tuple[Task, TaskOutcome]]) -> bool:
+    def idle_for(self, done: list[tuple[Task, Row]]) -> bool:
         """May :meth:`settle_now` settle ``done`` (plain results) on the calling thread?
 
         Yes if nothing waits here (arrival order), nobody listens for task events and no
@@ -77,7 +99,7 @@ class Settler:
             return False
         return all(not t.future._callback_list for t, _ in done)
 
-    def settle_now(self, done: list[tuple[Task, TaskOutcome]]) -> None:
+    def settle_now(self, done: list[tuple[Task, Row]]) -> None:
         """Settle plain results on the calling thread (see :meth:`idle_for`)."""
         self._settle(done)
 
@@ -133,7 +155,7 @@ class Settler:
             with self._count:
                 self._pending -= 1
 
-    def _settle(self, done: list[tuple[Task, TaskOutcome]]) -> None:
+    def _settle(self, done: list[tuple[Task, Row]]) -> None:
         """Decode (unpickling may run user code) and settle, in order.
 
         Publishes ``pool.task.completed`` / ``.failed`` with ``latency_s`` (submit to
@@ -143,25 +165,51 @@ class Settler:
         events = self._orch.events
         publish = events.active
         name = self._name
-        decode = _codec.decode  # never raises: a result that cannot be unpickled becomes its error
-        for task, outcome in done:
+        value = wire.VALUE
+        futs: list[Any] = []  # a run of results that came as values, settled together
+        vals: list[Any] = []
+        for task, row in done:
             try:
                 if publish:  # before settling, so whoever sees the result also finds the event
                     events.publish(
-                        "pool.task.completed" if outcome.ok else "pool.task.failed", name,
+                        "pool.task.completed" if row[1] else "pool.task.failed", name,
                         pool=name, task_id=task.id, latency_s=time.perf_counter() - task.submitted_at,
                     )
-                ok, value = decode(outcome)
+                if row[2] == value:
+                    futs.append(task.future)
+                    vals.append(row[3])
+                    continue
+                if futs:
+                    self._settle_values(futs, vals)
+                    futs, vals = [], []
+                ok, result = decode_row(row)  # never raises: a result that cannot be unpickled becomes its error
                 if ok:
-                    if not task.future.settle(value):  # the caller force-cancelled it while it ran
+                    if not task.future.settle(result):  # the caller force-cancelled it while it ran
                         self._recount("completed", "late_results")
                 else:
-                    if outcome.ok:  # counted as completed, but its result cannot be unpickled here
+                    if row[1]:  # counted as completed, but its result cannot be unpickled here
                         self._recount("completed", "failed")
-                    if not task.future.settle(error=value):
+                    if not task.future.settle(error=result):
                         self._recount("failed", "late_results")
             except BaseException:  # a done callback raising past concurrent.futures' guard: the rest still settle
                 log.exception("settling pool task %d (%s) failed", task.id, task.label)
+        if futs:
+            self._settle_values(futs, vals)
+
+    def _settle_values(self, futs: list[Any], vals: list[Any]) -> None:
+        try:
+            late = LazyFuture.settle_many(futs, vals)
+        except BaseException:  # a done callback raising past concurrent.futures' guard: settle the rest alone
+            log.exception("settling pool results failed")
+            late = 0
+            for fut, val in zip(futs, vals):
+                try:
+                    if not fut.done() and not fut.settle(val):
+                        late += 1
+                except BaseException:
+                    log.exception("settling a pool result failed")
+        if late:  # the callers force-cancelled them while they ran
+            self._recount("completed", "late_results", late)
 
     def _fail(self, settle: Sequence[tuple[Task, BaseException]],
               letters: Sequence[tuple[Task, str, BaseException]]) -> None:
@@ -173,7 +221,7 @@ class Settler:
         for task, text, err in letters:
             self.dead_letter(task, text, err)
 
-    def _recount(self, was: str, now: str) -> None:
+    def _recount(self, was: str, now: str, n: int = 1) -> None:
         with self._lock:
-            self._c[was] -= 1
-            self._c[now] += 1
+            self._c[was] -= n
+            self._c[now] += n

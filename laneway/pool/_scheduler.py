@@ -50,13 +50,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from laneway.errors import InitializerError, PoolDown, PoolFull, SystemShutdown, TaskTimeout, WorkerDied
-from laneway.worker import codec as _codec
-from laneway.pool._backend import Backend, TaskWire
+from laneway.pool._backend import Backend, TaskRow, TaskWire
 from laneway.worker import TaskOutcome
+from laneway.worker import wire
 from laneway.pool._future import TaskFuture
 from laneway.pool._records import Assignment, PoolStats, WorkerState, WorkerStats
-from laneway.pool._results import Settler
-from laneway.pool._window import GONE_KEPT, WINDOW_BYTES, Task, WorkerRecord, pool_stats, remote_slot
+from laneway.pool._results import Row, Settler, decode_row
+from laneway.pool._window import FED_WINDOW, GONE_KEPT, TINY_OWNED, WINDOW_BYTES, Task, WorkerRecord, pool_stats, remote_slot
 
 if TYPE_CHECKING:
     from laneway.actors import Clock
@@ -114,6 +114,11 @@ class Scheduler:
         self._not_full = threading.Condition(self._lock)
         self._ready_cond = threading.Condition(self._lock)
         self._queue: collections.deque[Task] = collections.deque()
+        # Tiny tasks on their way to the queue: a submit appends here without any lock (deque appends
+        # and poplefts are atomic), never waiting for the I/O thread, which holds _lock for whole
+        # batches; whoever takes _lock next moves them to the queue and counts them (_absorb). Their
+        # bytes (at most TINY_OWNED each) count against max_queue_bytes from then on.
+        self._inbox: collections.deque[Task] = collections.deque()
         self._workers: dict[str, WorkerRecord] = {}
         self._gone: collections.deque[WorkerRecord] = collections.deque(maxlen=GONE_KEPT)
         self._task_ids = itertools.count(1)
@@ -130,25 +135,53 @@ class Scheduler:
         self._down = ""  # why the pool is down until its root supervisor restarts the workers' one
         self._grow_pending = False  # a Grow is on its way to the pool manager
         self._saturated = False
+        # Every worker taking tasks has FED_WINDOW or more in flight: a submit need not wake the
+        # backend, since a result (or a lost worker) is on its way and wakes it, and then one
+        # message carries what queued meanwhile instead of one message per submit. Only ever
+        # true with tasks in flight; cleared whenever a window drops below FED_WINDOW.
+        self._fed = False
         self._worker_limit = worker_limit  # max local workers
         self._slots = 0  # local worker slots under the supervisor (see slot_added/slot_removed)
         self.c: collections.Counter[str] = collections.Counter()  # statistics counters
+        self._submitted = 0  # c["submitted"], counted as tasks reach the queue (statistics() folds it in)
         self._results = Settler(orch, name, self._lock, self.c)
         # A backend that can read results on a waiting caller's thread (see Backend.serve_waiter).
         self._serve = backend.serve_waiter if type(backend).serve_waiter is not Backend.serve_waiter else None
+        self._futures = (self._lock, self._serve)  # what every task's future shares (see TaskFuture)
 
     # --- submitting -----------------------------------------------------------
 
-    def submit(self, wire_parts: tuple[bytes, bytes, bytes], timeout: float | None, attempts: int, label: str,
-               block: bool, queue_timeout: float | None, dead_letter: bool = True,
+    def submit(self, wire_parts: tuple[bytes, bytes, bytes | tuple], timeout: float | None, attempts: int,
+               label: str, block: bool, queue_timeout: float | None, dead_letter: bool = True,
                buffers: tuple[bytes, ...] = (), owned: int | None = None) -> TaskFuture:
         """Queue a task. ``buffers``: its arguments' out-of-band buffers; ``owned``: bytes of
-        pickles the pool made for it (default ``len(args_bytes)``), counted against ``max_queue_bytes``."""
+        pickles the pool made for it (default ``len(args_bytes)``), counted against ``max_queue_bytes``.
+
+        ``wire_parts[2]`` may be the arguments themselves, an inline tuple of small scalars
+        (``codec.inlinable``; only for a backend with ``inline_args``): the pool made no pickle
+        (``owned`` 0), and its length stands for its size on the wire (a few bytes)."""
         args_bytes = wire_parts[2]
         if owned is None:
             owned = len(args_bytes)
         nbytes = len(args_bytes) + (sum(len(b) for b in buffers) if buffers else 0)
+        # Made before any lock: ids need only be unique, and count() is atomic.
+        task = Task(next(self._task_ids), wire_parts, attempts, label, self._futures, dead_letter, False, nbytes, owned,
+                    timeout, buffers)
+        queue = self._queue
+        if owned <= TINY_OWNED and not (self._broken or self._down or self._closed) and (
+                len(queue) + len(self._inbox) < self.max_queue):
+            # Without the lock (see the inbox in __init__): its holder, the I/O thread, may lose the
+            # GIL while holding it, and a submitter that then waits for it waits a switch interval.
+            self._inbox.append(task)
+            if self._closed:  # shut down since the check above: close() may have drained already
+                return self._refuse_late(task)
+            # Fed workers: a tiny task waits for the next result; a large one goes now, so its
+            # transfer overlaps the tasks ahead of it.
+            if not (self._saturated or self._fed and nbytes <= TINY_OWNED):
+                self.backend.wake()
+            return task.future
         with self._lock:
+            self._absorb()  # ahead of this task: what this thread submitted before it
             self._check_open()
             if not self._has_room(owned):
                 if not block:
@@ -158,24 +191,48 @@ class Scheduler:
                 ):
                     raise PoolFull(f"pool queue stayed full ({self._fullness()}) for {queue_timeout}s")
                 self._check_open()
-            tid = next(self._task_ids)
-            task = Task(tid, wire_parts, attempts, label, self._lock, dead_letter, False, nbytes, owned, self._serve,
-                        timeout, buffers)
-            self._queue.append(task)
+                self._absorb()
+            self._queue.append(task)  # not a local: cancel_queued and close replace the deque
             self._queued_bytes += owned
-            self.c["submitted"] += 1
+            self._submitted += 1
             saturated = self._saturated
         if not saturated:
             self.backend.wake()
         return task.future
 
+    def _refuse_late(self, task: Task) -> TaskFuture:
+        """A task put in the inbox as the pool shut down: take it back and refuse it, unless it is
+        already on its way (then close() failed it, or a worker runs it, and its future says so)."""
+        with self._lock:
+            self._absorb()
+            try:
+                self._queue.remove(task)
+            except ValueError:
+                return task.future
+            self._queued_bytes -= task.owned
+            self._submitted -= 1
+            raise self._down_error() if self._broken else SystemShutdown("pool is shut down; it takes no new tasks")
+
+    def _absorb(self) -> None:
+        """Under the lock: move submitted tasks from the inbox to the end of the queue, and count them."""
+        inbox = self._inbox
+        if inbox:
+            queue, pop, n, nbytes = self._queue, inbox.popleft, 0, 0
+            while inbox:  # popleft, not a swap: submitters append to the inbox meanwhile, without a lock
+                task = pop()
+                queue.append(task)
+                n += 1
+                nbytes += task.owned
+            self._submitted += n
+            self._queued_bytes += nbytes
+
     def _has_room(self, owned: int) -> bool:
         """Under the lock: may a task holding ``owned`` pool-made bytes join the queue now?"""
-        queue = self._queue
-        return len(queue) < self.max_queue and (not queue or self._queued_bytes + owned <= self.max_queue_bytes)
+        queued = len(self._queue) + len(self._inbox)
+        return queued < self.max_queue and (not queued or self._queued_bytes + owned <= self.max_queue_bytes)
 
     def _fullness(self) -> str:
-        if len(self._queue) >= self.max_queue:
+        if len(self._queue) + len(self._inbox) >= self.max_queue:
             return f"{self.max_queue} tasks"
         return f"{self._queued_bytes >> 20} MB of arguments, max_queue_mb={self.max_queue_bytes / 2**20:g}"
 
@@ -246,13 +303,22 @@ class Scheduler:
 
     def assign(self) -> list[tuple[str, list[TaskWire]]]:
         """Move queued tasks into windows of workers with room, by the assignment strategy."""
+        return [(wid, [t.wire for t in tasks]) for wid, tasks in self._assign()]
+
+    def assign_rows(self) -> list[tuple[str, list[TaskRow]]]:
+        """:meth:`assign`, each task as a plain ``(task_id, fn_digest, fn_bytes, args_bytes, args_buffers)``
+        tuple: a backend that writes its own wire format needs no record per task."""
+        return [(wid, [(t.id, t.digest, t.fn_bytes, t.args, t.buffers) for t in tasks]) for wid, tasks in self._assign()]
+
+    def _assign(self) -> list[tuple[str, list[Task]]]:
         timers: list[tuple[Task, str]] = []
         with self._lock:
-            batches: dict[str, list[TaskWire]] = {}
+            batches: dict[str, list[Task]] = {}
             if self._init_due:  # initializer runs go first, alone: their workers take nothing else yet
                 for wid, init in self._init_due:
-                    batches[wid] = [init.wire]
+                    batches[wid] = [init]
                 self._init_due = []
+            self._absorb()
             queue = self._queue
             if not queue:
                 self._saturated = False
@@ -261,41 +327,53 @@ class Scheduler:
                 return list(batches.items())
             window = self.window
             ready = (WorkerState.IDLE, WorkerState.BUSY)
-            rooms: dict[str, int] = {}  # each open worker's room, counted down as tasks go to it
+            # each open worker's room (counted down as tasks go to it) and the tasks it gets now
+            rooms: dict[str, list] = {}
             open_: list[WorkerRecord] = []
+            takers: list[WorkerRecord] = []
             for w in self._workers.values():
                 if not w.draining and w.state in ready:
+                    takers.append(w)
                     room = w.room(window, self.max_tasks)
                     if room > 0:
                         open_.append(w)
-                        rooms[w.wid] = room
+                        rooms[w.wid] = [room, None]
             now = self.clock.now()
             pick = self._picker(open_)
             sent_bytes = 0
-            while queue and open_:
+            while open_:
+                if not queue:
+                    if not self._inbox:
+                        break
+                    self._absorb()  # submitted while this loop ran: a worker still has room for them
                 task = queue.popleft()
                 sent_bytes += task.owned
                 fut = task.future
                 if fut._state in _CANCELLED:  # cancel() takes our lock to set it, so this read is exact
                     continue  # the caller gave up on it before it ran (its waiters were told then)
                 w = pick()
-                if w.window and w.window_bytes + task.nbytes > WINDOW_BYTES:
+                wwin = w.window
+                if wwin and w.window_bytes + task.nbytes > WINDOW_BYTES:
                     open_.remove(w)  # full by bytes: the task waits for room here or in another window
                     queue.appendleft(task)
                     sent_bytes -= task.owned
                     continue
                 w.window_bytes += task.nbytes
                 fut._dispatched = True  # with a worker now: cancel() returns False from here on
-                if not w.window:
+                if not wwin:
                     w.head_started = now
+                    w.state = WorkerState.BUSY  # a worker with tasks in its window is BUSY already
                     fut._state = _RUNNING  # heads the window: the worker runs it next, nothing ahead of it
                     if task.timeout is not None:
                         timers.append((task, w.wid))
-                w.window.append(task)
-                w.state = WorkerState.BUSY
-                batches.setdefault(w.wid, []).append(task.wire)
-                rooms[w.wid] -= 1
-                if not rooms[w.wid]:
+                wwin.append(task)
+                entry = rooms[w.wid]
+                sent = entry[1]
+                if sent is None:
+                    sent = entry[1] = batches.setdefault(w.wid, [])
+                sent.append(task)
+                entry[0] -= 1
+                if not entry[0]:
                     open_.remove(w)
             self._queued_bytes -= sent_bytes
             if sent_bytes or batches and len(queue) < self.max_queue:
@@ -304,6 +382,7 @@ class Scheduler:
             # the next result, ready worker or lost worker will (and one wake-up then sends a
             # whole batch instead of one task per submit).
             self._saturated = bool(queue)
+            self._fed = bool(takers) and all(len(w.window) >= FED_WINDOW for w in takers)
             grow = self._saturated and self._wants_worker()
             if self._closed and not queue:
                 _wake_waiters(self._ready_cond)
@@ -347,6 +426,7 @@ class Scheduler:
 
     def worker_ready(self, worker_id: str, *, pid: int, host: str, node: str = "") -> None:
         with self._lock:
+            self._fed = False  # one more worker to feed
             w = self._workers.get(worker_id)
             if w is None:
                 return
@@ -357,7 +437,7 @@ class Scheduler:
             elif not self._broken:  # run the initializer first; the worker is ready once it returned
                 parts, label = init
                 tid = -next(self._init_ids)
-                task = Task(tid, parts, 1, label, self._lock, dead_letter=False, init=True)
+                task = Task(tid, parts, 1, label, self._futures, dead_letter=False, init=True)
                 w.window.append(task)
                 w.head_started = self.clock.now()
                 self._init_due.append((worker_id, task))
@@ -383,42 +463,58 @@ class Scheduler:
         return True
 
     def results(self, worker_id: str, outcomes: Sequence[TaskOutcome]) -> None:
-        done: list[tuple[Task, TaskOutcome]] = []
+        self.results_rows(worker_id, [(o.task_id, o.ok, wire.PLAIN if o.plain else wire.PICKLED, o.data) for o in outcomes])
+
+    def results_rows(self, worker_id: str, rows: Sequence[Row]) -> None:
+        done: list[tuple[Task, Row]] = []
         head: Task | None = None
-        init: tuple[Task, TaskOutcome] | None = None
+        init: tuple[Task, Row] | None = None
         drained = ""
         with self._lock:
             w = self._workers.get(worker_id)
             if w is None:
-                self.c["late_results"] += len(outcomes)
+                self.c["late_results"] += len(rows)
                 return
             window = w.window
             now = self.clock.now()
-            for outcome in outcomes:
+            # The worker's figures in locals, written back once per batch rather than per task.
+            service, started, freed, failed = w.service_s, w.head_started, 0, 0
+            for row in rows:
                 found: Task | None
-                if window and window[0].id == outcome.task_id:
+                tid = row[0]
+                if window and window[0].id == tid:
                     found = window.popleft()
                 else:  # not the head: only possible if a backend reorders; still account for it
-                    found = next((t for t in window if t.id == outcome.task_id), None)
+                    found = next((t for t in window if t.id == tid), None)
                     if found is None:
                         self.c["late_results"] += 1
                         continue
                     window.remove(found)
                 task = found
-                w.window_bytes -= task.nbytes
+                freed += task.nbytes
                 if task.init:  # not a task: it says whether the worker may take tasks
-                    init = (task, outcome)
-                    w.head_started = now
+                    init = (task, row)
+                    started = now
                     continue
                 if task.timer is not None:
                     task.timer.cancel()
-                w.service_s = 0.8 * w.service_s + 0.2 * (now - w.head_started)
-                w.head_started = now
-                w.tasks_done += 1
-                done.append((task, outcome))
-                self.c["completed" if outcome.ok else "failed"] += 1  # the settler corrects the rare misfits
+                service = 0.8 * service + 0.2 * (now - started)
+                started = now
+                done.append((task, row))
+                if not row[1]:
+                    failed += 1
+            w.service_s, w.head_started = service, started
+            if len(window) < FED_WINDOW:
+                self._fed = False
+            w.window_bytes -= freed
+            w.tasks_done += len(done)
+            c = self.c
+            # the settler corrects the rare misfits (a result that cannot be unpickled here)
+            c["completed"] += len(done) - failed
+            if failed:
+                c["failed"] += failed
             if init is not None:
-                if init[1].ok:
+                if init[1][1]:
                     self._set_ready(w)
                 # else it stays STARTING (no tasks) while the results thread reads the error and
                 # puts the pool down
@@ -438,19 +534,19 @@ class Scheduler:
                 self.c["recycled"] += 1
             if w.draining and not window and not w.stopping:
                 drained = w.slot
-            more = bool(self._queue)
+            more = bool(self._queue or self._inbox)
         if head is not None:
             self._arm(head, worker_id)
         if done:
             # A lone plain result (an int, a str...) is settled right here, on the backend's
             # thread: its unpickling runs no user code and nobody registered a callback, so
             # nothing can block; this spares the hand-off to the results thread and back.
-            if all(o.plain for _, o in done) and self._results.idle_for(done):
+            if all(row[2] for _, row in done) and self._results.idle_for(done):
                 self._results.settle_now(done)
             else:
                 self._results.settle(done)
         if init is not None:
-            if init[1].ok:
+            if init[1][1]:
                 self.orch.events.publish("pool.worker.ready", w.slot, worker_id=worker_id, pid=w.pid, host=w.host)
             else:
                 self._results.put(partial(self._init_failed, worker_id, w.pid, *init))
@@ -459,9 +555,9 @@ class Scheduler:
         if more:
             self.backend.wake()
 
-    def _init_failed(self, worker_id: str, pid: int, task: Task, outcome: TaskOutcome) -> None:
+    def _init_failed(self, worker_id: str, pid: int, task: Task, row: Row) -> None:
         """On the results thread: read the initializer's error and put the pool down with it."""
-        _, cause = _codec.decode(outcome)
+        _, cause = decode_row(row)
         what = getattr(cause, "type_name", "") or type(cause).__qualname__
         first = next(iter(str(cause).strip().splitlines()), "")
         err = InitializerError(f"pool initializer {task.label} failed in worker {worker_id} (pid {pid}): "
@@ -495,6 +591,7 @@ class Scheduler:
         settle: list[tuple[Task, BaseException]] = []
         letters: list[tuple[Task, str, BaseException]] = []
         with self._lock:
+            self._fed = False
             w = self._workers.pop(worker_id, None)
             if w is None:
                 return
@@ -544,7 +641,7 @@ class Scheduler:
             if w.remote:
                 w.state = WorkerState.GONE
                 self._gone.append(w)
-            more = bool(self._queue)
+            more = bool(self._queue or self._inbox)
             notify = not (w.stopping or self._stopped or w.ref is None)
         log.log(logging.INFO if w.stopping else logging.WARNING, "pool worker %s (%s) ended: %s",
                 worker_id, who, reason)
@@ -632,6 +729,7 @@ class Scheduler:
     def cancel_queued(self) -> int:
         """Cancel every task still in the queue (none of them ran); returns how many."""
         with self._lock:
+            self._absorb()
             queued, self._queue = list(self._queue), collections.deque()
             self._queued_bytes = 0
             self._not_full.notify_all()
@@ -648,7 +746,7 @@ class Scheduler:
     def wait_drained(self, timeout: float | None) -> bool:
         """Wait until no task is queued or with a worker (or the pool stopped or is down); False on timeout."""
         def drained() -> bool:
-            return bool(self._stopped or self._broken) or not self._queue and not any(
+            return bool(self._stopped or self._broken) or not self._queue and not self._inbox and not any(
                 not t.init for w in self._workers.values() for t in w.window)
 
         with self._lock:
@@ -669,7 +767,8 @@ class Scheduler:
             if reason and not self._broken:
                 self._broken = reason
                 self._broken_error = error
-            self._closed = self._stopped = True
+            self._closed = self._stopped = True  # first: a submit that misses it finds its task drained below
+            self._absorb()
             queued, self._queue = list(self._queue), collections.deque()
             self._queued_bytes = 0
             self._not_full.notify_all()
@@ -690,6 +789,8 @@ class Scheduler:
 
     def statistics(self, backend: str, restarts: int) -> PoolStats:
         with self._lock:
+            self._absorb()
+            self.c["submitted"] = self._submitted
             return pool_stats(list(self._workers.values()), self.c, len(self._queue), self.max_queue, backend,
                               restarts)
 

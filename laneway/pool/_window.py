@@ -6,10 +6,11 @@ Both are internal and mutable, guarded by the :class:`~laneway.pool._scheduler.S
 from __future__ import annotations
 
 import collections
+import pickle
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from laneway.pool._backend import TaskWire
 from laneway.pool._future import TaskFuture
@@ -29,6 +30,14 @@ PREFETCH_S = 0.03
 #: bigger than this still goes, alone. Keeps large arguments queued in the pool, where any
 #: worker may take them, rather than in one worker's socket.
 WINDOW_BYTES = 8 * 2**20
+#: A task whose pickles the pool made (``owned``) are at most this big is tiny: it joins the queue
+#: without a lock, and its bytes count against ``max_queue_bytes`` once it reached the queue (so
+#: at most ``max_queue`` times this much goes uncounted for a moment).
+TINY_OWNED = 1024
+#: With this many tasks in flight at every worker, a submit of a tiny task (at most TINY_OWNED
+#: bytes on the wire) leaves sending to the next result (one message for what queued meanwhile);
+#: below it, or for a larger task, a submit sends at once (a lone task's latency, a large one's transfer).
+FED_WINDOW = SLOW_WINDOW
 #: Gone remote workers kept for :meth:`Scheduler.worker_stats`.
 GONE_KEPT = 32
 
@@ -46,22 +55,23 @@ class Task:
     worker becomes ready (or the pool is down).
     """
 
-    __slots__ = ("id", "parts", "timeout", "buffers", "attempts", "tries", "future", "label", "timer", "dead_letter",
+    __slots__ = ("id", "digest", "fn_bytes", "args", "timeout", "buffers", "attempts", "tries", "future", "label", "timer", "dead_letter",
                  "submitted_at", "init", "nbytes", "owned")
 
-    def __init__(self, id: int, parts: tuple[bytes, bytes, bytes], attempts: int, label: str, lock: threading.Lock,
-                 dead_letter: bool = True, init: bool = False, nbytes: int = 0, owned: int = 0,
-                 serve: Callable[[Callable[[], bool], float | None], None] | None = None,
-                 timeout: float | None = None, buffers: tuple[bytes, ...] = ()) -> None:
+    def __init__(self, id: int, parts: tuple[bytes, bytes, bytes | tuple], attempts: int, label: str,
+                 pool: tuple[threading.Lock, Any], dead_letter: bool = True, init: bool = False, nbytes: int = 0,
+                 owned: int = 0, timeout: float | None = None, buffers: tuple[bytes, ...] = ()) -> None:
         self.id = id
-        # (fn digest, fn bytes, args bytes): the TaskWire is made when the task is sent (one
-        # long-lived object less per queued task for the garbage collector to walk)
-        self.parts = parts
+        # (fn digest, fn bytes, args bytes), kept apart (not the tuple): the TaskWire is made when the
+        # task is sent, so a queued task holds two containers (itself and its future) for the garbage
+        # collector to walk. The args may be an inline tuple of small scalars (pickled only for a
+        # backend that needs bytes). pool: (the scheduler's lock, the backend's serve_waiter).
+        self.digest, self.fn_bytes, self.args = parts
         self.timeout = timeout
         self.buffers = buffers
         self.attempts = attempts
         self.tries = 0
-        self.future = TaskFuture(id, label, lock, serve)
+        self.future = TaskFuture(id, label, pool=pool)
         self.label = label
         self.timer: TimerHandle | None = None
         self.dead_letter = dead_letter
@@ -73,12 +83,15 @@ class Task:
     @property
     def wire(self) -> TaskWire:
         """The task as the backend transmits it."""
-        digest, fn_bytes, args_bytes = self.parts
-        return TaskWire(self.id, digest, fn_bytes, args_bytes, self.timeout, self.buffers)
+        return TaskWire(self.id, self.digest, self.fn_bytes, _pickled(self.args), self.timeout, self.buffers)
 
     def payload(self) -> TaskPayload:
-        _, fn_bytes, args_bytes = self.parts
-        return TaskPayload(fn_bytes, args_bytes, self.timeout, self.attempts, self.label, self.buffers)
+        return TaskPayload(self.fn_bytes, _pickled(self.args), self.timeout, self.attempts, self.label, self.buffers)
+
+
+def _pickled(args: bytes | tuple) -> bytes:
+    """Pickled ``(args, kwargs)`` bytes for a task's args, which may be an inline tuple."""
+    return pickle.dumps((args, None), 5) if isinstance(args, tuple) else args
 
 
 class WorkerRecord:

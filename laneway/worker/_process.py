@@ -251,10 +251,10 @@ class _Session:
         Outcomes go back at once after the last task; within a long batch at least every
         :data:`FLUSH_S`, so the pool sees progress (and frees window room) while it runs.
         """
-        run, send = self.runner.run, self._send_done
+        run, send, value_form, inline_max = self.runner.run_row, self._send_done, wire.VALUE, wire.INLINE_MAX
         head = pickle.loads(frames[1].buffer)
         frames[0] = frames[1] = None
-        out: list[tuple[int, bool, bool, bytes | None]] = []
+        out: list[tuple[int, bool, int, Any]] = []
         big: list[bytes] = []
         started = time.monotonic()
         last = len(head) - 1
@@ -269,13 +269,12 @@ class _Session:
                 bufs = [f.buffer for f in frames[pos: pos + nbufs]]
                 frames[pos: pos + nbufs] = [None] * nbufs  # drop this task's frames once it ran
                 pos += nbufs
-            o = run(task_id, digest, fn_bytes or None, args, bufs)
+            row = run(task_id, digest, fn_bytes or None, args, bufs)
             del args, bufs
-            data: bytes | None = o.data
-            if len(o.data) >= wire.INLINE_MAX:
-                big.append(o.data)
-                data = None
-            out.append((o.task_id, o.ok, o.plain, data))
+            if row[2] != value_form and len(row[3]) >= inline_max:
+                big.append(row[3])
+                row = (task_id, row[1], row[2], None)
+            out.append(row)
             if i < last and time.monotonic() - started > FLUSH_S:
                 send(out, big)
                 out, big = [], []

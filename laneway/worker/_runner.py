@@ -17,12 +17,19 @@ from typing import Any, Callable
 
 from laneway.errors import SerializationError
 from laneway.worker import codec as _codec
+from laneway.worker import wire
 from laneway.worker._outcome import TaskOutcome
 
 log = logging.getLogger(__name__)
 
 #: Functions a worker keeps loaded (and the sender remembers as shipped).
 FN_CACHE_SIZE = 256
+
+#: A returned ``str`` or ``bytes`` shorter than this travels as itself in a DONE row (form VALUE).
+INLINE_VALUE_MAX = 1024
+# Builtin scalars whose pickles refer to no user code (bool is an int subclass, but its own type here).
+_SCALAR = frozenset({int, float, bool, type(None), complex})
+_SIZED = frozenset({str, bytes})
 
 
 class ShipLedger:
@@ -106,22 +113,54 @@ class TaskRunner:
     def run(self, task_id: int, digest: bytes, fn_bytes: bytes | None, args_bytes: bytes,
             buffers: Any = ()) -> TaskOutcome:
         """Run one task and encode what happened (``buffers``: the arguments' out-of-band buffers)."""
+        returned, value = self._call(task_id, digest, fn_bytes, args_bytes, buffers)
+        return _codec.encode_result(task_id, value) if returned else value
+
+    def run_row(self, task_id: int, digest: bytes, fn_bytes: bytes | None, args_bytes: bytes | tuple,
+                buffers: Any = ()) -> tuple[int, bool, int, Any]:
+        """Run one task; what happened as a DONE row ``(task_id, ok, form, data)`` (see :mod:`laneway.worker.wire`).
+
+        ``args_bytes`` is the pickled ``(args, kwargs)``, or an inline args tuple (see ``wire.TASKS``).
+
+        A small builtin scalar result is the row's data itself (form ``VALUE``): it rides in
+        the DONE message's one pickle instead of a pickle of its own.
+
+        Example:
+            >>> from laneway.worker.codec import FunctionPickler, dumps_args
+            >>> d, fn = FunctionPickler().dumps(abs)
+            >>> TaskRunner().run_row(7, d, fn, dumps_args((-3,), None))
+            (7, True, 2, 3)
+        """
+        returned, value = self._call(task_id, digest, fn_bytes, args_bytes, buffers)
+        if returned:
+            t = type(value)
+            if t in _SCALAR or t in _SIZED and len(value) < INLINE_VALUE_MAX:
+                return task_id, True, wire.VALUE, value
+            value = _codec.encode_result(task_id, value)
+        return task_id, value.ok, wire.PLAIN if value.plain else wire.PICKLED, value.data
+
+    def _call(self, task_id: int, digest: bytes, fn_bytes: bytes | None, args_bytes: bytes | tuple,
+              buffers: Any) -> tuple[bool, Any]:
+        """``(True, the value returned)``, or ``(False, the error's TaskOutcome)``."""
         fn = self.function(digest, fn_bytes)
         if type(fn) is _LoadFailed:
-            return _codec.encode_error(task_id, fn.error, _codec.UNPICKLABLE, str(fn.error))
+            return False, _codec.encode_error(task_id, fn.error, _codec.UNPICKLABLE, str(fn.error))
         try:
-            args, kwargs = pickle.loads(args_bytes, buffers=buffers)
+            if isinstance(args_bytes, tuple):  # inline arguments (see wire.TASKS): the tuple itself
+                args, kwargs = args_bytes, None
+            else:
+                args, kwargs = pickle.loads(args_bytes, buffers=buffers)
         except BaseException as exc:
             text = f"cannot unpickle the task's arguments in the worker: {_codec.describe(exc)}"
-            return _codec.encode_error(task_id, exc, _codec.UNPICKLABLE, text)
+            return False, _codec.encode_error(task_id, exc, _codec.UNPICKLABLE, text)
         self.current = task_id
         try:
             value = fn(*args, **kwargs) if kwargs else fn(*args)
         except BaseException as exc:  # SystemExit/KeyboardInterrupt from a task are task failures too
             # Drop this frame so the remote traceback starts in the user's function.
             tb = exc.__traceback__
-            return _codec.encode_error(task_id, exc.with_traceback(tb.tb_next if tb is not None else None))
+            return False, _codec.encode_error(task_id, exc.with_traceback(tb.tb_next if tb is not None else None))
         finally:
             self.current = None
             self.tasks_done += 1
-        return _codec.encode_result(task_id, value)
+        return True, value

@@ -190,6 +190,27 @@ def dumps_args_oob(args: tuple, kwargs: dict | None) -> tuple[bytes, tuple[bytes
     return data, tuple(bufs), owned + len(data)
 
 
+#: A ``str`` or ``bytes`` argument shorter than this may travel inline (see :func:`inlinable`).
+INLINE_ARG_MAX = 1024
+
+
+def inlinable(args: tuple) -> bool:
+    """May these positional arguments travel as themselves inside a task message (no pickle of their own)?
+
+    Yes for builtin scalars and short ``str``/``bytes``: their pickles refer to no user code,
+    and a tiny task then costs no pickling here and no unpickling in the worker.
+
+    Example:
+        >>> inlinable((1, 2.5, "s", None)), inlinable(([1],))
+        (True, False)
+    """
+    for a in args:
+        t = type(a)
+        if t not in _SMALL_SCALAR and (t not in _SMALL_SIZED or len(a) >= INLINE_ARG_MAX):
+            return False
+    return True
+
+
 def dumps_args(args: tuple, kwargs: dict | None) -> bytes:
     """Pickle ``(args, kwargs)``; raises SerializationError naming what failed."""
     if not kwargs and all(type(a) in PLAIN for a in args):

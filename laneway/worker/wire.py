@@ -10,15 +10,21 @@ their own, never pickled a second time and sent zero-copy.
 Worker to pool:
     ``HELLO``  ``[pid, host, token_hex]``: the worker is connected (``token`` proves a local
     worker was spawned by this pool; remote workers send ``b""``).
-    ``DONE``   ``[(task_id, ok, plain, data_or_None), ...]``, in the order the tasks ran,
-    then one frame per ``None``: that outcome's large ``data``.
+    ``DONE``   ``[(task_id, ok, form, data), ...]``, in the order the tasks ran, then one
+    frame per ``data`` that is ``None`` with a ``form`` other than :data:`VALUE`: that
+    outcome's large ``data``. ``form`` says what ``data`` is: :data:`PICKLED` (a pickle,
+    or an error record if not ``ok``), :data:`PLAIN` (a stdlib pickle of a builtin
+    scalar) or :data:`VALUE` (a small builtin scalar itself, not pickled twice: most tiny
+    tasks' results, which the pool then settles without unpickling anything).
     ``BEAT``   ``[rss, cpu]``: sent from the worker's heartbeat socket, whose identity is
     the worker's id plus :data:`HB_SUFFIX`.
 
 Pool to worker:
-    ``TASKS``  ``[(task_id, digest, fn_bytes_or_empty, args_bytes_or_None, n_buffers), ...]``
-    then, per task, its ``args_bytes`` frame if it is ``None`` in the header, and its
-    ``n_buffers`` out-of-band buffers (pickle protocol 5), one frame each.
+    ``TASKS``  ``[(task_id, digest, fn_bytes_or_empty, args, n_buffers), ...]``
+    then, per task, its ``args_bytes`` frame if ``args`` is ``None`` in the header, and its
+    ``n_buffers`` out-of-band buffers (pickle protocol 5), one frame each. ``args`` is the
+    pickled ``(args, kwargs)``, or a tuple: the positional arguments themselves, builtin
+    scalars and short strings only (``codec.inlinable``), riding in the header's pickle.
     ``PING``   the pool is alive (remote workers rejoin when pings stop).
     ``STOP``   finish what was sent, then exit.
     ``REJOIN`` the pool no longer knows this id: reconnect under a new one.
@@ -33,6 +39,9 @@ TASKS = b"T"
 PING = b"P"
 STOP = b"S"
 REJOIN = b"R"
+
+#: Forms of a DONE row's data (see DONE above); False and True from older workers read as the first two.
+PICKLED, PLAIN, VALUE = 0, 1, 2
 
 #: Pickled payloads this big or bigger travel as frames of their own, not inside a header.
 INLINE_MAX = 64 * 1024

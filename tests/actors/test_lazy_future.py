@@ -121,3 +121,22 @@ def test_waiter_and_callbacks_see_a_settle_from_another_thread(make):
         assert f.get(5) == 3
         t.join()
         assert seen == [3]
+
+
+def test_settle_many_sets_each_future_once_and_tells_its_waiters_and_callbacks():
+    from laneway.core import LazyFuture
+
+    futs = [TaskFuture(i, f"t{i}") for i in range(4)]
+    seen = []
+    futs[1].add_done_callback(lambda f: seen.append(f.result()))
+    assert futs[2].cancel()
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(futs[3].result(10)))
+    waiter.start()
+    done, _ = concurrent.futures.wait([futs[3]], timeout=0)  # installs a waiter: futs[3] has a condition now
+    assert not done
+    assert LazyFuture.settle_many(futs, [10, 11, 12, 13]) == 1  # the cancelled one was done already
+    waiter.join(10)
+    assert [f.result(0) for f in (futs[0], futs[1], futs[3])] == [10, 11, 13] and futs[2].cancelled()
+    assert seen == [11] and got == [13] and futs[0]._cond is None
+    assert LazyFuture.settle_many(futs[:1], [99]) == 1 and futs[0].result(0) == 10

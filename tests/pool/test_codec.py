@@ -102,3 +102,34 @@ def test_exit_reason(code, text):
 ])
 def test_is_loopback(endpoint, loopback):
     assert is_loopback(endpoint) is loopback
+
+
+def test_small_builtin_results_travel_as_values_and_the_rest_as_pickles():
+    """run_row: a small scalar is the DONE row's data itself; decode_row reads every form back."""
+    from laneway.pool._results import decode_row
+    from laneway.worker import wire
+    from laneway.worker._runner import INLINE_VALUE_MAX
+
+    runner = TaskRunner()
+    d, code = FunctionPickler().dumps(tasks.sleep_then)
+    cases = [(None, wire.VALUE), (0, wire.VALUE), (True, wire.VALUE), (2.5, wire.VALUE), ("s", wire.VALUE),
+             (b"b", wire.VALUE), ("x" * INLINE_VALUE_MAX, wire.PLAIN), ([1, 2], wire.PICKLED)]
+    for n, (value, form) in enumerate(cases):
+        row = runner.run_row(n, d, code if n == 0 else b"", dumps_args((0, value), None))
+        assert row[:3] == (n, True, form), value
+        assert decode_row(row) == (True, value)
+        assert type(decode_row(row)[1]) is type(value)
+    d, code = FunctionPickler().dumps(tasks.boom)
+    row = runner.run_row(9, d, code, dumps_args(("bad",), None))
+    assert row[:3] == (9, False, wire.PICKLED)
+    ok, err = decode_row(row)
+    assert not ok and isinstance(err, RemoteError) and "bad" in str(err)
+
+
+def test_short_scalar_arguments_are_inlinable_and_run_from_the_tuple_itself():
+    from laneway.worker.codec import INLINE_ARG_MAX, inlinable
+
+    assert inlinable((1, 2.5, None, True, 1j, "s", b"b")) and inlinable(())
+    assert not inlinable(("x" * INLINE_ARG_MAX,)) and not inlinable(([1],)) and not inlinable((tasks,))
+    d, code = FunctionPickler().dumps(tasks.add)
+    assert TaskRunner().run_row(1, d, code, (2, 3)) == (1, True, 2, 5)

@@ -112,3 +112,20 @@ def test_a_caller_reads_no_longer_than_a_slice_without_looking_at_its_future(orc
         fut.get(60)
     assert fut.cancelled(), info.value
     blocker.force_cancel()
+
+
+@pytest.mark.timeout(120)
+def test_every_result_form_in_one_burst_reaches_its_own_future(orch):
+    """Values, plain pickles, pickles and large frames share DONE messages; a None value is no missing frame."""
+    from laneway.worker.wire import INLINE_MAX
+
+    pool = orch.start_pool(workers=2)
+    assert pool.wait_ready(timeout=60)
+    values = [None, 0, -1, True, 2.5, "s", b"b", "x" * 2000, [1, None], b"y" * (INLINE_MAX + 1), None, 7]
+    expected = values * 50
+    futs = [pool.submit(tasks.echo, v) for v in expected]
+    assert [f.get(60) for f in futs] == [((v,), {}) for v in expected]
+    futs = [pool.submit(tasks.sleep_then, 0, v) for v in expected]
+    assert [f.get(60) for f in futs] == expected
+    stats = pool.statistics()
+    assert (stats.submitted, stats.completed, stats.failed) == (2 * len(expected), 2 * len(expected), 0)

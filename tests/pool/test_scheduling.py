@@ -330,3 +330,145 @@ def test_a_pool_whose_workers_cannot_start_fails_its_tasks_fast_with_the_cause(m
     (letter,) = manual_orch.dead_letters.list("pool")
     assert "no such executable" in letter.reason
     assert all(c.state is not ChildState.RUNNING for c in pool._sup.which_children())
+
+
+def test_rows_assigned_and_reported_in_the_wire_form_settle_like_records(manual_orch):
+    """assign_rows / results_rows: the tuple forms a wire-writing backend uses, one record less per task."""
+    from laneway.worker import wire
+
+    pool, be = start(manual_orch, workers=1)
+    futs = [pool.submit(inc, i) for i in range(2)] + [pool.submit(boom, "no")]
+    late = pool.submit(inc, 10)
+    (wid, rows), = pool._core.assign_rows()
+    assert [type(r) for r in rows] == [tuple] * len(rows) and rows[0][0] == futs[0]._id
+    first = be.runner.run_row(*rows[0][:4])
+    assert first[2] == wire.VALUE and first[3] == 1  # the value itself, not a pickle of it
+    pool._core.results_rows(wid, [first])
+    assert futs[0].get(1) == 1
+    (_, more), = pool._core.assign_rows()  # a window of 2 until the worker proves fast; now room for the rest
+    pool._core.results_rows(wid, [be.runner.run_row(*r[:4]) for r in rows[1:] + more])
+    assert [f.get(1) for f in futs[:2]] == [1, 2] and late.get(1) == 11
+    with pytest.raises(RemoteError, match="no"):
+        futs[2].get(1)
+    stats = pool.statistics()
+    assert (stats.submitted, stats.completed, stats.failed, stats.in_flight) == (4, 3, 1, 0)
+
+
+def test_a_run_of_value_results_settles_together_without_losing_a_force_cancelled_one(manual_orch):
+    from laneway.worker import wire
+
+    pool, be = start(manual_orch, workers=1, window=8)
+    futs = [pool.submit(inc, i) for i in range(2)]
+    (wid, rows), = pool._core.assign_rows()
+    assert futs[1].force_cancel()  # given up on while it ran: its result counts as late
+    called = []
+    told = threading.Event()
+    futs[0].add_done_callback(lambda f: (called.append(f.result()), told.set()))
+    pool._core.results_rows(wid, [(r[0], True, wire.VALUE, i + 1) for i, r in enumerate(rows)])
+    assert futs[0].get(1) == 1 and futs[1].cancelled()
+    assert told.wait(5) and called == [1]
+    stats = pool.statistics()
+    assert (stats.completed, stats.late_results) == (1, 1)
+
+
+
+def test_small_scalar_arguments_stay_a_tuple_for_an_inline_backend_and_bytes_everywhere_else(manual_orch):
+    """inline_args: no pickle per tiny task; assign() and dead letters still see pickled bytes."""
+    import pickle
+
+    class InlineFake(FakeBackend):
+        inline_args = True
+
+    pool, be = start(manual_orch, InlineFake(), workers=1, window=8)
+    small, big = pool.submit(add, 1, 2), pool.submit(add, [1], [2], c=[3])
+    (wid, rows), = pool._core.assign_rows()
+    assert rows[0][3] == (1, 2) and type(rows[1][3]) is bytes  # lists and keywords: pickled as before
+    pool._core.results_rows(wid, [be.runner.run_row(*r[:4]) for r in rows])
+    assert (small.get(1), big.get(1)) == (3, [1, 2, 3])
+    task = pool.submit(add, 4, 5)
+    (_, wires), = pool._core.assign()  # a backend reading TaskWire gets bytes whatever the task holds
+    assert pickle.loads(wires[0].args_bytes) == ((4, 5), None)
+    queued = pool._core._workers[wid].window[0]
+    assert pickle.loads(queued.payload().args_bytes) == ((4, 5), None)  # what a dead letter resubmits
+    w0 = wires[0]
+    pool._core.results_rows(wid, [be.runner.run_row(w0.task_id, w0.fn_digest, w0.fn_bytes, w0.args_bytes)])
+    assert task.get(1) == 9
+
+
+def test_a_tiny_submit_never_waits_for_the_lock_the_io_thread_holds_for_a_batch(manual_orch):
+    pool, be = start(manual_orch, workers=1)
+    core = pool._core
+    held, release = threading.Event(), threading.Event()
+
+    def io_thread_busy():
+        with core._lock:
+            held.set()
+            release.wait(30)
+
+    busy = threading.Thread(target=io_thread_busy)
+    busy.start()
+    assert held.wait(10)
+    try:
+        got = []
+        submitter = threading.Thread(target=lambda: got.append(pool.submit(inc, 1)))
+        submitter.start()
+        submitter.join(10)  # a deadlock check, not a timing: the lock is held until release
+        assert got, "submit waited for the scheduler's lock"
+    finally:
+        release.set()
+        busy.join(10)
+    assert pool.statistics().submitted == 1
+    (wid,) = be.pump()
+    be.finish(wid)
+    assert got[0].get(1) == 2
+
+
+def test_a_submit_racing_close_is_refused_or_failed_never_left_pending(manual_orch):
+    import collections
+
+    pool, _ = start(manual_orch, workers=1)
+    core = pool._core
+
+    class CloseBeforeAppend(collections.deque):
+        def append(self, task):  # the pool shuts down between submit's check and its append
+            core.close()
+            super().append(task)
+
+    core._inbox = CloseBeforeAppend()
+    with pytest.raises(SystemShutdown):
+        pool.submit(inc, 1)
+    assert not core._inbox and not core._queue and pool.statistics().submitted == 0
+
+    pool, _ = start(manual_orch, workers=1, name="pool2")
+    core = pool._core
+
+    class CloseAfterAppend(collections.deque):
+        def append(self, task):  # appended just before the shutdown drained the queue
+            super().append(task)
+            core.close()
+
+    core._inbox = CloseAfterAppend()
+    fut = pool.submit(inc, 2)
+    with pytest.raises(SystemShutdown):
+        fut.result(5)
+
+
+def test_a_submit_leaves_sending_to_the_next_result_while_every_worker_is_fed(manual_orch):
+    """FED_WINDOW tasks in flight everywhere: submits queue without waking the backend; a result wakes it."""
+    from laneway.pool._window import FED_WINDOW
+
+    pool, be = start(manual_orch, workers=1, window=64)
+    futs = [pool.submit(inc, i) for i in range(FED_WINDOW)]
+    (wid,) = be.pump()
+    assert len(be.in_flight(wid)) == FED_WINDOW
+    wakes = be.wakes
+    late = pool.submit(inc, 100)
+    assert be.wakes == wakes  # the worker is fed: nothing to send now, the next result will wake
+    be.finish(wid)  # a result: its window dropped below FED_WINDOW with a task queued, so it wakes
+    assert be.wakes == wakes + 1 and be.pump() == {wid: [late._id]}
+    for _ in range(FED_WINDOW):
+        be.finish(wid)
+    assert [f.get(1) for f in futs] == list(range(1, FED_WINDOW + 1)) and late.get(1) == 101
+    wakes = be.wakes
+    pool.submit(inc, 0)  # nothing in flight now: a submit wakes the backend at once
+    assert be.wakes == wakes + 1

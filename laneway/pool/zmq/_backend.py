@@ -40,7 +40,6 @@ import zmq
 from laneway.errors import AuthError, ConfigError, PoolError
 from laneway.worker import wire
 from laneway.pool._backend import Backend, WorkerHub, exit_reason
-from laneway.worker import TaskOutcome
 from laneway.worker import CurveServer, is_loopback
 from laneway.worker import ShipLedger
 from laneway.pool.zmq._socket import IO_RECHECK_S, SharedRouter
@@ -93,6 +92,7 @@ class ZmqBackend(Backend):
 
     name = "zmq"
     out_of_band = True
+    inline_args = True
 
     def __init__(
         self,
@@ -438,11 +438,14 @@ class ZmqBackend(Backend):
             peer = peers.get(ident.decode(errors="replace"))
             if peer is not None and peer.hello:
                 peer.seen = self._clock.now()
-                big = iter(frames[3:])  # data too large to travel inside the header came as frames
-                hub.results(peer.wid, [TaskOutcome(tid, ok, next(big) if data is None else data, plain)
-                                       for tid, ok, plain, data in pickle.loads(body)])
+                rows = pickle.loads(body)
+                if len(frames) > 3:  # data too large to travel inside the header came as frames
+                    big, value = iter(frames[3:]), wire.VALUE
+                    rows = [(tid, ok, form, next(big)) if data is None and form != value else (tid, ok, form, data)
+                            for tid, ok, form, data in rows]
+                hub.results_rows(peer.wid, rows)
             else:  # from an id the pool already gave up on: counted as late, never unpickled
-                hub.results(ident.decode(errors="replace"), [TaskOutcome(0, False, b"")])
+                hub.results_rows(ident.decode(errors="replace"), [(0, False, wire.PICKLED, b"")])
                 self._send([ident, wire.REJOIN])
         elif kind == wire.BEAT and ident.endswith(wire.HB_SUFFIX):
             peer = peers.get(ident[: -len(wire.HB_SUFFIX)].decode(errors="replace"))
@@ -479,24 +482,28 @@ class ZmqBackend(Backend):
     def _dispatch_locked(self) -> bool:
         """Send what the pool assigns, holding ``_sock_lock``; True if a message waits to be received
         (a send may have consumed the ZMQ_FD edge that announced it)."""
-        send, peers = self._shared.send_locked, self._peers
-        batches = self._hub.assign()
-        for wid, wires in batches:
+        send, peers, inline_max = self._shared.send_locked, self._peers, wire.INLINE_MAX
+        batches = self._hub.assign_rows()
+        for wid, rows in batches:
             peer = peers.get(wid)
             if peer is None:
                 continue  # reaped this round; the pool already requeued its window
             to_send = peer.ledger.to_send
-            head: list[tuple[int, bytes, bytes, bytes | None, int]] = []
+            head: list[tuple[int, bytes, bytes, bytes | tuple | None, int]] = []
             out = [peer.ident, wire.TASKS, b""]
-            for t in wires:
-                bufs = t.args_buffers
-                args: bytes | None = t.args_bytes
-                if len(t.args_bytes) >= wire.INLINE_MAX:
-                    out.append(t.args_bytes)
+            last = b""  # the digest of the task before: the ledger's answer for a repeat is b"" (no change)
+            for tid, digest, fn_bytes, args_bytes, bufs in rows:
+                args: bytes | tuple | None = args_bytes
+                if len(args_bytes) >= inline_max and isinstance(args_bytes, bytes):  # never an inline tuple
+                    out.append(args_bytes)
                     args = None
                 if bufs:
                     out.extend(bufs)
-                head.append((t.task_id, t.fn_digest, to_send(t.fn_digest, t.fn_bytes), args, len(bufs)))
+                if digest is not last:
+                    fn_bytes, last = to_send(digest, fn_bytes), digest
+                else:
+                    fn_bytes = b""
+                head.append((tid, digest, fn_bytes, args, len(bufs)))
             out[2] = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
             # zero-copy past the header: ZeroMQ sends large buffers themselves, the caller's objects included
             send(out)
