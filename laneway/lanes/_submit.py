@@ -113,23 +113,8 @@ class Submitter:
         lane = core.lanes.get(lane_name)
         if lane is None:
             lane = self.lane_for(lane_name)
-        # _new_command inline (one frame less per submit): the options were checked when built,
-        # only the defaults that depend on the tool or lane remain.
-        level = opts.priority
-        if level is None:
-            level = spec.priority if spec.priority is not None else Priority.NORMAL
-        timeout = opts.timeout
-        if timeout is UNSET:
-            timeout = spec.timeout if spec.timeout is not None else lane.config.timeout_s
-        retry = opts.retry
-        if retry is None:
-            retry = lane.config.retry
-        preemptible = opts.preemptible
-        durable = named and core.pending is not None
-        cmd = Command(self._new_id() if opts.command_id is None else opts.command_id, lane, spec, checked,
-                      opts.caller, int(level), timeout, retry, opts.deadline_s,
-                      spec.preemptible if preemptible is None else bool(preemptible), core.now(), durable)
-        cmd.named = named
+        cmd = self._new_command(lane, spec, checked, named, opts)
+        durable = cmd.durable
         cmd.attempts = attempts
         if opts.command_id is not None and cmd.id in core.commands:  # generated ids are unique
             raise ConfigError(f"command id {cmd.id!r} is already in use")
