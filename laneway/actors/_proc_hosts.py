@@ -37,6 +37,31 @@ _CTX = multiprocessing.get_context("spawn")
 _SPARE = object()  # a request to the spawner thread: start a spare host
 
 
+def exit_code_of(pidfd: int) -> int | None:
+    """The exit status of the exited process behind ``pidfd`` (minus the signal that killed it), unreaped.
+
+    ``None`` if it has not exited, was reaped already, or the platform has no ``waitid`` on pidfds.
+
+    Example:
+        >>> import subprocess, sys, signal, select
+        >>> p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        >>> fd = os.pidfd_open(p.pid)
+        >>> os.kill(p.pid, signal.SIGKILL)
+        >>> _ = select.select([fd], [], [], 10)
+        >>> exit_code_of(fd)
+        -9
+        >>> p.wait(), os.close(fd)
+        (-9, None)
+    """
+    try:
+        info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (AttributeError, OSError):
+        return None
+    if info is None:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
 class _Host:
     """One host process and the cells it runs."""
 
@@ -95,7 +120,12 @@ class _Host:
             self.send_control(w.QUIT)
 
     def reaped(self) -> str:
+        # Read how it ended from the pidfd first (without reaping): the join below can give up on a
+        # loaded machine, and "ended" then would hide the SIGKILL or status the caller must see.
+        code = exit_code_of(self.pidfd) if self.pidfd >= 0 else None
         self.proc.join(timeout=5)
+        if self.proc.exitcode is not None:
+            code = self.proc.exitcode
         with self._lock:
             self.dead = True
             ctl, self._ctl = self._ctl, None
@@ -103,7 +133,7 @@ class _Host:
             ctl.close(linger=0)
         if self.pidfd >= 0:
             os.close(self.pidfd)
-        return w.describe_exit(self.proc.exitcode)
+        return w.describe_exit(code)
 
 
 class ProcessHosts:
