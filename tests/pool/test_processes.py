@@ -165,7 +165,7 @@ def test_cpu_bound_tasks_run_in_parallel_across_workers(make_pool):
     assert all(w.tasks_done > 0 for w in pool.workers())
 
 
-def test_done_callbacks_run_off_the_io_thread_and_may_submit_into_a_full_queue(make_pool):
+def test_done_callbacks_run_off_the_io_thread_and_may_submit_into_a_full_queue(make_pool, tmp_path):
     pool = make_pool(workers=1, max_queue=2)
     chained, seen = [], threading.Event()
 
@@ -174,7 +174,12 @@ def test_done_callbacks_run_off_the_io_thread_and_may_submit_into_a_full_queue(m
         chained.extend(pool.submit(tasks.inc, i) for i in range(10))  # blocks while the queue is full
         seen.set()
 
-    pool.submit(tasks.inc, 0).add_done_callback(chain)
+    # The task may end only after its callback is added: a callback added to a finished future
+    # runs at once on the adding thread (concurrent.futures' rule), and a tiny task can finish
+    # within its own submit call.
+    go = tmp_path / "go"
+    pool.submit(tasks.wait_for_file, str(go), 0).add_done_callback(chain)
+    go.touch()
     assert seen.wait(30)
     assert chained[0].startswith("laneway-pool-results")
     assert [f.get(30) for f in chained[1:]] == list(range(1, 11))
