@@ -47,12 +47,10 @@ import sys
 import time
 from typing import Any, Callable
 
+from laneway.cli.benchmarks._work import calibrate_spin, inc, spin
+
 HERE = os.path.abspath(__file__)
 PAYLOAD = 1 << 20
-
-
-def inc(x: int) -> int:
-    return x + 1
 
 
 def nbytes(b: bytes) -> int:
@@ -62,13 +60,6 @@ def nbytes(b: bytes) -> int:
 def slow_nbytes(b: bytes) -> int:
     time.sleep(0.005)
     return len(b) + b[-1]
-
-
-def spin(n: int) -> int:
-    total = 0
-    for i in range(n):
-        total += i * i
-    return total
 
 
 # --- runners (inside a child) ----------------------------------------------------------------
@@ -395,17 +386,6 @@ def run_child(row: str, runner: str, n: int, pythonpath: str, spin_n: int) -> fl
     if out.returncode != 0:
         raise SystemExit(f"child {row}/{runner} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return float(json.loads(out.stdout.strip().splitlines()[-1])["value"])
-
-
-def calibrate_spin(target_s: float = 0.020) -> int:
-    n = 100_000
-    while True:
-        t = time.perf_counter()
-        spin(n)
-        took = time.perf_counter() - t
-        if took > 0.005:
-            return max(1, int(n * target_s / took))
-        n *= 2
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from typing import Any, Callable, ContextManager, Iterator
 import attrs
 
 from laneway import Orchestrator
+from laneway.cli.benchmarks._work import calibrate_spin, inc, spin
 
 RunMany = Callable[[Callable[[Any], Any], list], list]
 
@@ -37,17 +38,6 @@ class Runner:
 
     name: str
     start: Callable[[int], ContextManager[RunMany]]
-
-
-def inc(x: int) -> int:
-    return x + 1
-
-
-def spin(n: int) -> int:
-    total = 0
-    for i in range(n):
-        total += i * i
-    return total
 
 
 @contextlib.contextmanager
@@ -155,17 +145,6 @@ def measure(runner: Runner, workers: int, fn: Callable, items: list, rounds: int
             rates.append(len(items) / (time.perf_counter() - start))
             assert len(results) == len(items)
     return statistics.median(rates)
-
-
-def calibrate_spin(target_s: float = 0.020) -> int:
-    n = 100_000
-    while True:
-        start = time.perf_counter()
-        spin(n)
-        took = time.perf_counter() - start
-        if took > 0.005:
-            return max(1, int(n * target_s / took))
-        n *= 2
 
 
 def main() -> None:

@@ -19,13 +19,10 @@ import statistics
 import time
 
 from laneway import Orchestrator
+from laneway.cli.benchmarks._work import inc
 from laneway.pool import WorkerState
 
 _TAKING = (WorkerState.IDLE, WorkerState.BUSY)
-
-
-def inc(x: int) -> int:
-    return x + 1
 
 
 def measure(kills: int, workers: int, gap: float, backend: str) -> list[float]:
