@@ -37,7 +37,7 @@ from laneway.actors import _proc_wire as w
 from laneway.actors._actor import Exit, ExitKind
 from laneway.actors._proc_cell import START_TIMEOUT_S, ProcessCell
 from laneway.errors import ActorProcessDied, ActorStartError, AuthError, ConfigError, SystemShutdown
-from laneway.worker import CurveServer, is_loopback
+from laneway.worker import bind_router, is_loopback
 
 if TYPE_CHECKING:
     from laneway.actors._actor import ActorRef
@@ -146,20 +146,9 @@ class RemoteActorHosts:
         self.lock = threading.Lock()
         self._changed = threading.Condition(self.lock)  # notified as hosts join and leave
         self.ctx = zmq.Context()
-        self._curve: CurveServer | None = None
-        router = self.ctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.SNDHWM, 0)
-        router.setsockopt(zmq.RCVHWM, 0)
         try:
-            if keys is not None:
-                self._curve = CurveServer(self.ctx, keys)
-                self._curve.secure(router)
-            router.bind(listen)
+            router, self._curve = bind_router(self.ctx, listen, keys)
         except Exception:
-            router.close()
-            if self._curve is not None:
-                self._curve.stop()
             self.ctx.destroy(linger=0)
             raise
         self.endpoint: str = router.getsockopt_string(zmq.LAST_ENDPOINT)

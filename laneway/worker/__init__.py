@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from laneway.worker._boot import ChildProcess, start_process
-    from laneway.worker._keys import CurveServer, create_keys, is_loopback, load_client, load_server
+    from laneway.worker._keys import CurveServer, bind_router, create_keys, is_loopback, load_client, load_server
     from laneway.worker._outcome import TaskOutcome
     from laneway.worker._process import CurveClient, WorkerConfig, die_with_parent, run as run_worker, spawn_entry
     from laneway.worker._runner import ShipLedger, TaskRunner
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 #: helpers it never uses, so names load on first use.
 _HOME = {
     "ChildProcess": "_boot", "start_process": "_boot",
-    "CurveServer": "_keys", "create_keys": "_keys", "is_loopback": "_keys", "load_client": "_keys",
+    "CurveServer": "_keys", "bind_router": "_keys", "create_keys": "_keys", "is_loopback": "_keys", "load_client": "_keys",
     "load_server": "_keys", "TaskOutcome": "_outcome", "CurveClient": "_process", "WorkerConfig": "_process",
     "die_with_parent": "_process", "run_worker": "_process", "spawn_entry": "_process", "ShipLedger": "_runner",
     "TaskRunner": "_runner", "FunctionPickler": "codec", "decode_outcome": "codec", "digest": "codec",
@@ -48,6 +48,7 @@ __all__ = [
     "TaskOutcome",
     "TaskRunner",
     "WorkerConfig",
+    "bind_router",
     "create_keys",
     "decode_outcome",
     "die_with_parent",

@@ -188,3 +188,30 @@ class CurveServer:
 
     def stop(self) -> None:
         self._auth.stop()
+
+
+def bind_router(ctx: zmq.Context, address: str, keys: str | os.PathLike | None) -> tuple[zmq.Socket, CurveServer | None]:
+    """A ROUTER bound to ``address`` with unbounded queues, a CurveZMQ server when ``keys`` is given.
+
+    The pool's workers and remote actor hosts connect to such a socket. On failure nothing
+    is left open (the caller's context stays the caller's to end).
+
+    Returns:
+        The socket and its :class:`CurveServer` (``None`` without keys), to ``stop()`` after the socket closes.
+    """
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.setsockopt(zmq.SNDHWM, 0)
+    router.setsockopt(zmq.RCVHWM, 0)
+    curve: CurveServer | None = None
+    try:
+        if keys is not None:
+            curve = CurveServer(ctx, keys)
+            curve.secure(router)
+        router.bind(address)
+    except Exception:
+        router.close()
+        if curve is not None:
+            curve.stop()
+        raise
+    return router, curve

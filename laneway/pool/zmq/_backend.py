@@ -40,7 +40,7 @@ import zmq
 from laneway.errors import AuthError, ConfigError, PoolError
 from laneway.worker import wire
 from laneway.pool._backend import Backend, WorkerHub, exit_reason
-from laneway.worker import CurveServer, is_loopback
+from laneway.worker import CurveServer, bind_router, is_loopback
 from laneway.worker import ShipLedger
 from laneway.pool.zmq._socket import IO_RECHECK_S, SharedRouter
 from laneway.pool.zmq._spawner import Spawner
@@ -133,17 +133,9 @@ class ZmqBackend(Backend):
         self._ctx = zmq.Context()
         self._tmpdir = ""
         self._curve: CurveServer | None = None
-        router = self._ctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, 0)
-        router.setsockopt(zmq.SNDHWM, 0)
-        router.setsockopt(zmq.RCVHWM, 0)
         try:
-            if self.keys is not None:
-                self._curve = CurveServer(self._ctx, self.keys)
-                self._curve.secure(router)
-            router.bind(self._bind_address())
+            router, self._curve = bind_router(self._ctx, self._bind_address(), self.keys)
         except Exception:
-            router.close()
             self._shutdown_ctx()
             raise
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
