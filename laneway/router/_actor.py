@@ -61,8 +61,6 @@ from laneway.router._task import RoutedTask, RouteState, WaitQueue
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_SOURCE = "router"
-
 
 class RouterActor(Actor):
     """Decides which agent runs each task, and what happens when it fails. See :class:`Router`."""
@@ -400,13 +398,7 @@ class RouterActor(Actor):
         self._finish(task)
         if dead_letter:
             self.c["dead_lettered"] += 1
-            try:
-                self.orchestrator.dead_letters.put(
-                    DEAD_LETTER_SOURCE, f"task {task.id}: {reason}", attempts=task.attempts, error=error,
-                    work_id=task.id, payload=task.work(),
-                )  # fmt: skip
-            except Exception:  # e.g. the store's disk is full: the caller still gets the error
-                log.exception("could not dead-letter task %s (%s)", task.id, reason)
+            task.dead_letter(self.orchestrator.dead_letters, error, reason)
         task.future.settle(error=error)
 
     def _end(self, task: RoutedTask, error: BaseException | None, reason: str, dead_letter: bool = False) -> None:

@@ -24,7 +24,6 @@ from laneway.errors import (
 from laneway.core import RetryPolicy
 from laneway.lanes import Priority
 from laneway.router._actor import (
-    DEAD_LETTER_SOURCE,
     Abandon,
     BreakerMoved,
     CancelTask,
@@ -52,7 +51,7 @@ from laneway.router._records import (
 )
 from laneway.router._roles import AlphaRole
 from laneway.router._select import AgentSlot
-from laneway.router._task import RoutedTask
+from laneway.router._task import DEAD_LETTER_SOURCE, RoutedTask
 
 if TYPE_CHECKING:
     from laneway.actors import ActorSystem
@@ -490,13 +489,7 @@ class Router:
         """Fail every task still counted live; the router actor is gone for good."""
         for task in self._live.shut(str(error)):
             if task.future.settle(error=error) and task.handed_over:
-                try:
-                    self._orch.dead_letters.put(
-                        DEAD_LETTER_SOURCE, f"task {task.id}: {reason}", attempts=task.attempts, error=error,
-                        work_id=task.id, payload=task.work(),
-                    )  # fmt: skip
-                except Exception:  # e.g. the store's disk is full: the caller still gets the error
-                    log.exception("could not dead-letter task %s (%s)", task.id, reason)
+                task.dead_letter(self._orch.dead_letters, error, reason)
             self._live.leave(task)
 
     def _on_child_restarted(self, event: Event) -> None:

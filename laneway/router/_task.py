@@ -15,10 +15,14 @@ from laneway.router._records import RoutedWork
 from laneway.router._roles import AlphaRole
 
 if TYPE_CHECKING:
+    from laneway.core import DeadLetterQueue
     from laneway.router._invoke import AgentCall
     from laneway.router._select import AgentSlot
 
 log = logging.getLogger(__name__)
+
+#: The router's dead letters' source (resubmitted through the router).
+DEAD_LETTER_SOURCE = "router"
 
 
 class RouteState(enum.Enum):
@@ -84,6 +88,14 @@ class RoutedTask:
     def work(self) -> RoutedWork:
         """What a dead letter keeps to route this task again."""
         return RoutedWork(self.payload, tuple(sorted(self.capabilities)), self.role, self.context, self.retry, self.priority)
+
+    def dead_letter(self, letters: DeadLetterQueue, error: BaseException, reason: str) -> None:
+        """Put this task in ``letters`` to be routed again; a letter that cannot be kept is logged."""
+        try:
+            letters.put(DEAD_LETTER_SOURCE, f"task {self.id}: {reason}", attempts=self.attempts, error=error,
+                        work_id=self.id, payload=self.work())
+        except Exception:  # e.g. the store's disk is full: the caller still gets the error
+            log.exception("could not dead-letter task %s (%s)", self.id, reason)
 
     def cancel_timers(self) -> None:
         for timer in self.timers:

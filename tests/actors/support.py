@@ -98,14 +98,9 @@ class Gate:
         return os.path.exists(self.path)
 
     def wait(self, timeout: float = 30.0) -> bool:
-        import time
+        from tests.waiting import poll
 
-        deadline = time.monotonic() + timeout
-        while not self.is_set():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.001)
-        return True
+        return poll(self.is_set, timeout) is not None
 
 
 class Tally(Counter):

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 import attrs
@@ -17,6 +16,7 @@ import pytest
 from laneway import Orchestrator, errors
 from laneway.actors import ChildSpec, OneForOne, Placement, handler
 from tests.actors.support import Block, Counter, Crash, Get, Inc, Tally, wait_restarted
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.multiprocess
 
@@ -155,13 +155,6 @@ def test_a_blocking_ask_in_flight_fails_when_the_process_dies(orch, gates):
     asking.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], errors.ActorProcessDied), outcome
     assert outcome[0].pid == pid
-
-
-def wait_until(pred: Any, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 def _capture(into: list, fn: Any, *args: Any, **kwargs: Any) -> None:

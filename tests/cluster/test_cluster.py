@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -21,6 +20,8 @@ from laneway import Orchestrator
 from laneway.errors import ConfigError, NodeNameTaken
 from laneway.workflow import TaskDefinition
 
+from tests.waiting import wait_until
+
 from .cluster_app import EFFECTS
 
 pytestmark = [pytest.mark.postgres, pytest.mark.multiprocess]
@@ -29,17 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LEASE = 2.0  # short leases keep the failover tests quick; the default is 3 s
 SCALE = {"commands": 400, "workflows": 8}
 FULL = {"commands": 2000, "workflows": 30}
-
-
-def wait_until(what, check, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Nodes:
@@ -112,8 +102,8 @@ def client(url, **options):
 
 
 def kill_when(url, proc, done_at, total):
-    wait_until(f"{done_at} commands finished", lambda: query(
-        url, "SELECT count(*) FROM laneway_cluster_commands WHERE state = 'done'")[0][0] >= done_at, 120)
+    wait_until(lambda: query(
+        url, "SELECT count(*) FROM laneway_cluster_commands WHERE state = 'done'")[0][0] >= done_at, 120, what=f"{done_at} commands finished")
     killed_at = query(url, "SELECT clock_timestamp()")[0][0]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
@@ -123,7 +113,7 @@ def kill_when(url, proc, done_at, total):
 def run_failover(db, nodes, counts):
     names = ["n1", "n2", "n3"]
     procs = [nodes.start(n) for n in names]
-    wait_until("3 nodes joined", lambda: alive(db, names), 60)
+    wait_until(lambda: alive(db, names), 60, what="3 nodes joined")
     orch = client(db)
     try:
         n_cmd, n_wf = counts["commands"], counts["workflows"]
@@ -139,8 +129,8 @@ def run_failover(db, nodes, counts):
         results = [h.result(timeout=120) for h in handles]
         statuses = [f.wait(timeout=120) for f in flows]
         # A killed node that held nothing any more is still declared dead once its lease runs out.
-        wait_until("both killed nodes adopted", lambda: {"n1", "n2"} <= {r[0] for r in query(
-            db, "SELECT node FROM laneway_cluster_adoptions")}, 30)
+        wait_until(lambda: {"n1", "n2"} <= {r[0] for r in query(
+            db, "SELECT node FROM laneway_cluster_adoptions")}, 30, what="both killed nodes adopted")
     finally:
         orch.shutdown()
     return handles, results, flows, statuses, killed
@@ -197,23 +187,23 @@ def test_a_paused_node_commits_nothing_after_its_lease_is_taken(db, tmp_path):
     try:
         nodes.start("a")
         b = nodes.start("b")
-        wait_until("2 nodes joined", lambda: alive(db, ["a", "b"]), 60)
+        wait_until(lambda: alive(db, ["a", "b"]), 60, what="2 nodes joined")
         orch = client(db)
         try:
             handles = [orch.cluster.submit("query", "work", {"key": f"k{i}", "n": i}, command_id=f"k{i}")
                        for i in range(60)]
-            wait_until("b running commands", lambda: query(
-                db, "SELECT count(*) FROM laneway_cluster_commands WHERE state = 'running' AND owner = 'b'")[0][0], 30)
+            wait_until(lambda: query(
+                db, "SELECT count(*) FROM laneway_cluster_commands WHERE state = 'running' AND owner = 'b'")[0][0], 30, what="b running commands")
             os.kill(b.pid, signal.SIGSTOP)
             (epoch,) = query(db, "SELECT epoch FROM laneway_cluster_nodes WHERE node = 'b'")[0]
-            held = wait_until("b's commands adopted", lambda: query(
-                db, "SELECT adopted_at FROM laneway_cluster_adoptions WHERE node = 'b' AND epoch = %s", (epoch,)), 30)
+            held = wait_until(lambda: query(
+                db, "SELECT adopted_at FROM laneway_cluster_adoptions WHERE node = 'b' AND epoch = %s", (epoch,)), 30, what="b's commands adopted")
             adopted_at = held[0][0]
             results = [h.result(timeout=60) for h in handles]
             os.kill(b.pid, signal.SIGCONT)
             # Back from the pause, b finds its lease gone and rejoins under a new epoch.
-            wait_until("b rejoined", lambda: query(
-                db, "SELECT 1 FROM laneway_cluster_nodes WHERE node = 'b' AND alive AND epoch > %s", (epoch + 1,)), 30)
+            wait_until(lambda: query(
+                db, "SELECT 1 FROM laneway_cluster_nodes WHERE node = 'b' AND alive AND epoch > %s", (epoch + 1,)), 30, what="b rejoined")
         finally:
             orch.shutdown()
         b.terminate()

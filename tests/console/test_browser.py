@@ -6,12 +6,13 @@ Screenshots of the views land in .screenshots/console/ (gitignored).
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from laneway.lanes import RetryPolicy
 from laneway.workflow import TaskDefinition, TaskState, WorkflowState
+
+from tests.waiting import wait_until as poll_until  # wait_until here is selenium's
 
 from .conftest import SHOTS
 
@@ -56,14 +57,6 @@ def click(driver, css):
 def open_console(driver, url):
     driver.get(url)
     wait_until(driver, lambda d: d.find_element("id", "conn").text == "live", "a live connection")
-
-
-def wait_for(predicate, what, timeout=WAIT_S):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        time.sleep(0.05)
 
 
 def test_the_page_loads_and_live_counts_change_while_commands_run(orch, lanes, gate, browser):
@@ -152,9 +145,9 @@ def test_a_workflow_is_paused_and_resumed_from_the_page(orch, browser):
         wait_until(browser, lambda d: d.find_elements("css selector", '#wf-wf-docs g.task[data-task="fetch"]'
                                                                       '[data-state="running"]'), "fetch running")
         click(browser, '#wf-wf-docs button[data-op="workflow.pause"]')
-        wait_for(lambda: wf.status().state is WorkflowState.PAUSED, "the pause")
+        poll_until(lambda: wf.status().state is WorkflowState.PAUSED, WAIT_S, what="the pause")
         release.set()
-        wait_for(lambda: wf.status().tasks["fetch"].state is TaskState.COMPLETED, "fetch to finish")
+        poll_until(lambda: wf.status().tasks["fetch"].state is TaskState.COMPLETED, WAIT_S, what="fetch to finish")
         wait_until(browser, lambda d: d.find_elements("css selector", '#wf-wf-docs[data-state="paused"] '
                                                                       'g.task[data-task="fetch"][data-state="completed"]'),
                    "the paused workflow with fetch completed")
@@ -188,6 +181,6 @@ def test_a_request_without_the_token_is_refused(orch, lanes, browser):
     assert not lanes.lane_stats("query").paused
     # The page itself, holding the token, operates.
     click(browser, '#lane-query button[data-op="lane.pause"]')
-    wait_for(lambda: lanes.lane_stats("query").paused, "the pause from the page")
+    poll_until(lambda: lanes.lane_stats("query").paused, WAIT_S, what="the pause from the page")
     wait_until(browser, lambda d: "paused" in text_of(d, "#lane-query td")(d), "the lane shown paused")
     assert console.statistics().refused == 2

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
 from laneway import Orchestrator, errors
 from laneway.lanes import RetryPolicy
+from tests.waiting import poll, wait_until
 
 pytestmark = pytest.mark.multiprocess
 
@@ -19,9 +19,7 @@ def where(payload):
         raise ValueError("bad payload")
     if isinstance(payload, str) and payload.startswith("wait:"):
         open(payload[5:] + ".running", "w").close()
-        deadline = time.monotonic() + 30
-        while not os.path.exists(payload[5:]) and time.monotonic() < deadline:
-            time.sleep(0.001)
+        poll(lambda: os.path.exists(payload[5:]), 30)
     return os.getpid()
 
 
@@ -47,9 +45,7 @@ def test_a_killed_agent_process_fails_the_call_and_comes_back(orch, tmp_path):
     pid = orch.router.run("p", capabilities="pid", timeout=30)
     gate = tmp_path / "gate"
     fut = orch.router.submit(f"wait:{gate}", capabilities="pid", timeout=30, retry=RetryPolicy.none())
-    deadline = time.monotonic() + 30
-    while not os.path.exists(f"{gate}.running") and time.monotonic() < deadline:  # the handler is running
-        time.sleep(0.005)
+    wait_until(lambda: os.path.exists(f"{gate}.running"), 30, what="the handler to run")
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(errors.ActorProcessDied) as info:
         fut.get(30)

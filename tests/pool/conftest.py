@@ -11,6 +11,7 @@ import pytest
 
 from laneway import Orchestrator
 from laneway.actors import ManualClock
+from tests.waiting import wait_until  # noqa: F401  (the pool tests import it from here)
 
 #: Backends the process tests run over (the Ray helper appends its own param here).
 BACKENDS = [pytest.param("zmq", id="zmq")]
@@ -88,10 +89,3 @@ def wait_gone(pids, timeout: float = 15.0) -> set[int]:
             os.close(fd)
 
 
-def wait_until(pred, timeout: float = 30.0, what: str = "condition"):
-    """Re-check ``pred`` until it is truthy, up to a deadline (for state no event announces)."""
-    deadline = time.monotonic() + timeout
-    while not (value := pred()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return value

@@ -8,6 +8,8 @@ import signal
 import threading
 import time
 
+from tests.waiting import poll
+
 
 def inc(x):
     return x + 1
@@ -48,11 +50,8 @@ def kill_self(sig=signal.SIGKILL):
 
 def wait_for_file(path, value=None, limit=60.0):
     """Block until ``path`` exists (a test's signal to go on), then return ``value``."""
-    deadline = time.monotonic() + limit
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(path)
-        time.sleep(0.01)
+    if poll(lambda: os.path.exists(path), limit) is None:
+        raise TimeoutError(path)
     return value
 
 

@@ -32,6 +32,7 @@ from laneway.errors import ConfigError, WorkerDied  # noqa: E402
 from laneway.lanes import ToolRegistry, tool  # noqa: E402
 from laneway.pool import WorkerState  # noqa: E402
 
+from . import tasks  # noqa: E402
 from .conftest import wait_until  # noqa: E402
 from .test_chaos import (  # noqa: E402,F401
     test_supervisor_that_gives_up_dead_letters_what_is_left,
@@ -250,11 +251,7 @@ def test_bad_ray_options_are_config_errors(orch, options, match):
 
 
 def wait_for_file(path):
-    deadline = time.monotonic() + 60
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.005)
-    return "opened"
+    return tasks.wait_for_file(path, "opened")
 
 
 def ray_call_id(_=None):
