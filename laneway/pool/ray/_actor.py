@@ -30,6 +30,7 @@ import pickle
 import socket
 import threading
 import time
+from typing import Any
 
 import psutil
 import ray
@@ -43,10 +44,11 @@ FLUSH_S = 0.002
 #: Longest a ``more`` call waits for an outcome before answering with none (the backend asks again).
 MORE_WAIT_S = 10.0
 
-#: ``(task_id, digest, fn_bytes_or_empty, args_bytes)``, as the backend sends it.
-WireTask = tuple[int, bytes, bytes, bytes]
-#: ``(task_id, ok, data, plain)``, the fields of a :class:`~laneway.worker.TaskOutcome`.
-WireOutcome = tuple[int, bool, bytes, bool]
+#: ``(task_id, digest, fn_bytes_or_empty, args)``, as the backend sends it: ``args`` is the pickled
+#: ``(args, kwargs)`` or an inline tuple of small scalars (as in ``laneway.worker.wire.TASKS``).
+WireTask = tuple[int, bytes, bytes, "bytes | tuple"]
+#: ``(task_id, ok, form, data)``, a DONE row of ``laneway.worker.wire`` (``TaskRunner.run_row``).
+WireOutcome = tuple[int, bool, int, Any]
 #: A batch call's answer: outcomes, and whether the batch is over (False: ask ``more``).
 WireAnswer = tuple[list[WireOutcome], bool]
 #: Batches and answers cross Ray as one pickle each: Ray's own serializer takes several
@@ -92,13 +94,12 @@ class RayWorker:
         """
         self._wait_turn(seq)
         tasks: list[WireTask] = pickle.loads(batch)
-        run = self._runner.run
+        run = self._runner.run_row
         out: list[WireOutcome] = []
         began = time.monotonic()
         last = len(tasks) - 1
-        for i, (task_id, digest, fn_bytes, args_bytes) in enumerate(tasks):
-            o = run(task_id, digest, fn_bytes or None, args_bytes)
-            out.append((o.task_id, o.ok, o.data, o.plain))
+        for i, (task_id, digest, fn_bytes, args) in enumerate(tasks):
+            out.append(run(task_id, digest, fn_bytes or None, args))
             if i < last and time.monotonic() - began > FLUSH_S:
                 self._go_on(seq, tasks[i + 1:])
                 return pickle.dumps((out, False), PROTOCOL)
@@ -133,11 +134,11 @@ class RayWorker:
         threading.Thread(target=self._run_rest, args=(seq, tasks), name=f"laneway-batch-{seq}", daemon=True).start()
 
     def _run_rest(self, seq: int, tasks: list[WireTask]) -> None:
-        run = self._runner.run
-        for task_id, digest, fn_bytes, args_bytes in tasks:
-            o = run(task_id, digest, fn_bytes or None, args_bytes)
+        run = self._runner.run_row
+        for task_id, digest, fn_bytes, args in tasks:
+            row = run(task_id, digest, fn_bytes or None, args)
             with self._cond:
-                self._rest.setdefault(seq, []).append((o.task_id, o.ok, o.data, o.plain))
+                self._rest.setdefault(seq, []).append(row)
                 self._cond.notify_all()
         with self._cond:
             self._running = -1

@@ -24,7 +24,10 @@ How it works, in one event loop thread:
   milliseconds answers with those so far and the backend long-polls the rest
   (``more``), so slow tasks are still reported as each ends. Tiny tasks thus
   cost one ordinary Ray call per batch, not Ray's costlier streaming
-  generators. Functions travel once per actor, then by digest.
+  generators. Functions travel once per actor, then by digest. Tasks and
+  outcomes travel as the ZeroMQ wire's rows (``laneway.worker.wire``): small
+  scalar arguments and results ride as themselves inside the call's one
+  pickle, so a tiny task costs no pickle of its own at either end.
 * Outcomes go to the pool (``hub.results``, which never blocks) straight from
   the loop; every other report goes through one reporter thread, in order, so
   no pool callback (which may run user code) ever stalls Ray I/O, and a
@@ -62,8 +65,7 @@ from typing import Any, Callable
 
 from laneway.errors import ConfigError, PoolError
 from laneway.core import acquire_ray, ray_client_mode, release_ray
-from laneway.pool._backend import Backend, TaskWire, WorkerHub
-from laneway.worker import TaskOutcome
+from laneway.pool._backend import Backend, TaskRow, WorkerHub
 from laneway.pool.ray._loop import LoopThreads
 from laneway.worker import ShipLedger
 
@@ -103,7 +105,7 @@ class _Slot:
         self.handle = handle
         self.ledger = ShipLedger()
         self.seq = 0  # next batch number; the actor serves them strictly in order
-        self.outbox: list[TaskWire] = []  # assigned, waiting for a free call
+        self.outbox: list[TaskRow] = []  # assigned, waiting for a free call
         self.calls: collections.deque[_Call] = collections.deque()  # batch calls in flight, in send order
         self.drained = asyncio.Event()  # set while no call is in flight
         self.drained.set()
@@ -141,6 +143,8 @@ class RayBackend(Backend):
     """
 
     name = "ray"
+    #: Tiny tasks' arguments (builtin scalars) ride as themselves in the batch's one pickle.
+    inline_args = True
 
     def __init__(
         self,
@@ -405,21 +409,22 @@ class RayBackend(Backend):
 
     def _dispatch(self) -> None:
         self._wake_pending = False
-        while batches := self._hub.assign():
-            for wid, wires in batches:
+        while batches := self._hub.assign_rows():
+            for wid, rows in batches:
                 slot = self._slots.get(wid)
                 if slot is None or slot.dead:
                     continue  # its worker_lost is reported (or on its way); the pool requeues the window
-                slot.outbox.extend(wires)
+                slot.outbox.extend(rows)
                 self._pump(slot, self.max_calls)
 
     def _pump(self, slot: _Slot, max_calls: float) -> None:
         """Send what is assigned to ``slot`` while it has fewer than ``max_calls`` calls in flight."""
         size = self.batch_size
         while slot.outbox and len(slot.calls) < max_calls and slot.reason is None and not slot.dead:
-            wires, slot.outbox = slot.outbox[:size], slot.outbox[size:]
+            rows, slot.outbox = slot.outbox[:size], slot.outbox[size:]
             to_send = slot.ledger.to_send
-            batch = [(w.task_id, w.fn_digest, to_send(w.fn_digest, w.fn_bytes), w.args_bytes) for w in wires]
+            # No buffers: the backend is not out_of_band, so every task's arguments are in band.
+            batch = [(tid, digest, to_send(digest, fn_bytes), args) for tid, digest, fn_bytes, args, _ in rows]
             seq = self._next_seq(slot)
             try:
                 ref = slot.handle.run.remote(seq, pickle.dumps(batch, PROTOCOL))
@@ -470,9 +475,9 @@ class RayBackend(Backend):
                 return
             if chunk:
                 # Straight from the loop, as the ZeroMQ backend does from its I/O thread:
-                # results() never blocks and runs no user code (it hands anything that
+                # results_rows() never blocks and runs no user code (it hands anything that
                 # might to the pool's results thread).
-                hub.results(wid, [TaskOutcome(*o) for o in chunk])
+                hub.results_rows(wid, chunk)
             if not over:  # the batch runs on in the actor: long-poll its next outcomes
                 head.arrived = False
                 try:
