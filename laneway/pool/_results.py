@@ -163,7 +163,8 @@ class Settler:
         unobserved pool pays nothing per task.
         """
         events = self._orch.events
-        publish = events.active
+        # Asked once per batch: a listener on other keys (the orchestrator's own) then costs nothing per task.
+        publish = events.active and (events.wants("pool.task.completed") or events.wants("pool.task.failed"))
         name = self._name
         value = wire.VALUE
         futs: list[Any] = []  # a run of results that came as values, settled together
