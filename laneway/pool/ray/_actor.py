@@ -5,6 +5,9 @@ retries switched off (laneway's supervisor owns restart policy). It is a
 *synchronous* actor with one thread for batches (Ray then runs one caller's
 calls in the order they were sent) and a ``control`` concurrency group for
 ``hello``, ``beat`` and ``more``, so a heartbeat answers while a long task runs.
+Batch calls (``run``, ``more``) record no Ray task events: the pool keeps each
+task's state itself, and a Ray task event per call of 16 tiny tasks costs the
+driver, the actor and the GCS work that nobody reads.
 
 A batch call (:meth:`RayWorker.run`) runs its tasks right on the calling
 thread and answers with all the outcomes when they take less than
@@ -87,6 +90,7 @@ class RayWorker:
         except Exception:  # psutil can fail in odd containers; liveness matters, numbers do not
             return 0, 0.0
 
+    @ray.method(enable_task_events=False)
     def run(self, seq: int, batch: bytes) -> bytes:
         """Run batch ``seq`` (pickled ``list[WireTask]``) after every earlier one.
 
@@ -107,7 +111,7 @@ class RayWorker:
             self._next_seq = seq + 1
         return pickle.dumps((out, True), PROTOCOL)
 
-    @ray.method(concurrency_group="control")
+    @ray.method(concurrency_group="control", enable_task_events=False)
     def more(self, seq: int) -> bytes:
         """(control) Outcomes of background batch ``seq`` since the last call, once there is at least one (pickled)."""
         with self._cond:

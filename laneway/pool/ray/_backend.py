@@ -422,9 +422,7 @@ class RayBackend(Backend):
         size = self.batch_size
         while slot.outbox and len(slot.calls) < max_calls and slot.reason is None and not slot.dead:
             rows, slot.outbox = slot.outbox[:size], slot.outbox[size:]
-            to_send = slot.ledger.to_send
-            # No buffers: the backend is not out_of_band, so every task's arguments are in band.
-            batch = [(tid, digest, to_send(digest, fn_bytes), args) for tid, digest, fn_bytes, args, _ in rows]
+            batch = _batch(rows, slot.ledger)
             seq = self._next_seq(slot)
             try:
                 ref = slot.handle.run.remote(seq, pickle.dumps(batch, PROTOCOL))
@@ -495,6 +493,32 @@ class RayBackend(Backend):
         slot.calls.clear()
         slot.drained.set()
         self._fail(slot, exc)
+
+
+def _batch(rows: list[TaskRow], ledger: ShipLedger) -> list[tuple[int, bytes, bytes, bytes | tuple]]:
+    """One call's tasks as :data:`~laneway.pool.ray._actor.WireTask` tuples, each function's bytes shipped once.
+
+    A run of tasks of one function asks the ledger once: the rest of the run would only
+    move the same digest to the same end of its LRU. No buffers: the backend is not
+    ``out_of_band``, so every task's arguments are in band.
+
+    Example:
+        >>> ledger = ShipLedger()
+        >>> _batch([(1, b"d", b"code", (1,), ()), (2, b"d", b"code", (2,), ())], ledger)
+        [(1, b'd', b'code', (1,)), (2, b'd', b'', (2,))]
+        >>> _batch([(3, b"d", b"code", (3,), ())], ledger)
+        [(3, b'd', b'', (3,))]
+    """
+    to_send = ledger.to_send
+    batch = []
+    last = None
+    for tid, digest, fn_bytes, args, _ in rows:
+        if digest != last:
+            batch.append((tid, digest, to_send(digest, fn_bytes), args))
+            last = digest
+        else:
+            batch.append((tid, digest, b"", args))
+    return batch
 
 
 def describe_actor_error(exc: BaseException) -> str:
