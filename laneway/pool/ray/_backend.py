@@ -191,6 +191,10 @@ class RayBackend(Backend):
         self._slots: dict[str, _Slot] = {}
         self._closed = False
         self._wake_pending = False
+        # Answers on their way from Ray's callback thread to the loop, in arrival order: the thread
+        # posts a drain only when none is pending, so a burst of answers costs one loop wake-up.
+        self._answers: collections.deque[tuple[_Slot, _Call, Any]] = collections.deque()
+        self._answers_posted = False
         self._threads: LoopThreads | None = None
         self._loop_ident = -1  # the loop thread's ident, once open
         self._capacity_text = ""
@@ -438,18 +442,30 @@ class RayBackend(Backend):
 
         Ray calls back on a thread of its own; one hop to the loop from there is
         all an answer costs (awaiting the ref would add a concurrent and an
-        asyncio future, chained, per call).
+        asyncio future, chained, per call), and answers that come while the loop
+        is busy share that hop (:meth:`_take_answers`).
         """
         slot.drained.clear()
-        post, arrived = self._loop.call_soon_threadsafe, self._arrived
+        answers = self._answers
 
         def answered(answer: Any) -> None:  # on Ray's callback thread
-            try:
-                post(arrived, slot, call, answer)
-            except RuntimeError:  # the loop is closed: the backend is gone, and so is the pool
-                pass
+            answers.append((slot, call, answer))
+            if not self._answers_posted:
+                self._answers_posted = True
+                try:
+                    self._loop.call_soon_threadsafe(self._take_answers)
+                except RuntimeError:  # the loop is closed: the backend is gone, and so is the pool
+                    pass
 
         ref._on_completed(answered)
+
+    def _take_answers(self) -> None:
+        """Handle every answer Ray has called back with so far, in arrival order."""
+        # First: an answer appended from now on either is taken below or posts a drain of its own.
+        self._answers_posted = False
+        answers, arrived = self._answers, self._arrived
+        while answers:
+            arrived(*answers.popleft())
 
     @staticmethod
     def _next_seq(slot: _Slot) -> int:
