@@ -285,3 +285,23 @@ def test_a_batch_that_runs_long_reports_each_task_as_it_ends(orch, tmp_path):
     assert not blocked.done() and not last.done()
     open(gate, "w").close()
     assert (blocked.get(timeout=60), last.get(timeout=60)) == ("opened", 4)
+
+
+def test_a_tiny_task_costs_no_pickle_of_its_own_at_either_end(orch, monkeypatch):
+    from laneway.worker import codec
+
+    pool = orch.start_pool(backend="ray", workers=1)
+    assert pool.wait_ready(1, timeout=60)
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("a tiny task's arguments or result went through a pickle of its own")
+
+    # Small scalar arguments ride as themselves in the call's one pickle, and so do small results.
+    monkeypatch.setattr(codec, "dumps_args", no_pickle)
+    monkeypatch.setattr(codec, "decode", no_pickle)
+    futures = [pool.submit(inc, i) for i in range(100)] + [pool.submit(str, "x" * 10)]
+    # (On a wire that decodes each result, the future never settles: a timeout, not a hang.)
+    assert [f.get(timeout=30) for f in futures] == list(range(1, 101)) + ["x" * 10]
+    monkeypatch.undo()
+    # Anything else still travels as a pickle of its own, both ways.
+    assert pool.submit(sorted, [3, 1, 2]).get(timeout=60) == [1, 2, 3]
