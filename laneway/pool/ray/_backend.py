@@ -28,8 +28,9 @@ How it works, in one event loop thread:
   outcomes travel as the ZeroMQ wire's rows (``laneway.worker.wire``): small
   scalar arguments and results ride as themselves inside the call's one
   pickle, so a tiny task costs no pickle of its own at either end.
-* Outcomes go to the pool (``hub.results``, which never blocks) straight from
-  the loop; every other report goes through one reporter thread, in order, so
+* Answers reach the loop in one hop from Ray's callback thread (answers that
+  come while the loop is busy share it), and their outcomes go to the pool
+  (``hub.results_rows``, which never blocks) straight from the loop; every other report goes through one reporter thread, in order, so
   no pool callback (which may run user code) ever stalls Ray I/O, and a
   worker's last results always reach the pool before its ``worker_lost``.
 
