@@ -68,6 +68,10 @@ class WorkerConfig(NamedTuple):
         handshake_timeout_s: a remote worker that has not heard from the pool this long
             after connecting (a refused key, a wrong server key, no pool there) logs why
             and exits with :data:`EXIT_NOT_ADMITTED`.
+        reply_path: for a local worker, the pool's Unix datagram socket its outcomes go to,
+            each datagram tagged with ``token`` (see :mod:`laneway.worker.wire`): one system
+            call to the pool thread that reads, with no ZeroMQ I/O thread in between.
+            Empty: outcomes go over ZeroMQ (remote workers).
     """
 
     endpoint: str
@@ -78,6 +82,7 @@ class WorkerConfig(NamedTuple):
     curve: CurveClient | None = None
     pool_timeout_s: float = 10.0
     handshake_timeout_s: float = 30.0
+    reply_path: str = ""
 
     @property
     def remote(self) -> bool:
@@ -173,6 +178,12 @@ class _Session:
         self.handshake_failure: str | None = None
         self.monitor: zmq.Socket | None = None
         self.sock = self._socket(ctx, wid.encode(), watch=cfg.remote)
+        self.lost = ""  # why the pool's reply socket refused an outcome (the pool is gone)
+        self.reply: socket.socket | None = None
+        if cfg.reply_path:
+            self.reply = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self.reply.connect(cfg.reply_path)
+            self.reply_head = cfg.token[: wire.REPLY_TOKEN]
         self.hb_stop = threading.Event()
         self.hb = threading.Thread(target=self._beat, args=(ctx,), name="laneway-worker-heartbeat", daemon=True)
 
@@ -223,6 +234,8 @@ class _Session:
                 if kind == wire.TASKS:
                     self._run_batch(frames)
                     del frames  # hold no finished task's arguments while idle
+                    if self.lost:
+                        return self.lost
                 elif kind == wire.STOP:
                     return "stop"
                 elif kind == wire.REJOIN:
@@ -234,6 +247,8 @@ class _Session:
                 sock.disable_monitor()
                 self.monitor.close(linger=0)
             sock.close()
+            if self.reply is not None:
+                self.reply.close()
 
     def _handshake_event(self) -> None:
         from zmq.utils.monitor import recv_monitor_message
@@ -252,6 +267,8 @@ class _Session:
         :data:`FLUSH_S`, so the pool sees progress (and frees window room) while it runs.
         """
         run, send, value_form, inline_max = self.runner.run_row, self._send_done, wire.VALUE, wire.INLINE_MAX
+        if self.reply is not None:  # large data stays in the body, which the datagrams carry in pieces
+            inline_max = sys.maxsize
         head = pickle.loads(frames[1].buffer)
         frames[0] = frames[1] = None
         out: list[tuple[int, bool, int, Any]] = []
@@ -277,16 +294,40 @@ class _Session:
             out.append(row)
             if i < last and time.monotonic() - started > FLUSH_S:
                 send(out, big)
+                if self.lost:
+                    return  # the pool is gone: nobody takes the rest
                 out, big = [], []
                 started = time.monotonic()
         if out:
             send(out, big)
 
     def _send_done(self, out: list, big: list[bytes]) -> None:
-        if big:
+        if self.reply is not None:
+            self._send_reply(pickle.dumps(out, 5))
+        elif big:
             self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5), *big], copy=False)
         else:
             self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5)])
+
+    def _send_reply(self, body: bytes) -> None:
+        """One DONE body to the pool's reply socket, in pieces if it is large (see :mod:`laneway.worker.wire`).
+
+        Sends block while the pool's socket is full: the pool reads it all the time, and
+        a worker has nothing else to do until its outcomes are taken.
+        """
+        assert self.reply is not None
+        head, chunk = self.reply_head, wire.REPLY_CHUNK
+        try:
+            if len(body) <= chunk:
+                self.reply.send(head + wire.REPLY_END + body)
+                return
+            view, more, end = memoryview(body), head + wire.REPLY_MORE, head + wire.REPLY_END
+            last = (len(body) - 1) // chunk * chunk
+            for at in range(0, last, chunk):
+                self.reply.sendmsg([more, view[at: at + chunk]])
+            self.reply.sendmsg([end, view[last:]])
+        except OSError as exc:  # the pool closed its socket, or is gone
+            self.lost = f"the pool's reply socket refused an outcome ({exc})"
 
     def _beat(self, ctx: zmq.Context) -> None:
         cfg = self.cfg

@@ -19,6 +19,15 @@ Worker to pool:
     ``BEAT``   ``[rss, cpu]``: sent from the worker's heartbeat socket, whose identity is
     the worker's id plus :data:`HB_SUFFIX`.
 
+Local workers' replies (the pool spawned them): ``DONE`` bodies go as datagrams on a
+Unix socket the pool binds in its private directory (:attr:`WorkerConfig.reply_path`),
+straight to whichever pool thread reads, with no ZeroMQ I/O thread on either side.
+Each datagram is ``token (16 bytes) + flag + data``: the token the pool gave the
+worker names and authenticates it, and a DONE body longer than :data:`REPLY_CHUNK`
+goes as several datagrams, every one but the last flagged :data:`REPLY_MORE`. Large
+data stays inside the body's pickle (no frames). Every DONE of such a worker takes
+this path, so the pool reads its outcomes in the order it sent them.
+
 Pool to worker:
     ``TASKS``  ``[(task_id, digest, fn_bytes_or_empty, args, n_buffers), ...]``
     then, per task, its ``args_bytes`` frame if ``args`` is ``None`` in the header, and its
@@ -48,3 +57,10 @@ INLINE_MAX = 64 * 1024
 
 #: Identity suffix of a worker's heartbeat socket.
 HB_SUFFIX = b"#hb"
+
+#: Bytes of a DONE body per reply datagram (see "Local workers' replies" above).
+REPLY_CHUNK = 60_000
+#: A reply datagram's flag: more of this DONE body follows / this datagram ends it.
+REPLY_MORE, REPLY_END = b"+", b"."
+#: Length of the token in front of every reply datagram.
+REPLY_TOKEN = 16

@@ -1,4 +1,10 @@
-"""The pool's ROUTER socket, shared by the I/O thread, submitting threads and one waiting caller.
+"""The pool's sockets, shared by the I/O thread, submitting threads and one waiting caller.
+
+Two sockets: the ROUTER, which carries everything to workers and everything from
+remote ones, and the reply socket, a Unix datagram socket on which local workers'
+outcomes arrive (see :mod:`laneway.worker.wire`). Both are read by whoever holds the
+reader role (below); the reply socket needs no lock of its own, since only the
+reader receives from it, and its readiness is level-triggered.
 
 ZeroMQ sockets are not thread-safe, so every use of the socket happens under
 :attr:`SharedRouter.lock`, and nobody polls the socket itself: the I/O thread polls
@@ -19,12 +25,16 @@ if the caller left messages behind), so that callers waiting one after the other
 (the sequential round trip) do not wake it twice per task. A reading caller looks at
 its future at least every :data:`WAITER_SLICE_S`, since a future can also be settled
 elsewhere (a worker died, the pool closed), and it never reads past its deadline.
+A reading caller receives from the ROUTER only when its ``ZMQ_FD`` or a kick says a
+message may wait (and once as it starts), and from the reply socket only when poll
+says a datagram waits: a lone round trip then costs it one poll and one receive.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import socket
 import threading
 import time
 from typing import Callable, Sequence, cast
@@ -46,7 +56,7 @@ IO_RECHECK_S = 0.005
 
 
 class SharedRouter:
-    """The ROUTER socket with its lock, its ``ZMQ_FD`` and the reader role (see the module docstring).
+    """The ROUTER socket with its lock, its ``ZMQ_FD``, the reply socket and the reader role (see the module docstring).
 
     Example:
         >>> import zmq
@@ -59,8 +69,11 @@ class SharedRouter:
         >>> ctx.term()
     """
 
-    def __init__(self, sock: zmq.Socket) -> None:
+    def __init__(self, sock: zmq.Socket, replies: socket.socket | None = None) -> None:
         self.sock = sock
+        #: Local workers' outcomes (non-blocking; closed with the ROUTER), or None.
+        self.replies = replies
+        self.reply_fd = replies.fileno() if replies is not None else -1
         self.lock = threading.Lock()  # every use of the socket, from any thread
         self.open = True  # under lock: False once the I/O thread closed the socket
         self.fd = cast(int, sock.getsockopt(zmq.FD))
@@ -72,6 +85,8 @@ class SharedRouter:
         self._waiter_poll = select.poll()
         self._waiter_poll.register(self.fd, select.POLLIN)
         self._waiter_poll.register(self._waiter_efd, select.POLLIN)
+        if replies is not None:
+            self._waiter_poll.register(self.reply_fd, select.POLLIN)
 
     # --- under lock ------------------------------------------------------------------
 
@@ -126,6 +141,8 @@ class SharedRouter:
             self.sock.close(linger=0)
         with self.reader:  # a reading caller sees ``open`` False within WAITER_SLICE_S and leaves
             os.close(self._waiter_efd)
+            if self.replies is not None:
+                self.replies.close()
 
     # --- the reader role -------------------------------------------------------------
 
@@ -153,12 +170,13 @@ class SharedRouter:
     def io_yielded(self) -> bool:
         return self._io_yielded
 
-    def serve_waiter(self, done: Callable[[], bool], deadline: float | None, receive: Callable[[], bool],
+    def serve_waiter(self, done: Callable[[], bool], deadline: float | None, receive: Callable[[bool, bool], bool],
                      resume: Callable[[], None]) -> None:
-        """Read the socket on the calling thread until ``done()`` or ``deadline`` (monotonic), if nobody else reads.
+        """Read the sockets on the calling thread until ``done()`` or ``deadline`` (monotonic), if nobody else reads.
 
-        ``receive()`` receives and handles what waits (True: more may wait); ``resume()``
-        gives the socket back to the I/O thread. Returns at once if another thread reads.
+        ``receive(router, replies)`` receives and handles what waits on the ROUTER and/or the
+        reply socket (True: more may wait); ``resume()`` gives the sockets back to the I/O
+        thread. Returns at once if another thread reads.
         """
         if not self.reader.acquire(blocking=False):
             return
@@ -166,9 +184,12 @@ class SharedRouter:
         try:
             with self._flags:
                 self._waiter_reads = True
-            poll, efd = self._waiter_poll.poll, self._waiter_efd
+            poll, efd, reply_fd = self._waiter_poll.poll, self._waiter_efd, self.reply_fd
+            # First the ROUTER: a message whose edge another thread consumed before this one read
+            # waits there unannounced. Datagrams need no such look: poll reports them as long as they wait.
+            router, replies = True, False
             while self.open:
-                more = receive()
+                more = receive(router, replies)
                 if done():
                     return
                 wait_s = WAITER_SLICE_S
@@ -178,8 +199,14 @@ class SharedRouter:
                         return
                     wait_s = min(wait_s, left)
                 if more:
+                    router = replies = True
                     continue
+                router = replies = False
                 for fd, _ in poll(max(1, int(wait_s * 1000))):
+                    if fd == reply_fd:
+                        replies = True
+                        continue
+                    router = True
                     if fd == efd:
                         try:
                             os.eventfd_read(efd)

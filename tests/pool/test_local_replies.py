@@ -1,0 +1,82 @@
+"""Local workers send their outcomes as datagrams to the pool's reply socket, not over ZeroMQ."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import threading
+
+import pytest
+import zmq
+
+from laneway.pool._results import decode_row
+from laneway.worker import FunctionPickler, WorkerConfig, run_worker, wire
+
+pytestmark = pytest.mark.multiprocess
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_sends_its_outcomes_to_the_reply_socket_tagged_and_a_large_one_in_pieces(tmp_path):
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    endpoint = f"ipc://{tmp_path}/pool.sock"
+    router.bind(endpoint)
+    reply_path = str(tmp_path / "replies.sock")
+    replies = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    replies.bind(reply_path)
+    replies.settimeout(30)
+    token = os.urandom(16)
+    # parent_pid is this process's parent: the worker's watch of it must find it alive
+    cfg = WorkerConfig(endpoint=endpoint, worker_id="w1.1", token=token, heartbeat_s=0.2,
+                       parent_pid=os.getppid(), reply_path=reply_path)
+    worker = threading.Thread(target=run_worker, args=(cfg,), daemon=True)
+    worker.start()
+    try:
+        assert router.poll(30_000)
+        ident, kind, _ = router.recv_multipart()
+        assert (ident, kind) == (b"w1.1", wire.HELLO)
+        digest, fn_bytes = FunctionPickler().dumps(bytes)
+        big = 3 * wire.REPLY_CHUNK
+        head = [(1, digest, fn_bytes, (3,), 0), (2, digest, b"", (big,), 0), (3, digest, b"", (1,), 0)]
+        router.send_multipart([ident, wire.TASKS, pickle.dumps(head)])
+
+        rows: list = []
+        pieces: list[bytes] = []
+        sizes: list[int] = []
+        while len(rows) < 3:
+            data = replies.recv(2 * wire.REPLY_CHUNK)
+            sizes.append(len(data))
+            assert data[: wire.REPLY_TOKEN] == token  # names and authenticates the worker
+            flag, body = data[wire.REPLY_TOKEN: wire.REPLY_TOKEN + 1], data[wire.REPLY_TOKEN + 1:]
+            pieces.append(body)
+            if flag == wire.REPLY_END:
+                rows += pickle.loads(b"".join(pieces))
+                pieces = []
+            else:
+                assert flag == wire.REPLY_MORE
+        assert max(sizes) <= wire.REPLY_TOKEN + 1 + wire.REPLY_CHUNK
+        assert len(sizes) >= 4  # the large outcome came in pieces
+        assert [row[0] for row in rows] == [1, 2, 3]  # in the order the tasks ran
+        assert [decode_row(row) for row in rows] == [(True, bytes(3)), (True, bytes(big)), (True, bytes(1))]
+    finally:
+        router.send_multipart([b"w1.1", wire.STOP])
+        worker.join(30)
+        router.close(linger=0)
+        replies.close()
+        ctx.term()
+    assert not worker.is_alive()
+
+
+@pytest.mark.timeout(120)
+def test_large_and_small_results_of_local_workers_reach_their_futures_in_one_burst(orch):
+    """Outcomes larger than a datagram travel in pieces between small ones, for every future."""
+    from . import tasks
+
+    pool = orch.start_pool(workers=2)
+    assert pool.wait_ready(timeout=60)
+    sizes = [0, 1, wire.REPLY_CHUNK - 40, wire.REPLY_CHUNK + 1, 5 * wire.REPLY_CHUNK, 3, 2 << 20] * 20
+    futs = [pool.submit(tasks.sleep_then, 0, bytes(n)) for n in sizes]
+    assert [len(f.get(60)) for f in futs] == sizes
+    stats = pool.statistics()
+    assert (stats.completed, stats.failed, stats.late_results) == (len(sizes), 0, 0)
