@@ -19,7 +19,16 @@ Worker to pool:
     ``BEAT``   ``[rss, cpu]``: sent from the worker's heartbeat socket, whose identity is
     the worker's id plus :data:`HB_SUFFIX`.
 
-Local workers' replies (the pool spawned them): ``DONE`` bodies go as datagrams on a
+Local workers (the pool spawned them) skip ZeroMQ on the data path both ways.
+
+Tasks: each ``TASKS`` message to a local worker carries a sequence number (8 bytes,
+big-endian, from 1), and goes as one datagram ``seq + header`` to the worker's own Unix
+socket (:attr:`WorkerConfig.task_path`) when it has no payload frames and fits in
+:data:`REPLY_CHUNK`; otherwise, or when the worker's socket is full, over ZeroMQ as
+``SEQ_TASKS`` ``[seq, header, payload frames...]``. The worker runs them in sequence
+order whichever way each came, and on ``STOP`` first runs the datagrams already queued.
+
+Replies: ``DONE`` bodies go as datagrams on a
 Unix socket the pool binds in its private directory (:attr:`WorkerConfig.reply_path`),
 straight to whichever pool thread reads, with no ZeroMQ I/O thread on either side.
 Each datagram is ``token (16 bytes) + flag + data``: the token the pool gave the
@@ -45,6 +54,7 @@ HELLO = b"H"
 DONE = b"D"
 BEAT = b"B"
 TASKS = b"T"
+SEQ_TASKS = b"Q"  #: a local worker's TASKS over ZeroMQ: ``[seq, header, payload frames...]``
 PING = b"P"
 STOP = b"S"
 REJOIN = b"R"
@@ -64,3 +74,5 @@ REPLY_CHUNK = 60_000
 REPLY_MORE, REPLY_END = b"+", b"."
 #: Length of the token in front of every reply datagram.
 REPLY_TOKEN = 16
+#: Length of the sequence number in front of a local worker's TASKS.
+SEQ_BYTES = 8

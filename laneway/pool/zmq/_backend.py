@@ -14,12 +14,15 @@ mailboxes would add two thread hand-offs per task and cap throughput near the
 actor ask rate (about 10k/s); the worker actors instead handle lifecycle
 (start, stop, crash, restart), which is rare.
 
-Local workers' outcomes skip ZeroMQ: each worker sends them as datagrams to a Unix
-socket the pool binds in its private directory (see :mod:`laneway.worker.wire`), read
-by the same thread that reads the ROUTER. A lone round trip's reply then costs one
-system call on each side instead of a hop through both processes' ZeroMQ I/O threads.
-Tasks still go over the ROUTER, whose queues never block a sender; remote workers
-use the ROUTER both ways.
+Local workers' data path skips ZeroMQ (see :mod:`laneway.worker.wire`): a batch of
+tasks goes as one datagram, sent by the thread that assigns it, to the worker's own
+Unix socket, and the worker sends its outcomes as datagrams to a Unix socket the pool
+binds in its private directory, read by whoever reads the ROUTER. A lone round trip
+then costs one system call each way on each side, where ZeroMQ hands every message
+to an I/O thread in both processes. A batch with payload frames, or one that finds
+the worker's socket full (a datagram send never blocks the pool), goes over the
+ROUTER instead, numbered so the worker runs it in its turn. Remote workers use the
+ROUTER both ways.
 
 Liveness: local workers are watched by pidfd; every worker, local or remote,
 heartbeats from a thread of its own, and one that stays silent for
@@ -68,7 +71,7 @@ class _Peer:
     """One worker as the I/O thread knows it."""
 
     __slots__ = ("wid", "ident", "remote", "token", "proc", "pid", "pidfd", "hello", "seen", "ledger",
-                 "exited", "kill_reason", "pieces")
+                 "exited", "kill_reason", "pieces", "task_path", "seq")
 
     def __init__(self, wid: str, remote: bool, token: bytes, now: float) -> None:
         self.wid = wid
@@ -84,6 +87,8 @@ class _Peer:
         self.exited = threading.Event()
         self.kill_reason = ""
         self.pieces: list[bytes] = []  # the reply datagrams so far of a DONE body sent in pieces
+        self.task_path = ""  # a local worker's task socket
+        self.seq = 0  # the last TASKS sent to it (numbered: see laneway.worker.wire)
 
 
 class ZmqBackend(Backend):
@@ -186,6 +191,7 @@ class ZmqBackend(Backend):
         if self._closed:
             raise PoolError("the pool's backend is closed")
         peer = _Peer(worker_id, False, os.urandom(16), self._clock.now())
+        peer.task_path = f"{self._tmpdir}/{worker_id}.tasks"
         cfg = WorkerConfig(
             endpoint=self._connect_ep,
             worker_id=worker_id,
@@ -194,6 +200,7 @@ class ZmqBackend(Backend):
             parent_pid=os.getpid(),
             curve=self._curve.local_client() if self._curve is not None else None,
             reply_path=self._reply_path,
+            task_path=peer.task_path,
         )
         proc = self._spawner.spawn(spawn_entry, (cfg,), name=f"laneway-worker:{worker_id}")
         peer.proc, peer.pid = proc, proc.pid
@@ -530,8 +537,10 @@ class ZmqBackend(Backend):
 
     def _dispatch_locked(self) -> bool:
         """Send what the pool assigns, holding ``_sock_lock``; True if a message waits to be received
-        (a send may have consumed the ZMQ_FD edge that announced it)."""
+        (a send on the ROUTER may have consumed the ZMQ_FD edge that announced it)."""
         send, peers, inline_max = self._shared.send_locked, self._peers, wire.INLINE_MAX
+        dgram_max = wire.REPLY_CHUNK
+        used_router = False
         batches = self._hub.assign_rows()
         for wid, rows in batches:
             peer = peers.get(wid)
@@ -553,10 +562,20 @@ class ZmqBackend(Backend):
                 else:
                     fn_bytes = b""
                 head.append((tid, digest, fn_bytes, args, len(bufs)))
-            out[2] = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
+            header = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
             # zero-copy past the header: ZeroMQ sends large buffers themselves, the caller's objects included
-            send(out)
-        return bool(batches) and self._shared.readable_locked()
+            if peer.task_path:  # a local worker: numbered, and a datagram if it can be (see the module docstring)
+                peer.seq += 1
+                seq = peer.seq.to_bytes(wire.SEQ_BYTES, "big")
+                small = len(out) == 3 and len(header) <= dgram_max
+                out[1:3] = [wire.SEQ_TASKS, seq, header]
+                if send(out, 4, seq + header if small else b"", peer.task_path if small else ""):
+                    used_router = True
+            else:
+                out[2] = header
+                send(out)
+                used_router = True
+        return used_router and self._shared.readable_locked()
 
     def _check_heartbeats(self) -> None:
         now = self._clock.now()
@@ -595,6 +614,10 @@ class ZmqBackend(Backend):
             peer.proc.close()
         self._peers.pop(peer.wid, None)
         self._by_token.pop(peer.token, None)
+        try:
+            os.unlink(peer.task_path)  # the socket file a dead worker leaves behind
+        except OSError:
+            pass  # it never bound it
         try:
             self._hub.worker_lost(peer.wid, reason)
         finally:

@@ -1,10 +1,12 @@
 """The pool's sockets, shared by the I/O thread, submitting threads and one waiting caller.
 
-Two sockets: the ROUTER, which carries everything to workers and everything from
-remote ones, and the reply socket, a Unix datagram socket on which local workers'
-outcomes arrive (see :mod:`laneway.worker.wire`). Both are read by whoever holds the
-reader role (below); the reply socket needs no lock of its own, since only the
-reader receives from it, and its readiness is level-triggered.
+Besides the ROUTER, which carries everything to and from remote workers and what
+does not fit a datagram for local ones, two Unix datagram sockets: one that sends
+task batches to local workers' own sockets (under :attr:`SharedRouter.lock`, like
+the ROUTER), and the reply socket, on which local workers' outcomes arrive (see
+:mod:`laneway.worker.wire`). Whoever holds the reader role (below) reads both the
+ROUTER and the reply socket; the reply socket needs no lock of its own, since only
+the reader receives from it, and its readiness is level-triggered.
 
 ZeroMQ sockets are not thread-safe, so every use of the socket happens under
 :attr:`SharedRouter.lock`, and nobody polls the socket itself: the I/O thread polls
@@ -74,6 +76,8 @@ class SharedRouter:
         #: Local workers' outcomes (non-blocking; closed with the ROUTER), or None.
         self.replies = replies
         self.reply_fd = replies.fileno() if replies is not None else -1
+        # task batches to local workers' sockets (non-blocking: a full socket is the ROUTER's turn)
+        self._tasks_out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         self.lock = threading.Lock()  # every use of the socket, from any thread
         self.open = True  # under lock: False once the I/O thread closed the socket
         self.fd = cast(int, sock.getsockopt(zmq.FD))
@@ -102,14 +106,27 @@ class SharedRouter:
             frames.append(_sock_recv(sock, _NOBLOCK))
         return frames
 
-    def send_locked(self, frames: Sequence[bytes], zero_copy_from: int = 3) -> None:
-        """Send one multipart message; frames from ``zero_copy_from`` on go without a copy (large buffers)."""
+    def send_locked(self, frames: Sequence[bytes], zero_copy_from: int = 3, datagram: bytes = b"",
+                    path: str = "") -> bool:
+        """Send one message to a worker; True if it went over the ROUTER (and may have consumed its edge).
+
+        With ``path``, ``datagram`` goes to that Unix socket (a local worker's) instead,
+        unless the socket is full or gone; otherwise ``frames`` go over the ROUTER, those
+        from ``zero_copy_from`` on without a copy (large buffers).
+        """
+        if path:
+            try:
+                self._tasks_out.sendto(datagram, path)
+                return False
+            except OSError:  # full (the worker is busy) or gone (its pidfd says so soon): the ROUTER takes it
+                pass
         sock, last = self.sock, len(frames) - 1
         for i, frame in enumerate(frames):
             if i < zero_copy_from:
                 _sock_send(sock, frame, _SNDMORE if i < last else 0)
             else:
                 _sock_send(sock, frame, _SNDMORE if i < last else 0, copy=False)
+        return True
 
     # --- any thread ----------------------------------------------------------------------
 
@@ -139,6 +156,7 @@ class SharedRouter:
                 return
             self.open = False
             self.sock.close(linger=0)
+            self._tasks_out.close()
         with self.reader:  # a reading caller sees ``open`` False within WAITER_SLICE_S and leaves
             os.close(self._waiter_efd)
             if self.replies is not None:
