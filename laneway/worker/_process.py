@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 #: A worker sends the outcomes of a batch at least this often while running it.
 FLUSH_S = 0.001
 
+#: A local worker holding sequenced TASKS that came ahead of one that has not come this
+#: long leaves (the pool then requeues its window): the pool sends every batch, so one
+#: that never comes is a bug, and tasks waiting for it must not wait forever.
+SEQ_GAP_S = 10.0
+
 #: Exit status of a remote worker the pool never answered (refused key, wrong pool, nothing there).
 EXIT_NOT_ADMITTED = 3
 
@@ -194,6 +199,7 @@ class _Session:
             self.tasks_in.bind(cfg.task_path)
         self.next_seq = 1  # the sequenced TASKS to run next
         self.early: dict[int, tuple[Any, list, int]] = {}  # sequenced TASKS that came ahead of one still on its way
+        self.early_since = 0.0  # when the first of them came
         self.hb_stop = threading.Event()
         self.hb = threading.Thread(target=self._beat, args=(ctx,), name="laneway-worker-heartbeat", daemon=True)
 
@@ -237,6 +243,10 @@ class _Session:
                     self._receive_task_datagrams()
                     if self.lost:
                         return self.lost
+                if self.early and time.monotonic() - self.early_since > SEQ_GAP_S:
+                    log.error("worker %s: task batch %d never came; leaving so the pool requeues what it sent",
+                              self.wid, self.next_seq)
+                    return f"task batch {self.next_seq} never came"
                 if sock not in ready:
                     if not admitted and time.monotonic() - connected > cfg.handshake_timeout_s:
                         return "not admitted"
@@ -301,6 +311,8 @@ class _Session:
     def _sequenced(self, seq: int, batch: tuple[Any, list, int]) -> None:
         """Run a sequenced TASKS batch in its turn, and any that came early and follow it."""
         if seq != self.next_seq:
+            if not self.early:
+                self.early_since = time.monotonic()
             self.early[seq] = batch
             return
         self._run_batch(*batch)
@@ -309,6 +321,8 @@ class _Session:
         while early and self.next_seq in early and not self.lost:
             self._run_batch(*early.pop(self.next_seq))
             self.next_seq += 1
+        if early:  # still a gap: time it from now
+            self.early_since = time.monotonic()
 
     def _run_batch(self, header: Any, frames: list, pos: int) -> None:
         """Run one TASKS message (see :mod:`laneway.worker.wire`), sending outcomes as they are ready.

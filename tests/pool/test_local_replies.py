@@ -160,3 +160,38 @@ def test_batches_that_find_a_busy_local_workers_socket_full_go_over_zeromq_and_r
     assert wire.SEQ_TASKS in over_router  # the worker's socket was full: the ROUTER carried the rest, numbered
     stats = pool.statistics()
     assert (stats.completed, stats.retried, stats.late_results) == (151, 0, 0)
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_waiting_for_a_batch_that_never_comes_leaves(tmp_path, monkeypatch):
+    """Tasks queued behind a missing batch never wait forever: the worker leaves and the pool requeues them."""
+    from laneway.worker import _process
+
+    monkeypatch.setattr(_process, "SEQ_GAP_S", 0.3)
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    endpoint = f"ipc://{tmp_path}/pool.sock"
+    router.bind(endpoint)
+    task_path = str(tmp_path / "w1.1.tasks")
+    replies = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    replies.bind(str(tmp_path / "replies.sock"))
+    out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    cfg = WorkerConfig(endpoint=endpoint, worker_id="w1.1", token=os.urandom(16), heartbeat_s=0.1,
+                       parent_pid=os.getppid(), reply_path=str(tmp_path / "replies.sock"), task_path=task_path)
+    worker = threading.Thread(target=run_worker, args=(cfg,), daemon=True)
+    worker.start()
+    try:
+        assert router.poll(30_000)
+        assert router.recv_multipart()[1] == wire.HELLO
+        digest, fn_bytes = FunctionPickler().dumps(abs)
+        out.sendto((2).to_bytes(wire.SEQ_BYTES, "big") + pickle.dumps([(2, digest, fn_bytes, (-2,), 0)]), task_path)
+        worker.join(30)  # batch 1 never comes
+        assert not worker.is_alive()
+    finally:
+        if worker.is_alive():
+            router.send_multipart([b"w1.1", wire.STOP])
+            worker.join(30)
+        router.close(linger=0)
+        replies.close()
+        out.close()
+        ctx.term()
