@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 #: A worker sends the outcomes of a batch at least this often while running it.
 FLUSH_S = 0.001
 
+#: A local worker holding sequenced TASKS that came ahead of one that has not come this
+#: long leaves (the pool then requeues its window): the pool sends every batch, so one
+#: that never comes is a bug, and tasks waiting for it must not wait forever.
+SEQ_GAP_S = 10.0
+
 #: Exit status of a remote worker the pool never answered (refused key, wrong pool, nothing there).
 EXIT_NOT_ADMITTED = 3
 
@@ -68,6 +73,13 @@ class WorkerConfig(NamedTuple):
         handshake_timeout_s: a remote worker that has not heard from the pool this long
             after connecting (a refused key, a wrong server key, no pool there) logs why
             and exits with :data:`EXIT_NOT_ADMITTED`.
+        reply_path: for a local worker, the pool's Unix datagram socket its outcomes go to,
+            each datagram tagged with ``token`` (see :mod:`laneway.worker.wire`): one system
+            call to the pool thread that reads, with no ZeroMQ I/O thread in between.
+            Empty: outcomes go over ZeroMQ (remote workers).
+        task_path: for a local worker, the Unix datagram socket it binds for its tasks,
+            which it runs in sequence order with those that come over ZeroMQ (see
+            :mod:`laneway.worker.wire`). Empty: tasks come over ZeroMQ only.
     """
 
     endpoint: str
@@ -78,6 +90,8 @@ class WorkerConfig(NamedTuple):
     curve: CurveClient | None = None
     pool_timeout_s: float = 10.0
     handshake_timeout_s: float = 30.0
+    reply_path: str = ""
+    task_path: str = ""
 
     @property
     def remote(self) -> bool:
@@ -173,6 +187,19 @@ class _Session:
         self.handshake_failure: str | None = None
         self.monitor: zmq.Socket | None = None
         self.sock = self._socket(ctx, wid.encode(), watch=cfg.remote)
+        self.lost = ""  # why the pool's reply socket refused an outcome (the pool is gone)
+        self.reply: socket.socket | None = None
+        if cfg.reply_path:
+            self.reply = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self.reply.connect(cfg.reply_path)
+            self.reply_head = cfg.token[: wire.REPLY_TOKEN]
+        self.tasks_in: socket.socket | None = None
+        if cfg.task_path:  # bound before HELLO: the pool sends here once it heard from us
+            self.tasks_in = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+            self.tasks_in.bind(cfg.task_path)
+        self.next_seq = 1  # the sequenced TASKS to run next
+        self.early: dict[int, tuple[Any, list, int]] = {}  # sequenced TASKS that came ahead of one still on its way
+        self.early_since = 0.0  # when the first of them came
         self.hb_stop = threading.Event()
         self.hb = threading.Thread(target=self._beat, args=(ctx,), name="laneway-worker-heartbeat", daemon=True)
 
@@ -199,6 +226,10 @@ class _Session:
         poller.register(sock, zmq.POLLIN)
         if self.monitor is not None:
             poller.register(self.monitor, zmq.POLLIN)
+        tasks_fd = -1
+        if self.tasks_in is not None:
+            tasks_fd = self.tasks_in.fileno()
+            poller.register(tasks_fd, zmq.POLLIN)
         heard = connected = time.monotonic()
         admitted = not cfg.remote
         try:
@@ -208,6 +239,14 @@ class _Session:
                 ready = dict(poller.poll(int(cfg.heartbeat_s * 1000)))
                 if self.monitor is not None and self.monitor in ready:
                     self._handshake_event()
+                if tasks_fd in ready:
+                    self._receive_task_datagrams()
+                    if self.lost:
+                        return self.lost
+                if self.early and time.monotonic() - self.early_since > SEQ_GAP_S:
+                    log.error("worker %s: task batch %d never came; leaving so the pool requeues what it sent",
+                              self.wid, self.next_seq)
+                    return f"task batch {self.next_seq} never came"
                 if sock not in ready:
                     if not admitted and time.monotonic() - connected > cfg.handshake_timeout_s:
                         return "not admitted"
@@ -221,12 +260,20 @@ class _Session:
                 admitted = True
                 kind = frames[0].bytes
                 if kind == wire.TASKS:
-                    self._run_batch(frames)
-                    del frames  # hold no finished task's arguments while idle
+                    self._run_batch(frames[1].buffer, frames, 2)
+                elif kind == wire.SEQ_TASKS:
+                    self._sequenced(int.from_bytes(frames[1].bytes, "big"), (frames[2].buffer, frames, 3))
                 elif kind == wire.STOP:
+                    self._receive_task_datagrams()  # sent before the STOP: queued here already
+                    if self.early:
+                        log.error("worker %s: stopping with tasks %s not run (some before them never came)",
+                                  self.wid, sorted(self.early))
                     return "stop"
                 elif kind == wire.REJOIN:
                     return "the pool asked to rejoin"
+                del frames  # hold no finished task's arguments while idle
+                if self.lost:
+                    return self.lost
         finally:
             self.hb_stop.set()
             self.hb.join(timeout=2 * cfg.heartbeat_s + 1)
@@ -234,6 +281,10 @@ class _Session:
                 sock.disable_monitor()
                 self.monitor.close(linger=0)
             sock.close()
+            if self.reply is not None:
+                self.reply.close()
+            if self.tasks_in is not None:
+                self.tasks_in.close()
 
     def _handshake_event(self) -> None:
         from zmq.utils.monitor import recv_monitor_message
@@ -245,20 +296,52 @@ class _Session:
             # Logged once per session: ZeroMQ retries the handshake on its own until the timeout.
             log.warning("worker %s: %s", self.wid, self.handshake_failure)
 
-    def _run_batch(self, frames: list) -> None:
+    def _receive_task_datagrams(self) -> None:
+        """Run the sequenced TASKS waiting on the task socket (see :mod:`laneway.worker.wire`)."""
+        if self.tasks_in is None:
+            return
+        recv, n = self.tasks_in.recv, wire.SEQ_BYTES
+        while not self.lost:
+            try:
+                data = recv(wire.REPLY_CHUNK + 64)
+            except BlockingIOError:
+                return
+            self._sequenced(int.from_bytes(data[:n], "big"), (memoryview(data)[n:], [], 0))
+
+    def _sequenced(self, seq: int, batch: tuple[Any, list, int]) -> None:
+        """Run a sequenced TASKS batch in its turn, and any that came early and follow it."""
+        if seq != self.next_seq:
+            if not self.early:
+                self.early_since = time.monotonic()
+            self.early[seq] = batch
+            return
+        self._run_batch(*batch)
+        self.next_seq += 1
+        early = self.early
+        while early and self.next_seq in early and not self.lost:
+            self._run_batch(*early.pop(self.next_seq))
+            self.next_seq += 1
+        if early:  # still a gap: time it from now
+            self.early_since = time.monotonic()
+
+    def _run_batch(self, header: Any, frames: list, pos: int) -> None:
         """Run one TASKS message (see :mod:`laneway.worker.wire`), sending outcomes as they are ready.
+
+        ``header`` is the message's pickled header; its tasks' payload frames are
+        ``frames[pos:]``.
 
         Outcomes go back at once after the last task; within a long batch at least every
         :data:`FLUSH_S`, so the pool sees progress (and frees window room) while it runs.
         """
         run, send, value_form, inline_max = self.runner.run_row, self._send_done, wire.VALUE, wire.INLINE_MAX
-        head = pickle.loads(frames[1].buffer)
-        frames[0] = frames[1] = None
+        if self.reply is not None:  # large data stays in the body, which the datagrams carry in pieces
+            inline_max = sys.maxsize
+        head = pickle.loads(header)
+        del header
         out: list[tuple[int, bool, int, Any]] = []
         big: list[bytes] = []
         started = time.monotonic()
         last = len(head) - 1
-        pos = 2
         for i, (task_id, digest, fn_bytes, args, nbufs) in enumerate(head):
             if args is None:
                 args = frames[pos].buffer
@@ -277,16 +360,40 @@ class _Session:
             out.append(row)
             if i < last and time.monotonic() - started > FLUSH_S:
                 send(out, big)
+                if self.lost:
+                    return  # the pool is gone: nobody takes the rest
                 out, big = [], []
                 started = time.monotonic()
         if out:
             send(out, big)
 
     def _send_done(self, out: list, big: list[bytes]) -> None:
-        if big:
+        if self.reply is not None:
+            self._send_reply(pickle.dumps(out, 5))
+        elif big:
             self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5), *big], copy=False)
         else:
             self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5)])
+
+    def _send_reply(self, body: bytes) -> None:
+        """One DONE body to the pool's reply socket, in pieces if it is large (see :mod:`laneway.worker.wire`).
+
+        Sends block while the pool's socket is full: the pool reads it all the time, and
+        a worker has nothing else to do until its outcomes are taken.
+        """
+        assert self.reply is not None
+        head, chunk = self.reply_head, wire.REPLY_CHUNK
+        try:
+            if len(body) <= chunk:
+                self.reply.send(head + wire.REPLY_END + body)
+                return
+            view, more, end = memoryview(body), head + wire.REPLY_MORE, head + wire.REPLY_END
+            last = (len(body) - 1) // chunk * chunk
+            for at in range(0, last, chunk):
+                self.reply.sendmsg([more, view[at: at + chunk]])
+            self.reply.sendmsg([end, view[last:]])
+        except OSError as exc:  # the pool closed its socket, or is gone
+            self.lost = f"the pool's reply socket refused an outcome ({exc})"
 
     def _beat(self, ctx: zmq.Context) -> None:
         cfg = self.cfg

@@ -19,6 +19,24 @@ Worker to pool:
     ``BEAT``   ``[rss, cpu]``: sent from the worker's heartbeat socket, whose identity is
     the worker's id plus :data:`HB_SUFFIX`.
 
+Local workers (the pool spawned them) skip ZeroMQ on the data path both ways.
+
+Tasks: each ``TASKS`` message to a local worker carries a sequence number (8 bytes,
+big-endian, from 1), and goes as one datagram ``seq + header`` to the worker's own Unix
+socket (:attr:`WorkerConfig.task_path`) when it has no payload frames and fits in
+:data:`REPLY_CHUNK`; otherwise, or when the worker's socket is full, over ZeroMQ as
+``SEQ_TASKS`` ``[seq, header, payload frames...]``. The worker runs them in sequence
+order whichever way each came, and on ``STOP`` first runs the datagrams already queued.
+
+Replies: ``DONE`` bodies go as datagrams on a
+Unix socket the pool binds in its private directory (:attr:`WorkerConfig.reply_path`),
+straight to whichever pool thread reads, with no ZeroMQ I/O thread on either side.
+Each datagram is ``token (16 bytes) + flag + data``: the token the pool gave the
+worker names and authenticates it, and a DONE body longer than :data:`REPLY_CHUNK`
+goes as several datagrams, every one but the last flagged :data:`REPLY_MORE`. Large
+data stays inside the body's pickle (no frames). Every DONE of such a worker takes
+this path, so the pool reads its outcomes in the order it sent them.
+
 Pool to worker:
     ``TASKS``  ``[(task_id, digest, fn_bytes_or_empty, args, n_buffers), ...]``
     then, per task, its ``args_bytes`` frame if ``args`` is ``None`` in the header, and its
@@ -36,6 +54,7 @@ HELLO = b"H"
 DONE = b"D"
 BEAT = b"B"
 TASKS = b"T"
+SEQ_TASKS = b"Q"  #: a local worker's TASKS over ZeroMQ: ``[seq, header, payload frames...]``
 PING = b"P"
 STOP = b"S"
 REJOIN = b"R"
@@ -48,3 +67,12 @@ INLINE_MAX = 64 * 1024
 
 #: Identity suffix of a worker's heartbeat socket.
 HB_SUFFIX = b"#hb"
+
+#: Bytes of a DONE body per reply datagram (see "Local workers' replies" above).
+REPLY_CHUNK = 60_000
+#: A reply datagram's flag: more of this DONE body follows / this datagram ends it.
+REPLY_MORE, REPLY_END = b"+", b"."
+#: Length of the token in front of every reply datagram.
+REPLY_TOKEN = 16
+#: Length of the sequence number in front of a local worker's TASKS.
+SEQ_BYTES = 8

@@ -381,8 +381,10 @@ def run_child(row: str, runner: str, n: int, pythonpath: str, spin_n: int) -> fl
         sub_row = "cpu1" if runner.endswith(":1") else "cpu2"
         runner = "laneway" + runner.split(":")[0][len("laneway"):]
     env["BENCH_LAUNCHED"] = repr(time.monotonic())
+    # cwd: the child's tree, since ``-c`` puts the working directory first on sys.path, ahead of PYTHONPATH
+    # (run from another checkout, ``laneway@base`` would otherwise import that checkout's laneway)
     out = subprocess.run([sys.executable, "-c", CHILD, sub_row, runner, str(n)], env=env, capture_output=True,
-                         text=True, timeout=900)
+                         text=True, timeout=900, cwd=pythonpath)
     if out.returncode != 0:
         raise SystemExit(f"child {row}/{runner} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return float(json.loads(out.stdout.strip().splitlines()[-1])["value"])

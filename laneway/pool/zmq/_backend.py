@@ -14,6 +14,16 @@ mailboxes would add two thread hand-offs per task and cap throughput near the
 actor ask rate (about 10k/s); the worker actors instead handle lifecycle
 (start, stop, crash, restart), which is rare.
 
+Local workers' data path skips ZeroMQ (see :mod:`laneway.worker.wire`): a batch of
+tasks goes as one datagram, sent by the thread that assigns it, to the worker's own
+Unix socket, and the worker sends its outcomes as datagrams to a Unix socket the pool
+binds in its private directory, read by whoever reads the ROUTER. A lone round trip
+then costs one system call each way on each side, where ZeroMQ hands every message
+to an I/O thread in both processes. A batch with payload frames, or one that finds
+the worker's socket full (a datagram send never blocks the pool), goes over the
+ROUTER instead, numbered so the worker runs it in its turn. Remote workers use the
+ROUTER both ways.
+
 Liveness: local workers are watched by pidfd; every worker, local or remote,
 heartbeats from a thread of its own, and one that stays silent for
 ``heartbeat_timeout_s`` (read on the orchestrator's clock) is killed (local) or
@@ -30,6 +40,7 @@ import os
 import pickle
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from typing import Any, Callable
@@ -51,13 +62,16 @@ log = logging.getLogger(__name__)
 #: Incoming messages handled per poll round before sending again (keeps windows fed).
 RECV_BURST = 256
 
+#: Receive size for a reply datagram: a whole piece of a DONE body with its tag.
+_REPLY_BUF = wire.REPLY_CHUNK + wire.REPLY_TOKEN + 64
+
 
 
 class _Peer:
     """One worker as the I/O thread knows it."""
 
     __slots__ = ("wid", "ident", "remote", "token", "proc", "pid", "pidfd", "hello", "seen", "ledger",
-                 "exited", "kill_reason")
+                 "exited", "kill_reason", "pieces", "task_path", "seq")
 
     def __init__(self, wid: str, remote: bool, token: bytes, now: float) -> None:
         self.wid = wid
@@ -72,6 +86,9 @@ class _Peer:
         self.ledger = ShipLedger()
         self.exited = threading.Event()
         self.kill_reason = ""
+        self.pieces: list[bytes] = []  # the reply datagrams so far of a DONE body sent in pieces
+        self.task_path = ""  # a local worker's task socket
+        self.seq = 0  # the last TASKS sent to it (numbered: see laneway.worker.wire)
 
 
 class ZmqBackend(Backend):
@@ -120,6 +137,7 @@ class ZmqBackend(Backend):
         self.start_timeout_s = start_timeout_s
         self.endpoint = ""
         self._peers: dict[str, _Peer] = {}
+        self._by_token: dict[bytes, _Peer] = {}  # local workers, by the tag of their reply datagrams
         self._cmds: collections.deque[tuple] = collections.deque()
         self._signalled = False
         self._io_ident = 0
@@ -131,17 +149,22 @@ class ZmqBackend(Backend):
         self._hub = hub
         self._clock = hub.clock
         self._ctx = zmq.Context()
-        self._tmpdir = ""
+        # mode 0700: only this user can connect to the sockets in it
+        self._tmpdir = tempfile.mkdtemp(prefix="laneway-pool-")
         self._curve: CurveServer | None = None
+        self._reply_path = f"{self._tmpdir}/replies.sock"
+        replies = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:
+            replies.bind(self._reply_path)
             router, self._curve = bind_router(self._ctx, self._bind_address(), self.keys)
         except Exception:
+            replies.close()
             self._shutdown_ctx()
             raise
         self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._connect_ep = self._connectable(self.endpoint)
         self._router = router
-        self._shared = SharedRouter(router)
+        self._shared = SharedRouter(router, replies)
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._spawner = Spawner(self.endpoint)
         self._thread = threading.Thread(target=self._loop, name="laneway-pool-io", daemon=True)
@@ -150,7 +173,6 @@ class ZmqBackend(Backend):
 
     def _bind_address(self) -> str:
         if self.listen is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="laneway-pool-")  # mode 0700: only this user can connect
             return f"ipc://{self._tmpdir}/pool.sock"
         parts = urlsplit(self.listen)
         if parts.scheme == "tcp" and parts.port in (0, None):
@@ -169,6 +191,7 @@ class ZmqBackend(Backend):
         if self._closed:
             raise PoolError("the pool's backend is closed")
         peer = _Peer(worker_id, False, os.urandom(16), self._clock.now())
+        peer.task_path = f"{self._tmpdir}/{worker_id}.tasks"
         cfg = WorkerConfig(
             endpoint=self._connect_ep,
             worker_id=worker_id,
@@ -176,6 +199,8 @@ class ZmqBackend(Backend):
             heartbeat_s=self.heartbeat_s,
             parent_pid=os.getpid(),
             curve=self._curve.local_client() if self._curve is not None else None,
+            reply_path=self._reply_path,
+            task_path=peer.task_path,
         )
         proc = self._spawner.spawn(spawn_entry, (cfg,), name=f"laneway-worker:{worker_id}")
         peer.proc, peer.pid = proc, proc.pid
@@ -184,6 +209,7 @@ class ZmqBackend(Backend):
         except (AttributeError, OSError):
             peer.pidfd = -1  # fall back to multiprocessing's sentinel pipe, which also turns readable on exit
         self._peers[worker_id] = peer
+        self._by_token[peer.token] = peer
         self._post(("watch", peer))
 
     def stop_worker(self, worker_id: str, timeout: float) -> None:
@@ -221,7 +247,7 @@ class ZmqBackend(Backend):
             if pending:  # results came in while we sent: read them here if nobody else reads
                 if shared.reader.acquire(blocking=False):
                     try:
-                        pending = self._receive()
+                        pending = self._receive(True, False)  # replies: poll announces them to the reader
                     finally:
                         shared.reader.release()
                 if pending:
@@ -305,7 +331,9 @@ class ZmqBackend(Backend):
         shared = self._shared
         poller = zmq.Poller()
         sock_fd = shared.fd
+        reply_fd = shared.reply_fd
         poller.register(sock_fd, zmq.POLLIN)
+        poller.register(reply_fd, zmq.POLLIN)
         self._sock_polled = True
         poller.register(self._efd, zmq.POLLIN)
         self._poller = poller
@@ -315,7 +343,7 @@ class ZmqBackend(Backend):
             while True:
                 ready = poller.poll(timeout)
                 for item, _ in ready:
-                    if item == sock_fd:
+                    if item == sock_fd or item == reply_fd:
                         continue  # received below, every round
                     if item == self._efd:
                         self._signalled = False
@@ -331,8 +359,9 @@ class ZmqBackend(Backend):
                             self._reap(peer)
                 if shared.io_yielded and shared.take_back():
                     poller.register(sock_fd, zmq.POLLIN)
+                    poller.register(reply_fd, zmq.POLLIN)
                     self._sock_polled = True
-                more = self._receive_io(poller, sock_fd)
+                more = self._receive_io(poller, sock_fd, reply_fd)
                 with shared.lock:
                     pending = self._dispatch_locked()
                 if pending and shared.io_yielded:
@@ -346,14 +375,15 @@ class ZmqBackend(Backend):
         finally:
             self._shared.close()
 
-    def _receive_io(self, poller: zmq.Poller, sock_fd: int) -> bool:
+    def _receive_io(self, poller: zmq.Poller, sock_fd: int, reply_fd: int) -> bool:
         """The I/O thread's turn at reading, unless a waiting caller reads; True if more may wait."""
         shared = self._shared
         if not shared.reader.acquire(blocking=False):
             if shared.io_may_read():
                 return True  # the caller is just leaving: look again at once
-            if self._sock_polled:  # stop polling the socket until the caller leaves
+            if self._sock_polled:  # stop polling the sockets until the caller leaves
                 poller.unregister(sock_fd)
+                poller.unregister(reply_fd)  # level-triggered: polled while the caller reads, it would spin
                 self._sock_polled = False
             return False
         try:
@@ -394,8 +424,16 @@ class ZmqBackend(Backend):
             # "resume" only wakes the loop, which takes the socket back
         return True
 
-    def _receive(self) -> bool:
-        """Receive and handle what waits, up to RECV_BURST messages, holding the reader role; True if more may wait.
+    def _receive(self, router: bool = True, replies: bool = True) -> bool:
+        """Receive and handle what waits on the ROUTER and/or the reply socket, holding the reader role;
+        True if more may wait."""
+        more = self._receive_router() if router else False
+        if replies:
+            more = self._receive_replies() or more
+        return more
+
+    def _receive_router(self) -> bool:
+        """Receive and handle what waits, up to RECV_BURST messages; True if more may wait.
 
         Off the I/O thread (a waiting caller reads), only results and heartbeats are
         handled here; anything else goes to the I/O thread, which owns the peers' lifecycle.
@@ -413,6 +451,32 @@ class ZmqBackend(Backend):
                 self._handle_frames(frames)
             else:
                 self._post(("frames", frames))
+        return True
+
+    def _receive_replies(self) -> bool:
+        """Receive and handle local workers' reply datagrams, up to RECV_BURST; True if more may wait."""
+        replies = self._shared.replies
+        if replies is None:
+            return False
+        recv, by_token, tlen = replies.recv, self._by_token, wire.REPLY_TOKEN
+        for _ in range(RECV_BURST):
+            try:
+                data = recv(_REPLY_BUF)
+            except OSError:  # BlockingIOError: nothing waits (or closed: the pool is closing)
+                return False
+            peer = by_token.get(data[:tlen])
+            if peer is None:  # from a worker the pool already gave up on: counted as late, never unpickled
+                if data[tlen: tlen + 1] == wire.REPLY_END:
+                    self._hub.results_rows("?", [(0, False, wire.PICKLED, b"")])
+                continue
+            if data[tlen: tlen + 1] == wire.REPLY_MORE:
+                peer.pieces.append(data[tlen + 1:])
+                continue
+            body = data[tlen + 1:]
+            if peer.pieces:
+                peer.pieces.append(body)
+                body, peer.pieces = b"".join(peer.pieces), []
+            self._handle_frames([peer.ident, wire.DONE, body])
         return True
 
     def _handle_frames(self, frames: list[bytes]) -> None:
@@ -473,8 +537,10 @@ class ZmqBackend(Backend):
 
     def _dispatch_locked(self) -> bool:
         """Send what the pool assigns, holding ``_sock_lock``; True if a message waits to be received
-        (a send may have consumed the ZMQ_FD edge that announced it)."""
+        (a send on the ROUTER may have consumed the ZMQ_FD edge that announced it)."""
         send, peers, inline_max = self._shared.send_locked, self._peers, wire.INLINE_MAX
+        dgram_max = wire.REPLY_CHUNK
+        used_router = False
         batches = self._hub.assign_rows()
         for wid, rows in batches:
             peer = peers.get(wid)
@@ -496,10 +562,20 @@ class ZmqBackend(Backend):
                 else:
                     fn_bytes = b""
                 head.append((tid, digest, fn_bytes, args, len(bufs)))
-            out[2] = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
+            header = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
             # zero-copy past the header: ZeroMQ sends large buffers themselves, the caller's objects included
-            send(out)
-        return bool(batches) and self._shared.readable_locked()
+            if peer.task_path:  # a local worker: numbered, and a datagram if it can be (see the module docstring)
+                peer.seq += 1
+                seq = peer.seq.to_bytes(wire.SEQ_BYTES, "big")
+                small = len(out) == 3 and len(header) <= dgram_max
+                out[1:3] = [wire.SEQ_TASKS, seq, header]
+                if send(out, 4, seq + header if small else b"", peer.task_path if small else ""):
+                    used_router = True
+            else:
+                out[2] = header
+                send(out)
+                used_router = True
+        return used_router and self._shared.readable_locked()
 
     def _check_heartbeats(self) -> None:
         now = self._clock.now()
@@ -537,6 +613,11 @@ class ZmqBackend(Backend):
         if code is not None:
             peer.proc.close()
         self._peers.pop(peer.wid, None)
+        self._by_token.pop(peer.token, None)
+        try:
+            os.unlink(peer.task_path)  # the socket file a dead worker leaves behind
+        except OSError:
+            pass  # it never bound it
         try:
             self._hub.worker_lost(peer.wid, reason)
         finally:
@@ -556,6 +637,7 @@ class ZmqBackend(Backend):
         for peer in list(self._peers.values()):  # launched but never watched (a race with close)
             peer.proc.join(timeout)
             self._peers.pop(peer.wid, None)
+            self._by_token.pop(peer.token, None)
             self._hub.worker_lost(peer.wid, "pool closed")
             peer.exited.set()
 

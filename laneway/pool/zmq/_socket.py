@@ -1,4 +1,12 @@
-"""The pool's ROUTER socket, shared by the I/O thread, submitting threads and one waiting caller.
+"""The pool's sockets, shared by the I/O thread, submitting threads and one waiting caller.
+
+Besides the ROUTER, which carries everything to and from remote workers and what
+does not fit a datagram for local ones, two Unix datagram sockets: one that sends
+task batches to local workers' own sockets (under :attr:`SharedRouter.lock`, like
+the ROUTER), and the reply socket, on which local workers' outcomes arrive (see
+:mod:`laneway.worker.wire`). Whoever holds the reader role (below) reads both the
+ROUTER and the reply socket; the reply socket needs no lock of its own, since only
+the reader receives from it, and its readiness is level-triggered.
 
 ZeroMQ sockets are not thread-safe, so every use of the socket happens under
 :attr:`SharedRouter.lock`, and nobody polls the socket itself: the I/O thread polls
@@ -19,12 +27,16 @@ if the caller left messages behind), so that callers waiting one after the other
 (the sequential round trip) do not wake it twice per task. A reading caller looks at
 its future at least every :data:`WAITER_SLICE_S`, since a future can also be settled
 elsewhere (a worker died, the pool closed), and it never reads past its deadline.
+A reading caller receives from the ROUTER only when its ``ZMQ_FD`` or a kick says a
+message may wait (and once as it starts), and from the reply socket only when poll
+says a datagram waits: a lone round trip then costs it one poll and one receive.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import socket
 import threading
 import time
 from typing import Callable, Sequence, cast
@@ -46,7 +58,7 @@ IO_RECHECK_S = 0.005
 
 
 class SharedRouter:
-    """The ROUTER socket with its lock, its ``ZMQ_FD`` and the reader role (see the module docstring).
+    """The ROUTER socket with its lock, its ``ZMQ_FD``, the reply socket and the reader role (see the module docstring).
 
     Example:
         >>> import zmq
@@ -59,8 +71,13 @@ class SharedRouter:
         >>> ctx.term()
     """
 
-    def __init__(self, sock: zmq.Socket) -> None:
+    def __init__(self, sock: zmq.Socket, replies: socket.socket | None = None) -> None:
         self.sock = sock
+        #: Local workers' outcomes (non-blocking; closed with the ROUTER), or None.
+        self.replies = replies
+        self.reply_fd = replies.fileno() if replies is not None else -1
+        # task batches to local workers' sockets (non-blocking: a full socket is the ROUTER's turn)
+        self._tasks_out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         self.lock = threading.Lock()  # every use of the socket, from any thread
         self.open = True  # under lock: False once the I/O thread closed the socket
         self.fd = cast(int, sock.getsockopt(zmq.FD))
@@ -72,6 +89,8 @@ class SharedRouter:
         self._waiter_poll = select.poll()
         self._waiter_poll.register(self.fd, select.POLLIN)
         self._waiter_poll.register(self._waiter_efd, select.POLLIN)
+        if replies is not None:
+            self._waiter_poll.register(self.reply_fd, select.POLLIN)
 
     # --- under lock ------------------------------------------------------------------
 
@@ -87,14 +106,27 @@ class SharedRouter:
             frames.append(_sock_recv(sock, _NOBLOCK))
         return frames
 
-    def send_locked(self, frames: Sequence[bytes], zero_copy_from: int = 3) -> None:
-        """Send one multipart message; frames from ``zero_copy_from`` on go without a copy (large buffers)."""
+    def send_locked(self, frames: Sequence[bytes], zero_copy_from: int = 3, datagram: bytes = b"",
+                    path: str = "") -> bool:
+        """Send one message to a worker; True if it went over the ROUTER (and may have consumed its edge).
+
+        With ``path``, ``datagram`` goes to that Unix socket (a local worker's) instead,
+        unless the socket is full or gone; otherwise ``frames`` go over the ROUTER, those
+        from ``zero_copy_from`` on without a copy (large buffers).
+        """
+        if path:
+            try:
+                self._tasks_out.sendto(datagram, path)
+                return False
+            except OSError:  # full (the worker is busy) or gone (its pidfd says so soon): the ROUTER takes it
+                pass
         sock, last = self.sock, len(frames) - 1
         for i, frame in enumerate(frames):
             if i < zero_copy_from:
                 _sock_send(sock, frame, _SNDMORE if i < last else 0)
             else:
                 _sock_send(sock, frame, _SNDMORE if i < last else 0, copy=False)
+        return True
 
     # --- any thread ----------------------------------------------------------------------
 
@@ -124,8 +156,11 @@ class SharedRouter:
                 return
             self.open = False
             self.sock.close(linger=0)
+            self._tasks_out.close()
         with self.reader:  # a reading caller sees ``open`` False within WAITER_SLICE_S and leaves
             os.close(self._waiter_efd)
+            if self.replies is not None:
+                self.replies.close()
 
     # --- the reader role -------------------------------------------------------------
 
@@ -153,12 +188,13 @@ class SharedRouter:
     def io_yielded(self) -> bool:
         return self._io_yielded
 
-    def serve_waiter(self, done: Callable[[], bool], deadline: float | None, receive: Callable[[], bool],
+    def serve_waiter(self, done: Callable[[], bool], deadline: float | None, receive: Callable[[bool, bool], bool],
                      resume: Callable[[], None]) -> None:
-        """Read the socket on the calling thread until ``done()`` or ``deadline`` (monotonic), if nobody else reads.
+        """Read the sockets on the calling thread until ``done()`` or ``deadline`` (monotonic), if nobody else reads.
 
-        ``receive()`` receives and handles what waits (True: more may wait); ``resume()``
-        gives the socket back to the I/O thread. Returns at once if another thread reads.
+        ``receive(router, replies)`` receives and handles what waits on the ROUTER and/or the
+        reply socket (True: more may wait); ``resume()`` gives the sockets back to the I/O
+        thread. Returns at once if another thread reads.
         """
         if not self.reader.acquire(blocking=False):
             return
@@ -166,9 +202,12 @@ class SharedRouter:
         try:
             with self._flags:
                 self._waiter_reads = True
-            poll, efd = self._waiter_poll.poll, self._waiter_efd
+            poll, efd, reply_fd = self._waiter_poll.poll, self._waiter_efd, self.reply_fd
+            # First the ROUTER: a message whose edge another thread consumed before this one read
+            # waits there unannounced. Datagrams need no such look: poll reports them as long as they wait.
+            router, replies = True, False
             while self.open:
-                more = receive()
+                more = receive(router, replies)
                 if done():
                     return
                 wait_s = WAITER_SLICE_S
@@ -178,8 +217,14 @@ class SharedRouter:
                         return
                     wait_s = min(wait_s, left)
                 if more:
+                    router = replies = True
                     continue
+                router = replies = False
                 for fd, _ in poll(max(1, int(wait_s * 1000))):
+                    if fd == reply_fd:
+                        replies = True
+                        continue
+                    router = True
                     if fd == efd:
                         try:
                             os.eventfd_read(efd)

@@ -1,0 +1,197 @@
+"""Local workers send their outcomes as datagrams to the pool's reply socket, not over ZeroMQ."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import threading
+
+import pytest
+import zmq
+
+from laneway.pool._results import decode_row
+from laneway.worker import FunctionPickler, WorkerConfig, run_worker, wire
+
+pytestmark = pytest.mark.multiprocess
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_sends_its_outcomes_to_the_reply_socket_tagged_and_a_large_one_in_pieces(tmp_path):
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    endpoint = f"ipc://{tmp_path}/pool.sock"
+    router.bind(endpoint)
+    reply_path = str(tmp_path / "replies.sock")
+    replies = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    replies.bind(reply_path)
+    replies.settimeout(30)
+    token = os.urandom(16)
+    # parent_pid is this process's parent: the worker's watch of it must find it alive
+    cfg = WorkerConfig(endpoint=endpoint, worker_id="w1.1", token=token, heartbeat_s=0.2,
+                       parent_pid=os.getppid(), reply_path=reply_path)
+    worker = threading.Thread(target=run_worker, args=(cfg,), daemon=True)
+    worker.start()
+    try:
+        assert router.poll(30_000)
+        ident, kind, _ = router.recv_multipart()
+        assert (ident, kind) == (b"w1.1", wire.HELLO)
+        digest, fn_bytes = FunctionPickler().dumps(bytes)
+        big = 3 * wire.REPLY_CHUNK
+        head = [(1, digest, fn_bytes, (3,), 0), (2, digest, b"", (big,), 0), (3, digest, b"", (1,), 0)]
+        router.send_multipart([ident, wire.TASKS, pickle.dumps(head)])
+
+        rows: list = []
+        pieces: list[bytes] = []
+        sizes: list[int] = []
+        while len(rows) < 3:
+            data = replies.recv(2 * wire.REPLY_CHUNK)
+            sizes.append(len(data))
+            assert data[: wire.REPLY_TOKEN] == token  # names and authenticates the worker
+            flag, body = data[wire.REPLY_TOKEN: wire.REPLY_TOKEN + 1], data[wire.REPLY_TOKEN + 1:]
+            pieces.append(body)
+            if flag == wire.REPLY_END:
+                rows += pickle.loads(b"".join(pieces))
+                pieces = []
+            else:
+                assert flag == wire.REPLY_MORE
+        assert max(sizes) <= wire.REPLY_TOKEN + 1 + wire.REPLY_CHUNK
+        assert len(sizes) >= 4  # the large outcome came in pieces
+        assert [row[0] for row in rows] == [1, 2, 3]  # in the order the tasks ran
+        assert [decode_row(row) for row in rows] == [(True, bytes(3)), (True, bytes(big)), (True, bytes(1))]
+    finally:
+        router.send_multipart([b"w1.1", wire.STOP])
+        worker.join(30)
+        router.close(linger=0)
+        replies.close()
+        ctx.term()
+    assert not worker.is_alive()
+
+
+@pytest.mark.timeout(120)
+def test_large_and_small_results_of_local_workers_reach_their_futures_in_one_burst(orch):
+    """Outcomes larger than a datagram travel in pieces between small ones, for every future."""
+    from . import tasks
+
+    pool = orch.start_pool(workers=2)
+    assert pool.wait_ready(timeout=60)
+    sizes = [0, 1, wire.REPLY_CHUNK - 40, wire.REPLY_CHUNK + 1, 5 * wire.REPLY_CHUNK, 3, 2 << 20] * 20
+    futs = [pool.submit(tasks.sleep_then, 0, bytes(n)) for n in sizes]
+    assert [len(f.get(60)) for f in futs] == sizes
+    stats = pool.statistics()
+    assert (stats.completed, stats.failed, stats.late_results) == (len(sizes), 0, 0)
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_runs_numbered_batches_in_order_whichever_socket_each_came_on(tmp_path):
+    """A batch that came as a datagram waits for an earlier one still on its way over ZeroMQ;
+    a STOP runs the datagrams sent before it first."""
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    endpoint = f"ipc://{tmp_path}/pool.sock"
+    router.bind(endpoint)
+    reply_path, task_path = str(tmp_path / "replies.sock"), str(tmp_path / "w1.1.tasks")
+    replies = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    replies.bind(reply_path)
+    replies.settimeout(30)
+    out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    token = os.urandom(16)
+    cfg = WorkerConfig(endpoint=endpoint, worker_id="w1.1", token=token, heartbeat_s=0.2,
+                       parent_pid=os.getppid(), reply_path=reply_path, task_path=task_path)
+    worker = threading.Thread(target=run_worker, args=(cfg,), daemon=True)
+    worker.start()
+    try:
+        assert router.poll(30_000)
+        ident, kind, _ = router.recv_multipart()
+        assert kind == wire.HELLO
+        digest, fn_bytes = FunctionPickler().dumps(abs)
+
+        def seq(n: int) -> bytes:
+            return n.to_bytes(wire.SEQ_BYTES, "big")
+
+        # 2 comes first, as a datagram; 1 (which ships the function) follows over ZeroMQ
+        out.sendto(seq(2) + pickle.dumps([(2, digest, b"", (-2,), 0)]), task_path)
+        router.send_multipart([ident, wire.SEQ_TASKS, seq(1), pickle.dumps([(1, digest, fn_bytes, (-1,), 0)])])
+        out.sendto(seq(3) + pickle.dumps([(3, digest, b"", (-3,), 0)]), task_path)
+        router.send_multipart([ident, wire.STOP])
+        rows: list = []
+        while len(rows) < 3:
+            data = replies.recv(2 * wire.REPLY_CHUNK)
+            rows += pickle.loads(data[wire.REPLY_TOKEN + 1:])
+        assert [(row[0], decode_row(row)) for row in rows] == [(1, (True, 1)), (2, (True, 2)), (3, (True, 3))]
+        worker.join(30)
+        assert not worker.is_alive()  # it stopped after running what was sent before the STOP
+    finally:
+        if worker.is_alive():
+            router.send_multipart([b"w1.1", wire.STOP])
+            worker.join(30)
+        router.close(linger=0)
+        replies.close()
+        out.close()
+        ctx.term()
+
+
+@pytest.mark.timeout(120)
+def test_batches_that_find_a_busy_local_workers_socket_full_go_over_zeromq_and_run_in_order(orch, monkeypatch):
+    from laneway.pool.zmq import _socket
+
+    from . import tasks
+
+    over_router: list[bytes] = []
+    original = _socket.SharedRouter.send_locked
+
+    def spy(self, frames, zero_copy_from=3, datagram=b"", path=""):
+        used = original(self, frames, zero_copy_from, datagram, path)
+        if used:
+            over_router.append(frames[1])
+        return used
+
+    monkeypatch.setattr(_socket.SharedRouter, "send_locked", spy)
+    pool = orch.start_pool(workers=1)
+    assert pool.wait_ready(timeout=60)
+    assert [f.get(60) for f in [pool.submit(tasks.echo, i) for i in range(50)]] == [((i,), {}) for i in range(50)]
+    # the worker's tasks proved fast, so its window is wide; arguments past the tiny size are sent
+    # at once, one batch each, while the worker sleeps
+    first = pool.submit(tasks.sleep_then, 0.5, "slept")
+    args = [bytes([i]) * 2000 for i in range(100)]
+    futs = [pool.submit(tasks.echo, a) for a in args]
+    assert first.get(60) == "slept"
+    assert [f.get(60) for f in futs] == [((a,), {}) for a in args]
+    assert wire.SEQ_TASKS in over_router  # the worker's socket was full: the ROUTER carried the rest, numbered
+    stats = pool.statistics()
+    assert (stats.completed, stats.retried, stats.late_results) == (151, 0, 0)
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_waiting_for_a_batch_that_never_comes_leaves(tmp_path, monkeypatch):
+    """Tasks queued behind a missing batch never wait forever: the worker leaves and the pool requeues them."""
+    from laneway.worker import _process
+
+    monkeypatch.setattr(_process, "SEQ_GAP_S", 0.3)
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    endpoint = f"ipc://{tmp_path}/pool.sock"
+    router.bind(endpoint)
+    task_path = str(tmp_path / "w1.1.tasks")
+    replies = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    replies.bind(str(tmp_path / "replies.sock"))
+    out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    cfg = WorkerConfig(endpoint=endpoint, worker_id="w1.1", token=os.urandom(16), heartbeat_s=0.1,
+                       parent_pid=os.getppid(), reply_path=str(tmp_path / "replies.sock"), task_path=task_path)
+    worker = threading.Thread(target=run_worker, args=(cfg,), daemon=True)
+    worker.start()
+    try:
+        assert router.poll(30_000)
+        assert router.recv_multipart()[1] == wire.HELLO
+        digest, fn_bytes = FunctionPickler().dumps(abs)
+        out.sendto((2).to_bytes(wire.SEQ_BYTES, "big") + pickle.dumps([(2, digest, fn_bytes, (-2,), 0)]), task_path)
+        worker.join(30)  # batch 1 never comes
+        assert not worker.is_alive()
+    finally:
+        if worker.is_alive():
+            router.send_multipart([b"w1.1", wire.STOP])
+            worker.join(30)
+        router.close(linger=0)
+        replies.close()
+        out.close()
+        ctx.term()
