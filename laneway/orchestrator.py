@@ -333,10 +333,10 @@ class Orchestrator(ActorSystem):
         count = _first_workers(config)
         if count < 1:
             return None
-        from laneway.worker import Spawner, spawn_entry
+        from laneway.worker import Spawner
 
         spawner = Spawner(f"{self.name}/pool")
-        spawner.launch_ahead(spawn_entry, count)
+        spawner.launch_ahead(count, _worker_entry)
         config["spawner"] = spawner
         return spawner
 
@@ -362,6 +362,14 @@ class Orchestrator(ActorSystem):
 
     def _routing(self) -> Router:
         return self.router
+
+
+def _worker_entry() -> Callable[..., Any]:
+    # Called on the spawner's thread once the interpreters run: the worker's modules (ZeroMQ)
+    # load here while they start up, rather than before.
+    from laneway.worker import spawn_entry
+
+    return spawn_entry
 
 
 def _first_workers(config: dict[str, Any]) -> int:

@@ -28,8 +28,8 @@ from typing import Any, Callable
 #: ``multiprocessing.spawn._main``, starting a process raises the "not finished its bootstrapping
 #: phase" error, so a main module that starts a pool without the ``__main__`` guard fails here
 #: instead of starting workers of its own, recursively. A child launched ahead (:func:`launch`)
-#: has imported its target's module when it waits for its arguments; if the parent closes the
-#: pipe instead (the child was not needed, or the parent died), it exits quietly. Then, as
+#: waits at each read; if the parent closes the pipe instead (the child was not needed, or the
+#: parent died), it exits quietly. Then, as
 #: multiprocessing's children do, it gives up stdin so as never to compete with the parent for its input.
 _PROGRAM = """\
 import os, pickle, sys
@@ -37,11 +37,11 @@ from multiprocessing import process, spawn
 with open({fd}, "rb") as orders:
     process.current_process()._inheriting = True
     try:
-        spawn.prepare(pickle.load(orders))
-        target = pickle.load(orders)
         try:
+            spawn.prepare(pickle.load(orders))
+            target = pickle.load(orders)
             args, name = pickle.load(orders)
-        except EOFError:
+        except EOFError:  # the parent did not need this interpreter after all, or is gone
             os._exit(0)
         process.current_process().name = name
     finally:
@@ -71,21 +71,35 @@ class ChildProcess:
         # [sentinel, the write end of a launched child's orders until it has its arguments], -1 once closed
         self._fds = [sentinel, orders]
         self._close = weakref.finalize(self, _close_fds, self._fds)
+        self._loaded = orders < 0  # a child from start_process has everything; one from launch() waits
 
     @property
     def waiting(self) -> bool:
-        """True while a child from :func:`launch` still waits for its arguments (:meth:`give`)."""
+        """True while a child from :func:`launch` still waits for its orders (:meth:`load`, :meth:`give`)."""
         return self._fds[1] >= 0
+
+    def load(self, target: Callable[..., Any]) -> None:
+        """Send a child launched without a target its target: it imports the target's module, then waits for :meth:`give`.
+
+        Raises:
+            OSError: the child is gone (``BrokenPipeError``), or has its target already.
+        """
+        fd = self._fds[1]
+        if fd < 0 or self._loaded:
+            raise OSError(f"process {self.pid} has its target already")
+        self._loaded = True
+        _write_all(fd, pickle.dumps(target, pickle.HIGHEST_PROTOCOL))
 
     def give(self, args: tuple, *, name: str) -> None:
         """Send a launched child its arguments (it then runs ``target(*args)`` as process ``name``).
 
         Raises:
-            OSError: the child is gone (``BrokenPipeError``) or was already given its arguments.
+            OSError: the child is gone (``BrokenPipeError``), has no target yet (:meth:`load`),
+                or was already given its arguments.
         """
         fd = self._fds[1]
-        if fd < 0:
-            raise OSError(f"process {self.pid} has its arguments already")
+        if fd < 0 or not self._loaded:
+            raise OSError(f"process {self.pid} has its arguments already, or no target yet")
         self._fds[1] = -1
         # The child reads as it goes: a write past the pipe's buffer waits for that.
         with open(fd, "wb") as pipe:
@@ -134,18 +148,26 @@ def _close_fds(fds: list[int]) -> None:
             os.close(fd)
 
 
-def launch(target: Callable[..., Any], *, name: str = "laneway-child") -> ChildProcess:
-    """Start a fresh interpreter for ``target`` as a ``spawn`` child would, and let it wait for its arguments.
+def launch(target: Callable[..., Any] | None = None, *, name: str = "laneway-child") -> ChildProcess:
+    """Start a fresh interpreter as a ``spawn`` child would, and let it wait for its orders.
 
-    The child starts up, applies ``spawn``'s preparation data and imports ``target``'s
-    module, then waits: :meth:`ChildProcess.give` sends it ``args`` and the process name, and
-    it runs ``target(*args)``. So a caller can start the interpreter first and decide what it
-    runs later, while the child's start-up overlaps its own. A child whose orders pipe is
-    closed before it got its arguments (:meth:`ChildProcess.close`, or this process dying)
-    exits quietly with status 0. Raises OSError if the child cannot be started.
+    The child starts up and applies ``spawn``'s preparation data (``sys.path``, the main
+    module); it then imports ``target``'s module (``target`` given here or later with
+    :meth:`ChildProcess.load`) and waits for :meth:`ChildProcess.give`, which sends it
+    ``args`` and the process name, to run ``target(*args)``. So a caller can start the
+    interpreter first and decide later what it runs, while the child's start-up overlaps
+    its own work (importing the target's module, say). A child whose orders pipe is closed
+    before it got its arguments (:meth:`ChildProcess.dismiss`, or this process dying) exits
+    quietly with status 0.
+
+    Raises:
+        OSError: the child cannot be started.
+        RuntimeError: this process is itself a child still importing its main module
+            (``spawn``'s "bootstrapping phase" error: a program without the ``__main__`` guard).
 
     Example:
-        >>> proc = launch(os._exit)
+        >>> proc = launch()
+        >>> proc.load(os._exit)
         >>> proc.give((5,), name="doc")
         >>> proc.join(30); proc.exitcode
         5
@@ -157,7 +179,7 @@ def launch(target: Callable[..., Any], *, name: str = "laneway-child") -> ChildP
     # An AuthenticationString pickles only inside multiprocessing's own spawn; the child's
     # prepare() wraps the bytes again.
     prep["authkey"] = bytes(prep["authkey"])
-    orders = pickle.dumps(prep, pickle.HIGHEST_PROTOCOL) + pickle.dumps(target, pickle.HIGHEST_PROTOCOL)
+    orders = pickle.dumps(prep, pickle.HIGHEST_PROTOCOL)
     parent_r, child_w = os.pipe()  # the sentinel: the child holds child_w until it exits
     child_r, parent_w = os.pipe()  # the orders
     try:
@@ -176,12 +198,18 @@ def launch(target: Callable[..., Any], *, name: str = "laneway-child") -> ChildP
     proc = ChildProcess(pid, parent_r, parent_w)
     try:
         _write_all(parent_w, orders)  # a blocking write: past the pipe's buffer it waits for the child to read
+        if target is not None:
+            proc.load(target)
     except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        proc.join()
-        proc.close()
+        _kill(proc)
         raise
     return proc
+
+
+def _kill(proc: ChildProcess) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    proc.close()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -206,8 +234,6 @@ def start_process(target: Callable[..., Any], args: tuple, *, name: str) -> Chil
     try:
         proc.give(args, name=name)
     except BaseException:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.join()
-        proc.close()
+        _kill(proc)
         raise
     return proc

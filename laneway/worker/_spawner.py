@@ -40,7 +40,7 @@ class Spawner:
 
     Example:
         >>> sp = Spawner("doc")
-        >>> sp.launch_ahead(os._exit, 1)                        # starts while the caller goes on
+        >>> sp.launch_ahead(1, lambda: os._exit)                # starts while the caller goes on
         >>> proc = sp.spawn(os._exit, (4,), name="w1")          # that interpreter runs os._exit(4)
         >>> proc.join(30); proc.exitcode
         4
@@ -55,17 +55,19 @@ class Spawner:
         self._thread = threading.Thread(target=self._run, name=f"laneway-spawner:{name}", daemon=True)
         self._thread.start()
 
-    def launch_ahead(self, target: Callable[..., Any], count: int) -> None:
-        """Start ``count`` interpreters for ``target`` now; :meth:`spawn` gives them their arguments.
+    def launch_ahead(self, count: int, load_target: Callable[[], Callable[..., Any]]) -> None:
+        """Start ``count`` interpreters now, for the function ``load_target()`` returns; :meth:`spawn` gives them their arguments.
 
-        Returns at once. Best effort: an interpreter that cannot start (or a program whose
-        main module starts a pool without the ``__main__`` guard) is logged, and
-        :meth:`spawn` then starts its process as usual, reporting the error there.
+        Returns at once. ``load_target`` is called on the spawner's thread once the
+        interpreters are started, so importing the target's module here overlaps their
+        start-up. Best effort: an interpreter that cannot start (or a program whose main
+        module starts a pool without the ``__main__`` guard) is logged, and :meth:`spawn`
+        then starts its process as usual, reporting the error there.
         """
         if count > 0:
             with self._lock:
                 if not self._closed:
-                    self._requests.put(("ahead", target, count))
+                    self._requests.put(("ahead", count, load_target))
 
     def spawn(self, target: Callable[..., Any], args: tuple, *, name: str) -> ChildProcess:
         """Start a process running ``target(*args)``; returns its :class:`~laneway.worker.ChildProcess`.
@@ -106,7 +108,7 @@ class Spawner:
                 if item is None:
                     return
                 if item[0] == "ahead":
-                    self._launch_ahead(item[1], item[2])
+                    self._launch_ahead(*item[1:])
                     continue
                 _, target, args, name, fut = item
                 if not fut.set_running_or_notify_cancel():
@@ -120,13 +122,21 @@ class Spawner:
         finally:
             self._dismiss_ahead()
 
-    def _launch_ahead(self, target: Callable[..., Any], count: int) -> None:
-        for _ in range(count):
-            try:
-                self._ahead.append((target, launch(target, name="laneway-worker")))
-            except Exception as exc:  # spawn() starts the process again, and reports what fails there
-                log.debug("could not launch a worker interpreter ahead: %r", exc)
-                return
+    def _launch_ahead(self, count: int, load_target: Callable[[], Callable[..., Any]]) -> None:
+        started: list[ChildProcess] = []
+        try:
+            for _ in range(count):
+                started.append(launch(name="laneway-worker"))
+            target = load_target()
+            for proc in started:
+                proc.load(target)
+                self._ahead.append((target, proc))
+        except Exception as exc:  # spawn() starts the process again, and reports what fails there
+            log.debug("could not launch worker interpreters ahead: %r", exc)
+            waiting = {id(p) for _, p in self._ahead}
+            for proc in started:
+                if id(proc) not in waiting:
+                    _reap(proc, 0.0)
 
     def _take_ahead(self, target: Callable[..., Any], args: tuple, name: str) -> ChildProcess | None:
         """A waiting interpreter for ``target``, given ``args``; None if there is none (or none alive)."""
