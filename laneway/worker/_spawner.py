@@ -31,8 +31,9 @@ from laneway.worker._boot import ChildProcess, launch, start_process
 
 log = logging.getLogger(__name__)
 
-#: How long :meth:`Spawner.close` waits for interpreters launched ahead and never used to exit.
-DISMISS_TIMEOUT_S = 5.0
+#: How long :meth:`Spawner.close` waits for interpreters launched ahead and never used to exit
+#: before it kills them: they ran no task, at most the program's main module (``__mp_main__``).
+DISMISS_TIMEOUT_S = 1.0
 
 
 class Spawner:
