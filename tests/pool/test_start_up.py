@@ -72,6 +72,25 @@ def test_a_started_pool_loads_no_monitoring_or_other_subsystem_in_the_parent():
 
 
 @pytest.mark.timeout(120)
+def test_a_pool_worker_loads_no_broken_process_pool_machinery():
+    # WorkerDied, InitializerError and PoolDown are BrokenProcessPools, made when the pool's
+    # parent side first asks for them: a worker, which raises none of them, never loads
+    # concurrent.futures.process (and multiprocessing's connections, queues, tempfile).
+    seen = _run("""
+        import json, sys
+        from laneway import Orchestrator
+        from tests.pool.tasks import loaded_modules
+        loaded_by_import = "concurrent.futures.process" in sys.modules
+        with Orchestrator(name="worker-imports") as orch:
+            modules = orch.start_pool(workers=1).submit(loaded_modules).result(timeout=60)
+        print(json.dumps({"modules": modules, "loaded_by_import": loaded_by_import}))
+    """)
+    assert not seen["loaded_by_import"], "`from laneway import Orchestrator` loaded concurrent.futures.process"
+    machinery = {"concurrent.futures.process", "multiprocessing.connection", "multiprocessing.queues", "tempfile"}
+    assert not machinery & set(seen["modules"]), sorted(machinery & set(seen["modules"]))
+
+
+@pytest.mark.timeout(120)
 def test_the_first_worker_starts_before_the_pool_loads_and_serves_the_first_task():
     # At the moment the pool's scheduler module starts loading, the first worker's interpreter
     # already runs (a child of this process), and it is the worker that serves the task.
