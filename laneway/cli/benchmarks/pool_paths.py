@@ -394,7 +394,10 @@ def run_child(row: str, runner: str, n: int, pythonpath: str, spin_n: int) -> fl
     if row == "start":
         code, argv = START[runner.split("@")[0]] + START_CHECK, []
     env["BENCH_LAUNCHED"] = repr(time.monotonic())
-    out = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, timeout=900)
+    # cwd: a `-c` child puts its working directory first on sys.path, ahead of PYTHONPATH, so run from
+    # another checkout's root it would import that checkout's laneway, whatever tree the runner names.
+    out = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, timeout=900,
+                         cwd=pythonpath)
     if out.returncode != 0:
         raise SystemExit(f"child {row}/{runner} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return float(json.loads(out.stdout.strip().splitlines()[-1])["value"])
