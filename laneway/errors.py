@@ -12,7 +12,8 @@ the subpackage that raises them.
 
 from __future__ import annotations
 
-from concurrent.futures.process import BrokenProcessPool
+import threading
+from typing import TYPE_CHECKING, Any
 
 
 class LanewayError(Exception):
@@ -125,24 +126,6 @@ class SerializationError(PoolError, TypeError):
     """A function, argument or result could not be pickled for another process."""
 
 
-class WorkerDied(PoolError, BrokenProcessPool):
-    """The worker process running the task died; the message names pid and signal.
-
-    Also a :class:`concurrent.futures.process.BrokenProcessPool`, so code written for
-    ``ProcessPoolExecutor`` catches it; unlike that pool, laneway's pool stays up (the task
-    was retried up to its ``attempts`` first, and the worker is replaced).
-
-    Attributes:
-        pid: the dead worker's process id.
-        reason: a short text such as ``"killed by SIGKILL"``.
-    """
-
-    def __init__(self, message: str, pid: int | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.pid = pid
-        self.reason = reason
-
-
 class TaskTimeout(LanewayTimeout):
     """A task ran past its timeout: a pool task (its worker was killed and replaced) or a
     workflow task (its cancellation token was cancelled). One error for both, so one
@@ -172,29 +155,90 @@ class RemoteError(PoolError):
         return f"{base}\n\nRemote traceback:\n{self.remote_traceback}" if self.remote_traceback else base
 
 
-class InitializerError(PoolError, BrokenProcessPool):
-    """The pool's ``initializer`` raised in a worker, so the pool is down; the message names it.
+# WorkerDied, InitializerError and PoolDown are also a BrokenProcessPool, whose module
+# (concurrent.futures.process) loads multiprocessing's connections and queues: a few
+# milliseconds and most of a MB that every worker process (which raises none of them)
+# would pay at start-up. So they are made on first use (PEP 562), by the pool's modules.
 
-    ``__cause__`` is the initializer's exception (with ``remote_traceback``), when it could be rebuilt.
-    """
+if TYPE_CHECKING:
+    from concurrent.futures.process import BrokenProcessPool
+
+    class WorkerDied(PoolError, BrokenProcessPool):
+        pid: int | None
+        reason: str
+
+        def __init__(self, message: str, pid: int | None = None, reason: str = "") -> None: ...
+
+    class InitializerError(PoolError, BrokenProcessPool): ...
+
+    class PoolDown(PoolError, SystemShutdown, BrokenProcessPool):
+        permanent: bool
+
+        def __init__(self, message: str, permanent: bool = False) -> None: ...
 
 
-class PoolDown(PoolError, SystemShutdown, BrokenProcessPool):
-    """The pool cannot take or run tasks; the message names the cause.
+_BROKEN_POOL = ("WorkerDied", "InitializerError", "PoolDown")
+_making = threading.Lock()
 
-    Raised by ``submit`` and ``wait_ready`` while the pool's worker supervisor, having
-    given up, waits out its backoff before the pool root restarts it (``permanent`` is
-    False: tasks already queued wait for it), and, once the pool root gave up too, for
-    good (``permanent`` is True): then every queued task's future fails with it. Also a
-    :class:`SystemShutdown` and a ``BrokenProcessPool``.
 
-    Attributes:
-        permanent: True once the pool is down for good.
-    """
+def _broken_pool_errors() -> dict[str, type]:
+    from concurrent.futures.process import BrokenProcessPool
 
-    def __init__(self, message: str, permanent: bool = False) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+    class WorkerDied(PoolError, BrokenProcessPool):
+        """The worker process running the task died; the message names pid and signal.
+
+        Also a :class:`concurrent.futures.process.BrokenProcessPool`, so code written for
+        ``ProcessPoolExecutor`` catches it; unlike that pool, laneway's pool stays up (the task
+        was retried up to its ``attempts`` first, and the worker is replaced).
+
+        Attributes:
+            pid: the dead worker's process id.
+            reason: a short text such as ``"killed by SIGKILL"``.
+        """
+
+        def __init__(self, message: str, pid: int | None = None, reason: str = "") -> None:
+            super().__init__(message)
+            self.pid = pid
+            self.reason = reason
+
+    class InitializerError(PoolError, BrokenProcessPool):
+        """The pool's ``initializer`` raised in a worker, so the pool is down; the message names it.
+
+        ``__cause__`` is the initializer's exception (with ``remote_traceback``), when it could be rebuilt.
+        """
+
+    class PoolDown(PoolError, SystemShutdown, BrokenProcessPool):
+        """The pool cannot take or run tasks; the message names the cause.
+
+        Raised by ``submit`` and ``wait_ready`` while the pool's worker supervisor, having
+        given up, waits out its backoff before the pool root restarts it (``permanent`` is
+        False: tasks already queued wait for it), and, once the pool root gave up too, for
+        good (``permanent`` is True): then every queued task's future fails with it. Also a
+        :class:`SystemShutdown` and a ``BrokenProcessPool``.
+
+        Attributes:
+            permanent: True once the pool is down for good.
+        """
+
+        def __init__(self, message: str, permanent: bool = False) -> None:
+            super().__init__(message)
+            self.permanent = permanent
+
+    made = {"WorkerDied": WorkerDied, "InitializerError": InitializerError, "PoolDown": PoolDown}
+    for name, cls in made.items():
+        cls.__qualname__ = name  # pickled by reference as laneway.errors.<name>
+    return made
+
+
+if not TYPE_CHECKING:  # to mypy the classes are declared above; a module __getattr__ would hide typos
+
+    def __getattr__(name: str) -> Any:
+        if name not in _BROKEN_POOL:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        with _making:  # one class per name, whichever thread asks first
+            if name not in globals():
+                globals().update(_broken_pool_errors())
+        return globals()[name]
 
 
 class PoolFull(PoolError):

@@ -9,6 +9,7 @@ so no subsystem looks another one up.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from laneway.pool import Pool
     from laneway.router import Router
     from laneway.workflow import WorkflowEngine
+    from laneway.worker import Spawner
 
 T = TypeVar("T")
 
@@ -308,9 +310,35 @@ class Orchestrator(ActorSystem):
     # building subsystems (each imported on first use) ------------------------------------
 
     def _new_pool(self, config: dict[str, Any]) -> Pool:
-        from laneway.pool import Pool
+        spawner = self._launch_workers_ahead(config)
+        try:
+            from laneway.pool import Pool
 
-        return Pool(self, **config)
+            return Pool(self, **config)
+        except BaseException:
+            if spawner is not None:
+                spawner.close()  # idempotent: the pool's backend may have closed it already
+            raise
+
+    def _launch_workers_ahead(self, config: dict[str, Any]) -> Spawner | None:
+        """For the ZeroMQ backend's first local workers, start their interpreters now; the pool adopts them.
+
+        A worker's interpreter takes longer to start than the pool takes to load its modules
+        and build its supervisor tree, so the two overlap: the pool's ``Populate`` gives each
+        interpreter its worker id when its actor starts (``Spawner.spawn``), and supervision
+        is as before. Interpreters the pool does not use exit when it closes.
+        """
+        if config.get("backend", "zmq") != "zmq" or "spawner" in config:
+            return None
+        count = _first_workers(config)
+        if count < 1:
+            return None
+        from laneway.worker import Spawner
+
+        spawner = Spawner(f"{self.name}/pool")
+        spawner.launch_ahead(count, _worker_entry)
+        config["spawner"] = spawner
+        return spawner
 
     def _new_lanes(self, config: dict[str, Any]) -> LaneManager:
         from laneway.lanes import LaneManager
@@ -334,3 +362,26 @@ class Orchestrator(ActorSystem):
 
     def _routing(self) -> Router:
         return self.router
+
+
+def _worker_entry() -> Callable[..., Any]:
+    # Called on the spawner's thread once the interpreters run: the worker's modules (ZeroMQ)
+    # load here while they start up, rather than before.
+    from laneway.worker import spawn_entry
+
+    return spawn_entry
+
+
+def _first_workers(config: dict[str, Any]) -> int:
+    """How many local workers a pool with this configuration starts first (its ``min_workers``); 0 if unsure.
+
+    The pool validates the options; a value it will refuse launches nothing here.
+    """
+    workers, lo, hi = config.get("workers"), config.get("min_workers"), config.get("max_workers")
+    if lo is None:
+        lo = 1 if workers is None else workers
+    if hi is None:
+        hi = workers
+    if type(lo) is not int or (hi is not None and type(hi) is not int):
+        return 0
+    return max(0, min(lo, lo if hi is None else hi, os.cpu_count() or 1))

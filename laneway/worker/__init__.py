@@ -19,11 +19,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from laneway.worker._boot import ChildProcess, start_process
+    from laneway.worker._boot import ChildProcess, launch, start_process
     from laneway.worker._keys import CurveServer, bind_router, create_keys, is_loopback, load_client, load_server
     from laneway.worker._outcome import TaskOutcome
     from laneway.worker._process import CurveClient, WorkerConfig, die_with_parent, run as run_worker, spawn_entry
     from laneway.worker._runner import ShipLedger, TaskRunner
+    from laneway.worker._spawner import Spawner
     from laneway.worker.codec import FunctionPickler, decode_outcome, digest, dumps_args
 
 #: Where each public name lives. A worker process starts by importing ``_process`` (its
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 #: eagerly would give each worker the CurveZMQ key files' code and the pool side's
 #: helpers it never uses, so names load on first use.
 _HOME = {
-    "ChildProcess": "_boot", "start_process": "_boot",
+    "ChildProcess": "_boot", "launch": "_boot", "start_process": "_boot", "Spawner": "_spawner",
     "CurveServer": "_keys", "bind_router": "_keys", "create_keys": "_keys", "is_loopback": "_keys", "load_client": "_keys",
     "load_server": "_keys", "TaskOutcome": "_outcome", "CurveClient": "_process", "WorkerConfig": "_process",
     "die_with_parent": "_process", "run_worker": "_process", "spawn_entry": "_process", "ShipLedger": "_runner",
@@ -45,6 +46,7 @@ __all__ = [
     "CurveServer",
     "FunctionPickler",
     "ShipLedger",
+    "Spawner",
     "TaskOutcome",
     "TaskRunner",
     "WorkerConfig",
@@ -55,6 +57,7 @@ __all__ = [
     "digest",
     "dumps_args",
     "is_loopback",
+    "launch",
     "load_client",
     "load_server",
     "run_worker",

@@ -21,22 +21,29 @@ import signal
 import weakref
 from typing import Any, Callable
 
-#: What the child's ``python -c`` runs, ``{fd}`` being the pipe it reads its orders from. Nothing
-#: but the standard library until ``prepare()`` has given it the parent's ``sys.path``: ``-c``
-#: puts the working directory first, where another laneway (a checkout) may be. While
-#: ``_inheriting`` is set, as in ``multiprocessing.spawn._main``, starting a process raises the
-#: "not finished its bootstrapping phase" error, so a main module that starts a pool without
-#: the ``__main__`` guard fails here instead of starting workers of its own, recursively.
-#: Then, as multiprocessing's children do, it gives up stdin so as never to compete with the
-#: parent for its input.
+#: What the child's ``python -c`` runs, ``{fd}`` being the pipe it reads its orders from: the
+#: preparation data, then the target, then ``(args, name)``. Nothing but the standard library until
+#: ``prepare()`` has given it the parent's ``sys.path``: ``-c`` puts the working directory first,
+#: where another laneway (a checkout) may be. While ``_inheriting`` is set, as in
+#: ``multiprocessing.spawn._main``, starting a process raises the "not finished its bootstrapping
+#: phase" error, so a main module that starts a pool without the ``__main__`` guard fails here
+#: instead of starting workers of its own, recursively. A child launched ahead (:func:`launch`)
+#: waits at each read; if the parent closes the pipe instead (the child was not needed, or the
+#: parent died), it exits quietly. Then, as
+#: multiprocessing's children do, it gives up stdin so as never to compete with the parent for its input.
 _PROGRAM = """\
 import os, pickle, sys
 from multiprocessing import process, spawn
 with open({fd}, "rb") as orders:
     process.current_process()._inheriting = True
     try:
-        spawn.prepare(pickle.load(orders))
-        target, args = pickle.load(orders)
+        try:
+            spawn.prepare(pickle.load(orders))
+            target = pickle.load(orders)
+            args, name = pickle.load(orders)
+        except EOFError:  # the parent did not need this interpreter after all, or is gone
+            os._exit(0)
+        process.current_process().name = name
     finally:
         del process.current_process()._inheriting
 if sys.stdin is not None:
@@ -57,11 +64,53 @@ class ChildProcess:
         sentinel: a file descriptor that turns readable when the child exits.
     """
 
-    def __init__(self, pid: int, sentinel: int) -> None:
+    def __init__(self, pid: int, sentinel: int, orders: int = -1) -> None:
         self.pid = pid
         self.sentinel = sentinel
         self._exitcode: int | None = None
-        self._close = weakref.finalize(self, os.close, sentinel)
+        # [sentinel, the write end of a launched child's orders until it has its arguments], -1 once closed
+        self._fds = [sentinel, orders]
+        self._close = weakref.finalize(self, _close_fds, self._fds)
+        self._loaded = orders < 0  # a child from start_process has everything; one from launch() waits
+
+    @property
+    def waiting(self) -> bool:
+        """True while a child from :func:`launch` still waits for its orders (:meth:`load`, :meth:`give`)."""
+        return self._fds[1] >= 0
+
+    def load(self, target: Callable[..., Any]) -> None:
+        """Send a child launched without a target its target: it imports the target's module, then waits for :meth:`give`.
+
+        Raises:
+            OSError: the child is gone (``BrokenPipeError``), or has its target already.
+        """
+        fd = self._fds[1]
+        if fd < 0 or self._loaded:
+            raise OSError(f"process {self.pid} has its target already")
+        self._loaded = True
+        _write_all(fd, pickle.dumps(target, pickle.HIGHEST_PROTOCOL))
+
+    def give(self, args: tuple, *, name: str) -> None:
+        """Send a launched child its arguments (it then runs ``target(*args)`` as process ``name``).
+
+        Raises:
+            OSError: the child is gone (``BrokenPipeError``), has no target yet (:meth:`load`),
+                or was already given its arguments.
+        """
+        fd = self._fds[1]
+        if fd < 0 or not self._loaded:
+            raise OSError(f"process {self.pid} has its arguments already, or no target yet")
+        self._fds[1] = -1
+        # The child reads as it goes: a write past the pipe's buffer waits for that.
+        with open(fd, "wb") as pipe:
+            pipe.write(pickle.dumps((args, name), pickle.HIGHEST_PROTOCOL))
+
+    def dismiss(self) -> None:
+        """Tell a launched child that still waits for its arguments that it is not needed: it exits with status 0."""
+        fd = self._fds[1]
+        if fd >= 0:
+            self._fds[1] = -1
+            os.close(fd)
 
     @property
     def exitcode(self) -> int | None:
@@ -78,7 +127,7 @@ class ChildProcess:
             self._poll(blocking=True)
 
     def close(self) -> None:
-        """Release the sentinel (after the child exited)."""
+        """Release the sentinel (after the child exited), and the orders pipe of a child never given its arguments."""
         self._close()
 
     def _poll(self, blocking: bool) -> int | None:
@@ -92,16 +141,36 @@ class ChildProcess:
         return self._exitcode
 
 
-def start_process(target: Callable[..., Any], args: tuple, *, name: str) -> ChildProcess:
-    """Start a fresh interpreter running ``target(*args)`` as a ``spawn`` child would (see the module's docstring).
+def _close_fds(fds: list[int]) -> None:
+    for i, fd in enumerate(fds):
+        if fd >= 0:
+            fds[i] = -1
+            os.close(fd)
 
-    ``target`` and ``args`` are pickled; ``name`` becomes the child's
-    ``multiprocessing.current_process().name``. Raises OSError if the child cannot be started.
+
+def launch(target: Callable[..., Any] | None = None, *, name: str = "laneway-child") -> ChildProcess:
+    """Start a fresh interpreter as a ``spawn`` child would, and let it wait for its orders.
+
+    The child starts up and applies ``spawn``'s preparation data (``sys.path``, the main
+    module); it then imports ``target``'s module (``target`` given here or later with
+    :meth:`ChildProcess.load`) and waits for :meth:`ChildProcess.give`, which sends it
+    ``args`` and the process name, to run ``target(*args)``. So a caller can start the
+    interpreter first and decide later what it runs, while the child's start-up overlaps
+    its own work (importing the target's module, say). A child whose orders pipe is closed
+    before it got its arguments (:meth:`ChildProcess.dismiss`, or this process dying) exits
+    quietly with status 0.
+
+    Raises:
+        OSError: the child cannot be started.
+        RuntimeError: this process is itself a child still importing its main module
+            (``spawn``'s "bootstrapping phase" error: a program without the ``__main__`` guard).
 
     Example:
-        >>> proc = start_process(os._exit, (3,), name="doc")
+        >>> proc = launch()
+        >>> proc.load(os._exit)
+        >>> proc.give((5,), name="doc")
         >>> proc.join(30); proc.exitcode
-        3
+        5
         >>> proc.close()
     """
     from multiprocessing import spawn, util
@@ -111,7 +180,6 @@ def start_process(target: Callable[..., Any], args: tuple, *, name: str) -> Chil
     # prepare() wraps the bytes again.
     prep["authkey"] = bytes(prep["authkey"])
     orders = pickle.dumps(prep, pickle.HIGHEST_PROTOCOL)
-    orders += pickle.dumps((target, args), pickle.HIGHEST_PROTOCOL)
     parent_r, child_w = os.pipe()  # the sentinel: the child holds child_w until it exits
     child_r, parent_w = os.pipe()  # the orders
     try:
@@ -127,15 +195,45 @@ def start_process(target: Callable[..., Any], args: tuple, *, name: str) -> Chil
     finally:
         os.close(child_r)
         os.close(child_w)
-    proc = ChildProcess(pid, parent_r)
+    proc = ChildProcess(pid, parent_r, parent_w)
     try:
-        # The child reads the orders first thing: a write past the pipe's buffer waits for that.
-        with open(parent_w, "wb") as pipe:
-            pipe.write(orders)
+        _write_all(parent_w, orders)  # a blocking write: past the pipe's buffer it waits for the child to read
+        if target is not None:
+            proc.load(target)
     except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        proc.join()
-        proc.close()
+        _kill(proc)
         raise
     return proc
 
+
+def _kill(proc: ChildProcess) -> None:
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    proc.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def start_process(target: Callable[..., Any], args: tuple, *, name: str) -> ChildProcess:
+    """Start a fresh interpreter running ``target(*args)`` as a ``spawn`` child would (see the module's docstring).
+
+    ``target`` and ``args`` are pickled; ``name`` becomes the child's
+    ``multiprocessing.current_process().name``. Raises OSError if the child cannot be started.
+
+    Example:
+        >>> proc = start_process(os._exit, (3,), name="doc")
+        >>> proc.join(30); proc.exitcode
+        3
+        >>> proc.close()
+    """
+    proc = launch(target, name=name)
+    try:
+        proc.give(args, name=name)
+    except BaseException:
+        _kill(proc)
+        raise
+    return proc

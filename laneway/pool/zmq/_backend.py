@@ -54,8 +54,7 @@ from laneway.pool._backend import Backend, WorkerHub, exit_reason
 from laneway.worker import CurveServer, bind_router, is_loopback
 from laneway.worker import ShipLedger
 from laneway.pool.zmq._socket import IO_RECHECK_S, SharedRouter
-from laneway.pool.zmq._spawner import Spawner
-from laneway.worker import WorkerConfig, spawn_entry
+from laneway.worker import Spawner, WorkerConfig, spawn_entry
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +101,10 @@ class ZmqBackend(Backend):
         heartbeat_s: seconds between worker heartbeats (and pings to remote workers).
         heartbeat_timeout_s: silence after which a worker is considered hung or gone.
         start_timeout_s: how long a launched worker may take to connect.
+        spawner: the :class:`~laneway.worker.Spawner` that starts the local workers; the
+            backend owns it from here on and closes it. The orchestrator passes one that
+            launched the first workers' interpreters ahead, while the pool was loading
+            (see :meth:`~laneway.worker.Spawner.launch_ahead`). None: the backend starts its own.
 
     Example:
         >>> orch.start_pool(workers=2, listen="tcp://0.0.0.0:5555", keys="/etc/laneway/keys")  # doctest: +SKIP
@@ -119,7 +122,9 @@ class ZmqBackend(Backend):
         heartbeat_s: float = 0.5,
         heartbeat_timeout_s: float = 5.0,
         start_timeout_s: float = 60.0,
+        spawner: Spawner | None = None,
     ) -> None:
+        self._spawner_given = spawner  # closed by open() if it fails, else handed to self._spawner
         if not 0 < heartbeat_s < heartbeat_timeout_s:
             raise ConfigError(f"need 0 < heartbeat_s < heartbeat_timeout_s, got {heartbeat_s}, {heartbeat_timeout_s}")
         if listen is not None:
@@ -166,7 +171,8 @@ class ZmqBackend(Backend):
         self._router = router
         self._shared = SharedRouter(router, replies)
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._spawner = Spawner(self.endpoint)
+        self._spawner = self._spawner_given or Spawner(self.endpoint)
+        self._spawner_given = None
         self._thread = threading.Thread(target=self._loop, name="laneway-pool-io", daemon=True)
         self._thread.start()
         self._tick_timer = self._clock.call_later(self.heartbeat_s, self._tick)
@@ -277,6 +283,9 @@ class ZmqBackend(Backend):
         os.close(self._efd)
 
     def _shutdown_ctx(self) -> None:
+        if self._spawner_given is not None:  # open() failed before the backend took it over
+            self._spawner_given.close()
+            self._spawner_given = None
         if self._curve is not None:
             self._curve.stop()
         self._ctx.term()

@@ -1,0 +1,193 @@
+"""How a pool starts: its first workers' interpreters start while the pool loads, and the pool loads only what it uses.
+
+Structural checks in fresh interpreters (which modules are loaded, which processes exist when),
+never timings: the start-up figures live in ``laneway.cli.benchmarks.pool_paths`` (rows ``start``, ``uss``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+
+from laneway.worker import Spawner, launch
+
+from .conftest import wait_gone, wait_until
+
+pytestmark = pytest.mark.multiprocess
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(code: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=100,
+                         cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+#: What loading the pool must not load: tools it does not use (psutil: only the process-actor monitor
+#: and remote workers without /proc read it) and laneway's other subsystems.
+POOL_MUST_NOT_LOAD = {"psutil", "rich", "jsonschema", "sqlite3", "_sqlite3", "asyncio", "aiohttp", "ray", "psycopg",
+                      "cloudpickle"}
+OTHER_SUBSYSTEMS = ("laneway.lanes", "laneway.router", "laneway.breakers", "laneway.workflow", "laneway.observe",
+                    "laneway.cluster", "laneway.console", "laneway.cli", "laneway.orchestrator")
+
+
+@pytest.mark.timeout(120)
+def test_importing_the_pool_loads_only_what_a_pool_needs():
+    seen = _run("""
+        import json, sys
+        from laneway.pool import Pool
+        print(json.dumps(sorted(sys.modules)))
+    """)
+    heavy = {m for m in seen if m.split(".")[0] in POOL_MUST_NOT_LOAD}
+    assert not heavy, f"`from laneway.pool import Pool` imported {sorted(heavy)}"
+    others = {m for m in seen if m.startswith(OTHER_SUBSYSTEMS)}
+    assert not others, f"`from laneway.pool import Pool` imported {sorted(others)}"
+
+
+@pytest.mark.timeout(120)
+def test_a_started_pool_loads_no_monitoring_or_other_subsystem_in_the_parent():
+    # cloudpickle may load here (the pool pickles functions with it); psutil must wait for monitoring.
+    seen = _run("""
+        import json, sys
+        from laneway import Orchestrator
+        with Orchestrator(name="parent-imports") as orch:
+            assert orch.start_pool(workers=1).submit(abs, -42).result(timeout=60) == 42
+            print(json.dumps(sorted(sys.modules)))
+    """)
+    heavy = {m for m in seen if m.split(".")[0] in POOL_MUST_NOT_LOAD - {"cloudpickle"}}
+    assert not heavy, f"a pool's parent imported {sorted(heavy)} to start and serve a task"
+    others = {m for m in seen if m.startswith(OTHER_SUBSYSTEMS[:-1])}
+    assert not others, f"a pool's parent imported {sorted(others)}"
+
+
+@pytest.mark.timeout(120)
+def test_a_pool_worker_loads_no_broken_process_pool_machinery():
+    # WorkerDied, InitializerError and PoolDown are BrokenProcessPools, made when the pool's
+    # parent side first asks for them: a worker, which raises none of them, never loads
+    # concurrent.futures.process (and multiprocessing's connections, queues, tempfile).
+    seen = _run("""
+        import json, sys
+        from laneway import Orchestrator
+        from tests.pool.tasks import loaded_modules
+        loaded_by_import = "concurrent.futures.process" in sys.modules
+        with Orchestrator(name="worker-imports") as orch:
+            modules = orch.start_pool(workers=1).submit(loaded_modules).result(timeout=60)
+        print(json.dumps({"modules": modules, "loaded_by_import": loaded_by_import}))
+    """)
+    assert not seen["loaded_by_import"], "`from laneway import Orchestrator` loaded concurrent.futures.process"
+    machinery = {"concurrent.futures.process", "multiprocessing.connection", "multiprocessing.queues", "tempfile"}
+    assert not machinery & set(seen["modules"]), sorted(machinery & set(seen["modules"]))
+
+
+@pytest.mark.timeout(120)
+def test_the_first_worker_starts_before_the_pool_loads_and_serves_the_first_task():
+    # At the moment the pool's scheduler module starts loading, the first worker's interpreter
+    # already runs (a child of this process), and it is the worker that serves the task.
+    seen = _run("""
+        import importlib.abc, json, sys
+        import psutil
+        seen = {}
+
+        class Watch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "laneway.pool._scheduler" and "children" not in seen:
+                    seen["children"] = [p.pid for p in psutil.Process().children()]
+                return None
+
+        sys.meta_path.insert(0, Watch())
+        from laneway import Orchestrator
+        with Orchestrator(name="ahead") as orch:
+            pool = orch.start_pool(workers=1)
+            assert pool.submit(abs, -42).result(timeout=60) == 42
+            seen["worker"] = pool.workers()[0].pid
+        print(json.dumps(seen))
+    """)
+    assert seen["children"], "no worker process was running when the pool's modules began to load"
+    assert seen["worker"] in seen["children"]
+
+
+@pytest.mark.timeout(60)
+def test_an_interpreter_launched_ahead_runs_what_spawn_gives_it():
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}
+    sp = Spawner("ahead")
+    try:
+        sp.launch_ahead(2, lambda: os._exit)
+        ahead = wait_until(lambda: ({p.pid for p in me.children()} - before) if len(me.children()) == len(before) + 2
+                           else None, what="two interpreters launched ahead")
+        proc = sp.spawn(os._exit, (4,), name="w1")
+        assert proc.pid in ahead
+        proc.join(30)
+        assert proc.exitcode == 4
+        proc.close()
+        other = psutil.Process((ahead - {proc.pid}).pop())
+    finally:
+        sp.close()
+    # The one never used was told so, and has exited (status collected: no zombie left).
+    assert not other.is_running()
+    assert {p.pid for p in me.children()} == before
+
+
+@pytest.mark.timeout(60)
+def test_spawn_starts_a_fresh_process_when_the_one_launched_ahead_died():
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}
+    sp = Spawner("ahead-died")
+    try:
+        sp.launch_ahead(1, lambda: os._exit)
+        (ahead,) = wait_until(lambda: [p for p in me.children() if p.pid not in before], what="an interpreter launched ahead")
+        os.kill(ahead.pid, signal.SIGKILL)
+        assert wait_until(lambda: ahead.status() == psutil.STATUS_ZOMBIE, what="the kill")
+        proc = sp.spawn(os._exit, (5,), name="w1")
+        assert proc.pid != ahead.pid
+        proc.join(30)
+        assert proc.exitcode == 5
+        proc.close()
+    finally:
+        sp.close()
+    assert {p.pid for p in me.children()} == before
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(120)
+def test_an_interpreter_waiting_for_its_orders_dies_with_its_parent():
+    script = textwrap.dedent("""
+        import os, sys, threading
+        from laneway.worker import launch
+        proc = launch()  # waits for its target: only the orders pipe ties it to this process
+        print(proc.pid, flush=True)
+        threading.Event().wait()
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        pid = int(owner.stdout.readline())
+        assert not wait_gone({pid}, 0.01) == set()
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=30)
+        assert wait_gone({pid}, 15) == set(), "an interpreter launched ahead outlived its SIGKILLed parent"
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_launched_interpreter_dismissed_before_its_arguments_exits_quietly():
+    proc = launch()
+    proc.load(os._exit)
+    proc.dismiss()
+    proc.join(30)
+    assert proc.exitcode == 0
+    proc.close()
