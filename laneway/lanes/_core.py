@@ -131,8 +131,6 @@ class LaneCore:
 
     def touch(self, lane: Lane) -> None:
         """Put the lane in (or take it out of) its priority bucket after any change."""
-        prio = lane.config.priority
-        bucket = self._buckets.get(prio)
         # Lane.eligible's expression inline: touch runs several times per command.
         group = lane.group
         if group is None:
@@ -140,7 +138,11 @@ class LaneCore:
                         and not lane.paused and lane.rate_timer is None)
         else:
             eligible = lane.eligible()
+        if eligible == lane.in_turn:
+            return  # in_turn says whether it is in its bucket (only this method changes both): no change
         lane.in_turn = eligible
+        prio = lane.config.priority
+        bucket = self._buckets.get(prio)
         if eligible:
             if bucket is None:
                 bucket = self._buckets[prio] = {}
@@ -178,11 +180,16 @@ class LaneCore:
     def lane_changed_locked(self, lane: Lane) -> None:
         """Eligibility, pressure and idle transitions after pending or active changed."""
         self.touch(lane)
-        lane.reported_pending = lane.pending
-        try:
-            lane.recorder.queue_length(lane.pending)
-        except Exception:  # a metrics hook must not break a transition half-way
-            log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
+        pending = lane.reported_pending = lane.pending
+        memory = lane.memory
+        if memory is not None:
+            if pending > memory.peak:
+                memory.peak = pending  # its queue_length, without the call
+        else:
+            try:
+                lane.recorder.queue_length(pending)
+            except Exception:  # a metrics hook must not break a transition half-way
+                log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
         threshold = lane.config.pressure_threshold
         if threshold is not None:
             if lane.pending >= threshold and not lane.pressure:
@@ -237,15 +244,18 @@ class LaneCore:
             self._start_locked(cmd)
             return 0, 0.0
         else:
-            position = (lane.queue.estimate(cmd.caller, cmd.level) if lane.queue.size else 0) + len(lane.preemptors)
+            ahead = len(lane.preemptors)
             if lane.group is not None:
-                position += len(lane.group.pending)
-            eta = lane.eta(position)
-            if max_wait is not None and eta is not None and eta > max_wait:
-                raise LaneBusy(f"lane {lane.name!r}: estimated wait {eta:.3f}s ({position} ahead) exceeds max_wait {max_wait}s")
+                ahead += len(lane.group.pending)
+            if max_wait is not None:  # refused before it is queued
+                position = (lane.queue.estimate(cmd.caller, cmd.level) if lane.queue.size else 0) + ahead
+                eta = lane.eta(position)
+                if eta is not None and eta > max_wait:
+                    raise LaneBusy(f"lane {lane.name!r}: estimated wait {eta:.3f}s ({position} ahead) exceeds max_wait {max_wait}s")
             cmd.seq = next(self._seq)
             cmd.queued = True
-            lane.queue.push(cmd)
+            position = lane.queue.push(cmd) + ahead  # push's own estimate: one call less than asking first
+            eta = lane.eta(position)
         # Lane.add_waiting, inline (one frame less per queued command).
         lane.pending += 1
         lane.waiting[cmd.id] = cmd

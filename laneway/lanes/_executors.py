@@ -281,7 +281,7 @@ class Executors:
             self._launch_failed(run, exc)
 
     def _work(self) -> None:
-        box = self._box
+        box, lock = self._box, self._lock
         end_run_locked, dispatch_locked = self._end_run_locked, self._dispatch_locked
         run_batch, tool_s, fast = self._run_batch, self._tool_s, self._fast
         worker = _Worker()
@@ -305,7 +305,11 @@ class Executors:
             outcomes = run_batch(worker.batch)
             took = False
             try:
-                with box:
+                # The outbox's bare-lock protocol (see Outbox): two Python frames less per batch
+                # than ``with box:``; nothing below enters the outbox itself.
+                if not lock.acquire(False):
+                    box.acquire_contended()
+                try:
                     fast.pop(worker, None)
                     self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
                     try:
@@ -323,6 +327,11 @@ class Executors:
                     took = self._take_locked(worker)
                     if not took and not self._park_locked(worker):
                         return
+                finally:
+                    if box.queued:
+                        box.release_and_run()
+                    else:
+                        lock.release()
             except Exception:
                 # The outbox ran what was queued; keep the thread serving.
                 log.exception("lanes: dispatching after a run failed")

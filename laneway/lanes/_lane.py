@@ -12,6 +12,7 @@ import collections
 from typing import TYPE_CHECKING
 
 from laneway.lanes._config import LaneConfig
+from laneway.lanes._metrics import MemoryRecorder
 from laneway.lanes._queue import FairQueue
 from laneway.lanes._records import LaneStats, LaneStatus, LaneStatusReport
 from laneway.lanes._window import RateLimiter
@@ -44,6 +45,8 @@ class Lane:
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         self.rate_timer: TimerHandle | None = None  # set while the rate limit holds the lane back
         self.recorder = recorder  # queue length, completions and latencies go to the metrics backend
+        # The default backend's recorder, which the core updates inline (see MemoryRecorder); else None.
+        self.memory = recorder if type(recorder) is MemoryRecorder else None
         self.run_ewma: float | None = None
         self.paused = False
         self.pressure = False

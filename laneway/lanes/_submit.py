@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, overload
 
 import attrs
 
@@ -17,7 +17,7 @@ from laneway.errors import (
     ParallelNotAllowed,
     ToolNotFound,
 )
-from laneway.lanes._command import Command, Group
+from laneway.lanes._command import Command, CommandFuture, Group
 from laneway.lanes._config import SESSION_PREFIX, Priority, as_priority
 from laneway.lanes._records import CommandHandle
 from laneway.lanes._tools import ToolRegistry, ToolSpec, make_spec
@@ -95,12 +95,23 @@ class Submitter:
         self._cancel_fn = cancel_fn
         self._anon_specs: weakref.WeakKeyDictionary[Callable[..., Any], ToolSpec] = weakref.WeakKeyDictionary()
 
+    @overload
     def submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, opts: SubmitOptions,
-               block: float, *, attempts: int = 0, unbounded: bool = False, watch: bool = False) -> CommandHandle:
+               block: float, *, attempts: int = ..., unbounded: bool = ...,
+               watch: Literal[False] = ...) -> CommandHandle: ...
+
+    @overload
+    def submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, opts: SubmitOptions,
+               block: float, *, attempts: int = ..., unbounded: bool = ..., watch: Literal[True]) -> CommandFuture: ...
+
+    def submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, opts: SubmitOptions,
+               block: float, *, attempts: int = 0, unbounded: bool = False,
+               watch: bool = False) -> CommandHandle | CommandFuture:
         """Queue one command; wait up to ``block`` s for room (``unbounded``: never refuse for room).
 
-        ``watch``: the caller blocks on the result next; its future's wait is armed
-        (:meth:`CommandFuture.prepare_wait`) before the run can start.
+        ``watch``: the caller blocks on the result next: its future's wait is armed
+        (:meth:`CommandFuture.prepare_wait`) before the run can start, and the future
+        is returned in place of a handle (nobody else would see the handle).
         """
         core = self._core
         # The common case (a tool by name, a dict of params, a named lane) without the helpers' calls.
@@ -115,15 +126,21 @@ class Submitter:
             lane = self.lane_for(lane_name)
         cmd = self._new_command(lane, spec, checked, named, opts)
         durable = cmd.durable
-        cmd.attempts = attempts
+        if attempts:
+            cmd.attempts = attempts
         if opts.command_id is not None and cmd.id in core.commands:  # generated ids are unique
             raise ConfigError(f"command id {cmd.id!r} is already in use")
         if durable or core.events.wants("queue.command.submitted"):
             self._announce_submitted([cmd])
         deadline = None
+        box, lock = core.box, core.lock
         try:
             while True:
-                with core.box:
+                # The outbox's bare-lock protocol (see Outbox): two Python frames less than
+                # ``with box:``; nothing below enters the outbox itself.
+                if not lock.acquire(False):
+                    box.acquire_contended()
+                try:
                     if not core.accepting:
                         core.check_accepting_locked()
                     lane = cmd.lane
@@ -132,11 +149,14 @@ class Submitter:
                     if unbounded or lane.pending < lane.config.max_pending:
                         position, eta = core.enqueue_locked(cmd, opts.max_wait)
                         # Everything the caller needs is made before the worker is woken (by this
-                        # block's outbox, on exit): the woken thread then finds the GIL free.
-                        handle = CommandHandle(cmd.id, lane.name, position, eta, cmd.future,
-                                               cancel_fn=self._cancel_fn)
+                        # block's effects, once the lock is released): the woken thread then finds the GIL free.
+                        handle: CommandHandle | CommandFuture
                         if watch:
                             cmd.future.prepare_wait()
+                            handle = cmd.future
+                        else:
+                            handle = CommandHandle(cmd.id, lane.name, position, eta, cmd.future,
+                                                   cancel_fn=self._cancel_fn)
                         # in_turn: eligible as enqueue_locked's lane update found it, without asking again.
                         if cmd.queued and lane.in_turn:
                             # Else nothing can start that could not before: only this lane changed,
@@ -145,6 +165,11 @@ class Submitter:
                         break
                     if block <= 0:
                         raise LaneFull(f"lane {lane.name!r} is full ({lane.config.max_pending} pending)")
+                finally:
+                    if box.queued:
+                        box.release_and_run()
+                    else:
+                        lock.release()
                 if deadline is None:
                     deadline = time.monotonic() + block
                 core.wait_for_room(lane, deadline, block)
