@@ -183,6 +183,11 @@ class LazyFuture(Future[T]):
     def done(self) -> bool:
         return self._state in _DONE
 
+    def get(self, timeout: float | None = None) -> T:
+        if self._state == _cf.FINISHED and self._exception is None:
+            return self._result  # the common read, without result's frame
+        return super().get(timeout)
+
     def result(self, timeout: float | None = None) -> Any:
         if self._state == _cf.FINISHED:
             error = self._exception

@@ -104,7 +104,7 @@ class LaneCore:
 
     def emit(self, key: str, source: str, **data: Any) -> None:
         """Publish an event once the lock is released (only when someone listens)."""
-        if self.events.wants(key):
+        if self.events.active and self.events.wants(key):
             # The dict handed over as is: a keyword partial would copy it twice more.
             self.box.add(partial(self.events.publish_dict, key, source, data))
 
@@ -255,7 +255,11 @@ class LaneCore:
             cmd.seq = next(self._seq)
             cmd.queued = True
             position = lane.queue.push(cmd) + ahead  # push's own estimate: one call less than asking first
-            eta = lane.eta(position)
+            # Lane.eta, inline (one frame less per queued command).
+            cap = lane.config.max_concurrency if lane.group is None else lane.group.max_concurrent
+            behind = position + 1 - (cap - lane.active)
+            ewma = lane.run_ewma
+            eta = 0.0 if behind <= 0 else None if ewma is None else behind * ewma / cap
         # Lane.add_waiting, inline (one frame less per queued command).
         lane.pending += 1
         lane.waiting[cmd.id] = cmd

@@ -37,8 +37,9 @@ from laneway.core import LoopThread, MonotonicClock
 from laneway.errors import CommandCancelled, Preempted, SystemShutdown
 from laneway.core import current_token_var, set_current_token
 
+from laneway.lanes._command import Run
+
 if TYPE_CHECKING:
-    from laneway.lanes._command import Run
     from laneway.core import Outbox
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ class Executors:
                 except Exception:  # persisting the attempt or publishing failed: the run still runs
                     log.exception("lanes: announcing command %s failed", cmd.id)
             spec = cmd.spec
-            token = run.token
+            token = run if type(run) is Run else run.token  # a Run is its own token: no property frame
             began = perf_counter()
             ok: bool
             value: Any

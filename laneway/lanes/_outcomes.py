@@ -108,7 +108,7 @@ class Outcomes:
         future = cmd.future
         # The base class's settle unless a caller armed a wait: one frame less per command.
         core.box.add(partial(settle_unarmed, future, value) if future.wait_gate is None else partial(future.settle, value))
-        if core.events.wants("queue.command.completed"):
+        if core.events.active and core.events.wants("queue.command.completed"):
             core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                       tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
         if cmd.timers or cmd.group is not None or core.quiet_waiters:

@@ -90,6 +90,7 @@ class Submitter:
                  new_id: Callable[[], str], cancel_fn: Callable[[str, str], bool]) -> None:
         self._core = core
         self._tools = tools
+        self._find = tools.find
         self._session_lane_locked = session_lane_locked
         self._new_id = new_id
         self._cancel_fn = cancel_fn
@@ -115,7 +116,11 @@ class Submitter:
         """
         core = self._core
         # The common case (a tool by name, a dict of params, a named lane) without the helpers' calls.
-        spec, named = (self._tools.get(target), True) if type(target) is str else self.resolve(target)
+        spec = self._find(target) if type(target) is str else None
+        if spec is not None:
+            named = True
+        else:
+            spec, named = self.resolve(target)
         if type(params) is dict:
             spec.validate(params)
             checked = params.copy()
@@ -130,7 +135,7 @@ class Submitter:
             cmd.attempts = attempts
         if opts.command_id is not None and cmd.id in core.commands:  # generated ids are unique
             raise ConfigError(f"command id {cmd.id!r} is already in use")
-        if durable or core.events.wants("queue.command.submitted"):
+        if durable or (core.events.active and core.events.wants("queue.command.submitted")):
             self._announce_submitted([cmd])
         deadline = None
         box, lock = core.box, core.lock
