@@ -25,8 +25,6 @@ _FINISHED = _cf.FINISHED
 _DONE = (_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED, _cf.FINISHED)
 #: ``new_future(CommandFuture)``: an instance whose fields are all the class-level defaults (no __init__).
 new_future = object.__new__
-#: ``(future, result)``: settle a :class:`CommandFuture` whose ``wait_gate`` is None, without its override's frame.
-settle_unarmed = LazyFuture.settle
 
 
 class CommandFuture(LazyFuture[Any]):

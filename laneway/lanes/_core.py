@@ -182,25 +182,31 @@ class LaneCore:
         self.touch(lane)
         pending = lane.reported_pending = lane.pending
         memory = lane.memory
-        if memory is not None:
-            if pending > memory.peak:
-                memory.peak = pending  # its queue_length, without the call
-        else:
-            try:
-                lane.recorder.queue_length(pending)
-            except Exception:  # a metrics hook must not break a transition half-way
-                log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
-        threshold = lane.config.pressure_threshold
-        if threshold is not None:
-            if lane.pending >= threshold and not lane.pressure:
-                lane.pressure = lane.relief_due = True
-                self.emit("queue.lane.pressure", lane.name, pending=lane.pending, threshold=threshold)
-            elif lane.pending < threshold:
-                lane.pressure = False
+        if memory is None:
+            self._report_length_locked(lane)
+        elif pending > memory.peak:
+            memory.peak = pending  # its queue_length, without the call
+        if lane.config.pressure_threshold is not None:
+            self._check_pressure_locked(lane)
         if lane.busy and lane.pending == 0 and lane.active == 0:
             self._went_idle_locked(lane)
         elif self.space_waiters and lane.pending < lane.config.max_pending:
             self.space.notify_all()
+
+    def _report_length_locked(self, lane: Lane) -> None:
+        try:
+            lane.recorder.queue_length(lane.pending)
+        except Exception:  # a metrics hook must not break a transition half-way
+            log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
+
+    def _check_pressure_locked(self, lane: Lane) -> None:
+        threshold = lane.config.pressure_threshold
+        assert threshold is not None
+        if lane.pending >= threshold and not lane.pressure:
+            lane.pressure = lane.relief_due = True
+            self.emit("queue.lane.pressure", lane.name, pending=lane.pending, threshold=threshold)
+        elif lane.pending < threshold:
+            lane.pressure = False
 
     # submitting -----------------------------------------------------------------------------
 
@@ -269,7 +275,16 @@ class LaneCore:
         if cmd.deadline_s is not None:
             for fraction in lane.config.deadline_boosts:
                 cmd.add_timer(self.clock.call_later(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
-        self.lane_changed_locked(lane)
+        # lane_changed_locked, inline, for a command that joined: the lane is busy, and no lane got room.
+        self.touch(lane)
+        pending = lane.reported_pending = lane.pending
+        memory = lane.memory
+        if memory is None:
+            self._report_length_locked(lane)
+        elif pending > memory.peak:
+            memory.peak = pending
+        if lane.config.pressure_threshold is not None:
+            self._check_pressure_locked(lane)
         return position, eta
 
     def _starts_now_locked(self, lane: Lane) -> bool:

@@ -7,7 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from laneway.errors import CommandTimeout, LaneError
-from laneway.lanes._command import settle_unarmed
+from laneway.core import LazyFuture
 from laneway.lanes._lane import RUN_EWMA_ALPHA
 from laneway.lanes._records import CommandState
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from laneway.lanes._core import LaneCore
 
 log = logging.getLogger(__name__)
+settle_many = LazyFuture.settle_many
 
 
 class Outcomes:
@@ -23,6 +24,17 @@ class Outcomes:
 
     def __init__(self, core: LaneCore) -> None:
         self._core = core
+        # Completed commands' futures (nobody armed a wait) and their values, settled by one
+        # _settle_done effect, queued with the first of them (guarded by the core's lock).
+        self._done_futures: list[Any] = []
+        self._done_values: list[Any] = []
+
+    def _settle_done(self) -> None:
+        """The effect that settles what :meth:`_complete_locked` gathered (the lists are swapped under the lock)."""
+        with self._core.lock:
+            futures, values = self._done_futures, self._done_values
+            self._done_futures, self._done_values = [], []
+        settle_many(futures, values)
 
     def announce_run(self, run: Run) -> None:
         """A run is about to execute (called by the executors, without the lock)."""
@@ -103,11 +115,20 @@ class Outcomes:
                 lane.recorder.completed(latency, now)
             except Exception:  # a metrics hook must not break a transition half-way
                 log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
+        future = cmd.future
         if cmd.durable and core.pending is not None:
             core.box.add(partial(core.pending.delete, cmd.id))
-        future = cmd.future
-        # The base class's settle unless a caller armed a wait: one frame less per command.
-        core.box.add(partial(settle_unarmed, future, value) if future.wait_gate is None else partial(future.settle, value))
+            core.box.add(partial(future.settle, value))  # after the delete
+        elif future.wait_gate is None:
+            # Settled with the other results of this critical section (and of any that follow before
+            # the effect runs) in one effect: one lock for all of them, no frame per future.
+            futures = self._done_futures
+            if not futures:
+                core.box.add(self._settle_done)
+            futures.append(future)
+            self._done_values.append(value)
+        else:
+            core.box.add(partial(future.settle, value))  # releases the armed wait
         if core.events.active and core.events.wants("queue.command.completed"):
             core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                       tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
