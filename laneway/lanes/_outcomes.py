@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 settle_many = LazyFuture.settle_many
+settle_unarmed = LazyFuture.settle
 
 
 class Outcomes:
@@ -128,7 +129,11 @@ class Outcomes:
             futures.append(future)
             self._done_values.append(value)
         else:
-            core.box.add(partial(future.settle, value))  # releases the armed wait
+            # A caller armed a wait: settled by the base class's settle (CommandFuture's override
+            # would add a frame), then its gate is released. Nothing settled it before: a run whose
+            # command was cancelled or timed out is superseded and does not complete.
+            core.box.add(partial(settle_unarmed, future, value))
+            core.box.add(future.wait_gate.release)
         if core.events.active and core.events.wants("queue.command.completed"):
             core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                       tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
