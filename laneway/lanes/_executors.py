@@ -285,6 +285,7 @@ class Executors:
         box, lock = self._box, self._lock
         end_run_locked, dispatch_locked = self._end_run_locked, self._dispatch_locked
         run_batch, tool_s, fast = self._run_batch, self._tool_s, self._fast
+        ready, idle = self._ready, self._idle  # never rebound
         worker = _Worker()
         with box:
             self._pulling -= 1
@@ -325,9 +326,13 @@ class Executors:
                         dispatch_locked()
                     finally:
                         self._pulling -= 1
-                    took = self._take_locked(worker)
-                    if not took and not self._park_locked(worker):
-                        return
+                    # _take_locked and _park_locked's common cases inline (a frame each per batch).
+                    took = self._take_locked(worker) if ready else False
+                    if not took:
+                        if self._stopping:
+                            self._threads -= 1
+                            return
+                        idle.append(worker)
                 finally:
                     if box.queued:
                         box.release_and_run()
