@@ -317,6 +317,9 @@ class Submitter:
                 group.outstanding = len(members)
                 for cmd in members:
                     cmd.lane, cmd.group = lane, group
+                    # In the group's own queue, not the lane's: a cancel must not take it out of
+                    # the lane's queue counts (which would strand the commands queued after the batch).
+                    cmd.queued = False
                     lane.add_waiting(cmd)
                     core.commands[cmd.id] = cmd
                     group.pending.append(cmd)
