@@ -342,7 +342,14 @@ class LaneCore:
             lane = self._pick_lane_locked()
             if lane is None:
                 return
-            cmd = lane.take()
+            if lane.preemptors or lane.group is not None:
+                cmd = lane.take()
+            else:  # Lane.take's common case, without its frame
+                cmd = lane.queue.pop()
+                if cmd is not None:
+                    cmd.queued = False
+                    if cmd.batch is not None:
+                        cmd = lane.open_group(cmd)
             if cmd is not None:
                 lane.pending -= 1
                 del lane.waiting[cmd.id]

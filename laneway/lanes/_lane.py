@@ -91,17 +91,30 @@ class Lane:
             return self.preemptors.popleft()
         if self.group is not None:
             return self.group.pending.popleft() if self.group.pending else None
-        while True:
-            cmd = self.queue.pop()
-            if cmd is None:
-                return None
-            cmd.queued = False
-            if cmd.batch is None:
-                return cmd
+        cmd = self.queue.pop()
+        if cmd is None:
+            return None
+        cmd.queued = False
+        return cmd if cmd.batch is None else self.open_group(cmd)
+
+    def open_group(self, placeholder: Command) -> Command | None:
+        """After :meth:`take`'s pop gave a group's placeholder (marked not queued): the group's first member.
+
+        The lane turns to group mode; a placeholder whose members all left meanwhile
+        is skipped for the next queued command.
+        """
+        cmd: Command | None = placeholder
+        while cmd is not None:
             group = cmd.batch
+            if group is None:
+                return cmd
             if group.pending:
                 self.group = group
                 return group.pending.popleft()
+            cmd = self.queue.pop()
+            if cmd is not None:
+                cmd.queued = False
+        return None
 
     def preemption_victim(self, level: int, now: float) -> Run | None:
         """The run a command at ``level`` may preempt: the lowest-priority, then youngest, preemptible one."""
