@@ -162,7 +162,11 @@ class LaneCore:
             return
         self.touch(lane)
         if lane.busy and lane.pending == 0 and lane.active == 0:
-            self._went_idle_locked(lane)
+            if lane.relief_due or lane.session_id is not None or self.space_waiters:
+                self._went_idle_locked(lane)
+            else:  # _went_idle_locked's common case, without its frame (a lane of sequential calls)
+                lane.busy = False
+                lane.idle_since = self.now()
         elif self.space_waiters and lane.pending < lane.config.max_pending:
             self.space.notify_all()
 
