@@ -237,11 +237,14 @@ class EventBus:
         # so a publish pays neither their predicates nor, when no one wants the key, an Event.
         # Replaced (never mutated) whenever subscribers change.
         self._routes: dict[str, tuple[tuple[Callable[[Event], bool] | None, Callable[[Event], None]], ...]] = {}
+        #: True when anyone listens; hot paths may skip building event data (or asking
+        #: :meth:`wants`) otherwise. An attribute, kept up to date by (un)subscribing: no call to read it.
+        self.active = False
 
-    @property
-    def active(self) -> bool:
-        """True when anyone listens; hot paths may skip building event data otherwise."""
-        return bool(self._subs or self._listeners)
+    def _changed_locked(self) -> None:
+        """Subscribers or listeners changed (under ``_lock``): forget the routes, update :attr:`active`."""
+        self._routes = {}
+        self.active = bool(self._subs or self._listeners)
 
     def wants(self, key: str) -> bool:
         """True when some subscriber or listener would get an event with this key.
@@ -311,7 +314,7 @@ class EventBus:
         sub = Subscription(self, _make_predicate(filter), maxsize)
         with self._lock:
             self._subs = self._subs + (sub,)
-            self._routes = {}
+            self._changed_locked()
         return sub
 
     def add_listener(self, fn: Callable[[Event], None], filter: Any = None, *,
@@ -330,16 +333,16 @@ class EventBus:
         entry = (_make_predicate(filter, exclude), fn)
         with self._lock:
             self._listeners = self._listeners + (entry,)
-            self._routes = {}
+            self._changed_locked()
 
         def remove() -> None:
             with self._lock:
                 self._listeners = tuple(x for x in self._listeners if x is not entry)
-                self._routes = {}
+                self._changed_locked()
 
         return remove
 
     def _remove(self, sub: Subscription) -> None:
         with self._lock:
             self._subs = tuple(s for s in self._subs if s is not sub)
-            self._routes = {}
+            self._changed_locked()

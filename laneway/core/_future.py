@@ -86,15 +86,24 @@ class LazyFuture(Future[T]):
     as_completed, callbacks, cancel, await and racing settles.
     """
 
+    # The fields' starting values, also as class attributes: a subclass made on a hot path may
+    # skip __init__ (``__init__ = object.__init__``) and set only what differs; writes go to the instance.
+    _cond: threading.Condition | None = None
+    _state = _cf.PENDING
+    _result: Any = None
+    _exception: BaseException | None = None
+    _waiter_list: list[Any] | None = None
+    _callback_list: list[Any] | None = None
+
     def __init__(self) -> None:  # no super().__init__(): it would build the condition
-        self._cond: threading.Condition | None = None
+        self._cond = None
         self._state = _cf.PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
         # The base class's _waiters and _done_callbacks, made on first use like the condition:
         # fewer long-lived objects per queued unit of work for the garbage collector.
-        self._waiter_list: list[Any] | None = None
-        self._callback_list: list[Any] | None = None
+        self._waiter_list = None
+        self._callback_list = None
 
     # typeshed declares _waiters and _condition as plain attributes; here they are made on first read.
     @property
@@ -173,6 +182,11 @@ class LazyFuture(Future[T]):
 
     def done(self) -> bool:
         return self._state in _DONE
+
+    def get(self, timeout: float | None = None) -> T:
+        if self._state == _cf.FINISHED and self._exception is None:
+            return self._result  # the common read, without result's frame
+        return super().get(timeout)
 
     def result(self, timeout: float | None = None) -> Any:
         if self._state == _cf.FINISHED:

@@ -31,6 +31,12 @@ class Outbox:
 
     The outbox is its own context manager: ``with box:`` is ``with box.locked():``.
 
+    A hot path may hold the bare :attr:`lock` instead (no Python frame to enter or
+    leave), provided the block enters no ``with box:`` of its own: it takes the lock
+    (``lock.acquire(False) or box.acquire_contended()``), queues effects with
+    :meth:`add` as usual, and leaves, whether the block returned or raised, with
+    :meth:`release_and_run` if :attr:`queued` is not empty, else ``lock.release()``.
+
     Example:
         >>> box = Outbox("doc")
         >>> seen = []
@@ -44,7 +50,13 @@ class Outbox:
     def __init__(self, name: str, lock: threading.RLock | None = None) -> None:
         self.name = name
         self.lock = lock if lock is not None else threading.RLock()
+        # One list for the outbox's life (drains copy and clear it), so that ``add`` can be its
+        # bound ``append``: queueing an effect costs no Python frame (hot paths queue several per unit).
         self._effects: list[Callable[[], object]] = []
+        #: The effects queued and not yet taken to run (read-only: for the bare-lock protocol's check).
+        self.queued: list[Callable[[], object]] = self._effects
+        #: ``add(effect)``: queue ``effect()``; call with the lock held (inside :meth:`locked`).
+        self.add: Callable[[Callable[[], object]], None] = self._effects.append
         self._depth = 0
         self._draining = False
 
@@ -55,10 +67,11 @@ class Outbox:
     def __enter__(self) -> None:
         """Take the lock (re-entrant); a plain method, not a generator: hot paths enter twice per unit of work."""
         if not self.lock.acquire(False):
-            self._acquire_contended()
+            self.acquire_contended()
         self._depth += 1
 
-    def _acquire_contended(self) -> None:
+    def acquire_contended(self) -> None:
+        """Take the lock after a non-blocking attempt failed (yields the GIL to the holder first)."""
         # A thread blocked on a lock in the kernel takes it as soon as it is released, while it
         # still waits for the GIL; the releasing thread then blocks on its next entry, and two
         # busy threads fall into lock-step, two context switches per hand-off. Yielding the GIL
@@ -79,16 +92,54 @@ class Outbox:
             return
         # The first batch is taken while the lock is still held: one lock round trip per block, not three.
         self._draining = True
-        effects, self._effects = self._effects, []
+        queued = self._effects
+        effects = queued.copy()
+        queued.clear()
         self.lock.release()
         self._run(effects)
         self._draining = False  # as _drain does first; its frame only when more was queued meanwhile
         if self._effects:
             self._drain()
 
-    def add(self, effect: Callable[[], object]) -> None:
-        """Queue ``effect()``; call with the lock held (inside :meth:`locked`)."""
-        self._effects.append(effect)
+    def release_and_run(self) -> None:
+        """Leave a block held under the bare :attr:`lock` (see above) and run what it queued.
+
+        What leaving ``with box:`` does: the effects are taken while the lock is
+        still held, then run in queue order, or left to the thread already
+        running effects if there is one.
+
+        Example:
+            >>> box = Outbox("doc")
+            >>> seen = []
+            >>> box.lock.acquire()
+            True
+            >>> box.add(lambda: seen.append("after"))
+            >>> seen
+            []
+            >>> box.release_and_run(); seen
+            ['after']
+        """
+        if self._depth or not self._effects or self._draining:
+            self.lock.release()  # held by an enclosing block, nothing queued, or another thread runs effects
+            return
+        self._draining = True
+        queued = self._effects
+        effects = queued.copy()
+        queued.clear()
+        self.lock.release()
+        for i, effect in enumerate(effects):  # _run's loop, inline: a frame less per block with effects
+            try:
+                effect()
+            except Exception:
+                log.exception("%s: effect %r raised", self.name, effect)
+            except BaseException:
+                with self.lock:  # as _run does: the rest is kept for the next holder
+                    self._effects[:0] = effects[i + 1 :]
+                    self._draining = False
+                raise
+        self._draining = False
+        if self._effects:
+            self._drain()
 
     def extend(self, effects: Iterable[Callable[[], object]]) -> None:
         """Queue several effects, in order; call with the lock held."""
@@ -142,7 +193,8 @@ class Outbox:
                 if self._draining or not self._effects:
                     return  # another holder is draining them
                 self._draining = True
-                effects, self._effects = self._effects, []
+                effects = self._effects.copy()
+                self._effects.clear()
             self._run(effects)
 
     def _run(self, effects: list[Callable[[], object]]) -> None:

@@ -21,11 +21,10 @@ if TYPE_CHECKING:
     from laneway.lanes._tools import ToolSpec
 
 
-_PENDING = _cf.PENDING
 _FINISHED = _cf.FINISHED
 _DONE = (_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED, _cf.FINISHED)
-#: ``(future, result)``: settle a :class:`CommandFuture` whose ``wait_gate`` is None, without its override's frame.
-settle_unarmed = LazyFuture.settle
+#: ``new_future(CommandFuture)``: an instance whose fields are all the class-level defaults (no __init__).
+new_future = object.__new__
 
 
 class CommandFuture(LazyFuture[Any]):
@@ -40,20 +39,14 @@ class CommandFuture(LazyFuture[Any]):
 
     _timeout_error = LanewayTimeout
     wait_gate: threading.Lock | None = None  # set by prepare_wait, released by the first settle or cancel
-
     def __init__(self, command_id: str) -> None:
-        # LazyFuture.__init__'s fields, inline: one call less per submitted command.
-        self._cond = None
-        self._state = _PENDING
-        self._result = None
-        self._exception = None
-        self._waiter_list = None
-        self._callback_list = None
-        self._command_id = command_id
+        # Every other field starts at LazyFuture's class-level default. A Command makes its
+        # future without this frame (new_future, then command_id set).
+        self.command_id = command_id
 
     @property
     def _what(self) -> str:  # type: ignore[override]
-        return f"result of command {self._command_id}"
+        return f"result of command {self.command_id}"
 
     def prepare_wait(self) -> None:
         """Arm the lock :meth:`wait_prepared` sleeps on; call before the command can settle."""
@@ -123,7 +116,8 @@ class Command:
         self.state = CommandState.QUEUED
         self.queued = True  # in a queue structure right now (the queue's validity check reads it)
         self.attempts = 0
-        self.future = CommandFuture(id)
+        self.future = future = new_future(CommandFuture)  # CommandFuture(id) without its __init__ frame
+        future.command_id = id
         self.run: Run | None = None
         self.group: Group | None = None  # member of a parallel group
         self.batch: Group | None = None  # the queue placeholder of a parallel group

@@ -104,7 +104,7 @@ class LaneCore:
 
     def emit(self, key: str, source: str, **data: Any) -> None:
         """Publish an event once the lock is released (only when someone listens)."""
-        if self.events.wants(key):
+        if self.events.active and self.events.wants(key):
             # The dict handed over as is: a keyword partial would copy it twice more.
             self.box.add(partial(self.events.publish_dict, key, source, data))
 
@@ -131,8 +131,6 @@ class LaneCore:
 
     def touch(self, lane: Lane) -> None:
         """Put the lane in (or take it out of) its priority bucket after any change."""
-        prio = lane.config.priority
-        bucket = self._buckets.get(prio)
         # Lane.eligible's expression inline: touch runs several times per command.
         group = lane.group
         if group is None:
@@ -140,7 +138,11 @@ class LaneCore:
                         and not lane.paused and lane.rate_timer is None)
         else:
             eligible = lane.eligible()
+        if eligible == lane.in_turn:
+            return  # in_turn says whether it is in its bucket (only this method changes both): no change
         lane.in_turn = eligible
+        prio = lane.config.priority
+        bucket = self._buckets.get(prio)
         if eligible:
             if bucket is None:
                 bucket = self._buckets[prio] = {}
@@ -160,7 +162,11 @@ class LaneCore:
             return
         self.touch(lane)
         if lane.busy and lane.pending == 0 and lane.active == 0:
-            self._went_idle_locked(lane)
+            if lane.relief_due or lane.session_id is not None or self.space_waiters:
+                self._went_idle_locked(lane)
+            else:  # _went_idle_locked's common case, without its frame (a lane of sequential calls)
+                lane.busy = False
+                lane.idle_since = self.now()
         elif self.space_waiters and lane.pending < lane.config.max_pending:
             self.space.notify_all()
 
@@ -178,22 +184,33 @@ class LaneCore:
     def lane_changed_locked(self, lane: Lane) -> None:
         """Eligibility, pressure and idle transitions after pending or active changed."""
         self.touch(lane)
-        lane.reported_pending = lane.pending
-        try:
-            lane.recorder.queue_length(lane.pending)
-        except Exception:  # a metrics hook must not break a transition half-way
-            log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
-        threshold = lane.config.pressure_threshold
-        if threshold is not None:
-            if lane.pending >= threshold and not lane.pressure:
-                lane.pressure = lane.relief_due = True
-                self.emit("queue.lane.pressure", lane.name, pending=lane.pending, threshold=threshold)
-            elif lane.pending < threshold:
-                lane.pressure = False
+        pending = lane.reported_pending = lane.pending
+        memory = lane.memory
+        if memory is None:
+            self._report_length_locked(lane)
+        elif pending > memory.peak:
+            memory.peak = pending  # its queue_length, without the call
+        if lane.config.pressure_threshold is not None:
+            self._check_pressure_locked(lane)
         if lane.busy and lane.pending == 0 and lane.active == 0:
             self._went_idle_locked(lane)
         elif self.space_waiters and lane.pending < lane.config.max_pending:
             self.space.notify_all()
+
+    def _report_length_locked(self, lane: Lane) -> None:
+        try:
+            lane.recorder.queue_length(lane.pending)
+        except Exception:  # a metrics hook must not break a transition half-way
+            log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
+
+    def _check_pressure_locked(self, lane: Lane) -> None:
+        threshold = lane.config.pressure_threshold
+        assert threshold is not None
+        if lane.pending >= threshold and not lane.pressure:
+            lane.pressure = lane.relief_due = True
+            self.emit("queue.lane.pressure", lane.name, pending=lane.pending, threshold=threshold)
+        elif lane.pending < threshold:
+            lane.pressure = False
 
     # submitting -----------------------------------------------------------------------------
 
@@ -237,15 +254,22 @@ class LaneCore:
             self._start_locked(cmd)
             return 0, 0.0
         else:
-            position = (lane.queue.estimate(cmd.caller, cmd.level) if lane.queue.size else 0) + len(lane.preemptors)
+            ahead = len(lane.preemptors)
             if lane.group is not None:
-                position += len(lane.group.pending)
-            eta = lane.eta(position)
-            if max_wait is not None and eta is not None and eta > max_wait:
-                raise LaneBusy(f"lane {lane.name!r}: estimated wait {eta:.3f}s ({position} ahead) exceeds max_wait {max_wait}s")
+                ahead += len(lane.group.pending)
+            if max_wait is not None:  # refused before it is queued
+                position = (lane.queue.estimate(cmd.caller, cmd.level) if lane.queue.size else 0) + ahead
+                eta = lane.eta(position)
+                if eta is not None and eta > max_wait:
+                    raise LaneBusy(f"lane {lane.name!r}: estimated wait {eta:.3f}s ({position} ahead) exceeds max_wait {max_wait}s")
             cmd.seq = next(self._seq)
             cmd.queued = True
-            lane.queue.push(cmd)
+            position = lane.queue.push(cmd) + ahead  # push's own estimate: one call less than asking first
+            # Lane.eta, inline (one frame less per queued command).
+            cap = lane.config.max_concurrency if lane.group is None else lane.group.max_concurrent
+            behind = position + 1 - (cap - lane.active)
+            ewma = lane.run_ewma
+            eta = 0.0 if behind <= 0 else None if ewma is None else behind * ewma / cap
         # Lane.add_waiting, inline (one frame less per queued command).
         lane.pending += 1
         lane.waiting[cmd.id] = cmd
@@ -255,7 +279,16 @@ class LaneCore:
         if cmd.deadline_s is not None:
             for fraction in lane.config.deadline_boosts:
                 cmd.add_timer(self.clock.call_later(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
-        self.lane_changed_locked(lane)
+        # lane_changed_locked, inline, for a command that joined: the lane is busy, and no lane got room.
+        self.touch(lane)
+        pending = lane.reported_pending = lane.pending
+        memory = lane.memory
+        if memory is None:
+            self._report_length_locked(lane)
+        elif pending > memory.peak:
+            memory.peak = pending
+        if lane.config.pressure_threshold is not None:
+            self._check_pressure_locked(lane)
         return position, eta
 
     def _starts_now_locked(self, lane: Lane) -> bool:
@@ -313,7 +346,14 @@ class LaneCore:
             lane = self._pick_lane_locked()
             if lane is None:
                 return
-            cmd = lane.take()
+            if lane.preemptors or lane.group is not None:
+                cmd = lane.take()
+            else:  # Lane.take's common case, without its frame
+                cmd = lane.queue.pop()
+                if cmd is not None:
+                    cmd.queued = False
+                    if cmd.batch is not None:
+                        cmd = lane.open_group(cmd)
             if cmd is not None:
                 lane.pending -= 1
                 del lane.waiting[cmd.id]

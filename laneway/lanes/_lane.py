@@ -12,6 +12,7 @@ import collections
 from typing import TYPE_CHECKING
 
 from laneway.lanes._config import LaneConfig
+from laneway.lanes._metrics import MemoryRecorder
 from laneway.lanes._queue import FairQueue
 from laneway.lanes._records import LaneStats, LaneStatus, LaneStatusReport
 from laneway.lanes._window import RateLimiter
@@ -44,6 +45,8 @@ class Lane:
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         self.rate_timer: TimerHandle | None = None  # set while the rate limit holds the lane back
         self.recorder = recorder  # queue length, completions and latencies go to the metrics backend
+        # The default backend's recorder, which the core updates inline (see MemoryRecorder); else None.
+        self.memory = recorder if type(recorder) is MemoryRecorder else None
         self.run_ewma: float | None = None
         self.paused = False
         self.pressure = False
@@ -88,17 +91,30 @@ class Lane:
             return self.preemptors.popleft()
         if self.group is not None:
             return self.group.pending.popleft() if self.group.pending else None
-        while True:
-            cmd = self.queue.pop()
-            if cmd is None:
-                return None
-            cmd.queued = False
-            if cmd.batch is None:
-                return cmd
+        cmd = self.queue.pop()
+        if cmd is None:
+            return None
+        cmd.queued = False
+        return cmd if cmd.batch is None else self.open_group(cmd)
+
+    def open_group(self, placeholder: Command) -> Command | None:
+        """After :meth:`take`'s pop gave a group's placeholder (marked not queued): the group's first member.
+
+        The lane turns to group mode; a placeholder whose members all left meanwhile
+        is skipped for the next queued command.
+        """
+        cmd: Command | None = placeholder
+        while cmd is not None:
             group = cmd.batch
+            if group is None:
+                return cmd
             if group.pending:
                 self.group = group
                 return group.pending.popleft()
+            cmd = self.queue.pop()
+            if cmd is not None:
+                cmd.queued = False
+        return None
 
     def preemption_victim(self, level: int, now: float) -> Run | None:
         """The run a command at ``level`` may preempt: the lowest-priority, then youngest, preemptible one."""

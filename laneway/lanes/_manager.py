@@ -35,8 +35,7 @@ from laneway.lanes._sessions import SessionLane, Sessions
 from laneway.lanes._status import manager_statistics, manager_status
 from laneway.lanes._submit import DEFAULT_OPTIONS, UNSET, SubmitOptions, Submitter
 from laneway.lanes._tools import ToolRegistry, ToolSpec, default_registry
-from laneway.lanes._command import CommandFuture
-from laneway.lanes._waiting import await_result, check_give_up, gave_up, wait_result
+from laneway.lanes._waiting import await_result, check_give_up, gave_up_on
 from laneway.store import SQLiteStore
 
 if TYPE_CHECKING:
@@ -178,21 +177,21 @@ class LaneManager:
                 and preemptible is None and max_wait is None and command_id is None and block_timeout is None):
             # Every option at its default (most submits): straight to the submitter, one frame less.
             return self._submitter.submit(lane, target, params, DEFAULT_OPTIONS, self._ask_timeout)
-        return self._submit(lane, target, params, False, priority, caller, timeout, retry, deadline_s, preemptible,
-                            max_wait, block_timeout, command_id)
+        opts, block = self._options(priority, caller, timeout, retry, deadline_s, preemptible, max_wait, block_timeout,
+                                    command_id)
+        return self._submitter.submit(lane, target, params, opts, block)
 
-    def _submit(self, lane: str, target: str | Callable[..., Any] | ToolSpec, params: Mapping[str, Any] | None,
-                watch: bool, priority: Priority | None = None, caller: str = "default", timeout: float | None = UNSET,
-                retry: RetryPolicy | None = None, deadline_s: float | None = None, preemptible: bool | None = None,
-                max_wait: float | None = None, block_timeout: float | None = None,
-                command_id: str | None = None) -> CommandHandle:
+    def _options(self, priority: Priority | None = None, caller: str = "default", timeout: float | None = UNSET,
+                 retry: RetryPolicy | None = None, deadline_s: float | None = None, preemptible: bool | None = None,
+                 max_wait: float | None = None, block_timeout: float | None = None,
+                 command_id: str | None = None) -> tuple[SubmitOptions, float]:
+        """:meth:`submit`'s keyword options as the submitter takes them: (options, seconds to wait for room)."""
         if (priority is None and caller == "default" and timeout is UNSET and retry is None and deadline_s is None
                 and preemptible is None and max_wait is None and command_id is None):
             opts = DEFAULT_OPTIONS  # built once: most submits take every default
         else:
             opts = SubmitOptions(priority, caller, timeout, retry, deadline_s, preemptible, max_wait, command_id)
-        return self._submitter.submit(lane, target, params, opts,
-                                      self._ask_timeout if block_timeout is None else block_timeout, watch=watch)
+        return opts, self._ask_timeout if block_timeout is None else block_timeout
 
     def submit_nowait(self, lane: str, target: str | Callable[..., Any] | ToolSpec,
                       params: Mapping[str, Any] | None = None, *, priority: Priority | None = None,
@@ -222,19 +221,17 @@ class LaneManager:
         if on_give_up is not GiveUp.WITHDRAW:
             check_give_up(on_give_up)
         if options:
-            handle = self._submit(lane, target, params, True, **options)
+            opts, block = self._options(**options)
+            future = self._submitter.submit(lane, target, params, opts, block, watch=True)
         else:  # every option at its default: one frame less
-            handle = self._submitter.submit(lane, target, params, DEFAULT_OPTIONS, self._ask_timeout, watch=True)
+            future = self._submitter.submit(lane, target, params, DEFAULT_OPTIONS, self._ask_timeout, watch=True)
+        # The submit armed the wait and made no handle (nobody would see it).
         limit = self._ask_timeout if wait_timeout is None else wait_timeout
-        future = handle.future
-        if type(future) is CommandFuture:
-            # wait_result's common case inline (the submit armed the wait): one frame less per call.
-            try:
-                return future.wait_prepared(limit)
-            except LanewayTimeout:
-                gave_up(handle, limit, on_give_up, self._core.cancel)
-                raise
-        return wait_result(handle, limit, on_give_up, self._core.cancel)
+        try:
+            return future.wait_prepared(limit)
+        except LanewayTimeout:
+            gave_up_on(future.command_id, future, limit, on_give_up, self._core.cancel)
+            raise
 
     async def call_async(self, lane: str, target: str | Callable[..., Any] | ToolSpec,
                          params: Mapping[str, Any] | None = None, *, wait_timeout: float | None = None,

@@ -76,7 +76,10 @@ class LaneMetrics(Protocol):
 PERCENTILES = (50, 90, 95, 99)
 
 
-class _MemoryRecorder:
+class MemoryRecorder:
+    """The in-memory recorder. The lanes' core updates ``peak`` and records completions into its
+    windows itself when a lane's recorder is one of these: no call per queue change or completion."""
+
     __slots__ = ("latencies", "throughput", "peak", "_sorted", "_prepared", "__weakref__")
 
     def __init__(self, now: float) -> None:
@@ -138,7 +141,7 @@ def prepare_readings(recorders: Iterable[LaneRecorder], now: float) -> None:
     read as usual.
     """
     for rec in recorders:
-        if isinstance(rec, _MemoryRecorder):
+        if isinstance(rec, MemoryRecorder):
             rec.prepare(now)
 
 
@@ -147,10 +150,10 @@ class InMemoryLaneMetrics:
 
     def __init__(self) -> None:
         # Weak: a removed session lane's recorder goes with its lane.
-        self._recorders: weakref.WeakSet[_MemoryRecorder] = weakref.WeakSet()
+        self._recorders: weakref.WeakSet[MemoryRecorder] = weakref.WeakSet()
 
     def recorder(self, lane: str, now: float) -> LaneRecorder:
-        rec = _MemoryRecorder(now)
+        rec = MemoryRecorder(now)
         self._recorders.add(rec)
         return rec
 

@@ -7,7 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from laneway.errors import CommandTimeout, LaneError
-from laneway.lanes._command import settle_unarmed
+from laneway.core import LazyFuture
 from laneway.lanes._lane import RUN_EWMA_ALPHA
 from laneway.lanes._records import CommandState
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from laneway.lanes._core import LaneCore
 
 log = logging.getLogger(__name__)
+settle_many = LazyFuture.settle_many
+settle_unarmed = LazyFuture.settle
 
 
 class Outcomes:
@@ -23,6 +25,17 @@ class Outcomes:
 
     def __init__(self, core: LaneCore) -> None:
         self._core = core
+        # Completed commands' futures (nobody armed a wait) and their values, settled by one
+        # _settle_done effect, queued with the first of them (guarded by the core's lock).
+        self._done_futures: list[Any] = []
+        self._done_values: list[Any] = []
+
+    def _settle_done(self) -> None:
+        """The effect that settles what :meth:`end_run_locked` gathered (the lists are swapped under the lock)."""
+        with self._core.lock:
+            futures, values = self._done_futures, self._done_values
+            self._done_futures, self._done_values = [], []
+        settle_many(futures, values)
 
     def announce_run(self, run: Run) -> None:
         """A run is about to execute (called by the executors, without the lock)."""
@@ -72,44 +85,64 @@ class Outcomes:
         took = now - run.started_at
         prev = lane.run_ewma  # the moving average behind the lane's ETAs
         lane.run_ewma = took if prev is None else prev + RUN_EWMA_ALPHA * (took - prev)
-        if run.superseded:
-            if run.requeue and cmd.state is CommandState.RUNNING:
-                if ok:  # it finished anyway (ignoring its token): no reason to run it again
-                    self._complete_locked(cmd, run, value, now)
-                else:
-                    cmd.attempts -= 1  # a preempted attempt does not count against the retry policy
-                    lane.add_waiting(cmd)
-                    core.requeue_locked(cmd, keep_seq=True)
-        elif ok:
-            self._complete_locked(cmd, run, value, now)
-            core.run_ended_locked(lane)  # pending did not change: no queue length or pressure update
-            return
-        else:
+        superseded = run.superseded
+        if superseded:
+            if not (run.requeue and cmd.state is CommandState.RUNNING):
+                core.lane_changed_locked(lane)
+                return
+            if not ok:
+                cmd.attempts -= 1  # a preempted attempt does not count against the retry policy
+                lane.add_waiting(cmd)
+                core.requeue_locked(cmd, keep_seq=True)
+                core.lane_changed_locked(lane)
+                return
+            # Preempted to be queued again, but it finished anyway (ignoring its token): it completed.
+        elif not ok:
             self._fail_attempt_locked(cmd, value)
-        core.lane_changed_locked(lane)
-
-    def _complete_locked(self, cmd: Command, run: Run, value: Any, now: float) -> None:
-        core = self._core
+            core.lane_changed_locked(lane)
+            return
+        # The command completed (inline here rather than in a method of its own: a frame less per command).
         cmd.state = CommandState.COMPLETED
-        lane = cmd.lane
         lane.completed += 1
         latency = now - cmd.submitted_at
-        try:
-            lane.recorder.completed(latency, now)
-        except Exception:  # a metrics hook must not break a transition half-way
-            log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
+        memory = lane.memory
+        if memory is not None:  # its completed(), without the call
+            memory.latencies.record(latency)
+            memory.throughput.record(now)
+        else:
+            try:
+                lane.recorder.completed(latency, now)
+            except Exception:  # a metrics hook must not break a transition half-way
+                log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
+        future = cmd.future
         if cmd.durable and core.pending is not None:
             core.box.add(partial(core.pending.delete, cmd.id))
-        future = cmd.future
-        # The base class's settle unless a caller armed a wait: one frame less per command.
-        core.box.add(partial(settle_unarmed, future, value) if future.wait_gate is None else partial(future.settle, value))
-        if core.events.wants("queue.command.completed"):
+            core.box.add(partial(future.settle, value))  # after the delete
+        elif future.wait_gate is None:
+            # Settled with the other results of this critical section (and of any that follow before
+            # the effect runs) in one effect: one lock for all of them, no frame per future.
+            futures = self._done_futures
+            if not futures:
+                core.box.add(self._settle_done)
+            futures.append(future)
+            self._done_values.append(value)
+        else:
+            # A caller armed a wait: settled by the base class's settle (CommandFuture's override
+            # would add a frame), then its gate is released. Nothing settled it before: a run whose
+            # command was cancelled or timed out is superseded and does not complete.
+            core.box.add(partial(settle_unarmed, future, value))
+            core.box.add(future.wait_gate.release)
+        if core.events.active and core.events.wants("queue.command.completed"):
             core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                       tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
         if cmd.timers or cmd.group is not None or core.quiet_waiters:
             core.final_locked(cmd)  # after its effects are queued (see final_locked)
         else:
             del core.commands[cmd.id]  # final_locked's common case, without its frame
+        if superseded:
+            core.lane_changed_locked(lane)
+        else:
+            core.run_ended_locked(lane)  # pending did not change: no queue length or pressure update
 
     def _fail_attempt_locked(self, cmd: Command, error: BaseException) -> None:
         core = self._core

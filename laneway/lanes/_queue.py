@@ -46,15 +46,25 @@ class FairQueue:
     def __len__(self) -> int:
         return self.size
 
-    def push(self, cmd: Command) -> None:
-        """Queue ``cmd`` (its ``level`` and ``seq`` set)."""
-        cq = self._callers.get(cmd.caller)
+    def push(self, cmd: Command) -> int:
+        """Queue ``cmd`` (its ``level`` and ``seq`` set); returns what :meth:`estimate` said just before."""
+        callers = self._callers
+        level = cmd.level
+        cq = callers.get(cmd.caller)
         if cq is None:
-            cq = self._callers[cmd.caller] = self._spare.pop() if self._spare else _CallerQueue()
-        heapq.heappush(cq.heap, (cmd.level, cmd.seq, cmd))
+            ahead = 0
+            others = len(callers)
+            cq = callers[cmd.caller] = self._spare.pop() if self._spare else _CallerQueue()
+        else:
+            ahead = sum(cq.per_level[: level + 1])
+            others = len(callers) - 1
+        if others:  # estimate's round-robin share of the other callers
+            ahead += sum(min(q.live, ahead + 1) for q in callers.values() if q is not cq)
+        heapq.heappush(cq.heap, (level, cmd.seq, cmd))
         cq.live += 1
-        cq.per_level[cmd.level] += 1
+        cq.per_level[level] += 1
         self.size += 1
+        return ahead
 
     def estimate(self, caller: str, level: int) -> int:
         """How many queued commands would go before a new one of ``caller`` at ``level``."""
@@ -87,11 +97,12 @@ class FairQueue:
                     break
             else:
                 cq.live = 0
-            del callers[caller]
-            if cq.live:
-                callers[caller] = cq  # to the back of the round
-            else:
+            if not cq.live:
+                del callers[caller]
                 self._retire(cq)
+            elif len(callers) > 1:
+                del callers[caller]
+                callers[caller] = cq  # to the back of the round
             if cmd is not None:
                 return cmd
         return None

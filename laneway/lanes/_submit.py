@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 import weakref
+from threading import Lock
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, overload
 
 import attrs
 
@@ -17,7 +18,7 @@ from laneway.errors import (
     ParallelNotAllowed,
     ToolNotFound,
 )
-from laneway.lanes._command import Command, Group
+from laneway.lanes._command import Command, CommandFuture, Group
 from laneway.lanes._config import SESSION_PREFIX, Priority, as_priority
 from laneway.lanes._records import CommandHandle
 from laneway.lanes._tools import ToolRegistry, ToolSpec, make_spec
@@ -90,21 +91,37 @@ class Submitter:
                  new_id: Callable[[], str], cancel_fn: Callable[[str, str], bool]) -> None:
         self._core = core
         self._tools = tools
+        self._find = tools.find
         self._session_lane_locked = session_lane_locked
         self._new_id = new_id
         self._cancel_fn = cancel_fn
         self._anon_specs: weakref.WeakKeyDictionary[Callable[..., Any], ToolSpec] = weakref.WeakKeyDictionary()
 
+    @overload
     def submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, opts: SubmitOptions,
-               block: float, *, attempts: int = 0, unbounded: bool = False, watch: bool = False) -> CommandHandle:
+               block: float, *, attempts: int = ..., unbounded: bool = ...,
+               watch: Literal[False] = ...) -> CommandHandle: ...
+
+    @overload
+    def submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, opts: SubmitOptions,
+               block: float, *, attempts: int = ..., unbounded: bool = ..., watch: Literal[True]) -> CommandFuture: ...
+
+    def submit(self, lane_name: str, target: Any, params: Mapping[str, Any] | None, opts: SubmitOptions,
+               block: float, *, attempts: int = 0, unbounded: bool = False,
+               watch: bool = False) -> CommandHandle | CommandFuture:
         """Queue one command; wait up to ``block`` s for room (``unbounded``: never refuse for room).
 
-        ``watch``: the caller blocks on the result next; its future's wait is armed
-        (:meth:`CommandFuture.prepare_wait`) before the run can start.
+        ``watch``: the caller blocks on the result next: its future's wait is armed
+        (:meth:`CommandFuture.prepare_wait`) before the run can start, and the future
+        is returned in place of a handle (nobody else would see the handle).
         """
         core = self._core
         # The common case (a tool by name, a dict of params, a named lane) without the helpers' calls.
-        spec, named = (self._tools.get(target), True) if type(target) is str else self.resolve(target)
+        spec = self._find(target) if type(target) is str else None
+        if spec is not None:
+            named = True
+        else:
+            spec, named = self.resolve(target)
         if type(params) is dict:
             spec.validate(params)
             checked = params.copy()
@@ -115,15 +132,21 @@ class Submitter:
             lane = self.lane_for(lane_name)
         cmd = self._new_command(lane, spec, checked, named, opts)
         durable = cmd.durable
-        cmd.attempts = attempts
+        if attempts:
+            cmd.attempts = attempts
         if opts.command_id is not None and cmd.id in core.commands:  # generated ids are unique
             raise ConfigError(f"command id {cmd.id!r} is already in use")
-        if durable or core.events.wants("queue.command.submitted"):
+        if durable or (core.events.active and core.events.wants("queue.command.submitted")):
             self._announce_submitted([cmd])
         deadline = None
+        box, lock = core.box, core.lock
         try:
             while True:
-                with core.box:
+                # The outbox's bare-lock protocol (see Outbox): two Python frames less than
+                # ``with box:``; nothing below enters the outbox itself.
+                if not lock.acquire(False):
+                    box.acquire_contended()
+                try:
                     if not core.accepting:
                         core.check_accepting_locked()
                     lane = cmd.lane
@@ -132,11 +155,17 @@ class Submitter:
                     if unbounded or lane.pending < lane.config.max_pending:
                         position, eta = core.enqueue_locked(cmd, opts.max_wait)
                         # Everything the caller needs is made before the worker is woken (by this
-                        # block's outbox, on exit): the woken thread then finds the GIL free.
-                        handle = CommandHandle(cmd.id, lane.name, position, eta, cmd.future,
-                                               cancel_fn=self._cancel_fn)
+                        # block's effects, once the lock is released): the woken thread then finds the GIL free.
+                        handle: CommandHandle | CommandFuture
                         if watch:
-                            cmd.future.prepare_wait()
+                            handle = cmd.future
+                            # CommandFuture.prepare_wait, inline: a frame less per call.
+                            gate = Lock()
+                            gate.acquire()
+                            handle.wait_gate = gate
+                        else:
+                            handle = CommandHandle(cmd.id, lane.name, position, eta, cmd.future,
+                                                   cancel_fn=self._cancel_fn)
                         # in_turn: eligible as enqueue_locked's lane update found it, without asking again.
                         if cmd.queued and lane.in_turn:
                             # Else nothing can start that could not before: only this lane changed,
@@ -145,6 +174,11 @@ class Submitter:
                         break
                     if block <= 0:
                         raise LaneFull(f"lane {lane.name!r} is full ({lane.config.max_pending} pending)")
+                finally:
+                    if box.queued:
+                        box.release_and_run()
+                    else:
+                        lock.release()
                 if deadline is None:
                     deadline = time.monotonic() + block
                 core.wait_for_room(lane, deadline, block)
@@ -287,6 +321,9 @@ class Submitter:
                 group.outstanding = len(members)
                 for cmd in members:
                     cmd.lane, cmd.group = lane, group
+                    # In the group's own queue, not the lane's: a cancel must not take it out of
+                    # the lane's queue counts (which would strand the commands queued after the batch).
+                    cmd.queued = False
                     lane.add_waiting(cmd)
                     core.commands[cmd.id] = cmd
                     group.pending.append(cmd)

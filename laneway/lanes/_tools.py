@@ -252,6 +252,9 @@ class ToolRegistry:
         self._parent = parent
         self._lock = threading.Lock()
         self._tools: dict[str, ToolSpec] = {}
+        #: ``find(name)``: the spec registered here under ``name``, else None (the parent is not
+        #: asked; :meth:`get` does). The dict's own ``get``: a lookup without a Python frame.
+        self.find: Callable[[str], ToolSpec | None] = self._tools.get
 
     def register(self, fn: Callable[..., Any] | ToolSpec, **options: Any) -> ToolSpec:
         """Add a tool (a function with options as for :func:`tool`, or a ready spec); returns its spec.

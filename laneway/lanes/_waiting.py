@@ -6,7 +6,6 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Callable
 
 from laneway.errors import ConfigError, LanewayTimeout
-from laneway.lanes._command import CommandFuture
 from laneway.lanes._config import GiveUp
 
 if TYPE_CHECKING:
@@ -25,26 +24,14 @@ def _give_up(withdraw: Withdraw, handle: CommandHandle, reason: str) -> None:
     withdraw(handle.command_id, f"withdrawn: {reason}", handle.future)
 
 
-def wait_result(handle: CommandHandle, limit: float, on_give_up: GiveUp, withdraw: Withdraw) -> Any:
-    """Block up to ``limit`` s for the result; on timeout withdraw the command unless told to keep it."""
-    future = handle.future
-    try:
-        if isinstance(future, CommandFuture):
-            return future.wait_prepared(limit)  # armed by the submit, or a plain wait if it was not
-        return handle.result(limit)
-    except LanewayTimeout:
-        gave_up(handle, limit, on_give_up, withdraw)
-        raise
-
-
-def gave_up(handle: CommandHandle, limit: float, on_give_up: GiveUp, withdraw: Withdraw) -> None:
+def gave_up_on(command_id: str, future: Any, limit: float, on_give_up: GiveUp, withdraw: Withdraw) -> None:
     """No result came within ``limit`` s: withdraw the command unless told to keep it."""
     if on_give_up is GiveUp.WITHDRAW:
-        _give_up(withdraw, handle, f"the caller stopped waiting after {limit}s")
+        withdraw(command_id, f"withdrawn: the caller stopped waiting after {limit}s", future)
 
 
 async def await_result(handle: CommandHandle, limit: float, on_give_up: GiveUp, withdraw: Withdraw) -> Any:
-    """``await`` form of :func:`wait_result`; the caller also gives up when its task is cancelled."""
+    """Block-free form of ``LaneManager.call``'s wait; the caller also gives up when its task is cancelled."""
     wrapped = asyncio.wrap_future(handle.future)
 
     def abandon(reason: str) -> None:

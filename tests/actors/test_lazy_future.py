@@ -140,3 +140,17 @@ def test_settle_many_sets_each_future_once_and_tells_its_waiters_and_callbacks()
     assert [f.result(0) for f in (futs[0], futs[1], futs[3])] == [10, 11, 13] and futs[2].cancelled()
     assert seen == [11] and got == [13] and futs[0]._cond is None
     assert LazyFuture.settle_many(futs[:1], [99]) == 1 and futs[0].result(0) == 10
+
+
+def test_a_lazy_future_made_without_its_init_starts_from_the_class_defaults():
+    # The lanes make a command's future with object.__new__ (no __init__ frame per command).
+    f = object.__new__(CommandFuture)
+    f.command_id = "c-new"
+    assert not f.done() and f._cond is None
+    with pytest.raises(LanewayTimeout, match="result of command c-new"):
+        f.get(0.01)
+    seen = []
+    f.add_done_callback(lambda fut: seen.append(fut.result()))
+    assert f.settle(3) and f.result(0) == 3 and seen == [3]
+    g = object.__new__(CommandFuture)
+    assert g.cancel() and g.cancelled()

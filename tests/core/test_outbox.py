@@ -153,3 +153,53 @@ def test_a_contended_entry_waits_for_the_holder_and_gets_the_lock():
         got.append(box.depth)
     t.join(10)
     assert got == [1]
+
+
+def test_a_block_under_the_bare_lock_runs_its_effects_when_it_leaves_with_release_and_run():
+    box = Outbox("t")
+    seen = []
+    assert box.lock.acquire(False)
+    box.add(lambda: seen.append("first"))
+    box.add(lambda: seen.append("second"))
+    assert len(box.queued) == 2 and seen == []  # nothing runs while the lock is held
+    box.release_and_run()
+    assert seen == ["first", "second"] and not box.queued
+    assert not box.lock._is_owned()
+
+
+def test_release_and_run_inside_a_with_block_leaves_the_effects_to_its_exit():
+    box = Outbox("t")
+    seen = []
+    with box:
+        box.lock.acquire()
+        box.add(lambda: seen.append("ran"))
+        box.release_and_run()  # the enclosing block still holds the lock: not yet
+        assert seen == [] and box.lock._is_owned()
+    assert seen == ["ran"] and not box.lock._is_owned()
+
+
+def test_effects_of_a_bare_lock_block_queued_while_another_thread_drains_run_after_its_own():
+    box = Outbox("t")
+    seen = []
+    draining = threading.Event()
+    queued = threading.Event()
+
+    def first() -> None:
+        seen.append("first")
+        draining.set()
+        assert queued.wait(10)
+
+    def bare_holder() -> None:
+        assert draining.wait(10)
+        box.lock.acquire()
+        box.add(lambda: seen.append("second"))
+        box.release_and_run()  # another thread is draining: it runs this one after its own
+        queued.set()
+
+    t = threading.Thread(target=bare_holder)
+    t.start()
+    with box:
+        box.add(first)
+    t.join(10)
+    assert seen == ["first", "second"]
+    assert box.depth == 0 and not box.lock._is_owned()

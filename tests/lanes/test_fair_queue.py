@@ -54,3 +54,18 @@ def test_priority_levels_inside_one_caller_after_reuse():
     q.push(low)
     q.push(high)
     assert pop(q) is high and pop(q) is low
+
+
+def test_push_returns_what_estimate_said_just_before_it():
+    # The submit path takes a queued command's position from push instead of asking estimate first.
+    import random
+
+    rnd = random.Random(7)
+    q = FairQueue()
+    for _ in range(400):
+        if len(q) and rnd.random() < 0.3:
+            pop(q)
+            continue
+        c = cmd(rnd.choice("abc"), level=rnd.randrange(5))
+        expected = q.estimate(c.caller, c.level)
+        assert q.push(c) == expected

@@ -79,3 +79,20 @@ def test_idle_session_lanes_are_removed_after_the_idle_time(morch, clock, rec):
         assert sub.get(timeout=WAIT).data == {"session_id": "s", "reason": "idle"}
     assert lanes.sessions() == []
     assert lanes.session("s").close() is True and lanes.sessions() == []
+
+
+def test_a_batch_whose_members_were_all_cancelled_is_skipped_for_the_next_command(orch, rec):
+    lanes = start_lanes(orch)
+    lanes.tools.register(rec.held(), name="fetch", parallel_allowed=True)
+    lanes.tools.register(rec.held(), name="write")
+    chat = lanes.session("s2")
+    before = chat.submit("write", {"tag": "before"})
+    batch = chat.execute_parallel([("fetch", {"tag": f"f{i}"}) for i in range(2)], max_concurrent=2)
+    after = chat.submit("write", {"tag": "after"})
+    rec.wait_started(1)
+    assert all(lanes.cancel(h.command_id) for h in batch)  # the batch's queue entry is left empty
+    rec.release("before")
+    assert rec.wait_started(2)[1] == "after"  # the dispatcher passed over the empty batch
+    rec.release_all()
+    assert before.result(timeout=WAIT) == "before" and after.result(timeout=WAIT) == "after"
+    assert chat.statistics().pending == 0 and rec.started == ["before", "after"]

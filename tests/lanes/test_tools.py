@@ -122,3 +122,13 @@ def test_inferred_parameters_of_a_kwargs_function_accept_extra_keys():
     declared = reg.register(lambda a, **rest: a, name="closed", parameters=[{"name": "a"}])
     with pytest.raises(ToolParameterError, match="unknown parameter"):
         declared.validate({"a": 1, "anything": 2})
+
+
+def test_find_looks_only_in_the_registry_itself():
+    parent = ToolRegistry()
+    parent.register(lambda: 1, name="inherited")
+    child = ToolRegistry(parent=parent)
+    spec = child.register(lambda: 2, name="own")
+    assert child.find("own") is spec
+    assert child.find("inherited") is None and child.get("inherited").name == "inherited"
+    assert child.find("missing") is None

@@ -95,3 +95,16 @@ def test_a_filter_or_listener_that_raises_never_fails_the_publisher_or_the_other
     bus.publish("work.done", "x")  # must not raise
     assert seen == ["work.done"]
     assert "filter bug" in caplog.text and "listener bug" in caplog.text
+
+
+def test_active_is_an_attribute_that_follows_subscribers_and_listeners():
+    # Hot paths read it without a call; it must still follow every (un)subscription.
+    bus = EventBus()
+    assert "active" in vars(bus) and bus.active is False
+    remove = bus.add_listener(lambda e: None, "queue.lane.idle")
+    assert bus.active is True
+    sub = bus.subscribe("pool.")
+    remove()
+    assert bus.active is True
+    sub.close()
+    assert bus.active is False
