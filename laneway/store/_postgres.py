@@ -1,6 +1,6 @@
 """PostgreSQL store (optional): the same :class:`~laneway.store.Store` protocol on a server.
 
-Needs psycopg 3 (``pip install 'laneway[postgres]'``); psycopg is imported
+Needs psycopg 3 (``pip install "laneway[postgres]"``); psycopg is imported
 only when a :class:`PostgresStore` is created, so ``import laneway.store``
 works without it.
 """
@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from laneway.errors import ConfigError, StoreError, StoreFenced, VersionNotFound
 from laneway.store._base import VersionInfo
+from laneway.store._psycopg import import_psycopg
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,7 @@ class PostgresStore:
     def __init__(self, dsn: str, *, table_prefix: str = "laneway_") -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table_prefix):
             raise ConfigError(f"table_prefix must be letters, digits and '_', got {table_prefix!r}")
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise ConfigError("PostgresStore needs psycopg 3: pip install 'laneway[postgres]'") from exc
-        self._psycopg = psycopg
+        self._psycopg = import_psycopg("PostgresStore")
         self.dsn = dsn
         self.prefix = table_prefix
         self._lock = threading.RLock()
