@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -185,6 +187,26 @@ def test_sigkill_fails_asks_in_flight_naming_pid_and_signal_and_dead_letters_tel
     assert "SIGKILL" in crashed.data["error"]
     with pytest.raises(errors.ActorDead):
         ref.tell(Inc())
+
+
+def test_a_killed_host_keeps_its_exit_status_for_the_watcher_whatever_else_starts_processes(orch):
+    # multiprocessing reaps the finished children it tracks whenever any thread starts a
+    # process (or calls active_children()): a host reaped there took its exit status along,
+    # and under load its SIGKILL was reported as "ended".
+    ref = orch.spawn(Recorder, name="r", placement="process")
+    cell = ref._cell
+    pidfd = os.pidfd_open(cell.pid)
+    try:
+        with cell.host.hosts.lock:  # the watcher cannot take the dead host out of its table meanwhile
+            os.kill(cell.pid, signal.SIGKILL)
+            assert select.select([pidfd], [], [], 30)[0], "the host did not die"
+            multiprocessing.active_children()  # what every Process.start() in the program runs first
+            info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)  # ChildProcessError if reaped
+            assert info is not None and info.si_status == signal.SIGKILL
+        assert cell.exited.wait(30)
+    finally:
+        os.close(pidfd)
+    assert cell.exit.error.reason == "killed by SIGKILL"
 
 
 def test_a_supervisor_restarts_a_killed_process_actor_in_a_new_process_behind_the_same_ref(orch):
