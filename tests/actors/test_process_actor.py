@@ -115,22 +115,26 @@ def test_an_unpicklable_reply_is_a_typed_error_at_the_asker(orch):
     assert ref.ask(Inc(), timeout=10) == 1
 
 
-def test_messages_from_each_sender_arrive_in_order(orch):
-    ref = orch.spawn(Recorder, name="r", placement="process")
+def check_each_senders_order(ref: Any, senders: int, each: int, timeout: float) -> None:
+    """``senders`` threads tell a :class:`Recorder` ``each`` notes at once; it got them all, each sender's in order."""
 
     def send(sender: int) -> None:
-        for n in range(300):
+        for n in range(each):
             ref.tell(Note(sender, n))
 
-    threads = [threading.Thread(target=send, args=(s,)) for s in range(4)]
+    threads = [threading.Thread(target=send, args=(s,)) for s in range(senders)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
-    notes = ref.ask(Notes(), timeout=10)
-    assert len(notes) == 1200
-    for s in range(4):
-        assert [n for sender, n in notes if sender == s] == list(range(300))
+        t.join(timeout)
+    notes = ref.ask(Notes(), timeout=timeout)
+    assert len(notes) == senders * each
+    for s in range(senders):
+        assert [n for sender, n in notes if sender == s] == list(range(each))
+
+
+def test_messages_from_each_sender_arrive_in_order(orch):
+    check_each_senders_order(orch.spawn(Recorder, name="r", placement="process"), senders=4, each=300, timeout=30)
 
 
 @pytest.mark.parametrize("size", [10, 300_000], ids=["datagram", "too-big-for-a-datagram"])
