@@ -51,7 +51,9 @@ def start_host_process(target: Any, args: tuple, name: str) -> Any:
     proc.start()
     # A host is killed with its system (ProcessHosts.close) or its parent (PR_SET_PDEATHSIG),
     # so multiprocessing's exit-time sweep of the children it tracks is not needed for it.
-    multiprocessing.process._children.discard(proc)  # type: ignore[attr-defined]
+    tracked = getattr(multiprocessing.process, "_children", None)  # CPython's set of them, private
+    if tracked is not None:
+        tracked.discard(proc)
     return proc
 
 
