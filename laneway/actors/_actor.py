@@ -60,6 +60,13 @@ NORMAL_EXIT = Exit(ExitKind.NORMAL)
 SHUTDOWN_EXIT = Exit(ExitKind.SHUTDOWN)
 
 
+def why_dead(exit: Exit | None, *, not_yet: str) -> str:
+    """Why an actor no longer takes messages, for errors and dead letters: ``not_yet`` while its exit is unknown."""
+    if exit is None:
+        return not_yet
+    return f"crashed: {exit.error!r}" if exit.error is not None else exit.kind.value
+
+
 def handler(message_type: type) -> Callable[[F], F]:
     """Mark an :class:`Actor` method as the handler for ``message_type`` (and its subclasses).
 
@@ -369,10 +376,7 @@ class _Cell(pykka.ThreadingActor):
             self._publish_dead_letter(message, reason)
 
     def _why_dead(self) -> str:
-        exit = self.exit or self._stop_request
-        if exit is None:
-            return "stopped"
-        return f"crashed: {exit.error!r}" if exit.error is not None else exit.kind.value
+        return why_dead(self.exit or self._stop_request, not_yet="stopped")
 
     def _publish_dead_letter(self, message: Any, reason: str) -> None:
         publish_dead_letter(self.lw_ref, message, reason)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 import zmq
 
 from laneway.actors import _proc_wire as w
-from laneway.actors._actor import Exit, ExitKind, announce_exit, publish_dead_letter, _Ask
+from laneway.actors._actor import Exit, ExitKind, announce_exit, publish_dead_letter, why_dead, _Ask
 from laneway.core import Future
 from laneway.errors import ActorCrashed, AskTimeout, ActorDead, ActorProcessDied, SerializationError
 
@@ -273,14 +273,8 @@ class ProcessCell:
         """End the host process now (a stop that did not finish in time)."""
         self.host.kill()
 
-    def _drain(self) -> None:
-        """Nothing to do: the cell accounts for every message itself when it ends."""
-
     def _why_dead(self) -> str:
-        exit = self.exit
-        if exit is None:
-            return "stopping"
-        return f"crashed: {exit.error!r}" if exit.error is not None else exit.kind.value
+        return why_dead(self.exit, not_yet="stopping")
 
     # frames from the child (watcher thread) -----------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.process
 import os
 import queue
 import shutil
@@ -35,6 +36,25 @@ log = logging.getLogger(__name__)
 _CTX = multiprocessing.get_context("spawn")
 
 _SPARE = object()  # a request to the spawner thread: start a spare host
+
+
+def start_host_process(target: Any, args: tuple, name: str) -> Any:
+    """Start a host process (``spawn``) that no one but its :class:`_Host` reaps.
+
+    multiprocessing reaps every finished child it tracks whenever any thread of the
+    program starts a process or calls ``active_children()``. A host reaped there took
+    its exit status with it: the watcher, racing that thread, found the pidfd empty
+    and ``exitcode`` not stored yet, and reported a SIGKILL as "ended". Untracked, a
+    host stays a zombie until the watcher has read its status and joins it.
+    """
+    proc = _CTX.Process(target=target, args=args, name=name, daemon=True)
+    proc.start()
+    # A host is killed with its system (ProcessHosts.close) or its parent (PR_SET_PDEATHSIG),
+    # so multiprocessing's exit-time sweep of the children it tracks is not needed for it.
+    tracked = getattr(multiprocessing.process, "_children", None)  # CPython's set of them, private
+    if tracked is not None:
+        tracked.discard(proc)
+    return proc
 
 
 def exit_code_of(pidfd: int) -> int | None:
@@ -270,8 +290,7 @@ class ProcessHosts:
                 continue
             target, args, name, done = item
             try:
-                proc = _CTX.Process(target=target, args=args, name=name, daemon=True)
-                proc.start()
+                proc = start_host_process(target, args, name)
             except BaseException as exc:
                 done.settle(error=exc)
             else:
@@ -286,9 +305,7 @@ class ProcessHosts:
             host = self._spare = _Host(self, next(self._numbers), None)
         target, args, name = host.launch_args()
         try:
-            proc = _CTX.Process(target=target, args=args, name=name, daemon=True)
-            proc.start()
-            self._launch(host, proc)
+            self._launch(host, start_host_process(target, args, name))
         except Exception:
             log.exception("could not start a spare actor host process")
             with self.lock:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import cloudpickle
 
 from laneway.actors import _proc_wire as w
-from laneway.actors._actor import Exit, ExitKind, announce_exit, publish_dead_letter
+from laneway.actors._actor import Exit, ExitKind, announce_exit, publish_dead_letter, why_dead
 from laneway.core import Future, acquire_ray
 from laneway.errors import ActorCrashed, ActorDead, ActorProcessDied, ActorStartError, ConfigError, SerializationError
 
@@ -375,14 +375,8 @@ class RayCell:
             except Exception:
                 pass
 
-    def _drain(self) -> None:
-        """Nothing to do: the cell accounts for every message itself when it ends."""
-
     def _why_dead(self) -> str:
-        exit = self.exit
-        if exit is None:
-            return "stopping"
-        return f"crashed: {exit.error!r}" if exit.error is not None else exit.kind.value
+        return why_dead(self.exit, not_yet="stopping")
 
     # news from the actor ------------------------------------------------------------
 

@@ -46,6 +46,15 @@ def _shutdown_leftovers() -> None:
             log.exception("shutdown of %s at exit failed", orch.name)
 
 
+def _shutdown_step(errors: list[str], label: str, step: Callable[..., Any], *args: Any) -> None:
+    # One failing part must not keep the others running: log it, report it under its label, go on.
+    try:
+        step(*args)
+    except Exception as exc:
+        log.exception("shutdown of %s failed", label)
+        errors.append(f"{label}: {exc!r}")
+
+
 @attrs.frozen
 class ShutdownReport:
     """What :meth:`ActorSystem.shutdown` did.
@@ -370,11 +379,7 @@ class ActorSystem:
         self.events.publish("system.shutdown.started", self.name)
         errors: list[str] = []
         for label, hook in hooks:
-            try:
-                hook(per_step)
-            except Exception as exc:
-                log.exception("shutdown hook %s raised", label)
-                errors.append(f"{label}: {exc!r}")
+            _shutdown_step(errors, label, hook, per_step)
         stopped: list[str] = []
         for ref, own_timeout in top:
             cell = ref._cell
@@ -388,22 +393,11 @@ class ActorSystem:
                 self.events.publish("actor.stuck", ref.name)
                 self._report_stuck(ref.name)
         if self._hosts is not None:
-            try:
-                self._hosts.close(per_step)
-            except Exception as exc:
-                log.exception("closing the actor host processes failed")
-                errors.append(f"actor hosts: {exc!r}")
+            _shutdown_step(errors, "actor hosts", self._hosts.close, per_step)
         if self._remote is not None:
-            try:
-                self._remote.close(per_step)
-            except Exception as exc:
-                log.exception("closing the remote actor host endpoint failed")
-                errors.append(f"remote actor hosts: {exc!r}")
+            _shutdown_step(errors, "remote actor hosts", self._remote.close, per_step)
         if self._owns_ray:  # our share of the Ray connection laneway opened; the program's own stays
-            try:
-                release_ray()
-            except Exception as exc:
-                errors.append(f"ray: {exc!r}")
+            _shutdown_step(errors, "ray", release_ray)
         self.clock.close()
         if self.store is not None and self._owns_store:
             self.store.close()

@@ -31,6 +31,7 @@ from laneway.cluster._records import ClusterHandle, ClusterStats, ClusterWorkflo
 from laneway.cluster._work import Worker
 from laneway.errors import ClusterError, CommandFailed, ConfigError, NodeNameTaken, SystemShutdown
 from laneway.lanes import Priority
+from laneway.store import import_psycopg
 
 if TYPE_CHECKING:
     from laneway.lanes import LaneManager
@@ -96,11 +97,7 @@ class ClusterNode(Worker):
                 raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
         if not isinstance(table_prefix, str) or not table_prefix or not set(table_prefix) <= _NAME_OK - {"-", "."}:
             raise ConfigError(f"table_prefix must be letters, digits and '_', got {table_prefix!r}")
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise ConfigError("a cluster node needs psycopg 3: pip install 'laneway[postgres]'") from exc
-        self._psycopg = psycopg
+        self._psycopg = import_psycopg("a cluster node")
         self.dsn = dsn
         self.node = node
         self.lease_s = float(lease_s)

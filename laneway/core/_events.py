@@ -12,14 +12,12 @@ import collections
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import attrs
 
+from laneway.core._wakeups import LoopWakeups
 from laneway.errors import ConfigError
-
-if TYPE_CHECKING:
-    import asyncio
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +110,7 @@ class Subscription:
         self._maxsize = maxsize
         self._items: collections.deque[Event] = collections.deque()
         self._cond = threading.Condition()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._wakeups = LoopWakeups()
         self.dropped = 0
         self.closed = False
 
@@ -129,9 +127,9 @@ class Subscription:
                     log.warning("event subscription full (%d); dropping oldest events", self._maxsize)
             self._items.append(event)
             self._cond.notify()
-            waiters, self._waiters = self._waiters, []
-        for loop, fut in waiters:
-            loop.call_soon_threadsafe(_wake, fut)
+            waiters = self._wakeups.take() if self._wakeups else None
+        if waiters:
+            LoopWakeups.wake(waiters)
 
     def get(self, timeout: float | None = None) -> Event:
         """Next event, blocking up to ``timeout`` seconds; raises ``TimeoutError``."""
@@ -182,11 +180,7 @@ class Subscription:
                     return self._items.popleft()
                 if self.closed:
                     raise StopAsyncIteration
-                import asyncio  # loaded by the first await: a program that never awaits never pays for it
-
-                loop = asyncio.get_running_loop()
-                fut: asyncio.Future[None] = loop.create_future()
-                self._waiters.append((loop, fut))
+                fut = self._wakeups.add()
             await fut
 
     def close(self) -> None:
@@ -195,20 +189,15 @@ class Subscription:
         with self._cond:
             self.closed = True
             self._cond.notify_all()
-            waiters, self._waiters = self._waiters, []
-        for loop, fut in waiters:
-            loop.call_soon_threadsafe(_wake, fut)
+            waiters = self._wakeups.take() if self._wakeups else None
+        if waiters:
+            LoopWakeups.wake(waiters)
 
     def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
 
 
 class EventBus:

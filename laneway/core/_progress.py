@@ -15,16 +15,13 @@ import collections
 import enum
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator, Mapping
+from typing import Any, AsyncIterator, Iterator, Mapping
 
 import attrs
 
 from laneway.core._future import Future
 from laneway.errors import ConfigError, LanewayTimeout
-from laneway.core._events import _wake
-
-if TYPE_CHECKING:
-    import asyncio
+from laneway.core._wakeups import LoopWakeups
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +98,7 @@ class ProgressSubscription:
         self._size = buffer_size
         self._items: collections.deque[ProgressEvent] = collections.deque()
         self._cond = threading.Condition()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._wakeups = LoopWakeups()
         self._finished = False  # the terminal event was read
         self.folded = 0
         self.closed = False
@@ -119,9 +116,9 @@ class ProgressSubscription:
                 event = ProgressEvent(ProgressKind.SNAPSHOT, event.seq, dict(state or {}), folded=replaced)
             self._items.append(event)
             self._cond.notify_all()
-            waiters, self._waiters = self._waiters, []
-        for loop, fut in waiters:
-            loop.call_soon_threadsafe(_wake, fut)
+            waiters = self._wakeups.take() if self._wakeups else None
+        if waiters:
+            LoopWakeups.wake(waiters)
 
     def pending(self) -> int:
         """How many events are buffered now."""
@@ -166,11 +163,7 @@ class ProgressSubscription:
                         return self._take()
                     except StopIteration:
                         raise StopAsyncIteration from None
-                import asyncio  # loaded by the first await: a program that never awaits never pays for it
-
-                loop = asyncio.get_running_loop()
-                fut: asyncio.Future[None] = loop.create_future()
-                self._waiters.append((loop, fut))
+                fut = self._wakeups.add()
             await fut
 
     def close(self) -> None:
@@ -180,9 +173,9 @@ class ProgressSubscription:
             self.closed = True
             self._items.clear()
             self._cond.notify_all()
-            waiters, self._waiters = self._waiters, []
-        for loop, fut in waiters:
-            loop.call_soon_threadsafe(_wake, fut)
+            waiters = self._wakeups.take() if self._wakeups else None
+        if waiters:
+            LoopWakeups.wake(waiters)
 
     def __enter__(self) -> ProgressSubscription:
         return self

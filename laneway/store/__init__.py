@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 from laneway.store._base import Store, VersionInfo
 from laneway.store._open import open_store
 from laneway.store._postgres import PostgresStore  # psycopg is imported only when one is created
+from laneway.store._psycopg import POSTGRES_EXTRA, import_psycopg
 
 if TYPE_CHECKING:
     from laneway.store._sqlite import SQLiteStore
 
-__all__ = ["PostgresStore", "SQLiteStore", "Store", "VersionInfo", "open_store"]
+__all__ = ["POSTGRES_EXTRA", "PostgresStore", "SQLiteStore", "Store", "VersionInfo", "import_psycopg", "open_store"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,6 @@
 """PostgreSQL store (optional): the same :class:`~laneway.store.Store` protocol on a server.
 
-Needs psycopg 3 (``pip install 'laneway[postgres]'``); psycopg is imported
+Needs psycopg 3 (``pip install "laneway[postgres]"``); psycopg is imported
 only when a :class:`PostgresStore` is created, so ``import laneway.store``
 works without it.
 """
@@ -11,11 +11,11 @@ import contextlib
 import logging
 import re
 import threading
-import time
 from typing import Any, Iterator
 
-from laneway.errors import ConfigError, StoreError, StoreFenced, VersionNotFound
-from laneway.store._base import VersionInfo
+from laneway.errors import ConfigError, StoreError, StoreFenced
+from laneway.store._psycopg import import_psycopg
+from laneway.store._sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS {p}versions (
 """
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
     """A :class:`~laneway.store.Store` in PostgreSQL tables (``<prefix>kv``, ``<prefix>versions``).
 
     One connection is shared under a lock, like :class:`SQLiteStore`; writes
@@ -62,17 +62,14 @@ class PostgresStore:
     def __init__(self, dsn: str, *, table_prefix: str = "laneway_") -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table_prefix):
             raise ConfigError(f"table_prefix must be letters, digits and '_', got {table_prefix!r}")
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise ConfigError("PostgresStore needs psycopg 3: pip install 'laneway[postgres]'") from exc
-        self._psycopg = psycopg
+        self._psycopg = import_psycopg("PostgresStore")
         self.dsn = dsn
         self.prefix = table_prefix
         self._lock = threading.RLock()
         self._depth = 0
         self._closed = False
         self._fence: tuple[str, tuple] | None = None
+        self._use_tables(f"{table_prefix}kv", f"{table_prefix}versions", "%s")
         self._conn = self._connect()
         with self.transaction():
             # Concurrent CREATE TABLE IF NOT EXISTS races in PostgreSQL (a duplicate pg_type row)
@@ -161,75 +158,9 @@ class PostgresStore:
         with self.transaction():
             return self._execute(sql, args)
 
-    def put(self, namespace: str, key: str, value: bytes) -> None:
-        self._write(
-            f"INSERT INTO {self.prefix}kv (namespace, key, value) VALUES (%s, %s, %s) "
-            "ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value",
-            (namespace, key, value),
-        )
-
-    def get(self, namespace: str, key: str) -> bytes | None:
-        row = self._execute(
-            f"SELECT value FROM {self.prefix}kv WHERE namespace = %s AND key = %s", (namespace, key)
-        ).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def delete(self, namespace: str, key: str) -> bool:
-        cur = self._write(f"DELETE FROM {self.prefix}kv WHERE namespace = %s AND key = %s", (namespace, key))
-        return cur.rowcount > 0
-
-    def items(self, namespace: str) -> list[tuple[str, bytes]]:
-        rows = self._execute(
-            f"SELECT key, value FROM {self.prefix}kv WHERE namespace = %s ORDER BY seq", (namespace,)
-        ).fetchall()
-        return [(k, bytes(v)) for k, v in rows]
-
-    def append_version(self, namespace: str, key: str, value: bytes) -> int:
-        with self.transaction():
-            # Serialise appends to this key across processes; a hash collision only serialises more.
-            lock_key = f"{self.prefix}{namespace}/{key}"
-            self._execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key,))
-            row = self._execute(
-                f"SELECT COALESCE(MAX(version), 0) FROM {self.prefix}versions WHERE namespace = %s AND key = %s",
-                (namespace, key),
-            ).fetchone()
-            version = row[0] + 1
-            self._execute(
-                f"INSERT INTO {self.prefix}versions (namespace, key, version, ts, value) VALUES (%s, %s, %s, %s, %s)",
-                (namespace, key, version, time.time(), value),
-            )
-        return version
-
-    def get_version(self, namespace: str, key: str, version: int | None = None) -> tuple[int, bytes]:
-        table = f"{self.prefix}versions"
-        if version is None:
-            row = self._execute(
-                f"SELECT version, value FROM {table} WHERE namespace = %s AND key = %s ORDER BY version DESC LIMIT 1",
-                (namespace, key),
-            ).fetchone()
-        else:
-            row = self._execute(
-                f"SELECT version, value FROM {table} WHERE namespace = %s AND key = %s AND version = %s",
-                (namespace, key, version),
-            ).fetchone()
-        if row is None:
-            which = "any version" if version is None else f"version {version}"
-            raise VersionNotFound(f"{namespace}/{key} has no {which}")
-        return row[0], bytes(row[1])
-
-    def history(self, namespace: str, key: str) -> list[VersionInfo]:
-        rows = self._execute(
-            f"SELECT version, ts, length(value) FROM {self.prefix}versions "
-            "WHERE namespace = %s AND key = %s ORDER BY version",
-            (namespace, key),
-        ).fetchall()
-        return [VersionInfo(v, ts, size) for v, ts, size in rows]
-
-    def versioned_keys(self, namespace: str) -> list[str]:
-        rows = self._execute(
-            f"SELECT key FROM {self.prefix}versions WHERE namespace = %s AND version = 1 ORDER BY seq", (namespace,)
-        ).fetchall()
-        return [r[0] for r in rows]
+    def _serialise_append(self, namespace: str, key: str) -> None:
+        # Appends from several processes would race for the next number; a hash collision only serialises more.
+        self._execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{self.prefix}{namespace}/{key}",))
 
     def drop_tables(self) -> None:
         """Delete this store's two tables and everything in them (for tests and teardown)."""

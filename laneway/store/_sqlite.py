@@ -6,11 +6,10 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 from typing import Iterator
 
-from laneway.errors import StoreError, VersionNotFound
-from laneway.store._base import VersionInfo
+from laneway.errors import StoreError
+from laneway.store._sql import SqlStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -31,7 +30,7 @@ CREATE TABLE IF NOT EXISTS versions (
 """
 
 
-class SQLiteStore:
+class SQLiteStore(SqlStore):
     """A :class:`~laneway.store.Store` in one SQLite file (WAL mode).
 
     WAL with ``synchronous=NORMAL`` makes every committed write survive a
@@ -50,6 +49,8 @@ class SQLiteStore:
         >>> store.close()
     """
 
+    _FIRST_VERSIONS = "ts, key"  # the versions table has no insertion counter here
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         try:
@@ -62,6 +63,7 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._closed = False
+        self._use_tables("kv", "versions", "?")
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path}>"
@@ -96,65 +98,6 @@ class SQLiteStore:
                 return self._db.execute(sql, args)
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
-
-    def put(self, namespace: str, key: str, value: bytes) -> None:
-        self._execute(
-            "INSERT INTO kv (namespace, key, value) VALUES (?, ?, ?) "
-            "ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
-            (namespace, key, value),
-        )
-
-    def get(self, namespace: str, key: str) -> bytes | None:
-        row = self._execute("SELECT value FROM kv WHERE namespace = ? AND key = ?", (namespace, key)).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def delete(self, namespace: str, key: str) -> bool:
-        return self._execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key)).rowcount > 0
-
-    def items(self, namespace: str) -> list[tuple[str, bytes]]:
-        rows = self._execute("SELECT key, value FROM kv WHERE namespace = ? ORDER BY seq", (namespace,)).fetchall()
-        return [(k, bytes(v)) for k, v in rows]
-
-    def append_version(self, namespace: str, key: str, value: bytes) -> int:
-        with self.transaction():
-            row = self._execute(
-                "SELECT COALESCE(MAX(version), 0) FROM versions WHERE namespace = ? AND key = ?", (namespace, key)
-            ).fetchone()
-            version = row[0] + 1
-            self._execute(
-                "INSERT INTO versions (namespace, key, version, ts, value) VALUES (?, ?, ?, ?, ?)",
-                (namespace, key, version, time.time(), value),
-            )
-        return version
-
-    def get_version(self, namespace: str, key: str, version: int | None = None) -> tuple[int, bytes]:
-        if version is None:
-            row = self._execute(
-                "SELECT version, value FROM versions WHERE namespace = ? AND key = ? ORDER BY version DESC LIMIT 1",
-                (namespace, key),
-            ).fetchone()
-        else:
-            row = self._execute(
-                "SELECT version, value FROM versions WHERE namespace = ? AND key = ? AND version = ?",
-                (namespace, key, version),
-            ).fetchone()
-        if row is None:
-            which = "any version" if version is None else f"version {version}"
-            raise VersionNotFound(f"{namespace}/{key} has no {which}")
-        return row[0], bytes(row[1])
-
-    def history(self, namespace: str, key: str) -> list[VersionInfo]:
-        rows = self._execute(
-            "SELECT version, ts, length(value) FROM versions WHERE namespace = ? AND key = ? ORDER BY version",
-            (namespace, key),
-        ).fetchall()
-        return [VersionInfo(v, ts, size) for v, ts, size in rows]
-
-    def versioned_keys(self, namespace: str) -> list[str]:
-        rows = self._execute(
-            "SELECT key FROM versions WHERE namespace = ? AND version = 1 ORDER BY ts, key", (namespace,)
-        ).fetchall()
-        return [r[0] for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -113,22 +115,26 @@ def test_an_unpicklable_reply_is_a_typed_error_at_the_asker(orch):
     assert ref.ask(Inc(), timeout=10) == 1
 
 
-def test_messages_from_each_sender_arrive_in_order(orch):
-    ref = orch.spawn(Recorder, name="r", placement="process")
+def check_each_senders_order(ref: Any, senders: int, each: int, timeout: float) -> None:
+    """``senders`` threads tell a :class:`Recorder` ``each`` notes at once; it got them all, each sender's in order."""
 
     def send(sender: int) -> None:
-        for n in range(300):
+        for n in range(each):
             ref.tell(Note(sender, n))
 
-    threads = [threading.Thread(target=send, args=(s,)) for s in range(4)]
+    threads = [threading.Thread(target=send, args=(s,)) for s in range(senders)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
-    notes = ref.ask(Notes(), timeout=10)
-    assert len(notes) == 1200
-    for s in range(4):
-        assert [n for sender, n in notes if sender == s] == list(range(300))
+        t.join(timeout)
+    notes = ref.ask(Notes(), timeout=timeout)
+    assert len(notes) == senders * each
+    for s in range(senders):
+        assert [n for sender, n in notes if sender == s] == list(range(each))
+
+
+def test_messages_from_each_sender_arrive_in_order(orch):
+    check_each_senders_order(orch.spawn(Recorder, name="r", placement="process"), senders=4, each=300, timeout=30)
 
 
 @pytest.mark.parametrize("size", [10, 300_000], ids=["datagram", "too-big-for-a-datagram"])
@@ -185,6 +191,26 @@ def test_sigkill_fails_asks_in_flight_naming_pid_and_signal_and_dead_letters_tel
     assert "SIGKILL" in crashed.data["error"]
     with pytest.raises(errors.ActorDead):
         ref.tell(Inc())
+
+
+def test_a_killed_host_keeps_its_exit_status_for_the_watcher_whatever_else_starts_processes(orch):
+    # multiprocessing reaps the finished children it tracks whenever any thread starts a
+    # process (or calls active_children()): a host reaped there took its exit status along,
+    # and under load its SIGKILL was reported as "ended".
+    ref = orch.spawn(Recorder, name="r", placement="process")
+    cell = ref._cell
+    pidfd = os.pidfd_open(cell.pid)
+    try:
+        with cell.host.hosts.lock:  # the watcher cannot take the dead host out of its table meanwhile
+            os.kill(cell.pid, signal.SIGKILL)
+            assert select.select([pidfd], [], [], 30)[0], "the host did not die"
+            multiprocessing.active_children()  # what every Process.start() in the program runs first
+            info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)  # ChildProcessError if reaped
+            assert info is not None and info.si_status == signal.SIGKILL
+        assert cell.exited.wait(30)
+    finally:
+        os.close(pidfd)
+    assert cell.exit.error.reason == "killed by SIGKILL"
 
 
 def test_a_supervisor_restarts_a_killed_process_actor_in_a_new_process_behind_the_same_ref(orch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import attrs
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from laneway import errors
 from laneway.actors import ChildSpec, OneForOne, handler
 from tests.actors.support import Block, Counter, Get, Inc, wait_restarted
-from tests.actors.test_process_actor import Note, Notes, Pid, Recorder
+from tests.actors.test_process_actor import Note, Notes, Pid, Recorder, check_each_senders_order
 
 pytestmark = [pytest.mark.ray, pytest.mark.multiprocess]
 
@@ -30,20 +29,7 @@ def test_ray_options_need_ray_placement(orch):
 
 
 def test_messages_from_each_sender_arrive_in_order(orch):
-    ref = orch.spawn(Recorder, name="r", placement="ray")
-
-    def send(sender: int) -> None:
-        for n in range(100):
-            ref.tell(Note(sender, n))
-
-    threads = [threading.Thread(target=send, args=(s,)) for s in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    notes = ref.ask(Notes(), timeout=60)
-    for s in range(3):
-        assert [n for sender, n in notes if sender == s] == list(range(100))
+    check_each_senders_order(orch.spawn(Recorder, name="r", placement="ray"), senders=3, each=100, timeout=60)
 
 
 def test_a_killed_ray_actor_fails_its_asks_and_is_restarted_fresh(orch, gates):

@@ -7,8 +7,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import attrs
@@ -20,9 +18,6 @@ from laneway.cli import main as cli
 from tests.actors.support import Counter, Get, Inc
 
 pytestmark = pytest.mark.multiprocess
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 @attrs.frozen
 class Pid:
@@ -52,21 +47,9 @@ def keys(tmp_path):
 
 
 @pytest.fixture
-def actor_hosts():
-    """Start ``laneway worker --actors`` processes; every one is killed at the end."""
-    procs = []
-
-    def start(endpoint, name, *args):
-        cmd = [sys.executable, "-m", "laneway", "worker", "--actors", "--connect", endpoint, "--name", name,
-               "--heartbeat", "0.1", *args]
-        proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=ROOT), stderr=subprocess.DEVNULL)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait()
+def actor_hosts(laneway_workers):
+    """Starts ``laneway worker --actors`` processes: ``actor_hosts(endpoint, name, *args)``; all killed at the end."""
+    return lambda endpoint, name, *args: laneway_workers.start(endpoint, "--actors", "--name", name, *args)
 
 
 def _good(keys):

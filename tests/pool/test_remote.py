@@ -7,8 +7,6 @@ import os
 import shutil
 import socket
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -21,24 +19,10 @@ from .conftest import wait_until
 
 pytestmark = pytest.mark.multiprocess
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
 @pytest.fixture
-def remote_workers():
-    """Start ``laneway worker`` processes; every one is killed at the end."""
-    procs = []
-
-    def start(endpoint, *args):
-        cmd = [sys.executable, "-m", "laneway", "worker", "--connect", endpoint, "--heartbeat", "0.1", *args]
-        proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=ROOT), stderr=subprocess.DEVNULL)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.kill()
-        proc.wait()
+def remote_workers(laneway_workers):
+    """Starts ``laneway worker`` processes: ``remote_workers(endpoint, *args)``; all killed at the end."""
+    return laneway_workers.start
 
 
 def test_keys_command_writes_the_server_and_client_pairs(tmp_path, capsys):
@@ -82,17 +66,8 @@ def test_only_the_worker_with_an_authorized_key_joins_and_gets_tasks(orch, tmp_p
     assert pool.statistics().workers == 1
 
 
-def _worker(endpoint, tmp_path, *args):
-    """A ``laneway worker`` whose log goes to a file; returns (process, log path)."""
-    log_path = tmp_path / f"worker-{len(list(tmp_path.glob('worker-*')))}.log"
-    cmd = [sys.executable, "-m", "laneway", "worker", "--connect", endpoint, "--heartbeat", "0.1", *args]
-    with open(log_path, "w") as log_file:
-        proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=ROOT), stderr=log_file)
-    return proc, log_path
-
-
 @pytest.mark.timeout(120)
-def test_a_worker_the_pool_never_admits_logs_why_and_exits(orch, tmp_path):
+def test_a_worker_the_pool_never_admits_logs_why_and_exits(orch, tmp_path, remote_workers, laneway_workers):
     keys, other = tmp_path / "keys", tmp_path / "other"
     cli(["keys", str(keys), "--client", "good"])
     cli(["keys", str(other), "--client", "good"])
@@ -102,20 +77,15 @@ def test_a_worker_the_pool_never_admits_logs_why_and_exits(orch, tmp_path):
         s.bind(("127.0.0.1", 0))
         nothing = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     started = [
-        (_worker(pool.endpoint, tmp_path, "--keys", str(other), "--key-name", "good", "--handshake-timeout", "3"),
+        (remote_workers(pool.endpoint, "--keys", str(other), "--key-name", "good", "--handshake-timeout", "3"),
          "the pool refused this worker's key"),
-        (_worker(pool.endpoint, tmp_path, "--handshake-timeout", "3"), "the security handshake failed"),
-        (_worker(nothing, tmp_path, "--handshake-timeout", "1"), "nothing answered"),
+        (remote_workers(pool.endpoint, "--handshake-timeout", "3"), "the security handshake failed"),
+        (remote_workers(nothing, "--handshake-timeout", "1"), "nothing answered"),
     ]  # fmt: skip
-    try:
-        for (proc, log_path), why in started:
-            assert proc.wait(timeout=60) == 3
-            text = log_path.read_text()
-            assert "no answer from the pool" in text and why in text, text
-    finally:
-        for (proc, _), _ in started:
-            proc.kill()
-            proc.wait()
+    for proc, why in started:
+        assert proc.wait(timeout=60) == 3
+        text = laneway_workers.log(proc)
+        assert "no answer from the pool" in text and why in text, text
     assert pool.statistics().workers == 0
 
 
@@ -179,15 +149,11 @@ def test_a_remote_worker_cut_off_for_a_while_rejoins_under_a_new_identity(orch, 
 
 
 @pytest.mark.timeout(120)
-def test_sigterm_stops_a_remote_worker_gracefully_and_its_work_goes_elsewhere(orch, tmp_path):
+def test_sigterm_stops_a_remote_worker_gracefully_and_its_work_goes_elsewhere(orch, remote_workers, laneway_workers):
     pool = orch.start_pool(workers=0, listen="tcp://127.0.0.1:0")
-    proc, log_path = _worker(pool.endpoint, tmp_path)
-    try:
-        assert pool.wait_ready(1, timeout=60)
-        assert {f.get(60) for f in [pool.submit(tasks.pid) for _ in range(20)]} == {proc.pid}
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0  # not -SIGTERM: it left in order
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert "SIGTERM; finished the tasks it had, leaving the pool" in log_path.read_text()
+    proc = remote_workers(pool.endpoint)
+    assert pool.wait_ready(1, timeout=60)
+    assert {f.get(60) for f in [pool.submit(tasks.pid) for _ in range(20)]} == {proc.pid}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0  # not -SIGTERM: it left in order
+    assert "SIGTERM; finished the tasks it had, leaving the pool" in laneway_workers.log(proc)

@@ -31,6 +31,7 @@ import zmq
 
 from laneway import Orchestrator
 from laneway.actors import Actor
+from laneway.cli.benchmarks.actor_ask import measure_tell  # tells/s: n tells, then one flush
 
 _CTX = multiprocessing.get_context("spawn")
 
@@ -111,14 +112,6 @@ def p50s_us(calls: list[Callable[[int], Any]], n: int) -> list[float]:
     return [statistics.median(mine) * 1e6 for mine in lat]
 
 
-def tells_per_s(tell: Callable[[int], Any], flush: Callable[[], Any], n: int) -> float:
-    start = time.perf_counter()
-    for i in range(n):
-        tell(i)
-    flush()
-    return n / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000, help="asks per round (tells: 10x)")
@@ -195,18 +188,18 @@ def main() -> None:
             zmq_p50, actor_p50 = p50s_us([zmq_round_trip, actor_ask], n)
             rows["zmq p50"].append(zmq_p50)
             rows["actor p50"].append(actor_p50)
-            rows["pipe tells/s"].append(tells_per_s(pipe.tell, lambda: flush(pipe.ask), n * 10))
-            rows["actor tells/s"].append(tells_per_s(ref.tell, lambda: flush(lambda m: ref.ask(m, timeout=120)), n * 10))
+            rows["pipe tells/s"].append(measure_tell(pipe.tell, lambda: flush(pipe.ask), n * 10))
+            rows["actor tells/s"].append(measure_tell(ref.tell, lambda: flush(lambda m: ref.ask(m, timeout=120)), n * 10))
             if ray_actor is not None:
                 import ray
 
                 calls: list[Any] = []
                 rows["ray tells/s"].append(
-                    tells_per_s(lambda i: calls.append(ray_actor.echo.remote(i)), lambda: _check_ray(ray.get(calls), n), n)
+                    measure_tell(lambda i: calls.append(ray_actor.echo.remote(i)), lambda: _check_ray(ray.get(calls), n), n)
                 )
                 if ray_ref is not None:
                     rows["ray-placed tells/s"].append(
-                        tells_per_s(ray_ref.tell, lambda: flush(lambda m: ray_ref.ask(m, timeout=120)), n)
+                        measure_tell(ray_ref.tell, lambda: flush(lambda m: ray_ref.ask(m, timeout=120)), n)
                     )
                 if ray_ref is not None:  # the two take turns every CHUNK calls, as the zmq pair does
                     ray_p50, placed_p50 = p50s_us([ray_call, ray_placed_ask], n // 5)
