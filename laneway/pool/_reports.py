@@ -25,6 +25,13 @@ from laneway.pool._scheduler_state import PENDING, RUNNING, wake_waiters
 from laneway.pool._window import FED_WINDOW, Task, WorkerRecord, remote_slot
 from laneway.worker import TaskOutcome, wire
 
+#: Local workers in a row that die before their handshake, while no worker takes tasks, after which
+#: the pool is down for good: workers that can never start must not keep queued tasks waiting.
+STILLBORN_LIMIT = 5
+#: What the pool says then: the usual cause, since the workers' own error is only on their stderr.
+STILLBORN_HINT = ("a program that starts a pool at import time, without the if __name__ == '__main__' guard, "
+                  "does this: each worker imports it and starts a pool of its own")
+
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +47,7 @@ class Reports(Dispatch):
             if w is None:
                 return
             w.pid, w.host, w.node = pid, host, node
+            self._stillborn = 0
             init = self._init
             if init is None:
                 self._set_ready(w)
@@ -247,6 +255,13 @@ class Reports(Dispatch):
                     self._not_full.notify_all()
             if not w.stopping:
                 self.c["worker_deaths"] += 1
+            stillborn = ""
+            if not (w.pid or w.remote or w.stopping or self._stopped):
+                taking = any(o.state in (WorkerState.IDLE, WorkerState.BUSY) for o in self._workers.values())
+                self._stillborn = 0 if taking else self._stillborn + 1
+                if self._stillborn >= STILLBORN_LIMIT:
+                    stillborn = (f"workers cannot start: {self._stillborn} in a row ended before their handshake, "
+                                 f"the last {reason} ({STILLBORN_HINT})")
             if w.remote:
                 w.state = WorkerState.GONE
                 self._gone.append(w)
@@ -258,6 +273,10 @@ class Reports(Dispatch):
                                  planned=w.stopping)
         if settle or letters:
             self._results.fail(settle, letters)
+        if stillborn:
+            log.error("pool %s: %s", self.name, stillborn)
+            self.close(stillborn)  # queued tasks fail with PoolDown now rather than wait for a worker forever
+            return
         if notify:
             self._on_lost(w.ref, worker_id, reason)
         if more:

@@ -109,6 +109,7 @@ class SchedulerState:
         self._broken = ""  # why the pool is down, if it is
         self._broken_error: BaseException | None = None  # what submit raises then, if not PoolDown
         self._down = ""  # why the pool is down until its root supervisor restarts the workers' one
+        self._stillborn = 0  # local workers in a row that died before their handshake, none taking tasks
         self._grow_pending = False  # a Grow is on its way to the pool manager
         self._saturated = False
         # Every worker taking tasks has FED_WINDOW or more in flight: a submit need not wake the

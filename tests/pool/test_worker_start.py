@@ -53,3 +53,23 @@ def test_a_started_process_reports_its_exit_code_or_the_signal_that_killed_it():
     proc.join(30)
     assert proc.exitcode == -signal.SIGKILL
     proc.close()
+
+
+@pytest.mark.timeout(180)
+def test_a_program_without_the_main_guard_gets_pool_down_not_a_future_that_waits_for_ever(tmp_path):
+    # Each worker imports the main module (spawn's rule), which starts a pool of its own, fails and
+    # dies: no worker ever reaches its handshake, so the pool must give up and fail the task.
+    prog = tmp_path / "unguarded.py"
+    prog.write_text(textwrap.dedent("""
+        from laneway import Orchestrator
+
+        with Orchestrator(name="unguarded") as orch:
+            print("RESULT", orch.start_pool(workers=1).submit(abs, -42).result(100))
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, str(prog)], capture_output=True, text=True, timeout=150, env=env,
+                         cwd=tmp_path)
+    last = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ""
+    assert out.returncode != 0 and "RESULT" not in out.stdout, (out.stdout[-2000:], out.stderr[-3000:])
+    # The parent's own traceback comes last: PoolDown naming the cause, not a TimeoutError.
+    assert last.startswith("laneway.errors.PoolDown") and "before their handshake" in last and "__main__" in last, last
