@@ -108,7 +108,19 @@ def test_a_block_with_effects_takes_the_lock_once_when_nobody_else_queues():
     assert lock.taken == 1  # the first batch is taken before the lock is released
 
 
-def test_effects_queued_while_another_thread_drains_run_after_its_own_in_order():
+def _queue_in_a_with_block(box: Outbox, effect) -> None:
+    with box:
+        box.add(effect)
+
+
+def _queue_under_the_bare_lock(box: Outbox, effect) -> None:
+    box.lock.acquire()
+    box.add(effect)
+    box.release_and_run()
+
+
+@pytest.mark.parametrize("queue", [_queue_in_a_with_block, _queue_under_the_bare_lock], ids=["with", "bare-lock"])
+def test_effects_queued_while_another_thread_drains_run_after_its_own_in_order(queue):
     box = Outbox("t")
     seen = []
     draining = threading.Event()
@@ -121,8 +133,7 @@ def test_effects_queued_while_another_thread_drains_run_after_its_own_in_order()
 
     def other_holder() -> None:
         assert draining.wait(10)
-        with box:
-            box.add(lambda: seen.append("second"))
+        queue(box, lambda: seen.append("second"))
         queued.set()  # left without running it: the drainer does
 
     t = threading.Thread(target=other_holder)
@@ -176,30 +187,3 @@ def test_release_and_run_inside_a_with_block_leaves_the_effects_to_its_exit():
         box.release_and_run()  # the enclosing block still holds the lock: not yet
         assert seen == [] and box.lock._is_owned()
     assert seen == ["ran"] and not box.lock._is_owned()
-
-
-def test_effects_of_a_bare_lock_block_queued_while_another_thread_drains_run_after_its_own():
-    box = Outbox("t")
-    seen = []
-    draining = threading.Event()
-    queued = threading.Event()
-
-    def first() -> None:
-        seen.append("first")
-        draining.set()
-        assert queued.wait(10)
-
-    def bare_holder() -> None:
-        assert draining.wait(10)
-        box.lock.acquire()
-        box.add(lambda: seen.append("second"))
-        box.release_and_run()  # another thread is draining: it runs this one after its own
-        queued.set()
-
-    t = threading.Thread(target=bare_holder)
-    t.start()
-    with box:
-        box.add(first)
-    t.join(10)
-    assert seen == ["first", "second"]
-    assert box.depth == 0 and not box.lock._is_owned()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
 import threading
+from typing import Iterator
 
+import attrs
 import pytest
 import zmq
 
@@ -16,38 +19,71 @@ from laneway.worker import FunctionPickler, WorkerConfig, run_worker, wire
 pytestmark = pytest.mark.multiprocess
 
 
-@pytest.mark.timeout(60)
-def test_a_local_worker_sends_its_outcomes_to_the_reply_socket_tagged_and_a_large_one_in_pieces(tmp_path):
+@attrs.frozen
+class BareWorker:
+    """A worker run on a thread against sockets the test holds in the pool's place."""
+
+    router: zmq.Socket  # the pool's ROUTER
+    replies: socket.socket  # the pool's reply socket
+    out: socket.socket  # what sends task datagrams
+    task_path: str  # the worker's task socket
+    token: bytes
+    worker: threading.Thread
+
+    def hello(self) -> bytes:
+        """Wait for the worker's HELLO; its ZeroMQ identity."""
+        assert self.router.poll(30_000)
+        ident, kind, _ = self.router.recv_multipart()
+        assert kind == wire.HELLO
+        return ident
+
+
+@contextlib.contextmanager
+def bare_worker(tmp_path, *, heartbeat_s: float = 0.2, task_socket: bool = True) -> Iterator[BareWorker]:
+    """Start a local worker on a thread; stop it (if it still runs) and close every socket after."""
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     endpoint = f"ipc://{tmp_path}/pool.sock"
     router.bind(endpoint)
-    reply_path = str(tmp_path / "replies.sock")
+    reply_path, task_path = str(tmp_path / "replies.sock"), str(tmp_path / "w1.1.tasks")
     replies = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     replies.bind(reply_path)
     replies.settimeout(30)
+    out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     token = os.urandom(16)
     # parent_pid is this process's parent: the worker's watch of it must find it alive
-    cfg = WorkerConfig(endpoint=endpoint, worker_id="w1.1", token=token, heartbeat_s=0.2,
-                       parent_pid=os.getppid(), reply_path=reply_path)
+    cfg = WorkerConfig(endpoint=endpoint, worker_id="w1.1", token=token, heartbeat_s=heartbeat_s,
+                       parent_pid=os.getppid(), reply_path=reply_path, task_path=task_path if task_socket else "")
     worker = threading.Thread(target=run_worker, args=(cfg,), daemon=True)
     worker.start()
     try:
-        assert router.poll(30_000)
-        ident, kind, _ = router.recv_multipart()
-        assert (ident, kind) == (b"w1.1", wire.HELLO)
+        yield BareWorker(router, replies, out, task_path, token, worker)
+    finally:
+        if worker.is_alive():
+            router.send_multipart([b"w1.1", wire.STOP])
+            worker.join(30)
+        router.close(linger=0)
+        replies.close()
+        out.close()
+        ctx.term()
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_sends_its_outcomes_to_the_reply_socket_tagged_and_a_large_one_in_pieces(tmp_path):
+    with bare_worker(tmp_path, task_socket=False) as w:
+        ident = w.hello()
         digest, fn_bytes = FunctionPickler().dumps(bytes)
         big = 3 * wire.REPLY_CHUNK
         head = [(1, digest, fn_bytes, (3,), 0), (2, digest, b"", (big,), 0), (3, digest, b"", (1,), 0)]
-        router.send_multipart([ident, wire.TASKS, pickle.dumps(head)])
+        w.router.send_multipart([ident, wire.TASKS, pickle.dumps(head)])
 
         rows: list = []
         pieces: list[bytes] = []
         sizes: list[int] = []
         while len(rows) < 3:
-            data = replies.recv(2 * wire.REPLY_CHUNK)
+            data = w.replies.recv(2 * wire.REPLY_CHUNK)
             sizes.append(len(data))
-            assert data[: wire.REPLY_TOKEN] == token  # names and authenticates the worker
+            assert data[: wire.REPLY_TOKEN] == w.token  # names and authenticates the worker
             flag, body = data[wire.REPLY_TOKEN: wire.REPLY_TOKEN + 1], data[wire.REPLY_TOKEN + 1:]
             pieces.append(body)
             if flag == wire.REPLY_END:
@@ -59,13 +95,9 @@ def test_a_local_worker_sends_its_outcomes_to_the_reply_socket_tagged_and_a_larg
         assert len(sizes) >= 4  # the large outcome came in pieces
         assert [row[0] for row in rows] == [1, 2, 3]  # in the order the tasks ran
         assert [decode_row(row) for row in rows] == [(True, bytes(3)), (True, bytes(big)), (True, bytes(1))]
-    finally:
-        router.send_multipart([b"w1.1", wire.STOP])
-        worker.join(30)
-        router.close(linger=0)
-        replies.close()
-        ctx.term()
-    assert not worker.is_alive()
+        w.router.send_multipart([ident, wire.STOP])
+        w.worker.join(30)
+    assert not w.worker.is_alive()
 
 
 @pytest.mark.timeout(120)
@@ -86,49 +118,25 @@ def test_large_and_small_results_of_local_workers_reach_their_futures_in_one_bur
 def test_a_local_worker_runs_numbered_batches_in_order_whichever_socket_each_came_on(tmp_path):
     """A batch that came as a datagram waits for an earlier one still on its way over ZeroMQ;
     a STOP runs the datagrams sent before it first."""
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)
-    endpoint = f"ipc://{tmp_path}/pool.sock"
-    router.bind(endpoint)
-    reply_path, task_path = str(tmp_path / "replies.sock"), str(tmp_path / "w1.1.tasks")
-    replies = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    replies.bind(reply_path)
-    replies.settimeout(30)
-    out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    token = os.urandom(16)
-    cfg = WorkerConfig(endpoint=endpoint, worker_id="w1.1", token=token, heartbeat_s=0.2,
-                       parent_pid=os.getppid(), reply_path=reply_path, task_path=task_path)
-    worker = threading.Thread(target=run_worker, args=(cfg,), daemon=True)
-    worker.start()
-    try:
-        assert router.poll(30_000)
-        ident, kind, _ = router.recv_multipart()
-        assert kind == wire.HELLO
+    with bare_worker(tmp_path) as w:
+        ident = w.hello()
         digest, fn_bytes = FunctionPickler().dumps(abs)
 
         def seq(n: int) -> bytes:
             return n.to_bytes(wire.SEQ_BYTES, "big")
 
         # 2 comes first, as a datagram; 1 (which ships the function) follows over ZeroMQ
-        out.sendto(seq(2) + pickle.dumps([(2, digest, b"", (-2,), 0)]), task_path)
-        router.send_multipart([ident, wire.SEQ_TASKS, seq(1), pickle.dumps([(1, digest, fn_bytes, (-1,), 0)])])
-        out.sendto(seq(3) + pickle.dumps([(3, digest, b"", (-3,), 0)]), task_path)
-        router.send_multipart([ident, wire.STOP])
+        w.out.sendto(seq(2) + pickle.dumps([(2, digest, b"", (-2,), 0)]), w.task_path)
+        w.router.send_multipart([ident, wire.SEQ_TASKS, seq(1), pickle.dumps([(1, digest, fn_bytes, (-1,), 0)])])
+        w.out.sendto(seq(3) + pickle.dumps([(3, digest, b"", (-3,), 0)]), w.task_path)
+        w.router.send_multipart([ident, wire.STOP])
         rows: list = []
         while len(rows) < 3:
-            data = replies.recv(2 * wire.REPLY_CHUNK)
+            data = w.replies.recv(2 * wire.REPLY_CHUNK)
             rows += pickle.loads(data[wire.REPLY_TOKEN + 1:])
         assert [(row[0], decode_row(row)) for row in rows] == [(1, (True, 1)), (2, (True, 2)), (3, (True, 3))]
-        worker.join(30)
-        assert not worker.is_alive()  # it stopped after running what was sent before the STOP
-    finally:
-        if worker.is_alive():
-            router.send_multipart([b"w1.1", wire.STOP])
-            worker.join(30)
-        router.close(linger=0)
-        replies.close()
-        out.close()
-        ctx.term()
+        w.worker.join(30)
+        assert not w.worker.is_alive()  # it stopped after running what was sent before the STOP
 
 
 @pytest.mark.timeout(120)
@@ -168,30 +176,10 @@ def test_a_local_worker_waiting_for_a_batch_that_never_comes_leaves(tmp_path, mo
     from laneway.worker import _process
 
     monkeypatch.setattr(_process, "SEQ_GAP_S", 0.3)
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)
-    endpoint = f"ipc://{tmp_path}/pool.sock"
-    router.bind(endpoint)
-    task_path = str(tmp_path / "w1.1.tasks")
-    replies = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    replies.bind(str(tmp_path / "replies.sock"))
-    out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    cfg = WorkerConfig(endpoint=endpoint, worker_id="w1.1", token=os.urandom(16), heartbeat_s=0.1,
-                       parent_pid=os.getppid(), reply_path=str(tmp_path / "replies.sock"), task_path=task_path)
-    worker = threading.Thread(target=run_worker, args=(cfg,), daemon=True)
-    worker.start()
-    try:
-        assert router.poll(30_000)
-        assert router.recv_multipart()[1] == wire.HELLO
+    with bare_worker(tmp_path, heartbeat_s=0.1) as w:
+        w.hello()
         digest, fn_bytes = FunctionPickler().dumps(abs)
-        out.sendto((2).to_bytes(wire.SEQ_BYTES, "big") + pickle.dumps([(2, digest, fn_bytes, (-2,), 0)]), task_path)
-        worker.join(30)  # batch 1 never comes
-        assert not worker.is_alive()
-    finally:
-        if worker.is_alive():
-            router.send_multipart([b"w1.1", wire.STOP])
-            worker.join(30)
-        router.close(linger=0)
-        replies.close()
-        out.close()
-        ctx.term()
+        w.out.sendto((2).to_bytes(wire.SEQ_BYTES, "big") + pickle.dumps([(2, digest, fn_bytes, (-2,), 0)]),
+                     w.task_path)
+        w.worker.join(30)  # batch 1 never comes
+        assert not w.worker.is_alive()
