@@ -280,7 +280,8 @@ class LaneCore:
             for fraction in lane.config.deadline_boosts:
                 cmd.add_timer(self.clock.call_later(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
         # lane_changed_locked, inline, for a command that joined: the lane is busy, and no lane got room.
-        self.touch(lane)
+        if lane.in_turn or lane.active < lane.config.max_concurrency or lane.group is not None:
+            self.touch(lane)  # else it stays out of turn: all its slots are taken
         pending = lane.reported_pending = lane.pending
         memory = lane.memory
         if memory is None:
@@ -396,8 +397,8 @@ class LaneCore:
         lane.active += 1
         if lane.active <= lane.config.min_concurrency:
             self.reserved -= 1
-        lane.runs[run] = None
-        if cmd.preemptible:
+        if cmd.preemptible:  # only they can be victims: the others are not tracked
+            lane.runs[run] = None
             lane.preemptible_runs += 1
         self.running += 1
         if lane.limiter is not None:

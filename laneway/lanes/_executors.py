@@ -113,6 +113,9 @@ class Executors:
         self._fallback: MonotonicClock | None = None
         self._fallback_armed = False
         self._stopping = False
+        # While a worker thread dispatches after its batch (and nothing was ready before): that
+        # thread's batch, which the runs it starts go straight into (see launch_locked).
+        self._sink: collections.deque[Run] | None = None
         self._async = LoopThread("laneway-lanes-async")  # started by the first async tool
 
     @property
@@ -122,6 +125,17 @@ class Executors:
     def launch_locked(self, run: Run) -> None:
         """Hand a started run to its executor (called inside the scheduler's outbox)."""
         spec = run.cmd.spec
+        sink = self._sink
+        if sink is not None:
+            # A worker thread dispatching after its batch: dispatch starts the best runs first, and
+            # nothing was ready before, so while they are fast sync runs they go straight into that
+            # thread's next batch (what _take_locked would do, without the ready heap). The first
+            # other run closes the sink: it and every run after it queue behind the ones taken.
+            if (not spec.is_async and not spec.cpu_bound and len(sink) < _BATCH
+                    and self._tool_s.get(spec.name, 1.0) < _FAST_S):
+                sink.append(run)
+                return
+            self._sink = None
         if spec.is_async:
             self._box.add(partial(self._start_async, run))
         elif spec.cpu_bound:
@@ -153,6 +167,9 @@ class Executors:
         perf_counter, token_var, announce = time.perf_counter, current_token_var, self._announce
         # Asked once per batch, not per run: a listener added meanwhile hears from the next batch on.
         everyone = self._announcing is None or self._announcing()
+        # One clock reading per run: each run's end is the next one's start (read again after an
+        # announcement, which may write the store: a tool's time is its own).
+        began = perf_counter()
         while batch:
             try:
                 run = batch.popleft()  # atomic: the fallback may take the rest back meanwhile
@@ -164,9 +181,9 @@ class Executors:
                     announce(run)
                 except Exception:  # persisting the attempt or publishing failed: the run still runs
                     log.exception("lanes: announcing command %s failed", cmd.id)
+                began = perf_counter()
             spec = cmd.spec
             token = run if type(run) is Run else run.token  # a Run is its own token: no property frame
-            began = perf_counter()
             ok: bool
             value: Any
             if token._cancelled:  # the field, not the property: one call less per run
@@ -180,7 +197,9 @@ class Executors:
                     ok, value = False, exc
                 finally:
                     token_var.reset(mark)
-            outcomes.append((run, ok, value, perf_counter() - began))
+            ended = perf_counter()
+            outcomes.append((run, ok, value, ended - began))
+            began = ended
         return outcomes
 
     # threads ------------------------------------------------------------------
@@ -323,11 +342,24 @@ class Executors:
                                 end_run_locked(run, ok, value)
                             except Exception:  # the other runs of the batch still end
                                 log.exception("lanes: recording the end of command %s failed", run.cmd.id)
-                        dispatch_locked()
+                        if not ready and not self._stopping:
+                            self._sink = worker.batch
+                        try:
+                            dispatch_locked()
+                        finally:
+                            self._sink = None
                     finally:
                         self._pulling -= 1
                     # _take_locked and _park_locked's common cases inline (a frame each per batch).
-                    took = self._take_locked(worker) if ready else False
+                    if worker.batch:  # filled by dispatch through the sink
+                        took = True
+                        fast[worker] = time.perf_counter()
+                        if len(worker.batch) > 1:
+                            self._arm_fallback_locked()
+                        if ready:  # runs the sink did not take: a helper for them, if due
+                            self._wake_locked()
+                    else:
+                        took = self._take_locked(worker) if ready else False
                     if not took:
                         if self._stopping:
                             self._threads -= 1
@@ -342,7 +374,8 @@ class Executors:
                 # The outbox ran what was queued; keep the thread serving.
                 log.exception("lanes: dispatching after a run failed")
                 with box:
-                    took = self._take_locked(worker)
+                    # Runs the sink put in the batch before the failure are this thread's to run.
+                    took = bool(worker.batch) or self._take_locked(worker)
                     if not took and not self._park_locked(worker):
                         return
 

@@ -78,8 +78,8 @@ class Outcomes:
         lane.active -= 1
         if lane.active < lane.config.min_concurrency:
             core.reserved += 1
-        del lane.runs[run]
         if cmd.preemptible:
+            del lane.runs[run]
             lane.preemptible_runs -= 1
         core.running -= 1
         took = now - run.started_at
@@ -127,10 +127,14 @@ class Outcomes:
             futures.append(future)
             self._done_values.append(value)
         else:
-            # A caller armed a wait: settled by the base class's settle (CommandFuture's override
-            # would add a frame), then its gate is released. Nothing settled it before: a run whose
-            # command was cancelled or timed out is superseded and does not complete.
-            core.box.add(partial(settle_unarmed, future, value))
+            # A caller armed a wait (LaneManager.call): it sleeps on the gate, not on the future,
+            # so the future is set here and only the gate's release waits for the lock to go.
+            # Nothing settled it before: a run whose command was cancelled or timed out is
+            # superseded and does not complete.
+            if not future.settle_unwatched(value):
+                # Someone else waits on it too: settled by the base class's settle (CommandFuture's
+                # override would add a frame), after the lock, then the gate.
+                core.box.add(partial(settle_unarmed, future, value))
             core.box.add(future.wait_gate.release)
         if core.events.active and core.events.wants("queue.command.completed"):
             core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
