@@ -97,7 +97,7 @@ class LaneCore:
         self._prios: list[int] = []
         self._seq = itertools.count(1)
         self.outcomes = Outcomes(self)
-        self.executors = Executors(self.box, end_run_locked=self.outcomes.end_run_locked,
+        self.executors = Executors(self.box, end_runs_locked=self.outcomes.end_runs_locked,
                                    dispatch_locked=self.dispatch_locked, finish=self.outcomes.finish,
                                    launch_failed=self.outcomes.launch_failed, announce=self.outcomes.announce_run,
                                    pool=cpu_pool, announcing=partial(events.wants, "queue.command.started"))

@@ -79,7 +79,8 @@ class Executors:
     Args:
         box: the scheduler's outbox (a finishing thread records its outcome and takes
             its next run in one critical section under it; effects go on it).
-        end_run_locked: ``(run, ok, value)``, inside ``box``: record a run's outcome.
+        end_runs_locked: ``(outcomes)``, inside ``box``: record how runs ended, ``(run, ok, value,
+            seconds)`` each; one that fails to be recorded does not keep the others from ending.
         dispatch_locked: ``()``, inside ``box``: start what can start now.
         finish: ``(run, ok, value)``, without the lock: end a run from another thread.
         launch_failed: ``(run, error)``, without the lock: no executor could take the run.
@@ -89,13 +90,13 @@ class Executors:
             is False, ``announce`` is called only for durable commands (None: for every run).
     """
 
-    def __init__(self, box: Outbox, *, end_run_locked: Callable[[Run, bool, Any], None],
+    def __init__(self, box: Outbox, *, end_runs_locked: Callable[[list[tuple[Run, bool, Any, float]]], None],
                  dispatch_locked: Callable[[], None], finish: Callable[[Run, bool, Any], None],
                  launch_failed: Callable[[Run, BaseException], None], announce: Callable[[Run], None],
                  pool: Callable[[], Any], announcing: Callable[[], bool] | None = None) -> None:
         self._box = box
         self._lock = box.lock
-        self._end_run_locked = end_run_locked
+        self._end_runs_locked = end_runs_locked
         self._dispatch_locked = dispatch_locked
         self._finish = finish
         self._launch_failed = launch_failed
@@ -302,7 +303,7 @@ class Executors:
 
     def _work(self) -> None:
         box, lock = self._box, self._lock
-        end_run_locked, dispatch_locked = self._end_run_locked, self._dispatch_locked
+        end_runs_locked, dispatch_locked = self._end_runs_locked, self._dispatch_locked
         run_batch, tool_s, fast = self._run_batch, self._tool_s, self._fast
         ready, idle = self._ready, self._idle  # never rebound
         worker = _Worker()
@@ -334,14 +335,11 @@ class Executors:
                     fast.pop(worker, None)
                     self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
                     try:
-                        for run, ok, value, seconds in outcomes:
+                        for run, _, _, seconds in outcomes:
                             name = run.cmd.spec.name
                             prev = tool_s.get(name)
                             tool_s[name] = seconds if prev is None else prev + _EWMA_ALPHA * (seconds - prev)
-                            try:
-                                end_run_locked(run, ok, value)
-                            except Exception:  # the other runs of the batch still end
-                                log.exception("lanes: recording the end of command %s failed", run.cmd.id)
+                        end_runs_locked(outcomes)
                         if not ready and not self._stopping:
                             self._sink = worker.batch
                         try:

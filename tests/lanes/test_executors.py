@@ -22,7 +22,7 @@ class Harness:
         self.ended: list[str] = []
         self.dispatches = 0
         self.cond = threading.Condition()
-        self.ex = Executors(self.box, end_run_locked=self._end, dispatch_locked=self._dispatch,
+        self.ex = Executors(self.box, end_runs_locked=self._end, dispatch_locked=self._dispatch,
                             finish=lambda run, ok, value: None, launch_failed=lambda run, exc: None,
                             announce=announce, pool=lambda: None)
         self.spec = SimpleNamespace(name="tool", fn=fn, is_async=False, cpu_bound=False, takes_token=False)
@@ -36,10 +36,11 @@ class Harness:
         cmd = SimpleNamespace(id=tag, spec=self.spec, params={"tag": tag}, lane=lane, level=level)
         return SimpleNamespace(cmd=cmd, token=CancellationToken(), ended=False)
 
-    def _end(self, run: Any, ok: bool, value: Any) -> None:
-        assert ok, value
+    def _end(self, outcomes: list[tuple[Any, bool, Any, float]]) -> None:
         with self.cond:
-            self.ended.append(value)
+            for _, ok, value, _ in outcomes:
+                assert ok, value
+                self.ended.append(value)
             self.cond.notify_all()
 
     def wait_ended(self, tags: list[str]) -> list[str]:
