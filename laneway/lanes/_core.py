@@ -160,7 +160,8 @@ class LaneCore:
         if lane.pending != lane.reported_pending:  # dispatch took commands since: report that
             self.lane_changed_locked(lane)
             return
-        self.touch(lane)
+        if not lane.in_turn:  # a free slot keeps an eligible lane eligible
+            self.touch(lane)
         if lane.busy and lane.pending == 0 and lane.active == 0:
             if lane.relief_due or lane.session_id is not None or self.space_waiters:
                 self._went_idle_locked(lane)
@@ -280,8 +281,10 @@ class LaneCore:
             for fraction in lane.config.deadline_boosts:
                 cmd.add_timer(self.clock.call_later(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
         # lane_changed_locked, inline, for a command that joined: the lane is busy, and no lane got room.
-        if lane.in_turn or lane.active < lane.config.max_concurrency or lane.group is not None:
-            self.touch(lane)  # else it stays out of turn: all its slots are taken
+        if not lane.in_turn and (lane.active < lane.config.max_concurrency or lane.group is not None):
+            # Else no change: more work keeps an eligible lane eligible, and a lane whose slots
+            # are all taken stays out of turn.
+            self.touch(lane)
         pending = lane.reported_pending = lane.pending
         memory = lane.memory
         if memory is None:
@@ -343,22 +346,39 @@ class LaneCore:
         """Start commands while workers are free: always from the best eligible lane."""
         if self.closed:
             return
-        while self._eligible and self.running < self.max_workers:
+        max_workers = self.max_workers
+        while self._eligible and self.running < max_workers:
             lane = self._pick_lane_locked()
             if lane is None:
                 return
             if lane.preemptors or lane.group is not None:
                 cmd = lane.take()
-            else:  # Lane.take's common case, without its frame
-                cmd = lane.queue.pop()
+                if cmd is not None:
+                    lane.pending -= 1
+                    del lane.waiting[cmd.id]
+                    self._start_locked(cmd)
+                self.touch(lane)
+                continue
+            # A lane alone at its priority keeps the turn while it has work, a free slot and a free
+            # worker: _pick_lane_locked would pick it again (only this lane changes here), so it is
+            # not asked, and the lane's bucket is updated once, when it stops.
+            alone = lane.limiter is None and len(self._buckets[lane.config.priority]) == 1
+            config, queue = lane.config, lane.queue
+            while True:
+                cmd = queue.pop()  # Lane.take's common case, without its frame
                 if cmd is not None:
                     cmd.queued = False
                     if cmd.batch is not None:
                         cmd = lane.open_group(cmd)
-            if cmd is not None:
-                lane.pending -= 1
-                del lane.waiting[cmd.id]
-                self._start_locked(cmd)
+                    if cmd is not None:
+                        lane.pending -= 1
+                        del lane.waiting[cmd.id]
+                        self._start_locked(cmd)
+                if not (alone and cmd is not None and queue.size and lane.active < config.max_concurrency
+                        and self.running < max_workers and lane.group is None and not lane.preemptors
+                        and (max_workers - self.running - 1 >= self.reserved
+                             or lane.active < config.min_concurrency)):
+                    break
             self.touch(lane)
 
     def _pick_lane_locked(self) -> Lane | None:
