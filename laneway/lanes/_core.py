@@ -160,7 +160,9 @@ class LaneCore:
         if lane.pending != lane.reported_pending:  # dispatch took commands since: report that
             self.lane_changed_locked(lane)
             return
-        if not lane.in_turn:  # a free slot keeps an eligible lane eligible
+        if not lane.in_turn and (lane.queue.size or lane.preemptors or lane.group is not None):
+            # Else no change: a free slot keeps an eligible lane eligible, and a lane with
+            # nothing queued stays out of turn.
             self.touch(lane)
         if lane.busy and lane.pending == 0 and lane.active == 0:
             if lane.relief_due or lane.session_id is not None or self.space_waiters:
