@@ -491,7 +491,8 @@ class ActorRef:
         saves = not isinstance(factory, type) or getattr(factory, "save_state", None) is not Actor.save_state
         state = self.orchestrator._load_actor_state(self.name) if saves else None
         if placement is Placement.PROCESS:
-            return self.orchestrator._process_hosts().start_cell(self, factory, args, kwargs, on_exit, group, state)
+            return self.orchestrator._process_hosts().start_cell(self, factory, args, kwargs, on_exit, group, state,
+                                                                  saves_state=saves)
         if placement is Placement.REMOTE:
             return self.orchestrator._remote_actor_hosts().start_cell(self, factory, args, kwargs, on_exit, host, state)
         if placement is Placement.RAY:

@@ -140,6 +140,10 @@ class ProcessCell:
     #: value (a remote host does not import it; a local host does, as multiprocessing's spawn).
     by_value = False
 
+    #: The actor has ``save_state`` (set by the host that starts the cell): its asks take the
+    #: cell's own channel (see :meth:`ask_direct`).
+    saves_state = False
+
     def __init__(self, ref: ActorRef, host: CellHost, key: bytes, on_exit: Callable[[Any, Exit], None],
                  seq_base: int = 0) -> None:
         self.lw_ref = ref
@@ -194,7 +198,14 @@ class ProcessCell:
 
         The ask is also recorded as usual, so if the actor ends first the cell
         fails it (the wait below looks at that every :data:`DIRECT_WAKE_MS`).
+
+        Not for an actor that saves its state: the state it saved after the message travels
+        the cell's own channel, and there a reply comes after it, so by the time the ask
+        returns the parent has kept that state. A direct reply could overtake it, and an actor
+        killed right after replying would restart from the state before the message it answered.
         """
+        if self.saves_state:
+            return self.lw_ref.ask_future(message).get(timeout)
         reply = self.host.hosts.reply_socket()
         try:
             data = _dumps(message, _PROTOCOL)

@@ -204,7 +204,7 @@ class ProcessHosts:
     # starting ------------------------------------------------------------------
 
     def start_cell(self, ref: ActorRef, factory: Any, args: tuple, kwargs: dict, on_exit: Callable[[Any, Exit], None],
-                   group: str | None, state: bytes | None) -> ProcessCell:
+                   group: str | None, state: bytes | None, *, saves_state: bool = False) -> ProcessCell:
         """Start one incarnation of ``ref``'s actor in a host process and wait until its ``on_start`` finished.
 
         Raises:
@@ -219,6 +219,7 @@ class ProcessHosts:
             raise ActorStartError(f"{ref.name}: {exc}") from exc
         host = self._host_for(group)
         cell = ProcessCell(ref, host, key, on_exit, seq_base=number << 32)
+        cell.saves_state = saves_state
         with self.lock:
             if host.dead:
                 raise ActorStartError(f"{ref.name}: its host process (pid {host.pid}) is gone")

@@ -119,3 +119,21 @@ def test_sigkill_every_half_second_under_ask_load(orch):
             while not ref.is_alive():  # a restart still under way
                 sub.get(timeout=30)
             assert ref.ask(Seq(99, 1), timeout=30)[1] is None
+
+
+@pytest.mark.timeout(120)
+def test_an_actor_killed_right_after_a_reply_restarts_from_the_state_that_reply_saw(orch):
+    from tests.actors.support import Inc, Tally, wait_restarted
+
+    sup = orch.spawn_supervisor("sup", strategy=OneForOne(max_restarts=20, within_s=60),
+                                children=[ChildSpec(Tally, name="t", placement="process")])
+    t = sup.child("t")
+    expected = 0
+    for k in range(8):
+        expected += k + 1
+        assert t.ask(Inc(k + 1), timeout=30) == expected
+        # Killed the moment the reply is in: what it saved while answering must be kept.
+        with orch.events.subscribe("supervisor") as sub:
+            os.kill(t._cell.pid, signal.SIGKILL)
+            wait_restarted(sub, "t", timeout=30)
+    assert t.ask(Inc(0), timeout=30) == expected
