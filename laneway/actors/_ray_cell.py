@@ -89,6 +89,7 @@ class _RayHostImpl:
             return False, os.getpid(), w.dump_error(exc)
         self.instance = instance
         self.saves = type(instance).save_state is not Actor.save_state
+        self.state_out: bytes | None = None  # saved since the batch began (handle returns it)
         return True, os.getpid(), b""
 
     def stop_request(self, kind: str) -> None:
@@ -103,8 +104,9 @@ class _RayHostImpl:
         """Run a batch of messages (a pickled ``list[WireMessage]``), in order, after every earlier batch.
 
         One bytes argument and one bytes result (Ray serializes each argument apart, which
-        costs more than the messages): the answer is a pickled ``(replies, last handled seq)``,
-        with a ``(seq, status, data)`` reply for each ask of the batch.
+        costs more than the messages): the answer is a pickled ``(replies, last handled seq,
+        state)``, with a ``(seq, status, data)`` reply for each ask of the batch and the state
+        the actor saved last in it (None if it saved none).
         """
         replies = []
         for ask, seq, payload in pickle.loads(batch):
@@ -112,7 +114,10 @@ class _RayHostImpl:
             status, data, _ = self._handle(seq, ask, payload)  # user code: one at a time
             if ask:
                 replies.append((seq, status, data))
-        return pickle.dumps((replies, self.last), w.PROTOCOL)
+        # The state saved after the batch's last message rides with its replies: the parent keeps
+        # it before it settles them, so an ask never returns ahead of the state it left behind.
+        state, self.state_out = self.state_out, None
+        return pickle.dumps((replies, self.last, state), w.PROTOCOL)
 
     def _check_turn(self, seq: int) -> None:
         if seq != self.next:  # Ray broke its promise of order: fail loudly, never run out of order
@@ -142,7 +147,7 @@ class _RayHostImpl:
         self.last = seq
         if self.saves:
             try:
-                self._post("state", seq, w.dumps(instance.save_state(), f"the state {self.lw_ref.name} saved"))
+                self.state_out = w.dumps(instance.save_state(), f"the state {self.lw_ref.name} saved")
             except Exception as exc:
                 log.warning("%s: save_state failed: %r", self.lw_ref.name, exc)
         if ask:
@@ -295,7 +300,7 @@ class RayCell:
     def _replied(self, asks: list[int], f: Any) -> None:
         """A batch call returned (on Ray's callback thread): settle its asks, send what waits."""
         try:
-            replies, last = pickle.loads(f.result())
+            replies, last, state = pickle.loads(f.result())
         except Exception as exc:  # the Ray actor is gone
             died = self._died_error(exc)
             with self._lock:
@@ -305,6 +310,8 @@ class RayCell:
                 fut.settle(error=died)
             self._ended(Exit(ExitKind.CRASH, died), None, died=True)
             return
+        if state is not None:  # before the replies are settled (see handle)
+            self.lw_ref.orchestrator._save_actor_state(self.lw_ref.name, state)
         self._acked(last)
         sends = []
         with self._lock:
@@ -396,8 +403,6 @@ class RayCell:
                 with self._lock:
                     msg = next((m for s, m in self._tells if s == seq), None)
                 self._dead_letter(msg, data.decode())
-            elif kind == "state":
-                self.lw_ref.orchestrator._save_actor_state(self.lw_ref.name, data)
             elif kind == "exit":
                 text, _, error = data.partition(b"\n")
                 self._ended(Exit(ExitKind(text.decode()), w.load_error(error) if error else None), seq)

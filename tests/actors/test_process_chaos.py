@@ -121,12 +121,17 @@ def test_sigkill_every_half_second_under_ask_load(orch):
             assert ref.ask(Seq(99, 1), timeout=30)[1] is None
 
 
-@pytest.mark.timeout(120)
-def test_an_actor_killed_right_after_a_reply_restarts_from_the_state_that_reply_saw(orch):
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("placement", [pytest.param("process", marks=pytest.mark.multiprocess),
+                                       pytest.param("ray", marks=[pytest.mark.ray, pytest.mark.multiprocess])])
+def test_an_actor_killed_right_after_a_reply_restarts_from_the_state_that_reply_saw(orch, placement, request):
     from tests.actors.support import Inc, Tally, wait_restarted
 
+    if placement == "ray":
+        request.getfixturevalue("ray_module")
+
     sup = orch.spawn_supervisor("sup", strategy=OneForOne(max_restarts=20, within_s=60),
-                                children=[ChildSpec(Tally, name="t", placement="process")])
+                                children=[ChildSpec(Tally, name="t", placement=placement)])
     t = sup.child("t")
     expected = 0
     for k in range(8):
