@@ -72,6 +72,21 @@ def test_a_started_pool_loads_no_monitoring_or_other_subsystem_in_the_parent():
 
 
 @pytest.mark.timeout(120)
+def test_a_started_pool_loads_no_broken_process_pool_machinery_in_the_parent():
+    # PoolDown, WorkerDied and InitializerError are made when first raised: a pool that runs
+    # without failures never loads concurrent.futures.process, multiprocessing's connections and queues.
+    seen = _run("""
+        import json, sys
+        from laneway import Orchestrator
+        with Orchestrator(name="parent-machinery") as orch:
+            assert orch.start_pool(workers=1).submit(abs, -42).result(timeout=60) == 42
+            print(json.dumps(sorted(sys.modules)))
+    """)
+    machinery = {"concurrent.futures.process", "multiprocessing.connection", "multiprocessing.queues"}
+    assert not machinery & set(seen), sorted(machinery & set(seen))
+
+
+@pytest.mark.timeout(120)
 def test_a_pool_worker_loads_no_broken_process_pool_machinery():
     # WorkerDied, InitializerError and PoolDown are BrokenProcessPools, made when the pool's
     # parent side first asks for them: a worker, which raises none of them, never loads
@@ -138,6 +153,45 @@ def test_an_interpreter_launched_ahead_runs_what_spawn_gives_it():
     assert not other.is_running()
     # Only what this test started must be gone: a child of an earlier test may still be on its way out.
     assert not {p.pid for p in me.children()} - before
+
+
+@pytest.mark.timeout(60)
+def test_launch_ahead_returns_once_the_interpreters_run():
+    # Started, not ready: the caller's next steps overlap their start-up instead of delaying it.
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}
+    sp = Spawner("ahead-started")
+    try:
+        sp.launch_ahead(2, lambda: os._exit)
+        assert len({p.pid for p in me.children()} - before) == 2
+    finally:
+        sp.close()
+    assert not {p.pid for p in me.children()} - before
+
+
+@pytest.mark.timeout(60)
+def test_an_interpreter_launched_ahead_imports_its_preload_before_it_has_a_target(tmp_path, monkeypatch):
+    mark = tmp_path / "preloaded"
+    monkeypatch.setenv("LANEWAY_TEST_PRELOADED", str(mark))
+    proc = launch(preload=("tests.pool.preloaded",))
+    try:
+        assert wait_until(mark.exists, what="the preloaded module's import, with no target sent")
+        assert mark.read_text() == str(proc.pid)
+    finally:
+        proc.dismiss()
+        proc.join(30)
+        proc.close()
+    assert proc.exitcode == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_preload_that_fails_to_import_leaves_the_target_to_run():
+    proc = launch(preload=("tests.pool.no_such_module",))
+    proc.load(os._exit)
+    proc.give((6,), name="preload-failed")
+    proc.join(30)
+    assert proc.exitcode == 6
+    proc.close()
 
 
 @pytest.mark.timeout(60)
