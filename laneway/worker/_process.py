@@ -6,6 +6,11 @@ kernel to SIGKILL it when its parent goes (``PR_SET_PDEATHSIG``; the pool spawns
 from a thread that lives as long as the pool, since the signal follows the
 spawning *thread*), and its heartbeat thread also exits the process when the
 parent pid changes, so workers never outlive a pool even after SIGKILL.
+
+A local worker starts without ZeroMQ (its import is a good part of a worker's start-up):
+it says HELLO and heartbeats with datagrams to the pool's reply socket, runs the task
+datagrams that come, and imports ZeroMQ and connects only after its first batch, when
+idle, or when the pool asks (see :mod:`laneway.worker.wire`).
 """
 
 from __future__ import annotations
@@ -14,14 +19,13 @@ import json
 import logging
 import os
 import pickle
+import select
 import signal
 import socket
 import sys
 import threading
 import time
-from typing import Any, NamedTuple
-
-import zmq
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from laneway.worker import wire
 from laneway.worker._runner import TaskRunner
@@ -39,12 +43,37 @@ SEQ_GAP_S = 10.0
 #: Exit status of a remote worker the pool never answered (refused key, wrong pool, nothing there).
 EXIT_NOT_ADMITTED = 3
 
-#: ZeroMQ handshake events a remote worker watches to say why the pool never answered.
-_HANDSHAKE_FAILED = {
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the pool refused this worker's key",
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the security handshake failed (keys missing on one side, or a wrong server key)",
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the security handshake failed",
-}
+if TYPE_CHECKING:
+    import zmq
+
+
+def _handshake_failures() -> dict[int, str]:
+    """ZeroMQ handshake events a remote worker watches to say why the pool never answered."""
+    import zmq
+
+    return {
+        zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the pool refused this worker's key",
+        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the security handshake failed (keys missing on one side, or a wrong server key)",
+        zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the security handshake failed",
+    }
+
+
+class _Context:
+    """The process's ZeroMQ context, made (ZeroMQ imported) on first use: a local worker starts without it."""
+
+    def __init__(self) -> None:
+        self._ctx: zmq.Context | None = None
+
+    def get(self) -> zmq.Context:
+        if self._ctx is None:
+            import zmq
+
+            self._ctx = zmq.Context()
+        return self._ctx
+
+    def destroy(self) -> None:
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
 
 
 # The records here are NamedTuples, not attrs classes: every worker process imports this
@@ -127,7 +156,7 @@ def die_with_parent(parent_pid: int | None) -> None:
 def run(cfg: WorkerConfig) -> int:
     """Serve the pool until told to stop; remote workers rejoin after losing it. Returns an exit code."""
     runner = TaskRunner()
-    ctx = zmq.Context()
+    ctx = _Context()
     stop = threading.Event()
     previous = _stop_on_sigterm(stop) if cfg.remote else None
     try:
@@ -150,7 +179,7 @@ def run(cfg: WorkerConfig) -> int:
             log.warning("worker %s lost the pool (%s); rejoining", wid, outcome)
             runner = TaskRunner()  # a new identity starts with an empty function cache on both ends
     finally:
-        ctx.destroy(linger=0)
+        ctx.destroy()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
@@ -178,15 +207,21 @@ def _stop_on_sigterm(stop: threading.Event) -> Any:
 class _Session:
     """One connection under one identity."""
 
-    def __init__(self, ctx: zmq.Context, cfg: WorkerConfig, wid: str, runner: TaskRunner,
+    def __init__(self, ctx: _Context, cfg: WorkerConfig, wid: str, runner: TaskRunner,
                  stop: threading.Event | None = None) -> None:
         self.stop = stop if stop is not None else threading.Event()
         self.cfg = cfg
+        self.ctx = ctx
         self.wid = wid
         self.runner = runner
         self.handshake_failure: str | None = None
         self.monitor: zmq.Socket | None = None
-        self.sock = self._socket(ctx, wid.encode(), watch=cfg.remote)
+        # A local worker with both datagram sockets connects over ZeroMQ later (see the module docstring).
+        self.sock: zmq.Socket | None = None
+        if not (cfg.reply_path and cfg.task_path):
+            self.sock = self._socket(ctx.get(), wid.encode(), watch=cfg.remote)
+        self.batches = 0  # TASKS batches run so far
+        self.connect_asked = False  # the pool asked this local worker to connect over ZeroMQ
         self.lost = ""  # why the pool's reply socket refused an outcome (the pool is gone)
         self.reply: socket.socket | None = None
         if cfg.reply_path:
@@ -201,9 +236,11 @@ class _Session:
         self.early: dict[int, tuple[Any, list, int]] = {}  # sequenced TASKS that came ahead of one still on its way
         self.early_since = 0.0  # when the first of them came
         self.hb_stop = threading.Event()
-        self.hb = threading.Thread(target=self._beat, args=(ctx,), name="laneway-worker-heartbeat", daemon=True)
+        self.hb = threading.Thread(target=self._beat, name="laneway-worker-heartbeat", daemon=True)
 
     def _socket(self, ctx: zmq.Context, identity: bytes, watch: bool = False) -> zmq.Socket:
+        import zmq
+
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, identity)
         sock.setsockopt(zmq.LINGER, 2000)
@@ -213,15 +250,66 @@ class _Session:
             sock.curve_publickey = curve.public
             sock.curve_secretkey = curve.secret
         if watch:  # before connect, so the first handshake's outcome is seen
-            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | sum(_HANDSHAKE_FAILED))
+            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | sum(_handshake_failures()))
         sock.connect(self.cfg.endpoint)
         return sock
 
     def serve(self) -> str:
+        try:
+            if self.sock is None:
+                self._send_reply(json.dumps(self._hello()).encode(), wire.REPLY_HELLO)
+                self.hb.start()
+                outcome = self._serve_datagrams()
+                if outcome:
+                    return outcome
+            else:
+                self.sock.send_multipart([wire.HELLO, json.dumps(self._hello()).encode()])
+                self.hb.start()
+            return self._serve_zmq()
+        finally:
+            self.hb_stop.set()
+            if self.hb.is_alive():
+                self.hb.join(timeout=2 * self.cfg.heartbeat_s + 1)
+            if self.monitor is not None:
+                self.sock.disable_monitor()  # type: ignore[union-attr]  # a monitor comes with a socket
+                self.monitor.close(linger=0)
+            if self.sock is not None:
+                self.sock.close()
+            if self.reply is not None:
+                self.reply.close()
+            if self.tasks_in is not None:
+                self.tasks_in.close()
+
+    def _hello(self) -> list:
+        return [os.getpid(), socket.gethostname(), self.cfg.token.hex()]
+
+    def _serve_datagrams(self) -> str:
+        """A local worker's start: run task datagrams until it should connect over ZeroMQ, then connect.
+
+        Returns why the session ends, or "" once connected.
+        """
+        assert self.tasks_in is not None
+        poller = select.poll()
+        poller.register(self.tasks_in.fileno(), select.POLLIN)
+        idle_until = time.monotonic() + wire.CONNECT_IDLE_S
+        while not (self.batches or self.connect_asked or self.early):
+            if self.stop.is_set():
+                return "sigterm"
+            wait_s = idle_until - time.monotonic()
+            if wait_s <= 0 or not poller.poll(wait_s * 1000):
+                break
+            self._receive_task_datagrams()
+            if self.lost:
+                return self.lost
+        self.sock = self._socket(self.ctx.get(), self.wid.encode())
+        self.sock.send_multipart([wire.HELLO, json.dumps(self._hello()).encode()])
+        return ""
+
+    def _serve_zmq(self) -> str:
+        import zmq
+
         cfg, sock = self.cfg, self.sock
-        hello = [os.getpid(), socket.gethostname(), cfg.token.hex()]
-        sock.send_multipart([wire.HELLO, json.dumps(hello).encode()])
-        self.hb.start()
+        assert sock is not None
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         if self.monitor is not None:
@@ -232,67 +320,57 @@ class _Session:
             poller.register(tasks_fd, zmq.POLLIN)
         heard = connected = time.monotonic()
         admitted = not cfg.remote
-        try:
-            while True:
-                if self.stop.is_set():
-                    return "sigterm"
-                ready = dict(poller.poll(int(cfg.heartbeat_s * 1000)))
-                if self.monitor is not None and self.monitor in ready:
-                    self._handshake_event()
-                if tasks_fd in ready:
-                    self._receive_task_datagrams()
-                    if self.lost:
-                        return self.lost
-                if self.early and time.monotonic() - self.early_since > SEQ_GAP_S:
-                    log.error("worker %s: task batch %d never came; leaving so the pool requeues what it sent",
-                              self.wid, self.next_seq)
-                    return f"task batch {self.next_seq} never came"
-                if sock not in ready:
-                    if not admitted and time.monotonic() - connected > cfg.handshake_timeout_s:
-                        return "not admitted"
-                    if admitted and cfg.remote and time.monotonic() - heard > cfg.pool_timeout_s:
-                        return f"no word from the pool for {cfg.pool_timeout_s}s"
-                    continue
-                # Frames are not copied out of ZeroMQ's buffers: a large argument is unpickled
-                # straight from the message it came in.
-                frames = sock.recv_multipart(copy=False)
-                heard = time.monotonic()
-                admitted = True
-                kind = frames[0].bytes
-                if kind == wire.TASKS:
-                    self._run_batch(frames[1].buffer, frames, 2)
-                elif kind == wire.SEQ_TASKS:
-                    self._sequenced(int.from_bytes(frames[1].bytes, "big"), (frames[2].buffer, frames, 3))
-                elif kind == wire.STOP:
-                    self._receive_task_datagrams()  # sent before the STOP: queued here already
-                    if self.early:
-                        log.error("worker %s: stopping with tasks %s not run (some before them never came)",
-                                  self.wid, sorted(self.early))
-                    return "stop"
-                elif kind == wire.REJOIN:
-                    return "the pool asked to rejoin"
-                del frames  # hold no finished task's arguments while idle
+        while True:
+            if self.stop.is_set():
+                return "sigterm"
+            ready = dict(poller.poll(int(cfg.heartbeat_s * 1000)))
+            if self.monitor is not None and self.monitor in ready:
+                self._handshake_event()
+            if tasks_fd in ready:
+                self._receive_task_datagrams()
                 if self.lost:
                     return self.lost
-        finally:
-            self.hb_stop.set()
-            self.hb.join(timeout=2 * cfg.heartbeat_s + 1)
-            if self.monitor is not None:
-                sock.disable_monitor()
-                self.monitor.close(linger=0)
-            sock.close()
-            if self.reply is not None:
-                self.reply.close()
-            if self.tasks_in is not None:
-                self.tasks_in.close()
+            if self.early and time.monotonic() - self.early_since > SEQ_GAP_S:
+                log.error("worker %s: task batch %d never came; leaving so the pool requeues what it sent",
+                          self.wid, self.next_seq)
+                return f"task batch {self.next_seq} never came"
+            if sock not in ready:
+                if not admitted and time.monotonic() - connected > cfg.handshake_timeout_s:
+                    return "not admitted"
+                if admitted and cfg.remote and time.monotonic() - heard > cfg.pool_timeout_s:
+                    return f"no word from the pool for {cfg.pool_timeout_s}s"
+                continue
+            # Frames are not copied out of ZeroMQ's buffers: a large argument is unpickled
+            # straight from the message it came in.
+            frames = sock.recv_multipart(copy=False)
+            heard = time.monotonic()
+            admitted = True
+            kind = frames[0].bytes
+            if kind == wire.TASKS:
+                self._run_batch(frames[1].buffer, frames, 2)
+            elif kind == wire.SEQ_TASKS:
+                self._sequenced(int.from_bytes(frames[1].bytes, "big"), (frames[2].buffer, frames, 3))
+            elif kind == wire.STOP:
+                self._receive_task_datagrams()  # sent before the STOP: queued here already
+                if self.early:
+                    log.error("worker %s: stopping with tasks %s not run (some before them never came)",
+                              self.wid, sorted(self.early))
+                return "stop"
+            elif kind == wire.REJOIN:
+                return "the pool asked to rejoin"
+            del frames  # hold no finished task's arguments while idle
+            if self.lost:
+                return self.lost
 
     def _handshake_event(self) -> None:
+        import zmq
         from zmq.utils.monitor import recv_monitor_message
 
         assert self.monitor is not None  # only called when the poller saw the monitor socket
         event = zmq.Event(recv_monitor_message(self.monitor)["event"])
-        if event in _HANDSHAKE_FAILED and self.handshake_failure is None:
-            self.handshake_failure = _HANDSHAKE_FAILED[event]
+        failures = _handshake_failures()
+        if event in failures and self.handshake_failure is None:
+            self.handshake_failure = failures[event]
             # Logged once per session: ZeroMQ retries the handshake on its own until the timeout.
             log.warning("worker %s: %s", self.wid, self.handshake_failure)
 
@@ -306,7 +384,11 @@ class _Session:
                 data = recv(wire.REPLY_CHUNK + 64)
             except BlockingIOError:
                 return
-            self._sequenced(int.from_bytes(data[:n], "big"), (memoryview(data)[n:], [], 0))
+            seq = int.from_bytes(data[:n], "big")
+            if seq == wire.CONNECT_SEQ:  # the pool holds something only ZeroMQ can bring (ignored once connected)
+                self.connect_asked = True
+                continue
+            self._sequenced(seq, (memoryview(data)[n:], [], 0))
 
     def _sequenced(self, seq: int, batch: tuple[Any, list, int]) -> None:
         """Run a sequenced TASKS batch in its turn, and any that came early and follow it."""
@@ -333,6 +415,7 @@ class _Session:
         Outcomes go back at once after the last task; within a long batch at least every
         :data:`FLUSH_S`, so the pool sees progress (and frees window room) while it runs.
         """
+        self.batches += 1
         run, send, value_form, inline_max = self.runner.run_row, self._send_done, wire.VALUE, wire.INLINE_MAX
         if self.reply is not None:  # large data stays in the body, which the datagrams carry in pieces
             inline_max = sys.maxsize
@@ -370,13 +453,16 @@ class _Session:
     def _send_done(self, out: list, big: list[bytes]) -> None:
         if self.reply is not None:
             self._send_reply(pickle.dumps(out, 5))
-        elif big:
+            return
+        assert self.sock is not None  # no reply socket: connected over ZeroMQ from the start
+        if big:
             self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5), *big], copy=False)
         else:
             self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5)])
 
-    def _send_reply(self, body: bytes) -> None:
-        """One DONE body to the pool's reply socket, in pieces if it is large (see :mod:`laneway.worker.wire`).
+    def _send_reply(self, body: bytes, flag: bytes = wire.REPLY_END) -> None:
+        """One DONE body (or a small HELLO, by its ``flag``) to the pool's reply socket, in pieces if it is
+        large (see :mod:`laneway.worker.wire`).
 
         Sends block while the pool's socket is full: the pool reads it all the time, and
         a worker has nothing else to do until its outcomes are taken.
@@ -385,7 +471,7 @@ class _Session:
         head, chunk = self.reply_head, wire.REPLY_CHUNK
         try:
             if len(body) <= chunk:
-                self.reply.send(head + wire.REPLY_END + body)
+                self.reply.send(head + flag + body)
                 return
             view, more, end = memoryview(body), head + wire.REPLY_MORE, head + wire.REPLY_END
             last = (len(body) - 1) // chunk * chunk
@@ -395,22 +481,42 @@ class _Session:
         except OSError as exc:  # the pool closed its socket, or is gone
             self.lost = f"the pool's reply socket refused an outcome ({exc})"
 
-    def _beat(self, ctx: zmq.Context) -> None:
+    def _beat(self) -> None:
         cfg = self.cfg
-        sock = self._socket(ctx, self.wid.encode() + wire.HB_SUFFIX)
+        # A local worker with a reply socket beats there (from the start, before any ZeroMQ).
+        sock = None if self.reply is not None and cfg.task_path else self._socket(self.ctx.get(),
+                                                                                 self.wid.encode() + wire.HB_SUFFIX)
         me = _Usage()
         try:
             while True:
-                self._send_beat(sock, me)
+                if sock is None:
+                    self._send_beat_datagram(me)
+                else:
+                    self._send_beat(sock, me)
                 if self.hb_stop.wait(cfg.heartbeat_s):
                     return
                 if cfg.parent_pid is not None and os.getppid() != cfg.parent_pid:
                     os._exit(70)  # orphaned: the pool is gone, and with it anyone to answer
         finally:
-            sock.close(linger=0)
+            if sock is not None:
+                sock.close(linger=0)
+
+    def _send_beat_datagram(self, me: _Usage) -> None:
+        assert self.reply is not None
+        try:
+            rss, cpu = me.rss(), me.cpu_percent()
+        except Exception:
+            rss, cpu = 0, 0.0
+        try:
+            # Never block (as the ZeroMQ beat below): a beat that cannot go now is stale anyway.
+            self.reply.send(self.reply_head + wire.REPLY_BEAT + json.dumps([rss, cpu]).encode(), socket.MSG_DONTWAIT)
+        except OSError:
+            pass  # full: the next one follows in heartbeat_s; gone: the main loop finds out
 
     @staticmethod
     def _send_beat(sock: zmq.Socket, me: _Usage) -> None:
+        import zmq
+
         try:
             rss, cpu = me.rss(), me.cpu_percent()
         except Exception:

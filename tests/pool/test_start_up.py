@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -17,9 +18,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from laneway.worker import Spawner, launch
+from laneway.pool._results import decode_row
+from laneway.worker import FunctionPickler, Spawner, launch, wire
 
 from .conftest import wait_gone, wait_until
+from .test_local_replies import bare_worker
 
 pytestmark = pytest.mark.multiprocess
 
@@ -247,3 +250,76 @@ def test_a_launched_interpreter_dismissed_before_its_arguments_exits_quietly():
     proc.join(30)
     assert proc.exitcode == 0
     proc.close()
+
+
+@pytest.mark.timeout(120)
+def test_the_worker_module_a_local_worker_preloads_does_not_load_zeromq():
+    seen = _run("""
+        import json, sys
+        from multiprocessing import process, spawn
+        import laneway.worker._process
+        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "zmq")))
+    """)
+    assert seen == [], f"a worker's module loaded {seen} before its first task"
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_says_hello_beats_and_runs_its_first_batch_before_it_connects_over_zeromq(tmp_path,
+                                                                                                  monkeypatch):
+    monkeypatch.setattr(wire, "CONNECT_IDLE_S", 60.0)  # connects after its first batch, not for being idle
+    with bare_worker(tmp_path, heartbeat_s=0.05) as w:
+        data = w.replies.recv(1024)
+        assert data[: wire.REPLY_TOKEN + 1] == w.token + wire.REPLY_HELLO
+        assert json.loads(data[wire.REPLY_TOKEN + 1:])[2] == w.token.hex()
+        beat = w.replies.recv(1024)
+        assert beat[: wire.REPLY_TOKEN + 1] == w.token + wire.REPLY_BEAT
+        assert not w.router.poll(0), "the worker connected over ZeroMQ before its first batch"
+
+        digest, fn_bytes = FunctionPickler().dumps(abs)
+        w.out.sendto((1).to_bytes(wire.SEQ_BYTES, "big") + pickle.dumps([(1, digest, fn_bytes, (-7,), 0)]),
+                     w.task_path)
+        assert [decode_row(row) for row in pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])] == [(True, 7)]
+        ident = w.hello()  # after the first batch: over ZeroMQ now
+        w.router.send_multipart([ident, wire.STOP])
+        w.worker.join(30)
+        assert not w.worker.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_connects_over_zeromq_when_the_pool_asks(tmp_path, monkeypatch):
+    monkeypatch.setattr(wire, "CONNECT_IDLE_S", 60.0)
+    with bare_worker(tmp_path) as w:
+        assert w.replies.recv(1024)[wire.REPLY_TOKEN: wire.REPLY_TOKEN + 1] == wire.REPLY_HELLO
+        w.out.sendto(wire.CONNECT_SEQ.to_bytes(wire.SEQ_BYTES, "big"), w.task_path)
+        ident = w.hello()
+        # it runs what came over ZeroMQ, and later CONNECT datagrams change nothing
+        w.out.sendto(wire.CONNECT_SEQ.to_bytes(wire.SEQ_BYTES, "big"), w.task_path)
+        digest, fn_bytes = FunctionPickler().dumps(abs)
+        w.router.send_multipart([ident, wire.SEQ_TASKS, (1).to_bytes(wire.SEQ_BYTES, "big"),
+                                 pickle.dumps([(1, digest, fn_bytes, (-3,), 0)])])
+        assert [decode_row(row) for row in pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])] == [(True, 3)]
+        w.router.send_multipart([ident, wire.STOP])
+        w.worker.join(30)
+        assert not w.worker.is_alive()
+
+
+@pytest.mark.timeout(120)
+def test_what_only_zeromq_carries_waits_for_a_local_worker_to_connect(orch):
+    # A first task whose argument is too large for a datagram, sent before the worker connected
+    # over ZeroMQ, is kept and sent once it has; so is the STOP of a pool closed at once.
+    from . import tasks
+
+    pool = orch.start_pool(workers=1)
+    big = bytes(range(256)) * 1024
+    assert pool.submit(tasks.echo, big).get(60) == ((big,), {})
+    other = orch.__class__(name="closed-at-once")
+    try:
+        with other.events.subscribe("pool.worker.lost") as lost:
+            other.start_pool(workers=1).wait_ready(timeout=60)
+            other.shutdown()
+            event = lost.get(timeout=30)
+    finally:
+        other.shutdown()
+    assert "SIGKILL" not in str(event), event  # it stopped when told, not killed for want of a STOP
+    stats = pool.statistics()
+    assert (stats.completed, stats.retried) == (1, 0)
