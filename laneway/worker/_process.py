@@ -255,60 +255,22 @@ class _Session:
         return sock
 
     def serve(self) -> str:
-        try:
-            if self.sock is None:
-                self._send_reply(json.dumps(self._hello()).encode(), wire.REPLY_HELLO)
-                self.hb.start()
-                outcome = self._serve_datagrams()
-                if outcome:
-                    return outcome
-            else:
-                self.sock.send_multipart([wire.HELLO, json.dumps(self._hello()).encode()])
-                self.hb.start()
-            return self._serve_zmq()
-        finally:
-            self.hb_stop.set()
-            if self.hb.is_alive():
-                self.hb.join(timeout=2 * self.cfg.heartbeat_s + 1)
-            if self.monitor is not None:
-                self.sock.disable_monitor()  # type: ignore[union-attr]  # a monitor comes with a socket
-                self.monitor.close(linger=0)
-            if self.sock is not None:
-                self.sock.close()
-            if self.reply is not None:
-                self.reply.close()
-            if self.tasks_in is not None:
-                self.tasks_in.close()
-
-    def _hello(self) -> list:
-        return [os.getpid(), socket.gethostname(), self.cfg.token.hex()]
-
-    def _serve_datagrams(self) -> str:
-        """A local worker's start: run task datagrams until it should connect over ZeroMQ, then connect.
-
-        Returns why the session ends, or "" once connected.
-        """
-        assert self.tasks_in is not None
-        poller = select.poll()
-        poller.register(self.tasks_in.fileno(), select.POLLIN)
-        idle_until = time.monotonic() + wire.CONNECT_IDLE_S
-        while not (self.batches or self.connect_asked or self.early):
-            if self.stop.is_set():
-                return "sigterm"
-            wait_s = idle_until - time.monotonic()
-            if wait_s <= 0 or not poller.poll(wait_s * 1000):
-                break
-            self._receive_task_datagrams()
-            if self.lost:
-                return self.lost
-        self.sock = self._socket(self.ctx.get(), self.wid.encode())
-        self.sock.send_multipart([wire.HELLO, json.dumps(self._hello()).encode()])
-        return ""
-
-    def _serve_zmq(self) -> str:
         import zmq
 
-        cfg, sock = self.cfg, self.sock
+        cfg = self.cfg
+        if self.sock is None:  # a local worker: datagrams until it connects over ZeroMQ
+            try:
+                outcome = self._serve_datagrams()
+            except BaseException:
+                self._close()
+                raise
+            if outcome:
+                self._close()
+                return outcome
+        else:
+            self.sock.send_multipart([wire.HELLO, json.dumps(self._hello()).encode()])
+            self.hb.start()
+        sock = self.sock
         assert sock is not None
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -320,47 +282,89 @@ class _Session:
             poller.register(tasks_fd, zmq.POLLIN)
         heard = connected = time.monotonic()
         admitted = not cfg.remote
-        while True:
-            if self.stop.is_set():
-                return "sigterm"
-            ready = dict(poller.poll(int(cfg.heartbeat_s * 1000)))
-            if self.monitor is not None and self.monitor in ready:
-                self._handshake_event()
-            if tasks_fd in ready:
-                self._receive_task_datagrams()
+        try:
+            while True:
+                if self.stop.is_set():
+                    return "sigterm"
+                ready = dict(poller.poll(int(cfg.heartbeat_s * 1000)))
+                if self.monitor is not None and self.monitor in ready:
+                    self._handshake_event()
+                if tasks_fd in ready:
+                    self._receive_task_datagrams()
+                    if self.lost:
+                        return self.lost
+                if self.early and time.monotonic() - self.early_since > SEQ_GAP_S:
+                    log.error("worker %s: task batch %d never came; leaving so the pool requeues what it sent",
+                              self.wid, self.next_seq)
+                    return f"task batch {self.next_seq} never came"
+                if sock not in ready:
+                    if not admitted and time.monotonic() - connected > cfg.handshake_timeout_s:
+                        return "not admitted"
+                    if admitted and cfg.remote and time.monotonic() - heard > cfg.pool_timeout_s:
+                        return f"no word from the pool for {cfg.pool_timeout_s}s"
+                    continue
+                # Frames are not copied out of ZeroMQ's buffers: a large argument is unpickled
+                # straight from the message it came in.
+                frames = sock.recv_multipart(copy=False)
+                heard = time.monotonic()
+                admitted = True
+                kind = frames[0].bytes
+                if kind == wire.TASKS:
+                    self._run_batch(frames[1].buffer, frames, 2)
+                elif kind == wire.SEQ_TASKS:
+                    self._sequenced(int.from_bytes(frames[1].bytes, "big"), (frames[2].buffer, frames, 3))
+                elif kind == wire.STOP:
+                    self._receive_task_datagrams()  # sent before the STOP: queued here already
+                    if self.early:
+                        log.error("worker %s: stopping with tasks %s not run (some before them never came)",
+                                  self.wid, sorted(self.early))
+                    return "stop"
+                elif kind == wire.REJOIN:
+                    return "the pool asked to rejoin"
+                del frames  # hold no finished task's arguments while idle
                 if self.lost:
                     return self.lost
-            if self.early and time.monotonic() - self.early_since > SEQ_GAP_S:
-                log.error("worker %s: task batch %d never came; leaving so the pool requeues what it sent",
-                          self.wid, self.next_seq)
-                return f"task batch {self.next_seq} never came"
-            if sock not in ready:
-                if not admitted and time.monotonic() - connected > cfg.handshake_timeout_s:
-                    return "not admitted"
-                if admitted and cfg.remote and time.monotonic() - heard > cfg.pool_timeout_s:
-                    return f"no word from the pool for {cfg.pool_timeout_s}s"
-                continue
-            # Frames are not copied out of ZeroMQ's buffers: a large argument is unpickled
-            # straight from the message it came in.
-            frames = sock.recv_multipart(copy=False)
-            heard = time.monotonic()
-            admitted = True
-            kind = frames[0].bytes
-            if kind == wire.TASKS:
-                self._run_batch(frames[1].buffer, frames, 2)
-            elif kind == wire.SEQ_TASKS:
-                self._sequenced(int.from_bytes(frames[1].bytes, "big"), (frames[2].buffer, frames, 3))
-            elif kind == wire.STOP:
-                self._receive_task_datagrams()  # sent before the STOP: queued here already
-                if self.early:
-                    log.error("worker %s: stopping with tasks %s not run (some before them never came)",
-                              self.wid, sorted(self.early))
-                return "stop"
-            elif kind == wire.REJOIN:
-                return "the pool asked to rejoin"
-            del frames  # hold no finished task's arguments while idle
-            if self.lost:
-                return self.lost
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self.hb_stop.set()
+        if self.hb.is_alive():
+            self.hb.join(timeout=2 * self.cfg.heartbeat_s + 1)
+        if self.sock is not None:
+            if self.monitor is not None:
+                self.sock.disable_monitor()
+                self.monitor.close(linger=0)
+            self.sock.close()
+        if self.reply is not None:
+            self.reply.close()
+        if self.tasks_in is not None:
+            self.tasks_in.close()
+
+    def _hello(self) -> list:
+        return [os.getpid(), socket.gethostname(), self.cfg.token.hex()]
+
+    def _serve_datagrams(self) -> str:
+        """A local worker's start: say HELLO, heartbeat and run task datagrams until it should
+        connect over ZeroMQ, then connect. Returns why the session ends, or "" once connected."""
+        assert self.tasks_in is not None
+        self._send_reply(json.dumps(self._hello()).encode(), wire.REPLY_HELLO)
+        self.hb.start()
+        poller = select.poll()
+        poller.register(self.tasks_in.fileno(), select.POLLIN)
+        idle_until = time.monotonic() + wire.CONNECT_IDLE_S
+        while not (self.batches or self.connect_asked or self.early):
+            if self.stop.is_set() or self.lost:
+                return "sigterm" if self.stop.is_set() else self.lost
+            wait_s = idle_until - time.monotonic()
+            if wait_s <= 0 or not poller.poll(wait_s * 1000):
+                break
+            self._receive_task_datagrams()
+        if self.lost:
+            return self.lost
+        self.sock = self._socket(self.ctx.get(), self.wid.encode())
+        self.sock.send_multipart([wire.HELLO, json.dumps(self._hello()).encode()])
+        return ""
 
     def _handshake_event(self) -> None:
         import zmq
