@@ -255,8 +255,6 @@ class _Session:
         return sock
 
     def serve(self) -> str:
-        import zmq
-
         cfg = self.cfg
         if self.sock is None:  # a local worker: datagrams until it connects over ZeroMQ
             try:
@@ -270,6 +268,8 @@ class _Session:
         else:
             self.sock.send_multipart([wire.HELLO, json.dumps(self._hello()).encode()])
             self.hb.start()
+        import zmq  # here: a local worker has served its first tasks without it
+
         sock = self.sock
         assert sock is not None
         poller = zmq.Poller()

@@ -323,3 +323,33 @@ def test_what_only_zeromq_carries_waits_for_a_local_worker_to_connect(orch):
     assert "SIGKILL" not in str(event), event  # it stopped when told, not killed for want of a STOP
     stats = pool.statistics()
     assert (stats.completed, stats.retried) == (1, 0)
+
+
+@pytest.mark.timeout(120)
+def test_a_local_worker_runs_its_first_task_without_zeromq_loaded(tmp_path):
+    # The script is the workers' main module too (spawn imports it as __mp_main__): there it has
+    # them connect over ZeroMQ after their first batch only, never for being idle, whatever the load.
+    script = tmp_path / "first_task.py"
+    script.write_text(textwrap.dedent("""
+        import json
+        from laneway.worker import wire
+
+        if __name__ == "__mp_main__":
+            wire.CONNECT_IDLE_S = 60.0
+
+        if __name__ == "__main__":
+            from laneway import Orchestrator
+            from tests.pool.tasks import loaded_modules
+
+            with Orchestrator(name="first-task") as orch:
+                pool = orch.start_pool(workers=1)
+                first = pool.submit(loaded_modules).result(timeout=60)
+                later = pool.submit(loaded_modules).result(timeout=60)
+            print(json.dumps({"first": first, "later": later}))
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=100, cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "zmq" not in seen["first"], "the worker loaded ZeroMQ before its first task"
+    assert "zmq" in seen["later"]  # connected after its first batch

@@ -215,14 +215,21 @@ class ZmqBackend(Backend):
             reply_path=self._reply_path,
             task_path=peer.task_path,
         )
-        proc = self._spawner.spawn(spawn_entry, (cfg,), name=f"laneway-worker:{worker_id}")
+        # Known before it runs: an interpreter launched ahead says HELLO (a datagram) within a
+        # millisecond of its arguments, maybe before spawn() returns here.
+        self._peers[worker_id] = peer
+        self._by_token[peer.token] = peer
+        try:
+            proc = self._spawner.spawn(spawn_entry, (cfg,), name=f"laneway-worker:{worker_id}")
+        except BaseException:
+            self._peers.pop(worker_id, None)
+            self._by_token.pop(peer.token, None)
+            raise
         peer.proc, peer.pid = proc, proc.pid
         try:
             peer.pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
             peer.pidfd = -1  # fall back to multiprocessing's sentinel pipe, which also turns readable on exit
-        self._peers[worker_id] = peer
-        self._by_token[peer.token] = peer
         self._post(("watch", peer))
 
     def stop_worker(self, worker_id: str, timeout: float) -> None:
@@ -320,6 +327,8 @@ class ZmqBackend(Backend):
 
     @staticmethod
     def _signal(peer: _Peer, sig: int) -> None:
+        if peer.pid <= 0:
+            return  # not started yet (pid 0 would signal this whole process group)
         try:
             os.kill(peer.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -555,7 +564,8 @@ class ZmqBackend(Backend):
             if not peer.hello:  # (a datagram HELLO read after the ZeroMQ one changes nothing)
                 peer.hello = True
                 peer.seen = self._clock.now()
-                self._hub.worker_ready(wid, pid=peer.pid, host=str(host))
+                # Its pid from the HELLO (the token vouches for it) if it came before spawn() returned.
+                self._hub.worker_ready(wid, pid=peer.pid or int(pid), host=str(host))
             return
         if not routed:
             return
@@ -705,7 +715,8 @@ class ZmqBackend(Backend):
         for peer in list(self._by_fd.values()):
             self._reap(peer)
         for peer in list(self._peers.values()):  # launched but never watched (a race with close)
-            peer.proc.join(timeout)
+            if peer.proc is not None:
+                peer.proc.join(timeout)
             self._peers.pop(peer.wid, None)
             self._by_token.pop(peer.token, None)
             self._hub.worker_lost(peer.wid, "pool closed")
