@@ -565,7 +565,7 @@ class ZmqBackend(Backend):
                 peer.hello = True
                 peer.seen = self._clock.now()
                 # Its pid from the HELLO (the token vouches for it) if it came before spawn() returned.
-                self._hub.worker_ready(wid, pid=peer.pid or int(pid), host=str(host))
+                self._hub.worker_ready(wid, pid=peer.pid or (pid if type(pid) is int else 0), host=str(host))
             return
         if not routed:
             return
