@@ -40,16 +40,15 @@ class CancellationToken:
         (True, 'user pressed stop')
     """
 
-    __slots__ = ("_cancelled", "_event", "_callbacks", "reason", "preempted")
-
-    def __init__(self) -> None:
-        # Every run gets a token and few are ever cancelled or waited on, so the
-        # Event and the callback list are made only when someone needs them.
-        self._cancelled = False
-        self._event: threading.Event | None = None
-        self._callbacks: list[Callable[[str], object]] | None = None
-        self.reason = ""
-        self.preempted = False
+    # Every run gets a token and few are ever cancelled or waited on, so the Event and the
+    # callback list are made only when someone needs them. The fields' starting values are
+    # class attributes (no __slots__): a subclass made on a hot path (a lane's Run) sets none
+    # of them; writes go to the instance.
+    _cancelled = False
+    _event: threading.Event | None = None
+    _callbacks: list[Callable[[str], object]] | None = None
+    reason = ""
+    preempted = False
 
     def __repr__(self) -> str:
         return f"<CancellationToken {'cancelled: ' + self.reason if self.cancelled else 'active'}>"

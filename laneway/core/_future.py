@@ -149,6 +149,27 @@ class LazyFuture(Future[T]):
                     return True  # no waiter or callback can exist: adding one makes the condition
         return super().settle(result, error)
 
+    def settle_unwatched(self, result: Any) -> bool:
+        """Set ``result`` now if nobody waits on this future or has a callback on it; False if someone does.
+
+        Settling then runs no code but this, so a state machine may call it while it holds
+        its own lock; when it returns False, settle the usual way after releasing it (which
+        also tells a future that is already done, such as a cancelled one, from the rest).
+
+        Example:
+            >>> f = LazyFuture()
+            >>> f.settle_unwatched(5), f.result()
+            (True, 5)
+        """
+        if self._cond is None:
+            with _lazy_lock:
+                if self._cond is None:  # a waiter or callback makes the condition, under this lock
+                    if self._state not in _DONE:
+                        self._result = result
+                        self._state = _cf.FINISHED
+                    return True
+        return False
+
     @staticmethod
     def settle_many(futures: Sequence[LazyFuture[Any]], results: Sequence[Any]) -> int:
         """Settle each future with its result, in order; returns how many were already done.

@@ -119,11 +119,26 @@ class Outbox:
             >>> box.release_and_run(); seen
             ['after']
         """
-        if self._depth or not self._effects or self._draining:
+        queued = self._effects
+        if self._depth or not queued or self._draining:
             self.lock.release()  # held by an enclosing block, nothing queued, or another thread runs effects
             return
         self._draining = True
-        queued = self._effects
+        if len(queued) == 1:  # the common case (one wake-up, one settle): no copy, no loop
+            effect = queued.pop()
+            self.lock.release()
+            try:
+                effect()
+            except Exception:
+                log.exception("%s: effect %r raised", self.name, effect)
+            except BaseException:
+                with self.lock:
+                    self._draining = False
+                raise
+            self._draining = False
+            if queued:
+                self._drain()
+            return
         effects = queued.copy()
         queued.clear()
         self.lock.release()

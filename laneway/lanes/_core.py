@@ -97,7 +97,7 @@ class LaneCore:
         self._prios: list[int] = []
         self._seq = itertools.count(1)
         self.outcomes = Outcomes(self)
-        self.executors = Executors(self.box, end_run_locked=self.outcomes.end_run_locked,
+        self.executors = Executors(self.box, end_runs_locked=self.outcomes.end_runs_locked,
                                    dispatch_locked=self.dispatch_locked, finish=self.outcomes.finish,
                                    launch_failed=self.outcomes.launch_failed, announce=self.outcomes.announce_run,
                                    pool=cpu_pool, announcing=partial(events.wants, "queue.command.started"))
@@ -160,7 +160,10 @@ class LaneCore:
         if lane.pending != lane.reported_pending:  # dispatch took commands since: report that
             self.lane_changed_locked(lane)
             return
-        self.touch(lane)
+        if not lane.in_turn and (lane.queue.size or lane.preemptors or lane.group is not None):
+            # Else no change: a free slot keeps an eligible lane eligible, and a lane with
+            # nothing queued stays out of turn.
+            self.touch(lane)
         if lane.busy and lane.pending == 0 and lane.active == 0:
             if lane.relief_due or lane.session_id is not None or self.space_waiters:
                 self._went_idle_locked(lane)
@@ -280,7 +283,10 @@ class LaneCore:
             for fraction in lane.config.deadline_boosts:
                 cmd.add_timer(self.clock.call_later(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
         # lane_changed_locked, inline, for a command that joined: the lane is busy, and no lane got room.
-        self.touch(lane)
+        if not lane.in_turn and (lane.active < lane.config.max_concurrency or lane.group is not None):
+            # Else no change: more work keeps an eligible lane eligible, and a lane whose slots
+            # are all taken stays out of turn.
+            self.touch(lane)
         pending = lane.reported_pending = lane.pending
         memory = lane.memory
         if memory is None:
@@ -342,22 +348,39 @@ class LaneCore:
         """Start commands while workers are free: always from the best eligible lane."""
         if self.closed:
             return
-        while self._eligible and self.running < self.max_workers:
+        max_workers = self.max_workers
+        while self._eligible and self.running < max_workers:
             lane = self._pick_lane_locked()
             if lane is None:
                 return
             if lane.preemptors or lane.group is not None:
                 cmd = lane.take()
-            else:  # Lane.take's common case, without its frame
-                cmd = lane.queue.pop()
+                if cmd is not None:
+                    lane.pending -= 1
+                    del lane.waiting[cmd.id]
+                    self._start_locked(cmd)
+                self.touch(lane)
+                continue
+            # A lane alone at its priority keeps the turn while it has work, a free slot and a free
+            # worker: _pick_lane_locked would pick it again (only this lane changes here), so it is
+            # not asked, and the lane's bucket is updated once, when it stops.
+            alone = lane.limiter is None and len(self._buckets[lane.config.priority]) == 1
+            config, queue = lane.config, lane.queue
+            while True:
+                cmd = queue.pop()  # Lane.take's common case, without its frame
                 if cmd is not None:
                     cmd.queued = False
                     if cmd.batch is not None:
                         cmd = lane.open_group(cmd)
-            if cmd is not None:
-                lane.pending -= 1
-                del lane.waiting[cmd.id]
-                self._start_locked(cmd)
+                    if cmd is not None:
+                        lane.pending -= 1
+                        del lane.waiting[cmd.id]
+                        self._start_locked(cmd)
+                if not (alone and cmd is not None and queue.size and lane.active < config.max_concurrency
+                        and self.running < max_workers and lane.group is None and not lane.preemptors
+                        and (max_workers - self.running - 1 >= self.reserved
+                             or lane.active < config.min_concurrency)):
+                    break
             self.touch(lane)
 
     def _pick_lane_locked(self) -> Lane | None:
@@ -396,8 +419,8 @@ class LaneCore:
         lane.active += 1
         if lane.active <= lane.config.min_concurrency:
             self.reserved -= 1
-        lane.runs[run] = None
-        if cmd.preemptible:
+        if cmd.preemptible:  # only they can be victims: the others are not tracked
+            lane.runs[run] = None
             lane.preemptible_runs += 1
         self.running += 1
         if lane.limiter is not None:

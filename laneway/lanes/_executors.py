@@ -79,7 +79,8 @@ class Executors:
     Args:
         box: the scheduler's outbox (a finishing thread records its outcome and takes
             its next run in one critical section under it; effects go on it).
-        end_run_locked: ``(run, ok, value)``, inside ``box``: record a run's outcome.
+        end_runs_locked: ``(outcomes)``, inside ``box``: record how runs ended, ``(run, ok, value,
+            seconds)`` each; one that fails to be recorded does not keep the others from ending.
         dispatch_locked: ``()``, inside ``box``: start what can start now.
         finish: ``(run, ok, value)``, without the lock: end a run from another thread.
         launch_failed: ``(run, error)``, without the lock: no executor could take the run.
@@ -89,13 +90,13 @@ class Executors:
             is False, ``announce`` is called only for durable commands (None: for every run).
     """
 
-    def __init__(self, box: Outbox, *, end_run_locked: Callable[[Run, bool, Any], None],
+    def __init__(self, box: Outbox, *, end_runs_locked: Callable[[list[tuple[Run, bool, Any, float]]], None],
                  dispatch_locked: Callable[[], None], finish: Callable[[Run, bool, Any], None],
                  launch_failed: Callable[[Run, BaseException], None], announce: Callable[[Run], None],
                  pool: Callable[[], Any], announcing: Callable[[], bool] | None = None) -> None:
         self._box = box
         self._lock = box.lock
-        self._end_run_locked = end_run_locked
+        self._end_runs_locked = end_runs_locked
         self._dispatch_locked = dispatch_locked
         self._finish = finish
         self._launch_failed = launch_failed
@@ -113,6 +114,9 @@ class Executors:
         self._fallback: MonotonicClock | None = None
         self._fallback_armed = False
         self._stopping = False
+        # While a worker thread dispatches after its batch (and nothing was ready before): that
+        # thread's batch, which the runs it starts go straight into (see launch_locked).
+        self._sink: collections.deque[Run] | None = None
         self._async = LoopThread("laneway-lanes-async")  # started by the first async tool
 
     @property
@@ -122,6 +126,17 @@ class Executors:
     def launch_locked(self, run: Run) -> None:
         """Hand a started run to its executor (called inside the scheduler's outbox)."""
         spec = run.cmd.spec
+        sink = self._sink
+        if sink is not None:
+            # A worker thread dispatching after its batch: dispatch starts the best runs first, and
+            # nothing was ready before, so while they are fast sync runs they go straight into that
+            # thread's next batch (what _take_locked would do, without the ready heap). The first
+            # other run closes the sink: it and every run after it queue behind the ones taken.
+            if (not spec.is_async and not spec.cpu_bound and len(sink) < _BATCH
+                    and self._tool_s.get(spec.name, 1.0) < _FAST_S):
+                sink.append(run)
+                return
+            self._sink = None
         if spec.is_async:
             self._box.add(partial(self._start_async, run))
         elif spec.cpu_bound:
@@ -153,6 +168,9 @@ class Executors:
         perf_counter, token_var, announce = time.perf_counter, current_token_var, self._announce
         # Asked once per batch, not per run: a listener added meanwhile hears from the next batch on.
         everyone = self._announcing is None or self._announcing()
+        # One clock reading per run: each run's end is the next one's start (read again after an
+        # announcement, which may write the store: a tool's time is its own).
+        began = perf_counter()
         while batch:
             try:
                 run = batch.popleft()  # atomic: the fallback may take the rest back meanwhile
@@ -164,9 +182,9 @@ class Executors:
                     announce(run)
                 except Exception:  # persisting the attempt or publishing failed: the run still runs
                     log.exception("lanes: announcing command %s failed", cmd.id)
+                began = perf_counter()
             spec = cmd.spec
             token = run if type(run) is Run else run.token  # a Run is its own token: no property frame
-            began = perf_counter()
             ok: bool
             value: Any
             if token._cancelled:  # the field, not the property: one call less per run
@@ -180,7 +198,9 @@ class Executors:
                     ok, value = False, exc
                 finally:
                     token_var.reset(mark)
-            outcomes.append((run, ok, value, perf_counter() - began))
+            ended = perf_counter()
+            outcomes.append((run, ok, value, ended - began))
+            began = ended
         return outcomes
 
     # threads ------------------------------------------------------------------
@@ -283,7 +303,7 @@ class Executors:
 
     def _work(self) -> None:
         box, lock = self._box, self._lock
-        end_run_locked, dispatch_locked = self._end_run_locked, self._dispatch_locked
+        end_runs_locked, dispatch_locked = self._end_runs_locked, self._dispatch_locked
         run_batch, tool_s, fast = self._run_batch, self._tool_s, self._fast
         ready, idle = self._ready, self._idle  # never rebound
         worker = _Worker()
@@ -315,19 +335,29 @@ class Executors:
                     fast.pop(worker, None)
                     self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
                     try:
-                        for run, ok, value, seconds in outcomes:
+                        for run, _, _, seconds in outcomes:
                             name = run.cmd.spec.name
                             prev = tool_s.get(name)
                             tool_s[name] = seconds if prev is None else prev + _EWMA_ALPHA * (seconds - prev)
-                            try:
-                                end_run_locked(run, ok, value)
-                            except Exception:  # the other runs of the batch still end
-                                log.exception("lanes: recording the end of command %s failed", run.cmd.id)
-                        dispatch_locked()
+                        end_runs_locked(outcomes)
+                        if not ready and not self._stopping:
+                            self._sink = worker.batch
+                        try:
+                            dispatch_locked()
+                        finally:
+                            self._sink = None
                     finally:
                         self._pulling -= 1
                     # _take_locked and _park_locked's common cases inline (a frame each per batch).
-                    took = self._take_locked(worker) if ready else False
+                    if worker.batch:  # filled by dispatch through the sink
+                        took = True
+                        fast[worker] = time.perf_counter()
+                        if len(worker.batch) > 1:
+                            self._arm_fallback_locked()
+                        if ready:  # runs the sink did not take: a helper for them, if due
+                            self._wake_locked()
+                    else:
+                        took = self._take_locked(worker) if ready else False
                     if not took:
                         if self._stopping:
                             self._threads -= 1
@@ -342,7 +372,8 @@ class Executors:
                 # The outbox ran what was queued; keep the thread serving.
                 log.exception("lanes: dispatching after a run failed")
                 with box:
-                    took = self._take_locked(worker)
+                    # Runs the sink put in the batch before the failure are this thread's to run.
+                    took = bool(worker.batch) or self._take_locked(worker)
                     if not took and not self._park_locked(worker):
                         return
 

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _FROM_ORCH: Any = object()
+#: submit's options (priority ... block_timeout), each at its default.
+_ALL_DEFAULT = (None, "default", UNSET, None, None, None, None, None, None)
 
 
 class LaneManager:
@@ -173,9 +175,10 @@ class LaneManager:
             >>> h = orch.lanes.submit("query", "search", {"q": "otp"}, priority=Priority.HIGH)  # doctest: +SKIP
             >>> h.position, h.eta_s, h.result(timeout=10)                                      # doctest: +SKIP
         """
-        if (priority is None and caller == "default" and timeout is UNSET and retry is None and deadline_s is None
-                and preemptible is None and max_wait is None and command_id is None and block_timeout is None):
-            # Every option at its default (most submits): straight to the submitter, one frame less.
+        if (priority, caller, timeout, retry, deadline_s, preemptible, max_wait, command_id,
+                block_timeout) == _ALL_DEFAULT:
+            # Every option at its default (most submits): straight to the submitter, one frame less
+            # (and one tuple comparison in C instead of nine in Python).
             return self._submitter.submit(lane, target, params, DEFAULT_OPTIONS, self._ask_timeout)
         opts, block = self._options(priority, caller, timeout, retry, deadline_s, preemptible, max_wait, block_timeout,
                                     command_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from laneway.errors import CommandTimeout, LaneError
 from laneway.core import LazyFuture
@@ -31,7 +31,7 @@ class Outcomes:
         self._done_values: list[Any] = []
 
     def _settle_done(self) -> None:
-        """The effect that settles what :meth:`end_run_locked` gathered (the lists are swapped under the lock)."""
+        """The effect that settles what :meth:`end_runs_locked` gathered (the lists are swapped under the lock)."""
         with self._core.lock:
             futures, values = self._done_futures, self._done_values
             self._done_futures, self._done_values = [], []
@@ -70,79 +70,97 @@ class Outcomes:
                 core.dispatch_locked()
 
     def end_run_locked(self, run: Run, ok: bool, value: Any) -> None:
-        run.ended = True
-        cmd = run.cmd
-        lane = cmd.lane
+        """Record how one run ended (see :meth:`end_runs_locked`)."""
+        self.end_runs_locked(((run, ok, value, 0.0),))
+
+    def end_runs_locked(self, outcomes: Iterable[tuple[Run, bool, Any, float]]) -> None:
+        """Record how runs ended, ``(run, ok, value, seconds)`` each (the seconds are the executor's).
+
+        One call for a worker thread's whole batch: the loop is here, not around the call, so
+        each run costs no frame; a run whose recording fails is logged and the rest still end.
+        """
         core = self._core
-        now = core.now()
-        lane.active -= 1
-        if lane.active < lane.config.min_concurrency:
-            core.reserved += 1
-        del lane.runs[run]
-        if cmd.preemptible:
-            lane.preemptible_runs -= 1
-        core.running -= 1
-        took = now - run.started_at
-        prev = lane.run_ewma  # the moving average behind the lane's ETAs
-        lane.run_ewma = took if prev is None else prev + RUN_EWMA_ALPHA * (took - prev)
-        superseded = run.superseded
-        if superseded:
-            if not (run.requeue and cmd.state is CommandState.RUNNING):
-                core.lane_changed_locked(lane)
-                return
-            if not ok:
-                cmd.attempts -= 1  # a preempted attempt does not count against the retry policy
-                lane.add_waiting(cmd)
-                core.requeue_locked(cmd, keep_seq=True)
-                core.lane_changed_locked(lane)
-                return
-            # Preempted to be queued again, but it finished anyway (ignoring its token): it completed.
-        elif not ok:
-            self._fail_attempt_locked(cmd, value)
-            core.lane_changed_locked(lane)
-            return
-        # The command completed (inline here rather than in a method of its own: a frame less per command).
-        cmd.state = CommandState.COMPLETED
-        lane.completed += 1
-        latency = now - cmd.submitted_at
-        memory = lane.memory
-        if memory is not None:  # its completed(), without the call
-            memory.latencies.record(latency)
-            memory.throughput.record(now)
-        else:
+        now = core.now()  # one reading for the batch: its runs ended within microseconds of each other
+        add = core.box.add
+        for run, ok, value, _ in outcomes:
             try:
-                lane.recorder.completed(latency, now)
-            except Exception:  # a metrics hook must not break a transition half-way
-                log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
-        future = cmd.future
-        if cmd.durable and core.pending is not None:
-            core.box.add(partial(core.pending.delete, cmd.id))
-            core.box.add(partial(future.settle, value))  # after the delete
-        elif future.wait_gate is None:
-            # Settled with the other results of this critical section (and of any that follow before
-            # the effect runs) in one effect: one lock for all of them, no frame per future.
-            futures = self._done_futures
-            if not futures:
-                core.box.add(self._settle_done)
-            futures.append(future)
-            self._done_values.append(value)
-        else:
-            # A caller armed a wait: settled by the base class's settle (CommandFuture's override
-            # would add a frame), then its gate is released. Nothing settled it before: a run whose
-            # command was cancelled or timed out is superseded and does not complete.
-            core.box.add(partial(settle_unarmed, future, value))
-            core.box.add(future.wait_gate.release)
-        if core.events.active and core.events.wants("queue.command.completed"):
-            core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
-                      tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
-        if cmd.timers or cmd.group is not None or core.quiet_waiters:
-            core.final_locked(cmd)  # after its effects are queued (see final_locked)
-        else:
-            del core.commands[cmd.id]  # final_locked's common case, without its frame
-        if superseded:
-            core.lane_changed_locked(lane)
-        else:
-            core.run_ended_locked(lane)  # pending did not change: no queue length or pressure update
+                run.ended = True
+                cmd = run.cmd
+                lane = cmd.lane
+                lane.active -= 1
+                if lane.active < lane.config.min_concurrency:
+                    core.reserved += 1
+                if cmd.preemptible:
+                    del lane.runs[run]
+                    lane.preemptible_runs -= 1
+                core.running -= 1
+                took = now - run.started_at
+                prev = lane.run_ewma  # the moving average behind the lane's ETAs
+                lane.run_ewma = took if prev is None else prev + RUN_EWMA_ALPHA * (took - prev)
+                superseded = run.superseded
+                if superseded:
+                    if not (run.requeue and cmd.state is CommandState.RUNNING):
+                        core.lane_changed_locked(lane)
+                        continue
+                    if not ok:
+                        cmd.attempts -= 1  # a preempted attempt does not count against the retry policy
+                        lane.add_waiting(cmd)
+                        core.requeue_locked(cmd, keep_seq=True)
+                        core.lane_changed_locked(lane)
+                        continue
+                    # Preempted to be queued again, but it finished anyway (ignoring its token): it completed.
+                elif not ok:
+                    self._fail_attempt_locked(cmd, value)
+                    core.lane_changed_locked(lane)
+                    continue
+                # The command completed (inline here rather than in a method of its own: a frame less per command).
+                cmd.state = CommandState.COMPLETED
+                lane.completed += 1
+                latency = now - cmd.submitted_at
+                memory = lane.memory
+                if memory is not None:  # its completed(), without the call
+                    memory.latencies.record(latency)
+                    memory.throughput.record(now)
+                else:
+                    try:
+                        lane.recorder.completed(latency, now)
+                    except Exception:  # a metrics hook must not break a transition half-way
+                        log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
+                future = cmd.future
+                if cmd.durable and core.pending is not None:
+                    add(partial(core.pending.delete, cmd.id))
+                    add(partial(future.settle, value))  # after the delete
+                elif future.wait_gate is None:
+                    # Settled with the other results of this critical section (and of any that follow before
+                    # the effect runs) in one effect: one lock for all of them, no frame per future.
+                    futures = self._done_futures
+                    if not futures:
+                        add(self._settle_done)
+                    futures.append(future)
+                    self._done_values.append(value)
+                else:
+                    # A caller armed a wait (LaneManager.call): it sleeps on the gate, not on the future,
+                    # so the future is set here and only the gate's release waits for the lock to go.
+                    # Nothing settled it before: a run whose command was cancelled or timed out is
+                    # superseded and does not complete.
+                    if not future.settle_unwatched(value):
+                        # Someone else waits on it too: settled by the base class's settle (CommandFuture's
+                        # override would add a frame), after the lock, then the gate.
+                        add(partial(settle_unarmed, future, value))
+                    add(future.wait_gate.release)
+                if core.events.active and core.events.wants("queue.command.completed"):
+                    core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
+                              tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
+                if cmd.timers or cmd.group is not None or core.quiet_waiters:
+                    core.final_locked(cmd)  # after its effects are queued (see final_locked)
+                else:
+                    del core.commands[cmd.id]  # final_locked's common case, without its frame
+                if superseded:
+                    core.lane_changed_locked(lane)
+                else:
+                    core.run_ended_locked(lane)  # pending did not change: no queue length or pressure update
+            except Exception:  # the other runs of the batch still end
+                log.exception("lanes: recording the end of command %s failed", run.cmd.id)
 
     def _fail_attempt_locked(self, cmd: Command, error: BaseException) -> None:
         core = self._core

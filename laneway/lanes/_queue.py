@@ -1,12 +1,20 @@
 """A lane's queue: round-robin across callers, priority levels then FIFO inside one caller.
 
 Not thread-safe: the lane manager's scheduler lock guards it. Removal and
-re-prioritisation are lazy (stale heap entries are skipped when popped), so
-cancel and deadline boosts are O(log n).
+re-prioritisation are lazy (stale entries are skipped when they come up), so
+cancel and deadline boosts are O(1) and O(log n).
+
+Inside one caller, each level is a FIFO deque: commands arrive in submission
+order (their ``seq`` only grows), so appending keeps each deque sorted and the
+head is the oldest, with no heap and no comparisons on the hot path. An entry
+that arrives out of order (a deadline boost moves a command to a better level;
+a preempted command is queued again with its old ``seq``) goes to a small heap
+of its own instead, and a pop takes whichever of the two heads is older.
 """
 
 from __future__ import annotations
 
+import collections
 import heapq
 from typing import TYPE_CHECKING
 
@@ -14,15 +22,59 @@ if TYPE_CHECKING:
     from laneway.lanes._command import Command
 
 _LEVELS = 5
+_heappush, _heappop = heapq.heappush, heapq.heappop
 
 
 class _CallerQueue:
-    __slots__ = ("heap", "live", "per_level")
+    __slots__ = ("fifo", "late", "live", "per_level")
 
     def __init__(self) -> None:
-        self.heap: list[tuple[int, int, Command]] = []
+        self.fifo: list[collections.deque[Command]] = [collections.deque() for _ in range(_LEVELS)]
+        self.late: list[tuple[int, int, Command]] = []  # (level, seq, command) that came out of order
         self.live = 0
         self.per_level = [0] * _LEVELS
+
+    def add(self, level: int, cmd: Command) -> None:
+        fifo = self.fifo[level]
+        if not fifo or fifo[-1].seq < cmd.seq:
+            fifo.append(cmd)
+        else:
+            _heappush(self.late, (level, cmd.seq, cmd))
+
+    def take(self) -> Command | None:
+        """Remove and return the best live entry (None if there is none: then ``live`` is 0)."""
+        late = self.late
+        head: Command | None
+        while late:  # drop stale heads: what follows compares live entries only
+            level, seq, head = late[0]
+            if head.queued and head.level == level and head.seq == seq:
+                break
+            _heappop(late)
+        for level, count in enumerate(self.per_level):
+            if not count:
+                continue
+            fifo = self.fifo[level]
+            while fifo:
+                head = fifo[0]
+                if head.queued and head.level == level:
+                    break
+                fifo.popleft()  # stale: cancelled or moved to a better level
+            else:
+                head = None
+            if late and late[0][0] == level and (head is None or late[0][1] < head.seq):
+                return _heappop(late)[2]
+            if head is not None:
+                return fifo.popleft()
+            # Counted but not found (a command marked not queued without a discard): look further.
+        return None
+
+    def clear(self) -> None:
+        for fifo in self.fifo:
+            fifo.clear()
+        self.late.clear()
+        self.live = 0
+        if any(self.per_level):
+            self.per_level[:] = [0] * _LEVELS
 
 
 class FairQueue:
@@ -56,11 +108,16 @@ class FairQueue:
             others = len(callers)
             cq = callers[cmd.caller] = self._spare.pop() if self._spare else _CallerQueue()
         else:
-            ahead = sum(cq.per_level[: level + 1])
+            per_level = cq.per_level
+            ahead = per_level[0] + per_level[1] + per_level[2] if level == 2 else sum(per_level[: level + 1])
             others = len(callers) - 1
         if others:  # estimate's round-robin share of the other callers
             ahead += sum(min(q.live, ahead + 1) for q in callers.values() if q is not cq)
-        heapq.heappush(cq.heap, (level, cmd.seq, cmd))
+        fifo = cq.fifo[level]  # _CallerQueue.add, inline (every queued command comes through here)
+        if not fifo or fifo[-1].seq < cmd.seq:
+            fifo.append(cmd)
+        else:
+            _heappush(cq.late, (level, cmd.seq, cmd))
         cq.live += 1
         cq.per_level[level] += 1
         self.size += 1
@@ -85,16 +142,11 @@ class FairQueue:
         callers = self._callers
         while callers:
             caller, cq = next(iter(callers.items()))
-            heap = cq.heap
-            cmd = None
-            while heap:  # the caller's best live entry
-                level, seq, head = heapq.heappop(heap)
-                if head.queued and head.level == level and head.seq == seq:  # else a stale entry
-                    cq.live -= 1
-                    cq.per_level[level] -= 1
-                    self.size -= 1
-                    cmd = head
-                    break
+            cmd = cq.take()
+            if cmd is not None:
+                cq.live -= 1
+                cq.per_level[cmd.level] -= 1
+                self.size -= 1
             else:
                 cq.live = 0
             if not cq.live:
@@ -108,12 +160,9 @@ class FairQueue:
         return None
 
     def _retire(self, cq: _CallerQueue) -> None:
-        """Keep an emptied caller queue for reuse; what is left in its heap is stale."""
+        """Keep an emptied caller queue for reuse; what is left in it is stale."""
         if len(self._spare) < 8:
-            cq.heap.clear()
-            cq.live = 0
-            if any(cq.per_level):
-                cq.per_level[:] = [0] * _LEVELS
+            cq.clear()
             self._spare.append(cq)
 
     def discard(self, cmd: Command) -> None:
@@ -134,4 +183,4 @@ class FairQueue:
         cq.per_level[cmd.level] -= 1
         cq.per_level[level] += 1
         cmd.level = level
-        heapq.heappush(cq.heap, (level, cmd.seq, cmd))
+        cq.add(level, cmd)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
 # An enum call and a name lookup per submitted event cost more than the rest of its fields.
 _LEVEL_NAMES = {int(p): p.name.lower() for p in Priority}
+_NORMAL = int(Priority.NORMAL)
 
 
 def _check_level(_: object, __: attrs.Attribute, value: Any) -> None:
@@ -130,7 +131,16 @@ class Submitter:
         lane = core.lanes.get(lane_name)
         if lane is None:
             lane = self.lane_for(lane_name)
-        cmd = self._new_command(lane, spec, checked, named, opts)
+        if opts is DEFAULT_OPTIONS:
+            # _new_command's defaults, inline (most submits): the tool's, else the lane's.
+            level = spec.priority
+            timeout = spec.timeout
+            config = lane.config
+            cmd = Command(self._new_id(), lane, spec, checked, "default", _NORMAL if level is None else int(level),
+                          config.timeout_s if timeout is None else timeout, config.retry, None, spec.preemptible,
+                          core.now(), named and core.pending is not None, named)
+        else:
+            cmd = self._new_command(lane, spec, checked, named, opts)
         durable = cmd.durable
         if attempts:
             cmd.attempts = attempts
@@ -241,12 +251,10 @@ class Submitter:
         if retry is None:
             retry = lane.config.retry
         preemptible = opts.preemptible
-        cmd = Command(self._new_id() if opts.command_id is None else opts.command_id, lane, spec, params,
-                      opts.caller, int(level), timeout, retry, opts.deadline_s,
-                      spec.preemptible if preemptible is None else bool(preemptible), self._core.now(),
-                      named and self._core.pending is not None)
-        cmd.named = named
-        return cmd
+        return Command(self._new_id() if opts.command_id is None else opts.command_id, lane, spec, params,
+                       opts.caller, int(level), timeout, retry, opts.deadline_s,
+                       spec.preemptible if preemptible is None else bool(preemptible), self._core.now(),
+                       named and self._core.pending is not None, named)
 
     def _announce_submitted(self, cmds: list[Command]) -> None:
         """Persist (before queueing, so a crash cannot lose an accepted command), then publish."""
@@ -330,7 +338,7 @@ class Submitter:
                 # One queue entry stands for the whole batch, so it takes the lane like one command.
                 placeholder = Command(f"{members[0].id}-batch", lane, members[0].spec, {}, caller,
                                       min(c.level for c in members), None, members[0].retry, None, False,
-                                      core.clock.now(), False)
+                                      core.clock.now(), False, False)
                 placeholder.batch = group
                 core.push_batch_locked(placeholder)
                 core.dispatch_locked()

@@ -188,9 +188,14 @@ class WorkerHub(Protocol):
     def results(self, worker_id: str, outcomes: Sequence[TaskOutcome]) -> None:
         """Outcomes of tasks the worker ran, in any batch size."""
 
-    def results_rows(self, worker_id: str, rows: Sequence[tuple[int, bool, int, Any]]) -> None:
+    def results_rows(self, worker_id: str, rows: Sequence[tuple[int, bool, int, Any]],
+                     busy_s: float | None = None) -> None:
         """:meth:`results` in the wire's own form: ``(task_id, ok, form, data)`` rows of a DONE
-        message (see :mod:`laneway.worker.wire`), sparing a record per tiny task."""
+        message (see :mod:`laneway.worker.wire`), sparing a record per tiny task.
+
+        ``busy_s``: the seconds the worker itself spent on these tasks, if it says; the pool
+        sizes the worker's window by it. None: the pool times the tasks by the gaps between
+        their results, which also count the time tasks spend in transit."""
 
     def heartbeat(self, worker_id: str, *, rss: int = 0, cpu: float = 0.0) -> None:
         """The worker is alive; its resident memory (bytes) and CPU use (percent)."""

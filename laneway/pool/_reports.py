@@ -83,7 +83,7 @@ class Reports(Dispatch):
     def results(self, worker_id: str, outcomes: Sequence[TaskOutcome]) -> None:
         self.results_rows(worker_id, [(o.task_id, o.ok, wire.PLAIN if o.plain else wire.PICKLED, o.data) for o in outcomes])
 
-    def results_rows(self, worker_id: str, rows: Sequence[Row]) -> None:
+    def results_rows(self, worker_id: str, rows: Sequence[Row], busy_s: float | None = None) -> None:
         done: list[tuple[Task, Row]] = []
         head: Task | None = None
         init: tuple[Task, Row] | None = None
@@ -97,6 +97,11 @@ class Reports(Dispatch):
             now = self.clock.now()
             # The worker's figures in locals, written back once per batch rather than per task.
             service, started, freed, failed = w.service_s, w.head_started, 0, 0
+            # A task's service time, which sizes the window: the worker's own figure when it gives one.
+            # The gap since the previous result also counts transit, and a worker starved by a small
+            # window waits a round trip between tasks: timed so, tasks that cross slowly (large
+            # payloads, a loaded machine) look slow, the window stays small, and the worker starves.
+            each = busy_s / len(rows) if busy_s is not None and rows else None
             for row in rows:
                 found: Task | None
                 tid = row[0]
@@ -116,7 +121,7 @@ class Reports(Dispatch):
                     continue
                 if task.timer is not None:
                     task.timer.cancel()
-                service = 0.8 * service + 0.2 * (now - started)
+                service = 0.8 * service + 0.2 * (now - started if each is None else each)
                 started = now
                 done.append((task, row))
                 if not row[1]:

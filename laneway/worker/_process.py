@@ -418,16 +418,17 @@ class _Session:
 
         Outcomes go back at once after the last task; within a long batch at least every
         :data:`FLUSH_S`, so the pool sees progress (and frees window room) while it runs.
+        Each DONE says how long this process spent on its tasks (see ``wire.DONE``).
         """
         self.batches += 1
         run, send, value_form, inline_max = self.runner.run_row, self._send_done, wire.VALUE, wire.INLINE_MAX
         if self.reply is not None:  # large data stays in the body, which the datagrams carry in pieces
             inline_max = sys.maxsize
+        started = time.monotonic()
         head = pickle.loads(header)
         del header
         out: list[tuple[int, bool, int, Any]] = []
         big: list[bytes] = []
-        started = time.monotonic()
         last = len(head) - 1
         for i, (task_id, digest, fn_bytes, args, nbufs) in enumerate(head):
             if args is None:
@@ -446,23 +447,24 @@ class _Session:
                 row = (task_id, row[1], row[2], None)
             out.append(row)
             if i < last and time.monotonic() - started > FLUSH_S:
-                send(out, big)
+                send(out, big, time.monotonic() - started)
                 if self.lost:
                     return  # the pool is gone: nobody takes the rest
                 out, big = [], []
                 started = time.monotonic()
         if out:
-            send(out, big)
+            send(out, big, time.monotonic() - started)
 
-    def _send_done(self, out: list, big: list[bytes]) -> None:
+    def _send_done(self, out: list, big: list[bytes], busy_s: float) -> None:
+        body = pickle.dumps((out, busy_s), 5)
         if self.reply is not None:
-            self._send_reply(pickle.dumps(out, 5))
+            self._send_reply(body)
             return
         assert self.sock is not None  # no reply socket: connected over ZeroMQ from the start
         if big:
-            self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5), *big], copy=False)
+            self.sock.send_multipart([wire.DONE, body, *big], copy=False)
         else:
-            self.sock.send_multipart([wire.DONE, pickle.dumps(out, 5)])
+            self.sock.send_multipart([wire.DONE, body])
 
     def _send_reply(self, body: bytes, flag: bytes = wire.REPLY_END) -> None:
         """One DONE body (or a small HELLO, by its ``flag``) to the pool's reply socket, in pieces if it is

@@ -10,9 +10,12 @@ their own, never pickled a second time and sent zero-copy.
 Worker to pool:
     ``HELLO``  ``[pid, host, token_hex]``: the worker is connected (``token`` proves a local
     worker was spawned by this pool; remote workers send ``b""``).
-    ``DONE``   ``[(task_id, ok, form, data), ...]``, in the order the tasks ran, then one
-    frame per ``data`` that is ``None`` with a ``form`` other than :data:`VALUE`: that
-    outcome's large ``data``. ``form`` says what ``data`` is: :data:`PICKLED` (a pickle,
+    ``DONE``   ``([(task_id, ok, form, data), ...], busy_s)``: rows in the order the tasks
+    ran, and the seconds the worker spent on them (unpickling, running, pickling: its own
+    work, never the time a task spent in transit or waiting in a socket, which the pool
+    must not mistake for slow tasks when it sizes the worker's window); then one frame
+    per ``data`` that is ``None`` with a ``form`` other than :data:`VALUE`: that
+    outcome's large ``data``. (A bare list of rows, from an older worker, has no ``busy_s``.) ``form`` says what ``data`` is: :data:`PICKLED` (a pickle,
     or an error record if not ``ok``), :data:`PLAIN` (a stdlib pickle of a builtin
     scalar) or :data:`VALUE` (a small builtin scalar itself, not pickled twice: most tiny
     tasks' results, which the pool then settles without unpickling anything).

@@ -154,3 +154,20 @@ def test_a_lazy_future_made_without_its_init_starts_from_the_class_defaults():
     assert f.settle(3) and f.result(0) == 3 and seen == [3]
     g = object.__new__(CommandFuture)
     assert g.cancel() and g.cancelled()
+
+
+def test_settle_unwatched_sets_only_what_nobody_waits_on_or_listens_to(make):
+    quiet, listened, cancelled = make("c-q"), make("c-l"), make("c-x")
+    assert quiet.settle_unwatched(1) and quiet.result(0) == 1 and quiet._cond is None
+    assert quiet.settle_unwatched(2) and quiet.result(0) == 1  # the first result stays
+    seen = []
+    listened.add_done_callback(lambda f: seen.append(f.result()))
+    # A callback would have to run: refused, and the future is left for a normal settle.
+    assert not listened.settle_unwatched(3) and not listened.done() and seen == []
+    assert listened.settle(3) and seen == [3]
+    # A cancel may have told waiters: left to the normal settle, which finds it done.
+    assert cancelled.cancel() and not cancelled.settle_unwatched(4) and not cancelled.settle(4)
+    assert cancelled.cancelled()
+    waited = make("c-w")
+    done, _ = concurrent.futures.wait([waited], timeout=0)  # a waiter: the future has a condition now
+    assert not done and not waited.settle_unwatched(5) and not waited.done()

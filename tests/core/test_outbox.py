@@ -187,3 +187,30 @@ def test_release_and_run_inside_a_with_block_leaves_the_effects_to_its_exit():
         box.release_and_run()  # the enclosing block still holds the lock: not yet
         assert seen == [] and box.lock._is_owned()
     assert seen == ["ran"] and not box.lock._is_owned()
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_release_and_run_logs_a_failing_effect_and_lets_an_interrupt_through_without_wedging(count, caplog):
+    box = Outbox("t")
+    seen = []
+
+    def fail():
+        raise ValueError("effect failed")
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    box.lock.acquire()
+    for _ in range(count - 1):
+        box.add(lambda: seen.append("ok"))
+    box.add(fail)
+    box.release_and_run()  # logged, not raised
+    assert "effect failed" in caplog.text and seen == ["ok"] * (count - 1)
+    box.lock.acquire()
+    box.add(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        box.release_and_run()
+    # Neither left the outbox marked as draining: the next holder's effects run.
+    with box:
+        box.add(lambda: seen.append("after"))
+    assert seen[-1] == "after" and not box.lock._is_owned()

@@ -22,7 +22,7 @@ class Harness:
         self.ended: list[str] = []
         self.dispatches = 0
         self.cond = threading.Condition()
-        self.ex = Executors(self.box, end_run_locked=self._end, dispatch_locked=self._dispatch,
+        self.ex = Executors(self.box, end_runs_locked=self._end, dispatch_locked=self._dispatch,
                             finish=lambda run, ok, value: None, launch_failed=lambda run, exc: None,
                             announce=announce, pool=lambda: None)
         self.spec = SimpleNamespace(name="tool", fn=fn, is_async=False, cpu_bound=False, takes_token=False)
@@ -36,10 +36,11 @@ class Harness:
         cmd = SimpleNamespace(id=tag, spec=self.spec, params={"tag": tag}, lane=lane, level=level)
         return SimpleNamespace(cmd=cmd, token=CancellationToken(), ended=False)
 
-    def _end(self, run: Any, ok: bool, value: Any) -> None:
-        assert ok, value
+    def _end(self, outcomes: list[tuple[Any, bool, Any, float]]) -> None:
         with self.cond:
-            self.ended.append(value)
+            for _, ok, value, _ in outcomes:
+                assert ok, value
+                self.ended.append(value)
             self.cond.notify_all()
 
     def wait_ended(self, tags: list[str]) -> list[str]:
@@ -124,3 +125,32 @@ def test_a_run_whose_announcement_fails_still_runs_and_so_do_the_runs_after_it(s
     h.launch([h.run("a", 0), h.run("b", 0)])
     assert sorted(h.wait_ended(["a", "b"])) == ["a", "b"]
     assert "announcing command a failed" in caplog.text
+
+
+class Dispatching(Harness):
+    """A harness whose dispatch (run by the thread that just ended a batch) launches the next runs."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__(fn)
+        self.next: list[Any] = []
+        self.fail_dispatch = False
+
+    def _dispatch(self) -> None:
+        super()._dispatch()
+        runs, self.next = self.next, []
+        for run in runs:
+            self.ex.launch_locked(run)
+        if runs and self.fail_dispatch:
+            raise RuntimeError("dispatch failed after starting runs")
+
+
+def test_runs_started_by_a_dispatch_that_then_fails_still_run(started, caplog):
+    h = Dispatching(lambda tag: tag)
+    started.append(h)
+    h.fast()
+    h.fail_dispatch = True
+    h.next = [h.run("a", 0), h.run("b", 0)]
+    h.launch([h.run("first", 0)])
+    # The runs the failed dispatch had started are held by nobody else: the thread runs them.
+    assert sorted(h.wait_ended(["first", "a", "b"])) == ["a", "b", "first"]
+    assert "dispatching after a run failed" in caplog.text

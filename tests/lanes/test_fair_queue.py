@@ -69,3 +69,78 @@ def test_push_returns_what_estimate_said_just_before_it():
         c = cmd(rnd.choice("abc"), level=rnd.randrange(5))
         expected = q.estimate(c.caller, c.level)
         assert q.push(c) == expected
+
+
+class Model:
+    """The queue's definition: callers take turns (a served caller with more goes to the back),
+    inside one caller the best level first, then submission order (``seq``)."""
+
+    def __init__(self) -> None:
+        self.callers: dict[str, list[SimpleNamespace]] = {}
+
+    def push(self, c: SimpleNamespace) -> None:
+        self.callers.setdefault(c.caller, []).append(c)
+
+    def pop(self) -> SimpleNamespace | None:
+        if not self.callers:
+            return None
+        caller = next(iter(self.callers))
+        items = self.callers.pop(caller)
+        best = min(items, key=lambda c: (c.level, c.seq))
+        items.remove(best)
+        if items:
+            self.callers[caller] = items
+        return best
+
+    def remove(self, c: SimpleNamespace) -> None:
+        items = self.callers[c.caller]
+        items.remove(c)
+        if not items:
+            del self.callers[c.caller]
+
+
+def test_pops_follow_the_definition_through_discards_promotions_and_requeues():
+    import random
+
+    rnd = random.Random(11)
+    for _ in range(1500):
+        q, model = FairQueue(), Model()
+        queued: list[SimpleNamespace] = []
+        for _ in range(rnd.randrange(1, 60)):
+            op = rnd.choice(["push", "push", "push", "pop", "discard", "promote", "promote", "requeue"])
+            if op == "push":
+                c = cmd(rnd.choice("ab"), rnd.randrange(5))
+                q.push(c)
+                model.push(c)
+                queued.append(c)
+            elif op == "pop":
+                got = pop(q)
+                assert got is model.pop()
+                if got is not None:
+                    queued.remove(got)
+            elif not queued:
+                continue
+            elif op == "discard":  # cancel: accounted for, then marked not queued
+                c = queued.pop(rnd.randrange(len(queued)))
+                q.discard(c)
+                c.queued = False
+                model.remove(c)
+            elif op == "promote":  # a deadline boost: one level better, same place in submission order
+                c = rnd.choice(queued)
+                if c.level > 0:
+                    q.promote(c, c.level - 1)
+            else:  # preempted with REQUEUE: back in, with its old seq
+                c = queued.pop(rnd.randrange(len(queued)))
+                q.discard(c)
+                c.queued = False
+                model.remove(c)
+                c.queued = True
+                q.push(c)
+                model.push(c)
+                queued.append(c)
+            assert len(q) == len(queued)
+        while queued:
+            got = pop(q)
+            assert got is model.pop()
+            queued.remove(got)
+        assert pop(q) is None

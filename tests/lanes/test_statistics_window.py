@@ -6,10 +6,12 @@ import concurrent.futures
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from laneway.lanes import InMemoryLaneMetrics
 from laneway.lanes._metrics import prepare_readings
-from laneway.lanes._window import Latencies
+from laneway.lanes._window import Latencies, Throughput
 from tests.lanes.support import WAIT, lane, start_lanes
 
 
@@ -103,3 +105,21 @@ def test_statistics_sorts_latency_windows_without_holding_the_lanes_lock(orch):
     stats = lanes.statistics()
     assert other_reads == [True], "the latency window was sorted under the lanes' lock"
     assert stats.lanes[0].latency_p99_s == pytest.approx(0.098)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.floats(min_value=0.0, max_value=30.0), min_size=1, max_size=60),
+       read_after=st.floats(min_value=0.0, max_value=90.0))
+def test_throughput_counts_exactly_the_completions_of_its_window(steps, read_after):
+    # Against the definition: completions in whole seconds after int(now) - span, over the window's age.
+    span = 20.0
+    window = Throughput(None, span_s=span)
+    now, times = 1000.0, []
+    for step in steps:
+        now += step
+        window.record(now)
+        times.append(now)
+    read = now + read_after
+    cutoff = int(read) - span
+    expected = sum(1 for t in times if int(t) > cutoff) / max(1.0, min(span, read - times[0]))
+    assert window.rate(read) == pytest.approx(expected)

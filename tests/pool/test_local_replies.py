@@ -7,6 +7,7 @@ import os
 import pickle
 import socket
 import threading
+import time
 from typing import Iterator
 
 import attrs
@@ -94,7 +95,8 @@ def test_a_local_worker_sends_its_outcomes_to_the_reply_socket_tagged_and_a_larg
             flag, body = data[wire.REPLY_TOKEN: wire.REPLY_TOKEN + 1], data[wire.REPLY_TOKEN + 1:]
             pieces.append(body)
             if flag == wire.REPLY_END:
-                rows += pickle.loads(b"".join(pieces))
+                batch, busy_s = pickle.loads(b"".join(pieces))
+                rows += batch
                 pieces = []
             else:
                 assert flag == wire.REPLY_MORE
@@ -105,6 +107,57 @@ def test_a_local_worker_sends_its_outcomes_to_the_reply_socket_tagged_and_a_larg
         w.router.send_multipart([ident, wire.STOP])
         w.worker.join(30)
     assert not w.worker.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_a_local_workers_outcomes_say_how_long_it_spent_on_their_tasks(tmp_path):
+    """The pool sizes a worker's window by the worker's own time per task (see wire.DONE)."""
+    from . import tasks
+
+    with bare_worker(tmp_path, task_socket=False) as w:
+        ident = w.hello()
+        digest, fn_bytes = FunctionPickler().dumps(tasks.sleep_then)
+        head = [(1, digest, fn_bytes, (0.2, "a"), 0), (2, digest, b"", (0.1, "b"), 0)]
+        w.router.send_multipart([ident, wire.TASKS, pickle.dumps(head)])
+        rows: list = []
+        busy: list[float] = []
+        while len(rows) < 2:
+            data = w.replies.recv(2 * wire.REPLY_CHUNK)
+            batch, busy_s = pickle.loads(data[wire.REPLY_TOKEN + 1:])
+            rows += batch
+            busy.append(busy_s)
+        assert [decode_row(row) for row in rows] == [(True, "a"), (True, "b")]
+        assert sum(busy) >= 0.3  # both tasks' sleeps, in one DONE or two (a flush after the first)
+
+
+@pytest.mark.timeout(120)
+def test_large_payload_tasks_whose_results_reach_the_pool_late_keep_a_wide_window(orch, monkeypatch):
+    """Every result reaches the scheduler 10 ms late (the pool's process descheduled on a loaded
+    machine, payloads slow to cross): the worker's own figures say its tasks are quick, so its window
+    opens to the byte budget. Timed by the gaps between results, the tasks looked slow, the window
+    stayed at 2, and the worker sat idle a round trip for every other task."""
+    from laneway.pool import _reports
+    from laneway.pool._window import SLOW_WINDOW
+
+    from . import tasks
+
+    original = _reports.Reports.results_rows
+    deepest = [0]
+
+    def late(self, worker_id, *rest):
+        time.sleep(0.01)
+        w = self._workers.get(worker_id)
+        if w is not None:
+            deepest[0] = max(deepest[0], len(w.window))  # tasks in flight when a result came
+        return original(self, worker_id, *rest)
+
+    monkeypatch.setattr(_reports.Reports, "results_rows", late)
+    pool = orch.start_pool(workers=1)
+    assert pool.wait_ready(timeout=60)
+    payloads = [os.urandom(256 * 1024 - 1) + bytes([i]) for i in range(80)]
+    futs = [pool.submit(tasks.describe_payload, p) for p in payloads]
+    assert [f.get(60) for f in futs] == [("bytes", 256 * 1024, i, ()) for i in range(80)]
+    assert deepest[0] > 2 * SLOW_WINDOW
 
 
 @pytest.mark.timeout(120)
@@ -140,7 +193,7 @@ def test_a_local_worker_runs_numbered_batches_in_order_whichever_socket_each_cam
         rows: list = []
         while len(rows) < 3:
             data = w.recv_reply()
-            rows += pickle.loads(data[wire.REPLY_TOKEN + 1:])
+            rows += pickle.loads(data[wire.REPLY_TOKEN + 1:])[0]
         assert [(row[0], decode_row(row)) for row in rows] == [(1, (True, 1)), (2, (True, 2)), (3, (True, 3))]
         w.worker.join(30)
         assert not w.worker.is_alive()  # it stopped after running what was sent before the STOP

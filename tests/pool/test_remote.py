@@ -157,3 +157,38 @@ def test_sigterm_stops_a_remote_worker_gracefully_and_its_work_goes_elsewhere(or
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0  # not -SIGTERM: it left in order
     assert "SIGTERM; finished the tasks it had, leaving the pool" in laneway_workers.log(proc)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_whose_done_is_a_bare_list_of_rows_still_settles_its_tasks(orch):
+    """A worker from before DONE said how long its tasks took (see wire.DONE) sends the rows alone:
+    the pool settles them, and times the tasks by the gaps between results."""
+    import json
+    import pickle
+
+    import zmq
+
+    from laneway.worker import TaskRunner, wire
+
+    pool = orch.start_pool(workers=0, listen="tcp://127.0.0.1:0")
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, b"older-worker")
+    sock.connect(pool.endpoint)
+    try:
+        sock.send_multipart([wire.HELLO, json.dumps([os.getpid(), "older", ""]).encode()])
+        assert pool.wait_ready(1, timeout=30)
+        futs = [pool.submit(tasks.inc, i) for i in range(6)]
+        runner, ran = TaskRunner(), 0
+        while ran < len(futs):
+            assert sock.poll(30_000), "no tasks came"
+            frames = sock.recv_multipart()
+            if frames[0] != wire.TASKS:
+                continue  # pings
+            rows = [runner.run_row(tid, digest, fn or None, args) for tid, digest, fn, args, _ in pickle.loads(frames[1])]
+            ran += len(rows)
+            sock.send_multipart([wire.DONE, pickle.dumps(rows)])
+        assert [f.get(30) for f in futs] == list(range(1, 7))
+    finally:
+        sock.close(linger=0)
+        ctx.term()

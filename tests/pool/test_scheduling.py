@@ -83,6 +83,29 @@ def test_tiny_tasks_travel_many_to_a_window_and_millisecond_tasks_few(manual_orc
     assert [f.get(1) for f in futs] == [i + 1 for i in range(4000)]
 
 
+def test_a_window_follows_the_workers_own_time_per_task_not_the_gaps_between_results(manual_orch):
+    """Results 20 ms apart (large payloads in transit, a loaded machine) from a worker that says each task
+    took it 0.1 ms: its window opens to the full size. Timed by the gaps alone, the same tasks look slow
+    and the window stays at SLOW_WINDOW, where the worker waits a round trip for every other task."""
+    pool, be = start(manual_orch, workers=2, window=6)
+    futs = [pool.submit(inc, i) for i in range(80)]
+    told, gaps_only = be.pump()
+    deepest = {told: 0, gaps_only: 0}
+    for _ in range(12):
+        manual_orch.clock.advance(0.02)
+        be.finish(told, 1, busy_s=0.0001)
+        be.finish(gaps_only, 1)
+        be.pump()
+        for wid in deepest:
+            deepest[wid] = max(deepest[wid], len(be.in_flight(wid)))
+    assert deepest == {told: 6, gaps_only: SLOW_WINDOW}
+    while any(be.in_flight(w) for w in deepest):
+        for wid in deepest:
+            be.finish(wid, len(be.in_flight(wid)), busy_s=0.0001)
+        be.pump()
+    assert [f.get(1) for f in futs] == list(range(1, 81))
+
+
 def test_round_robin_alternates_and_least_busy_fills_the_emptiest(manual_orch):
     pool, be = start(manual_orch, workers=2, window=2)
     pool.submit(inc, 1)

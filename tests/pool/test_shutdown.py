@@ -23,9 +23,12 @@ pytestmark = pytest.mark.multiprocess
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 OWNER = textwrap.dedent("""
-    import json, sys, threading
+    import json, signal, sys, threading
     from laneway import Orchestrator
     if __name__ == "__main__":
+        # A shell starts background jobs with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: the SIGINT case would not end this parent at all.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         orch = Orchestrator(name="owner")
         pool = orch.start_pool(workers=2)
         assert pool.wait_ready(timeout=60)

@@ -278,7 +278,7 @@ def test_a_local_worker_says_hello_beats_and_runs_its_first_batch_before_it_conn
         digest, fn_bytes = FunctionPickler().dumps(abs)
         w.out.sendto((1).to_bytes(wire.SEQ_BYTES, "big") + pickle.dumps([(1, digest, fn_bytes, (-7,), 0)]),
                      w.task_path)
-        assert [decode_row(row) for row in pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])] == [(True, 7)]
+        assert [decode_row(row) for row in pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])[0]] == [(True, 7)]
         ident = w.hello()  # after the first batch: over ZeroMQ now
         w.router.send_multipart([ident, wire.STOP])
         w.worker.join(30)
@@ -297,7 +297,7 @@ def test_a_local_worker_connects_over_zeromq_when_the_pool_asks(tmp_path, monkey
         digest, fn_bytes = FunctionPickler().dumps(abs)
         w.router.send_multipart([ident, wire.SEQ_TASKS, (1).to_bytes(wire.SEQ_BYTES, "big"),
                                  pickle.dumps([(1, digest, fn_bytes, (-3,), 0)])])
-        assert [decode_row(row) for row in pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])] == [(True, 3)]
+        assert [decode_row(row) for row in pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])[0]] == [(True, 3)]
         w.router.send_multipart([ident, wire.STOP])
         w.worker.join(30)
         assert not w.worker.is_alive()

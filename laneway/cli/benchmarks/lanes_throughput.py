@@ -16,7 +16,11 @@ With --all, also (a3s-lane's benchmark shapes, see /work/shared/ANCHORS.md):
     skill, prompt: ``orch.start_lanes()`` / ``PyLane()`` as they come), same drivers as above.
   * steady state: 4 submitter threads, each submitting batches of 100 and waiting, 20,000 in all.
   * latency: sequential submit-and-wait, one at a time; raw laneway and pykka asks for reference.
-Managers are built and warmed before timing. Medians of --rounds rounds.
+Managers are built and warmed before timing. Medians of --rounds rounds. Each runner's timing
+starts after a full garbage collection (not timed), for every runner alike: the collector takes
+about a third of either runner's time in a 10,000-command burst, and a full collection (~25 ms,
+a tenth of a burst) falls due about once per burst, in whichever round the survivors of the
+runner before it tipped it over; collecting first, each runner pays for its own objects only.
 
 ``--base DIR`` (before/after in one run): the two shapes run in two child processes, one
 importing laneway from this checkout and one from DIR (this file run as a script with
@@ -30,6 +34,7 @@ Run: python -m laneway.cli.benchmarks.lanes_throughput [--rounds 5] [--all] [--s
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -114,6 +119,7 @@ SEQUENTIAL = 2_000
 
 def burst_checked(submit: Callable[[int], Any], result: Callable[[Any], object], n: int) -> float:
     """Submit n no-ops, then wait for each; every result must be its input. Returns ops/s."""
+    gc.collect()  # see the module's docstring: no runner pays for the one before it
     start = time.perf_counter()
     pending = [submit(i) for i in range(n)]
     values = [result(p) for p in pending]
@@ -126,6 +132,7 @@ def burst_checked(submit: Callable[[int], Any], result: Callable[[Any], object],
 
 def p50_checked(call: Callable[[int], object], n: int) -> float:
     """Median seconds of n sequential calls; every result must be its input."""
+    gc.collect()
     lat = []
     for i in range(n):
         t = time.perf_counter()

@@ -456,6 +456,8 @@ def run_rows(args: argparse.Namespace, trees: dict[str, str], here_tree: str, sp
                                                     "target": target}
                 print(f"  {a + ' / ' + b:30s} {med:6.2f}x  (range {min(per_round):.2f}..{max(per_round):.2f})"
                       f"{'  target ' + target if target else ''}")
+                # each round's ratio, in order: a round the machine stalled stands out from a slow runner
+                print(f"  {'':30s} per round: {' '.join(f'{r:.2f}' for r in per_round)}")
         if row == "mem":
             for tag in trees:
                 vals = values["laneway" + tag]

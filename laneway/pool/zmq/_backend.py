@@ -531,12 +531,14 @@ class ZmqBackend(Backend):
             peer = peers.get(ident.decode(errors="replace"))
             if peer is not None and peer.hello:
                 peer.seen = self._clock.now()
-                rows = pickle.loads(body)
+                rows, busy_s = pickle.loads(body), None
+                if type(rows) is tuple:  # (rows, busy_s); a bare list from an older worker
+                    rows, busy_s = rows
                 if len(frames) > 3:  # data too large to travel inside the header came as frames
                     big, value = iter(frames[3:]), wire.VALUE
                     rows = [(tid, ok, form, next(big)) if data is None and form != value else (tid, ok, form, data)
                             for tid, ok, form, data in rows]
-                hub.results_rows(peer.wid, rows)
+                hub.results_rows(peer.wid, rows, busy_s)
             else:  # from an id the pool already gave up on: counted as late, never unpickled
                 hub.results_rows(ident.decode(errors="replace"), [(0, False, wire.PICKLED, b"")])
                 self._send([ident, wire.REJOIN])
