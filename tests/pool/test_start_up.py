@@ -344,12 +344,11 @@ def test_a_local_worker_runs_its_first_task_without_zeromq_loaded(tmp_path):
             with Orchestrator(name="first-task") as orch:
                 pool = orch.start_pool(workers=1)
                 first = pool.submit(loaded_modules).result(timeout=60)
-                later = pool.submit(loaded_modules).result(timeout=60)
-            print(json.dumps({"first": first, "later": later}))
+            print(json.dumps({"first": first}))
     """))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=100, cwd=ROOT, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert "zmq" not in seen["first"], "the worker loaded ZeroMQ before its first task"
-    assert "zmq" in seen["later"]  # connected after its first batch
+    # (that it connects after its first batch: test_a_local_worker_says_hello_beats_and_runs_...)
