@@ -158,7 +158,8 @@ class RemoteError(PoolError):
 # WorkerDied, InitializerError and PoolDown are also a BrokenProcessPool, whose module
 # (concurrent.futures.process) loads multiprocessing's connections and queues: a few
 # milliseconds and most of a MB that every worker process (which raises none of them)
-# would pay at start-up. So they are made on first use (PEP 562), by the pool's modules.
+# would pay at start-up, and the pool's parent too until something fails. So they are made
+# on first use (PEP 562): the pool's modules name them (errors.PoolDown) only where they raise them.
 
 if TYPE_CHECKING:
     from concurrent.futures.process import BrokenProcessPool

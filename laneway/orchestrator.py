@@ -333,10 +333,10 @@ class Orchestrator(ActorSystem):
         count = _first_workers(config)
         if count < 1:
             return None
-        from laneway.worker import Spawner
+        from laneway.worker import SPAWN_ENTRY_MODULE, Spawner
 
         spawner = Spawner(f"{self.name}/pool")
-        spawner.launch_ahead(count, _worker_entry)
+        spawner.launch_ahead(count, _worker_entry, preload=(SPAWN_ENTRY_MODULE,))
         config["spawner"] = spawner
         return spawner
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import collections
 import logging
 
-from laneway.errors import PoolDown, PoolFull, SystemShutdown
+from laneway import errors
+from laneway.errors import PoolFull, SystemShutdown
 from laneway.pool._future import TaskFuture
 from laneway.pool._scheduler_state import SchedulerState, fresh_copy
 from laneway.pool._window import TINY_OWNED, Task
@@ -164,7 +165,7 @@ class Intake(SchedulerState):
                 SystemShutdown).
         """
         if reason and error is None:
-            error = PoolDown(f"pool {self.name} is down: {reason}", permanent=True)
+            error = errors.PoolDown(f"pool {self.name} is down: {reason}", permanent=True)
         with self._lock:
             if reason and not self._broken:
                 self._broken = reason

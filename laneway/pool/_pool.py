@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import attrs
 
 from laneway.actors import Backoff, ChildSpec, OneForOne, RestForOne, Strategy, StrategyKind
-from laneway.errors import ConfigError, PoolDown, PoolError, SerializationError
+from laneway import errors
+from laneway.errors import ConfigError, PoolError, SerializationError
 from laneway.worker import codec as _codec
 from laneway.pool._backend import Backend
 from laneway.pool._select_backend import make_backend
@@ -549,7 +550,7 @@ class Pool(concurrent.futures.Executor):
         elif event.source == self.name and event.key == "supervisor.escalated" and not self._stopping:
             reason = event.data.get("reason", "the pool root supervisor gave up")
             log.error("pool %s is down for good: %s", self.name, reason)
-            self._core.close(reason, PoolDown(f"pool {self.name} is down for good: {reason}", permanent=True))
+            self._core.close(reason, errors.PoolDown(f"pool {self.name} is down for good: {reason}", permanent=True))
 
 
 def _bounds(workers: int | None, lo: int | None, hi: int | None) -> tuple[int, int]:

@@ -17,7 +17,8 @@ import logging
 from functools import partial
 from typing import Sequence
 
-from laneway.errors import InitializerError, SystemShutdown, TaskTimeout, WorkerDied
+from laneway import errors
+from laneway.errors import SystemShutdown, TaskTimeout
 from laneway.pool._dispatch import Dispatch
 from laneway.pool._records import WorkerState
 from laneway.pool._results import Row, decode_row
@@ -182,7 +183,7 @@ class Reports(Dispatch):
         _, cause = decode_row(row)
         what = getattr(cause, "type_name", "") or type(cause).__qualname__
         first = next(iter(str(cause).strip().splitlines()), "")
-        err = InitializerError(f"pool initializer {task.label} failed in worker {worker_id} (pid {pid}): "
+        err = errors.InitializerError(f"pool initializer {task.label} failed in worker {worker_id} (pid {pid}): "
                                f"{what.removeprefix('builtins.')}: {first}")
         err.__cause__ = cause
         log.error("%s", err)
@@ -239,7 +240,7 @@ class Reports(Dispatch):
                     head.tries += 1
                     if self._stopped or self._broken or head.tries >= head.attempts:
                         text = f"{who} {reason}"
-                        err = WorkerDied(f"pool task {head.id} ({head.label}) failed after {head.tries} "
+                        err = errors.WorkerDied(f"pool task {head.id} ({head.label}) failed after {head.tries} "
                                          f"attempt(s): {text}", w.pid, reason)
                         letters.append((head, text, err))
                     else:

@@ -30,7 +30,8 @@ import random
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from laneway.errors import PoolDown, SystemShutdown
+from laneway import errors
+from laneway.errors import SystemShutdown
 from laneway.pool._backend import Backend
 from laneway.pool._records import Assignment
 from laneway.pool._results import Settler
@@ -135,10 +136,10 @@ class SchedulerState:
     def _down_error(self) -> BaseException:
         """A fresh error saying the pool is down (each raise gets its own traceback)."""
         if not self._broken:
-            return PoolDown(f"pool {self.name} is down until its supervisor restarts: {self._down}")
+            return errors.PoolDown(f"pool {self.name} is down until its supervisor restarts: {self._down}")
         err = self._broken_error
         if err is None:
-            return PoolDown(f"pool is down: {self._broken}", permanent=True)
+            return errors.PoolDown(f"pool is down: {self._broken}", permanent=True)
         return fresh_copy(err)
 
 

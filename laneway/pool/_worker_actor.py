@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from laneway.actors import Actor, Backoff, ChildSpec, RestartType, Strategy, Supervisor, handler
-from laneway.errors import ActorDead, ActorError, ActorNotFound, ActorStartError, WorkerDied
+from laneway import errors
+from laneway.errors import ActorDead, ActorError, ActorNotFound, ActorStartError
 from laneway.pool._window import remote_slot
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ class WorkerActor(Actor):
         if self._remote_id:
             self.stop()  # a remote worker cannot be restarted from here; it may join again
             return
-        raise WorkerDied(f"worker {self.wid} {msg.reason}", reason=msg.reason)
+        raise errors.WorkerDied(f"worker {self.wid} {msg.reason}", reason=msg.reason)
 
     def on_stop(self) -> None:
         if self._gone or not self.wid:

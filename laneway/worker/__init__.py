@@ -40,7 +40,12 @@ _HOME = {
     "dumps_args": "codec",
 }
 
+#: The module that holds :func:`spawn_entry`, for :meth:`Spawner.launch_ahead`'s ``preload``: an
+#: interpreter launched ahead for a pool worker imports it while the pool loads.
+SPAWN_ENTRY_MODULE = f"{__name__}.{_HOME['spawn_entry']}"
+
 __all__ = [
+    "SPAWN_ENTRY_MODULE",
     "ChildProcess",
     "CurveClient",
     "CurveServer",

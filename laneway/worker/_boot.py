@@ -22,7 +22,9 @@ import weakref
 from typing import Any, Callable
 
 #: What the child's ``python -c`` runs, ``{fd}`` being the pipe it reads its orders from: the
-#: preparation data, then the target, then ``(args, name)``. Nothing but the standard library until
+#: preparation data, the modules to import while it waits for its target (the target's own, sent
+#: at launch so that the child imports it alongside the parent rather than after it; one that fails
+#: is left for the target's unpickling to report), then the target, then ``(args, name)``. Nothing but the standard library until
 #: ``prepare()`` has given it the parent's ``sys.path``: ``-c`` puts the working directory first,
 #: where another laneway (a checkout) may be. While ``_inheriting`` is set, as in
 #: ``multiprocessing.spawn._main``, starting a process raises the "not finished its bootstrapping
@@ -39,6 +41,11 @@ with open({fd}, "rb") as orders:
     try:
         try:
             spawn.prepare(pickle.load(orders))
+            for module in pickle.load(orders):
+                try:
+                    __import__(module)
+                except Exception:
+                    pass
             target = pickle.load(orders)
             args, name = pickle.load(orders)
         except EOFError:  # the parent did not need this interpreter after all, or is gone
@@ -148,15 +155,17 @@ def _close_fds(fds: list[int]) -> None:
             os.close(fd)
 
 
-def launch(target: Callable[..., Any] | None = None, *, name: str = "laneway-child") -> ChildProcess:
+def launch(target: Callable[..., Any] | None = None, *, name: str = "laneway-child",
+           preload: tuple[str, ...] = ()) -> ChildProcess:
     """Start a fresh interpreter as a ``spawn`` child would, and let it wait for its orders.
 
     The child starts up and applies ``spawn``'s preparation data (``sys.path``, the main
-    module); it then imports ``target``'s module (``target`` given here or later with
-    :meth:`ChildProcess.load`) and waits for :meth:`ChildProcess.give`, which sends it
-    ``args`` and the process name, to run ``target(*args)``. So a caller can start the
-    interpreter first and decide later what it runs, while the child's start-up overlaps
-    its own work (importing the target's module, say). A child whose orders pipe is closed
+    module); it imports the ``preload`` modules, then ``target``'s module (``target`` given
+    here or later with :meth:`ChildProcess.load`) and waits for :meth:`ChildProcess.give`,
+    which sends it ``args`` and the process name, to run ``target(*args)``. So a caller can
+    start the interpreter first and decide later what it runs, while the child's start-up
+    overlaps its own work (importing the target's module, say): naming that module in
+    ``preload`` has the child import it at the same time, not once the target comes. A child whose orders pipe is closed
     before it got its arguments (:meth:`ChildProcess.dismiss`, or this process dying) exits
     quietly with status 0.
 
@@ -179,7 +188,7 @@ def launch(target: Callable[..., Any] | None = None, *, name: str = "laneway-chi
     # An AuthenticationString pickles only inside multiprocessing's own spawn; the child's
     # prepare() wraps the bytes again.
     prep["authkey"] = bytes(prep["authkey"])
-    orders = pickle.dumps(prep, pickle.HIGHEST_PROTOCOL)
+    orders = pickle.dumps(prep, pickle.HIGHEST_PROTOCOL) + pickle.dumps(tuple(preload), pickle.HIGHEST_PROTOCOL)
     parent_r, child_w = os.pipe()  # the sentinel: the child holds child_w until it exits
     child_r, parent_w = os.pipe()  # the orders
     try:

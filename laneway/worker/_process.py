@@ -6,6 +6,11 @@ kernel to SIGKILL it when its parent goes (``PR_SET_PDEATHSIG``; the pool spawns
 from a thread that lives as long as the pool, since the signal follows the
 spawning *thread*), and its heartbeat thread also exits the process when the
 parent pid changes, so workers never outlive a pool even after SIGKILL.
+
+A local worker starts without ZeroMQ (its import is a good part of a worker's start-up):
+it says HELLO and heartbeats with datagrams to the pool's reply socket, runs the task
+datagrams that come, and imports ZeroMQ and connects only after its first batch, when
+idle, or when the pool asks (see :mod:`laneway.worker.wire`).
 """
 
 from __future__ import annotations
@@ -14,14 +19,13 @@ import json
 import logging
 import os
 import pickle
+import select
 import signal
 import socket
 import sys
 import threading
 import time
-from typing import Any, NamedTuple
-
-import zmq
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from laneway.worker import wire
 from laneway.worker._runner import TaskRunner
@@ -39,12 +43,37 @@ SEQ_GAP_S = 10.0
 #: Exit status of a remote worker the pool never answered (refused key, wrong pool, nothing there).
 EXIT_NOT_ADMITTED = 3
 
-#: ZeroMQ handshake events a remote worker watches to say why the pool never answered.
-_HANDSHAKE_FAILED = {
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the pool refused this worker's key",
-    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the security handshake failed (keys missing on one side, or a wrong server key)",
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the security handshake failed",
-}
+if TYPE_CHECKING:
+    import zmq
+
+
+def _handshake_failures() -> dict[int, str]:
+    """ZeroMQ handshake events a remote worker watches to say why the pool never answered."""
+    import zmq
+
+    return {
+        zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the pool refused this worker's key",
+        zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the security handshake failed (keys missing on one side, or a wrong server key)",
+        zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the security handshake failed",
+    }
+
+
+class _Context:
+    """The process's ZeroMQ context, made (ZeroMQ imported) on first use: a local worker starts without it."""
+
+    def __init__(self) -> None:
+        self._ctx: zmq.Context | None = None
+
+    def get(self) -> zmq.Context:
+        if self._ctx is None:
+            import zmq
+
+            self._ctx = zmq.Context()
+        return self._ctx
+
+    def destroy(self) -> None:
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
 
 
 # The records here are NamedTuples, not attrs classes: every worker process imports this
@@ -127,7 +156,7 @@ def die_with_parent(parent_pid: int | None) -> None:
 def run(cfg: WorkerConfig) -> int:
     """Serve the pool until told to stop; remote workers rejoin after losing it. Returns an exit code."""
     runner = TaskRunner()
-    ctx = zmq.Context()
+    ctx = _Context()
     stop = threading.Event()
     previous = _stop_on_sigterm(stop) if cfg.remote else None
     try:
@@ -150,7 +179,7 @@ def run(cfg: WorkerConfig) -> int:
             log.warning("worker %s lost the pool (%s); rejoining", wid, outcome)
             runner = TaskRunner()  # a new identity starts with an empty function cache on both ends
     finally:
-        ctx.destroy(linger=0)
+        ctx.destroy()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
@@ -178,15 +207,21 @@ def _stop_on_sigterm(stop: threading.Event) -> Any:
 class _Session:
     """One connection under one identity."""
 
-    def __init__(self, ctx: zmq.Context, cfg: WorkerConfig, wid: str, runner: TaskRunner,
+    def __init__(self, ctx: _Context, cfg: WorkerConfig, wid: str, runner: TaskRunner,
                  stop: threading.Event | None = None) -> None:
         self.stop = stop if stop is not None else threading.Event()
         self.cfg = cfg
+        self.ctx = ctx
         self.wid = wid
         self.runner = runner
         self.handshake_failure: str | None = None
         self.monitor: zmq.Socket | None = None
-        self.sock = self._socket(ctx, wid.encode(), watch=cfg.remote)
+        # A local worker with both datagram sockets connects over ZeroMQ later (see the module docstring).
+        self.sock: zmq.Socket | None = None
+        if not (cfg.reply_path and cfg.task_path):
+            self.sock = self._socket(ctx.get(), wid.encode(), watch=cfg.remote)
+        self.batches = 0  # TASKS batches run so far
+        self.connect_asked = False  # the pool asked this local worker to connect over ZeroMQ
         self.lost = ""  # why the pool's reply socket refused an outcome (the pool is gone)
         self.reply: socket.socket | None = None
         if cfg.reply_path:
@@ -201,9 +236,11 @@ class _Session:
         self.early: dict[int, tuple[Any, list, int]] = {}  # sequenced TASKS that came ahead of one still on its way
         self.early_since = 0.0  # when the first of them came
         self.hb_stop = threading.Event()
-        self.hb = threading.Thread(target=self._beat, args=(ctx,), name="laneway-worker-heartbeat", daemon=True)
+        self.hb = threading.Thread(target=self._beat, name="laneway-worker-heartbeat", daemon=True)
 
     def _socket(self, ctx: zmq.Context, identity: bytes, watch: bool = False) -> zmq.Socket:
+        import zmq
+
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, identity)
         sock.setsockopt(zmq.LINGER, 2000)
@@ -213,15 +250,28 @@ class _Session:
             sock.curve_publickey = curve.public
             sock.curve_secretkey = curve.secret
         if watch:  # before connect, so the first handshake's outcome is seen
-            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | sum(_HANDSHAKE_FAILED))
+            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | sum(_handshake_failures()))
         sock.connect(self.cfg.endpoint)
         return sock
 
     def serve(self) -> str:
-        cfg, sock = self.cfg, self.sock
-        hello = [os.getpid(), socket.gethostname(), cfg.token.hex()]
-        sock.send_multipart([wire.HELLO, json.dumps(hello).encode()])
-        self.hb.start()
+        cfg = self.cfg
+        if self.sock is None:  # a local worker: datagrams until it connects over ZeroMQ
+            try:
+                outcome = self._serve_datagrams()
+            except BaseException:
+                self._close()
+                raise
+            if outcome:
+                self._close()
+                return outcome
+        else:
+            self.sock.send_multipart([wire.HELLO, json.dumps(self._hello()).encode()])
+            self.hb.start()
+        import zmq  # here: a local worker has served its first tasks without it
+
+        sock = self.sock
+        assert sock is not None
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         if self.monitor is not None:
@@ -275,24 +325,56 @@ class _Session:
                 if self.lost:
                     return self.lost
         finally:
-            self.hb_stop.set()
-            self.hb.join(timeout=2 * cfg.heartbeat_s + 1)
+            self._close()
+
+    def _close(self) -> None:
+        self.hb_stop.set()
+        if self.hb.is_alive():
+            self.hb.join(timeout=2 * self.cfg.heartbeat_s + 1)
+        if self.sock is not None:
             if self.monitor is not None:
-                sock.disable_monitor()
+                self.sock.disable_monitor()
                 self.monitor.close(linger=0)
-            sock.close()
-            if self.reply is not None:
-                self.reply.close()
-            if self.tasks_in is not None:
-                self.tasks_in.close()
+            self.sock.close()
+        if self.reply is not None:
+            self.reply.close()
+        if self.tasks_in is not None:
+            self.tasks_in.close()
+
+    def _hello(self) -> list:
+        return [os.getpid(), socket.gethostname(), self.cfg.token.hex()]
+
+    def _serve_datagrams(self) -> str:
+        """A local worker's start: say HELLO, heartbeat and run task datagrams until it should
+        connect over ZeroMQ, then connect. Returns why the session ends, or "" once connected."""
+        assert self.tasks_in is not None
+        self._send_reply(json.dumps(self._hello()).encode(), wire.REPLY_HELLO)
+        self.hb.start()
+        poller = select.poll()
+        poller.register(self.tasks_in.fileno(), select.POLLIN)
+        idle_until = time.monotonic() + wire.CONNECT_IDLE_S
+        while not (self.batches or self.connect_asked or self.early):
+            if self.stop.is_set() or self.lost:
+                return "sigterm" if self.stop.is_set() else self.lost
+            wait_s = idle_until - time.monotonic()
+            if wait_s <= 0 or not poller.poll(wait_s * 1000):
+                break
+            self._receive_task_datagrams()
+        if self.lost:
+            return self.lost
+        self.sock = self._socket(self.ctx.get(), self.wid.encode())
+        self.sock.send_multipart([wire.HELLO, json.dumps(self._hello()).encode()])
+        return ""
 
     def _handshake_event(self) -> None:
+        import zmq
         from zmq.utils.monitor import recv_monitor_message
 
         assert self.monitor is not None  # only called when the poller saw the monitor socket
         event = zmq.Event(recv_monitor_message(self.monitor)["event"])
-        if event in _HANDSHAKE_FAILED and self.handshake_failure is None:
-            self.handshake_failure = _HANDSHAKE_FAILED[event]
+        failures = _handshake_failures()
+        if event in failures and self.handshake_failure is None:
+            self.handshake_failure = failures[event]
             # Logged once per session: ZeroMQ retries the handshake on its own until the timeout.
             log.warning("worker %s: %s", self.wid, self.handshake_failure)
 
@@ -306,7 +388,11 @@ class _Session:
                 data = recv(wire.REPLY_CHUNK + 64)
             except BlockingIOError:
                 return
-            self._sequenced(int.from_bytes(data[:n], "big"), (memoryview(data)[n:], [], 0))
+            seq = int.from_bytes(data[:n], "big")
+            if seq == wire.CONNECT_SEQ:  # the pool holds something only ZeroMQ can bring (ignored once connected)
+                self.connect_asked = True
+                continue
+            self._sequenced(seq, (memoryview(data)[n:], [], 0))
 
     def _sequenced(self, seq: int, batch: tuple[Any, list, int]) -> None:
         """Run a sequenced TASKS batch in its turn, and any that came early and follow it."""
@@ -334,6 +420,7 @@ class _Session:
         :data:`FLUSH_S`, so the pool sees progress (and frees window room) while it runs.
         Each DONE says how long this process spent on its tasks (see ``wire.DONE``).
         """
+        self.batches += 1
         run, send, value_form, inline_max = self.runner.run_row, self._send_done, wire.VALUE, wire.INLINE_MAX
         if self.reply is not None:  # large data stays in the body, which the datagrams carry in pieces
             inline_max = sys.maxsize
@@ -372,13 +459,16 @@ class _Session:
         body = pickle.dumps((out, busy_s), 5)
         if self.reply is not None:
             self._send_reply(body)
-        elif big:
+            return
+        assert self.sock is not None  # no reply socket: connected over ZeroMQ from the start
+        if big:
             self.sock.send_multipart([wire.DONE, body, *big], copy=False)
         else:
             self.sock.send_multipart([wire.DONE, body])
 
-    def _send_reply(self, body: bytes) -> None:
-        """One DONE body to the pool's reply socket, in pieces if it is large (see :mod:`laneway.worker.wire`).
+    def _send_reply(self, body: bytes, flag: bytes = wire.REPLY_END) -> None:
+        """One DONE body (or a small HELLO, by its ``flag``) to the pool's reply socket, in pieces if it is
+        large (see :mod:`laneway.worker.wire`).
 
         Sends block while the pool's socket is full: the pool reads it all the time, and
         a worker has nothing else to do until its outcomes are taken.
@@ -387,7 +477,7 @@ class _Session:
         head, chunk = self.reply_head, wire.REPLY_CHUNK
         try:
             if len(body) <= chunk:
-                self.reply.send(head + wire.REPLY_END + body)
+                self.reply.send(head + flag + body)
                 return
             view, more, end = memoryview(body), head + wire.REPLY_MORE, head + wire.REPLY_END
             last = (len(body) - 1) // chunk * chunk
@@ -397,22 +487,42 @@ class _Session:
         except OSError as exc:  # the pool closed its socket, or is gone
             self.lost = f"the pool's reply socket refused an outcome ({exc})"
 
-    def _beat(self, ctx: zmq.Context) -> None:
+    def _beat(self) -> None:
         cfg = self.cfg
-        sock = self._socket(ctx, self.wid.encode() + wire.HB_SUFFIX)
+        # A local worker with a reply socket beats there (from the start, before any ZeroMQ).
+        sock = None if self.reply is not None and cfg.task_path else self._socket(self.ctx.get(),
+                                                                                 self.wid.encode() + wire.HB_SUFFIX)
         me = _Usage()
         try:
             while True:
-                self._send_beat(sock, me)
+                if sock is None:
+                    self._send_beat_datagram(me)
+                else:
+                    self._send_beat(sock, me)
                 if self.hb_stop.wait(cfg.heartbeat_s):
                     return
                 if cfg.parent_pid is not None and os.getppid() != cfg.parent_pid:
                     os._exit(70)  # orphaned: the pool is gone, and with it anyone to answer
         finally:
-            sock.close(linger=0)
+            if sock is not None:
+                sock.close(linger=0)
+
+    def _send_beat_datagram(self, me: _Usage) -> None:
+        assert self.reply is not None
+        try:
+            rss, cpu = me.rss(), me.cpu_percent()
+        except Exception:
+            rss, cpu = 0, 0.0
+        try:
+            # Never block (as the ZeroMQ beat below): a beat that cannot go now is stale anyway.
+            self.reply.send(self.reply_head + wire.REPLY_BEAT + json.dumps([rss, cpu]).encode(), socket.MSG_DONTWAIT)
+        except OSError:
+            pass  # full: the next one follows in heartbeat_s; gone: the main loop finds out
 
     @staticmethod
     def _send_beat(sock: zmq.Socket, me: _Usage) -> None:
+        import zmq
+
         try:
             rss, cpu = me.rss(), me.cpu_percent()
         except Exception:

@@ -31,6 +31,10 @@ from laneway.worker._boot import ChildProcess, launch, start_process
 
 log = logging.getLogger(__name__)
 
+#: How long :meth:`Spawner.launch_ahead` waits for the spawner's thread to have started the
+#: interpreters: their start-up, not the caller's next steps, is what the first task waits for.
+LAUNCH_WAIT_S = 5.0
+
 #: How long :meth:`Spawner.close` waits for interpreters launched ahead and never used to exit
 #: before it kills them: they ran no task, at most the program's main module (``__mp_main__``).
 DISMISS_TIMEOUT_S = 1.0
@@ -56,19 +60,26 @@ class Spawner:
         self._thread = threading.Thread(target=self._run, name=f"laneway-spawner:{name}", daemon=True)
         self._thread.start()
 
-    def launch_ahead(self, count: int, load_target: Callable[[], Callable[..., Any]]) -> None:
+    def launch_ahead(self, count: int, load_target: Callable[[], Callable[..., Any]], *,
+                     preload: tuple[str, ...] = ()) -> None:
         """Start ``count`` interpreters now, for the function ``load_target()`` returns; :meth:`spawn` gives them their arguments.
 
-        Returns at once. ``load_target`` is called on the spawner's thread once the
-        interpreters are started, so importing the target's module here overlaps their
-        start-up. Best effort: an interpreter that cannot start (or a program whose main
+        Returns once the interpreters are started (at most :data:`LAUNCH_WAIT_S`), not
+        when they are ready: what the caller does next overlaps their start-up, rather
+        than delaying it. ``load_target`` is called on the spawner's thread, so importing
+        the target's module in this process overlaps their start-up too; each interpreter
+        imports the ``preload`` modules (the target's module: see :func:`~laneway.worker.launch`)
+        at the same time. Best effort: an interpreter that cannot start (or a program whose main
         module starts a pool without the ``__main__`` guard) is logged, and :meth:`spawn`
         then starts its process as usual, reporting the error there.
         """
         if count > 0:
+            launched = threading.Event()
             with self._lock:
-                if not self._closed:
-                    self._requests.put(("ahead", count, load_target))
+                if self._closed:
+                    return
+                self._requests.put(("ahead", count, load_target, preload, launched))
+            launched.wait(LAUNCH_WAIT_S)
 
     def spawn(self, target: Callable[..., Any], args: tuple, *, name: str) -> ChildProcess:
         """Start a process running ``target(*args)``; returns its :class:`~laneway.worker.ChildProcess`.
@@ -123,11 +134,15 @@ class Spawner:
         finally:
             self._dismiss_ahead()
 
-    def _launch_ahead(self, count: int, load_target: Callable[[], Callable[..., Any]]) -> None:
+    def _launch_ahead(self, count: int, load_target: Callable[[], Callable[..., Any]], preload: tuple[str, ...],
+                      launched: threading.Event) -> None:
         started: list[ChildProcess] = []
         try:
-            for _ in range(count):
-                started.append(launch(name="laneway-worker"))
+            try:
+                for _ in range(count):
+                    started.append(launch(name="laneway-worker", preload=preload))
+            finally:
+                launched.set()
             target = load_target()
             for proc in started:
                 proc.load(target)

@@ -22,7 +22,13 @@ Worker to pool:
     ``BEAT``   ``[rss, cpu]``: sent from the worker's heartbeat socket, whose identity is
     the worker's id plus :data:`HB_SUFFIX`.
 
-Local workers (the pool spawned them) skip ZeroMQ on the data path both ways.
+Local workers (the pool spawned them) skip ZeroMQ on the data path both ways, and start
+without it: their ``HELLO`` and ``BEAT`` go as reply datagrams (below) flagged
+:data:`REPLY_HELLO` and :data:`REPLY_BEAT`, and a local worker imports ZeroMQ and connects
+its DEALER (sending the ``HELLO`` above) only after its first batch, or once it has been
+idle for :data:`CONNECT_IDLE_S`, or when the pool asks it to (a task datagram with sequence
+number 0, :data:`CONNECT_SEQ`): its first task does not wait for ZeroMQ to load. Until that
+ZeroMQ ``HELLO``, the pool keeps what only the ROUTER can carry to it (``SEQ_TASKS``, ``STOP``).
 
 Tasks: each ``TASKS`` message to a local worker carries a sequence number (8 bytes,
 big-endian, from 1), and goes as one datagram ``seq + header`` to the worker's own Unix
@@ -79,3 +85,9 @@ REPLY_MORE, REPLY_END = b"+", b"."
 REPLY_TOKEN = 16
 #: Length of the sequence number in front of a local worker's TASKS.
 SEQ_BYTES = 8
+#: Reply datagram flags of a local worker's HELLO (body: JSON ``[pid, host]``) and BEAT (JSON ``[rss, cpu]``).
+REPLY_HELLO, REPLY_BEAT = b"h", b"b"
+#: The sequence number of a task datagram that carries no tasks: the pool asks the worker to connect over ZeroMQ.
+CONNECT_SEQ = 0
+#: A local worker that has had no task this long since its HELLO connects over ZeroMQ anyway.
+CONNECT_IDLE_S = 0.05

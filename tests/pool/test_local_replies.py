@@ -38,6 +38,13 @@ class BareWorker:
         assert kind == wire.HELLO
         return ident
 
+    def recv_reply(self) -> bytes:
+        """The next reply datagram that carries outcomes (a worker with a task socket also says HELLO and beats there)."""
+        while True:
+            data = self.replies.recv(2 * wire.REPLY_CHUNK)
+            if data[wire.REPLY_TOKEN: wire.REPLY_TOKEN + 1] not in (wire.REPLY_HELLO, wire.REPLY_BEAT):
+                return data
+
 
 @contextlib.contextmanager
 def bare_worker(tmp_path, *, heartbeat_s: float = 0.2, task_socket: bool = True) -> Iterator[BareWorker]:
@@ -82,7 +89,7 @@ def test_a_local_worker_sends_its_outcomes_to_the_reply_socket_tagged_and_a_larg
         pieces: list[bytes] = []
         sizes: list[int] = []
         while len(rows) < 3:
-            data = w.replies.recv(2 * wire.REPLY_CHUNK)
+            data = w.recv_reply()
             sizes.append(len(data))
             assert data[: wire.REPLY_TOKEN] == w.token  # names and authenticates the worker
             flag, body = data[wire.REPLY_TOKEN: wire.REPLY_TOKEN + 1], data[wire.REPLY_TOKEN + 1:]
@@ -185,7 +192,7 @@ def test_a_local_worker_runs_numbered_batches_in_order_whichever_socket_each_cam
         w.router.send_multipart([ident, wire.STOP])
         rows: list = []
         while len(rows) < 3:
-            data = w.replies.recv(2 * wire.REPLY_CHUNK)
+            data = w.recv_reply()
             rows += pickle.loads(data[wire.REPLY_TOKEN + 1:])[0]
         assert [(row[0], decode_row(row)) for row in rows] == [(1, (True, 1)), (2, (True, 2)), (3, (True, 3))]
         w.worker.join(30)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -17,9 +18,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from laneway.worker import Spawner, launch
+from laneway.pool._results import decode_row
+from laneway.worker import FunctionPickler, Spawner, launch, wire
 
 from .conftest import wait_gone, wait_until
+from .test_local_replies import bare_worker
 
 pytestmark = pytest.mark.multiprocess
 
@@ -69,6 +72,21 @@ def test_a_started_pool_loads_no_monitoring_or_other_subsystem_in_the_parent():
     assert not heavy, f"a pool's parent imported {sorted(heavy)} to start and serve a task"
     others = {m for m in seen if m.startswith(OTHER_SUBSYSTEMS[:-1])}
     assert not others, f"a pool's parent imported {sorted(others)}"
+
+
+@pytest.mark.timeout(120)
+def test_a_started_pool_loads_no_broken_process_pool_machinery_in_the_parent():
+    # PoolDown, WorkerDied and InitializerError are made when first raised: a pool that runs
+    # without failures never loads concurrent.futures.process, multiprocessing's connections and queues.
+    seen = _run("""
+        import json, sys
+        from laneway import Orchestrator
+        with Orchestrator(name="parent-machinery") as orch:
+            assert orch.start_pool(workers=1).submit(abs, -42).result(timeout=60) == 42
+            print(json.dumps(sorted(sys.modules)))
+    """)
+    machinery = {"concurrent.futures.process", "multiprocessing.connection", "multiprocessing.queues"}
+    assert not machinery & set(seen), sorted(machinery & set(seen))
 
 
 @pytest.mark.timeout(120)
@@ -141,6 +159,45 @@ def test_an_interpreter_launched_ahead_runs_what_spawn_gives_it():
 
 
 @pytest.mark.timeout(60)
+def test_launch_ahead_returns_once_the_interpreters_run():
+    # Started, not ready: the caller's next steps overlap their start-up instead of delaying it.
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}
+    sp = Spawner("ahead-started")
+    try:
+        sp.launch_ahead(2, lambda: os._exit)
+        assert len({p.pid for p in me.children()} - before) == 2
+    finally:
+        sp.close()
+    assert not {p.pid for p in me.children()} - before
+
+
+@pytest.mark.timeout(60)
+def test_an_interpreter_launched_ahead_imports_its_preload_before_it_has_a_target(tmp_path, monkeypatch):
+    mark = tmp_path / "preloaded"
+    monkeypatch.setenv("LANEWAY_TEST_PRELOADED", str(mark))
+    proc = launch(preload=("tests.pool.preloaded",))
+    try:
+        assert wait_until(mark.exists, what="the preloaded module's import, with no target sent")
+        assert mark.read_text() == str(proc.pid)
+    finally:
+        proc.dismiss()
+        proc.join(30)
+        proc.close()
+    assert proc.exitcode == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_preload_that_fails_to_import_leaves_the_target_to_run():
+    proc = launch(preload=("tests.pool.no_such_module",))
+    proc.load(os._exit)
+    proc.give((6,), name="preload-failed")
+    proc.join(30)
+    assert proc.exitcode == 6
+    proc.close()
+
+
+@pytest.mark.timeout(60)
 def test_spawn_starts_a_fresh_process_when_the_one_launched_ahead_died():
     me = psutil.Process()
     before = {p.pid for p in me.children()}
@@ -193,3 +250,105 @@ def test_a_launched_interpreter_dismissed_before_its_arguments_exits_quietly():
     proc.join(30)
     assert proc.exitcode == 0
     proc.close()
+
+
+@pytest.mark.timeout(120)
+def test_the_worker_module_a_local_worker_preloads_does_not_load_zeromq():
+    seen = _run("""
+        import json, sys
+        from multiprocessing import process, spawn
+        import laneway.worker._process
+        print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "zmq")))
+    """)
+    assert seen == [], f"a worker's module loaded {seen} before its first task"
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_says_hello_beats_and_runs_its_first_batch_before_it_connects_over_zeromq(tmp_path,
+                                                                                                  monkeypatch):
+    monkeypatch.setattr(wire, "CONNECT_IDLE_S", 60.0)  # connects after its first batch, not for being idle
+    with bare_worker(tmp_path, heartbeat_s=0.05) as w:
+        data = w.replies.recv(1024)
+        assert data[: wire.REPLY_TOKEN + 1] == w.token + wire.REPLY_HELLO
+        assert json.loads(data[wire.REPLY_TOKEN + 1:])[2] == w.token.hex()
+        beat = w.replies.recv(1024)
+        assert beat[: wire.REPLY_TOKEN + 1] == w.token + wire.REPLY_BEAT
+        assert not w.router.poll(0), "the worker connected over ZeroMQ before its first batch"
+
+        digest, fn_bytes = FunctionPickler().dumps(abs)
+        w.out.sendto((1).to_bytes(wire.SEQ_BYTES, "big") + pickle.dumps([(1, digest, fn_bytes, (-7,), 0)]),
+                     w.task_path)
+        assert [decode_row(row) for row in pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])[0]] == [(True, 7)]
+        ident = w.hello()  # after the first batch: over ZeroMQ now
+        w.router.send_multipart([ident, wire.STOP])
+        w.worker.join(30)
+        assert not w.worker.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_a_local_worker_connects_over_zeromq_when_the_pool_asks(tmp_path, monkeypatch):
+    monkeypatch.setattr(wire, "CONNECT_IDLE_S", 60.0)
+    with bare_worker(tmp_path) as w:
+        assert w.replies.recv(1024)[wire.REPLY_TOKEN: wire.REPLY_TOKEN + 1] == wire.REPLY_HELLO
+        w.out.sendto(wire.CONNECT_SEQ.to_bytes(wire.SEQ_BYTES, "big"), w.task_path)
+        ident = w.hello()
+        # it runs what came over ZeroMQ, and later CONNECT datagrams change nothing
+        w.out.sendto(wire.CONNECT_SEQ.to_bytes(wire.SEQ_BYTES, "big"), w.task_path)
+        digest, fn_bytes = FunctionPickler().dumps(abs)
+        w.router.send_multipart([ident, wire.SEQ_TASKS, (1).to_bytes(wire.SEQ_BYTES, "big"),
+                                 pickle.dumps([(1, digest, fn_bytes, (-3,), 0)])])
+        assert [decode_row(row) for row in pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])[0]] == [(True, 3)]
+        w.router.send_multipart([ident, wire.STOP])
+        w.worker.join(30)
+        assert not w.worker.is_alive()
+
+
+@pytest.mark.timeout(120)
+def test_what_only_zeromq_carries_waits_for_a_local_worker_to_connect(orch):
+    # A first task whose argument is too large for a datagram, sent before the worker connected
+    # over ZeroMQ, is kept and sent once it has; so is the STOP of a pool closed at once.
+    from . import tasks
+
+    pool = orch.start_pool(workers=1)
+    big = bytes(range(256)) * 1024
+    assert pool.submit(tasks.echo, big).get(60) == ((big,), {})
+    other = orch.__class__(name="closed-at-once")
+    try:
+        with other.events.subscribe("pool.worker.lost") as lost:
+            other.start_pool(workers=1).wait_ready(timeout=60)
+            other.shutdown()
+            event = lost.get(timeout=30)
+    finally:
+        other.shutdown()
+    assert "SIGKILL" not in str(event), event  # it stopped when told, not killed for want of a STOP
+    stats = pool.statistics()
+    assert (stats.completed, stats.retried) == (1, 0)
+
+
+@pytest.mark.timeout(120)
+def test_a_local_worker_runs_its_first_task_without_zeromq_loaded(tmp_path):
+    # The script is the workers' main module too (spawn imports it as __mp_main__): there it has
+    # them connect over ZeroMQ after their first batch only, never for being idle, whatever the load.
+    script = tmp_path / "first_task.py"
+    script.write_text(textwrap.dedent("""
+        import json
+        from laneway.worker import wire
+
+        if __name__ == "__mp_main__":
+            wire.CONNECT_IDLE_S = 60.0
+
+        if __name__ == "__main__":
+            from laneway import Orchestrator
+            from tests.pool.tasks import loaded_modules
+
+            with Orchestrator(name="first-task") as orch:
+                pool = orch.start_pool(workers=1)
+                first = pool.submit(loaded_modules).result(timeout=60)
+            print(json.dumps({"first": first}))
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=100, cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "zmq" not in seen["first"], "the worker loaded ZeroMQ before its first task"
+    # (that it connects after its first batch: test_a_local_worker_says_hello_beats_and_runs_...)

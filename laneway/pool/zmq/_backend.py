@@ -22,7 +22,10 @@ then costs one system call each way on each side, where ZeroMQ hands every messa
 to an I/O thread in both processes. A batch with payload frames, or one that finds
 the worker's socket full (a datagram send never blocks the pool), goes over the
 ROUTER instead, numbered so the worker runs it in its turn. Remote workers use the
-ROUTER both ways.
+ROUTER both ways. A local worker starts without ZeroMQ: it says HELLO and heartbeats
+by datagram and connects its DEALER later; until its ZeroMQ HELLO, what only the ROUTER
+can carry to it (``SEQ_TASKS``, ``STOP``) is kept on its ``_Peer``, in order, and it is
+asked to connect (see :mod:`laneway.worker.wire`).
 
 Liveness: local workers are watched by pidfd; every worker, local or remote,
 heartbeats from a thread of its own, and one that stays silent for
@@ -70,7 +73,7 @@ class _Peer:
     """One worker as the I/O thread knows it."""
 
     __slots__ = ("wid", "ident", "remote", "token", "proc", "pid", "pidfd", "hello", "seen", "ledger",
-                 "exited", "kill_reason", "pieces", "task_path", "seq")
+                 "exited", "kill_reason", "pieces", "task_path", "seq", "routed", "held")
 
     def __init__(self, wid: str, remote: bool, token: bytes, now: float) -> None:
         self.wid = wid
@@ -88,6 +91,10 @@ class _Peer:
         self.pieces: list[bytes] = []  # the reply datagrams so far of a DONE body sent in pieces
         self.task_path = ""  # a local worker's task socket
         self.seq = 0  # the last TASKS sent to it (numbered: see laneway.worker.wire)
+        # Under SharedRouter.lock: its ZeroMQ HELLO came (a local worker says HELLO by datagram first
+        # and connects later), and until then what only the ROUTER can carry to it, in order.
+        self.routed = remote
+        self.held: list[list[bytes]] = []
 
 
 class ZmqBackend(Backend):
@@ -208,14 +215,21 @@ class ZmqBackend(Backend):
             reply_path=self._reply_path,
             task_path=peer.task_path,
         )
-        proc = self._spawner.spawn(spawn_entry, (cfg,), name=f"laneway-worker:{worker_id}")
+        # Known before it runs: an interpreter launched ahead says HELLO (a datagram) within a
+        # millisecond of its arguments, maybe before spawn() returns here.
+        self._peers[worker_id] = peer
+        self._by_token[peer.token] = peer
+        try:
+            proc = self._spawner.spawn(spawn_entry, (cfg,), name=f"laneway-worker:{worker_id}")
+        except BaseException:
+            self._peers.pop(worker_id, None)
+            self._by_token.pop(peer.token, None)
+            raise
         peer.proc, peer.pid = proc, proc.pid
         try:
             peer.pidfd = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
             peer.pidfd = -1  # fall back to multiprocessing's sentinel pipe, which also turns readable on exit
-        self._peers[worker_id] = peer
-        self._by_token[peer.token] = peer
         self._post(("watch", peer))
 
     def stop_worker(self, worker_id: str, timeout: float) -> None:
@@ -313,6 +327,8 @@ class ZmqBackend(Backend):
 
     @staticmethod
     def _signal(peer: _Peer, sig: int) -> None:
+        if peer.pid <= 0:
+            return  # not started yet (pid 0 would signal this whole process group)
         try:
             os.kill(peer.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -418,7 +434,7 @@ class ZmqBackend(Backend):
                     self._send([peer.ident, wire.STOP])
                     self._drop(peer, "stopped by the pool")
                 elif peer.hello:
-                    self._send([peer.ident, wire.STOP])
+                    self._send_local(peer, [peer.ident, wire.STOP])
                 else:  # not connected yet: a STOP would be dropped, and it runs nothing anyway
                     peer.kill_reason = "stopped before it connected"
                     self._signal(peer, signal.SIGKILL)
@@ -430,6 +446,8 @@ class ZmqBackend(Backend):
                 return False
             elif kind == "frames":  # a message a waiting caller received and left to this thread
                 self._handle_frames(cmd[1])
+            elif kind == "hello":  # a local worker's datagram HELLO a waiting caller received
+                self._hello(cmd[1], cmd[2], routed=False)
             # "resume" only wakes the loop, which takes the socket back
         return True
 
@@ -474,12 +492,22 @@ class ZmqBackend(Backend):
             except OSError:  # BlockingIOError: nothing waits (or closed: the pool is closing)
                 return False
             peer = by_token.get(data[:tlen])
+            flag = data[tlen: tlen + 1]
             if peer is None:  # from a worker the pool already gave up on: counted as late, never unpickled
-                if data[tlen: tlen + 1] == wire.REPLY_END:
+                if flag == wire.REPLY_END:
                     self._hub.results_rows("?", [(0, False, wire.PICKLED, b"")])
                 continue
-            if data[tlen: tlen + 1] == wire.REPLY_MORE:
+            if flag == wire.REPLY_MORE:
                 peer.pieces.append(data[tlen + 1:])
+                continue
+            if flag == wire.REPLY_BEAT:
+                self._handle_frames([peer.ident + wire.HB_SUFFIX, wire.BEAT, data[tlen + 1:]])
+                continue
+            if flag == wire.REPLY_HELLO:  # the worker's lifecycle is the I/O thread's
+                if threading.get_ident() == self._io_ident:
+                    self._hello(peer.ident, data[tlen + 1:], routed=False)
+                else:
+                    self._post(("hello", peer.ident, data[tlen + 1:]))
                 continue
             body = data[tlen + 1:]
             if peer.pieces:
@@ -524,17 +552,24 @@ class ZmqBackend(Backend):
         elif kind == wire.HELLO:
             self._hello(ident, body)
 
-    def _hello(self, ident: bytes, body: bytes) -> None:
+    def _hello(self, ident: bytes, body: bytes, routed: bool = True) -> None:
+        """A worker's HELLO: over ZeroMQ (``routed``), or a local worker's datagram (it connects later)."""
         pid, host, token = _json(body, [0, "?", ""])
         wid = ident.decode(errors="replace")
         peer = self._peers.get(wid)
         if peer is not None and not peer.remote:
-            if peer.hello or token != peer.token.hex():
-                log.warning("ignored a HELLO for local worker %s with a wrong token", wid)
+            if token != peer.token.hex() or routed and peer.routed:
+                log.warning("ignored a HELLO for local worker %s with a wrong token, or a second one", wid)
                 return
-            peer.hello = True
-            peer.seen = self._clock.now()
-            self._hub.worker_ready(wid, pid=peer.pid, host=str(host))
+            if routed:
+                self._routed(peer)
+            if not peer.hello:  # (a datagram HELLO read after the ZeroMQ one changes nothing)
+                peer.hello = True
+                peer.seen = self._clock.now()
+                # Its pid from the HELLO (the token vouches for it) if it came before spawn() returned.
+                self._hub.worker_ready(wid, pid=peer.pid or (pid if type(pid) is int else 0), host=str(host))
+            return
+        if not routed:
             return
         if peer is not None or token or self.listen is None:
             log.warning("ignored a HELLO from %r (unknown or duplicate worker)", wid)
@@ -580,13 +615,49 @@ class ZmqBackend(Backend):
                 seq = peer.seq.to_bytes(wire.SEQ_BYTES, "big")
                 small = len(out) == 3 and len(header) <= dgram_max
                 out[1:3] = [wire.SEQ_TASKS, seq, header]
-                if send(out, 4, seq + header if small else b"", peer.task_path if small else ""):
+                if not peer.routed:  # not connected over ZeroMQ yet: a datagram, or it waits
+                    if not (small and self._shared.send_datagram_locked(seq + header, peer.task_path)):
+                        self._hold_locked(peer, out)
+                elif send(out, 4, seq + header if small else b"", peer.task_path if small else ""):
                     used_router = True
             else:
                 out[2] = header
                 send(out)
                 used_router = True
         return used_router and self._shared.readable_locked()
+
+    def _send_local(self, peer: _Peer, frames: list[bytes]) -> None:
+        """Send a control message to a local worker over the ROUTER, or keep it until the worker connects."""
+        with self._shared.lock:
+            if not self._shared.open:
+                return
+            if not peer.routed:
+                self._hold_locked(peer, frames)
+                return
+            self._shared.send_locked(frames)
+            pending = self._shared.readable_locked()
+        if pending:
+            self._shared.kick_reader(self._wake_io)
+
+    def _hold_locked(self, peer: _Peer, frames: list[bytes]) -> None:
+        """Keep a message for a local worker not connected over ZeroMQ yet, and ask it to connect."""
+        if not peer.held:
+            # If its socket is full, it is running batches, and connects after the first anyway.
+            self._shared.send_datagram_locked(wire.CONNECT_SEQ.to_bytes(wire.SEQ_BYTES, "big"), peer.task_path)
+        peer.held.append(frames)
+
+    def _routed(self, peer: _Peer) -> None:
+        """A local worker connected over ZeroMQ: send what was kept for it, in order."""
+        with self._shared.lock:
+            if not self._shared.open:
+                return
+            peer.routed = True
+            held, peer.held = peer.held, []
+            for frames in held:
+                self._shared.send_locked(frames, 4)
+            pending = bool(held) and self._shared.readable_locked()
+        if pending:
+            self._shared.kick_reader(self._wake_io)
 
     def _check_heartbeats(self) -> None:
         now = self._clock.now()
@@ -646,7 +717,8 @@ class ZmqBackend(Backend):
         for peer in list(self._by_fd.values()):
             self._reap(peer)
         for peer in list(self._peers.values()):  # launched but never watched (a race with close)
-            peer.proc.join(timeout)
+            if peer.proc is not None:
+                peer.proc.join(timeout)
             self._peers.pop(peer.wid, None)
             self._by_token.pop(peer.token, None)
             self._hub.worker_lost(peer.wid, "pool closed")

@@ -128,6 +128,14 @@ class SharedRouter:
                 _sock_send(sock, frame, _SNDMORE if i < last else 0, copy=False)
         return True
 
+    def send_datagram_locked(self, datagram: bytes, path: str) -> bool:
+        """Send ``datagram`` to a local worker's Unix socket; False if it is full or gone (nothing sent)."""
+        try:
+            self._tasks_out.sendto(datagram, path)
+            return True
+        except OSError:
+            return False
+
     # --- any thread ----------------------------------------------------------------------
 
     def send(self, frames: Sequence[bytes]) -> bool:
