@@ -142,16 +142,7 @@ class Outbox:
         effects = queued.copy()
         queued.clear()
         self.lock.release()
-        for i, effect in enumerate(effects):  # _run's loop, inline: a frame less per block with effects
-            try:
-                effect()
-            except Exception:
-                log.exception("%s: effect %r raised", self.name, effect)
-            except BaseException:
-                with self.lock:  # as _run does: the rest is kept for the next holder
-                    self._effects[:0] = effects[i + 1 :]
-                    self._draining = False
-                raise
+        self._run(effects)
         self._draining = False
         if self._effects:
             self._drain()

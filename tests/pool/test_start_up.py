@@ -58,16 +58,22 @@ def test_importing_the_pool_loads_only_what_a_pool_needs():
     assert not others, f"`from laneway.pool import Pool` imported {sorted(others)}"
 
 
-@pytest.mark.timeout(120)
-def test_a_started_pool_loads_no_monitoring_or_other_subsystem_in_the_parent():
-    # cloudpickle may load here (the pool pickles functions with it); psutil must wait for monitoring.
-    seen = _run("""
+@pytest.fixture(scope="module")
+def started_pool_parent_modules() -> list[str]:
+    """The modules a parent has loaded once its pool started and served a task (one child for the tests below)."""
+    return _run("""
         import json, sys
         from laneway import Orchestrator
         with Orchestrator(name="parent-imports") as orch:
             assert orch.start_pool(workers=1).submit(abs, -42).result(timeout=60) == 42
             print(json.dumps(sorted(sys.modules)))
     """)
+
+
+@pytest.mark.timeout(120)
+def test_a_started_pool_loads_no_monitoring_or_other_subsystem_in_the_parent(started_pool_parent_modules):
+    # cloudpickle may load here (the pool pickles functions with it); psutil must wait for monitoring.
+    seen = started_pool_parent_modules
     heavy = {m for m in seen if m.split(".")[0] in POOL_MUST_NOT_LOAD - {"cloudpickle"}}
     assert not heavy, f"a pool's parent imported {sorted(heavy)} to start and serve a task"
     others = {m for m in seen if m.startswith(OTHER_SUBSYSTEMS[:-1])}
@@ -75,18 +81,11 @@ def test_a_started_pool_loads_no_monitoring_or_other_subsystem_in_the_parent():
 
 
 @pytest.mark.timeout(120)
-def test_a_started_pool_loads_no_broken_process_pool_machinery_in_the_parent():
+def test_a_started_pool_loads_no_broken_process_pool_machinery_in_the_parent(started_pool_parent_modules):
     # PoolDown, WorkerDied and InitializerError are made when first raised: a pool that runs
     # without failures never loads concurrent.futures.process, multiprocessing's connections and queues.
-    seen = _run("""
-        import json, sys
-        from laneway import Orchestrator
-        with Orchestrator(name="parent-machinery") as orch:
-            assert orch.start_pool(workers=1).submit(abs, -42).result(timeout=60) == 42
-            print(json.dumps(sorted(sys.modules)))
-    """)
     machinery = {"concurrent.futures.process", "multiprocessing.connection", "multiprocessing.queues"}
-    assert not machinery & set(seen), sorted(machinery & set(seen))
+    assert not machinery & set(started_pool_parent_modules), sorted(machinery & set(started_pool_parent_modules))
 
 
 @pytest.mark.timeout(120)
