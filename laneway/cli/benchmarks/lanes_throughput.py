@@ -25,8 +25,8 @@ runner before it tipped it over; collecting first, each runner pays for its own 
 ``--base DIR`` (before/after in one run): the two shapes run in two child processes, one
 importing laneway from this checkout and one from DIR (this file run as a script with
 ``--child``, ``PYTHONPATH`` set); each child measures laneway and its own executor, and the
-children take turns round by round (here, base, here, base, ...), so both sets of ratios
-come from the same interleaved run.
+children take turns round by round, the first of a round alternating (here, base; base, here;
+...), so both sets of ratios come from the same interleaved run.
 
 Run: python -m laneway.cli.benchmarks.lanes_throughput [--rounds 5] [--all] [--skip-a3s] [--base DIR]
 """
@@ -223,8 +223,11 @@ def versus_base(rounds: int, base: str) -> None:
             if proc.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
                 raise SystemExit(f"the {tag} child ({trees[tag]}) did not start")
         results: dict[str, list[dict[str, float]]] = {tag: [] for tag in children}
+        order = list(children.items())
         for k in range(rounds):
-            for tag, proc in children.items():
+            # Which child goes first alternates (A B, B A, ...), so that neither always runs in the
+            # wake of the other's round.
+            for tag, proc in (order if k % 2 == 0 else order[::-1]):
                 proc.stdin.write("round\n")  # type: ignore[union-attr]
                 proc.stdin.flush()  # type: ignore[union-attr]
                 line = proc.stdout.readline()  # type: ignore[union-attr]
