@@ -87,19 +87,7 @@ class Outbox:
     def __exit__(self, *exc: object) -> None:
         """Leave; the outermost holder runs what was queued, whether the block returned or raised."""
         self._depth -= 1
-        if self._depth or not self._effects or self._draining:
-            self.lock.release()
-            return
-        # The first batch is taken while the lock is still held: one lock round trip per block, not three.
-        self._draining = True
-        queued = self._effects
-        effects = queued.copy()
-        queued.clear()
-        self.lock.release()
-        self._run(effects)
-        self._draining = False  # as _drain does first; its frame only when more was queued meanwhile
-        if self._effects:
-            self._drain()
+        self.release_and_run()
 
     def release_and_run(self) -> None:
         """Leave a block held under the bare :attr:`lock` (see above) and run what it queued.
@@ -123,27 +111,14 @@ class Outbox:
         if self._depth or not queued or self._draining:
             self.lock.release()  # held by an enclosing block, nothing queued, or another thread runs effects
             return
+        # The first batch is taken while the lock is still held: one lock round trip per block, not
+        # three (a lone effect, most lane calls' wake-up, without a copy).
         self._draining = True
-        if len(queued) == 1:  # the common case (one wake-up, one settle): no copy, no loop
-            effect = queued.pop()
-            self.lock.release()
-            try:
-                effect()
-            except Exception:
-                log.exception("%s: effect %r raised", self.name, effect)
-            except BaseException:
-                with self.lock:
-                    self._draining = False
-                raise
-            self._draining = False
-            if queued:
-                self._drain()
-            return
-        effects = queued.copy()
+        effects = [queued.pop()] if len(queued) == 1 else queued.copy()
         queued.clear()
         self.lock.release()
         self._run(effects)
-        self._draining = False
+        self._draining = False  # as _drain does first; its frame only when more was queued meanwhile
         if self._effects:
             self._drain()
 

@@ -187,6 +187,14 @@ class LaneCore:
     def lane_changed_locked(self, lane: Lane) -> None:
         """Eligibility, pressure and idle transitions after pending or active changed."""
         self.touch(lane)
+        self._pending_changed_locked(lane)
+        if lane.busy and lane.pending == 0 and lane.active == 0:
+            self._went_idle_locked(lane)
+        elif self.space_waiters and lane.pending < lane.config.max_pending:
+            self.space.notify_all()
+
+    def _pending_changed_locked(self, lane: Lane) -> None:
+        """Report the lane's pending count (metrics, peak) and check its pressure."""
         pending = lane.reported_pending = lane.pending
         memory = lane.memory
         if memory is None:
@@ -195,10 +203,6 @@ class LaneCore:
             memory.peak = pending  # its queue_length, without the call
         if lane.config.pressure_threshold is not None:
             self._check_pressure_locked(lane)
-        if lane.busy and lane.pending == 0 and lane.active == 0:
-            self._went_idle_locked(lane)
-        elif self.space_waiters and lane.pending < lane.config.max_pending:
-            self.space.notify_all()
 
     def _report_length_locked(self, lane: Lane) -> None:
         try:
@@ -242,7 +246,7 @@ class LaneCore:
         if cmd.id in self.commands:
             raise ConfigError(f"command id {cmd.id!r} is already in use")
         eta: float | None
-        if lane.preemptible_runs and lane.active >= lane.cap and self._preempt_locked(cmd):
+        if lane.runs and lane.active >= lane.cap and self._preempt_locked(cmd):
             position, eta = 0, 0.0
         elif not lane.queue.size and self._starts_now_locked(lane):  # a queued lane: its frame spared
             # What dispatch would do next (this lane is the best one with a free slot), without the
@@ -282,19 +286,12 @@ class LaneCore:
         if cmd.deadline_s is not None:
             for fraction in lane.config.deadline_boosts:
                 cmd.add_timer(self.clock.call_later(cmd.deadline_s * (1 - fraction), partial(self._boost, cmd)))
-        # lane_changed_locked, inline, for a command that joined: the lane is busy, and no lane got room.
+        # lane_changed_locked's part for a command that joined: the lane is busy, and no lane got room.
         if not lane.in_turn and (lane.active < lane.config.max_concurrency or lane.group is not None):
             # Else no change: more work keeps an eligible lane eligible, and a lane whose slots
             # are all taken stays out of turn.
             self.touch(lane)
-        pending = lane.reported_pending = lane.pending
-        memory = lane.memory
-        if memory is None:
-            self._report_length_locked(lane)
-        elif pending > memory.peak:
-            memory.peak = pending
-        if lane.config.pressure_threshold is not None:
-            self._check_pressure_locked(lane)
+        self._pending_changed_locked(lane)
         return position, eta
 
     def _starts_now_locked(self, lane: Lane) -> bool:
@@ -421,7 +418,6 @@ class LaneCore:
             self.reserved -= 1
         if cmd.preemptible:  # only they can be victims: the others are not tracked
             lane.runs[run] = None
-            lane.preemptible_runs += 1
         self.running += 1
         if lane.limiter is not None:
             lane.limiter.record(now)

@@ -273,12 +273,17 @@ class Executors:
         if tool_s.get(run.cmd.spec.name, 1.0) < _FAST_S:
             while ready and len(batch) < _BATCH and tool_s.get(ready[0][3].cmd.spec.name, 1.0) < _FAST_S:
                 batch.append(heapq.heappop(ready)[3])
-            self._fast[worker] = time.perf_counter()
-            if len(batch) > 1:
-                self._arm_fallback_locked()
+            self._hold_fast_locked(worker)
         if ready:
             self._wake_locked()
         return True
+
+    def _hold_fast_locked(self, worker: _Worker) -> None:
+        """``worker`` is about to run a batch of fast runs: no helper is woken for the ready queue
+        while it does, and the fallback hands back the rest of a batch that blocks."""
+        self._fast[worker] = time.perf_counter()
+        if len(worker.batch) > 1:
+            self._arm_fallback_locked()
 
     def _spawn(self) -> None:
         try:
@@ -351,9 +356,7 @@ class Executors:
                     # _take_locked and _park_locked's common cases inline (a frame each per batch).
                     if worker.batch:  # filled by dispatch through the sink
                         took = True
-                        fast[worker] = time.perf_counter()
-                        if len(worker.batch) > 1:
-                            self._arm_fallback_locked()
+                        self._hold_fast_locked(worker)
                         if ready:  # runs the sink did not take: a helper for them, if due
                             self._wake_locked()
                     else:

@@ -40,8 +40,7 @@ class Lane:
         self.reported_pending = 0  # pending as last reported to the recorder (and checked for pressure)
         self.active = 0
         self.waiting: dict[str, Command] = {}  # pending commands, oldest first
-        self.runs: dict[Run, None] = {}  # runs in progress whose command is preemptible
-        self.preemptible_runs = 0  # len(runs): none, no victim to look for
+        self.runs: dict[Run, None] = {}  # runs in progress whose command is preemptible (empty: no victim)
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         self.rate_timer: TimerHandle | None = None  # set while the rate limit holds the lane back
         self.recorder = recorder  # queue length, completions and latencies go to the metrics backend

@@ -92,7 +92,6 @@ class Outcomes:
                     core.reserved += 1
                 if cmd.preemptible:
                     del lane.runs[run]
-                    lane.preemptible_runs -= 1
                 core.running -= 1
                 took = now - run.started_at
                 prev = lane.run_ewma  # the moving average behind the lane's ETAs

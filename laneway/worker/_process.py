@@ -510,12 +510,8 @@ class _Session:
     def _send_beat_datagram(self, me: _Usage) -> None:
         assert self.reply is not None
         try:
-            rss, cpu = me.rss(), me.cpu_percent()
-        except Exception:
-            rss, cpu = 0, 0.0
-        try:
             # Never block (as the ZeroMQ beat below): a beat that cannot go now is stale anyway.
-            self.reply.send(self.reply_head + wire.REPLY_BEAT + json.dumps([rss, cpu]).encode(), socket.MSG_DONTWAIT)
+            self.reply.send(self.reply_head + wire.REPLY_BEAT + me.beat(), socket.MSG_DONTWAIT)
         except OSError:
             pass  # full: the next one follows in heartbeat_s; gone: the main loop finds out
 
@@ -524,14 +520,10 @@ class _Session:
         import zmq
 
         try:
-            rss, cpu = me.rss(), me.cpu_percent()
-        except Exception:
-            rss, cpu = 0, 0.0
-        try:
             # Never block: a DEALER with no connected pool (a refused handshake drops its
             # pipe) would hold this thread past the session's end. A beat that cannot
             # go now is stale anyway; the next one follows in heartbeat_s.
-            sock.send_multipart([wire.BEAT, json.dumps([rss, cpu]).encode()], flags=zmq.NOBLOCK)
+            sock.send_multipart([wire.BEAT, me.beat()], flags=zmq.NOBLOCK)
         except zmq.Again:
             pass
 
@@ -552,6 +544,14 @@ class _Usage:
             self._proc = psutil.Process()
             self._proc.cpu_percent(None)
         self._last = (time.monotonic(), _cpu_s())
+
+    def beat(self) -> bytes:
+        """A heartbeat's body: ``[rss, cpu_percent]`` as JSON (zeros if they cannot be read)."""
+        try:
+            rss, cpu = self.rss(), self.cpu_percent()
+        except Exception:
+            rss, cpu = 0, 0.0
+        return json.dumps([rss, cpu]).encode()
 
     def rss(self) -> int:
         if self._proc is not None:

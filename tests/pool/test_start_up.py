@@ -6,6 +6,7 @@ never timings: the start-up figures live in ``laneway.cli.benchmarks.pool_paths`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Callable, Iterator
 
 import psutil
 import pytest
@@ -134,41 +136,41 @@ def test_the_first_worker_starts_before_the_pool_loads_and_serves_the_first_task
     assert seen["worker"] in seen["children"]
 
 
-@pytest.mark.timeout(60)
-def test_an_interpreter_launched_ahead_runs_what_spawn_gives_it():
+@contextlib.contextmanager
+def launched_ahead(name: str, count: int) -> Iterator[tuple[Spawner, Callable[[], set[int]]]]:
+    """A Spawner that launched ``count`` interpreters ahead, and what returns the pids of this
+    test's children; closed at the end, when nothing the test started may be left (a child of an
+    earlier test may still be on its way out, so only new ones count)."""
     me = psutil.Process()
     before = {p.pid for p in me.children()}
-    sp = Spawner("ahead")
+    sp = Spawner(name)
     try:
-        sp.launch_ahead(2, lambda: os._exit)
-        ahead = wait_until(lambda: new if len(new := {p.pid for p in me.children()} - before) == 2 else None,
-                           what="two interpreters launched ahead")
+        sp.launch_ahead(count, lambda: os._exit)
+        yield sp, lambda: {p.pid for p in me.children()} - before
+    finally:
+        sp.close()
+    assert not {p.pid for p in me.children()} - before
+
+
+@pytest.mark.timeout(60)
+def test_an_interpreter_launched_ahead_runs_what_spawn_gives_it():
+    with launched_ahead("ahead", 2) as (sp, started):
+        ahead = wait_until(lambda: new if len(new := started()) == 2 else None, what="two interpreters launched ahead")
         proc = sp.spawn(os._exit, (4,), name="w1")
         assert proc.pid in ahead
         proc.join(30)
         assert proc.exitcode == 4
         proc.close()
         other = psutil.Process((ahead - {proc.pid}).pop())
-    finally:
-        sp.close()
     # The one never used was told so, and has exited (status collected: no zombie left).
     assert not other.is_running()
-    # Only what this test started must be gone: a child of an earlier test may still be on its way out.
-    assert not {p.pid for p in me.children()} - before
 
 
 @pytest.mark.timeout(60)
 def test_launch_ahead_returns_once_the_interpreters_run():
     # Started, not ready: the caller's next steps overlap their start-up instead of delaying it.
-    me = psutil.Process()
-    before = {p.pid for p in me.children()}
-    sp = Spawner("ahead-started")
-    try:
-        sp.launch_ahead(2, lambda: os._exit)
-        assert len({p.pid for p in me.children()} - before) == 2
-    finally:
-        sp.close()
-    assert not {p.pid for p in me.children()} - before
+    with launched_ahead("ahead-started", 2) as (_, started):
+        assert len(started()) == 2
 
 
 @pytest.mark.timeout(60)
@@ -198,23 +200,16 @@ def test_a_preload_that_fails_to_import_leaves_the_target_to_run():
 
 @pytest.mark.timeout(60)
 def test_spawn_starts_a_fresh_process_when_the_one_launched_ahead_died():
-    me = psutil.Process()
-    before = {p.pid for p in me.children()}
-    sp = Spawner("ahead-died")
-    try:
-        sp.launch_ahead(1, lambda: os._exit)
-        (ahead,) = wait_until(lambda: [p for p in me.children() if p.pid not in before], what="an interpreter launched ahead")
-        os.kill(ahead.pid, signal.SIGKILL)
+    with launched_ahead("ahead-died", 1) as (sp, started):
+        (pid,) = wait_until(started, what="an interpreter launched ahead")
+        ahead = psutil.Process(pid)
+        os.kill(pid, signal.SIGKILL)
         assert wait_until(lambda: ahead.status() == psutil.STATUS_ZOMBIE, what="the kill")
         proc = sp.spawn(os._exit, (5,), name="w1")
-        assert proc.pid != ahead.pid
+        assert proc.pid != pid
         proc.join(30)
         assert proc.exitcode == 5
         proc.close()
-    finally:
-        sp.close()
-    # Only what this test started must be gone: a child of an earlier test may still be on its way out.
-    assert not {p.pid for p in me.children()} - before
 
 
 @pytest.mark.chaos
