@@ -51,10 +51,11 @@ _BATCH = 16  # fast ready runs one thread takes per critical section at most
 
 
 class _Worker:
-    """An idle thread waits on its own locked ``gate``; releasing it (after the outbox lock) wakes the thread.
+    """An idle thread waits on its own locked ``gate``; releasing it wakes the thread.
 
     A Condition would be notified under the outbox lock, and the woken thread would
-    at once block again on that lock; a gate is released by an effect, once it is free.
+    at once block again on that lock. A gate is released under the lock only when the
+    thread's batch is filled already (it runs that without the lock), else by an effect.
     """
 
     __slots__ = ("gate", "woken", "batch")
@@ -149,7 +150,12 @@ class Executors:
             worker.batch.append(run)
             if self._tool_s.get(spec.name, 1.0) < _FAST_S:
                 self._fast[worker] = time.perf_counter()
-            self._box.add(worker.gate.release)
+            if self._box.queued:
+                self._box.add(worker.gate.release)  # after what was queued before it, as launched
+            else:
+                # Woken now, not after the lock: the thread takes tens of µs to come up from an idle CPU,
+                # while this one finishes its critical section; it runs the batch without the lock.
+                worker.gate.release()
         else:
             cmd = run.cmd
             heapq.heappush(self._ready, (cmd.lane.config.priority, cmd.level, next(self._arrivals), run))
@@ -340,11 +346,11 @@ class Executors:
                     fast.pop(worker, None)
                     self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
                     try:
+                        end_runs_locked(outcomes)  # first: it wakes the callers that wait on these runs
                         for run, _, _, seconds in outcomes:
                             name = run.cmd.spec.name
                             prev = tool_s.get(name)
                             tool_s[name] = seconds if prev is None else prev + _EWMA_ALPHA * (seconds - prev)
-                        end_runs_locked(outcomes)
                         if not ready and not self._stopping:
                             self._sink = worker.batch
                         try:

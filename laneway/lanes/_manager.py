@@ -337,7 +337,8 @@ class LaneManager:
 
     def state(self, command_id: str) -> CommandState | None:
         """Where an unfinished command is; None once it finished (or if unknown)."""
-        cmd = self._core.commands.get(command_id)
+        with self._core.lock:  # a caller may wake with its result while the run's end is still being recorded
+            cmd = self._core.commands.get(command_id)
         return None if cmd is None else cmd.state
 
     # statistics ------------------------------------------------------------------------------

@@ -142,11 +142,19 @@ class Outcomes:
                     # so the future is set here and only the gate's release waits for the lock to go.
                     # Nothing settled it before: a run whose command was cancelled or timed out is
                     # superseded and does not complete.
-                    if not future.settle_unwatched(value):
+                    if future.settle_unwatched(value):
+                        # Released now, not after the lock: the caller wakes while this thread does the
+                        # rest of the batch's bookkeeping (on an idle CPU a wake takes tens of µs), and
+                        # whatever else it reads of this run it reads under the lock, after that bookkeeping.
+                        try:
+                            future.wait_gate.release()
+                        except RuntimeError:  # released once already (a cancel does): the bookkeeping below still runs
+                            pass
+                    else:
                         # Someone else waits on it too: settled by the base class's settle (CommandFuture's
                         # override would add a frame), after the lock, then the gate.
                         add(partial(settle_unarmed, future, value))
-                    add(future.wait_gate.release)
+                        add(future.wait_gate.release)
                 if core.events.active and core.events.wants("queue.command.completed"):
                     core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                               tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)

@@ -194,3 +194,17 @@ def test_a_listener_on_other_keys_costs_commands_no_event_data(orch):
         assert "queue.command.completed" in built and seen.count("queue.command.completed") == 1
     finally:
         remove()
+
+
+def test_a_call_returns_with_its_run_already_recorded(orch):
+    # The caller is woken inside the critical section that records the run's end: whatever it
+    # reads next (under the lock) shows that end, never a run still active or not yet counted.
+    lanes = start_lanes(orch, [lane("work", max_concurrency=2)])
+    lanes.tools.register(square)
+    for i in range(300):
+        assert lanes.call("work", "square", {"x": i}) == i * i
+        stats = lanes.lane_stats("work")
+        assert (stats.active, stats.completed) == (0, i + 1)
+    handle = lanes.submit("work", "square", {"x": 3})
+    assert handle.result(timeout=WAIT) == 9
+    assert lanes.state(handle.command_id) is None
