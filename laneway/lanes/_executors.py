@@ -150,12 +150,13 @@ class Executors:
             worker.batch.append(run)
             if self._tool_s.get(spec.name, 1.0) < _FAST_S:
                 self._fast[worker] = time.perf_counter()
-            if self._box.queued:
-                self._box.add(worker.gate.release)  # after what was queued before it, as launched
-            else:
-                # Woken now, not after the lock: the thread takes tens of µs to come up from an idle CPU,
-                # while this one finishes its critical section; it runs the batch without the lock.
+            if run.cmd.future.wait_gate is not None and not self._box.queued:
+                # A caller is about to sleep on this run's result (LaneManager.call): the thread is woken
+                # now, not after the lock, as it takes tens of µs to come up from an idle CPU while the
+                # caller finishes; it runs the batch without the lock. Nothing queued is overtaken.
                 worker.gate.release()
+            else:
+                self._box.add(worker.gate.release)
         else:
             cmd = run.cmd
             heapq.heappush(self._ready, (cmd.lane.config.priority, cmd.level, next(self._arrivals), run))

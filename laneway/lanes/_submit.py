@@ -148,6 +148,12 @@ class Submitter:
             raise ConfigError(f"command id {cmd.id!r} is already in use")
         if durable or (core.events.active and core.events.wants("queue.command.submitted")):
             self._announce_submitted([cmd])
+        if watch:
+            # CommandFuture.prepare_wait, inline (a frame less per call), and before the command is
+            # queued: enqueue_locked may hand the run to an idle thread, and wake it, at once.
+            gate = Lock()
+            gate.acquire()
+            cmd.future.wait_gate = gate
         deadline = None
         box, lock = core.box, core.lock
         try:
@@ -164,15 +170,9 @@ class Submitter:
                         lane = self._attach_lane_locked(cmd)
                     if unbounded or lane.pending < lane.config.max_pending:
                         position, eta = core.enqueue_locked(cmd, opts.max_wait)
-                        # Everything the caller needs is made before the worker is woken (by this
-                        # block's effects, once the lock is released): the woken thread then finds the GIL free.
                         handle: CommandHandle | CommandFuture
                         if watch:
                             handle = cmd.future
-                            # CommandFuture.prepare_wait, inline: a frame less per call.
-                            gate = Lock()
-                            gate.acquire()
-                            handle.wait_gate = gate
                         else:
                             handle = CommandHandle(cmd.id, lane.name, position, eta, cmd.future,
                                                    cancel_fn=self._cancel_fn)
