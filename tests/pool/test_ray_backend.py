@@ -305,3 +305,41 @@ def test_a_tiny_task_costs_no_pickle_of_its_own_at_either_end(orch, monkeypatch)
     monkeypatch.undo()
     # Anything else still travels as a pickle of its own, both ways.
     assert pool.submit(sorted, [3, 1, 2]).get(timeout=60) == [1, 2, 3]
+
+
+def test_each_answer_says_how_long_the_actor_spent_on_its_tasks(orch, monkeypatch):
+    pool = orch.start_pool(backend="ray", workers=1)
+    assert pool.wait_ready(1, timeout=60)
+    hub, seen = pool._core, []
+    report = hub.results_rows
+
+    def recorded(worker_id, rows, busy_s=None):
+        seen.append((len(rows), busy_s))
+        report(worker_id, rows, busy_s)
+
+    monkeypatch.setattr(hub, "results_rows", recorded)
+    assert [f.get(timeout=60) for f in [pool.submit(inc, i) for i in range(50)]] == list(range(1, 51))
+    assert seen and all(busy is not None and busy >= 0 for _, busy in seen)
+    seen.clear()
+    # 20 ms tasks: the first answers after one task, the rest come by the long poll; each says its time.
+    assert [f.get(timeout=60) for f in [pool.submit(slow_square, i) for i in range(3)]] == [0, 1, 4]
+    assert sum(n for n, _ in seen) == 3
+    assert all(busy >= 0.02 * n for n, busy in seen), seen  # time.sleep(0.02) sleeps at least that long
+
+
+def test_answers_that_cross_slowly_do_not_shrink_the_window_of_a_worker_whose_tasks_are_fast(orch, monkeypatch):
+    from laneway.pool.ray import _backend
+
+    pool = orch.start_pool(backend="ray", workers=1)
+    assert pool.wait_ready(1, timeout=60)
+    arrived = _backend.RayBackend._arrived
+
+    def late(self, slot, call, answer):
+        time.sleep(0.01)  # a slow crossing (a loaded driver, a far node): the gaps between results grow
+        arrived(self, slot, call, answer)
+
+    monkeypatch.setattr(_backend.RayBackend, "_arrived", late)
+    per_call = collections.Counter(f.get(timeout=60) for f in [pool.submit(ray_call_id) for _ in range(300)])
+    # Timed by the gaps, each task would look 10 ms long and the worker keep a window of 2 (calls of
+    # 1-2 tasks); by the actor's own busy time they are fast, and later calls carry whole batches.
+    assert sum(per_call.values()) == 300 and max(per_call.values()) > 2, per_call

@@ -22,7 +22,11 @@ How it works, in one event loop thread:
   their product, so a worker always has the next batch queued. A call answers
   with its batch's outcomes; a batch that runs longer than a couple of
   milliseconds answers with those so far and the backend long-polls the rest
-  (``more``), so slow tasks are still reported as each ends. Tiny tasks thus
+  (``more``), so slow tasks are still reported as each ends. Each answer says how
+  long the actor spent on its tasks, and the pool sizes the worker's window by
+  that (``busy_s``), not by the gaps between answers, which also count Ray's
+  transit and queues: on a loaded driver those gaps made fast tasks look slow
+  and shrank the window to 2. Tiny tasks thus
   cost one ordinary Ray call per batch, not Ray's costlier streaming
   generators. Functions travel once per actor, then by digest. Tasks and
   outcomes travel as the ZeroMQ wire's rows (``laneway.worker.wire``): small
@@ -484,7 +488,11 @@ class RayBackend(Backend):
                 self._abandon(slot, answer)
                 return
             try:
-                chunk, over = pickle.loads(answer)
+                answer = pickle.loads(answer)
+                chunk, over = answer[0], answer[1]
+                # The actor's own time on these tasks sizes the window; an actor of an older laneway
+                # (a cluster's other nodes) does not say, and the pool times the gaps instead.
+                busy = answer[2] if len(answer) > 2 else None
             except Exception as exc:  # only if the wire is broken; the worker then is too
                 self._abandon(slot, exc)
                 return
@@ -492,7 +500,7 @@ class RayBackend(Backend):
                 # Straight from the loop, as the ZeroMQ backend does from its I/O thread:
                 # results_rows() never blocks and runs no user code (it hands anything that
                 # might to the pool's results thread).
-                hub.results_rows(wid, chunk)
+                hub.results_rows(wid, chunk, busy)
             if not over:  # the batch runs on in the actor: long-poll its next outcomes
                 head.arrived = False
                 try:
