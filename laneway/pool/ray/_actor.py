@@ -94,13 +94,17 @@ class RayWorker:
             return 0, 0.0
 
     @ray.method(enable_task_events=False)
-    def run(self, seq: int, batch: bytes) -> bytes:
-        """Run batch ``seq`` (pickled ``list[WireTask]``) after every earlier one.
+    def run(self, batch: bytes) -> bytes:
+        """Run a batch (pickled ``(seq, list[WireTask])``) after every earlier one.
 
-        Answers with a pickled :data:`WireAnswer`: all the outcomes, or those of the first ``FLUSH_S``.
+        The batch number rides inside the one pickle: each argument of a Ray call costs its own
+        serialization and signature binding at both ends. Answers with a pickled :data:`WireAnswer`:
+        all the outcomes, or those of the first ``FLUSH_S``.
         """
+        seq: int
+        tasks: list[WireTask]
+        seq, tasks = pickle.loads(batch)
         self._wait_turn(seq)
-        tasks: list[WireTask] = pickle.loads(batch)
         run, clock = self._runner.run_row, time.monotonic
         out: list[WireOutcome] = []
         began = clock()
