@@ -493,11 +493,8 @@ class RayBackend(Backend):
                 self._abandon(slot, answer)
                 return
             try:
-                answer = pickle.loads(answer)
-                chunk, over = answer[0], answer[1]
-                # The actor's own time on these tasks sizes the window; an actor of an older laneway
-                # (a cluster's other nodes) does not say, and the pool times the gaps instead.
-                busy = answer[2] if len(answer) > 2 else None
+                # busy: the actor's own time on these tasks, which sizes the worker's window.
+                chunk, over, busy = pickle.loads(answer)
             except Exception as exc:  # only if the wire is broken; the worker then is too
                 self._abandon(slot, exc)
                 return
