@@ -213,7 +213,7 @@ class Backend(abc.ABC):
     #: ``TaskRunner.run(..., buffers)``); otherwise the pool pickles arguments in band.
     out_of_band: bool = False
     #: The per-worker window (most tasks in flight) a pool uses when it is given none
-    #: (the Ray backend's is what its batch calls in flight hold).
+    #: (the Ray backend's is what its batch calls in flight hold, and one batch ready to follow them).
     window: int = 128
     #: True if the backend takes :meth:`WorkerHub.assign_rows` whose ``args`` may be an inline
     #: tuple of small scalars (no pickle per tiny task; see ``laneway.worker.wire``).

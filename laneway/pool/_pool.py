@@ -100,8 +100,9 @@ class Pool(concurrent.futures.Executor):
         window: most tasks in flight per worker (batching): all of them only for tasks of well under
             a millisecond (a worker's window holds about 30 ms of work), 2 for tasks of 5 ms or more.
             Default: the backend's ``window`` (128 for ZeroMQ; for Ray ``batch_size *
-            max_calls_per_worker``, 64: what its calls in flight hold, so no task waits in one
-            worker's outbox while another worker has room).
+            (max_calls_per_worker + 1)``, 80: what its calls in flight hold and one batch ready to
+            follow them, so an answering call is replaced at once; the window's work stays within
+            about 30 ms, as for every backend, so little waits in one worker's outbox while another has room).
         max_queue: bound of the pool's queue; ``submit`` blocks past it, ``submit_nowait`` raises.
         max_queue_mb: bound of the pickled arguments the queue holds, in MiB (the same
             backpressure). Large ``bytes`` arguments are kept by reference, not pickled, and

@@ -19,8 +19,8 @@ from laneway.pool._records import PoolStats, TaskPayload, WorkerState, WorkerSta
 if TYPE_CHECKING:
     from laneway.actors import TimerHandle
 
-#: A worker whose tasks take longer than this (moving average) gets a window of SLOW_WINDOW. A ZeroMQ
-#: worker says how long it spent on its tasks; for other backends the gaps between results stand in.
+#: A worker whose tasks take longer than this (moving average) gets a window of SLOW_WINDOW. ZeroMQ and
+#: Ray workers say how long they spent on their tasks; for other backends the gaps between results stand in.
 FAST_TASK_S = 0.005
 SLOW_WINDOW = 2
 #: A fast worker's window holds at most about this much work (by its tasks' moving average):

@@ -259,8 +259,8 @@ def ray_call_id(_=None):
 
 
 @pytest.mark.parametrize("options, batch, calls", [({}, 16, 4), ({"batch_size": 4, "max_calls_per_worker": 3}, 4, 3)])
-def test_a_worker_holds_batch_size_times_max_calls_tasks_and_each_call_carries_one_batch(orch, tmp_path, options,
-                                                                                         batch, calls):
+def test_a_worker_holds_one_batch_more_than_its_calls_carry_and_each_call_carries_one_batch(orch, tmp_path, options,
+                                                                                           batch, calls):
     pool = orch.start_pool(backend="ray", workers=1, **options)
     assert pool.wait_ready(1, timeout=60)
     # A new worker gets 2 tasks at a time until its tasks prove fast.
@@ -268,8 +268,9 @@ def test_a_worker_holds_batch_size_times_max_calls_tasks_and_each_call_carries_o
     gate = str(tmp_path / "gate")
     blocker = pool.submit(wait_for_file, gate)
     futures = [pool.submit(ray_call_id) for _ in range(3 * batch * calls)]
-    # The default window is the backend's: every call in flight full, nothing more.
-    wait_until(lambda: pool.workers()[0].in_flight == batch * calls, what=f"{batch * calls} tasks in flight")
+    # The default window is the backend's: every call in flight full, and the next batch ready to go.
+    held = batch * (calls + 1)
+    wait_until(lambda: pool.workers()[0].in_flight == held, what=f"{held} tasks in flight")
     open(gate, "w").close()
     assert blocker.get(timeout=60) == "opened"
     per_call = collections.Counter(f.get(timeout=60) for f in futures)
@@ -305,3 +306,58 @@ def test_a_tiny_task_costs_no_pickle_of_its_own_at_either_end(orch, monkeypatch)
     monkeypatch.undo()
     # Anything else still travels as a pickle of its own, both ways.
     assert pool.submit(sorted, [3, 1, 2]).get(timeout=60) == [1, 2, 3]
+
+
+def test_each_answer_says_how_long_the_actor_spent_on_its_tasks(orch, monkeypatch):
+    pool = orch.start_pool(backend="ray", workers=1)
+    assert pool.wait_ready(1, timeout=60)
+    hub, seen = pool._core, []
+    report = hub.results_rows
+
+    def recorded(worker_id, rows, busy_s=None):
+        seen.append((len(rows), busy_s))
+        report(worker_id, rows, busy_s)
+
+    monkeypatch.setattr(hub, "results_rows", recorded)
+    assert [f.get(timeout=60) for f in [pool.submit(inc, i) for i in range(50)]] == list(range(1, 51))
+    assert seen and all(busy is not None and busy >= 0 for _, busy in seen)
+    seen.clear()
+    # 20 ms tasks: the first answers after one task, the rest come by the long poll; each says its time.
+    assert [f.get(timeout=60) for f in [pool.submit(slow_square, i) for i in range(3)]] == [0, 1, 4]
+    assert sum(n for n, _ in seen) == 3
+    assert all(busy >= 0.02 * n for n, busy in seen), seen  # time.sleep(0.02) sleeps at least that long
+
+
+def test_answers_that_cross_slowly_do_not_shrink_the_window_of_a_worker_whose_tasks_are_fast(orch, monkeypatch):
+    from laneway.pool.ray import _backend
+
+    pool = orch.start_pool(backend="ray", workers=1)
+    assert pool.wait_ready(1, timeout=60)
+    arrived = _backend.RayBackend._arrived
+
+    def late(self, slot, call, answer):
+        time.sleep(0.01)  # a slow crossing (a loaded driver, a far node): the gaps between results grow
+        arrived(self, slot, call, answer)
+
+    monkeypatch.setattr(_backend.RayBackend, "_arrived", late)
+    per_call = collections.Counter(f.get(timeout=60) for f in [pool.submit(ray_call_id) for _ in range(300)])
+    # Timed by the gaps, each task would look 10 ms long and the worker keep a window of 2 (calls of
+    # 1-2 tasks); by the actor's own busy time they are fast, and later calls carry whole batches.
+    assert sum(per_call.values()) == 300 and max(per_call.values()) > 2, per_call
+
+
+def test_a_ready_batch_leaves_before_the_outcomes_of_the_call_it_replaces_are_reported(orch, monkeypatch):
+    pool = orch.start_pool(backend="ray", workers=1, batch_size=4, max_calls_per_worker=2)
+    assert pool.wait_ready(1, timeout=60)
+    backend, hub, unanswered = pool.backend, pool._core, []
+    report = hub.results_rows
+
+    def recorded(worker_id, rows, busy_s=None):
+        # On the loop thread, which alone touches the slots: the calls still waiting for their answer.
+        unanswered.append(sum(not call.arrived for call in backend._slots[worker_id].calls))
+        report(worker_id, rows, busy_s)
+
+    monkeypatch.setattr(hub, "results_rows", recorded)
+    assert [f.get(timeout=60) for f in [pool.submit(inc, i) for i in range(400)]] == list(range(1, 401))
+    # Reported only after the next batch left, the answered call's place is taken again: both calls in flight.
+    assert max(unanswered) == 2, unanswered

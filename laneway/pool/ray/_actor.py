@@ -52,8 +52,10 @@ MORE_WAIT_S = 10.0
 WireTask = tuple[int, bytes, bytes, "bytes | tuple"]
 #: ``(task_id, ok, form, data)``, a DONE row of ``laneway.worker.wire`` (``TaskRunner.run_row``).
 WireOutcome = tuple[int, bool, int, Any]
-#: A batch call's answer: outcomes, and whether the batch is over (False: ask ``more``).
-WireAnswer = tuple[list[WireOutcome], bool]
+#: A batch call's answer: outcomes, whether the batch is over (False: ask ``more``), and the seconds
+#: the actor spent running those outcomes' tasks (the pool sizes the worker's window by it, as by a
+#: ZeroMQ worker's ``busy_s``: the gaps between answers would also count Ray's transit and queues).
+WireAnswer = tuple[list[WireOutcome], bool, float]
 #: Batches and answers cross Ray as one pickle each: Ray's own serializer takes several
 #: times longer over a list of tuples of bytes than over one ``bytes``.
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -66,7 +68,8 @@ class RayWorker:
         self._runner = TaskRunner()
         self._cond = threading.Condition()
         self._next_seq = 0  # the batch the actor runs next; guarded by _cond
-        self._rest: dict[int, list[WireOutcome]] = {}  # background outcomes not yet fetched, by batch
+        # Background outcomes not yet fetched, by batch, with the seconds their tasks took.
+        self._rest: dict[int, tuple[list[WireOutcome], float]] = {}
         self._running = -1  # the batch running in the background (-1: none)
         self._stop = threading.Event()
         self._proc = psutil.Process()
@@ -91,32 +94,38 @@ class RayWorker:
             return 0, 0.0
 
     @ray.method(enable_task_events=False)
-    def run(self, seq: int, batch: bytes) -> bytes:
-        """Run batch ``seq`` (pickled ``list[WireTask]``) after every earlier one.
+    def run(self, batch: bytes) -> bytes:
+        """Run a batch (pickled ``(seq, list[WireTask])``) after every earlier one.
 
-        Answers with a pickled :data:`WireAnswer`: all the outcomes, or those of the first ``FLUSH_S``.
+        The batch number rides inside the one pickle: each argument of a Ray call costs its own
+        serialization and signature binding at both ends. Answers with a pickled :data:`WireAnswer`:
+        all the outcomes, or those of the first ``FLUSH_S``.
         """
+        seq: int
+        tasks: list[WireTask]
+        seq, tasks = pickle.loads(batch)
         self._wait_turn(seq)
-        tasks: list[WireTask] = pickle.loads(batch)
-        run = self._runner.run_row
+        run, clock = self._runner.run_row, time.monotonic
         out: list[WireOutcome] = []
-        began = time.monotonic()
+        began = clock()
         last = len(tasks) - 1
         for i, (task_id, digest, fn_bytes, args) in enumerate(tasks):
             out.append(run(task_id, digest, fn_bytes or None, args))
-            if i < last and time.monotonic() - began > FLUSH_S:
+            if i < last and (busy := clock() - began) > FLUSH_S:
                 self._go_on(seq, tasks[i + 1:])
-                return pickle.dumps((out, False), PROTOCOL)
+                return pickle.dumps((out, False, busy), PROTOCOL)
+        busy = clock() - began
         with self._cond:
             self._next_seq = seq + 1
-        return pickle.dumps((out, True), PROTOCOL)
+        return pickle.dumps((out, True, busy), PROTOCOL)
 
     @ray.method(concurrency_group="control", enable_task_events=False)
     def more(self, seq: int) -> bytes:
         """(control) Outcomes of background batch ``seq`` since the last call, once there is at least one (pickled)."""
         with self._cond:
             self._cond.wait_for(lambda: seq in self._rest or self._running != seq, MORE_WAIT_S)
-            answer = self._rest.pop(seq, []), self._running != seq
+            rows, busy = self._rest.pop(seq, ([], 0.0))
+            answer = rows, self._running != seq, busy
         return pickle.dumps(answer, PROTOCOL)
 
     def stop(self, seq: int) -> None:
@@ -138,11 +147,15 @@ class RayWorker:
         threading.Thread(target=self._run_rest, args=(seq, tasks), name=f"laneway-batch-{seq}", daemon=True).start()
 
     def _run_rest(self, seq: int, tasks: list[WireTask]) -> None:
-        run = self._runner.run_row
+        run, clock = self._runner.run_row, time.monotonic
         for task_id, digest, fn_bytes, args in tasks:
+            began = clock()
             row = run(task_id, digest, fn_bytes or None, args)
+            busy = clock() - began
             with self._cond:
-                self._rest.setdefault(seq, []).append(row)
+                rows, total = self._rest.get(seq, ([], 0.0))
+                rows.append(row)
+                self._rest[seq] = rows, total + busy
                 self._cond.notify_all()
         with self._cond:
             self._running = -1

@@ -19,10 +19,18 @@ How it works, in one event loop thread:
 * Tasks the pool assigns to a worker go out as plain actor calls of at most
   ``batch_size`` tasks (at most ``max_calls_per_worker`` in flight, the rest
   waiting to form the next batch), and the pool's default window per worker is
-  their product, so a worker always has the next batch queued. A call answers
+  one batch more than their product: the actor always has the next calls queued,
+  and the batch after them is ready, so it leaves the moment a call answers,
+  before that call's outcomes are reported (the actor does not wait on the
+  pool's bookkeeping). Each call's tasks ride in one pickle with the batch
+  number: every argument of a Ray call costs its own serialization. A call answers
   with its batch's outcomes; a batch that runs longer than a couple of
   milliseconds answers with those so far and the backend long-polls the rest
-  (``more``), so slow tasks are still reported as each ends. Tiny tasks thus
+  (``more``), so slow tasks are still reported as each ends. Each answer says how
+  long the actor spent on its tasks, and the pool sizes the worker's window by
+  that (``busy_s``), not by the gaps between answers, which also count Ray's
+  transit and queues: on a loaded driver those gaps made fast tasks look slow
+  and shrank the window to 2. Tiny tasks thus
   cost one ordinary Ray call per batch, not Ray's costlier streaming
   generators. Functions travel once per actor, then by digest. Tasks and
   outcomes travel as the ZeroMQ wire's rows (``laneway.worker.wire``): small
@@ -131,7 +139,8 @@ class RayBackend(Backend):
         start_timeout_s: an actor not up after this long (e.g. the cluster lacks resources) is killed.
         batch_size: most tasks in one actor call.
         max_calls_per_worker: batch calls in flight per actor; tasks assigned meanwhile wait to
-            form the next batch. The pool's default ``window`` is ``batch_size * max_calls_per_worker``.
+            form the next batch. The pool's default ``window`` is ``batch_size * (max_calls_per_worker + 1)``:
+            the calls in flight, and the next batch ready to leave when one answers.
         actor_options: extra ``ray.remote`` options for the worker actors (``resources``,
             ``scheduling_strategy``, ``runtime_env``, ...), except restarts and retries.
         init_options: extra ``ray.init`` keywords when laneway starts or joins Ray.
@@ -184,7 +193,7 @@ class RayBackend(Backend):
         self.start_timeout_s = start_timeout_s
         self.max_calls = max_calls_per_worker
         self.batch_size = batch_size
-        self.window = batch_size * max_calls_per_worker
+        self.window = batch_size * (max_calls_per_worker + 1)
         self._actor_options = {"num_cpus": worker_cpus, **_CONCURRENCY, **(actor_options or {}), **_OWNED_OPTIONS}
         self._init_options = dict(init_options or {})
         self._hub: WorkerHub  # set by open(), which the pool calls first
@@ -430,7 +439,7 @@ class RayBackend(Backend):
             batch = _batch(rows, slot.ledger)
             seq = self._next_seq(slot)
             try:
-                ref = slot.handle.run.remote(seq, pickle.dumps(batch, PROTOCOL))
+                ref = slot.handle.run.remote(pickle.dumps((seq, batch), PROTOCOL))
             except Exception as exc:
                 self._fail(slot, exc)
                 return
@@ -484,15 +493,22 @@ class RayBackend(Backend):
                 self._abandon(slot, answer)
                 return
             try:
-                chunk, over = pickle.loads(answer)
+                # busy: the actor's own time on these tasks, which sizes the worker's window.
+                chunk, over, busy = pickle.loads(answer)
             except Exception as exc:  # only if the wire is broken; the worker then is too
                 self._abandon(slot, exc)
                 return
+            if over:
+                calls.popleft()
+                # The next batch (the window holds one more than the calls) leaves before this one's
+                # outcomes are reported: the actor does not wait on the pool's bookkeeping (settling
+                # futures, assigning the tasks that refill the window).
+                self._pump(slot, self.max_calls)
             if chunk:
                 # Straight from the loop, as the ZeroMQ backend does from its I/O thread:
                 # results_rows() never blocks and runs no user code (it hands anything that
                 # might to the pool's results thread).
-                hub.results_rows(wid, chunk)
+                hub.results_rows(wid, chunk, busy)
             if not over:  # the batch runs on in the actor: long-poll its next outcomes
                 head.arrived = False
                 try:
@@ -500,7 +516,6 @@ class RayBackend(Backend):
                 except Exception as exc:
                     self._abandon(slot, exc)
                 return
-            calls.popleft()
         if not calls:
             slot.drained.set()
         self._pump(slot, self.max_calls)
