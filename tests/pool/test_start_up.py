@@ -83,6 +83,19 @@ def test_a_started_pool_loads_no_monitoring_or_other_subsystem_in_the_parent(sta
 
 
 @pytest.mark.timeout(120)
+def test_a_builtin_task_function_loads_neither_cloudpickle_nor_hashlib_in_the_parent(started_pool_parent_modules):
+    # abs pickles by reference with the stdlib pickler; its digest comes from _blake2 (hashlib loads OpenSSL).
+    heavy = {m for m in started_pool_parent_modules if m.split(".")[0] in ("cloudpickle", "hashlib", "_hashlib")}
+    assert not heavy, f"submitting abs loaded {sorted(heavy)}"
+
+
+@pytest.mark.timeout(120)
+def test_a_pool_of_local_workers_loads_no_zeromq_in_the_parent(started_pool_parent_modules):
+    zmq = [m for m in started_pool_parent_modules if m.split(".")[0] == "zmq"]
+    assert not zmq, f"a pool of local workers loaded {zmq} to start and serve a task"
+
+
+@pytest.mark.timeout(120)
 def test_a_started_pool_loads_no_broken_process_pool_machinery_in_the_parent(started_pool_parent_modules):
     # PoolDown, WorkerDied and InitializerError are made when first raised: a pool that runs
     # without failures never loads concurrent.futures.process, multiprocessing's connections and queues.
