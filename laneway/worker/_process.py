@@ -394,8 +394,10 @@ class _Session:
             except BlockingIOError:
                 return
             seq = int.from_bytes(data[:n], "big")
-            if seq == wire.CONNECT_SEQ:  # the pool holds something only ZeroMQ can bring (ignored once connected)
-                self.connect_asked = True
+            if seq == wire.CONNECT_SEQ:  # the pool wants ZeroMQ (ignored once connected)
+                if self.sock is None:  # connect now: the datagrams still queued are read once connected
+                    self.connect_asked = True
+                    return
                 continue
             if seq == wire.STOP_SEQ:  # after every task sent before it, all of them datagrams
                 self.stop_asked = True

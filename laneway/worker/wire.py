@@ -26,8 +26,10 @@ Local workers (the pool spawned them) skip ZeroMQ on the data path both ways, an
 without it: their ``HELLO`` and ``BEAT`` go as reply datagrams (below) flagged
 :data:`REPLY_HELLO` and :data:`REPLY_BEAT`, and a local worker imports ZeroMQ and connects
 its DEALER (sending the ``HELLO`` above) only when the pool asks it to (a task datagram with
-sequence number 0, :data:`CONNECT_SEQ`), which the pool does when it first has something only
-ZeroMQ carries for it: neither side loads ZeroMQ for tasks that fit in datagrams. Until that
+sequence number 0, :data:`CONNECT_SEQ`; it connects as it reads it, before the task datagrams
+queued behind it), which the pool does when it first has something only ZeroMQ carries for it,
+or once it keeps the worker busy (a batch sent while another is unanswered: its socket is
+soon full): a program whose tasks come one at a time never loads ZeroMQ on either side. Until that
 ZeroMQ ``HELLO``, the pool keeps what only the ROUTER can carry to it (``SEQ_TASKS``), and a
 ``STOP`` goes as a task datagram with sequence number :data:`STOP_SEQ`, after the tasks sent
 before it (kept, and the worker asked to connect, if something kept must go first or the

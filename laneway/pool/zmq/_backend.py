@@ -26,10 +26,11 @@ ROUTER both ways. A local worker starts without ZeroMQ: it says HELLO and heartb
 by datagram, and connects its DEALER only when the pool asks; until its ZeroMQ HELLO,
 what only the ROUTER can carry to it (``SEQ_TASKS``; a ``STOP`` that must follow
 something kept, or finds its socket full) is kept on its ``_Peer``, in order, and it is
-asked to connect (see :mod:`laneway.worker.wire`). So the pool binds its ROUTER, and
-imports ZeroMQ, only then, when all its workers are local: in :meth:`ZmqBackend.open`
-when it listens for remote ones. A program whose tasks fit in datagrams never loads
-ZeroMQ, in the pool or in its workers.
+asked to connect (see :mod:`laneway.worker.wire`); a worker the pool keeps busy (a
+batch sent while another is unanswered) is asked too, before its socket is full. So a
+pool whose workers are all local binds its ROUTER, and imports ZeroMQ, only then (one
+that listens for remote workers, in :meth:`ZmqBackend.open`): its start and a program
+whose tasks come one at a time never load ZeroMQ, in the pool or in its workers.
 
 Liveness: local workers are watched by pidfd; every worker, local or remote,
 heartbeats from a thread of its own, and one that stays silent for
@@ -80,7 +81,7 @@ class _Peer:
     """One worker as the I/O thread knows it."""
 
     __slots__ = ("wid", "ident", "remote", "token", "proc", "pid", "pidfd", "hello", "seen", "ledger",
-                 "exited", "kill_reason", "pieces", "task_path", "seq", "routed", "held", "asked")
+                 "exited", "kill_reason", "pieces", "task_path", "seq", "sent", "answered", "routed", "held", "wanted", "asked")
 
     def __init__(self, wid: str, remote: bool, token: bytes, now: float) -> None:
         self.wid = wid
@@ -102,6 +103,10 @@ class _Peer:
         # and connects later), and until then what only the ROUTER can carry to it, in order.
         self.routed = remote
         self.held: list[list[bytes]] = []
+        # Tasks sent to it (under SharedRouter.lock) and answered (by the reader): each has one writer.
+        self.sent = 0
+        self.answered = 0
+        self.wanted = False  # the pool wants it connected over ZeroMQ (_want_router_locked)
         self.asked = False  # the datagram that asks it to connect went (its socket may have been full)
 
 
@@ -557,9 +562,9 @@ class ZmqBackend(Backend):
                 peer.pieces.append(body)
                 body, peer.pieces = b"".join(peer.pieces), []
             self._handle_frames([peer.ident, wire.DONE, body])
-            if peer.held and not peer.asked:  # its socket was full when it was asked to connect: room now?
+            if peer.wanted and not peer.asked:  # its socket was full when it was asked to connect: room now?
                 with self._shared.lock:
-                    if self._shared.open and peer.held:
+                    if self._shared.open:
                         self._ask_locked(peer)
         return True
 
@@ -585,6 +590,7 @@ class ZmqBackend(Backend):
                     big, value = iter(frames[3:]), wire.VALUE
                     rows = [(tid, ok, form, next(big)) if data is None and form != value else (tid, ok, form, data)
                             for tid, ok, form, data in rows]
+                peer.answered += len(rows)
                 hub.results_rows(peer.wid, rows, busy_s)
             else:  # from an id the pool already gave up on: counted as late, never unpickled
                 hub.results_rows(ident.decode(errors="replace"), [(0, False, wire.PICKLED, b"")])
@@ -658,6 +664,12 @@ class ZmqBackend(Backend):
             header = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
             # zero-copy past the header: ZeroMQ sends large buffers themselves, the caller's objects included
             if peer.task_path:  # a local worker: numbered, and a datagram if it can be (see the module docstring)
+                # A batch sent while another is unanswered: the pool is busy, and a busy pool soon finds
+                # the worker's socket full (a Unix datagram socket queues a few: net.unix.max_dgram_qlen,
+                # 10 by default), so it has the worker connect over ZeroMQ now rather than keep that batch
+                # waiting for the connection then.
+                busy = peer.sent > peer.answered
+                peer.sent += len(rows)
                 peer.seq += 1
                 seq = peer.seq.to_bytes(wire.SEQ_BYTES, "big")
                 small = len(out) == 3 and len(header) <= dgram_max
@@ -665,6 +677,8 @@ class ZmqBackend(Backend):
                 if not peer.routed:  # not connected over ZeroMQ yet: a datagram, or it waits
                     if not (small and self._shared.send_datagram_locked(seq + header, peer.task_path)):
                         self._hold_locked(peer, out)
+                    elif busy and not peer.wanted:
+                        self._want_router_locked(peer)
                 elif send(out, 4, seq + header if small else b"", peer.task_path if small else ""):
                     used_router = True
             else:
@@ -691,14 +705,19 @@ class ZmqBackend(Backend):
 
     def _hold_locked(self, peer: _Peer, frames: list[bytes]) -> None:
         """Keep a message for a local worker not connected over ZeroMQ yet, and ask it to connect."""
+        peer.held.append(frames)
+        self._want_router_locked(peer)
+
+    def _want_router_locked(self, peer: _Peer) -> None:
+        """Have a local worker connect over ZeroMQ: bind the ROUTER if it is the first, and ask it."""
         if self._shared.sock is None:  # the first local worker to need the ROUTER
             self._bind_router_locked()
             self._post(("router",))
-        peer.held.append(frames)
+        peer.wanted = True
         self._ask_locked(peer)
 
     def _ask_locked(self, peer: _Peer) -> None:
-        """Ask a local worker that something is kept for to connect over ZeroMQ, unless asked already.
+        """Ask a local worker the pool wants connected over ZeroMQ to connect, unless asked already.
 
         A full socket refuses the datagram: the worker is running batches then, and each of its
         outcomes has this asked again (:meth:`_receive_replies`) until one finds room.
