@@ -81,7 +81,8 @@ class _Peer:
     """One worker as the I/O thread knows it."""
 
     __slots__ = ("wid", "ident", "remote", "token", "proc", "pid", "pidfd", "hello", "seen", "ledger",
-                 "exited", "kill_reason", "pieces", "task_path", "seq", "sent", "answered", "routed", "held", "wanted", "asked")
+                 "exited", "kill_reason", "pieces", "task_path", "seq", "sent", "answered", "routed", "held",
+                 "wanted", "asked")
 
     def __init__(self, wid: str, remote: bool, token: bytes, now: float) -> None:
         self.wid = wid
@@ -151,7 +152,7 @@ class ZmqBackend(Backend):
             scheme = urlsplit(listen).scheme
             if scheme not in ("tcp", "ipc"):
                 raise ConfigError(f"listen must be a tcp:// or ipc:// endpoint, got {listen!r}")
-            from laneway.worker import is_loopback  # (ZeroMQ's key handling: a pool that listens binds the ROUTER anyway)
+            from laneway.worker import is_loopback  # (with the key handling, which imports ZeroMQ: a listening pool needs it)
 
             if keys is None and not is_loopback(listen):
                 raise AuthError(
@@ -471,7 +472,7 @@ class ZmqBackend(Backend):
                 fd = peer.pidfd if peer.pidfd >= 0 else peer.proc.sentinel
                 self._by_fd[fd] = peer
                 self._poller.register(fd, select.POLLIN)
-            elif kind == "router":  # bound just now, for a local worker (_hold_locked)
+            elif kind == "router":  # bound just now, for a local worker (_want_router_locked)
                 if self._sock_polled:
                     self._poll_sockets(True)
             elif kind == "tick":
