@@ -7,10 +7,10 @@ from a thread that lives as long as the pool, since the signal follows the
 spawning *thread*), and its heartbeat thread also exits the process when the
 parent pid changes, so workers never outlive a pool even after SIGKILL.
 
-A local worker starts without ZeroMQ (its import is a good part of a worker's start-up):
-it says HELLO and heartbeats with datagrams to the pool's reply socket, runs the task
-datagrams that come, and imports ZeroMQ and connects only after its first batch, when
-idle, or when the pool asks (see :mod:`laneway.worker.wire`).
+A local worker starts without ZeroMQ (its import is a good part of a worker's start-up,
+and of its memory): it says HELLO and heartbeats with datagrams to the pool's reply socket,
+runs the task datagrams that come, and imports ZeroMQ and connects only when the pool asks
+(see :mod:`laneway.worker.wire`), which a pool whose tasks fit in datagrams never does.
 """
 
 from __future__ import annotations
@@ -220,8 +220,8 @@ class _Session:
         self.sock: zmq.Socket | None = None
         if not (cfg.reply_path and cfg.task_path):
             self.sock = self._socket(ctx.get(), wid.encode(), watch=cfg.remote)
-        self.batches = 0  # TASKS batches run so far
         self.connect_asked = False  # the pool asked this local worker to connect over ZeroMQ
+        self.stop_asked = False  # a STOP datagram came (to a local worker not connected over ZeroMQ)
         self.lost = ""  # why the pool's reply socket refused an outcome (the pool is gone)
         self.reply: socket.socket | None = None
         if cfg.reply_path:
@@ -293,6 +293,8 @@ class _Session:
                     self._receive_task_datagrams()
                     if self.lost:
                         return self.lost
+                    if self.stop_asked:
+                        return self._stopping()
                 if self.early and time.monotonic() - self.early_since > SEQ_GAP_S:
                     log.error("worker %s: task batch %d never came; leaving so the pool requeues what it sent",
                               self.wid, self.next_seq)
@@ -315,10 +317,7 @@ class _Session:
                     self._sequenced(int.from_bytes(frames[1].bytes, "big"), (frames[2].buffer, frames, 3))
                 elif kind == wire.STOP:
                     self._receive_task_datagrams()  # sent before the STOP: queued here already
-                    if self.early:
-                        log.error("worker %s: stopping with tasks %s not run (some before them never came)",
-                                  self.wid, sorted(self.early))
-                    return "stop"
+                    return self._stopping()
                 elif kind == wire.REJOIN:
                     return "the pool asked to rejoin"
                 del frames  # hold no finished task's arguments while idle
@@ -326,6 +325,12 @@ class _Session:
                     return self.lost
         finally:
             self._close()
+
+    def _stopping(self) -> str:
+        if self.early:
+            log.error("worker %s: stopping with tasks %s not run (some before them never came)",
+                      self.wid, sorted(self.early))
+        return "stop"
 
     def _close(self) -> None:
         self.hb_stop.set()
@@ -345,21 +350,21 @@ class _Session:
         return [os.getpid(), socket.gethostname(), self.cfg.token.hex()]
 
     def _serve_datagrams(self) -> str:
-        """A local worker's start: say HELLO, heartbeat and run task datagrams until it should
-        connect over ZeroMQ, then connect. Returns why the session ends, or "" once connected."""
+        """A local worker's start: say HELLO, heartbeat and run task datagrams until the pool
+        asks it to connect over ZeroMQ, then connect. Returns why the session ends, or "" once connected."""
         assert self.tasks_in is not None
         self._send_reply(json.dumps(self._hello()).encode(), wire.REPLY_HELLO)
         self.hb.start()
         poller = select.poll()
         poller.register(self.tasks_in.fileno(), select.POLLIN)
-        idle_until = time.monotonic() + wire.CONNECT_IDLE_S
-        while not (self.batches or self.connect_asked or self.early):
+        # (A batch that came early follows one that went over ZeroMQ: the pool asked first.)
+        while not (self.connect_asked or self.early):
             if self.stop.is_set() or self.lost:
                 return "sigterm" if self.stop.is_set() else self.lost
-            wait_s = idle_until - time.monotonic()
-            if wait_s <= 0 or not poller.poll(wait_s * 1000):
-                break
-            self._receive_task_datagrams()
+            if self.stop_asked:
+                return self._stopping()
+            if poller.poll(self.cfg.heartbeat_s * 1000):
+                self._receive_task_datagrams()
         if self.lost:
             return self.lost
         self.sock = self._socket(self.ctx.get(), self.wid.encode())
@@ -389,9 +394,14 @@ class _Session:
             except BlockingIOError:
                 return
             seq = int.from_bytes(data[:n], "big")
-            if seq == wire.CONNECT_SEQ:  # the pool holds something only ZeroMQ can bring (ignored once connected)
-                self.connect_asked = True
+            if seq == wire.CONNECT_SEQ:  # the pool wants ZeroMQ (ignored once connected)
+                if self.sock is None:  # connect now: the datagrams still queued are read once connected
+                    self.connect_asked = True
+                    return
                 continue
+            if seq == wire.STOP_SEQ:  # after every task sent before it, all of them datagrams
+                self.stop_asked = True
+                return
             self._sequenced(seq, (memoryview(data)[n:], [], 0))
 
     def _sequenced(self, seq: int, batch: tuple[Any, list, int]) -> None:
@@ -420,7 +430,6 @@ class _Session:
         :data:`FLUSH_S`, so the pool sees progress (and frees window room) while it runs.
         Each DONE says how long this process spent on its tasks (see ``wire.DONE``).
         """
-        self.batches += 1
         run, send, value_form, inline_max = self.runner.run_row, self._send_done, wire.VALUE, wire.INLINE_MAX
         if self.reply is not None:  # large data stays in the body, which the datagrams carry in pieces
             inline_max = sys.maxsize

@@ -13,7 +13,11 @@ pool's results thread: it becomes the one task's error.
 A worker needs neither cloudpickle nor hashlib to start (they cost it megabytes and
 milliseconds): a function that came by value imports cloudpickle as it unpickles (the
 pickle names cloudpickle's helpers), and results and errors go with the stdlib pickler
-when it can, cloudpickle being imported only for what the stdlib pickler refuses.
+when it can, cloudpickle being imported only for what the stdlib pickler refuses. The
+pool's side spares its first task both imports where it can: a module's builtin function
+(``abs``, ``math.sqrt``) pickles by reference with the stdlib pickler, as cloudpickle
+would pickle it, and digests come from ``_blake2``, the module behind ``hashlib.blake2b``,
+without ``hashlib`` (which loads OpenSSL's hashes too).
 """
 
 from __future__ import annotations
@@ -49,10 +53,8 @@ class _ImportOnFirstUse:
 
 if TYPE_CHECKING:
     import cloudpickle
-    import hashlib
 else:
     cloudpickle = _ImportOnFirstUse("cloudpickle")
-    hashlib = _ImportOnFirstUse("hashlib")
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -67,7 +69,21 @@ UNPICKLABLE = "unpicklable"  #: the result (or the function/arguments on arrival
 
 def digest(data: bytes) -> bytes:
     """The 16-byte digest that names a pickled function."""
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return _blake2b()(data, digest_size=16).digest()
+
+
+def _blake2b() -> Callable[..., Any]:
+    try:
+        from _blake2 import blake2b  # what hashlib.blake2b is, on CPython
+    except ImportError:  # another interpreter, or a CPython built without it
+        from hashlib import blake2b
+    return blake2b
+
+
+def _by_reference(fn: Callable[..., Any]) -> bool:
+    """Is ``fn`` a function of a module written in C (``abs``, ``math.sqrt``)? The stdlib pickler
+    then names it, as cloudpickle would: a builtin function never travels by value."""
+    return type(fn) is types.BuiltinFunctionType and type(fn.__self__) is types.ModuleType
 
 
 class FunctionPickler:
@@ -101,7 +117,7 @@ class FunctionPickler:
             raise SerializationError(f"pool tasks need a callable, got {type(fn).__name__}: {fn!r}")
         cacheable = type(fn) is types.FunctionType and fn.__closure__ is None
         try:
-            data = cloudpickle.dumps(fn, protocol=PROTOCOL)
+            data = pickle.dumps(fn, PROTOCOL) if _by_reference(fn) else cloudpickle.dumps(fn, protocol=PROTOCOL)
         except Exception as exc:
             raise SerializationError(f"cannot pickle function {_name(fn)} for a worker process: {exc!r}") from exc
         entry = (digest(data), data)

@@ -25,10 +25,15 @@ Worker to pool:
 Local workers (the pool spawned them) skip ZeroMQ on the data path both ways, and start
 without it: their ``HELLO`` and ``BEAT`` go as reply datagrams (below) flagged
 :data:`REPLY_HELLO` and :data:`REPLY_BEAT`, and a local worker imports ZeroMQ and connects
-its DEALER (sending the ``HELLO`` above) only after its first batch, or once it has been
-idle for :data:`CONNECT_IDLE_S`, or when the pool asks it to (a task datagram with sequence
-number 0, :data:`CONNECT_SEQ`): its first task does not wait for ZeroMQ to load. Until that
-ZeroMQ ``HELLO``, the pool keeps what only the ROUTER can carry to it (``SEQ_TASKS``, ``STOP``).
+its DEALER (sending the ``HELLO`` above) only when the pool asks it to (a task datagram with
+sequence number 0, :data:`CONNECT_SEQ`; it connects as it reads it, before the task datagrams
+queued behind it), which the pool does when it first has something only ZeroMQ carries for it,
+or once it keeps the worker busy (a batch sent while another is unanswered: its socket is
+soon full): a program whose tasks come one at a time never loads ZeroMQ on either side. Until that
+ZeroMQ ``HELLO``, the pool keeps what only the ROUTER can carry to it (``SEQ_TASKS``), and a
+``STOP`` goes as a task datagram with sequence number :data:`STOP_SEQ`, after the tasks sent
+before it (kept, and the worker asked to connect, if something kept must go first or the
+worker's socket is full).
 
 Tasks: each ``TASKS`` message to a local worker carries a sequence number (8 bytes,
 big-endian, from 1), and goes as one datagram ``seq + header`` to the worker's own Unix
@@ -89,5 +94,5 @@ SEQ_BYTES = 8
 REPLY_HELLO, REPLY_BEAT = b"h", b"b"
 #: The sequence number of a task datagram that carries no tasks: the pool asks the worker to connect over ZeroMQ.
 CONNECT_SEQ = 0
-#: A local worker that has had no task this long since its HELLO connects over ZeroMQ anyway.
-CONNECT_IDLE_S = 0.05
+#: The sequence number of a task datagram that carries no tasks: ``STOP``, to a worker not connected over ZeroMQ.
+STOP_SEQ = (1 << 8 * SEQ_BYTES) - 1

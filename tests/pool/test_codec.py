@@ -56,6 +56,23 @@ def test_a_cached_function_pickle_goes_with_its_function_and_never_serves_anothe
     assert not fp._memo  # no entry outlives its function
 
 
+def test_a_modules_builtin_function_pickles_by_reference_as_cloudpickle_would_and_its_digest_is_blake2b():
+    import hashlib
+    import math
+
+    import cloudpickle
+
+    for fn in (abs, math.sqrt, len):
+        name, data = FunctionPickler().dumps(fn)
+        assert pickle.loads(data) is fn
+        assert data == cloudpickle.dumps(fn, protocol=pickle.HIGHEST_PROTOCOL)
+        assert name == digest(data) == hashlib.blake2b(data, digest_size=16).digest()
+    # a builtin bound to an object carries the object: cloudpickle's, which may hold user code
+    items: list = [lambda: 1]
+    _, data = FunctionPickler().dumps(items.append)
+    assert pickle.loads(data).__self__[0]() == 1
+
+
 def test_small_scalar_arguments_and_large_bytes_round_trip_out_of_band():
     from laneway.worker.codec import OOB_MIN, dumps_args_oob
 

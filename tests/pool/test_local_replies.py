@@ -17,6 +17,8 @@ import zmq
 from laneway.pool._results import decode_row
 from laneway.worker import FunctionPickler, WorkerConfig, run_worker, wire
 
+from .conftest import wait_until
+
 pytestmark = pytest.mark.multiprocess
 
 
@@ -27,12 +29,22 @@ class BareWorker:
     router: zmq.Socket  # the pool's ROUTER
     replies: socket.socket  # the pool's reply socket
     out: socket.socket  # what sends task datagrams
-    task_path: str  # the worker's task socket
+    task_path: str  # the worker's task socket ("": it has none, and connects over ZeroMQ at once)
     token: bytes
     worker: threading.Thread
 
     def hello(self) -> bytes:
-        """Wait for the worker's HELLO; its ZeroMQ identity."""
+        """Wait for the worker's HELLO (asking it to connect first if it has a task socket: it connects
+        only when asked); its ZeroMQ identity."""
+        if self.task_path:
+            def ask() -> bool:
+                try:
+                    self.out.sendto(wire.CONNECT_SEQ.to_bytes(wire.SEQ_BYTES, "big"), self.task_path)
+                except OSError:  # not bound yet
+                    return False
+                return True
+
+            wait_until(ask, what="the worker's task socket")
         assert self.router.poll(30_000)
         ident, kind, _ = self.router.recv_multipart()
         assert kind == wire.HELLO
@@ -65,10 +77,13 @@ def bare_worker(tmp_path, *, heartbeat_s: float = 0.2, task_socket: bool = True)
     worker = threading.Thread(target=run_worker, args=(cfg,), daemon=True)
     worker.start()
     try:
-        yield BareWorker(router, replies, out, task_path, token, worker)
+        yield BareWorker(router, replies, out, task_path if task_socket else "", token, worker)
     finally:
         if worker.is_alive():
             router.send_multipart([b"w1.1", wire.STOP])
+            if task_socket:  # (not connected over ZeroMQ, it stops on a STOP datagram)
+                with contextlib.suppress(OSError):
+                    out.sendto(wire.STOP_SEQ.to_bytes(wire.SEQ_BYTES, "big"), task_path)
             worker.join(30)
         router.close(linger=0)
         replies.close()

@@ -83,6 +83,19 @@ def test_a_started_pool_loads_no_monitoring_or_other_subsystem_in_the_parent(sta
 
 
 @pytest.mark.timeout(120)
+def test_a_builtin_task_function_loads_neither_cloudpickle_nor_hashlib_in_the_parent(started_pool_parent_modules):
+    # abs pickles by reference with the stdlib pickler; its digest comes from _blake2 (hashlib loads OpenSSL).
+    heavy = {m for m in started_pool_parent_modules if m.split(".")[0] in ("cloudpickle", "hashlib", "_hashlib")}
+    assert not heavy, f"submitting abs loaded {sorted(heavy)}"
+
+
+@pytest.mark.timeout(120)
+def test_a_pool_of_local_workers_loads_no_zeromq_in_the_parent(started_pool_parent_modules):
+    zmq = [m for m in started_pool_parent_modules if m.split(".")[0] == "zmq"]
+    assert not zmq, f"a pool of local workers loaded {zmq} to start and serve a task"
+
+
+@pytest.mark.timeout(120)
 def test_a_started_pool_loads_no_broken_process_pool_machinery_in_the_parent(started_pool_parent_modules):
     # PoolDown, WorkerDied and InitializerError are made when first raised: a pool that runs
     # without failures never loads concurrent.futures.process, multiprocessing's connections and queues.
@@ -258,30 +271,31 @@ def test_the_worker_module_a_local_worker_preloads_does_not_load_zeromq():
 
 
 @pytest.mark.timeout(60)
-def test_a_local_worker_says_hello_beats_and_runs_its_first_batch_before_it_connects_over_zeromq(tmp_path,
-                                                                                                  monkeypatch):
-    monkeypatch.setattr(wire, "CONNECT_IDLE_S", 60.0)  # connects after its first batch, not for being idle
+def test_a_local_worker_says_hello_beats_runs_batches_and_stops_without_connecting_over_zeromq(tmp_path):
     with bare_worker(tmp_path, heartbeat_s=0.05) as w:
         data = w.replies.recv(1024)
         assert data[: wire.REPLY_TOKEN + 1] == w.token + wire.REPLY_HELLO
         assert json.loads(data[wire.REPLY_TOKEN + 1:])[2] == w.token.hex()
         beat = w.replies.recv(1024)
         assert beat[: wire.REPLY_TOKEN + 1] == w.token + wire.REPLY_BEAT
-        assert not w.router.poll(0), "the worker connected over ZeroMQ before its first batch"
 
         digest, fn_bytes = FunctionPickler().dumps(abs)
-        w.out.sendto((1).to_bytes(wire.SEQ_BYTES, "big") + pickle.dumps([(1, digest, fn_bytes, (-7,), 0)]),
-                     w.task_path)
-        assert [decode_row(row) for row in pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])[0]] == [(True, 7)]
-        ident = w.hello()  # after the first batch: over ZeroMQ now
-        w.router.send_multipart([ident, wire.STOP])
+        for seq in (1, 2):
+            w.out.sendto(seq.to_bytes(wire.SEQ_BYTES, "big") + pickle.dumps([(seq, digest, fn_bytes, (-seq,), 0)]),
+                         w.task_path)
+        # the STOP datagram follows the tasks sent before it: they run first
+        w.out.sendto(wire.STOP_SEQ.to_bytes(wire.SEQ_BYTES, "big"), w.task_path)
+        rows = pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])[0]
+        rows += pickle.loads(w.recv_reply()[wire.REPLY_TOKEN + 1:])[0]
+        assert [decode_row(row) for row in rows] == [(True, 1), (True, 2)]
         w.worker.join(30)
         assert not w.worker.is_alive()
+        # Never asked to, it never connected (a DEALER sends its HELLO before it closes, lingering).
+        assert not w.router.poll(0), "the worker connected over ZeroMQ without being asked"
 
 
 @pytest.mark.timeout(60)
-def test_a_local_worker_connects_over_zeromq_when_the_pool_asks(tmp_path, monkeypatch):
-    monkeypatch.setattr(wire, "CONNECT_IDLE_S", 60.0)
+def test_a_local_worker_connects_over_zeromq_when_the_pool_asks(tmp_path):
     with bare_worker(tmp_path) as w:
         assert w.replies.recv(1024)[wire.REPLY_TOKEN: wire.REPLY_TOKEN + 1] == wire.REPLY_HELLO
         w.out.sendto(wire.CONNECT_SEQ.to_bytes(wire.SEQ_BYTES, "big"), w.task_path)
@@ -320,29 +334,35 @@ def test_what_only_zeromq_carries_waits_for_a_local_worker_to_connect(orch):
 
 
 @pytest.mark.timeout(120)
-def test_a_local_worker_runs_its_first_task_without_zeromq_loaded(tmp_path):
-    # The script is the workers' main module too (spawn imports it as __mp_main__): there it has
-    # them connect over ZeroMQ after their first batch only, never for being idle, whatever the load.
-    script = tmp_path / "first_task.py"
-    script.write_text(textwrap.dedent("""
-        import json
-        from laneway.worker import wire
+def test_a_pool_of_local_workers_given_tasks_one_at_a_time_never_loads_zeromq():
+    # Neither the parent (its ROUTER is bound when a local worker first needs it, or is kept
+    # busy) nor the workers (they connect when asked), from the start to a graceful shutdown:
+    # the workers stop on a STOP datagram, reported as a stop, not a kill.
+    seen = _run("""
+        import json, sys
+        from laneway import Orchestrator
+        from tests.pool.tasks import loaded_modules
 
-        if __name__ == "__mp_main__":
-            wire.CONNECT_IDLE_S = 60.0
+        with Orchestrator(name="no-zeromq") as orch:
+            pool = orch.start_pool(workers=2)
+            assert pool.wait_ready(timeout=60)  # both said HELLO: a stop now is a STOP, not a kill
+            assert [pool.submit(abs, -i).result(timeout=60) for i in range(100)] == list(range(100))
+            idle = pool.submit(loaded_modules).result(timeout=60)
+            with orch.events.subscribe("pool.worker.lost") as lost:
+                orch.shutdown()
+                gone = [str(lost.get(timeout=30)) for _ in range(2)]
+        print(json.dumps({"parent": sorted(sys.modules), "worker": idle, "gone": gone}))
+    """)
+    assert not [m for m in seen["parent"] if m.split(".")[0] == "zmq"], "the pool's parent loaded ZeroMQ"
+    assert not [m for m in seen["worker"] if m.split(".")[0] == "zmq"], "a worker loaded ZeroMQ"
+    assert not [g for g in seen["gone"] if "SIGKILL" in g], seen["gone"]
 
-        if __name__ == "__main__":
-            from laneway import Orchestrator
-            from tests.pool.tasks import loaded_modules
 
-            with Orchestrator(name="first-task") as orch:
-                pool = orch.start_pool(workers=1)
-                first = pool.submit(loaded_modules).result(timeout=60)
-            print(json.dumps({"first": first}))
-    """))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=100, cwd=ROOT, env=env)
-    assert out.returncode == 0, out.stderr[-3000:]
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
-    assert "zmq" not in seen["first"], "the worker loaded ZeroMQ before its first task"
-    # (that it connects after its first batch: test_a_local_worker_says_hello_beats_and_runs_...)
+@pytest.mark.timeout(120)
+def test_a_pool_that_listens_for_remote_workers_binds_its_router_at_once(orch):
+    from laneway.pool.zmq import ZmqBackend
+
+    backend = ZmqBackend(listen="tcp://127.0.0.1:0")
+    pool = orch.start_pool(workers=1, backend=backend)
+    assert backend.endpoint.startswith("tcp://127.0.0.1:") and not backend.endpoint.endswith(":0")
+    assert pool.submit(abs, -5).result(timeout=60) == 5

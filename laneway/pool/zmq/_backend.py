@@ -1,7 +1,7 @@
 """The default backend: worker OS processes talking to the pool over ZeroMQ.
 
 One I/O thread carries the data path: it receives outcomes and heartbeats, sends
-task batches, and polls, in the same ``zmq.Poller``, a pidfd per local worker, which
+task batches, and polls, in the same ``select.poll``, a pidfd per local worker, which
 becomes readable the moment the process exits, so a death is seen within
 milliseconds rather than at the next heartbeat. Other threads reach it through a
 command deque plus an eventfd.
@@ -23,9 +23,14 @@ to an I/O thread in both processes. A batch with payload frames, or one that fin
 the worker's socket full (a datagram send never blocks the pool), goes over the
 ROUTER instead, numbered so the worker runs it in its turn. Remote workers use the
 ROUTER both ways. A local worker starts without ZeroMQ: it says HELLO and heartbeats
-by datagram and connects its DEALER later; until its ZeroMQ HELLO, what only the ROUTER
-can carry to it (``SEQ_TASKS``, ``STOP``) is kept on its ``_Peer``, in order, and it is
-asked to connect (see :mod:`laneway.worker.wire`).
+by datagram, and connects its DEALER only when the pool asks; until its ZeroMQ HELLO,
+what only the ROUTER can carry to it (``SEQ_TASKS``; a ``STOP`` that must follow
+something kept, or finds its socket full) is kept on its ``_Peer``, in order, and it is
+asked to connect (see :mod:`laneway.worker.wire`); a worker the pool keeps busy (a
+batch sent while another is unanswered) is asked too, before its socket is full. So a
+pool whose workers are all local binds its ROUTER, and imports ZeroMQ, only then (one
+that listens for remote workers, in :meth:`ZmqBackend.open`): its start and a program
+whose tasks come one at a time never load ZeroMQ, in the pool or in its workers.
 
 Liveness: local workers are watched by pidfd; every worker, local or remote,
 heartbeats from a thread of its own, and one that stays silent for
@@ -41,23 +46,26 @@ import json
 import logging
 import os
 import pickle
+import select
 import shutil
 import signal
 import socket
 import tempfile
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
-
-import zmq
 
 from laneway.errors import AuthError, ConfigError, PoolError
 from laneway.worker import wire
 from laneway.pool._backend import Backend, WorkerHub, exit_reason
-from laneway.worker import CurveServer, bind_router, is_loopback
 from laneway.worker import ShipLedger
 from laneway.pool.zmq._socket import IO_RECHECK_S, SharedRouter
 from laneway.worker import Spawner, WorkerConfig, spawn_entry
+
+if TYPE_CHECKING:
+    import zmq
+
+    from laneway.worker import CurveServer
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +81,8 @@ class _Peer:
     """One worker as the I/O thread knows it."""
 
     __slots__ = ("wid", "ident", "remote", "token", "proc", "pid", "pidfd", "hello", "seen", "ledger",
-                 "exited", "kill_reason", "pieces", "task_path", "seq", "routed", "held")
+                 "exited", "kill_reason", "pieces", "task_path", "seq", "sent", "answered", "routed", "held",
+                 "wanted", "asked")
 
     def __init__(self, wid: str, remote: bool, token: bytes, now: float) -> None:
         self.wid = wid
@@ -95,6 +104,11 @@ class _Peer:
         # and connects later), and until then what only the ROUTER can carry to it, in order.
         self.routed = remote
         self.held: list[list[bytes]] = []
+        # Tasks sent to it (under SharedRouter.lock) and answered (by the reader): each has one writer.
+        self.sent = 0
+        self.answered = 0
+        self.wanted = False  # the pool wants it connected over ZeroMQ (_want_router_locked)
+        self.asked = False  # the datagram that asks it to connect went (its socket may have been full)
 
 
 class ZmqBackend(Backend):
@@ -138,6 +152,8 @@ class ZmqBackend(Backend):
             scheme = urlsplit(listen).scheme
             if scheme not in ("tcp", "ipc"):
                 raise ConfigError(f"listen must be a tcp:// or ipc:// endpoint, got {listen!r}")
+            from laneway.worker import is_loopback  # (with the key handling, which imports ZeroMQ: a listening pool needs it)
+
             if keys is None and not is_loopback(listen):
                 raise AuthError(
                     f"refusing to listen on {listen} without keys: anyone who reaches it could run code in "
@@ -160,7 +176,7 @@ class ZmqBackend(Backend):
     def open(self, hub: WorkerHub) -> None:
         self._hub = hub
         self._clock = hub.clock
-        self._ctx = zmq.Context()
+        self._ctx: zmq.Context | None = None
         # mode 0700: only this user can connect to the sockets in it
         self._tmpdir = tempfile.mkdtemp(prefix="laneway-pool-")
         self._curve: CurveServer | None = None
@@ -168,21 +184,40 @@ class ZmqBackend(Backend):
         replies = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:
             replies.bind(self._reply_path)
-            router, self._curve = bind_router(self._ctx, self._bind_address(), self.keys)
         except Exception:
             replies.close()
             self._shutdown_ctx()
             raise
-        self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._connect_ep = self._connectable(self.endpoint)
-        self._router = router
-        self._shared = SharedRouter(router, replies)
+        self._shared = SharedRouter(None, replies)
+        if self.listen is None:  # local workers only: bound when one first needs it (_bind_router_locked)
+            self.endpoint = self._connect_ep = self._bind_address()
+        else:
+            try:
+                self._bind_router_locked()
+            except Exception:
+                self._shared.close()
+                self._shutdown_ctx()
+                raise
         self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._spawner = self._spawner_given or Spawner(self.endpoint)
         self._spawner_given = None
         self._thread = threading.Thread(target=self._loop, name="laneway-pool-io", daemon=True)
         self._thread.start()
         self._tick_timer = self._clock.call_later(self.heartbeat_s, self._tick)
+
+    def _bind_router_locked(self) -> None:
+        """Bind the ROUTER, importing ZeroMQ: in :meth:`open` for a pool that admits remote workers,
+        otherwise when a local worker first needs it (holding the socket lock then)."""
+        import zmq
+
+        from laneway.worker import bind_router
+
+        self._ctx = zmq.Context()
+        router, self._curve = bind_router(self._ctx, self._bind_address(), self.keys)
+        if self.listen is not None:  # (a local pool's endpoint is known from the start: its workers have it)
+            self.endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+            self._connect_ep = self._connectable(self.endpoint)
+        self._shared.attach_locked(router)
 
     def _bind_address(self) -> str:
         if self.listen is None:
@@ -302,7 +337,8 @@ class ZmqBackend(Backend):
             self._spawner_given = None
         if self._curve is not None:
             self._curve.stop()
-        self._ctx.term()
+        if self._ctx is not None:
+            self._ctx.term()
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 
@@ -354,21 +390,19 @@ class ZmqBackend(Backend):
     def _loop(self) -> None:
         self._io_ident = threading.get_ident()
         shared = self._shared
-        poller = zmq.Poller()
-        sock_fd = shared.fd
-        reply_fd = shared.reply_fd
-        poller.register(sock_fd, zmq.POLLIN)
-        poller.register(reply_fd, zmq.POLLIN)
-        self._sock_polled = True
-        poller.register(self._efd, zmq.POLLIN)
+        # select's poll, not ZeroMQ's: every descriptor here is a plain one (the ROUTER's ZMQ_FD
+        # included), and a pool of local workers may never load ZeroMQ.
+        poller = select.poll()
         self._poller = poller
+        self._poll_sockets(True)
+        poller.register(self._efd, select.POLLIN)
         self._by_fd: dict[int, _Peer] = {}
         timeout: int | None = None
         try:
             while True:
                 ready = poller.poll(timeout)
                 for item, _ in ready:
-                    if item == sock_fd or item == reply_fd:
+                    if item == shared.fd or item == shared.reply_fd:
                         continue  # received below, every round
                     if item == self._efd:
                         self._signalled = False
@@ -383,10 +417,8 @@ class ZmqBackend(Backend):
                         if peer is not None:
                             self._reap(peer)
                 if shared.io_yielded and shared.take_back():
-                    poller.register(sock_fd, zmq.POLLIN)
-                    poller.register(reply_fd, zmq.POLLIN)
-                    self._sock_polled = True
-                more = self._receive_io(poller, sock_fd, reply_fd)
+                    self._poll_sockets(True)
+                more = self._receive_io()
                 with shared.lock:
                     pending = self._dispatch_locked()
                 if pending and shared.io_yielded:
@@ -400,16 +432,30 @@ class ZmqBackend(Backend):
         finally:
             self._shared.close()
 
-    def _receive_io(self, poller: zmq.Poller, sock_fd: int, reply_fd: int) -> bool:
+    def _poll_sockets(self, on: bool) -> None:
+        """Have the I/O thread poll the ROUTER's ZMQ_FD (once there is a ROUTER) and the reply socket, or stop."""
+        shared, poller = self._shared, self._poller
+        for fd in (shared.fd, shared.reply_fd):
+            if fd < 0:
+                continue
+            if on:
+                poller.register(fd, select.POLLIN)
+            else:
+                try:
+                    poller.unregister(fd)
+                except KeyError:
+                    pass  # the ROUTER, bound while the sockets were left to a reading caller
+        self._sock_polled = on
+
+    def _receive_io(self) -> bool:
         """The I/O thread's turn at reading, unless a waiting caller reads; True if more may wait."""
         shared = self._shared
         if not shared.reader.acquire(blocking=False):
             if shared.io_may_read():
                 return True  # the caller is just leaving: look again at once
             if self._sock_polled:  # stop polling the sockets until the caller leaves
-                poller.unregister(sock_fd)
-                poller.unregister(reply_fd)  # level-triggered: polled while the caller reads, it would spin
-                self._sock_polled = False
+                # (the reply socket is level-triggered: polled while the caller reads, it would spin)
+                self._poll_sockets(False)
             return False
         try:
             return self._receive()
@@ -425,7 +471,10 @@ class ZmqBackend(Backend):
                 peer = cmd[1]
                 fd = peer.pidfd if peer.pidfd >= 0 else peer.proc.sentinel
                 self._by_fd[fd] = peer
-                self._poller.register(fd, zmq.POLLIN)
+                self._poller.register(fd, select.POLLIN)
+            elif kind == "router":  # bound just now, for a local worker (_want_router_locked)
+                if self._sock_polled:
+                    self._poll_sockets(True)
             elif kind == "tick":
                 self._check_heartbeats()
             elif kind == "stop":
@@ -434,7 +483,7 @@ class ZmqBackend(Backend):
                     self._send([peer.ident, wire.STOP])
                     self._drop(peer, "stopped by the pool")
                 elif peer.hello:
-                    self._send_local(peer, [peer.ident, wire.STOP])
+                    self._send_local(peer, [peer.ident, wire.STOP], wire.STOP_SEQ.to_bytes(wire.SEQ_BYTES, "big"))
                 else:  # not connected yet: a STOP would be dropped, and it runs nothing anyway
                     peer.kill_reason = "stopped before it connected"
                     self._signal(peer, signal.SIGKILL)
@@ -514,6 +563,10 @@ class ZmqBackend(Backend):
                 peer.pieces.append(body)
                 body, peer.pieces = b"".join(peer.pieces), []
             self._handle_frames([peer.ident, wire.DONE, body])
+            if peer.wanted and not peer.asked:  # its socket was full when it was asked to connect: room now?
+                with self._shared.lock:
+                    if self._shared.open:
+                        self._ask_locked(peer)
         return True
 
     def _handle_frames(self, frames: list[bytes]) -> None:
@@ -538,6 +591,7 @@ class ZmqBackend(Backend):
                     big, value = iter(frames[3:]), wire.VALUE
                     rows = [(tid, ok, form, next(big)) if data is None and form != value else (tid, ok, form, data)
                             for tid, ok, form, data in rows]
+                peer.answered += len(rows)
                 hub.results_rows(peer.wid, rows, busy_s)
             else:  # from an id the pool already gave up on: counted as late, never unpickled
                 hub.results_rows(ident.decode(errors="replace"), [(0, False, wire.PICKLED, b"")])
@@ -611,6 +665,12 @@ class ZmqBackend(Backend):
             header = pickle.dumps(head, pickle.HIGHEST_PROTOCOL)
             # zero-copy past the header: ZeroMQ sends large buffers themselves, the caller's objects included
             if peer.task_path:  # a local worker: numbered, and a datagram if it can be (see the module docstring)
+                # A batch sent while another is unanswered: the pool is busy, and a busy pool soon finds
+                # the worker's socket full (a Unix datagram socket queues a few: net.unix.max_dgram_qlen,
+                # 10 by default), so it has the worker connect over ZeroMQ now rather than keep that batch
+                # waiting for the connection then.
+                busy = peer.sent > peer.answered
+                peer.sent += len(rows)
                 peer.seq += 1
                 seq = peer.seq.to_bytes(wire.SEQ_BYTES, "big")
                 small = len(out) == 3 and len(header) <= dgram_max
@@ -618,6 +678,8 @@ class ZmqBackend(Backend):
                 if not peer.routed:  # not connected over ZeroMQ yet: a datagram, or it waits
                     if not (small and self._shared.send_datagram_locked(seq + header, peer.task_path)):
                         self._hold_locked(peer, out)
+                    elif busy and not peer.wanted:
+                        self._want_router_locked(peer)
                 elif send(out, 4, seq + header if small else b"", peer.task_path if small else ""):
                     used_router = True
             else:
@@ -626,13 +688,16 @@ class ZmqBackend(Backend):
                 used_router = True
         return used_router and self._shared.readable_locked()
 
-    def _send_local(self, peer: _Peer, frames: list[bytes]) -> None:
-        """Send a control message to a local worker over the ROUTER, or keep it until the worker connects."""
+    def _send_local(self, peer: _Peer, frames: list[bytes], datagram: bytes = b"") -> None:
+        """Send a control message to a local worker over the ROUTER; to one not connected over ZeroMQ,
+        as ``datagram`` if there is one and nothing is kept for it (which would have to go first),
+        else keep it until the worker connects."""
         with self._shared.lock:
             if not self._shared.open:
                 return
             if not peer.routed:
-                self._hold_locked(peer, frames)
+                if not (datagram and not peer.held and self._shared.send_datagram_locked(datagram, peer.task_path)):
+                    self._hold_locked(peer, frames)
                 return
             self._shared.send_locked(frames)
             pending = self._shared.readable_locked()
@@ -641,10 +706,26 @@ class ZmqBackend(Backend):
 
     def _hold_locked(self, peer: _Peer, frames: list[bytes]) -> None:
         """Keep a message for a local worker not connected over ZeroMQ yet, and ask it to connect."""
-        if not peer.held:
-            # If its socket is full, it is running batches, and connects after the first anyway.
-            self._shared.send_datagram_locked(wire.CONNECT_SEQ.to_bytes(wire.SEQ_BYTES, "big"), peer.task_path)
         peer.held.append(frames)
+        self._want_router_locked(peer)
+
+    def _want_router_locked(self, peer: _Peer) -> None:
+        """Have a local worker connect over ZeroMQ: bind the ROUTER if it is the first, and ask it."""
+        if self._shared.sock is None:  # the first local worker to need the ROUTER
+            self._bind_router_locked()
+            self._post(("router",))
+        peer.wanted = True
+        self._ask_locked(peer)
+
+    def _ask_locked(self, peer: _Peer) -> None:
+        """Ask a local worker the pool wants connected over ZeroMQ to connect, unless asked already.
+
+        A full socket refuses the datagram: the worker is running batches then, and each of its
+        outcomes has this asked again (:meth:`_receive_replies`) until one finds room.
+        """
+        if not peer.asked and not peer.routed:
+            peer.asked = self._shared.send_datagram_locked(wire.CONNECT_SEQ.to_bytes(wire.SEQ_BYTES, "big"),
+                                                           peer.task_path)
 
     def _routed(self, peer: _Peer) -> None:
         """A local worker connected over ZeroMQ: send what was kept for it, in order."""

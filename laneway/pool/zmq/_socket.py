@@ -6,7 +6,9 @@ task batches to local workers' own sockets (under :attr:`SharedRouter.lock`, lik
 the ROUTER), and the reply socket, on which local workers' outcomes arrive (see
 :mod:`laneway.worker.wire`). Whoever holds the reader role (below) reads both the
 ROUTER and the reply socket; the reply socket needs no lock of its own, since only
-the reader receives from it, and its readiness is level-triggered.
+the reader receives from it, and its readiness is level-triggered. A pool whose
+workers are all local has no ROUTER (nor ZeroMQ imported) until something has to go
+that way (:meth:`SharedRouter.attach_locked`; see the backend's docstring).
 
 ZeroMQ sockets are not thread-safe, so every use of the socket happens under
 :attr:`SharedRouter.lock`, and nobody polls the socket itself: the I/O thread polls
@@ -39,17 +41,10 @@ import select
 import socket
 import threading
 import time
-from typing import Callable, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
-import zmq
-
-# The data path calls pyzmq's compiled socket methods with int flags: its Python layer
-# (recv_multipart, enum flags) cost as much per message as the rest of the round trip.
-_sock_send = zmq.backend.Socket.send
-_sock_recv = zmq.backend.Socket.recv
-_sock_get = zmq.backend.Socket.get
-_SNDMORE, _RCVMORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.RCVMORE), int(zmq.NOBLOCK)
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+if TYPE_CHECKING:
+    import zmq
 
 #: A caller reading the socket while it waits checks its future at least this often.
 WAITER_SLICE_S = 0.02
@@ -71,8 +66,11 @@ class SharedRouter:
         >>> ctx.term()
     """
 
-    def __init__(self, sock: zmq.Socket, replies: socket.socket | None = None) -> None:
-        self.sock = sock
+    def __init__(self, sock: zmq.Socket | None, replies: socket.socket | None = None) -> None:
+        #: The ROUTER, or None until :meth:`attach_locked`: a pool of local workers only binds it
+        #: (and imports ZeroMQ) when something has to go that way (see the backend's docstring).
+        self.sock: zmq.Socket | None = None
+        self.fd = -1  # the ROUTER's ZMQ_FD
         #: Local workers' outcomes (non-blocking; closed with the ROUTER), or None.
         self.replies = replies
         self.reply_fd = replies.fileno() if replies is not None else -1
@@ -80,30 +78,51 @@ class SharedRouter:
         self._tasks_out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         self.lock = threading.Lock()  # every use of the socket, from any thread
         self.open = True  # under lock: False once the I/O thread closed the socket
-        self.fd = cast(int, sock.getsockopt(zmq.FD))
         self.reader = threading.Lock()  # whoever receives and handles messages holds it
         self._flags = threading.Lock()  # guards the two flags below
         self._waiter_reads = False  # a waiting caller holds the reader role
         self._io_yielded = False  # the I/O thread stopped polling fd until the caller leaves
         self._waiter_efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._waiter_poll = select.poll()
-        self._waiter_poll.register(self.fd, select.POLLIN)
         self._waiter_poll.register(self._waiter_efd, select.POLLIN)
         if replies is not None:
             self._waiter_poll.register(self.reply_fd, select.POLLIN)
+        if sock is not None:
+            self.attach_locked(sock)
+
+    def attach_locked(self, sock: zmq.Socket) -> None:
+        """Start using ``sock`` as the ROUTER (holding :attr:`lock`, or before other threads use this object).
+
+        A caller reading the sockets polls its ``ZMQ_FD`` from its next slice at the latest; the
+        I/O thread is told by the backend.
+        """
+        import zmq
+
+        # The data path calls pyzmq's compiled socket methods with int flags: its Python layer
+        # (recv_multipart, enum flags) cost as much per message as the rest of the round trip.
+        raw = zmq.backend.Socket
+        self._send: Callable[..., Any] = raw.send
+        self._recv: Callable[..., Any] = raw.recv
+        self._get: Callable[..., Any] = raw.get
+        self._sndmore, self._rcvmore, self._noblock = int(zmq.SNDMORE), int(zmq.RCVMORE), int(zmq.NOBLOCK)
+        self._events, self._pollin = int(zmq.EVENTS), int(zmq.POLLIN)
+        self.fd = cast(int, sock.getsockopt(zmq.FD))
+        self.sock = sock
+        self._waiter_poll.register(self.fd, select.POLLIN)
 
     # --- under lock ------------------------------------------------------------------
 
     def readable_locked(self) -> bool:
-        """A message waits (reading ZMQ_EVENTS also re-arms the edge of ZMQ_FD)."""
-        return bool(cast(int, _sock_get(self.sock, _EVENTS)) & _POLLIN)
+        """A message waits (reading ZMQ_EVENTS also re-arms the edge of ZMQ_FD); False before there is a ROUTER."""
+        sock = self.sock
+        return sock is not None and bool(cast(int, self._get(sock, self._events)) & self._pollin)
 
     def recv_locked(self) -> list[bytes]:
         """One whole multipart message; only after :meth:`readable_locked` said one waits."""
-        sock = self.sock
-        frames = [_sock_recv(sock, _NOBLOCK)]
-        while _sock_get(sock, _RCVMORE):
-            frames.append(_sock_recv(sock, _NOBLOCK))
+        sock, recv, noblock = self.sock, self._recv, self._noblock
+        frames = [recv(sock, noblock)]
+        while self._get(sock, self._rcvmore):
+            frames.append(recv(sock, noblock))
         return frames
 
     def send_locked(self, frames: Sequence[bytes], zero_copy_from: int = 3, datagram: bytes = b"",
@@ -120,12 +139,12 @@ class SharedRouter:
                 return False
             except OSError:  # full (the worker is busy) or gone (its pidfd says so soon): the ROUTER takes it
                 pass
-        sock, last = self.sock, len(frames) - 1
+        sock, last, send, more = self.sock, len(frames) - 1, self._send, self._sndmore
         for i, frame in enumerate(frames):
             if i < zero_copy_from:
-                _sock_send(sock, frame, _SNDMORE if i < last else 0)
+                send(sock, frame, more if i < last else 0)
             else:
-                _sock_send(sock, frame, _SNDMORE if i < last else 0, copy=False)
+                send(sock, frame, more if i < last else 0, copy=False)
         return True
 
     def send_datagram_locked(self, datagram: bytes, path: str) -> bool:
@@ -163,7 +182,8 @@ class SharedRouter:
             if not self.open:
                 return
             self.open = False
-            self.sock.close(linger=0)
+            if self.sock is not None:
+                self.sock.close(linger=0)
             self._tasks_out.close()
         with self.reader:  # a reading caller sees ``open`` False within WAITER_SLICE_S and leaves
             os.close(self._waiter_efd)
