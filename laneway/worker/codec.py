@@ -14,16 +14,18 @@ A worker needs neither cloudpickle nor hashlib to start (they cost it megabytes 
 milliseconds): a function that came by value imports cloudpickle as it unpickles (the
 pickle names cloudpickle's helpers), and results and errors go with the stdlib pickler
 when it can, cloudpickle being imported only for what the stdlib pickler refuses. The
-pool's side spares its first task both imports where it can: a module's builtin function
-(``abs``, ``math.sqrt``) pickles by reference with the stdlib pickler, as cloudpickle
-would pickle it, and digests come from ``_blake2``, the module behind ``hashlib.blake2b``,
-without ``hashlib`` (which loads OpenSSL's hashes too).
+pool's side spares its tasks both imports where it can: a function cloudpickle would send
+by name (a module's function, ``abs``, ``math.sqrt``; not a lambda, a closure or the main
+script's) pickles by reference with the stdlib pickler, to the same bytes, and digests come
+from ``_blake2``, the module behind ``hashlib.blake2b``, without ``hashlib`` (which loads
+OpenSSL's hashes too).
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
+import sys
 import traceback
 import types
 import weakref
@@ -81,9 +83,34 @@ def _blake2b() -> Callable[..., Any]:
 
 
 def _by_reference(fn: Callable[..., Any]) -> bool:
-    """Is ``fn`` a function of a module written in C (``abs``, ``math.sqrt``)? The stdlib pickler
-    then names it, as cloudpickle would: a builtin function never travels by value."""
-    return type(fn) is types.BuiltinFunctionType and type(fn.__self__) is types.ModuleType
+    """Would cloudpickle send ``fn`` by name? Then the stdlib pickler writes the same bytes.
+
+    cloudpickle's rule: a builtin function of a module (``abs``, ``math.sqrt``), or a function
+    that its module (imported, not ``__main__``) names under its qualified name, unless that
+    module was registered with cloudpickle to travel by value. A worker imports the module either
+    way; only lambdas, closures, nested functions and the main script's travel by value.
+    """
+    kind = type(fn)
+    if kind is types.BuiltinFunctionType:
+        return type(fn.__self__) is types.ModuleType
+    if kind is not types.FunctionType:
+        return False
+    module_name = fn.__module__
+    if module_name is None or module_name == "__main__":
+        return False
+    found: Any = sys.modules.get(module_name)
+    if found is None:
+        return False
+    for part in fn.__qualname__.split("."):  # "<locals>" is no attribute: a nested function is not named
+        found = getattr(found, part, None)
+    if found is not fn:
+        return False
+    if "cloudpickle" in sys.modules:  # only then can a module have been registered to go by value
+        registered = sys.modules["cloudpickle"].list_registry_pickle_by_value()
+        parts = module_name.split(".")
+        if any(".".join(parts[:i]) in registered for i in range(1, len(parts) + 1)):
+            return False
+    return True
 
 
 class FunctionPickler:

@@ -73,6 +73,41 @@ def test_a_modules_builtin_function_pickles_by_reference_as_cloudpickle_would_an
     assert pickle.loads(data).__self__[0]() == 1
 
 
+def test_a_module_function_goes_by_name_as_cloudpickle_sends_it_and_the_rest_by_value():
+    import sys
+    import types
+
+    import cloudpickle
+
+    def nested(x):
+        return x
+
+    fp = FunctionPickler()
+    _, data = fp.dumps(tasks.inc)
+    assert data == cloudpickle.dumps(tasks.inc, protocol=pickle.HIGHEST_PROTOCOL)
+    assert b"cloudpickle" not in data and pickle.loads(data) is tasks.inc
+    main_fn = types.FunctionType((lambda x: x).__code__, {"__name__": "__main__"}, "main_fn")
+    main_fn.__module__ = "__main__"
+    for by_value in (nested, lambda x: x, main_fn):  # cloudpickle's helpers rebuild these
+        _, data = fp.dumps(by_value)
+        assert b"cloudpickle" in data and pickle.loads(data)(3) == 3
+    # A module registered to travel by value does, with cloudpickle; so does one whose package is.
+    package, module = types.ModuleType("lw_by_value_pkg"), types.ModuleType("lw_by_value_pkg.tools")
+    exec("def double(x):\n    return 2 * x", module.__dict__)
+    sys.modules.update({"lw_by_value_pkg": package, "lw_by_value_pkg.tools": module})
+    try:
+        for registered in (module, package):
+            assert b"cloudpickle" not in FunctionPickler().dumps(module.double)[1]
+            cloudpickle.register_pickle_by_value(registered)
+            try:
+                _, data = FunctionPickler().dumps(module.double)
+            finally:
+                cloudpickle.unregister_pickle_by_value(registered)
+            assert b"cloudpickle" in data and pickle.loads(data)(4) == 8
+    finally:
+        del sys.modules["lw_by_value_pkg"], sys.modules["lw_by_value_pkg.tools"]
+
+
 def test_small_scalar_arguments_and_large_bytes_round_trip_out_of_band():
     from laneway.worker.codec import OOB_MIN, dumps_args_oob
 

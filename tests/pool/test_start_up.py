@@ -66,8 +66,11 @@ def started_pool_parent_modules() -> list[str]:
     return _run("""
         import json, sys
         from laneway import Orchestrator
+        from tests.pool import tasks
         with Orchestrator(name="parent-imports") as orch:
-            assert orch.start_pool(workers=1).submit(abs, -42).result(timeout=60) == 42
+            pool = orch.start_pool(workers=1)
+            assert pool.submit(abs, -42).result(timeout=60) == 42
+            assert pool.submit(tasks.inc, 41).result(timeout=60) == 42  # a user's module function
             print(json.dumps(sorted(sys.modules)))
     """)
 
@@ -83,10 +86,11 @@ def test_a_started_pool_loads_no_monitoring_or_other_subsystem_in_the_parent(sta
 
 
 @pytest.mark.timeout(120)
-def test_a_builtin_task_function_loads_neither_cloudpickle_nor_hashlib_in_the_parent(started_pool_parent_modules):
-    # abs pickles by reference with the stdlib pickler; its digest comes from _blake2 (hashlib loads OpenSSL).
+def test_a_task_function_a_module_names_loads_neither_cloudpickle_nor_hashlib_in_the_parent(started_pool_parent_modules):
+    # abs and tasks.inc pickle by reference with the stdlib pickler, as cloudpickle would; their
+    # digests come from _blake2 (hashlib loads OpenSSL).
     heavy = {m for m in started_pool_parent_modules if m.split(".")[0] in ("cloudpickle", "hashlib", "_hashlib")}
-    assert not heavy, f"submitting abs loaded {sorted(heavy)}"
+    assert not heavy, f"submitting abs and tasks.inc loaded {sorted(heavy)}"
 
 
 @pytest.mark.timeout(120)
