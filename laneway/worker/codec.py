@@ -90,10 +90,9 @@ def _by_reference(fn: Callable[..., Any]) -> bool:
     module was registered with cloudpickle to travel by value. A worker imports the module either
     way; only lambdas, closures, nested functions and the main script's travel by value.
     """
-    kind = type(fn)
-    if kind is types.BuiltinFunctionType:
+    if type(fn) is types.BuiltinFunctionType:
         return type(fn.__self__) is types.ModuleType
-    if kind is not types.FunctionType:
+    if type(fn) is not types.FunctionType:
         return False
     module_name = fn.__module__
     if module_name is None or module_name == "__main__":
