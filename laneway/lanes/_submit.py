@@ -33,6 +33,8 @@ UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
 _LEVEL_NAMES = {int(p): p.name.lower() for p in Priority}
 _NORMAL = int(Priority.NORMAL)
 
+_new_tuple = tuple.__new__
+
 
 def _check_level(_: object, __: attrs.Attribute, value: Any) -> None:
     if value is not None:
@@ -174,8 +176,9 @@ class Submitter:
                         if watch:
                             handle = cmd.future
                         else:
-                            handle = CommandHandle(cmd.id, lane.name, position, eta, cmd.future,
-                                                   cancel_fn=self._cancel_fn)
+                            # CommandHandle(...) without the NamedTuple's __new__ frame (every submit makes one).
+                            handle = _new_tuple(CommandHandle, (cmd.id, lane.name, position, eta, cmd.future,
+                                                                self._cancel_fn))
                         # in_turn: eligible as enqueue_locked's lane update found it, without asking again.
                         if cmd.queued and lane.in_turn:
                             # Else nothing can start that could not before: only this lane changed,
