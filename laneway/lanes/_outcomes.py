@@ -12,12 +12,22 @@ from laneway.lanes._lane import RUN_EWMA_ALPHA
 from laneway.lanes._records import CommandState
 
 if TYPE_CHECKING:
+    from threading import Lock
+
     from laneway.lanes._command import Command, Run
     from laneway.lanes._core import LaneCore
 
 log = logging.getLogger(__name__)
 settle_many = LazyFuture.settle_many
 settle_unarmed = LazyFuture.settle
+
+
+def _release(gate: Lock) -> None:
+    """Wake a caller sleeping on ``gate`` (LaneManager.call) while the lock is still held."""
+    try:
+        gate.release()
+    except RuntimeError:  # released once already (a cancel does): the run's bookkeeping still goes on
+        pass
 
 
 class Outcomes:
@@ -86,6 +96,15 @@ class Outcomes:
             try:
                 run.ended = True
                 cmd = run.cmd
+                future = cmd.future
+                gate = future.wait_gate
+                if gate is not None and ok and not run.superseded and not (cmd.durable and core.pending is not None):
+                    # A caller sleeps on this completed run (LaneManager.call): its future is set and the
+                    # caller woken first, so it comes up (tens of µs from an idle CPU) while this thread
+                    # records the run; what else the caller reads of it, it reads under the lock, after.
+                    if future.settle_unwatched(value):
+                        _release(gate)
+                        gate = None  # woken: the completion below leaves it alone
                 lane = cmd.lane
                 lane.active -= 1
                 if lane.active < lane.config.min_concurrency:
@@ -125,7 +144,6 @@ class Outcomes:
                         lane.recorder.completed(latency, now)
                     except Exception:  # a metrics hook must not break a transition half-way
                         log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
-                future = cmd.future
                 if cmd.durable and core.pending is not None:
                     add(partial(core.pending.delete, cmd.id))
                     add(partial(future.settle, value))  # after the delete
@@ -137,24 +155,17 @@ class Outcomes:
                         add(self._settle_done)
                     futures.append(future)
                     self._done_values.append(value)
-                else:
-                    # A caller armed a wait (LaneManager.call): it sleeps on the gate, not on the future,
-                    # so the future is set here and only the gate's release waits for the lock to go.
-                    # Nothing settled it before: a run whose command was cancelled or timed out is
-                    # superseded and does not complete.
+                elif gate is not None:
+                    # A caller armed a wait and was not woken above (a superseded run that completed
+                    # anyway, or someone else waits on the future too). Nothing settled it before: a
+                    # run whose command was cancelled or timed out is superseded and does not complete.
                     if future.settle_unwatched(value):
-                        # Released now, not after the lock: the caller wakes while this thread does the
-                        # rest of the batch's bookkeeping (on an idle CPU a wake takes tens of µs), and
-                        # whatever else it reads of this run it reads under the lock, after that bookkeeping.
-                        try:
-                            future.wait_gate.release()
-                        except RuntimeError:  # released once already (a cancel does): the bookkeeping below still runs
-                            pass
+                        _release(gate)
                     else:
-                        # Someone else waits on it too: settled by the base class's settle (CommandFuture's
-                        # override would add a frame), after the lock, then the gate.
+                        # Settled by the base class's settle (CommandFuture's override would add a
+                        # frame), after the lock, then the gate.
                         add(partial(settle_unarmed, future, value))
-                        add(future.wait_gate.release)
+                        add(gate.release)
                 if core.events.active and core.events.wants("queue.command.completed"):
                     core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                               tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
