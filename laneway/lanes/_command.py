@@ -62,6 +62,22 @@ class CommandFuture(LazyFuture[Any]):
                 gate.release()  # last: the waiter runs as soon as it gets the GIL
         return done
 
+    def settle_and_wake(self, result: Any) -> bool:
+        """Set ``result`` and wake the caller sleeping on the armed gate, from under the settler's lock.
+
+        False if someone else waits on this future too: then settle it the usual way after the
+        lock (:meth:`LazyFuture.settle_unwatched` says why), and release the gate after that.
+        """
+        if not self.settle_unwatched(result):
+            return False
+        gate = self.wait_gate
+        if gate is not None:
+            try:
+                gate.release()
+            except RuntimeError:  # released once already (a cancel does): the settler's work still goes on
+                pass
+        return True
+
     def cancel(self) -> bool:
         cancelled = super().cancel()
         gate = self.wait_gate

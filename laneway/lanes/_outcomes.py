@@ -12,22 +12,12 @@ from laneway.lanes._lane import RUN_EWMA_ALPHA
 from laneway.lanes._records import CommandState
 
 if TYPE_CHECKING:
-    from threading import Lock
-
     from laneway.lanes._command import Command, Run
     from laneway.lanes._core import LaneCore
 
 log = logging.getLogger(__name__)
 settle_many = LazyFuture.settle_many
 settle_unarmed = LazyFuture.settle
-
-
-def _release(gate: Lock) -> None:
-    """Wake a caller sleeping on ``gate`` (LaneManager.call) while the lock is still held."""
-    try:
-        gate.release()
-    except RuntimeError:  # released once already (a cancel does): the run's bookkeeping still goes on
-        pass
 
 
 class Outcomes:
@@ -102,8 +92,7 @@ class Outcomes:
                     # A caller sleeps on this completed run (LaneManager.call): its future is set and the
                     # caller woken first, so it comes up (tens of µs from an idle CPU) while this thread
                     # records the run; what else the caller reads of it, it reads under the lock, after.
-                    if future.settle_unwatched(value):
-                        _release(gate)
+                    if future.settle_and_wake(value):
                         gate = None  # woken: the completion below leaves it alone
                 lane = cmd.lane
                 lane.active -= 1
@@ -159,9 +148,7 @@ class Outcomes:
                     # A caller armed a wait and was not woken above (a superseded run that completed
                     # anyway, or someone else waits on the future too). Nothing settled it before: a
                     # run whose command was cancelled or timed out is superseded and does not complete.
-                    if future.settle_unwatched(value):
-                        _release(gate)
-                    else:
+                    if not future.settle_and_wake(value):
                         # Settled by the base class's settle (CommandFuture's override would add a
                         # frame), after the lock, then the gate.
                         add(partial(settle_unarmed, future, value))

@@ -23,6 +23,7 @@ OpenSSL's hashes too).
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 import sys
@@ -74,6 +75,7 @@ def digest(data: bytes) -> bytes:
     return _blake2b()(data, digest_size=16).digest()
 
 
+@functools.cache  # resolved once, on the first digest: a worker that never makes one never loads it
 def _blake2b() -> Callable[..., Any]:
     try:
         from _blake2 import blake2b  # what hashlib.blake2b is, on CPython
