@@ -11,6 +11,10 @@ applies :func:`multiprocessing.spawn.get_preparation_data` with
 program's main module imported as ``__mp_main__``) before it loads its target, and a
 program that starts a pool at import time fails in the child as it would under
 ``spawn``. A task that uses ``multiprocessing`` itself still gets a tracker on demand.
+
+Unlike ``spawn``, the child starts without ``site`` (``python -S``) when that changes nothing
+it could see, and sets itself what ``site`` would have: see :mod:`laneway.worker._site` for
+when, what it does instead, and ``LANEWAY_WORKER_SITE=always`` to start every child with it.
 """
 
 from __future__ import annotations
