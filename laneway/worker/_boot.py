@@ -75,7 +75,7 @@ target(*args)
 _SITE_LESS = """\
             sys.path = list(prep["sys_path"])
             try:
-                exec({code!r}, {{}})
+                exec({code!r}, {{"__name__": "__laneway_site__"}})
             except Exception:
                 import site, traceback
                 traceback.print_exc()
@@ -215,7 +215,7 @@ def launch(target: Callable[..., Any] | None = None, *, name: str = "laneway-chi
         # The parent's interpreter flags (-B, -X, -W, ...), as multiprocessing passes them.
         exe = spawn.get_executable()
         flags = util._args_from_interpreter_flags()  # type: ignore[attr-defined]
-        setup = site_less_setup()
+        setup = site_less_setup(exe)
         if setup is not None:
             flags.append("-S")
         program = _PROGRAM.format(fd=child_r, setup="" if setup is None else _SITE_LESS.format(code=setup))

@@ -98,8 +98,11 @@ subprocess._args_from_interpreter_flags = util._args_from_interpreter_flags = _f
 """
 
 
-def site_less_setup() -> str | None:
+def site_less_setup(executable: str | bytes) -> str | None:
     """The code a worker started with ``-S`` runs to stand for the ``site`` this process ran; None: start it with site.
+
+    ``executable`` is the worker's interpreter: another than this one (``multiprocessing.set_executable``)
+    has a ``site`` of its own, so its workers start with it.
 
     Raises:
         ConfigError: :data:`SITE_ENV` holds something other than ``auto`` or ``always``.
@@ -107,7 +110,8 @@ def site_less_setup() -> str | None:
     mode = os.environ.get(SITE_ENV, "") or "auto"
     if mode not in SITE_MODES:
         raise ConfigError(f"{SITE_ENV}={mode!r}: accepted values are {', '.join(SITE_MODES)}")
-    if mode == "always" or sys.flags.no_site or "site" not in sys.modules or os.environ.get("COVERAGE_PROCESS_START"):
+    if (mode == "always" or sys.flags.no_site or "site" not in sys.modules or os.fsdecode(executable) != sys.executable
+            or os.environ.get("COVERAGE_PROCESS_START")):
         return None
     import site
 

@@ -200,4 +200,10 @@ def test_a_site_less_workers_own_spawn_children_start_with_site(venv):
 def test_an_unknown_worker_site_mode_is_a_config_error_naming_the_accepted_ones(monkeypatch):
     monkeypatch.setenv(SITE_ENV, "never")
     with pytest.raises(ConfigError, match="auto, always"):
-        site_less_setup()
+        site_less_setup(sys.executable)
+
+
+@pytest.mark.timeout(30)
+def test_workers_of_another_interpreter_start_with_its_site():
+    # multiprocessing.set_executable(): what this process's site did says nothing about that one's.
+    assert site_less_setup(sys.executable + "-other") is None
