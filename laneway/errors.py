@@ -13,7 +13,11 @@ the subpackage that raises them.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+
+# typing's own name is True only to mypy: at run time a worker would pay ~3 ms to import typing (see laneway.worker)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class LanewayError(Exception):

@@ -1,9 +1,11 @@
 """What runs inside a worker process, and the formats both ends of the pool speak.
 
-A pool worker imports only this package (no actors, no rich, no observe), so
-it starts fast and stays small: the task runner with its function cache, the
-codec (cloudpickle, remote errors), the ZeroMQ message kinds (:mod:`laneway.worker.wire`),
-CurveZMQ keys, and the worker's main loop. The pool (``laneway.pool``) is the
+A pool worker imports only this package (no actors, no rich, no observe, not even
+``typing``: the modules it loads, and ``laneway`` and ``laneway.errors``, set
+``TYPE_CHECKING = False`` themselves, which mypy reads as true, and their records are plain
+named tuples; typing would cost each worker ~3 ms), so it starts fast and stays small:
+the task runner with its function cache, the codec (cloudpickle, remote errors), the ZeroMQ
+message kinds (:mod:`laneway.worker.wire`), CurveZMQ keys, and the worker's main loop. The pool (``laneway.pool``) is the
 other end: it imports these names; nothing here imports the pool.
 
 Example:
@@ -16,9 +18,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# typing's own name is True only to mypy: at run time a worker would pay ~3 ms to import typing (see laneway.worker)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from laneway.worker._boot import ChildProcess, launch, start_process
     from laneway.worker._keys import CurveServer, bind_router, create_keys, is_loopback, load_client, load_server
     from laneway.worker._outcome import TaskOutcome

@@ -11,6 +11,10 @@ applies :func:`multiprocessing.spawn.get_preparation_data` with
 program's main module imported as ``__mp_main__``) before it loads its target, and a
 program that starts a pool at import time fails in the child as it would under
 ``spawn``. A task that uses ``multiprocessing`` itself still gets a tracker on demand.
+
+Unlike ``spawn``, the child starts without ``site`` (``python -S``) when that changes nothing
+it could see, and sets itself what ``site`` would have: see :mod:`laneway.worker._site` for
+when, what it does instead, and ``LANEWAY_WORKER_SITE=always`` to start every child with it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import pickle
 import signal
 import weakref
 from typing import Any, Callable
+
+from laneway.worker._site import site_less_setup
 
 #: What the child's ``python -c`` runs, ``{fd}`` being the pipe it reads its orders from: the
 #: preparation data, the modules to import while it waits for its target (the target's own, sent
@@ -40,7 +46,8 @@ with open({fd}, "rb") as orders:
     process.current_process()._inheriting = True
     try:
         try:
-            spawn.prepare(pickle.load(orders))
+            prep = pickle.load(orders)
+{setup}            spawn.prepare(prep)
             for module in pickle.load(orders):
                 try:
                     __import__(module)
@@ -60,6 +67,19 @@ if sys.stdin is not None:
     except (OSError, ValueError):
         pass
 target(*args)
+"""
+
+#: What a worker started without ``site`` runs before spawn's preparation (which imports the program's
+#: main module): the code :func:`~laneway.worker._site.site_less_setup` gives, with ``sys.path`` the
+#: parent's already. Should it fail, the worker runs ``site`` after all, as a worker with site would have.
+_SITE_LESS = """\
+            sys.path = list(prep["sys_path"])
+            try:
+                exec({code!r}, {{"__name__": "__laneway_site__"}})
+            except Exception:
+                import site, traceback
+                traceback.print_exc()
+                site.main()
 """
 
 
@@ -195,8 +215,11 @@ def launch(target: Callable[..., Any] | None = None, *, name: str = "laneway-chi
         # The parent's interpreter flags (-B, -X, -W, ...), as multiprocessing passes them.
         exe = spawn.get_executable()
         flags = util._args_from_interpreter_flags()  # type: ignore[attr-defined]
-        pid = util.spawnv_passfds(os.fsencode(exe), [exe, *flags, "-c", _PROGRAM.format(fd=child_r)],
-                                  (child_r, child_w))
+        setup = site_less_setup(exe)
+        if setup is not None:
+            flags.append("-S")
+        program = _PROGRAM.format(fd=child_r, setup="" if setup is None else _SITE_LESS.format(code=setup))
+        pid = util.spawnv_passfds(os.fsencode(exe), [exe, *flags, "-c", program], (child_r, child_w))
     except BaseException:
         os.close(parent_r)
         os.close(parent_w)

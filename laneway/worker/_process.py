@@ -25,10 +25,15 @@ import socket
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections import namedtuple
 
 from laneway.worker import wire
 from laneway.worker._runner import TaskRunner
+
+# typing's own name is True only to mypy: at run time a worker would pay ~3 ms to import typing (see laneway.worker)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +81,23 @@ class _Context:
             self._ctx.destroy(linger=0)
 
 
-# The records here are NamedTuples, not attrs classes: every worker process imports this
-# module, and attrs would add a few MB and milliseconds of start-up to each.
+# The records here are named tuples, not attrs classes: every worker process imports this
+# module, and attrs would add a few MB and milliseconds of start-up to each (typing.NamedTuple
+# ~3 ms: each class's annotations are mypy's view of its fields, the defaults are the tuple's).
 
 
-class CurveClient(NamedTuple):
+class CurveClient(namedtuple("CurveClient", ["server_public", "public", "secret"])):
     """Keys a worker needs to join a CurveZMQ pool (z85-encoded bytes)."""
 
+    __slots__ = ()
     server_public: bytes
     public: bytes
     secret: bytes
 
 
-class WorkerConfig(NamedTuple):
+class WorkerConfig(namedtuple("WorkerConfig", [
+        "endpoint", "worker_id", "token", "heartbeat_s", "parent_pid", "curve", "pool_timeout_s",
+        "handshake_timeout_s", "reply_path", "task_path"], defaults=["", b"", 0.5, None, None, 10.0, 30.0, "", ""])):
     """How one worker process connects and behaves.
 
     Attributes:
@@ -111,16 +120,17 @@ class WorkerConfig(NamedTuple):
             :mod:`laneway.worker.wire`). Empty: tasks come over ZeroMQ only.
     """
 
+    __slots__ = ()
     endpoint: str
-    worker_id: str = ""
-    token: bytes = b""
-    heartbeat_s: float = 0.5
-    parent_pid: int | None = None
-    curve: CurveClient | None = None
-    pool_timeout_s: float = 10.0
-    handshake_timeout_s: float = 30.0
-    reply_path: str = ""
-    task_path: str = ""
+    worker_id: str
+    token: bytes
+    heartbeat_s: float
+    parent_pid: int | None
+    curve: CurveClient | None
+    pool_timeout_s: float
+    handshake_timeout_s: float
+    reply_path: str
+    task_path: str
 
     @property
     def remote(self) -> bool:

@@ -274,6 +274,18 @@ def test_the_worker_module_a_local_worker_preloads_does_not_load_zeromq():
     assert seen == [], f"a worker's module loaded {seen} before its first task"
 
 
+@pytest.mark.timeout(120)
+def test_the_worker_module_loads_no_typing():
+    # ~3 ms of every worker's start: its modules name typing's types for mypy only.
+    seen = _run("""
+        import json, sys
+        from multiprocessing import process, spawn
+        import laneway.worker._process
+        print(json.dumps("typing" in sys.modules))
+    """)
+    assert seen is False, "a worker's module loaded typing"
+
+
 @pytest.mark.timeout(60)
 def test_a_local_worker_says_hello_beats_runs_batches_and_stops_without_connecting_over_zeromq(tmp_path):
     with bare_worker(tmp_path, heartbeat_s=0.05) as w:
