@@ -3,7 +3,7 @@
 A pool worker imports only this package (no actors, no rich, no observe, not even
 ``typing``: the modules it loads, and ``laneway`` and ``laneway.errors``, set
 ``TYPE_CHECKING = False`` themselves, which mypy reads as true, and their records are plain
-named tuples; typing would cost each worker ~3 ms), so it starts fast and stays small:
+named tuples (:mod:`laneway.worker._record`); typing would cost each worker ~3 ms), so it starts fast and stays small:
 the task runner with its function cache, the codec (cloudpickle, remote errors), the ZeroMQ
 message kinds (:mod:`laneway.worker.wire`), CurveZMQ keys, and the worker's main loop. The pool (``laneway.pool``) is the
 other end: it imports these names; nothing here imports the pool.

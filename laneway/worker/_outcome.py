@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections import namedtuple
+# True to mypy only: a worker imports this module, and typing would cost it ~3 ms (see laneway.worker._record)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple as Record
+else:
+    from laneway.worker._record import Record
 
 
-class TaskOutcome(namedtuple("TaskOutcome", ["task_id", "ok", "data", "plain"], defaults=[False])):
+class TaskOutcome(Record):
     """What a worker reports for one task.
 
     A frozen record like laneway's others, but a named tuple rather than an ``attrs``
     class: worker processes import this module, and ``attrs`` would add a few MB and
-    milliseconds of start-up to every one of them (``typing.NamedTuple``, ~3 ms: the
-    annotations below are mypy's view of the fields).
+    milliseconds of start-up to every one of them (and ``typing``, ~3 ms: see
+    :mod:`laneway.worker._record`).
 
     Attributes:
         task_id: the :attr:`TaskWire.task_id` it answers.
@@ -21,8 +26,7 @@ class TaskOutcome(namedtuple("TaskOutcome", ["task_id", "ok", "data", "plain"], 
             unpickling runs no user code, so the pool may decode it on its I/O thread.
     """
 
-    __slots__ = ()
     task_id: int
     ok: bool
     data: bytes
-    plain: bool
+    plain: bool = False

@@ -25,7 +25,6 @@ import socket
 import sys
 import threading
 import time
-from collections import namedtuple
 
 from laneway.worker import wire
 from laneway.worker._runner import TaskRunner
@@ -34,6 +33,9 @@ from laneway.worker._runner import TaskRunner
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+    from typing import NamedTuple as Record
+else:
+    from laneway.worker._record import Record
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +84,19 @@ class _Context:
 
 
 # The records here are named tuples, not attrs classes: every worker process imports this
-# module, and attrs would add a few MB and milliseconds of start-up to each (typing.NamedTuple
-# ~3 ms: each class's annotations are mypy's view of its fields, the defaults are the tuple's).
+# module, and attrs would add a few MB and milliseconds of start-up to each (typing.NamedTuple's
+# import ~3 ms: see laneway.worker._record).
 
 
-class CurveClient(namedtuple("CurveClient", ["server_public", "public", "secret"])):
+class CurveClient(Record):
     """Keys a worker needs to join a CurveZMQ pool (z85-encoded bytes)."""
 
-    __slots__ = ()
     server_public: bytes
     public: bytes
     secret: bytes
 
 
-class WorkerConfig(namedtuple("WorkerConfig", [
-        "endpoint", "worker_id", "token", "heartbeat_s", "parent_pid", "curve", "pool_timeout_s",
-        "handshake_timeout_s", "reply_path", "task_path"], defaults=["", b"", 0.5, None, None, 10.0, 30.0, "", ""])):
+class WorkerConfig(Record):
     """How one worker process connects and behaves.
 
     Attributes:
@@ -120,17 +119,16 @@ class WorkerConfig(namedtuple("WorkerConfig", [
             :mod:`laneway.worker.wire`). Empty: tasks come over ZeroMQ only.
     """
 
-    __slots__ = ()
     endpoint: str
-    worker_id: str
-    token: bytes
-    heartbeat_s: float
-    parent_pid: int | None
-    curve: CurveClient | None
-    pool_timeout_s: float
-    handshake_timeout_s: float
-    reply_path: str
-    task_path: str
+    worker_id: str = ""
+    token: bytes = b""
+    heartbeat_s: float = 0.5
+    parent_pid: int | None = None
+    curve: CurveClient | None = None
+    pool_timeout_s: float = 10.0
+    handshake_timeout_s: float = 30.0
+    reply_path: str = ""
+    task_path: str = ""
 
     @property
     def remote(self) -> bool:
