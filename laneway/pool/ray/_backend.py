@@ -116,12 +116,13 @@ class _Slot:
     handles answers and sends the batches that follow. The rest is the loop thread's.
     """
 
-    __slots__ = ("wid", "handle", "ledger", "seq", "outbox", "calls", "drain", "reason", "error", "dead",
+    __slots__ = ("wid", "handle", "run", "ledger", "seq", "outbox", "calls", "drain", "reason", "error", "dead",
                  "timer", "gone", "pidfd")
 
     def __init__(self, wid: str, handle: Any) -> None:
         self.wid = wid
         self.handle = handle
+        self.run = handle.run  # the bound actor method, looked up once (each lookup makes a new one)
         self.ledger = ShipLedger()
         self.seq = 0  # next batch number; the actor serves them strictly in order
         self.outbox: list[TaskRow] = []  # assigned, waiting for a free call
@@ -470,7 +471,7 @@ class RayBackend(Backend):
             batch = _batch(rows, slot.ledger)
             seq = self._next_seq(slot)
             try:
-                ref = slot.handle.run.remote(pickle.dumps((seq, batch), PROTOCOL))
+                ref = slot.run.remote(pickle.dumps((seq, batch), PROTOCOL))
             except Exception as exc:  # the actor is unusable: nothing more leaves; the loop kills it
                 slot.error = exc
                 self._post(self._fail, slot, exc)
