@@ -70,7 +70,6 @@ import contextlib
 import logging
 import os
 import pickle
-import re
 import signal
 import threading
 import time
@@ -79,6 +78,7 @@ from typing import Any, Callable
 from laneway.errors import ConfigError, PoolError
 from laneway.core import acquire_ray, ray_client_mode, release_ray
 from laneway.pool._backend import Backend, TaskRow, WorkerHub
+from laneway.pool.ray._calls import Call, batch_rows, describe_actor_error
 from laneway.pool.ray._loop import LoopThreads
 from laneway.pool.ray._replies import Entry, Replies
 from laneway.worker import ShipLedger
@@ -95,17 +95,6 @@ _OWNED_OPTIONS = {"max_restarts": 0, "max_task_retries": 0}
 _CONCURRENCY = {"concurrency_groups": {"control": 3}}
 #: Batches and answers cross Ray as one pickle each (the worker actor's ``PROTOCOL``).
 PROTOCOL = pickle.HIGHEST_PROTOCOL
-
-
-class _Call:
-    """One batch call in flight: its batch number, and Ray's answer once it came (under ``Replies.lock``)."""
-
-    __slots__ = ("seq", "answer", "arrived")
-
-    def __init__(self, seq: int) -> None:
-        self.seq = seq
-        self.answer: Any = None  # the pickled WireAnswer, or the RayError the call failed with
-        self.arrived = False
 
 
 class _Slot:
@@ -126,7 +115,7 @@ class _Slot:
         self.ledger = ShipLedger()
         self.seq = 0  # next batch number; the actor serves them strictly in order
         self.outbox: list[TaskRow] = []  # assigned, waiting for a free call
-        self.calls: collections.deque[_Call] = collections.deque()  # batch calls in flight, in send order
+        self.calls: collections.deque[Call] = collections.deque()  # batch calls in flight, in send order
         self.drain: asyncio.Future[None] | None = None  # a dead worker's end waits on it for its last answers
         self.reason: str | None = None  # why we stopped or killed it (None: it died on its own)
         self.error: BaseException | None = None
@@ -468,7 +457,7 @@ class RayBackend(Backend):
         while (slot.outbox and len(slot.calls) < max_calls and slot.reason is None and not slot.dead
                and slot.error is None):
             rows, slot.outbox = slot.outbox[:size], slot.outbox[size:]
-            batch = _batch(rows, slot.ledger)
+            batch = batch_rows(rows, slot.ledger)
             seq = self._next_seq(slot)
             try:
                 ref = slot.run.remote(pickle.dumps((seq, batch), PROTOCOL))
@@ -476,11 +465,11 @@ class RayBackend(Backend):
                 slot.error = exc
                 self._post(self._fail, slot, exc)
                 return
-            call = _Call(seq)
+            call = Call(seq)
             slot.calls.append(call)
             self._expect(slot, call, ref)
 
-    def _expect(self, slot: _Slot, call: _Call, ref: Any) -> None:
+    def _expect(self, slot: _Slot, call: Call, ref: Any) -> None:
         """(Under the lock) Have Ray's answer to ``call`` handled by the reply thread (see ``_replies``)."""
         self._replies.expect(ref, slot, call)  # type: ignore[union-attr]  # open() made it
 
@@ -508,7 +497,7 @@ class RayBackend(Backend):
         seq, slot.seq = slot.seq, slot.seq + 1
         return seq
 
-    def _arrived(self, slot: _Slot, call: _Call, answer: Any) -> None:
+    def _arrived(self, slot: _Slot, call: Call, answer: Any) -> None:
         """(Under the lock) Report the answers at the head of ``slot``'s calls, in the order the calls were sent."""
         call.answer, call.arrived = answer, True
         calls, hub, wid = slot.calls, self._hub, slot.wid
@@ -565,60 +554,6 @@ class RayBackend(Backend):
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _batch(rows: list[TaskRow], ledger: ShipLedger) -> list[tuple[int, bytes, bytes, bytes | tuple]]:
-    """One call's tasks as :data:`~laneway.pool.ray._actor.WireTask` tuples, each function's bytes shipped once.
-
-    A run of tasks of one function asks the ledger once: the rest of the run would only
-    move the same digest to the same end of its LRU. No buffers: the backend is not
-    ``out_of_band``, so every task's arguments are in band.
-
-    Example:
-        >>> ledger = ShipLedger()
-        >>> _batch([(1, b"d", b"code", (1,), ()), (2, b"d", b"code", (2,), ())], ledger)
-        [(1, b'd', b'code', (1,)), (2, b'd', b'', (2,))]
-        >>> _batch([(3, b"d", b"code", (3,), ())], ledger)
-        [(3, b'd', b'', (3,))]
-    """
-    to_send = ledger.to_send
-    batch = []
-    last = None
-    for tid, digest, fn_bytes, args, _ in rows:
-        if digest != last:
-            batch.append((tid, digest, to_send(digest, fn_bytes), args))
-            last = digest
-        else:
-            batch.append((tid, digest, b"", args))
-    return batch
-
-
-def describe_actor_error(exc: BaseException) -> str:
-    """Short text for why a Ray actor call failed, for ``worker_lost`` reasons and dead letters.
-
-    Example:
-        >>> describe_actor_error(RuntimeError("The actor died because its node has died. Node Id: 1404b2439104"))
-        'its node has died (node 1404b243)'
-        >>> describe_actor_error(RuntimeError("boom\\nmore"))
-        'RuntimeError: boom'
-    """
-    text = " ".join(str(exc).split())
-    cause = _CAUSE.search(text)
-    if cause is None:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    extra = []
-    if detail := _DETAIL.search(text):
-        extra.append(detail.group(1))
-    if node := _NODE.search(text):
-        extra.append(f"node {node.group(1)}")
-    return cause.group(1) + (f" ({'; '.join(extra)})" if extra else "")
-
-
-# Ray words an actor's death as "... is dead because <cause>. ... Worker exit detail: <detail>. ... Node Id: <id>".
-_CAUSE = re.compile(r"(?:is dead|died) because (.+?)\.(?:\s|$)")
-_DETAIL = re.compile(r"Worker exit detail: (.+?)\.(?:\s|$)")
-_NODE = re.compile(r"Node Id: ([0-9a-f]{8})")
 
 
 def _pidfd(pid: int) -> int | None:
