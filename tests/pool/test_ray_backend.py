@@ -366,3 +366,46 @@ def test_a_ready_batch_leaves_before_the_outcomes_of_the_call_it_replaces_are_re
     assert [f.get(timeout=60) for f in [pool.submit(inc, i) for i in range(400)]] == list(range(1, 401))
     # Reported only after the next batch left, the answered call's place is taken again: both calls in flight.
     assert max(unanswered) == 2, unanswered
+
+
+# --- answers: taken by the thread that waits for them ----------------------------------------
+
+
+def test_answers_are_taken_by_the_thread_waiting_in_ray_wait_not_handed_over_from_ray_s_callback_thread(
+        orch, monkeypatch):
+    import threading
+
+    from laneway.pool.ray import _backend
+
+    pool = orch.start_pool(backend="ray", workers=1)
+    assert pool.wait_ready(1, timeout=60)
+    takers: collections.Counter[str] = collections.Counter()
+    arrived = _backend.RayBackend._arrived
+
+    def recorded(self, slot, call, answer):
+        takers[threading.current_thread().name.partition(":")[0]] += 1
+        arrived(self, slot, call, answer)
+
+    monkeypatch.setattr(_backend.RayBackend, "_arrived", recorded)
+    assert [f.get(timeout=60) for f in [pool.submit(inc, i) for i in range(2000)]] == list(range(1, 2001))
+    # A completion callback runs on Ray's own I/O thread, which then waits for the GIL (moving no Ray
+    # traffic meanwhile) and hands the answer to the loop: a second hop before the next batch can leave.
+    # Only a call sent while the reply thread already waited on others comes that way (see the next test).
+    assert takers["laneway-ray-replies"] > sum(takers.values()) / 2, takers
+
+
+def test_a_call_sent_while_the_reply_thread_waits_on_a_long_one_is_answered_without_waiting_for_it(
+        orch, monkeypatch, tmp_path):
+    from laneway.pool.ray import _replies
+
+    monkeypatch.setattr(_replies, "WAIT_S", 600.0)  # the reply thread's wait now ends only with an answer
+    pool = orch.start_pool(backend="ray", workers=2, assignment="least_busy")
+    assert pool.wait_ready(2, timeout=60)
+    gate = str(tmp_path / "gate")
+    long = pool.submit(wait_for_file, gate)
+    wait_until(lambda: long.running() and pool.backend._replies._waiting, what="the reply thread to wait on the call")
+    quick = pool.submit(inc, 1)  # to the other worker; not among the calls the reply thread waits on
+    assert quick.get(timeout=60) == 2
+    assert not long.done()
+    open(gate, "w").close()
+    assert long.get(timeout=60) == "opened"

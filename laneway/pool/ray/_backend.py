@@ -8,7 +8,7 @@ in the pool; this module only moves tasks and notices deaths. Ray's own actor
 restarts and task retries are switched off so they never double up with
 laneway's supervisor.
 
-How it works, in one event loop thread:
+How it works, in one event loop thread and one reply thread:
 
 * ``start_worker`` creates the actor and one *watch* call chain: ``hello`` (the
   worker is ready: pid, host, node), then ``beat`` calls forever (memory and CPU
@@ -36,11 +36,15 @@ How it works, in one event loop thread:
   outcomes travel as the ZeroMQ wire's rows (``laneway.worker.wire``): small
   scalar arguments and results ride as themselves inside the call's one
   pickle, so a tiny task costs no pickle of its own at either end.
-* Answers reach the loop in one hop from Ray's callback thread (answers that
-  come while the loop is busy share it), and their outcomes go to the pool
-  (``hub.results_rows``, which never blocks) straight from the loop; every other report goes through one reporter thread, in order, so
-  no pool callback (which may run user code) ever stalls Ray I/O, and a
-  worker's last results always reach the pool before its ``worker_lost``.
+* Answers are collected by a reply thread blocked in ``ray.wait``, as a raw Ray
+  driver collects them (:mod:`laneway.pool.ray._replies`): Ray's own I/O thread
+  never waits for the GIL to hand an answer over, and no second thread hop sits
+  between an answer and the batch that follows it. That thread reports the
+  outcomes (``hub.results_rows``, which never blocks) and sends the next batches,
+  under the lock that guards the batch state (the loop sends too: tasks the pool
+  assigns after a submit). Every other report goes through one reporter thread,
+  in order, so no pool callback (which may run user code) ever stalls Ray I/O,
+  and a worker's last results always reach the pool before its ``worker_lost``.
 
 Sizing: a pool asking for more workers than the cluster has room for (its
 ``CPU`` resources divided by ``worker_cpus``, read when the pool starts) is
@@ -66,7 +70,6 @@ import contextlib
 import logging
 import os
 import pickle
-import re
 import signal
 import threading
 import time
@@ -75,7 +78,9 @@ from typing import Any, Callable
 from laneway.errors import ConfigError, PoolError
 from laneway.core import acquire_ray, ray_client_mode, release_ray
 from laneway.pool._backend import Backend, TaskRow, WorkerHub
+from laneway.pool.ray._calls import Call, batch_rows, describe_actor_error
 from laneway.pool.ray._loop import LoopThreads
+from laneway.pool.ray._replies import Entry, Replies
 from laneway.worker import ShipLedger
 
 log = logging.getLogger(__name__)
@@ -92,32 +97,26 @@ _CONCURRENCY = {"concurrency_groups": {"control": 3}}
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-class _Call:
-    """One batch call in flight: its batch number, and Ray's answer once it came (loop thread only)."""
-
-    __slots__ = ("seq", "answer", "arrived")
-
-    def __init__(self, seq: int) -> None:
-        self.seq = seq
-        self.answer: Any = None  # the pickled WireAnswer, or the RayError the call failed with
-        self.arrived = False
-
-
 class _Slot:
-    """The backend's state for one worker incarnation (touched only on the loop thread)."""
+    """The backend's state for one worker incarnation.
 
-    __slots__ = ("wid", "handle", "ledger", "seq", "outbox", "calls", "drained", "reason", "error", "dead",
+    Its batch state (``ledger``, ``seq``, ``outbox``, ``calls``, ``drain``) is guarded by
+    ``Replies.lock``: the loop thread sends the tasks the pool assigns, the reply thread
+    handles answers and sends the batches that follow. The rest is the loop thread's.
+    """
+
+    __slots__ = ("wid", "handle", "run", "ledger", "seq", "outbox", "calls", "drain", "reason", "error", "dead",
                  "timer", "gone", "pidfd")
 
     def __init__(self, wid: str, handle: Any) -> None:
         self.wid = wid
         self.handle = handle
+        self.run = handle.run  # the bound actor method, looked up once (each lookup makes a new one)
         self.ledger = ShipLedger()
         self.seq = 0  # next batch number; the actor serves them strictly in order
         self.outbox: list[TaskRow] = []  # assigned, waiting for a free call
-        self.calls: collections.deque[_Call] = collections.deque()  # batch calls in flight, in send order
-        self.drained = asyncio.Event()  # set while no call is in flight
-        self.drained.set()
+        self.calls: collections.deque[Call] = collections.deque()  # batch calls in flight, in send order
+        self.drain: asyncio.Future[None] | None = None  # a dead worker's end waits on it for its last answers
         self.reason: str | None = None  # why we stopped or killed it (None: it died on its own)
         self.error: BaseException | None = None
         self.dead = False
@@ -201,10 +200,8 @@ class RayBackend(Backend):
         self._slots: dict[str, _Slot] = {}
         self._closed = False
         self._wake_pending = False
-        # Answers on their way from Ray's callback thread to the loop, in arrival order: the thread
-        # posts a drain only when none is pending, so a burst of answers costs one loop wake-up.
-        self._answers: collections.deque[tuple[_Slot, _Call, Any]] = collections.deque()
-        self._answers_posted = False
+        self._replies: Replies | None = None
+        self._dispatch_due = False  # the pool woke the backend from the reply thread (under Replies.lock)
         self._threads: LoopThreads | None = None
         self._loop_ident = -1  # the loop thread's ident, once open
         self._capacity_text = ""
@@ -226,6 +223,8 @@ class RayBackend(Backend):
         self._loop = self._threads.loop
         self._post, self._report = self._threads.post, self._threads.report
         self._loop_ident = self._threads.call(threading.get_ident)
+        self._replies = Replies(ray, getattr(hub, "name", "pool"), self._answered, self._rescue)
+        self._lock = self._replies.lock
 
     def close(self, timeout: float) -> None:
         """Kill any actor still alive, stop the threads, and shut Ray down if laneway started it."""
@@ -241,6 +240,8 @@ class RayBackend(Backend):
                 log.warning("Ray worker %s still not confirmed dead at close", slot.wid)
         self._closed = True
         self._threads.stop()
+        if self._replies is not None and not self._replies.close(timeout):
+            log.warning("the Ray reply thread did not end within %ss", timeout)
         if self._owns_session:
             release_ray()
 
@@ -290,6 +291,10 @@ class RayBackend(Backend):
 
     def wake(self) -> None:
         """Schedule a dispatch on the loop thread (coalesced: one pending at a time)."""
+        if self._replies is not None and threading.get_ident() == self._replies.ident:
+            # results_rows() on the reply thread, under the lock: it dispatches once its answers are handled
+            self._dispatch_due = True
+            return
         if not self._wake_pending and not self._closed and self._threads is not None:
             self._wake_pending = True
             if threading.get_ident() == self._loop_ident:  # results() on the loop: no need to wake it
@@ -313,21 +318,27 @@ class RayBackend(Backend):
         slot = self._slots.get(wid)
         if slot is None:
             return None  # already gone, and reported
-        self._pump(slot, float("inf"))  # whatever is still assigned runs before the stop
-        if slot.reason is None:
-            slot.reason = "stopped"
-        try:
-            slot.handle.stop.remote(self._next_seq(slot))
-        except Exception as exc:
-            self._fail(slot, exc)
+        with self._lock:
+            self._pump(slot, float("inf"))  # whatever is still assigned runs before the stop
+            if slot.reason is None:
+                slot.reason = "stopped"
+            try:
+                slot.handle.stop.remote(self._next_seq(slot))
+            except Exception as exc:
+                failed: BaseException | None = exc
+            else:
+                failed = None
+        if failed is not None:
+            self._fail(slot, failed)
         return slot
 
     def _kill(self, wid: str, reason: str) -> None:
         slot = self._slots.get(wid)
         if slot is None or slot.dead:
             return
-        if slot.reason in (None, "stopped"):
-            slot.reason = reason
+        with self._lock:  # no batch leaves after this
+            if slot.reason in (None, "stopped"):
+                slot.reason = reason
         log.info("killing Ray worker %s: %s", wid, reason)
         try:
             self._ray.kill(slot.handle, no_restart=True)
@@ -372,11 +383,14 @@ class RayBackend(Backend):
     async def _finish(self, slot: _Slot) -> None:
         if slot.dead:
             return
-        slot.dead = True
+        with self._lock:
+            slot.dead = True
+            if slot.calls:  # results the actor sent before dying go first
+                slot.drain = self._loop.create_future()
         self._disarm(slot)
         self._slots.pop(slot.wid, None)
-        if slot.calls:  # results the actor sent before dying go first
-            await asyncio.wait({self._loop.create_task(slot.drained.wait())}, timeout=DRAIN_S)
+        if slot.drain is not None:
+            await asyncio.wait({slot.drain}, timeout=DRAIN_S)
         if slot.pidfd is not None:  # on this node we can see the process really end
             await self._exited(slot.pidfd, DRAIN_S)
             os.close(slot.pidfd)
@@ -423,67 +437,68 @@ class RayBackend(Backend):
 
     def _dispatch(self) -> None:
         self._wake_pending = False
+        with self._lock:
+            self._dispatch_locked()
+
+    def _dispatch_locked(self) -> None:
+        # Under the lock from assign to send: tasks assigned to a worker leave in the order assigned.
+        slots = self._slots
         while batches := self._hub.assign_rows():
             for wid, rows in batches:
-                slot = self._slots.get(wid)
+                slot = slots.get(wid)
                 if slot is None or slot.dead:
                     continue  # its worker_lost is reported (or on its way); the pool requeues the window
                 slot.outbox.extend(rows)
                 self._pump(slot, self.max_calls)
 
     def _pump(self, slot: _Slot, max_calls: float) -> None:
-        """Send what is assigned to ``slot`` while it has fewer than ``max_calls`` calls in flight."""
+        """(Under the lock) Send what is assigned to ``slot`` while it has fewer than ``max_calls`` calls in flight."""
         size = self.batch_size
-        while slot.outbox and len(slot.calls) < max_calls and slot.reason is None and not slot.dead:
+        while (slot.outbox and len(slot.calls) < max_calls and slot.reason is None and not slot.dead
+               and slot.error is None):
             rows, slot.outbox = slot.outbox[:size], slot.outbox[size:]
-            batch = _batch(rows, slot.ledger)
+            batch = batch_rows(rows, slot.ledger)
             seq = self._next_seq(slot)
             try:
-                ref = slot.handle.run.remote(pickle.dumps((seq, batch), PROTOCOL))
-            except Exception as exc:
-                self._fail(slot, exc)
+                ref = slot.run.remote(pickle.dumps((seq, batch), PROTOCOL))
+            except Exception as exc:  # the actor is unusable: nothing more leaves; the loop kills it
+                slot.error = exc
+                self._post(self._fail, slot, exc)
                 return
-            call = _Call(seq)
+            call = Call(seq)
             slot.calls.append(call)
             self._expect(slot, call, ref)
 
-    def _expect(self, slot: _Slot, call: _Call, ref: Any) -> None:
-        """Have Ray's answer to ``call`` handled on the loop, in send order.
+    def _expect(self, slot: _Slot, call: Call, ref: Any) -> None:
+        """(Under the lock) Have Ray's answer to ``call`` handled by the reply thread (see ``_replies``)."""
+        self._replies.expect(ref, slot, call)  # type: ignore[union-attr]  # open() made it
 
-        Ray calls back on a thread of its own; one hop to the loop from there is
-        all an answer costs (awaiting the ref would add a concurrent and an
-        asyncio future, chained, per call), and answers that come while the loop
-        is busy share that hop (:meth:`_take_answers`).
-        """
-        slot.drained.clear()
-        answers = self._answers
+    def _answered(self, entries: list[Entry]) -> None:
+        """(Under the lock) Answers Ray gave: report them, send the batches that follow, then dispatch."""
+        arrived = self._arrived
+        for slot, call, answer in entries:
+            arrived(slot, call, answer)
+        if self._dispatch_due:  # the pool has more for the workers whose windows these answers emptied
+            self._dispatch_due = False
+            self._dispatch_locked()
 
-        def answered(answer: Any) -> None:  # on Ray's callback thread
-            answers.append((slot, call, answer))
-            if not self._answers_posted:
-                self._answers_posted = True
-                try:
-                    self._loop.call_soon_threadsafe(self._take_answers)
-                except RuntimeError:  # the loop is closed: the backend is gone, and so is the pool
-                    pass
+    def _rescue(self, ref: Any, answer: Any) -> None:
+        """On Ray's callback thread: the answer to a call the reply thread was not waiting on; the loop takes it."""
+        self._post(self._rescued, ref, answer)
 
-        ref._on_completed(answered)
-
-    def _take_answers(self) -> None:
-        """Handle every answer Ray has called back with so far, in arrival order."""
-        # First: an answer appended from now on either is taken below or posts a drain of its own.
-        self._answers_posted = False
-        answers, arrived = self._answers, self._arrived
-        while answers:
-            arrived(*answers.popleft())
+    def _rescued(self, ref: Any, answer: Any) -> None:
+        with self._lock:
+            entry = self._replies.take(ref, answer)  # type: ignore[union-attr]  # open() made it
+            if entry is not None:
+                self._answered([entry])
 
     @staticmethod
     def _next_seq(slot: _Slot) -> int:
         seq, slot.seq = slot.seq, slot.seq + 1
         return seq
 
-    def _arrived(self, slot: _Slot, call: _Call, answer: Any) -> None:
-        """Report the answers at the head of ``slot``'s calls, in the order the calls were sent."""
+    def _arrived(self, slot: _Slot, call: Call, answer: Any) -> None:
+        """(Under the lock) Report the answers at the head of ``slot``'s calls, in the order the calls were sent."""
         call.answer, call.arrived = answer, True
         calls, hub, wid = slot.calls, self._hub, slot.wid
         while calls and calls[0].arrived:
@@ -505,9 +520,9 @@ class RayBackend(Backend):
                 # futures, assigning the tasks that refill the window).
                 self._pump(slot, self.max_calls)
             if chunk:
-                # Straight from the loop, as the ZeroMQ backend does from its I/O thread:
-                # results_rows() never blocks and runs no user code (it hands anything that
-                # might to the pool's results thread).
+                # Straight from the thread that took the answer, as the ZeroMQ backend does from its
+                # I/O thread: results_rows() never blocks and runs no user code (it hands anything
+                # that might to the pool's results thread).
                 hub.results_rows(wid, chunk, busy)
             if not over:  # the batch runs on in the actor: long-poll its next outcomes
                 head.arrived = False
@@ -517,68 +532,28 @@ class RayBackend(Backend):
                     self._abandon(slot, exc)
                 return
         if not calls:
-            slot.drained.set()
+            self._drained(slot)
         self._pump(slot, self.max_calls)
 
     def _abandon(self, slot: _Slot, exc: BaseException) -> None:
-        """A call failed: the calls after it can hold nothing; the worker is done for."""
+        """(Under the lock) A call failed: the calls after it can hold nothing; the worker is done for."""
         slot.calls.clear()
-        slot.drained.set()
-        self._fail(slot, exc)
+        self._drained(slot)
+        if slot.error is None:
+            slot.error = exc  # no batch leaves from now on
+        self._post(self._fail, slot, exc)
+
+    def _drained(self, slot: _Slot) -> None:
+        """(Under the lock) No call of ``slot``'s is in flight: a dead worker's end need not wait any longer."""
+        drain = slot.drain
+        if drain is not None:
+            slot.drain = None
+            self._post(_resolve, drain)
 
 
-def _batch(rows: list[TaskRow], ledger: ShipLedger) -> list[tuple[int, bytes, bytes, bytes | tuple]]:
-    """One call's tasks as :data:`~laneway.pool.ray._actor.WireTask` tuples, each function's bytes shipped once.
-
-    A run of tasks of one function asks the ledger once: the rest of the run would only
-    move the same digest to the same end of its LRU. No buffers: the backend is not
-    ``out_of_band``, so every task's arguments are in band.
-
-    Example:
-        >>> ledger = ShipLedger()
-        >>> _batch([(1, b"d", b"code", (1,), ()), (2, b"d", b"code", (2,), ())], ledger)
-        [(1, b'd', b'code', (1,)), (2, b'd', b'', (2,))]
-        >>> _batch([(3, b"d", b"code", (3,), ())], ledger)
-        [(3, b'd', b'', (3,))]
-    """
-    to_send = ledger.to_send
-    batch = []
-    last = None
-    for tid, digest, fn_bytes, args, _ in rows:
-        if digest != last:
-            batch.append((tid, digest, to_send(digest, fn_bytes), args))
-            last = digest
-        else:
-            batch.append((tid, digest, b"", args))
-    return batch
-
-
-def describe_actor_error(exc: BaseException) -> str:
-    """Short text for why a Ray actor call failed, for ``worker_lost`` reasons and dead letters.
-
-    Example:
-        >>> describe_actor_error(RuntimeError("The actor died because its node has died. Node Id: 1404b2439104"))
-        'its node has died (node 1404b243)'
-        >>> describe_actor_error(RuntimeError("boom\\nmore"))
-        'RuntimeError: boom'
-    """
-    text = " ".join(str(exc).split())
-    cause = _CAUSE.search(text)
-    if cause is None:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    extra = []
-    if detail := _DETAIL.search(text):
-        extra.append(detail.group(1))
-    if node := _NODE.search(text):
-        extra.append(f"node {node.group(1)}")
-    return cause.group(1) + (f" ({'; '.join(extra)})" if extra else "")
-
-
-# Ray words an actor's death as "... is dead because <cause>. ... Worker exit detail: <detail>. ... Node Id: <id>".
-_CAUSE = re.compile(r"(?:is dead|died) because (.+?)\.(?:\s|$)")
-_DETAIL = re.compile(r"Worker exit detail: (.+?)\.(?:\s|$)")
-_NODE = re.compile(r"Node Id: ([0-9a-f]{8})")
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _pidfd(pid: int) -> int | None:
