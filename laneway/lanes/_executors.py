@@ -160,7 +160,9 @@ class Executors:
         else:
             cmd = run.cmd
             heapq.heappush(self._ready, (cmd.lane.config.priority, cmd.level, next(self._arrivals), run))
-            if not self._pulling:
+            # Not when a thread in a fast tool is back soon and the fallback watches it: _wake_locked
+            # would wake nobody then (two frames less per run queued behind a burst's fast batches).
+            if not self._pulling and not (self._fast and self._fallback_armed):
                 self._wake_locked()
 
     def _push_ready(self, run: Run) -> None:
@@ -172,7 +174,7 @@ class Executors:
     def _run_batch(self, batch: collections.deque[Run]) -> list[tuple[Run, bool, Any, float]]:
         """Run the sync tools of ``batch`` in turn (without the lock): ``(run, ok, value, seconds)`` each."""
         outcomes: list[tuple[Run, bool, Any, float]] = []
-        perf_counter, token_var, announce = time.perf_counter, current_token_var, self._announce
+        perf_counter, token_var, announce, tool_s = time.perf_counter, current_token_var, self._announce, self._tool_s
         # Asked once per batch, not per run: a listener added meanwhile hears from the next batch on.
         everyone = self._announcing is None or self._announcing()
         # One clock reading per run: each run's end is the next one's start (read again after an
@@ -191,14 +193,13 @@ class Executors:
                     log.exception("lanes: announcing command %s failed", cmd.id)
                 began = perf_counter()
             spec = cmd.spec
-            token = run if type(run) is Run else run.token  # a Run is its own token: no property frame
             ok: bool
             value: Any
-            if token._cancelled:  # the field, not the property: one call less per run
+            if run._cancelled:  # a Run is its own token; the field, not the property: one call less per run
                 ok, value = False, _cancelled_error(run)
             else:
-                kwargs = {**cmd.params, "cancel_token": token} if spec.takes_token else cmd.params
-                mark = token_var.set(token)  # the ContextVar itself, not the helper: one call less per run
+                kwargs = {**cmd.params, "cancel_token": run} if spec.takes_token else cmd.params
+                mark = token_var.set(run)  # the ContextVar itself, not the helper: one call less per run
                 try:
                     ok, value = True, spec.fn(**kwargs)
                 except Exception as exc:
@@ -206,8 +207,15 @@ class Executors:
                 finally:
                     token_var.reset(mark)
             ended = perf_counter()
-            outcomes.append((run, ok, value, ended - began))
+            seconds = ended - began
+            outcomes.append((run, ok, value, seconds))
             began = ended
+            # The tool's moving average of real run time (what makes it "fast"), here where its spec is at
+            # hand; without the lock: a dict item is set atomically, and two threads' updates racing only
+            # skew an estimate that is a hint, never a limit.
+            name = spec.name
+            prev = tool_s.get(name)
+            tool_s[name] = seconds if prev is None else prev + _EWMA_ALPHA * (seconds - prev)
         return outcomes
 
     # threads ------------------------------------------------------------------
@@ -316,7 +324,7 @@ class Executors:
     def _work(self) -> None:
         box, lock = self._box, self._lock
         end_runs_locked, dispatch_locked = self._end_runs_locked, self._dispatch_locked
-        run_batch, tool_s, fast = self._run_batch, self._tool_s, self._fast
+        run_batch, fast = self._run_batch, self._fast
         ready, idle = self._ready, self._idle  # never rebound
         worker = _Worker()
         with box:
@@ -348,10 +356,6 @@ class Executors:
                     self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
                     try:
                         end_runs_locked(outcomes)  # first: it wakes the callers that wait on these runs
-                        for run, _, _, seconds in outcomes:
-                            name = run.cmd.spec.name
-                            prev = tool_s.get(name)
-                            tool_s[name] = seconds if prev is None else prev + _EWMA_ALPHA * (seconds - prev)
                         if not ready and not self._stopping:
                             self._sink = worker.batch
                         try:

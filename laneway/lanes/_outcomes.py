@@ -82,6 +82,8 @@ class Outcomes:
         core = self._core
         now = core.now()  # one reading for the batch: its runs ended within microseconds of each other
         add = core.box.add
+        # Asked once per batch, as the executor asks whether anyone hears of starts.
+        tell = core.events.active and core.events.wants("queue.command.completed")
         for run, ok, value, _ in outcomes:
             try:
                 run.ended = True
@@ -153,7 +155,7 @@ class Outcomes:
                         # frame), after the lock, then the gate.
                         add(partial(settle_unarmed, future, value))
                         add(gate.release)
-                if core.events.active and core.events.wants("queue.command.completed"):
+                if tell:
                     core.emit("queue.command.completed", lane.name, command_id=cmd.id, caller=cmd.caller,
                               tool=cmd.spec.name, latency_s=latency, run_s=now - run.started_at, attempts=cmd.attempts)
                 if cmd.timers or cmd.group is not None or core.quiet_waiters:

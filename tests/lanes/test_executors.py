@@ -8,14 +8,15 @@ from typing import Any, Callable
 
 import pytest
 
-from laneway.core import CancellationToken, Outbox
+from laneway.core import Outbox
+from laneway.lanes._command import Run
 from laneway.lanes._executors import Executors
 
 from tests.lanes.support import WAIT
 
 
 class Harness:
-    """Executors with recording callbacks and stand-in runs (only what the sync path reads)."""
+    """Executors with recording callbacks and runs of stand-in commands (only what the sync path reads)."""
 
     def __init__(self, fn: Callable[..., Any], announce: Callable[[Any], None] = lambda run: None) -> None:
         self.box = Outbox("test-executors")
@@ -34,7 +35,7 @@ class Harness:
     def run(self, tag: str, lane_priority: int, level: int = 2) -> Any:
         lane = SimpleNamespace(config=SimpleNamespace(priority=lane_priority), name=f"lane{lane_priority}")
         cmd = SimpleNamespace(id=tag, spec=self.spec, params={"tag": tag}, lane=lane, level=level)
-        return SimpleNamespace(cmd=cmd, token=CancellationToken(), ended=False)
+        return Run(cmd, 1, 0.0)  # type: ignore[arg-type]  # a stand-in command
 
     def _end(self, outcomes: list[tuple[Any, bool, Any, float]]) -> None:
         with self.cond:
