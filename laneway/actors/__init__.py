@@ -33,11 +33,11 @@ from laneway.actors._specs import (
     Strategy,
     StrategyKind,
 )
-from laneway.core import DaemonThreads, LoopThread
 from laneway.actors._supervisor import Supervisor, SupervisorRef, supervisor_spec
-from laneway.actors._function_actor import FunctionActor, FunctionRef, function_actor
 
 if TYPE_CHECKING:
+    from laneway.actors._function_actor import FunctionActor, FunctionRef, function_actor
+    from laneway.core import DaemonThreads, LoopThread
     from laneway.actors._proc_remote import ActorHostInfo, RemoteActorHosts
     from laneway.actors._remote_host import ActorHostConfig, run_actor_host
 
@@ -47,6 +47,16 @@ _REMOTE = {"ActorHostInfo": "_proc_remote", "RemoteActorHosts": "_proc_remote",
 
 
 def __getattr__(name: str) -> Any:
+    # Function actors and the loop threads are not needed to start a system or a pool: they load
+    # on first use too, as do the kernel's names they come from (see laneway.core).
+    if name in ("FunctionActor", "FunctionRef", "function_actor"):
+        from laneway.actors import _function_actor
+
+        return getattr(_function_actor, name)
+    if name in ("DaemonThreads", "LoopThread"):
+        import laneway.core
+
+        return getattr(laneway.core, name)
     module = _REMOTE.get(name)
     if module is None:
         raise AttributeError(f"module 'laneway.actors' has no attribute {name!r}")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import attrs
 
 from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, _RefCell
-from laneway.core import Clock, MonotonicClock, release_ray
+from laneway.core import Clock, MonotonicClock
 from laneway.core import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterQueue
 from laneway.actors._specs import ChildSpec, Placement, Strategy, check_placement
 from laneway.actors._supervisor import Supervisor, SupervisorRef
@@ -397,6 +397,8 @@ class ActorSystem:
         if self._remote is not None:
             _shutdown_step(errors, "remote actor hosts", self._remote.close, per_step)
         if self._owns_ray:  # our share of the Ray connection laneway opened; the program's own stays
+            from laneway.core import release_ray
+
             _shutdown_step(errors, "ray", release_ray)
         self.clock.close()
         if self.store is not None and self._owns_store:
