@@ -19,12 +19,12 @@ import attrs
 from laneway.core import Clock, MonotonicClock
 from laneway.core import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterQueue
 from laneway.actors._specs import ChildSpec, Placement, Strategy, check_placement
-from laneway.store import open_store
 from laneway.errors import ActorNotFound, ActorStartError, ConfigError, NameTaken, SystemShutdown
 from laneway.core import EventBus
 
 if TYPE_CHECKING:
     from laneway.actors._actor import Actor, ActorRef, Exit, _RefCell
+    from laneway.store import Store
     from laneway.actors._supervisor import SupervisorRef
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,11 @@ class ActorSystem:
         self.shutdown_timeout = shutdown_timeout
         self.events = EventBus(self.clock.now)
         self._owns_store = isinstance(store, (str, os.PathLike))
-        self.store = open_store(store)
+        self.store: Store | None = None
+        if store is not None:  # in memory, no store module loads: a program that only runs a pool never needs one
+            from laneway.store import open_store
+
+            self.store = open_store(store)
         self.dead_letters = DeadLetterQueue(self.store, self.events, capacity=dead_letter_capacity)
         self._lock = threading.RLock()
         self._names: dict[str, ActorRef] = {}

@@ -183,11 +183,12 @@ def test_the_first_worker_starts_before_the_parent_loads_actors_and_pykka():
     assert not late, f"the parent loaded {sorted(late)} before it launched the pool's first worker"
 
 
-#: The kernel's and the store's modules that neither an actor system nor a pool needs: progress
-#: streams, retry policies, cancellation, the outbox, loop threads, Ray, function actors, PostgreSQL.
+#: What neither an actor system nor a pool needs: the kernel's progress streams, retry policies,
+#: cancellation, outbox, loop threads and Ray session, function actors, and (without a store) any store.
 NOT_FOR_A_POOL = ("laneway.core._progress", "laneway.core._retry", "laneway.core._cancellation", "laneway.core._outbox",
                   "laneway.core._threads", "laneway.core._ray_session", "laneway.actors._function_actor",
-                  "laneway.store._postgres", "laneway.store._psycopg", "laneway.store._sql")
+                  "laneway.store", "laneway.store._base", "laneway.store._open", "laneway.store._postgres",
+                  "laneway.store._psycopg", "laneway.store._sql")
 
 
 @pytest.mark.timeout(120)
