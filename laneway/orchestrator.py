@@ -15,19 +15,20 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
-from laneway.actors import ActorSystem, FunctionRef, Placement, function_actor
+from laneway.actors import ActorSystem, Placement
 from laneway.errors import ConfigError, SystemShutdown, Terminated
-from laneway.store import PostgresStore, Store
 
 if TYPE_CHECKING:
     # Each subsystem is imported when it is first built (below): a program that starts only
     # a pool loads actors, core, pool and worker, not lanes, workflows, observe or the cluster.
+    from laneway.actors import FunctionRef
     from laneway.cluster import ClusterNode
     from laneway.console import Console
     from laneway.lanes import LaneManager
     from laneway.observe import Metrics
     from laneway.pool import Pool
     from laneway.router import Router
+    from laneway.store import Store
     from laneway.workflow import WorkflowEngine
     from laneway.worker import Spawner
 
@@ -73,7 +74,7 @@ class Orchestrator(ActorSystem):
     def __init__(self, name: str = "laneway", *, handle_signals: bool = True, node: str | None = None,
                  **options: Any) -> None:
         super().__init__(name, **options)
-        if node is not None and not isinstance(self.store, PostgresStore):
+        if node is not None and not _on_postgres(self.store):
             self.shutdown()
             raise ConfigError(f"node={node!r} needs a PostgreSQL store shared by the nodes "
                               f"(store='postgresql://...'), got store={options.get('store')!r}")
@@ -213,6 +214,8 @@ class Orchestrator(ActorSystem):
             raise ConfigError("cpu_bound agents run on the pool; placement='process' gives the agent its own process")
         if not isinstance(agent_id, str) or not agent_id or "/" in agent_id:
             raise ConfigError(f"agent_id must be a non-empty string without '/', got {agent_id!r}")
+        from laneway.actors import function_actor
+
         router = self.router
         call = function_actor(self, handler, name=f"agent.{agent_id}", placement=placement, group=group)
         try:
@@ -362,6 +365,13 @@ class Orchestrator(ActorSystem):
 
     def _routing(self) -> Router:
         return self.router
+
+
+def _on_postgres(store: Store | None) -> bool:
+    # The PostgreSQL store's module loads only for a program that names a node: most never do.
+    from laneway.store import PostgresStore
+
+    return isinstance(store, PostgresStore)
 
 
 def _worker_entry() -> Callable[..., Any]:

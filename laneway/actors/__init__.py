@@ -15,7 +15,6 @@ Example:
 
 from typing import TYPE_CHECKING, Any
 
-from laneway.actors._actor import Actor, ActorRef, Exit, ExitKind, handler
 from laneway.core import DeadLetter, DeadLetterQueue
 from laneway.core import Clock, ManualClock, MonotonicClock, TimerHandle
 from laneway.core import Future, resolved
@@ -33,11 +32,12 @@ from laneway.actors._specs import (
     Strategy,
     StrategyKind,
 )
-from laneway.core import DaemonThreads, LoopThread
-from laneway.actors._supervisor import Supervisor, SupervisorRef, supervisor_spec
-from laneway.actors._function_actor import FunctionActor, FunctionRef, function_actor
 
 if TYPE_CHECKING:
+    from laneway.actors._actor import Actor, ActorRef, Exit, ExitKind, handler
+    from laneway.actors._supervisor import Supervisor, SupervisorRef, supervisor_spec
+    from laneway.actors._function_actor import FunctionActor, FunctionRef, function_actor
+    from laneway.core import DaemonThreads, LoopThread
     from laneway.actors._proc_remote import ActorHostInfo, RemoteActorHosts
     from laneway.actors._remote_host import ActorHostConfig, run_actor_host
 
@@ -47,6 +47,26 @@ _REMOTE = {"ActorHostInfo": "_proc_remote", "RemoteActorHosts": "_proc_remote",
 
 
 def __getattr__(name: str) -> Any:
+    # Actors, supervisors (and pykka under them) load with the first of their names used, or the
+    # first actor spawned: an Orchestrator is built, and its pool's worker interpreters launched,
+    # before it needs them (see Orchestrator.start_pool). Function actors and the loop threads
+    # load on first use too, as do the kernel's names they come from (see laneway.core).
+    if name in ("Actor", "ActorRef", "Exit", "ExitKind", "handler"):
+        from laneway.actors import _actor
+
+        return getattr(_actor, name)
+    if name in ("Supervisor", "SupervisorRef", "supervisor_spec"):
+        from laneway.actors import _supervisor
+
+        return getattr(_supervisor, name)
+    if name in ("FunctionActor", "FunctionRef", "function_actor"):
+        from laneway.actors import _function_actor
+
+        return getattr(_function_actor, name)
+    if name in ("DaemonThreads", "LoopThread"):
+        import laneway.core
+
+        return getattr(laneway.core, name)
     module = _REMOTE.get(name)
     if module is None:
         raise AttributeError(f"module 'laneway.actors' has no attribute {name!r}")

@@ -12,18 +12,20 @@ import os
 import logging
 import threading
 import weakref
-from typing import Any, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 import attrs
 
-from laneway.actors._actor import SHUTDOWN_EXIT, Actor, ActorRef, Exit, _RefCell
-from laneway.core import Clock, MonotonicClock, release_ray
+from laneway.core import Clock, MonotonicClock
 from laneway.core import DEFAULT_DEAD_LETTER_CAPACITY, DeadLetterQueue
 from laneway.actors._specs import ChildSpec, Placement, Strategy, check_placement
-from laneway.actors._supervisor import Supervisor, SupervisorRef
-from laneway.store import open_store
 from laneway.errors import ActorNotFound, ActorStartError, ConfigError, NameTaken, SystemShutdown
 from laneway.core import EventBus
+
+if TYPE_CHECKING:
+    from laneway.actors._actor import Actor, ActorRef, Exit, _RefCell
+    from laneway.store import Store
+    from laneway.actors._supervisor import SupervisorRef
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,11 @@ class ActorSystem:
         self.shutdown_timeout = shutdown_timeout
         self.events = EventBus(self.clock.now)
         self._owns_store = isinstance(store, (str, os.PathLike))
-        self.store = open_store(store)
+        self.store: Store | None = None
+        if store is not None:  # in memory, no store module loads: a program that only runs a pool never needs one
+            from laneway.store import open_store
+
+            self.store = open_store(store)
         self.dead_letters = DeadLetterQueue(self.store, self.events, capacity=dead_letter_capacity)
         self._lock = threading.RLock()
         self._names: dict[str, ActorRef] = {}
@@ -197,6 +203,10 @@ class ActorSystem:
         """
         if not isinstance(name, str) or not name or "/" in name:
             raise ConfigError(f"actor name must be a non-empty string without '/', got {name!r}")
+        # Actors (and pykka under them) load with the first one spawned, not with the system: a
+        # pool's worker interpreters are launched before it spawns anything (see Orchestrator.start_pool).
+        from laneway.actors._actor import ActorRef
+
         placement = Placement.coerce(placement)
         check_placement(placement, group, factory, ray_options, host)
         ref_class = getattr(factory, "ref_class", ActorRef)
@@ -227,6 +237,8 @@ class ActorSystem:
         Example:
             >>> sup = orch.spawn_supervisor("workers", strategy=OneForOne(max_restarts=3, within_s=5))  # doctest: +SKIP
         """
+        from laneway.actors._supervisor import Supervisor
+
         return self.spawn(  # type: ignore[return-value]
             Supervisor, name=name, strategy=strategy, children=list(children), shutdown_timeout=shutdown_timeout
         )
@@ -381,6 +393,8 @@ class ActorSystem:
         for label, hook in hooks:
             _shutdown_step(errors, label, hook, per_step)
         stopped: list[str] = []
+        if top:
+            from laneway.actors._actor import SHUTDOWN_EXIT
         for ref, own_timeout in top:
             cell = ref._cell
             if cell is None or cell.exited.is_set():
@@ -397,6 +411,8 @@ class ActorSystem:
         if self._remote is not None:
             _shutdown_step(errors, "remote actor hosts", self._remote.close, per_step)
         if self._owns_ray:  # our share of the Ray connection laneway opened; the program's own stays
+            from laneway.core import release_ray
+
             _shutdown_step(errors, "ray", release_ray)
         self.clock.close()
         if self.store is not None and self._owns_store:

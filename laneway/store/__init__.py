@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from laneway.store._base import Store, VersionInfo
 from laneway.store._open import open_store
-from laneway.store._postgres import PostgresStore  # psycopg is imported only when one is created
-from laneway.store._psycopg import POSTGRES_EXTRA, import_psycopg
-
 if TYPE_CHECKING:
+    from laneway.store._postgres import PostgresStore
+    from laneway.store._psycopg import POSTGRES_EXTRA, import_psycopg
     from laneway.store._sqlite import SQLiteStore
 
 __all__ = ["POSTGRES_EXTRA", "PostgresStore", "SQLiteStore", "Store", "VersionInfo", "import_psycopg", "open_store"]
@@ -32,4 +31,17 @@ def __getattr__(name: str) -> Any:
 
         globals()["SQLiteStore"] = SQLiteStore
         return SQLiteStore
+    # The PostgreSQL store's modules (not psycopg itself, which loads only when one is created)
+    # load with the first use of their names, as open_store loads them for a postgresql:// URL.
+    if name == "PostgresStore":
+        from laneway.store._postgres import PostgresStore
+
+        globals()["PostgresStore"] = PostgresStore
+        return PostgresStore
+    if name in ("POSTGRES_EXTRA", "import_psycopg"):
+        from laneway.store import _psycopg
+
+        value = getattr(_psycopg, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

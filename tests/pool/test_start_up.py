@@ -153,6 +153,67 @@ def test_the_first_worker_starts_before_the_pool_loads_and_serves_the_first_task
     assert seen["worker"] in seen["children"]
 
 
+@pytest.mark.timeout(120)
+def test_the_first_worker_starts_before_the_parent_loads_actors_and_pykka():
+    # What an Orchestrator needs before start_pool launches the first worker is only the actor
+    # system: actors, supervisors and pykka load with the pool that spawns them, while that
+    # worker's interpreter starts up.
+    seen = _run("""
+        import importlib.abc, json, sys
+        import psutil
+        seen = {}
+
+        class Watch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name in ("pykka", "laneway.actors._actor", "laneway.actors._supervisor") and name not in seen:
+                    seen[name] = [p.pid for p in psutil.Process().children()]
+                return None
+
+        sys.meta_path.insert(0, Watch())
+        from laneway import Orchestrator
+        with Orchestrator(name="ahead") as orch:
+            pool = orch.start_pool(workers=1)
+            assert pool.submit(abs, -42).result(timeout=60) == 42
+            seen["worker"] = pool.workers()[0].pid
+        print(json.dumps(seen))
+    """)
+    worker = seen.pop("worker")
+    assert sorted(seen) == ["laneway.actors._actor", "laneway.actors._supervisor", "pykka"]
+    late = {name: children for name, children in seen.items() if worker not in children}
+    assert not late, f"the parent loaded {sorted(late)} before it launched the pool's first worker"
+
+
+#: What neither an actor system nor a pool needs: the kernel's progress streams, retry policies,
+#: cancellation, outbox, loop threads and Ray session, function actors, and (without a store) any store.
+NOT_FOR_A_POOL = ("laneway.core._progress", "laneway.core._retry", "laneway.core._cancellation", "laneway.core._outbox",
+                  "laneway.core._threads", "laneway.core._ray_session", "laneway.actors._function_actor",
+                  "laneway.store", "laneway.store._base", "laneway.store._open", "laneway.store._postgres",
+                  "laneway.store._psycopg", "laneway.store._sql")
+
+
+@pytest.mark.timeout(120)
+def test_a_started_pool_loads_none_of_the_features_it_does_not_use(started_pool_parent_modules):
+    loaded = sorted(set(NOT_FOR_A_POOL) & set(started_pool_parent_modules))
+    assert not loaded, f"an orchestrator that started a pool and served a task loaded {loaded}"
+
+
+@pytest.mark.timeout(120)
+def test_the_features_a_pool_does_not_load_still_import_from_where_they_are_documented():
+    seen = _run("""
+        import json
+        from laneway.core import (CancellationToken, LoopThread, Outbox, ProgressStream, RetryKind, RetryPolicy,
+                                  acquire_ray, current_token)
+        from laneway.actors import Actor, FunctionRef, LoopThread as ActorsLoopThread, Supervisor, function_actor
+        from laneway.store import POSTGRES_EXTRA, PostgresStore, import_psycopg
+        import laneway.core, laneway.actors, laneway.store
+        missing = [f"{m.__name__}.{name}" for m in (laneway.core, laneway.actors, laneway.store)
+                   for name in m.__all__ if not hasattr(m, name)]
+        print(json.dumps({"missing": missing, "same": ActorsLoopThread is LoopThread,
+                          "retry": RetryPolicy.exponential(2).delay_before(1)}))
+    """)
+    assert seen == {"missing": [], "same": True, "retry": 0.1}
+
+
 @contextlib.contextmanager
 def launched_ahead(name: str, count: int) -> Iterator[tuple[Spawner, Callable[[], set[int]]]]:
     """A Spawner that launched ``count`` interpreters ahead, and what returns the pids of this
