@@ -63,3 +63,8 @@ def __getattr__(name: str) -> Any:
 
         return Orchestrator
     raise AttributeError(f"module 'laneway' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, including those loaded on first use (PEP 562)."""
+    return sorted(set(globals()) | set(__all__))

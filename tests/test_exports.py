@@ -52,3 +52,18 @@ def test_importing_laneway_starts_nothing_and_never_imports_ray():
         "assert threading.active_count() == 1, threading.enumerate()"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_dir_lists_the_names_a_package_loads_on_first_use_without_loading_them():
+    # laneway.core, .actors and .store serve part of their names lazily (PEP 562): dir() (a REPL's
+    # completion, help()) must still show them, and must not load them to do so.
+    code = (
+        "import sys, laneway, laneway.core, laneway.actors, laneway.store, laneway.worker\n"
+        "for m in (laneway, laneway.core, laneway.actors, laneway.store, laneway.worker):\n"
+        "    missing = set(m.__all__) - set(dir(m))\n"
+        "    assert not missing, (m.__name__, missing)\n"
+        "loaded = {'laneway.core._retry', 'laneway.core._progress', 'laneway.actors._supervisor',\n"
+        "          'laneway.store._postgres'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

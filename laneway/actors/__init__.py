@@ -115,3 +115,8 @@ __all__ = [
     "run_actor_host",
     "supervisor_spec",
 ]
+
+
+def __dir__() -> list[str]:
+    """The module's names, including those loaded on first use (PEP 562)."""
+    return sorted(set(globals()) | set(__all__))

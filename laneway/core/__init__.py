@@ -116,3 +116,8 @@ __all__ = [
     "resolved",
     "set_current_token",
 ]
+
+
+def __dir__() -> list[str]:
+    """The module's names, including those loaded on first use (PEP 562)."""
+    return sorted(set(globals()) | set(__all__))

@@ -45,3 +45,8 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, including those loaded on first use (PEP 562)."""
+    return sorted(set(globals()) | set(__all__))

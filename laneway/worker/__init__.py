@@ -85,3 +85,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(module, "run" if name == "run_worker" else name)
     globals()[name] = value  # later lookups skip this function
     return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, including those loaded on first use (PEP 562)."""
+    return sorted(set(globals()) | set(__all__))
