@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from laneway.store._base import Store, VersionInfo
 from laneway.store._open import open_store
+
 if TYPE_CHECKING:
     from laneway.store._postgres import PostgresStore
     from laneway.store._psycopg import POSTGRES_EXTRA, import_psycopg

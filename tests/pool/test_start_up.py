@@ -126,46 +126,16 @@ def test_a_pool_worker_loads_no_broken_process_pool_machinery():
     assert not machinery & set(seen["modules"]), sorted(machinery & set(seen["modules"]))
 
 
-@pytest.mark.timeout(120)
-def test_the_first_worker_starts_before_the_pool_loads_and_serves_the_first_task():
-    # At the moment the pool's scheduler module starts loading, the first worker's interpreter
-    # already runs (a child of this process), and it is the worker that serves the task.
-    seen = _run("""
+def _children_when_loading(modules: tuple[str, ...]) -> dict:
+    """Run a pool program; for each of ``modules``, the parent's child pids when it began to load, and the worker's pid."""
+    return _run(f"""
         import importlib.abc, json, sys
         import psutil
-        seen = {}
+        seen = {{}}
 
         class Watch(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path, target=None):
-                if name == "laneway.pool._scheduler" and "children" not in seen:
-                    seen["children"] = [p.pid for p in psutil.Process().children()]
-                return None
-
-        sys.meta_path.insert(0, Watch())
-        from laneway import Orchestrator
-        with Orchestrator(name="ahead") as orch:
-            pool = orch.start_pool(workers=1)
-            assert pool.submit(abs, -42).result(timeout=60) == 42
-            seen["worker"] = pool.workers()[0].pid
-        print(json.dumps(seen))
-    """)
-    assert seen["children"], "no worker process was running when the pool's modules began to load"
-    assert seen["worker"] in seen["children"]
-
-
-@pytest.mark.timeout(120)
-def test_the_first_worker_starts_before_the_parent_loads_actors_and_pykka():
-    # What an Orchestrator needs before start_pool launches the first worker is only the actor
-    # system: actors, supervisors and pykka load with the pool that spawns them, while that
-    # worker's interpreter starts up.
-    seen = _run("""
-        import importlib.abc, json, sys
-        import psutil
-        seen = {}
-
-        class Watch(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name in ("pykka", "laneway.actors._actor", "laneway.actors._supervisor") and name not in seen:
+                if name in {modules!r} and name not in seen:
                     seen[name] = [p.pid for p in psutil.Process().children()]
                 return None
 
@@ -177,6 +147,23 @@ def test_the_first_worker_starts_before_the_parent_loads_actors_and_pykka():
             seen["worker"] = pool.workers()[0].pid
         print(json.dumps(seen))
     """)
+
+
+@pytest.mark.timeout(120)
+def test_the_first_worker_starts_before_the_pool_loads_and_serves_the_first_task():
+    # At the moment the pool's scheduler module starts loading, the first worker's interpreter
+    # already runs (a child of this process), and it is the worker that serves the task.
+    seen = _children_when_loading(("laneway.pool._scheduler",))
+    assert seen.get("laneway.pool._scheduler"), "no worker process was running when the pool's modules began to load"
+    assert seen["worker"] in seen["laneway.pool._scheduler"]
+
+
+@pytest.mark.timeout(120)
+def test_the_first_worker_starts_before_the_parent_loads_actors_and_pykka():
+    # What an Orchestrator needs before start_pool launches the first worker is only the actor
+    # system: actors, supervisors and pykka load with the pool that spawns them, while that
+    # worker's interpreter starts up.
+    seen = _children_when_loading(("pykka", "laneway.actors._actor", "laneway.actors._supervisor"))
     worker = seen.pop("worker")
     assert sorted(seen) == ["laneway.actors._actor", "laneway.actors._supervisor", "pykka"]
     late = {name: children for name, children in seen.items() if worker not in children}
