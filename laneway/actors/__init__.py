@@ -41,38 +41,30 @@ if TYPE_CHECKING:
     from laneway.actors._proc_remote import ActorHostInfo, RemoteActorHosts
     from laneway.actors._remote_host import ActorHostConfig, run_actor_host
 
-#: Remote actor hosting pulls in ZeroMQ: loaded on first use.
-_REMOTE = {"ActorHostInfo": "_proc_remote", "RemoteActorHosts": "_proc_remote",
-           "ActorHostConfig": "_remote_host", "run_actor_host": "_remote_host"}
-
-
 def __getattr__(name: str) -> Any:
     # Actors, supervisors (and pykka under them) load with the first of their names used, or the
     # first actor spawned: an Orchestrator is built, and its pool's worker interpreters launched,
     # before it needs them (see Orchestrator.start_pool). Function actors and the loop threads
-    # load on first use too, as do the kernel's names they come from (see laneway.core).
+    # load on first use too, as do the kernel's names they come from (see laneway.core), and
+    # remote actor hosting, which pulls in ZeroMQ.
+    module: Any
     if name in ("Actor", "ActorRef", "Exit", "ExitKind", "handler"):
-        from laneway.actors import _actor
-
-        return getattr(_actor, name)
-    if name in ("Supervisor", "SupervisorRef", "supervisor_spec"):
-        from laneway.actors import _supervisor
-
-        return getattr(_supervisor, name)
-    if name in ("FunctionActor", "FunctionRef", "function_actor"):
-        from laneway.actors import _function_actor
-
-        return getattr(_function_actor, name)
-    if name in ("DaemonThreads", "LoopThread"):
-        import laneway.core
-
-        return getattr(laneway.core, name)
-    module = _REMOTE.get(name)
-    if module is None:
+        from laneway.actors import _actor as module
+    elif name in ("Supervisor", "SupervisorRef", "supervisor_spec"):
+        from laneway.actors import _supervisor as module
+    elif name in ("FunctionActor", "FunctionRef", "function_actor"):
+        from laneway.actors import _function_actor as module
+    elif name in ("DaemonThreads", "LoopThread"):
+        import laneway.core as module
+    elif name in ("ActorHostInfo", "RemoteActorHosts"):
+        from laneway.actors import _proc_remote as module
+    elif name in ("ActorHostConfig", "run_actor_host"):
+        from laneway.actors import _remote_host as module
+    else:
         raise AttributeError(f"module 'laneway.actors' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"laneway.actors.{module}"), name)
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

@@ -147,10 +147,11 @@ class Outcomes:
                     futures.append(future)
                     self._done_values.append(value)
                 elif gate is not None:
-                    # A caller armed a wait and was not woken above (a superseded run that completed
-                    # anyway, or someone else waits on the future too). Nothing settled it before: a
-                    # run whose command was cancelled or timed out is superseded and does not complete.
-                    if not future.settle_and_wake(value):
+                    # A caller armed a wait and was not woken above: a superseded run that completed
+                    # anyway (not tried above), or someone else waits on the future too (tried above, and
+                    # it would say so again). Nothing settled it before: a run whose command was
+                    # cancelled or timed out is superseded and does not complete.
+                    if not (superseded and future.settle_and_wake(value)):
                         # Settled by the base class's settle (CommandFuture's override would add a
                         # frame), after the lock, then the gate.
                         add(partial(settle_unarmed, future, value))

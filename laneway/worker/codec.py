@@ -35,8 +35,7 @@ from laneway.errors import SerializationError
 from laneway.worker._outcome import TaskOutcome
 from laneway.worker._remote import remote_error
 
-# typing's own name is True only to mypy: at run time a worker would pay ~3 ms to import typing (see laneway.worker)
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # True to mypy; typing itself costs a worker's start ~3 ms (see laneway.worker)
 if TYPE_CHECKING:
     from typing import Any, Callable
 
