@@ -10,6 +10,15 @@ head is the oldest, with no heap and no comparisons on the hot path. An entry
 that arrives out of order (a deadline boost moves a command to a better level;
 a preempted command is queued again with its old ``seq``) goes to a small heap
 of its own instead, and a pop takes whichever of the two heads is older.
+
+Nearly always, though, a lane's queue holds the commands of one caller at one
+level, pushed in ``seq`` order (a burst of the default caller's NORMAL
+commands). While that holds the queue is a single deque, the "run": push is an
+append and pop a popleft, without the caller turns and the per-level counts.
+The first push that breaks it (another caller, another level, an older
+``seq``) or a promotion moves the run into the general structure, exactly as
+that structure would hold it, and everything goes as before until the queue
+empties; the next push starts a run again.
 """
 
 from __future__ import annotations
@@ -85,7 +94,7 @@ class FairQueue:
     equal levels go in submission order.
     """
 
-    __slots__ = ("_callers", "size", "_spare")
+    __slots__ = ("_callers", "size", "_spare", "_run", "_run_caller", "_run_level")
 
     def __init__(self) -> None:
         # Insertion order is the round-robin order: the first caller is served next.
@@ -94,13 +103,36 @@ class FairQueue:
         # Emptied caller queues for reuse: a caller's queue empties and comes back all the time
         # when a lane keeps up with its callers. Bounded, so many one-off callers leave no trail.
         self._spare: list[_CallerQueue] = []
+        # The run (see the module docstring): used while _callers is empty. Besides the size
+        # live commands of _run_caller at _run_level it may hold stale (discarded) entries.
+        self._run: collections.deque[Command] = collections.deque()
+        self._run_caller = ""
+        self._run_level = -1  # -1 while the general structure is in use: no push matches the run
 
     def __len__(self) -> int:
         return self.size
 
     def push(self, cmd: Command) -> int:
         """Queue ``cmd`` (its ``level`` and ``seq`` set); returns what :meth:`estimate` said just before."""
+        size = self.size
+        if not size:  # empty: a new run
+            run = self._run
+            if run:
+                run.clear()  # what is left is stale
+            run.append(cmd)
+            self._run_caller = cmd.caller
+            self._run_level = cmd.level
+            self.size = 1
+            return 0
+        if cmd.caller == self._run_caller and cmd.level == self._run_level:
+            run = self._run
+            if run[-1].seq < cmd.seq:
+                run.append(cmd)
+                self.size = size + 1
+                return size  # every queued command is this caller's at this level: all go first
         callers = self._callers
+        if not callers:
+            self._to_general()
         level = cmd.level
         cq = callers.get(cmd.caller)
         if cq is None:
@@ -127,6 +159,10 @@ class FairQueue:
         """How many queued commands would go before a new one of ``caller`` at ``level``."""
         if not self.size:
             return 0
+        if not self._callers:  # the run: one caller at one level
+            if caller != self._run_caller:
+                return 1  # one turn of that caller
+            return self.size if level >= self._run_level else 0
         own = self._callers.get(caller)
         # Same-caller commands at an equal or better level, plus one turn of
         # every other caller per own command ahead (round-robin), capped by
@@ -140,6 +176,17 @@ class FairQueue:
     def pop(self) -> Command | None:
         """Take the next command: the first caller in turn, its best command; None if empty."""
         callers = self._callers
+        if not callers:  # the run (or nothing)
+            run, level = self._run, self._run_level
+            while run:
+                cmd = run.popleft()
+                if cmd.queued and cmd.level == level:  # else stale: discarded
+                    self.size -= 1
+                    return cmd
+            # Counted but not found (a command marked not queued without a discard): empty now,
+            # and push's fast path may rely on a non-empty run when size is not 0.
+            self.size = 0
+            return None
         while callers:
             caller, cq = next(iter(callers.items()))
             cmd = cq.take()
@@ -159,6 +206,15 @@ class FairQueue:
                 return cmd
         return None
 
+    def _to_general(self) -> None:
+        """Move the run into the general structure as if it had always been there: its caller's queue."""
+        cq = self._spare.pop() if self._spare else _CallerQueue()
+        level = self._run_level
+        cq.fifo[level], self._run = self._run, cq.fifo[level]  # an emptied queue's FIFOs are empty
+        cq.live = cq.per_level[level] = self.size
+        self._callers[self._run_caller] = cq
+        self._run_level = -1
+
     def _retire(self, cq: _CallerQueue) -> None:
         """Keep an emptied caller queue for reuse; what is left in it is stale."""
         if len(self._spare) < 8:
@@ -167,6 +223,10 @@ class FairQueue:
 
     def discard(self, cmd: Command) -> None:
         """Account for ``cmd`` leaving the queue other than by :meth:`pop` (call before marking it not queued)."""
+        if not self._callers:  # the run: its entry stays, skipped as stale when it comes up
+            if self.size and cmd.caller == self._run_caller:
+                self.size -= 1
+            return
         cq = self._callers.get(cmd.caller)
         if cq is None:
             return
@@ -179,6 +239,8 @@ class FairQueue:
 
     def promote(self, cmd: Command, level: int) -> None:
         """Move a queued command to ``level`` (keeps its submission order within the new level)."""
+        if not self._callers:
+            self._to_general()
         cq = self._callers[cmd.caller]
         cq.per_level[cmd.level] -= 1
         cq.per_level[level] += 1

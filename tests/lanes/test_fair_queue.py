@@ -1,8 +1,12 @@
-"""FairQueue reuses emptied caller queues: nothing stale may come back out of a reused one."""
+"""FairQueue: reused caller queues keep nothing stale; every returned value follows the definition."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from laneway.lanes._queue import FairQueue
 
@@ -144,3 +148,142 @@ def test_pops_follow_the_definition_through_discards_promotions_and_requeues():
             assert got is model.pop()
             queued.remove(got)
         assert pop(q) is None
+
+
+class Reference:
+    """The queue's definition on plain lists: callers in turn order, each with its queued commands.
+
+    pop: the first caller's best command (lowest level, then lowest seq); that caller goes to the
+    back of the turn if it has more. estimate: the caller's own commands at an equal or better
+    level, plus, for every other caller, one turn per own command ahead and one more, capped by
+    what that caller has queued (with no other caller queued, just the own ones).
+    """
+
+    def __init__(self) -> None:
+        self.turns: list[list] = []  # [caller, [command, ...]] in turn order
+
+    def __len__(self) -> int:
+        return sum(len(items) for _, items in self.turns)
+
+    def _items(self, caller: str) -> list | None:
+        return next((items for name, items in self.turns if name == caller), None)
+
+    def estimate(self, caller: str, level: int) -> int:
+        own = self._items(caller)
+        ahead = 0 if own is None else len([c for c in own if c.level <= level])
+        others = [items for name, items in self.turns if name != caller]
+        return ahead + sum(min(len(items), ahead + 1) for items in others)
+
+    def push(self, c: SimpleNamespace) -> int:
+        ahead = self.estimate(c.caller, c.level)
+        items = self._items(c.caller)
+        if items is None:
+            self.turns.append([c.caller, [c]])
+        else:
+            items.append(c)
+        return ahead
+
+    def pop(self) -> SimpleNamespace | None:
+        if not self.turns:
+            return None
+        caller, items = self.turns.pop(0)
+        best = min(items, key=lambda c: (c.level, c.seq))
+        items.remove(best)
+        if items:
+            self.turns.append([caller, items])
+        return best
+
+    def remove(self, c: SimpleNamespace) -> None:
+        for i, (_, items) in enumerate(self.turns):
+            if c in items:
+                items.remove(c)
+                if not items:
+                    del self.turns[i]
+                return
+        raise AssertionError("not queued")
+
+
+# Mostly one caller at one level (the queue's fast path), sometimes another caller or level.
+_callers = st.sampled_from("aaaab")
+_levels = st.sampled_from([2, 2, 2, 2, 0, 1, 3, 4])
+
+
+class FairQueueMachine(RuleBasedStateMachine):
+    """Random push / pop / discard / promote / requeue sequences: every returned value as the reference's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q = FairQueue()
+        self.ref = Reference()
+        self.queued: list[SimpleNamespace] = []
+        self.popped: list[SimpleNamespace] = []  # taken by pop: may come back (retry, preemption)
+
+    def _push(self, c: SimpleNamespace) -> None:
+        c.queued = True
+        expected = self.ref.push(c)
+        assert self.q.push(c) == expected
+        self.queued.append(c)
+
+    @rule(caller=_callers, level=_levels)
+    def push_new(self, caller: str, level: int) -> None:
+        self._push(cmd(caller, level))
+
+    @rule()
+    def pop(self) -> None:
+        got = pop(self.q)
+        assert got is self.ref.pop()
+        if got is not None:
+            self.queued.remove(got)
+            self.popped.append(got)
+
+    @precondition(lambda self: self.queued)
+    @rule(i=st.integers(0, 10**6))
+    def discard(self, i: int) -> None:  # a cancel: accounted for, then marked not queued; never back
+        c = self.queued.pop(i % len(self.queued))
+        self.q.discard(c)
+        c.queued = False
+        self.ref.remove(c)
+
+    @precondition(lambda self: self.queued)
+    @rule(i=st.integers(0, 10**6), by=st.integers(1, 4))
+    def promote(self, i: int, by: int) -> None:  # a deadline boost (the queue sets cmd.level)
+        c = self.queued[i % len(self.queued)]
+        if c.level:
+            level = max(0, c.level - by)
+            self.q.promote(c, level)
+            assert c.level == level
+
+    @precondition(lambda self: self.popped)
+    @rule(i=st.integers(0, 10**6), keep_seq=st.booleans())
+    def requeue(self, i: int, keep_seq: bool) -> None:  # preempted (its old seq: out of order) or a retry
+        c = self.popped.pop(i % len(self.popped))
+        if not keep_seq:
+            c.seq = next(_seq)
+        self._push(c)
+
+    @precondition(lambda self: self.queued)
+    @rule(i=st.integers(0, 10**6))
+    def discard_and_push_again(self, i: int) -> None:  # with its old seq: both entries come up at once
+        c = self.queued.pop(i % len(self.queued))
+        self.q.discard(c)
+        c.queued = False
+        self.ref.remove(c)
+        self._push(c)
+
+    @invariant()
+    def same_length_and_estimates(self) -> None:
+        assert len(self.q) == self.q.size == len(self.ref)
+        for caller in "abc":
+            for level in range(5):
+                assert self.q.estimate(caller, level) == self.ref.estimate(caller, level), (caller, level)
+
+    def teardown(self) -> None:
+        while self.queued:  # drains in the reference's order, then stays empty
+            got = pop(self.q)
+            assert got is self.ref.pop()
+            self.queued.remove(got)
+        assert pop(self.q) is None and len(self.q) == 0
+
+
+TestFairQueueMachine = FairQueueMachine.TestCase
+TestFairQueueMachine.settings = settings(max_examples=400, stateful_step_count=60, deadline=None)
