@@ -179,10 +179,10 @@ class FairQueue:
         if not callers:  # the run (or nothing)
             run, level = self._run, self._run_level
             while run:
-                cmd = run.popleft()
-                if cmd.queued and cmd.level == level:  # else stale: discarded
+                head = run.popleft()
+                if head.queued and head.level == level:  # else stale: discarded
                     self.size -= 1
-                    return cmd
+                    return head
             # Counted but not found (a command marked not queued without a discard): empty now,
             # and push's fast path may rely on a non-empty run when size is not 0.
             self.size = 0
