@@ -185,19 +185,20 @@ class LazyFuture(Future[T]):
             >>> LazyFuture.settle_many([a, b], [1, 2]), a.result()
             (1, 1)
         """
-        rest: list[int] = []
+        rest: list[tuple[LazyFuture[Any], Any]] = []
         late = 0
+        finished = _cf.FINISHED
         with _lazy_lock:
-            for i, fut in enumerate(futures):
+            for fut, result in zip(futures, results):
                 if fut._cond is not None:
-                    rest.append(i)
+                    rest.append((fut, result))
                 elif fut._state in _DONE:
                     late += 1
                 else:
-                    fut._result = results[i]
-                    fut._state = _cf.FINISHED  # last: lock-free readers see the value once they see FINISHED
-        for i in rest:
-            if not futures[i].settle(results[i]):
+                    fut._result = result
+                    fut._state = finished  # last: lock-free readers see the value once they see FINISHED
+        for fut, result in rest:
+            if not fut.settle(result):
                 late += 1
         return late
 

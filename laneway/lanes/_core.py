@@ -154,9 +154,10 @@ class LaneCore:
             del bucket[lane]
             self._eligible -= 1
 
-    def run_ended_locked(self, lane: Lane) -> None:
+    def run_ended_locked(self, lane: Lane, now: float) -> None:
         """What :meth:`lane_changed_locked` does after only ``active`` went down (pending, so the
-        queue length and the pressure, did not change since reported): the end of a run that completed."""
+        queue length and the pressure, did not change since reported): the end of runs that completed
+        (one or several: it looks at the lane as it is), recorded at clock time ``now``."""
         if lane.pending != lane.reported_pending:  # dispatch took commands since: report that
             self.lane_changed_locked(lane)
             return
@@ -169,7 +170,7 @@ class LaneCore:
                 self._went_idle_locked(lane)
             else:  # _went_idle_locked's common case, without its frame (a lane of sequential calls)
                 lane.busy = False
-                lane.idle_since = self.now()
+                lane.idle_since = now  # the reading the runs' ends were recorded with: no clock call
         elif self.space_waiters and lane.pending < lane.config.max_pending:
             self.space.notify_all()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from laneway.errors import CommandTimeout, LaneError
 from laneway.core import LazyFuture
@@ -14,10 +14,12 @@ from laneway.lanes._records import CommandState
 if TYPE_CHECKING:
     from laneway.lanes._command import Command, Run
     from laneway.lanes._core import LaneCore
+    from laneway.lanes._lane import Lane
 
 log = logging.getLogger(__name__)
 settle_many = LazyFuture.settle_many
 settle_unarmed = LazyFuture.settle
+_RUN_KEEP = 1.0 - RUN_EWMA_ALPHA  # the weight the run-time average keeps at each run
 
 
 class Outcomes:
@@ -78,18 +80,59 @@ class Outcomes:
 
         One call for a worker thread's whole batch: the loop is here, not around the call, so
         each run costs no frame; a run whose recording fails is logged and the rest still end.
+
+        A plain completion (nobody waits on it, nobody hears of it, nothing to clean up: no
+        timer, group, victim list, store record or drain) takes a short branch that does what
+        is the command's own, and leaves what its lane counts to :meth:`_completed_locked`, once
+        for the lane's consecutive plain completions (dispatch starts a lane's runs one after
+        another, so a batch holds them so) and before any other run is recorded: the general
+        path, and whatever reads the lane after this call, finds its counts whole.
         """
         core = self._core
         now = core.now()  # one reading for the batch: its runs ended within microseconds of each other
         add = core.box.add
         # Asked once per batch, as the executor asks whether anyone hears of starts.
         tell = core.events.active and core.events.wants("queue.command.completed")
+        plain = not tell and not core.quiet_waiters
+        # The lane of the plain completions gathered and not yet counted (None: none), how many, the sum
+        # of their start times, and where their latencies go; the batch's settled results (see _settle_done).
+        lane_of: Lane | None = None
+        count, started = 0, 0.0
+        record: Callable[[float], Any]
+        commands: dict[str, Command]
+        futures: list[Any]
+        values: list[Any]
         for run, ok, value, _ in outcomes:
             try:
-                run.ended = True
                 cmd = run.cmd
                 future = cmd.future
                 gate = future.wait_gate
+                if (gate is None and plain and ok and not run.superseded and not cmd.timers and cmd.group is None
+                        and not cmd.preemptible and not cmd.durable):
+                    run.ended = True
+                    cmd.state = CommandState.COMPLETED
+                    lane = cmd.lane
+                    if lane is not lane_of:
+                        if lane_of is not None:
+                            self._completed_locked(lane_of, count, started, now)
+                        else:  # the first plain completion since the batch began or since another run
+                            commands, futures, values = core.commands, self._done_futures, self._done_values
+                            if not futures:  # settled by one effect, as in the general path
+                                add(self._settle_done)
+                        lane_of, count, started = lane, 0, 0.0
+                        memory = lane.memory  # the in-memory recorder's window takes each latency without a call
+                        record = memory.latencies.record if memory is not None else partial(self._report, lane, now)
+                    count += 1
+                    started += run.started_at
+                    record(now - cmd.submitted_at)
+                    futures.append(future)
+                    values.append(value)
+                    del commands[cmd.id]  # final_locked's common case, without its frame
+                    continue
+                if lane_of is not None:
+                    self._completed_locked(lane_of, count, started, now)
+                    lane_of = None
+                run.ended = True
                 if gate is not None and ok and not run.superseded and not (cmd.durable and core.pending is not None):
                     # A caller sleeps on this completed run (LaneManager.call): its future is set and the
                     # caller woken first, so it comes up (tens of µs from an idle CPU) while this thread
@@ -166,9 +209,41 @@ class Outcomes:
                 if superseded:
                     core.lane_changed_locked(lane)
                 else:
-                    core.run_ended_locked(lane)  # pending did not change: no queue length or pressure update
+                    core.run_ended_locked(lane, now)  # pending did not change: no queue length or pressure update
             except Exception:  # the other runs of the batch still end
                 log.exception("lanes: recording the end of command %s failed", run.cmd.id)
+        if lane_of is not None:
+            self._completed_locked(lane_of, count, started, now)
+
+    def _completed_locked(self, lane: Lane, count: int, started: float, now: float) -> None:
+        """``count`` plain runs of ``lane`` completed at ``now`` (see :meth:`end_runs_locked`), ``started`` the
+        sum of their start times: what the lane counts of them, once for all (their latencies are recorded)."""
+        core = self._core
+        try:
+            lane.active -= count
+            below = lane.config.min_concurrency - lane.active
+            if below > 0:  # a worker slot is kept for the lane again for each of these runs below its minimum
+                core.reserved += below if below < count else count
+            core.running -= count
+            lane.completed += count
+            # The run-time average behind ETAs (a hint): ``count`` updates by the runs' mean time, which
+            # is what one update per run gives when they took the same time, and close when they did not.
+            took = now - started / count
+            prev = lane.run_ewma
+            lane.run_ewma = took if prev is None else prev + (1.0 - _RUN_KEEP ** count) * (took - prev)
+            memory = lane.memory
+            if memory is not None:
+                memory.throughput.record(now, count)
+            core.run_ended_locked(lane, now)  # pending did not change: no queue length or pressure update
+        except Exception:
+            log.exception("lanes: recording the end of %d command(s) of lane %r failed", count, lane.name)
+
+    def _report(self, lane: Lane, now: float, latency: float) -> None:
+        """A plain completion, to a lane's recorder of another type than the in-memory one."""
+        try:
+            lane.recorder.completed(latency, now)
+        except Exception:  # a metrics hook must not break a transition half-way
+            log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
 
     def _fail_attempt_locked(self, cmd: Command, error: BaseException) -> None:
         core = self._core

@@ -51,20 +51,21 @@ class Throughput:
         self._second: int | None = None
         self._count = 0
 
-    def record(self, now: float) -> None:
+    def record(self, now: float, count: int = 1) -> None:
+        """``count`` completions at ``now``."""
         second = int(now)
         if second == self._second:
-            self._count += 1
+            self._count += count
         else:
-            self._open(second, now)
+            self._open(second, now, count)
 
-    def _open(self, second: int, now: float) -> None:
+    def _open(self, second: int, now: float, count: int) -> None:
         if self._since is None:
             self._since = now
         buckets = self._buckets
         if self._second is not None:
             buckets.append((self._second, self._count))
-        self._second, self._count = second, 1
+        self._second, self._count = second, count
         while buckets and buckets[0][0] <= second - self._span:
             buckets.popleft()
 
