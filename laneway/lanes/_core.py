@@ -280,7 +280,6 @@ class LaneCore:
             eta = 0.0 if behind <= 0 else None if ewma is None else behind * ewma / cap
         # Lane.add_waiting, inline (one frame less per queued command).
         lane.pending += 1
-        lane.waiting[cmd.id] = cmd
         lane.busy = True
         lane.idle_since = None
         self.commands[cmd.id] = cmd
@@ -355,7 +354,6 @@ class LaneCore:
                 cmd = lane.take()
                 if cmd is not None:
                     lane.pending -= 1
-                    del lane.waiting[cmd.id]
                     self._start_locked(cmd)
                 self.touch(lane)
                 continue
@@ -372,7 +370,6 @@ class LaneCore:
                         cmd = lane.open_group(cmd)
                     if cmd is not None:
                         lane.pending -= 1
-                        del lane.waiting[cmd.id]
                         self._start_locked(cmd)
                 if not (alone and cmd is not None and queue.size and lane.active < config.max_concurrency
                         and self.running < max_workers and lane.group is None and not lane.preemptors

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 from laneway.lanes._config import LaneConfig
 from laneway.lanes._metrics import MemoryRecorder
 from laneway.lanes._queue import FairQueue
-from laneway.lanes._records import LaneStats, LaneStatus, LaneStatusReport
+from laneway.lanes._records import CommandState, LaneStats, LaneStatus, LaneStatusReport
 from laneway.lanes._window import RateLimiter
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from laneway.lanes._command import Command, Group, Run
     from laneway.lanes._metrics import LaneRecorder
     from laneway.core import TimerHandle
@@ -39,7 +41,6 @@ class Lane:
         self.pending = 0  # queued (in any structure) or waiting for a retry
         self.reported_pending = 0  # pending as last reported to the recorder (and checked for pressure)
         self.active = 0
-        self.waiting: dict[str, Command] = {}  # pending commands, oldest first
         self.runs: dict[Run, None] = {}  # runs in progress whose command is preemptible (empty: no victim)
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         self.rate_timer: TimerHandle | None = None  # set while the rate limit holds the lane back
@@ -129,14 +130,14 @@ class Lane:
         return victim
 
     def add_waiting(self, cmd: Command) -> None:
+        """``cmd`` waits in this lane again (queued or for a retry): it counts as pending."""
         self.pending += 1
-        self.waiting[cmd.id] = cmd
         self.busy = True
         self.idle_since = None
 
     def remove_waiting(self, cmd: Command) -> None:
+        """``cmd`` stopped waiting here other than by starting (cancelled, or the manager closed)."""
         self.pending -= 1
-        del self.waiting[cmd.id]
 
     def eta(self, position: int) -> float | None:
         """Seconds until a command at ``position`` starts, from recent run times and the slot count."""
@@ -165,8 +166,8 @@ class Lane:
         return LaneStatusReport(self.name, status, self.pending, self.active, cfg.max_concurrency, cfg.priority,
                                 self.pressure, self.session_id)
 
-    def stats(self, now: float) -> LaneStats:
-        oldest = next(iter(self.waiting.values()), None)
+    def stats(self, now: float, oldest_enqueued_at: float | None) -> LaneStats:
+        """This lane's statistics; ``oldest_enqueued_at`` from :func:`oldest_waiting` (None: nothing waits)."""
         reading = self.recorder.read(now)
         cfg = self.config
         return LaneStats(
@@ -183,7 +184,7 @@ class Lane:
             dead_lettered=self.dead_lettered,
             cancelled=self.cancelled,
             preempted=self.preempted,
-            oldest_queued_age_s=0.0 if oldest is None else max(0.0, now - oldest.enqueued_at),
+            oldest_queued_age_s=0.0 if oldest_enqueued_at is None else max(0.0, now - oldest_enqueued_at),
             throughput_per_s=reading.throughput_per_s,
             latency_p50_s=reading.latency_p50_s,
             latency_p90_s=reading.latency_p90_s,
@@ -194,3 +195,27 @@ class Lane:
             peak_pending=reading.peak_pending,
             pressure_threshold=cfg.pressure_threshold,
         )
+
+
+_WAITING = (CommandState.QUEUED, CommandState.RETRY_WAIT)
+
+
+def oldest_waiting(commands: Iterable[Command], lanes: Iterable[Lane]) -> dict[Lane, float]:
+    """The earliest ``enqueued_at`` of the waiting (queued or retry-waiting) commands of each of ``lanes``.
+
+    Worked out when statistics are asked, from the core's commands, rather than kept
+    up to date per command: each start and submit would pay for an age that only
+    statistics read. A lane with nothing pending is not looked for (nor is anything,
+    when no lane has a command pending).
+    """
+    wanted = {lane for lane in lanes if lane.pending}
+    oldest: dict[Lane, float] = {}
+    if not wanted:
+        return oldest
+    for cmd in commands:
+        lane = cmd.lane
+        if lane in wanted and cmd.state in _WAITING:
+            at = oldest.get(lane)
+            if at is None or cmd.enqueued_at < at:
+                oldest[lane] = cmd.enqueued_at
+    return oldest

@@ -19,6 +19,7 @@ from laneway.lanes import _controls as controls
 from laneway.lanes import _lifecycle as lifecycle
 from laneway.lanes._config import DEFAULT_LANES, GiveUp, LaneConfig, Priority, RateLimit, merge_lane_configs
 from laneway.lanes._core import LaneCore
+from laneway.lanes._lane import oldest_waiting
 from laneway.lanes._lane_actor import LaneActor
 from laneway.lanes._metrics import InMemoryLaneMetrics, LaneMetrics
 from laneway.lanes._persist import PendingStore
@@ -345,8 +346,10 @@ class LaneManager:
 
     def lane_stats(self, lane: str) -> LaneStats:
         """One lane's statistics (session lanes too: ``"session:<id>"``)."""
-        with self._core.lock:
-            return controls.find_lane(self._core, lane).stats(self._core.clock.now())
+        core = self._core
+        with core.lock:
+            found = controls.find_lane(core, lane)
+            return found.stats(core.clock.now(), oldest_waiting(core.commands.values(), (found,)).get(found))
 
     def statistics(self) -> LaneManagerStats:
         """Every lane's statistics and the shared capacity."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from laneway.lanes._lane import oldest_waiting
 from laneway.lanes._metrics import prepare_readings
 from laneway.lanes._records import LaneManagerStats, LaneStatus, ManagerStatusReport
 
@@ -25,8 +26,9 @@ def manager_statistics(core: LaneCore, sessions: int) -> LaneManagerStats:
     prepare_readings(recorders, now)
     with core.lock:
         lanes = sorted(core.lanes.values(), key=lambda x: x.config.priority)
+        oldest = oldest_waiting(core.commands.values(), lanes)
         return LaneManagerStats(
-            lanes=tuple(x.stats(now) for x in lanes),
+            lanes=tuple(x.stats(now, oldest.get(x)) for x in lanes),
             max_workers=core.max_workers,
             running=core.running,
             threads=core.executors.thread_count,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from laneway.errors import ConfigError, LaneNotFound
-from laneway.lanes import DEFAULT_LANES, LaneConfig, Priority, RateLimit
+from laneway.lanes import DEFAULT_LANES, CommandState, LaneConfig, Priority, RateLimit, RetryPolicy
 from tests.lanes.support import WAIT, lane, start_lanes
 
 
@@ -147,6 +147,46 @@ def test_pressure_and_idle_events(orch, rec):
         e = sub.get(timeout=WAIT)
         assert (e.key, e.source) == ("queue.lane.idle", "work")
         assert lanes.lane_stats("work").completed == 3
+
+
+def test_oldest_queued_age_is_that_of_the_oldest_queued_or_retry_waiting_command(morch, clock, rec):
+    lanes = start_lanes(morch, [lane("work", max_concurrency=1), lane("other", priority=1)])
+    lanes.tools.register(rec.held(), name="held")
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first call fails")
+        return "ok"
+
+    lanes.tools.register(flaky, name="flaky", parameters=[])
+
+    def ages() -> tuple[tuple[int, float], float, float]:
+        one, every = lanes.lane_stats("work"), lanes.statistics()
+        assert every.lane("work").oldest_queued_age_s == one.oldest_queued_age_s
+        return (one.pending, one.oldest_queued_age_s), every.lane("other").oldest_queued_age_s, every.lane("work").pending
+
+    with morch.events.subscribe("queue.command.retry") as sub:
+        retried = lanes.submit("work", "flaky", retry=RetryPolicy.fixed(2, 10))  # fails at 0, retries at 10
+        sub.get(timeout=WAIT)
+    clock.advance(1)
+    lanes.submit("work", "held", {"tag": "a"})  # runs from 1
+    rec.wait_started(1)
+    clock.advance(1)
+    lanes.submit("work", "held", {"tag": "b"})  # queued at 2
+    clock.advance(2)
+    assert ages() == ((2, 4.0), 0.0, 2)  # the retry-waiting command, waiting since 0, is the oldest
+    rec.release("a")
+    assert rec.wait_started(2) == ["a", "b"]
+    assert ages() == ((1, 4.0), 0.0, 1)
+    clock.advance(6)  # the retry falls due and queues behind b
+    assert lanes.state(retried.command_id) is CommandState.QUEUED
+    assert ages() == ((1, 10.0), 0.0, 1)
+    lanes.submit("other", "held", {"tag": "c"})
+    rec.release("b", "c")
+    assert retried.result(timeout=WAIT) == "ok"
+    assert ages() == ((0, 0.0), 0.0, 0)
 
 
 def test_statistics_report_counts_ages_throughput_and_latency(morch, clock, rec):
