@@ -95,6 +95,7 @@ class LaneCore:
         self._buckets: dict[int, dict[Lane, None]] = {}  # eligible lanes by priority, round-robin order
         self._eligible = 0  # lanes in the buckets: none, and dispatch has nothing to look at
         self._prios: list[int] = []
+        self._order: list[dict[Lane, None]] = []  # the buckets in priority order (best first)
         self._seq = itertools.count(1)
         self.outcomes = Outcomes(self)
         self.executors = Executors(self.box, end_runs_locked=self.outcomes.end_runs_locked,
@@ -141,17 +142,17 @@ class LaneCore:
         if eligible == lane.in_turn:
             return  # in_turn says whether it is in its bucket (only this method changes both): no change
         lane.in_turn = eligible
-        prio = lane.config.priority
-        bucket = self._buckets.get(prio)
+        prio = lane.config.priority  # never changes while the lane exists: its bucket is where in_turn put it
         if eligible:
+            bucket = self._buckets.get(prio)
             if bucket is None:
                 bucket = self._buckets[prio] = {}
                 bisect.insort(self._prios, prio)
-            if lane not in bucket:
-                bucket[lane] = None
-                self._eligible += 1
-        elif bucket and lane in bucket:
-            del bucket[lane]
+                self._order = [self._buckets[p] for p in self._prios]
+            bucket[lane] = None
+            self._eligible += 1
+        else:
+            del self._buckets[prio][lane]
             self._eligible -= 1
 
     def run_ended_locked(self, lane: Lane, now: float) -> None:
@@ -380,8 +381,7 @@ class LaneCore:
 
     def _pick_lane_locked(self) -> Lane | None:
         spare = self.max_workers - self.running - 1
-        for prio in self._prios:
-            bucket = self._buckets[prio]
+        for bucket in self._order:
             for lane in bucket:
                 if spare < self.reserved and lane.active >= lane.config.min_concurrency:
                     continue  # the last free workers are kept for lanes below their minimum
