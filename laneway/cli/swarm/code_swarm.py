@@ -187,12 +187,18 @@ def build_tasks(cfg: SwarmConfig, label: str) -> list[TaskDefinition]:
 # --- chaos and control ------------------------------------------------------------------
 
 
+_FOLLOW_UP_S = 0.25  # how soon Chaos kills again while no kill has cut work short
+
+
 class Chaos:
     """SIGKILLs a random busy pool worker every ``interval_s`` until stopped.
 
     A demo driver, not a runtime part. Only workers with tasks in flight are
-    picked, so every kill cuts work short; the first kill comes as soon as the
-    analysis is under way, the next ones ``interval_s`` apart.
+    picked; the first kill comes as soon as the analysis is under way, the next
+    ones ``interval_s`` apart. A kill can land just after the worker finished
+    its task (the result already on its way), and then cuts nothing short: until
+    one kill has made the pool retry a task, the next one comes soon, so a short
+    run still shows the recovery it is there to show.
     """
 
     def __init__(self, orch: Orchestrator, interval_s: float, seed: int) -> None:
@@ -208,19 +214,28 @@ class Chaos:
         return self
 
     def _run(self) -> None:
+        pool = self._orch.pool
+        retried = pool.statistics().retried  # before the first kill
+        cut = False  # has a kill cut work short (the pool retried a task since)?
         delay = 0.0
         while not self._stop.wait(delay):
-            pids = sorted(w.pid for w in self._orch.pool.workers() if w.pid and w.in_flight)
+            pids = sorted(w.pid for w in pool.workers() if w.pid and w.in_flight)
             if not pids:
                 delay = 0.05  # nothing busy yet: look again soon
                 continue
+            if self.kills and not cut:
+                cut = pool.statistics().retried > retried
+                if cut:  # the earlier kill did it: the next one at the interval
+                    delay = max(0.0, self._interval - _FOLLOW_UP_S)
+                    continue
             pid = self._rng.choice(pids)
             try:
                 os.kill(pid, signal.SIGKILL)
                 self.kills.append(pid)
             except ProcessLookupError:
                 pass
-            delay = self._interval
+            # Time for the pool to see the death and retry the task, then look again.
+            delay = self._interval if cut else min(self._interval, _FOLLOW_UP_S)
 
     def stop(self) -> None:
         self._stop.set()
