@@ -110,6 +110,7 @@ class Executors:
         self._idle: list[_Worker] = []
         self._threads = 0
         self._pulling = 0  # threads woken (or spawned) and not yet at the ready queue
+        self._early: _Worker | None = None  # woken by wake_early, no run handed to it yet (counted in _pulling)
         self._fast: dict[_Worker, float] = {}  # threads inside a usually-fast tool, and since when
         self._tool_s: dict[str, float] = {}  # moving average of each tool's real run time
         self._fallback: MonotonicClock | None = None
@@ -123,6 +124,32 @@ class Executors:
     @property
     def thread_count(self) -> int:
         return self._threads
+
+    def wake_early(self) -> None:
+        """A caller is about to submit a sync run it will block on, at a lane with room: wake an idle
+        thread now (without the scheduler's lock held, or not at all), and :meth:`launch_locked` hands
+        it the run.
+
+        A thread takes tens of µs to come up from an idle CPU; woken here, that overlaps the rest
+        of the submit (a few µs of the caller's), not only its last steps. The thread cannot run
+        before the caller lets go of the GIL, which it does to sleep on the result, by then handed.
+        A thread woken for a run that did not come (queued behind others, refused, or handed while
+        the thread was already up) finds itself still early in its next critical section and
+        serves the ready queue or goes back to idle: nothing is lost, only the head start.
+        """
+        lock = self._lock
+        if not lock.acquire(False):
+            return  # busy scheduler: the wake at launch will do
+        try:
+            if self._ready or not self._idle or self._fast or self._pulling or self._stopping:
+                return
+            worker = self._idle.pop()
+            worker.woken = True
+            self._early = worker
+            self._pulling += 1  # on its way: nobody else wakes a thread for the ready queue meanwhile
+        finally:
+            lock.release()
+        worker.gate.release()
 
     def launch_locked(self, run: Run) -> None:
         """Hand a started run to its executor (called inside the scheduler's outbox)."""
@@ -142,6 +169,14 @@ class Executors:
             self._box.add(partial(self._start_async, run))
         elif spec.cpu_bound:
             self._box.add(partial(self._start_pool, run))
+        elif self._early is not None and not self._ready:
+            # The thread wake_early woke for this run (or, if another came first, for the best one).
+            worker = self._early
+            self._early = None
+            self._pulling -= 1
+            worker.batch.append(run)
+            if self._tool_s.get(spec.name, 1.0) < _FAST_S:
+                self._fast[worker] = time.perf_counter()
         elif not self._ready and self._idle and not self._fast and not self._pulling and not self._stopping:
             # Nothing ready, nobody on the way and a thread idle: this run is the best one, and
             # it goes straight to that thread (what _wake_locked would do, without the heap).
@@ -352,6 +387,9 @@ class Executors:
                 if not lock.acquire(False):
                     box.acquire_contended()
                 try:
+                    if self._early is worker:  # woken by wake_early, and no run came: no longer on its way
+                        self._early = None
+                        self._pulling -= 1
                     fast.pop(worker, None)
                     self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
                     try:

@@ -133,6 +133,11 @@ class Submitter:
         lane = core.lanes.get(lane_name)
         if lane is None:
             lane = self.lane_for(lane_name)
+        if (watch and not lane.queue.size and lane.active < lane.config.max_concurrency and not spec.is_async
+                and not spec.cpu_bound):
+            # The caller blocks on this run next, which likely starts at once (read without the lock: a
+            # hint): a worker thread comes up meanwhile, and the run is handed to it at launch.
+            core.executors.wake_early()
         if opts is DEFAULT_OPTIONS:
             # _new_command's defaults, inline (most submits): the tool's, else the lane's.
             level = spec.priority

@@ -12,7 +12,8 @@ from laneway.core import Outbox
 from laneway.lanes._command import Run
 from laneway.lanes._executors import Executors
 
-from tests.lanes.support import WAIT
+from tests.lanes.support import WAIT, lane, start_lanes
+from tests.waiting import wait_until
 
 
 class Harness:
@@ -34,7 +35,8 @@ class Harness:
 
     def run(self, tag: str, lane_priority: int, level: int = 2) -> Any:
         lane = SimpleNamespace(config=SimpleNamespace(priority=lane_priority), name=f"lane{lane_priority}")
-        cmd = SimpleNamespace(id=tag, spec=self.spec, params={"tag": tag}, lane=lane, level=level)
+        cmd = SimpleNamespace(id=tag, spec=self.spec, params={"tag": tag}, lane=lane, level=level,
+                              future=SimpleNamespace(wait_gate=None))
         return Run(cmd, 1, 0.0)  # type: ignore[arg-type]  # a stand-in command
 
     def _end(self, outcomes: list[tuple[Any, bool, Any, float]]) -> None:
@@ -155,3 +157,51 @@ def test_runs_started_by_a_dispatch_that_then_fails_still_run(started, caplog):
     # The runs the failed dispatch had started are held by nobody else: the thread runs them.
     assert sorted(h.wait_ended(["first", "a", "b"])) == ["a", "b", "first"]
     assert "dispatching after a run failed" in caplog.text
+
+
+def _one_idle_thread(h: Harness) -> None:
+    """Start the harness's first thread with one run and wait until it is idle again."""
+    h.launch([h.run("warm", 2)])
+    assert h.wait_ended(["warm"]) == ["warm"]
+    wait_until(lambda: h.ex._idle, WAIT, "the thread to go idle")
+
+
+def test_a_thread_woken_early_is_handed_the_run_launched_next(started):
+    h = Harness(lambda tag: tag)
+    started.append(h)
+    h.fast()
+    _one_idle_thread(h)
+    h.ex.wake_early()  # what a submit that will wait on its result does before it builds the command
+    assert not h.ex._idle  # the thread is on its way already
+    with h.box:
+        h.ex.launch_locked(h.run("call", 2))
+        assert not h.ex._ready  # handed to the woken thread, not queued for one
+    assert h.wait_ended(["warm", "call"]) == ["warm", "call"]
+    assert h.ex.thread_count == 1
+
+
+def test_a_thread_woken_early_for_a_run_that_never_comes_serves_the_next_ones(started):
+    h = Harness(lambda tag: tag)  # a tool not known to be fast: no fallback timer watches its runs
+    started.append(h)
+    _one_idle_thread(h)
+    # The submit that woke it was refused (or its command was queued behind others): no run comes.
+    h.ex.wake_early()
+    wait_until(lambda: h.ex._idle, WAIT, "the thread woken early to go idle again")
+    # It is idle, no longer early: the next run wakes it (handed to a thread still counted as early,
+    # it would wait in a sleeping thread's batch for good).
+    h.launch([h.run("a", 2)])
+    assert h.wait_ended(["warm", "a"]) == ["warm", "a"]
+    assert h.ex.thread_count == 1
+
+
+def test_calls_that_wake_a_thread_early_get_their_results_while_a_burst_fills_the_lane(orch):
+    lanes = start_lanes(orch, [lane("query", max_concurrency=2)])
+    lanes.tools.register(lambda value: value, name="echo")
+    results: list[int] = []
+    handles = [lanes.submit("query", "echo", {"value": i}) for i in range(200)]
+    # Each call finds the lane busy or free at random: early wakes that a queued command turns
+    # into nothing must not strand the runs behind them.
+    for i in range(50):
+        results.append(lanes.call("query", "echo", {"value": 1000 + i}, wait_timeout=WAIT))
+    assert results == [1000 + i for i in range(50)]
+    assert [h.result(timeout=WAIT) for h in handles] == list(range(200))
