@@ -140,15 +140,9 @@ class Outcomes:
                     if future.settle_and_wake(value):
                         gate = None  # woken: the completion below leaves it alone
                 lane = cmd.lane
-                lane.active -= 1
-                if lane.active < lane.config.min_concurrency:
-                    core.reserved += 1
                 if cmd.preemptible:
                     del lane.runs[run]
-                core.running -= 1
-                took = now - run.started_at
-                prev = lane.run_ewma  # the moving average behind the lane's ETAs
-                lane.run_ewma = took if prev is None else prev + RUN_EWMA_ALPHA * (took - prev)
+                self._ended_locked(lane, 1, run.started_at, now)
                 superseded = run.superseded
                 if superseded:
                     if not (run.requeue and cmd.state is CommandState.RUNNING):
@@ -174,10 +168,7 @@ class Outcomes:
                     memory.latencies.record(latency)
                     memory.throughput.record(now)
                 else:
-                    try:
-                        lane.recorder.completed(latency, now)
-                    except Exception:  # a metrics hook must not break a transition half-way
-                        log.exception("lanes: the metrics recorder of lane %r raised", lane.name)
+                    self._report(lane, now, latency)
                 if cmd.durable and core.pending is not None:
                     add(partial(core.pending.delete, cmd.id))
                     add(partial(future.settle, value))  # after the delete
@@ -218,25 +209,33 @@ class Outcomes:
     def _completed_locked(self, lane: Lane, count: int, started: float, now: float) -> None:
         """``count`` plain runs of ``lane`` completed at ``now`` (see :meth:`end_runs_locked`), ``started`` the
         sum of their start times: what the lane counts of them, once for all (their latencies are recorded)."""
-        core = self._core
         try:
-            lane.active -= count
-            below = lane.config.min_concurrency - lane.active
-            if below > 0:  # a worker slot is kept for the lane again for each of these runs below its minimum
-                core.reserved += below if below < count else count
-            core.running -= count
+            self._ended_locked(lane, count, started, now)
             lane.completed += count
-            # The run-time average behind ETAs (a hint): ``count`` updates by the runs' mean time, which
-            # is what one update per run gives when they took the same time, and close when they did not.
-            took = now - started / count
-            prev = lane.run_ewma
-            lane.run_ewma = took if prev is None else prev + (1.0 - _RUN_KEEP ** count) * (took - prev)
             memory = lane.memory
             if memory is not None:
                 memory.throughput.record(now, count)
-            core.run_ended_locked(lane, now)  # pending did not change: no queue length or pressure update
+            self._core.run_ended_locked(lane, now)  # pending did not change: no queue length or pressure update
         except Exception:
             log.exception("lanes: recording the end of %d command(s) of lane %r failed", count, lane.name)
+
+    def _ended_locked(self, lane: Lane, count: int, started: float, now: float) -> None:
+        """``count`` runs of ``lane`` ended at ``now``, ``started`` the sum of their start times, however
+        they ended: their lane and worker slots are free, and the run-time average behind ETAs moves."""
+        core = self._core
+        lane.active -= count
+        below = lane.config.min_concurrency - lane.active
+        if below > 0:  # a worker slot is kept for the lane again for each of these runs below its minimum
+            core.reserved += below if below < count else count
+        core.running -= count
+        # A hint: ``count`` updates by the runs' mean time, which is what one update per run gives when
+        # they took the same time, and close when they did not.
+        took = now - started / count
+        prev = lane.run_ewma
+        if prev is None:
+            lane.run_ewma = took
+        else:
+            lane.run_ewma = prev + (RUN_EWMA_ALPHA if count == 1 else 1.0 - _RUN_KEEP ** count) * (took - prev)
 
     def _report(self, lane: Lane, now: float, latency: float) -> None:
         """A plain completion, to a lane's recorder of another type than the in-memory one."""

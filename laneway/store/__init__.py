@@ -25,27 +25,22 @@ __all__ = ["POSTGRES_EXTRA", "PostgresStore", "SQLiteStore", "Store", "VersionIn
 
 
 def __getattr__(name: str) -> Any:
-    # sqlite3 loads with the first SQLite store (open_store imports it then too): a program
-    # that keeps no durable state, such as one that only runs a pool, never loads it.
+    # sqlite3 loads with the first SQLite store, and the PostgreSQL store's modules (not psycopg
+    # itself, which loads only when one is created) with the first use of their names, as
+    # open_store loads either for its URL: a program that keeps no durable state, such as one
+    # that only runs a pool, loads neither.
+    module: Any
     if name == "SQLiteStore":
-        from laneway.store._sqlite import SQLiteStore
-
-        globals()["SQLiteStore"] = SQLiteStore
-        return SQLiteStore
-    # The PostgreSQL store's modules (not psycopg itself, which loads only when one is created)
-    # load with the first use of their names, as open_store loads them for a postgresql:// URL.
-    if name == "PostgresStore":
-        from laneway.store._postgres import PostgresStore
-
-        globals()["PostgresStore"] = PostgresStore
-        return PostgresStore
-    if name in ("POSTGRES_EXTRA", "import_psycopg"):
-        from laneway.store import _psycopg
-
-        value = getattr(_psycopg, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from laneway.store import _sqlite as module
+    elif name == "PostgresStore":
+        from laneway.store import _postgres as module
+    elif name in ("POSTGRES_EXTRA", "import_psycopg"):
+        from laneway.store import _psycopg as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
