@@ -366,13 +366,13 @@ class LaneCore:
                     self._start_locked(cmd)
                 self.touch(lane)
                 continue
-            # A lane alone at its priority keeps the turn while it has work, a free slot and a free
-            # worker: _pick_lane_locked would pick it again (only this lane changes here), so it is
-            # not asked, and the lane's bucket is updated once, when it stops.
-            alone = lane.limiter is None and len(self._buckets[lane.config.priority]) == 1
-            config, queue = lane.config, lane.queue
-            while True:
-                cmd = queue.pop()  # Lane.take's common case, without its frame
+            if lane.limiter is None and len(self._buckets[lane.config.priority]) == 1:
+                # A lane alone at its priority keeps the turn while it has work, a free slot and a free
+                # worker: _pick_lane_locked would pick it again (only this lane changes here), so it is
+                # not asked, and the lane's bucket is updated once, when it stops.
+                self.fill_lane_locked(lane)
+            else:
+                cmd = lane.queue.pop()  # Lane.take's common case, without its frame
                 if cmd is not None:
                     cmd.queued = False
                     if cmd.batch is not None:
@@ -380,12 +380,38 @@ class LaneCore:
                     if cmd is not None:
                         lane.pending -= 1
                         self._start_locked(cmd)
-                if not (alone and cmd is not None and queue.size and lane.active < config.max_concurrency
-                        and self.running < max_workers and lane.group is None and not lane.preemptors
-                        and (max_workers - self.running - 1 >= self.reserved
-                             or lane.active < config.min_concurrency)):
-                    break
             self.touch(lane)
+
+    def fill_lane_locked(self, lane: Lane) -> None:
+        """Start ``lane``'s queued commands, best first, while it has a free slot and a worker is free
+        (the last free workers kept for lanes below their minimum); the caller knows that no other lane
+        comes first. The lane's bucket is left to the caller to update."""
+        config, queue = lane.config, lane.queue
+        max_workers = self.max_workers
+        while (queue.size and lane.active < config.max_concurrency and self.running < max_workers
+               and lane.group is None and not lane.preemptors
+               and (max_workers - self.running - 1 >= self.reserved or lane.active < config.min_concurrency)):
+            cmd = queue.pop()  # Lane.take's common case, without its frame
+            if cmd is None:
+                return
+            cmd.queued = False
+            if cmd.batch is not None:
+                cmd = lane.open_group(cmd)  # the lane turns to group mode: the loop stops
+            if cmd is not None:
+                lane.pending -= 1
+                self._start_locked(cmd)
+
+    def refill_locked(self, lane: Lane) -> None:
+        """Runs of ``lane`` ended (their slots are free): start its next commands at once when no
+        other lane waits for a slot or a worker, which is what :meth:`dispatch_locked` would do then
+        (no lane with work has room but this one), without the lane's turn through the priority buckets.
+
+        A burst keeps every lane at its cap, so each end hands its slot straight to the lane's next
+        command: the lane stays out of the buckets, instead of entering them and leaving them again.
+        """
+        if (not self._eligible and not self.closed and lane.limiter is None and not lane.paused
+                and lane.queue.size):
+            self.fill_lane_locked(lane)
 
     def _pick_lane_locked(self) -> Lane | None:
         spare = self.max_workers - self.running - 1

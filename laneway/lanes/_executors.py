@@ -38,6 +38,7 @@ from laneway.errors import CommandCancelled, Preempted, SystemShutdown
 from laneway.core import current_token_var, set_current_token
 
 from laneway.lanes._command import Run
+from laneway.lanes._window import moved_average
 
 if TYPE_CHECKING:
     from laneway.core import Outbox
@@ -80,8 +81,8 @@ class Executors:
     Args:
         box: the scheduler's outbox (a finishing thread records its outcome and takes
             its next run in one critical section under it; effects go on it).
-        end_runs_locked: ``(outcomes)``, inside ``box``: record how runs ended, ``(run, ok, value,
-            seconds)`` each; one that fails to be recorded does not keep the others from ending.
+        end_runs_locked: ``(outcomes)``, inside ``box``: record how runs ended, ``(run, ok, value)``
+            each; one that fails to be recorded does not keep the others from ending.
         dispatch_locked: ``()``, inside ``box``: start what can start now.
         finish: ``(run, ok, value)``, without the lock: end a run from another thread.
         launch_failed: ``(run, error)``, without the lock: no executor could take the run.
@@ -91,7 +92,7 @@ class Executors:
             is False, ``announce`` is called only for durable commands (None: for every run).
     """
 
-    def __init__(self, box: Outbox, *, end_runs_locked: Callable[[list[tuple[Run, bool, Any, float]]], None],
+    def __init__(self, box: Outbox, *, end_runs_locked: Callable[[list[tuple[Run, bool, Any]]], None],
                  dispatch_locked: Callable[[], None], finish: Callable[[Run, bool, Any], None],
                  launch_failed: Callable[[Run, BaseException], None], announce: Callable[[Run], None],
                  pool: Callable[[], Any], announcing: Callable[[], bool] | None = None) -> None:
@@ -206,52 +207,65 @@ class Executors:
 
     # shared by every executor -------------------------------------------------
 
-    def _run_batch(self, batch: collections.deque[Run]) -> list[tuple[Run, bool, Any, float]]:
-        """Run the sync tools of ``batch`` in turn (without the lock): ``(run, ok, value, seconds)`` each."""
-        outcomes: list[tuple[Run, bool, Any, float]] = []
-        perf_counter, token_var, announce, tool_s = time.perf_counter, current_token_var, self._announce, self._tool_s
+    def _run_batch(self, batch: collections.deque[Run]) -> list[tuple[Run, bool, Any]]:
+        """Run the sync tools of ``batch`` in turn (without the lock): ``(run, ok, value)`` each.
+
+        Consecutive runs of one tool are timed together, and the tool's moving average of real run
+        time (what makes it "fast") moves once for them, by their mean: one clock reading per stretch,
+        not per run. A run that is announced is timed alone, after the announcement (which may write
+        the store: a tool's time is its own).
+        """
+        outcomes: list[tuple[Run, bool, Any]] = []
+        append = outcomes.append
+        perf_counter, token_var, announce = time.perf_counter, current_token_var, self._announce
         # Asked once per batch, not per run: a listener added meanwhile hears from the next batch on.
         everyone = self._announcing is None or self._announcing()
-        # One clock reading per run: each run's end is the next one's start (read again after an
-        # announcement, which may write the store: a tool's time is its own).
-        began = perf_counter()
+        timed: Any = None  # the spec of the stretch being timed, since ``began``, ``count`` runs so far
+        began, count = 0.0, 0
         while batch:
             try:
                 run = batch.popleft()  # atomic: the fallback may take the rest back meanwhile
             except IndexError:
                 break
             cmd = run.cmd
+            spec = cmd.spec
             if everyone or cmd.durable:
+                if count:
+                    self._timed(timed.name, count, perf_counter() - began)
+                    count = 0
                 try:
                     announce(run)
                 except Exception:  # persisting the attempt or publishing failed: the run still runs
                     log.exception("lanes: announcing command %s failed", cmd.id)
-                began = perf_counter()
-            spec = cmd.spec
-            ok: bool
-            value: Any
+                timed = None
+            if spec is not timed:
+                if count:
+                    self._timed(timed.name, count, perf_counter() - began)
+                    count = 0
+                timed, began = spec, perf_counter()
+            count += 1
             if run._cancelled:  # a Run is its own token; the field, not the property: one call less per run
-                ok, value = False, _cancelled_error(run)
-            else:
-                kwargs = {**cmd.params, "cancel_token": run} if spec.takes_token else cmd.params
-                mark = token_var.set(run)  # the ContextVar itself, not the helper: one call less per run
-                try:
-                    ok, value = True, spec.fn(**kwargs)
-                except Exception as exc:
-                    ok, value = False, exc
-                finally:
-                    token_var.reset(mark)
-            ended = perf_counter()
-            seconds = ended - began
-            outcomes.append((run, ok, value, seconds))
-            began = ended
-            # The tool's moving average of real run time (what makes it "fast"), here where its spec is at
-            # hand; without the lock: a dict item is set atomically, and two threads' updates racing only
-            # skew an estimate that is a hint, never a limit.
-            name = spec.name
-            prev = tool_s.get(name)
-            tool_s[name] = seconds if prev is None else prev + _EWMA_ALPHA * (seconds - prev)
+                append((run, False, _cancelled_error(run)))
+                continue
+            mark = token_var.set(run)  # the ContextVar itself, not the helper: one call less per run
+            try:
+                append((run, True, spec.fn(**({**cmd.params, "cancel_token": run} if spec.takes_token else cmd.params))))
+            except Exception as exc:
+                append((run, False, exc))
+            finally:
+                token_var.reset(mark)
+        if count:
+            self._timed(timed.name, count, perf_counter() - began)
         return outcomes
+
+    def _timed(self, name: str, count: int, seconds: float) -> None:
+        """``count`` runs of tool ``name`` took ``seconds`` in all: its moving average moves by their mean.
+
+        Without the lock: a dict item is set atomically, and two threads' updates racing only skew
+        an estimate that is a hint, never a limit.
+        """
+        tool_s = self._tool_s
+        tool_s[name] = moved_average(tool_s.get(name), seconds / count, count, _EWMA_ALPHA)
 
     # threads ------------------------------------------------------------------
 
@@ -393,10 +407,10 @@ class Executors:
                     fast.pop(worker, None)
                     self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
                     try:
-                        end_runs_locked(outcomes)  # first: it wakes the callers that wait on these runs
                         if not ready and not self._stopping:
                             self._sink = worker.batch
                         try:
+                            end_runs_locked(outcomes)  # first: it wakes the callers that wait on these runs
                             dispatch_locked()
                         finally:
                             self._sink = None

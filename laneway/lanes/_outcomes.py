@@ -10,6 +10,7 @@ from laneway.errors import CommandTimeout, LaneError
 from laneway.core import LazyFuture
 from laneway.lanes._lane import RUN_EWMA_ALPHA
 from laneway.lanes._records import CommandState
+from laneway.lanes._window import moved_average
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Command, Run
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 settle_many = LazyFuture.settle_many
 settle_unarmed = LazyFuture.settle
-_RUN_KEEP = 1.0 - RUN_EWMA_ALPHA  # the weight the run-time average keeps at each run
 
 
 class Outcomes:
@@ -73,10 +73,10 @@ class Outcomes:
 
     def end_run_locked(self, run: Run, ok: bool, value: Any) -> None:
         """Record how one run ended (see :meth:`end_runs_locked`)."""
-        self.end_runs_locked(((run, ok, value, 0.0),))
+        self.end_runs_locked(((run, ok, value),))
 
-    def end_runs_locked(self, outcomes: Iterable[tuple[Run, bool, Any, float]]) -> None:
-        """Record how runs ended, ``(run, ok, value, seconds)`` each (the seconds are the executor's).
+    def end_runs_locked(self, outcomes: Iterable[tuple[Run, bool, Any]]) -> None:
+        """Record how runs ended, ``(run, ok, value)`` each.
 
         One call for a worker thread's whole batch: the loop is here, not around the call, so
         each run costs no frame; a run whose recording fails is logged and the rest still end.
@@ -102,7 +102,7 @@ class Outcomes:
         commands: dict[str, Command]
         futures: list[Any]
         values: list[Any]
-        for run, ok, value, _ in outcomes:
+        for run, ok, value in outcomes:
             try:
                 cmd = run.cmd
                 future = cmd.future
@@ -215,7 +215,9 @@ class Outcomes:
             memory = lane.memory
             if memory is not None:
                 memory.throughput.record(now, count)
-            self._core.run_ended_locked(lane, now)  # pending did not change: no queue length or pressure update
+            core = self._core
+            core.refill_locked(lane)  # the slots these runs free go to the lane's next commands, if nobody comes first
+            core.run_ended_locked(lane, now)  # reports what the refill took
         except Exception:
             log.exception("lanes: recording the end of %d command(s) of lane %r failed", count, lane.name)
 
@@ -228,14 +230,7 @@ class Outcomes:
         if below > 0:  # a worker slot is kept for the lane again for each of these runs below its minimum
             core.reserved += below if below < count else count
         core.running -= count
-        # A hint: ``count`` updates by the runs' mean time, which is what one update per run gives when
-        # they took the same time, and close when they did not.
-        took = now - started / count
-        prev = lane.run_ewma
-        if prev is None:
-            lane.run_ewma = took
-        else:
-            lane.run_ewma = prev + (RUN_EWMA_ALPHA if count == 1 else 1.0 - _RUN_KEEP ** count) * (took - prev)
+        lane.run_ewma = moved_average(lane.run_ewma, now - started / count, count, RUN_EWMA_ALPHA)  # a hint
 
     def _report(self, lane: Lane, now: float, latency: float) -> None:
         """A plain completion, to a lane's recorder of another type than the in-memory one."""

@@ -40,7 +40,7 @@ class HeldRuns:
     def end(self, outcomes: list[tuple[Any, bool, Any]]) -> None:
         """End the runs of ``(handle, ok, value)`` in one batch, then dispatch, as a worker thread does."""
         with self.core.box:
-            batch = [(self.started.pop(h.command_id), ok, value, 0.0) for h, ok, value in outcomes]
+            batch = [(self.started.pop(h.command_id), ok, value) for h, ok, value in outcomes]
             self.core.outcomes.end_runs_locked(batch)
             self.core.dispatch_locked()
 
@@ -117,6 +117,53 @@ def test_a_batch_mixing_lanes_failures_a_retry_a_cancelled_run_and_plain_ones_ke
     assert core.lanes["a"].run_ewma == pytest.approx(5.0 + (1 - 0.8 ** 2) * (2.0 - 5.0))
 
 
+def test_lanes_at_their_caps_hand_the_slots_a_batch_frees_to_their_own_next_commands(morch, clock):
+    # Every lane with work at its cap (a burst's case): each lane's ends start its own next commands
+    # at once, best first, and the lane never enters the scheduler's priority buckets on the way.
+    lanes = start_lanes(morch, [lane("a", 0, max_concurrency=2), lane("b", 1, max_concurrency=2)])
+    lanes.tools.register(echo, name="echo")
+    held = HeldRuns(lanes)
+    core = held.core
+    h = {n: lanes.submit(n[0], "echo", {"x": n}, command_id=n) for n in ("a1", "a2", "a3", "a4", "b1", "b2", "b3")}
+    assert sorted(held.started) == ["a1", "a2", "b1", "b2"]
+    entered: list[str] = []
+    touch = core.touch
+
+    def watched(lane_: Any) -> None:
+        touch(lane_)
+        if lane_.in_turn:
+            entered.append(lane_.name)
+
+    core.touch = watched  # type: ignore[method-assign]
+    held.end([(h["b1"], True, "b1"), (h["a1"], True, "a1"), (h["a2"], True, "a2")])
+    assert sorted(held.started) == ["a3", "a4", "b2", "b3"]
+    assert entered == []  # no lane waited in a bucket: each took its freed slots straight away
+    assert (core.running, core.lanes["a"].active, core.lanes["b"].active) == (4, 2, 2)
+    assert (core.lanes["a"].pending, core.lanes["b"].pending) == (0, 0)
+    held.end([(h[n], True, n) for n in ("a3", "a4", "b2", "b3")])
+    assert lanes.drain(WAIT).drained
+    assert {n: f.result(timeout=WAIT) for n, f in h.items()} == {n: n for n in h}
+    assert core.lanes["a"].completed == 4 and core.lanes["b"].completed == 3
+
+
+def test_a_freed_worker_goes_to_the_best_lane_waiting_for_one_not_back_to_the_lane_that_freed_it(morch, clock):
+    # Three workers for two lanes of three slots each: lane a (the better one) has room and work but
+    # no worker. A run of lane b that ends frees a worker, and a's next command takes it, not b's.
+    lanes = start_lanes(morch, [lane("a", 0, max_concurrency=3), lane("b", 1, max_concurrency=3)], max_workers=3)
+    lanes.tools.register(echo, name="echo")
+    held = HeldRuns(lanes)
+    core = held.core
+    h = {n: lanes.submit(n[0], "echo", {"x": n}, command_id=n) for n in ("b1", "b2", "a1", "a2", "b3")}
+    assert sorted(held.started) == ["a1", "b1", "b2"] and core.running == 3
+    held.end([(h["b1"], True, "b1")])
+    assert sorted(held.started) == ["a1", "a2", "b2"]  # b3 still waits: a came first
+    held.end([(h["b2"], True, "b2")])
+    assert sorted(held.started) == ["a1", "a2", "b3"]  # a has nothing queued now: b's turn
+    held.end([(h[n], True, n) for n in ("a1", "a2", "b3")])
+    assert lanes.drain(WAIT).drained
+    assert {n: f.result(timeout=WAIT) for n, f in h.items()} == {n: n for n in h}
+
+
 class Reported(InMemoryLaneMetrics):
     """The in-memory backend behind a recorder of another type: completions come one call each."""
 
@@ -172,8 +219,8 @@ def test_each_run_of_a_batch_sees_its_own_token_and_no_other_code_sees_one():
     box = Outbox("test-batch-ends")
     done = threading.Event()
 
-    def end(outcomes: list[tuple[Any, bool, Any, float]]) -> None:
-        ended.extend((run, ok, value, current_token()) for run, ok, value, _ in outcomes)
+    def end(outcomes: list[tuple[Any, bool, Any]]) -> None:
+        ended.extend((run, ok, value, current_token()) for run, ok, value in outcomes)
         done.set()
 
     ex = Executors(box, end_runs_locked=end, dispatch_locked=lambda: None, finish=lambda run, ok, value: None,

@@ -10,6 +10,7 @@ import pytest
 
 from laneway.core import Outbox
 from laneway.lanes._command import Run
+from laneway.lanes import _executors as executors
 from laneway.lanes._executors import Executors
 
 from tests.lanes.support import WAIT, lane, start_lanes
@@ -39,9 +40,9 @@ class Harness:
                               future=SimpleNamespace(wait_gate=None))
         return Run(cmd, 1, 0.0)  # type: ignore[arg-type]  # a stand-in command
 
-    def _end(self, outcomes: list[tuple[Any, bool, Any, float]]) -> None:
+    def _end(self, outcomes: list[tuple[Any, bool, Any]]) -> None:
         with self.cond:
-            for _, ok, value, _ in outcomes:
+            for _, ok, value in outcomes:
                 assert ok, value
                 self.ended.append(value)
             self.cond.notify_all()
@@ -205,3 +206,22 @@ def test_calls_that_wake_a_thread_early_get_their_results_while_a_burst_fills_th
         results.append(lanes.call("query", "echo", {"value": 1000 + i}, wait_timeout=WAIT))
     assert results == [1000 + i for i in range(50)]
     assert [h.result(timeout=WAIT) for h in handles] == list(range(200))
+
+
+def test_a_tools_run_time_average_leaves_out_the_announcements_before_its_runs(started, monkeypatch):
+    # The announcement (publishing, or persisting a durable attempt) is not the tool's time: a slow
+    # one must not make an instant tool look slow, which would stop its runs from being batched.
+    monkeypatch.setattr(executors, "_FALLBACK_S", 60.0)  # one thread runs the whole batch, slow as it is
+    slow_announce = threading.Event()
+
+    def announce(run: Any) -> None:
+        slow_announce.wait(0.05)  # the work under test: an announcement that takes 50 ms
+
+    h = Harness(lambda tag: tag, announce=announce)
+    started.append(h)
+    h.fast()
+    tags = [f"r{i}" for i in range(4)]
+    h.launch([h.run(tag, 2) for tag in tags])
+    assert sorted(h.wait_ended(tags)) == sorted(tags)
+    assert h.ex.thread_count == 1
+    assert h.ex._tool_s[h.spec.name] < 0.01  # 4 runs behind 50 ms announcements each: the tool's own time only
