@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from laneway.core import MonotonicClock, Outbox
 from laneway.errors import (
@@ -386,20 +386,24 @@ class LaneCore:
         """Start ``lane``'s queued commands, best first, while it has a free slot and a worker is free
         (the last free workers kept for lanes below their minimum); the caller knows that no other lane
         comes first. The lane's bucket is left to the caller to update."""
-        config, queue = lane.config, lane.queue
-        max_workers = self.max_workers
-        while (queue.size and lane.active < config.max_concurrency and self.running < max_workers
-               and lane.group is None and not lane.preemptors
-               and (max_workers - self.running - 1 >= self.reserved or lane.active < config.min_concurrency)):
-            cmd = queue.pop()  # Lane.take's common case, without its frame
-            if cmd is None:
-                return
-            cmd.queued = False
-            if cmd.batch is not None:
-                cmd = lane.open_group(cmd)  # the lane turns to group mode: the loop stops
-            if cmd is not None:
-                lane.pending -= 1
-                self._start_locked(cmd)
+        if lane.group is not None or lane.preemptors:
+            return  # dispatch takes those one at a time
+        config = lane.config
+        workers = self.max_workers - self.running
+        below = config.min_concurrency - lane.active  # starts that may use a worker kept for this lane
+        spare = workers - self.reserved  # workers nobody keeps
+        count = min(lane.queue.size, config.max_concurrency - lane.active, workers,
+                    (below if below > 0 else 0) + (spare if spare > 0 else 0))
+        if count <= 0:
+            return
+        cmds = lane.queue.pop_many(count)  # one call for them all, not one per command
+        if cmds and cmds[-1].batch is not None:
+            # A parallel group's placeholder: its first member starts, and the lane is the group's now.
+            member = lane.open_group(cmds.pop())
+            if member is not None:
+                cmds.append(member)
+        lane.pending -= len(cmds)
+        self._start_all_locked(lane, cmds)
 
     def refill_locked(self, lane: Lane) -> None:
         """Runs of ``lane`` ended (their slots are free): start its next commands at once when no
@@ -438,29 +442,36 @@ class LaneCore:
 
     def _start_locked(self, cmd: Command) -> None:
         """Start a run of ``cmd`` (the caller took it out of the lane's pending commands, if it was there)."""
-        lane = cmd.lane
-        if cmd.timers:
-            cmd.cancel_timers()  # deadline boosts are moot once it runs
-        cmd.state = CommandState.RUNNING
-        cmd.attempts += 1
-        now = self.now()
-        run = cmd.run = Run(cmd, cmd.attempts, now)
-        lane.active += 1
-        if lane.active <= lane.config.min_concurrency:
-            self.reserved -= 1
-        if cmd.preemptible:  # only they can be victims: the others are not tracked
-            lane.runs[run] = None
-        self.running += 1
-        if lane.limiter is not None:
-            lane.limiter.record(now)
-        if cmd.timeout is not None:
-            cmd.add_timer(self.clock.call_later(cmd.timeout, partial(self.outcomes.on_timeout, run)))
+        self._start_all_locked(cmd.lane, (cmd,))
+
+    def _start_all_locked(self, lane: Lane, cmds: Iterable[Command]) -> None:
+        """Start a run of each of ``cmds``, in order, all of ``lane`` (see :meth:`_start_locked`)."""
+        now = self.now()  # one reading: they start within microseconds of each other
+        min_concurrency = lane.config.min_concurrency
+        limiter = lane.limiter
+        launch = self.executors.launch_locked
+        for cmd in cmds:
+            if cmd.timers:
+                cmd.cancel_timers()  # deadline boosts are moot once it runs
+            cmd.state = CommandState.RUNNING
+            attempts = cmd.attempts = cmd.attempts + 1
+            run = cmd.run = Run(cmd, attempts, now)
+            lane.active += 1
+            if lane.active <= min_concurrency:
+                self.reserved -= 1
+            if cmd.preemptible:  # only they can be victims: the others are not tracked
+                lane.runs[run] = None
+            self.running += 1
+            if limiter is not None:
+                limiter.record(now)
+            if cmd.timeout is not None:
+                cmd.add_timer(self.clock.call_later(cmd.timeout, partial(self.outcomes.on_timeout, run)))
+            try:
+                launch(run)
+            except Exception as exc:
+                self.outcomes.launch_failed_locked(run, exc)
         if self.space_waiters:
             self.space.notify_all()
-        try:
-            self.executors.launch_locked(run)
-        except Exception as exc:
-            self.outcomes.launch_failed_locked(run, exc)
 
     # ends ----------------------------------------------------------------------------------------
 

@@ -206,6 +206,32 @@ class FairQueue:
                 return cmd
         return None
 
+    def pop_many(self, limit: int) -> list[Command]:
+        """Take up to ``limit`` commands in :meth:`pop`'s order, marked not queued; a parallel group's
+        placeholder (``batch`` set) ends the list, as the lane turns to group mode after it."""
+        taken: list[Command] = []
+        if not self._callers:  # the run: pop's loop, once for all of them
+            run, level = self._run, self._run_level
+            while run and len(taken) < limit:
+                head = run.popleft()
+                if head.queued and head.level == level:  # else stale: discarded
+                    head.queued = False
+                    taken.append(head)
+                    if head.batch is not None:
+                        break
+            # An emptied run holds nothing live: see pop for a command marked not queued without a discard.
+            self.size = self.size - len(taken) if run else 0
+            return taken
+        while len(taken) < limit:
+            cmd = self.pop()
+            if cmd is None:
+                break
+            cmd.queued = False
+            taken.append(cmd)
+            if cmd.batch is not None:
+                break
+        return taken
+
     def _to_general(self) -> None:
         """Move the run into the general structure as if it had always been there: its caller's queue."""
         cq = self._spare.pop() if self._spare else _CallerQueue()

@@ -164,6 +164,28 @@ def test_a_freed_worker_goes_to_the_best_lane_waiting_for_one_not_back_to_the_la
     assert {n: f.result(timeout=WAIT) for n, f in h.items()} == {n: n for n in h}
 
 
+def test_a_lane_filling_its_slots_leaves_the_workers_kept_for_lanes_below_their_minimum(morch, clock):
+    # Four workers; lane b keeps two of them (its minimum) while it has nothing to run, lane a one.
+    lanes = start_lanes(morch, [lane("a", 0, max_concurrency=4, min_concurrency=1),
+                                lane("b", 1, max_concurrency=2, min_concurrency=2)], max_workers=4)
+    lanes.tools.register(echo, name="echo")
+    held = HeldRuns(lanes)
+    core = held.core
+    assert core.reserved == 3
+    h = {n: lanes.submit(n[0], "echo", {"x": n}, command_id=n) for n in ("a1", "a2", "a3", "a4", "a5")}
+    assert sorted(held.started) == ["a1", "a2"]  # its own kept worker and the one nobody keeps
+    h.update({n: lanes.submit("b", "echo", {"x": n}, command_id=n) for n in ("b1", "b2")})
+    assert sorted(held.started) == ["a1", "a2", "b1", "b2"]  # b's kept workers were free for it
+    held.end([(h["a1"], True, "a1"), (h["b1"], True, "b1")])
+    assert sorted(held.started) == ["a2", "a3", "b2"]  # b1's worker stays kept for b (below its minimum)
+    held.end([(h[n], True, n) for n in ("a2", "a3", "b2")])
+    assert sorted(held.started) == ["a4", "a5"]  # as at first: b keeps its two, with nothing queued
+    held.end([(h[n], True, n) for n in ("a4", "a5")])
+    assert lanes.drain(WAIT).drained
+    assert {n: f.result(timeout=WAIT) for n, f in h.items()} == {n: n for n in h}
+    assert (core.running, core.reserved) == (0, 3)
+
+
 class Reported(InMemoryLaneMetrics):
     """The in-memory backend behind a recorder of another type: completions come one call each."""
 

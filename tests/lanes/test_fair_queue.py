@@ -13,8 +13,8 @@ from laneway.lanes._queue import FairQueue
 _seq = iter(range(1, 10**9))
 
 
-def cmd(caller: str, level: int = 2) -> SimpleNamespace:
-    return SimpleNamespace(caller=caller, level=level, seq=next(_seq), queued=True)
+def cmd(caller: str, level: int = 2, batch: object = None) -> SimpleNamespace:
+    return SimpleNamespace(caller=caller, level=level, seq=next(_seq), queued=True, batch=batch)
 
 
 def pop(q: FairQueue) -> SimpleNamespace | None:
@@ -235,6 +235,27 @@ class FairQueueMachine(RuleBasedStateMachine):
         if got is not None:
             self.queued.remove(got)
             self.popped.append(got)
+
+    @rule(caller=_callers, level=_levels)
+    def push_placeholder(self, caller: str, level: int) -> None:  # stands for a parallel group
+        self._push(cmd(caller, level, batch=object()))
+
+    @rule(limit=st.integers(1, 12))
+    def pop_many(self, limit: int) -> None:  # a lane's turn: as many pops, up to a placeholder
+        expected = []
+        while len(expected) < limit:
+            c = self.ref.pop()
+            if c is None:
+                break
+            expected.append(c)
+            if c.batch is not None:
+                break
+        got = self.q.pop_many(limit)
+        assert [id(c) for c in got] == [id(c) for c in expected]
+        assert not any(c.queued for c in got)
+        for c in got:
+            self.queued.remove(c)
+            self.popped.append(c)
 
     @precondition(lambda self: self.queued)
     @rule(i=st.integers(0, 10**6))
