@@ -28,7 +28,11 @@ importing laneway from this checkout and one from DIR (this file run as a script
 children take turns round by round, the first of a round alternating (here, base; base, here;
 ...), so both sets of ratios come from the same interleaved run.
 
-Run: python -m laneway.cli.benchmarks.lanes_throughput [--rounds 5] [--all] [--skip-a3s] [--base DIR]
+Eleven rounds by default: a round's burst ratio swings between ~0.8x and ~1.7x on this machine,
+mostly with the executor (its threads convoy in some rounds and not in others), so a median of
+five moves by ~0.1x between runs minutes apart.
+
+Run: python -m laneway.cli.benchmarks.lanes_throughput [--rounds 11] [--all] [--skip-a3s] [--base DIR]
 """
 
 from __future__ import annotations
@@ -250,7 +254,7 @@ def versus_base(rounds: int, base: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--all", action="store_true", help="also the a3s-lane shapes and raw asks")
     parser.add_argument("--skip-a3s", action="store_true")
     parser.add_argument("--base", default="", help="a checkout whose laneway runs too, in its own child (before/after)")
