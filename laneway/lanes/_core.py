@@ -260,7 +260,7 @@ class LaneCore:
             lane.busy = True
             lane.idle_since = None
             self.commands[cmd.id] = cmd
-            self._start_locked(cmd)
+            self._start_all_locked(lane, (cmd,))  # _start_locked, a frame less (every call comes here)
             return 0, 0.0
         else:
             ahead = len(lane.preemptors)

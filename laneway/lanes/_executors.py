@@ -38,7 +38,6 @@ from laneway.errors import CommandCancelled, Preempted, SystemShutdown
 from laneway.core import current_token_var, set_current_token
 
 from laneway.lanes._command import Run
-from laneway.lanes._window import moved_average
 
 if TYPE_CHECKING:
     from laneway.core import Outbox
@@ -48,6 +47,7 @@ log = logging.getLogger(__name__)
 _FAST_S = 100e-6  # a tool whose recent runs took less than this is "fast"
 _FALLBACK_S = 0.002  # how long the ready queue may wait on a fast tool before a helper is woken anyway
 _EWMA_ALPHA = 0.2
+_EWMA_KEEP = 1.0 - _EWMA_ALPHA  # the weight the average keeps at each run
 _BATCH = 16  # fast ready runs one thread takes per critical section at most
 
 
@@ -265,7 +265,11 @@ class Executors:
         an estimate that is a hint, never a limit.
         """
         tool_s = self._tool_s
-        tool_s[name] = moved_average(tool_s.get(name), seconds / count, count, _EWMA_ALPHA)
+        took = seconds / count
+        prev = tool_s.get(name)
+        # ``count`` updates by the runs' mean: what one update per run gives when they took the same time.
+        tool_s[name] = took if prev is None else prev + (
+            _EWMA_ALPHA if count == 1 else 1.0 - _EWMA_KEEP ** count) * (took - prev)
 
     # threads ------------------------------------------------------------------
 

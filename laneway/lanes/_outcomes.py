@@ -10,7 +10,6 @@ from laneway.errors import CommandTimeout, LaneError
 from laneway.core import LazyFuture
 from laneway.lanes._lane import RUN_EWMA_ALPHA
 from laneway.lanes._records import CommandState
-from laneway.lanes._window import moved_average
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Command, Run
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 settle_many = LazyFuture.settle_many
 settle_unarmed = LazyFuture.settle
+_RUN_KEEP = 1.0 - RUN_EWMA_ALPHA  # the weight the run-time average keeps at each run
 
 
 class Outcomes:
@@ -230,7 +230,12 @@ class Outcomes:
         if below > 0:  # a worker slot is kept for the lane again for each of these runs below its minimum
             core.reserved += below if below < count else count
         core.running -= count
-        lane.run_ewma = moved_average(lane.run_ewma, now - started / count, count, RUN_EWMA_ALPHA)  # a hint
+        # A hint: ``count`` updates by the runs' mean time, which is what one update per run gives when
+        # they took the same time, and close when they did not.
+        took = now - started / count
+        prev = lane.run_ewma
+        lane.run_ewma = took if prev is None else prev + (
+            RUN_EWMA_ALPHA if count == 1 else 1.0 - _RUN_KEEP ** count) * (took - prev)
 
     def _report(self, lane: Lane, now: float, latency: float) -> None:
         """A plain completion, to a lane's recorder of another type than the in-memory one."""

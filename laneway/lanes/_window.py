@@ -109,21 +109,6 @@ class Latencies:
         return tuple(self._samples)
 
 
-def moved_average(prev: float | None, value: float, count: int, alpha: float) -> float:
-    """An exponential moving average (weight ``alpha`` per sample) after ``count`` samples of mean ``value``.
-
-    Exactly what ``count`` one-sample updates give when the samples are equal, and close when they
-    are not: hot paths update once for a batch instead of once per sample.
-
-    Example:
-        >>> moved_average(None, 2.0, 3, 0.5), moved_average(1.0, 3.0, 1, 0.5), moved_average(1.0, 3.0, 2, 0.5)
-        (2.0, 2.0, 2.5)
-    """
-    if prev is None:
-        return value
-    return prev + (alpha if count == 1 else 1.0 - (1.0 - alpha) ** count) * (value - prev)
-
-
 def nearest_rank(ordered: list[float], qs: tuple[float, ...]) -> tuple[float | None, ...]:
     """Nearest-rank percentiles (``qs`` in 0..100) of sorted values, None each when there are none.
 
