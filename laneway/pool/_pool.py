@@ -82,7 +82,8 @@ class Pool(concurrent.futures.Executor):
 
     Workers are started with the ``spawn`` method, so, as with :mod:`multiprocessing`,
     a script that starts a pool must guard its entry point with
-    ``if __name__ == "__main__":`` (workers import the main module).
+    ``if __name__ == "__main__":`` (workers import the main module; a program read from
+    standard input has no file to import, and its workers start without it).
 
     Args:
         orch: the orchestrator.

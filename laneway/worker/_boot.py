@@ -205,6 +205,13 @@ def launch(target: Callable[..., Any] | None = None, *, name: str = "laneway-chi
     from multiprocessing import spawn, util
 
     prep = spawn.get_preparation_data(name)
+    main_path = prep.get("init_main_from_path")
+    if main_path is not None and not os.path.isfile(main_path):
+        # A program read from standard input (``python -``, ``__file__`` "<stdin>") or a script since
+        # deleted: nothing to import again. The child starts as under ``python -c`` (no main module),
+        # where spawn's preparation would end it with FileNotFoundError; the program's own functions
+        # travel by value anyway.
+        del prep["init_main_from_path"]
     # An AuthenticationString pickles only inside multiprocessing's own spawn; the child's
     # prepare() wraps the bytes again.
     prep["authkey"] = bytes(prep["authkey"])

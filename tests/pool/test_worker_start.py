@@ -73,3 +73,26 @@ def test_a_program_without_the_main_guard_gets_pool_down_not_a_future_that_waits
     assert out.returncode != 0 and "RESULT" not in out.stdout, (out.stdout[-2000:], out.stderr[-3000:])
     # The parent's own traceback comes last: PoolDown naming the cause, not a TimeoutError.
     assert last.startswith("laneway.errors.PoolDown") and "before their handshake" in last and "__main__" in last, last
+
+
+@pytest.mark.timeout(120)
+def test_a_program_read_from_standard_input_runs_its_own_functions_on_the_pool(tmp_path):
+    # `python - <<EOF` (a CI step, a heredoc): the main module's file is "<stdin>", which a worker
+    # cannot import again. The worker starts as under `python -c`; the function travels by value.
+    program = textwrap.dedent("""
+        import os
+        from laneway import Orchestrator
+
+        def double_pid(x):
+            return 2 * x, os.getpid()
+
+        if __name__ == "__main__":
+            with Orchestrator(name="stdin-program") as orch:
+                value, pid = orch.start_pool(workers=1).submit(double_pid, 21).result(timeout=60)
+                print("RESULT", value, pid != os.getpid())
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-"], input=program, capture_output=True, text=True, timeout=100,
+                         env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "RESULT 42 True"  # run in another process
