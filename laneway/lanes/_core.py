@@ -366,33 +366,25 @@ class LaneCore:
                     self._start_locked(cmd)
                 self.touch(lane)
                 continue
-            if lane.limiter is None and len(self._buckets[lane.config.priority]) == 1:
-                # A lane alone at its priority keeps the turn while it has work, a free slot and a free
-                # worker: _pick_lane_locked would pick it again (only this lane changes here), so it is
-                # not asked, and the lane's bucket is updated once, when it stops.
-                self.fill_lane_locked(lane)
-            else:
-                cmd = lane.queue.pop()  # Lane.take's common case, without its frame
-                if cmd is not None:
-                    cmd.queued = False
-                    if cmd.batch is not None:
-                        cmd = lane.open_group(cmd)
-                    if cmd is not None:
-                        lane.pending -= 1
-                        self._start_locked(cmd)
+            # A lane alone at its priority keeps the turn while it has work, a free slot and a free
+            # worker: _pick_lane_locked would pick it again (only this lane changes here), so it is
+            # not asked, and the lane's bucket is updated once, when it stops. Equal priorities (and a
+            # rate-limited lane, which the pick checks) take one command per turn.
+            alone = lane.limiter is None and len(self._buckets[lane.config.priority]) == 1
+            self.fill_lane_locked(lane, lane.queue.size if alone else 1)
             self.touch(lane)
 
-    def fill_lane_locked(self, lane: Lane) -> None:
-        """Start ``lane``'s queued commands, best first, while it has a free slot and a worker is free
-        (the last free workers kept for lanes below their minimum); the caller knows that no other lane
-        comes first. The lane's bucket is left to the caller to update."""
+    def fill_lane_locked(self, lane: Lane, most: int) -> None:
+        """Start up to ``most`` of ``lane``'s queued commands, best first, while it has a free slot and a
+        worker is free (the last free workers kept for lanes below their minimum); the caller knows that
+        no other lane comes first. The lane's bucket is left to the caller to update."""
         if lane.group is not None or lane.preemptors:
             return  # dispatch takes those one at a time
         config = lane.config
         workers = self.max_workers - self.running
         below = config.min_concurrency - lane.active  # starts that may use a worker kept for this lane
         spare = workers - self.reserved  # workers nobody keeps
-        count = min(lane.queue.size, config.max_concurrency - lane.active, workers,
+        count = min(most, config.max_concurrency - lane.active, workers,
                     (below if below > 0 else 0) + (spare if spare > 0 else 0))
         if count <= 0:
             return
@@ -415,7 +407,7 @@ class LaneCore:
         """
         if (not self._eligible and not self.closed and lane.limiter is None and not lane.paused
                 and lane.queue.size):
-            self.fill_lane_locked(lane)
+            self.fill_lane_locked(lane, lane.queue.size)
 
     def _pick_lane_locked(self) -> Lane | None:
         spare = self.max_workers - self.running - 1
