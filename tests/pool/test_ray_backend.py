@@ -263,16 +263,22 @@ def test_a_worker_holds_one_batch_more_than_its_calls_carry_and_each_call_carrie
                                                                                            batch, calls, monkeypatch):
     # The window is the backend's alone here: a loaded machine that stalls the actor mid-batch makes
     # its tasks look slow, and the pool would then (rightly) prefetch less than a full window.
-    from laneway.pool import _window
+    from laneway.pool import _dispatch, _window
 
     monkeypatch.setattr(_window, "FAST_TASK_S", 60.0)
     monkeypatch.setattr(_window, "PREFETCH_S", 3600.0)
+    # And every submit sends: once the worker held FED_WINDOW tasks (the blocker and one more, if the
+    # I/O thread sent before the rest were submitted), tiny submits would rightly wait for the next
+    # result, which the blocker holds back (test_scheduling covers that rule).
+    monkeypatch.setattr(_dispatch, "FED_WINDOW", 10**9)
     pool = orch.start_pool(backend="ray", workers=1, **options)
     assert pool.wait_ready(1, timeout=60)
     assert [f.get(timeout=60) for f in [pool.submit(inc, i) for i in range(300)]] == list(range(1, 301))
     gate = str(tmp_path / "gate")
     blocker = pool.submit(wait_for_file, gate)
-    futures = [pool.submit(ray_call_id) for _ in range(3 * batch * calls)]
+    first = pool.submit(ray_call_id)
+    wait_until(lambda: pool.workers()[0].in_flight == 2, what="the blocker and one more task in flight")
+    futures = [first] + [pool.submit(ray_call_id) for _ in range(3 * batch * calls - 1)]
     # The default window is the backend's: every call in flight full, and the next batch ready to go.
     held = batch * (calls + 1)
     wait_until(lambda: pool.workers()[0].in_flight == held, what=f"{held} tasks in flight")
