@@ -11,6 +11,12 @@ sparingly, because in CPython every extra runnable thread costs GIL hand-offs
   helper is woken for the rest of the ready queue, because that thread will
   be back for it in microseconds; a real-time fallback wakes a helper anyway
   if it is not back within ``_FALLBACK_S`` (a usually fast tool that blocked).
+  A thread that is merely waiting for the GIL (another thread holds it for a
+  switch interval, 5 ms, a long while next to ``_FALLBACK_S``) is not blocked:
+  the fallback counts a thread as blocked only when it finds it inside a tool,
+  in the same run, at two checks in a row. A helper woken for a thread that
+  waits for the GIL makes three threads take turns with it, and a burst of
+  fast runs loses a tenth or more of its throughput to their hand-offs.
 
 The ready queue is ordered by priority (the lane's, then the command's), so a
 thread always takes the best ready run. A thread whose next run is a usually
@@ -28,6 +34,7 @@ import collections
 import heapq
 import itertools
 import logging
+import sys
 import threading
 import time
 from functools import partial
@@ -47,7 +54,7 @@ log = logging.getLogger(__name__)
 _FAST_S = 100e-6  # a tool whose recent runs took less than this is "fast"
 _FALLBACK_S = 0.002  # how long the ready queue may wait on a fast tool before a helper is woken anyway
 _EWMA_ALPHA = 0.2
-_EWMA_KEEP = 1.0 - _EWMA_ALPHA  # the weight the average keeps at each run
+_SAMPLE_CAP_S = 2.5 * _FAST_S  # the most one stretch of runs counts for in a tool's average (see _timed)
 _BATCH = 16  # fast ready runs one thread takes per critical section at most
 
 
@@ -59,7 +66,7 @@ class _Worker:
     thread's batch is filled already (it runs that without the lock), else by an effect.
     """
 
-    __slots__ = ("gate", "woken", "batch")
+    __slots__ = ("gate", "woken", "batch", "ident", "seen")
 
     def __init__(self) -> None:
         self.gate = threading.Lock()
@@ -68,6 +75,9 @@ class _Worker:
         # The runs this thread took and has not started: it pops them one by one, and the
         # fallback pops the rest back to the ready queue if a run blocks; each pop is atomic.
         self.batch: collections.deque[Run] = collections.deque()
+        self.ident = threading.get_ident()  # made by the thread itself
+        # The run the fallback found this thread in, and since when (see Executors._stuck_locked).
+        self.seen: tuple[tuple[float, int], float] | None = None
 
 
 def _cancelled_error(run: Run) -> CommandCancelled:
@@ -259,7 +269,15 @@ class Executors:
         return outcomes
 
     def _timed(self, name: str, count: int, seconds: float) -> None:
-        """``count`` runs of tool ``name`` took ``seconds`` in all: its moving average moves by their mean.
+        """``count`` runs of tool ``name`` took ``seconds`` in all: its moving average moves once, toward
+        their mean, by at most what a mean of ``_SAMPLE_CAP_S`` moves it.
+
+        A thread that waits for the GIL mid-stretch (another thread holds it up to a switch interval,
+        5 ms) adds that wait to the stretch. Counted once per run, or in full, one such wait made a
+        no-op tool look slow for a while, and each run of a slow tool wakes a thread of its own: a
+        burst then spread over a dozen threads taking turns with the GIL. Two such waits in a row
+        leave a tool of a few µs fast (50 µs, then 90 µs), and one that turned slow is found so by
+        its third run (122 µs); meanwhile the fallback hands on what a thread's batch holds behind it.
 
         Without the lock: a dict item is set atomically, and two threads' updates racing only skew
         an estimate that is a hint, never a limit.
@@ -267,22 +285,18 @@ class Executors:
         tool_s = self._tool_s
         took = seconds / count
         prev = tool_s.get(name)
-        # ``count`` updates by the runs' mean: what one update per run gives when they took the same time.
-        tool_s[name] = took if prev is None else prev + (
-            _EWMA_ALPHA if count == 1 else 1.0 - _EWMA_KEEP ** count) * (took - prev)
+        tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * ((took if took < _SAMPLE_CAP_S else _SAMPLE_CAP_S) - prev)
 
     # threads ------------------------------------------------------------------
 
-    def _wake_locked(self, fallback: bool = False) -> None:
+    def _wake_locked(self, stuck: bool = False) -> None:
         if not self._ready or self._pulling or self._stopping:
             return
-        if self._fast:
+        if self._fast and not stuck:
             # A thread in a fast tool is back for the ready queue soon; wake no helper unless
-            # (checked by the fallback timer) one of them has been in its tool too long.
-            now = time.perf_counter()
-            if not (fallback and any(now - t > _FALLBACK_S for t in self._fast.values())):
-                self._arm_fallback_locked()
-                return
+            # (found by the fallback timer, ``stuck``) one of them is blocked in its tool.
+            self._arm_fallback_locked()
+            return
         if self._idle:
             # Handed its runs here, as a ThreadPoolExecutor hands a work item: the woken thread
             # starts on them at once, without a critical section of its own first.
@@ -306,25 +320,58 @@ class Executors:
         with self._box:
             self._fallback_armed = False
             now = time.perf_counter()
-            waiting = False  # runs still held by a thread in a fast tool: check again later
+            frames: dict[int, Any] | None = None
+            waiting = False  # a thread in a fast tool to check again later
+            stuck = False
             for worker, since in self._fast.items():
                 batch = worker.batch
-                if now - since > _FALLBACK_S:
-                    # Its tool blocked: the runs it took and has not started go back (popped from the
-                    # end it does not take from, then queued again in their order).
-                    back = []
-                    while True:
-                        try:
-                            back.append(batch.pop())
-                        except IndexError:
-                            break
-                    for run in reversed(back):
-                        self._push_ready(run)
-                elif batch:
+                if now - since <= _FALLBACK_S:
+                    waiting = waiting or bool(batch)
+                    continue
+                if frames is None:
+                    frames = sys._current_frames()
+                if not self._stuck_locked(worker, since, now, frames.get(worker.ident)):
                     waiting = True
+                    continue
+                stuck = True
+                # Its tool blocked: the runs it took and has not started go back (popped from the
+                # end it does not take from, then queued again in their order).
+                back = []
+                while True:
+                    try:
+                        back.append(batch.pop())
+                    except IndexError:
+                        break
+                for run in reversed(back):
+                    self._push_ready(run)
+                if back:  # still the same run: the next check need not wait a switch interval again
+                    worker.seen = ((since, 0), worker.seen[1])  # type: ignore[index]
+            frames = None  # frames hold their locals: drop them before anything else runs
             if waiting:
                 self._arm_fallback_locked()
-            self._wake_locked(fallback=True)
+            self._wake_locked(stuck)
+
+    @staticmethod
+    def _stuck_locked(worker: _Worker, since: float, now: float, frame: Any) -> bool:
+        """Is ``worker``, in its fast batch since ``since`` for longer than ``_FALLBACK_S``, blocked in a tool?
+
+        Only if the fallback finds it inside a tool (below _run_batch's frame, not in it) at checks
+        a switch interval apart, in the same run: a thread between runs, recording its batch or
+        waiting for the lock is on its way, and one that waits for the GIL has it within a switch
+        interval (its request makes the holder let go) and moves on.
+        """
+        top = frame
+        while frame is not None and frame.f_code is not _RUN_BATCH_CODE:
+            frame = frame.f_back
+        if frame is None or top is frame:  # not in _run_batch, or in it between runs
+            worker.seen = None
+            return False
+        run = (since, len(worker.batch))  # the same batch, and no run popped since: the same run
+        seen = worker.seen
+        if seen is None or seen[0] != run:
+            worker.seen = (run, now)
+            return False
+        return now - seen[1] >= sys.getswitchinterval()
 
     def _take_locked(self, worker: _Worker) -> bool:
         """Put the best ready run in ``worker.batch``, and the next fast ones if it is fast; False if none.
@@ -530,3 +577,6 @@ class Executors:
         if self._fallback is not None:
             self._fallback.close()
         self._async.close(timeout)
+
+
+_RUN_BATCH_CODE = Executors._run_batch.__code__  # a thread inside a tool has this frame below the tool's

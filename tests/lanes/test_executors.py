@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -225,3 +226,88 @@ def test_a_tools_run_time_average_leaves_out_the_announcements_before_its_runs(s
     assert sorted(h.wait_ended(tags)) == sorted(tags)
     assert h.ex.thread_count == 1
     assert h.ex._tool_s[h.spec.name] < 0.01  # 4 runs behind 50 ms announcements each: the tool's own time only
+
+
+# --- a thread that waits for the GIL is not a slow or blocked tool --------------------------------
+
+
+def test_stretches_slowed_by_waits_for_the_gil_leave_a_fast_tool_fast_and_a_slow_tool_is_found_by_its_third_run():
+    ex = Harness(lambda tag: tag).ex
+    ex._tool_s["noop"] = 2e-6
+    # Sixteen runs (or two) that took 5 ms in all: another thread held the GIL for a switch interval.
+    ex._timed("noop", 16, 0.005)
+    ex._timed("noop", 2, 0.005)
+    assert ex._tool_s["noop"] < executors._FAST_S
+    ex._tool_s["io"] = 2e-6
+    for _ in range(3):  # a tool that turned slow: a run or two may be flukes, three are not
+        ex._timed("io", 1, 0.050)
+    assert ex._tool_s["io"] >= executors._FAST_S
+
+
+@pytest.mark.timeout(120)
+def test_a_burst_of_fast_commands_beside_a_thread_that_holds_the_gil_runs_on_few_threads(orch):
+    # Each time the busy thread takes the GIL from a worker mid-batch (every switch interval), that
+    # batch takes 5 ms. Counted as the tool's time, it made the no-op tool look slow, each slow run
+    # woke a thread of its own, and a burst spread over a dozen threads; found in its tool by the
+    # fallback, a thread waiting for the GIL was handed help it did not need.
+    lanes = orch.start_lanes()
+    lanes.tools.register(lambda x: x, name="noop")
+    for i in range(50):  # the tool is known to be fast
+        assert lanes.call("query", "noop", {"x": i}) == i
+    stop = threading.Event()
+
+    def busy() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+
+    hog = threading.Thread(target=busy, daemon=True)
+    hog.start()
+    try:
+        names = ["system", "control", "query", "session", "skill", "prompt"]
+        for _ in range(3):
+            handles = [lanes.submit(names[i % 6], "noop", {"x": i}) for i in range(3000)]
+            assert [h.result(timeout=WAIT) for h in handles] == list(range(3000))
+    finally:
+        stop.set()
+        hog.join(WAIT)
+    assert lanes.statistics().threads <= 2
+
+
+def test_the_fallback_finds_a_thread_blocked_in_its_tool_and_not_one_that_waits_to_record_its_batch(started):
+    gate = threading.Event()
+    h = Harness(lambda tag: gate.wait(WAIT) and tag if tag == "blocks" else tag)
+    started.append(h)
+    h.fast()
+    # One thread takes all three and blocks in the first: found in its tool, in the same run, at
+    # checks a switch interval apart, it is stuck (and the fallback would hand on the other two).
+    with h.box:
+        h.ex.launch_locked(h.run("blocks", 0))
+        h.ex.launch_locked(h.run("a", 0))
+        h.ex.launch_locked(h.run("b", 0))
+        h.ex._fallback_armed = True  # this test checks by hand: the timer must not hand the runs on first
+    worker, since = wait_until(lambda: next(iter(h.ex._fast.items()), None), what="a thread in its fast batch")
+    wait_until(lambda: len(worker.batch) == 2, what="the thread inside its first run")
+    switch = sys.getswitchinterval()
+
+    def found(now: float) -> bool:
+        return h.ex._stuck_locked(worker, since, now, sys._current_frames().get(worker.ident))
+
+    assert not found(10.0)  # once may be a thread that waits for the GIL
+    assert not found(10.0 + switch / 2)
+    assert found(10.0 + switch)
+    # The same thread done with its tool and waiting for the lock to record its batch is on its way.
+    with h.box:
+        gate.set()
+        wait_until(lambda: "_run_batch" not in {f.f_code.co_name for f in frames_of(worker.ident)},
+                   what="the thread out of its batch")
+        assert not found(20.0) and not found(20.0 + switch) and not found(30.0)
+    assert sorted(h.wait_ended(["blocks", "a", "b"])) == ["a", "b", "blocks"]
+
+
+def frames_of(ident: int) -> list[Any]:
+    frame, frames = sys._current_frames().get(ident), []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames
