@@ -14,9 +14,9 @@ sparingly, because in CPython every extra runnable thread costs GIL hand-offs
   A thread that is merely waiting for the GIL (another thread holds it for a
   switch interval, 5 ms, a long while next to ``_FALLBACK_S``) is not blocked:
   the fallback counts a thread as blocked only when it finds it inside a tool,
-  in the same run, at two checks in a row. A helper woken for a thread that
-  waits for the GIL makes three threads take turns with it, and a burst of
-  fast runs loses a tenth or more of its throughput to their hand-offs.
+  in the same run, at checks a switch interval apart. Else every burst of
+  fast runs beside a busy submitter woke helpers it did not need, and more
+  threads took turns with the GIL.
 
 The ready queue is ordered by priority (the lane's, then the command's), so a
 thread always takes the best ready run. A thread whose next run is a usually
@@ -285,7 +285,10 @@ class Executors:
         tool_s = self._tool_s
         took = seconds / count
         prev = tool_s.get(name)
-        tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * ((took if took < _SAMPLE_CAP_S else _SAMPLE_CAP_S) - prev)
+        if prev is None:
+            tool_s[name] = took
+        else:
+            tool_s[name] = prev + _EWMA_ALPHA * ((took if took < _SAMPLE_CAP_S else _SAMPLE_CAP_S) - prev)
 
     # threads ------------------------------------------------------------------
 
@@ -344,8 +347,9 @@ class Executors:
                         break
                 for run in reversed(back):
                     self._push_ready(run)
-                if back:  # still the same run: the next check need not wait a switch interval again
-                    worker.seen = ((since, 0), worker.seen[1])  # type: ignore[index]
+                seen = worker.seen
+                if back and seen is not None:  # the same run still: the next check need not wait again
+                    worker.seen = ((since, 0), seen[1])
             frames = None  # frames hold their locals: drop them before anything else runs
             if waiting:
                 self._arm_fallback_locked()
