@@ -222,8 +222,8 @@ class Executors:
 
         Consecutive runs of one tool are timed together, and the tool's moving average of real run
         time (what makes it "fast") moves once for them, by their mean: one clock reading per stretch,
-        not per run. A run that is announced is timed alone, after the announcement (which may write
-        the store: a tool's time is its own).
+        not per run. The time an announcement takes (an event, or a store write for a durable run)
+        is left out of the stretch's: a tool's time is its own.
         """
         outcomes: list[tuple[Run, bool, Any]] = []
         append = outcomes.append
@@ -240,14 +240,12 @@ class Executors:
             cmd = run.cmd
             spec = cmd.spec
             if everyone or cmd.durable:
-                if count:
-                    self._timed(timed.name, count, perf_counter() - began)
-                    count = 0
+                told = perf_counter()
                 try:
                     announce(run)
                 except Exception:  # persisting the attempt or publishing failed: the run still runs
                     log.exception("lanes: announcing command %s failed", cmd.id)
-                timed = None
+                began += perf_counter() - told  # not the tool's time (see above)
             if spec is not timed:
                 if count:
                     self._timed(timed.name, count, perf_counter() - began)

@@ -81,19 +81,21 @@ class Outcomes:
         One call for a worker thread's whole batch: the loop is here, not around the call, so
         each run costs no frame; a run whose recording fails is logged and the rest still end.
 
-        A plain completion (nobody waits on it, nobody hears of it, nothing to clean up: no
-        timer, group, victim list, store record or drain) takes a short branch that does what
-        is the command's own, and leaves what its lane counts to :meth:`_completed_locked`, once
-        for the lane's consecutive plain completions (dispatch starts a lane's runs one after
-        another, so a batch holds them so) and before any other run is recorded: the general
-        path, and whatever reads the lane after this call, finds its counts whole.
+        A plain completion (nobody waits on it, nothing to clean up: no timer, group, victim
+        list, store record or drain) takes a short branch that does what is the command's own,
+        and leaves what its lane counts to :meth:`_completed_locked`, once for the lane's
+        consecutive plain completions (dispatch starts a lane's runs one after another, so a
+        batch holds them so) and before any other run is recorded: the general path, and
+        whatever reads the lane after this call, finds its counts whole. When someone hears of
+        completions, their events go out together, by one effect queued before any other run's.
         """
         core = self._core
         now = core.now()  # one reading for the batch: its runs ended within microseconds of each other
         add = core.box.add
         # Asked once per batch, as the executor asks whether anyone hears of starts.
         tell = core.events.active and core.events.wants("queue.command.completed")
-        plain = not tell and not core.quiet_waiters
+        plain = not core.quiet_waiters
+        told: list[tuple[str, dict[str, Any]]] = []  # plain completions' events, not yet queued
         # The lane of the plain completions gathered and not yet counted (None: none), how many, the sum
         # of their start times, and where their latencies go; the batch's settled results (see _settle_done).
         lane_of: Lane | None = None
@@ -124,14 +126,22 @@ class Outcomes:
                         record = memory.latencies.record if memory is not None else partial(self._report, lane, now)
                     count += 1
                     started += run.started_at
-                    record(now - cmd.submitted_at)
+                    latency = now - cmd.submitted_at
+                    record(latency)
                     futures.append(future)
                     values.append(value)
                     del commands[cmd.id]  # final_locked's common case, without its frame
+                    if tell:
+                        told.append((lane.name, {
+                            "command_id": cmd.id, "caller": cmd.caller, "tool": cmd.spec.name, "latency_s": latency,
+                            "run_s": now - run.started_at, "attempts": cmd.attempts}))
                     continue
                 if lane_of is not None:
                     self._completed_locked(lane_of, count, started, now)
                     lane_of = None
+                if told:  # ahead of this run's events
+                    add(partial(self._publish_completed, told))
+                    told = []
                 run.ended = True
                 if gate is not None and ok and not run.superseded and not (cmd.durable and core.pending is not None):
                     # A caller sleeps on this completed run (LaneManager.call): its future is set and the
@@ -205,6 +215,14 @@ class Outcomes:
                 log.exception("lanes: recording the end of command %s failed", run.cmd.id)
         if lane_of is not None:
             self._completed_locked(lane_of, count, started, now)
+        if told:
+            add(partial(self._publish_completed, told))
+
+    def _publish_completed(self, told: list[tuple[str, dict[str, Any]]]) -> None:
+        """The effect that publishes plain completions' events, ``(lane, data)`` each, in order."""
+        publish = self._core.events.publish_dict
+        for source, data in told:
+            publish("queue.command.completed", source, data)
 
     def _completed_locked(self, lane: Lane, count: int, started: float, now: float) -> None:
         """``count`` plain runs of ``lane`` completed at ``now`` (see :meth:`end_runs_locked`), ``started`` the

@@ -153,8 +153,9 @@ class Submitter:
             cmd.attempts = attempts
         if opts.command_id is not None and cmd.id in core.commands:  # generated ids are unique
             raise ConfigError(f"command id {cmd.id!r} is already in use")
-        if durable or (core.events.active and core.events.wants("queue.command.submitted")):
-            self._announce_submitted([cmd])
+        tell = core.events.active and core.events.wants("queue.command.submitted")
+        if durable or tell:
+            self._announce_submitted([cmd], tell)
         if watch:
             # CommandFuture.prepare_wait, inline (a frame less per call), and before the command is
             # queued: enqueue_locked may hand the run to an idle thread, and wake it, at once.
@@ -264,7 +265,7 @@ class Submitter:
                        spec.preemptible if preemptible is None else bool(preemptible), self._core.now(),
                        named and self._core.pending is not None, named)
 
-    def _announce_submitted(self, cmds: list[Command]) -> None:
+    def _announce_submitted(self, cmds: list[Command], tell: bool | None = None) -> None:
         """Persist (before queueing, so a crash cannot lose an accepted command), then publish."""
         pending = self._core.pending
         saved: list[Command] = []
@@ -278,7 +279,7 @@ class Submitter:
                 pending.delete(cmd.id)  # type: ignore[union-attr]
             raise
         events = self._core.events
-        if events.wants("queue.command.submitted"):
+        if events.wants("queue.command.submitted") if tell is None else tell:
             for cmd in cmds:
                 events.publish_dict("queue.command.submitted", cmd.lane.name, {
                     "command_id": cmd.id, "caller": cmd.caller, "tool": cmd.spec.name,

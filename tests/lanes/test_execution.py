@@ -88,6 +88,48 @@ def test_events_of_a_command_in_order_sync_and_async(orch):
     assert asyncio.run(read_async()).data["tool"] == "square"
 
 
+
+def test_each_command_of_a_burst_is_told_once_in_order_with_its_own_figures_while_someone_listens(orch):
+    # Completions that nobody waits on are recorded in batches, and so are their events: each
+    # command's completion is told once, last, with its own figures.
+    from laneway.lanes import RetryPolicy
+
+    from tests.waiting import wait_until
+
+    lanes = start_lanes(orch, [lane("a", max_concurrency=4, retry=RetryPolicy.fixed(2, 0.0)),
+                               lane("b", priority=1, max_concurrency=2, retry=RetryPolicy.fixed(2, 0.0))])
+    failed_once: set[int] = set()
+
+    def flaky(x: int) -> int:
+        if x % 5 == 0 and x not in failed_once:
+            failed_once.add(x)
+            raise RuntimeError(f"first try of {x}")
+        return x
+
+    lanes.tools.register(flaky)
+    events: list = []
+    orch.events.add_listener(events.append, "queue.command")
+    handles = [lanes.submit("ab"[i % 2], "flaky", {"x": i}) for i in range(400)]
+    assert [h.result(timeout=WAIT) for h in handles] == list(range(400))
+    ids = {h.command_id: i for i, h in enumerate(handles)}
+    done = wait_until(lambda: (lambda d: d if len(d) >= 400 else None)(
+        [e for e in list(events) if e.key == "queue.command.completed"]), what="400 completion events")
+    assert sorted(ids[e.data["command_id"]] for e in done) == list(range(400))  # each once
+    for e in done:
+        x = ids[e.data["command_id"]]
+        assert e.source == "ab"[x % 2] and e.data["tool"] == "flaky" and e.data["caller"] == "default"
+        assert e.data["attempts"] == (2 if x % 5 == 0 else 1)
+        assert e.data["latency_s"] >= e.data["run_s"] >= 0
+    order = [(e.key.rsplit(".", 1)[1], ids[e.data["command_id"]]) for e in list(events)]
+    for x in range(400):
+        mine = [key for key, y in order if y == x]
+        # (A retry's event goes out after the lock, the next attempt's start from the thread that runs
+        # it: the two may come in either order.)
+        tries = 2 if x % 5 == 0 else 1
+        assert mine[0] == "submitted" and mine[-1] == "completed" and len(mine) == 1 + 2 * tries, (x, mine)
+        assert mine.count("started") == tries and mine.count("retry") == tries - 1, (x, mine)
+    assert sum(s.completed for s in lanes.statistics().lanes) == 400
+
 @pytest.mark.multiprocess
 def test_cpu_bound_tools_run_on_the_process_pool(orch):
     pool_mod = pytest.importorskip("laneway.pool")

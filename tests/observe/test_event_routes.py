@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from laneway.observe import EventBus
 
 
@@ -108,3 +110,18 @@ def test_active_is_an_attribute_that_follows_subscribers_and_listeners():
     assert bus.active is True
     sub.close()
     assert bus.active is False
+
+
+def test_a_published_event_is_the_record_the_class_makes_frozen_and_whole():
+    # publish_dict sets the slots itself (a hot path): a field added to Event must be set there too.
+    import attrs
+
+    from laneway.core import Event
+
+    bus, seen = EventBus(clock=lambda: 7.0), []
+    bus.add_listener(seen.append, "queue")
+    bus.publish("queue.lane.idle", "prompt", idle_s=1.5)
+    assert [a.name for a in attrs.fields(Event)] == ["key", "source", "data", "ts"]
+    assert seen == [Event("queue.lane.idle", "prompt", {"idle_s": 1.5}, 7.0)]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        seen[0].key = "other"  # type: ignore[misc]
