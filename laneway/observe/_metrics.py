@@ -80,6 +80,9 @@ class _Series:
 
 
 _COUNTER_INDEX = {c: i for i, c in enumerate(Counter)}
+# How an event key is handled: counted ((series by name, name field, counter index, scope)), by a
+# function, or not at all.
+_Route = tuple[dict[str, _Series], str, int, Scope] | Callable[[Event], None] | None
 
 
 class Metrics:
@@ -126,7 +129,7 @@ class Metrics:
         self._restarts: dict[str, int] = {}
         self._worker_losses = 0
         self._other_events = 0
-        self._routes: dict[str, Callable[[Event], None] | None] = {}
+        self._routes: dict[str, _Route] = {}
         self._exporters: list[Any] = []
         self._remove = orch.events.add_listener(self._on_event, _FILTER)
         orch.on_shutdown("metrics", self.close)
@@ -136,20 +139,36 @@ class Metrics:
     # feeding ------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        # Runs in the publisher's thread: one dict lookup to find the handler,
-        # resolved once per distinct key.
+        # Runs in the publisher's thread (three events per lane command): the route is resolved
+        # once per distinct key, and a counted outcome is counted here, without a frame of its own.
+        key = event.key
         try:
-            route = self._routes[event.key]
+            route = self._routes[key]
         except KeyError:
-            route = self._routes[event.key] = self._route_for(event.key)
-        if route is not None:
+            route = self._routes[key] = self._route_for(key)
+        if route is None:
+            return
+        if not isinstance(route, tuple):
             route(event)
+            return
+        by_name, field, index, scope = route
+        data = event.data
+        name = data.get(field) or event.source
+        series = by_name.get(name)
+        if series is None:
+            series = self._new_series(scope, str(name))
+        latency = data.get("latency_s")
+        with series.lock:  # _Series.add, inline
+            series.counts[index] += 1
+            if latency is not None:
+                series.latency._add(float(latency))
 
-    def _route_for(self, key: str) -> Callable[[Event], None] | None:
+    def _route_for(self, key: str) -> _Route:
         for prefix, (scope, field) in _SCOPES.items():
             if key.startswith(prefix):
                 counter = _OUTCOMES.get(key[len(prefix):])
-                return None if counter is None else self._counting(scope, field, _COUNTER_INDEX[counter])
+                # (the series by name, the field naming one, the counter's index, the scope): _on_event counts.
+                return None if counter is None else (self._series[scope], field, _COUNTER_INDEX[counter], scope)
         if key == "agent.circuit.state":
             return self._on_circuit
         if key == "supervisor.child.restarted":
@@ -159,20 +178,6 @@ class Metrics:
         if key == "pool.worker.lost":
             return self._worker_lost
         return None
-
-    def _counting(self, scope: Scope, field: str, index: int) -> Callable[[Event], None]:
-        # The hot path: one dict lookup for the series, one lock for counter and histogram.
-        by_name = self._series[scope]
-
-        def count(e: Event) -> None:
-            data = e.data
-            name = data.get(field) or e.source
-            series = by_name.get(name)
-            if series is None:
-                series = self._new_series(scope, str(name))
-            series.add(index, data.get("latency_s"))
-
-        return count
 
     def _new_series(self, scope: Scope, name: str) -> _Series:
         with self._lock:
