@@ -279,7 +279,9 @@ class Outcomes:
             if delay > 0:
                 cmd.add_timer(core.clock.call_later(delay, partial(self._retry_due, cmd)))
             else:
-                core.requeue_locked(cmd)
+                # Queued again once this critical section's effects ran, not now: the retry's event
+                # (queued above) then goes out before the next attempt can start and announce itself.
+                core.box.add(partial(self._requeue_due, cmd))
             return
         cmd.state = CommandState.FAILED
         lane.failed += 1
@@ -314,6 +316,13 @@ class Outcomes:
         with core.box:
             if cmd.state is CommandState.RETRY_WAIT:
                 cmd.timers = None  # the retry timer fired; nothing left to cancel
+                core.requeue_locked(cmd)
+                core.dispatch_locked()
+
+    def _requeue_due(self, cmd: Command) -> None:
+        core = self._core
+        with core.box:
+            if cmd.state is CommandState.RETRY_WAIT:  # else cancelled (or the manager closed) meanwhile
                 core.requeue_locked(cmd)
                 core.dispatch_locked()
 
