@@ -260,7 +260,7 @@ class LaneCore:
             lane.busy = True
             lane.idle_since = None
             self.commands[cmd.id] = cmd
-            self._start_all_locked(lane, (cmd,))  # _start_locked, a frame less (every call comes here)
+            self._start_all_locked(lane, (cmd,))
             return 0, 0.0
         else:
             ahead = len(lane.preemptors)
@@ -363,7 +363,7 @@ class LaneCore:
                 cmd = lane.take()
                 if cmd is not None:
                     lane.pending -= 1
-                    self._start_locked(cmd)
+                    self._start_all_locked(cmd.lane, (cmd,))
                 self.touch(lane)
                 continue
             # A lane alone at its priority keeps the turn while it has work, a free slot and a free
@@ -432,12 +432,9 @@ class LaneCore:
             self.touch(lane)
             self.dispatch_locked()
 
-    def _start_locked(self, cmd: Command) -> None:
-        """Start a run of ``cmd`` (the caller took it out of the lane's pending commands, if it was there)."""
-        self._start_all_locked(cmd.lane, (cmd,))
-
     def _start_all_locked(self, lane: Lane, cmds: Iterable[Command]) -> None:
-        """Start a run of each of ``cmds``, in order, all of ``lane`` (see :meth:`_start_locked`)."""
+        """Start a run of each of ``cmds``, in order, all of ``lane`` (the caller took them out of its
+        pending commands, if they were there)."""
         now = self.now()  # one reading: they start within microseconds of each other
         min_concurrency = lane.config.min_concurrency
         limiter = lane.limiter

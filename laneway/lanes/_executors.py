@@ -240,12 +240,12 @@ class Executors:
             cmd = run.cmd
             spec = cmd.spec
             if everyone or cmd.durable:
-                told = perf_counter()
+                announced = perf_counter()
                 try:
                     announce(run)
                 except Exception:  # persisting the attempt or publishing failed: the run still runs
                     log.exception("lanes: announcing command %s failed", cmd.id)
-                began += perf_counter() - told  # not the tool's time (see above)
+                began += perf_counter() - announced  # not the tool's time (see above)
             if spec is not timed:
                 if count:
                     self._timed(timed.name, count, perf_counter() - began)
@@ -283,10 +283,7 @@ class Executors:
         tool_s = self._tool_s
         took = seconds / count
         prev = tool_s.get(name)
-        if prev is None:
-            tool_s[name] = took
-        else:
-            tool_s[name] = prev + _EWMA_ALPHA * ((took if took < _SAMPLE_CAP_S else _SAMPLE_CAP_S) - prev)
+        tool_s[name] = took if prev is None else prev + _EWMA_ALPHA * (min(took, _SAMPLE_CAP_S) - prev)
 
     # threads ------------------------------------------------------------------
 

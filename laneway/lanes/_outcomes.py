@@ -277,11 +277,11 @@ class Outcomes:
             core.emit("queue.command.retry", lane.name, command_id=cmd.id, caller=cmd.caller,
                       attempt=cmd.attempts, delay_s=delay, error=repr(error))
             if delay > 0:
-                cmd.add_timer(core.clock.call_later(delay, partial(self._retry_due, cmd)))
+                cmd.add_timer(core.clock.call_later(delay, partial(self._retry_due, cmd, True)))
             else:
                 # Queued again once this critical section's effects ran, not now: the retry's event
                 # (queued above) then goes out before the next attempt can start and announce itself.
-                core.box.add(partial(self._requeue_due, cmd))
+                core.box.add(partial(self._retry_due, cmd))
             return
         cmd.state = CommandState.FAILED
         lane.failed += 1
@@ -311,18 +311,13 @@ class Outcomes:
                                 letter_id=letter_id, reason=reason)
         cmd.future.settle(error=error)
 
-    def _retry_due(self, cmd: Command) -> None:
-        core = self._core
-        with core.box:
-            if cmd.state is CommandState.RETRY_WAIT:
-                cmd.timers = None  # the retry timer fired; nothing left to cancel
-                core.requeue_locked(cmd)
-                core.dispatch_locked()
-
-    def _requeue_due(self, cmd: Command) -> None:
+    def _retry_due(self, cmd: Command, timer: bool = False) -> None:
+        """Queue a command waiting for its retry again (``timer``: its retry timer fired)."""
         core = self._core
         with core.box:
             if cmd.state is CommandState.RETRY_WAIT:  # else cancelled (or the manager closed) meanwhile
+                if timer:
+                    cmd.timers = None  # the retry timer fired; nothing left to cancel
                 core.requeue_locked(cmd)
                 core.dispatch_locked()
 

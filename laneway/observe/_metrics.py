@@ -140,7 +140,7 @@ class Metrics:
 
     def _on_event(self, event: Event) -> None:
         # Runs in the publisher's thread (three events per lane command): the route is resolved
-        # once per distinct key, and a counted outcome is counted here, without a frame of its own.
+        # once per distinct key, and a counted outcome is counted here, not through a closure.
         key = event.key
         try:
             route = self._routes[key]
@@ -157,11 +157,7 @@ class Metrics:
         series = by_name.get(name)
         if series is None:
             series = self._new_series(scope, str(name))
-        latency = data.get("latency_s")
-        with series.lock:  # _Series.add, inline
-            series.counts[index] += 1
-            if latency is not None:
-                series.latency._add(float(latency))
+        series.add(index, data.get("latency_s"))
 
     def _route_for(self, key: str) -> _Route:
         for prefix, (scope, field) in _SCOPES.items():
