@@ -189,6 +189,9 @@ class Run(CancellationToken):
     requeue = False  # preempted with REQUEUE: queue the command again when this run ends
     task: Any = None  # the asyncio task of an async tool
     ended = False
+    #: Lane slots (and workers) its end frees: 1, or 0 in a chain (see ``LaneCore.fill_lane_locked``), whose
+    #: runs one thread runs one after another on one slot, which only the chain's last run frees.
+    slot = 1
 
     def __init__(self, cmd: Command, attempt: int, now: float) -> None:
         self.cmd = cmd

@@ -42,6 +42,7 @@ from laneway.lanes._records import CommandState
 
 if TYPE_CHECKING:
     from laneway.core import Clock, CpuRunner, DeadLetterQueue, EventBus
+    from laneway.lanes._tools import ToolSpec
     from laneway.lanes._metrics import LaneRecorder
     from laneway.lanes._persist import PendingStore
 
@@ -101,6 +102,7 @@ class LaneCore:
         self.executors = Executors(self.box, end_runs_locked=self.outcomes.end_runs_locked,
                                    dispatch_locked=self.dispatch_locked, finish=self.outcomes.finish,
                                    launch_failed=self.outcomes.launch_failed, announce=self.outcomes.announce_run,
+                                   unstart_locked=self.unstart_locked,
                                    pool=cpu_pool, announcing=partial(events.wants, "queue.command.started"))
 
     def emit(self, key: str, source: str, **data: Any) -> None:
@@ -250,7 +252,7 @@ class LaneCore:
         eta: float | None
         if lane.runs and lane.active >= lane.cap and self._preempt_locked(cmd):
             position, eta = 0, 0.0
-        elif not lane.queue.size and self._starts_now_locked(lane):  # a queued lane: its frame spared
+        elif not lane.queue.size and self._starts_now_locked(lane, cmd.spec):  # a queued lane: its frame spared
             # What dispatch would do next (this lane is the best one with a free slot), without the
             # queue's push and pop: the common case of a lane that keeps up with its callers. The
             # command is never pending (so no queue length or pressure change): the lane turns busy,
@@ -303,11 +305,12 @@ class LaneCore:
             self._pending_changed_locked(lane)
         return position, eta
 
-    def _starts_now_locked(self, lane: Lane) -> bool:
-        """Would dispatch start a command arriving at ``lane`` at once (nothing queued ahead of it anywhere)?"""
+    def _starts_now_locked(self, lane: Lane, spec: ToolSpec) -> bool:
+        """Would dispatch start a command of tool ``spec`` arriving at ``lane`` at once (nothing queued ahead of
+        it anywhere, and a thread for it if it needs one)?"""
         if (lane.queue.size or lane.preemptors or lane.group is not None or lane.paused or lane.limiter is not None
                 or lane.rate_timer is not None or self.closed or lane.active >= lane.config.max_concurrency
-                or self.running >= self.max_workers):
+                or self.running >= self.max_workers or self.executors.fast_room_locked(spec) == 0):
             return False
         if self.max_workers - self.running - 1 < self.reserved and lane.active >= lane.config.min_concurrency:
             return False  # the last free workers are kept for lanes below their minimum
@@ -371,15 +374,25 @@ class LaneCore:
             # not asked, and the lane's bucket is updated once, when it stops. Equal priorities (and a
             # rate-limited lane, which the pick checks) take one command per turn.
             alone = lane.limiter is None and len(self._buckets[lane.config.priority]) == 1
-            self.fill_lane_locked(lane, lane.queue.size if alone else 1)
+            held = self.fill_lane_locked(lane, lane.queue.size if alone else 1)
             self.touch(lane)
+            if held:
+                # Its next commands wait for the thread that is back soon (see fill_lane_locked), which
+                # dispatches again then; so does what comes after them, as dispatch goes best first.
+                return
 
-    def fill_lane_locked(self, lane: Lane, most: int) -> None:
+    def fill_lane_locked(self, lane: Lane, most: int) -> bool:
         """Start up to ``most`` of ``lane``'s queued commands, best first, while it has a free slot and a
         worker is free (the last free workers kept for lanes below their minimum); the caller knows that
-        no other lane comes first. The lane's bucket is left to the caller to update."""
+        no other lane comes first. The lane's bucket is left to the caller to update.
+
+        Fast sync runs start only as a worker thread takes them (:meth:`Executors.fast_room_locked`): while
+        a thread runs a batch of them, those that would only wait for it wait in their lane's queue, not
+        started (True is returned then). They hold no slot meanwhile, which another lane's work or a
+        command that arrives may take, and the thread takes the best of them when it is back.
+        """
         if lane.group is not None or lane.preemptors:
-            return  # dispatch takes those one at a time
+            return False  # dispatch takes those one at a time
         config = lane.config
         workers = self.max_workers - self.running
         below = config.min_concurrency - lane.active  # starts that may use a worker kept for this lane
@@ -387,7 +400,12 @@ class LaneCore:
         count = min(most, config.max_concurrency - lane.active, workers,
                     (below if below > 0 else 0) + (spare if spare > 0 else 0))
         if count <= 0:
-            return
+            return False
+        room = self.executors.fast_room_locked(lane.queue.head_spec())
+        if room is not None and room < count:
+            if room <= 0:
+                return True
+            count = room
         cmds = lane.queue.pop_many(count)  # one call for them all, not one per command
         if cmds and cmds[-1].batch is not None:
             # A parallel group's placeholder: its first member starts, and the lane is the group's now.
@@ -396,6 +414,66 @@ class LaneCore:
                 cmds.append(member)
         lane.pending -= len(cmds)
         self._start_all_locked(lane, cmds)
+        if most > count and lane.limiter is None and lane.group is None and cmds:
+            self._chain_locked(lane, cmds[-1], most - count)
+        return False
+
+    def _chain_locked(self, lane: Lane, last: Command, most: int) -> None:
+        """Start up to ``most`` more of ``lane``'s queued commands of ``last``'s tool on ``last``'s slot, in
+        the batch of the worker thread that dispatches, if ``last``'s run went into it.
+
+        That thread runs its batch one run after another, so a lane's runs in it use one slot
+        between them, not one each: a chain holds the slot of the run it follows until its own
+        last run ends (:attr:`Run.slot`). The runs are started, as every run in a batch is before it
+        executes, but take no slot or worker of their own. Without chains, the batches of a lane
+        with few slots (2, say) hold a couple of runs each, and each batch costs its critical
+        section; with them, a burst's batches stay full. Only fast sync runs go into a batch, and
+        a batch holds few (the executors decide both); if the thread blocks in one of them, the
+        runs it holds behind it are queued again (:meth:`unstart_locked`).
+        """
+        run = last.run
+        assert run is not None
+        room = self.executors.chain_room_locked(run)
+        if room <= 0 or last.preemptible:
+            return
+        chain = lane.queue.pop_chain(min(most, room), last.spec)
+        if not chain:
+            return
+        lane.pending -= len(chain)
+        now = run.started_at
+        clock = self.clock
+        runs = []
+        for cmd in chain:
+            if cmd.timers:
+                cmd.cancel_timers()
+            cmd.state = CommandState.RUNNING
+            attempts = cmd.attempts = cmd.attempts + 1
+            chained = cmd.run = Run(cmd, attempts, now)
+            chained.slot = 0
+            if cmd.timeout is not None:
+                cmd.add_timer(clock.call_later(cmd.timeout, partial(self.outcomes.on_timeout, chained)))
+            runs.append(chained)
+        run.slot = 0
+        chained.slot = 1  # the slot passes to the chain's last run
+        self.executors.chain_locked(runs)
+        if self.space_waiters:
+            self.space.notify_all()
+
+    def unstart_locked(self, run: Run) -> None:
+        """``run``, which holds no slot (:attr:`Run.slot`), was handed back before it executed: its command
+        waits in its lane's queue again, as before it started, unless it ended meanwhile (cancelled, or
+        timed out)."""
+        run.ended = True
+        if run.superseded:
+            return  # its command moved on without this run
+        run.superseded = True  # a timeout timer set for it does nothing now
+        cmd = run.cmd
+        lane = cmd.lane
+        cmd.run = None
+        cmd.attempts -= 1
+        lane.pending += 1
+        self.requeue_locked(cmd, keep_seq=True)
+        self.lane_changed_locked(lane)
 
     def refill_locked(self, lane: Lane) -> None:
         """Runs of ``lane`` ended (their slots are free): start its next commands at once when no

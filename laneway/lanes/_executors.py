@@ -48,6 +48,7 @@ from laneway.lanes._command import Run
 
 if TYPE_CHECKING:
     from laneway.core import Outbox
+    from laneway.lanes._tools import ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class _Worker:
     thread's batch is filled already (it runs that without the lock), else by an effect.
     """
 
-    __slots__ = ("gate", "woken", "batch", "ident", "seen")
+    __slots__ = ("gate", "woken", "batch", "ident", "seen", "current")
 
     def __init__(self) -> None:
         self.gate = threading.Lock()
@@ -78,6 +79,7 @@ class _Worker:
         self.ident = threading.get_ident()  # made by the thread itself
         # The run the fallback found this thread in, and since when (see Executors._stuck_locked).
         self.seen: tuple[tuple[float, int], float] | None = None
+        self.current: Run | None = None  # the run of its batch it took last (the one it is in, while in one)
 
 
 def _cancelled_error(run: Run) -> CommandCancelled:
@@ -97,6 +99,8 @@ class Executors:
         finish: ``(run, ok, value)``, without the lock: end a run from another thread.
         launch_failed: ``(run, error)``, without the lock: no executor could take the run.
         announce: ``(run)``: a run is about to execute (persist its attempt, publish).
+        unstart_locked: ``(run)``, inside ``box``: a run that holds no slot (:attr:`Run.slot`, a chain's)
+            was handed back before it executed: queue its command again.
         pool: returns the process pool for ``cpu_bound`` tools.
         announcing: ``()``: is anyone told when a run starts? Asked once per batch; when it
             is False, ``announce`` is called only for durable commands (None: for every run).
@@ -105,7 +109,8 @@ class Executors:
     def __init__(self, box: Outbox, *, end_runs_locked: Callable[[list[tuple[Run, bool, Any]]], None],
                  dispatch_locked: Callable[[], None], finish: Callable[[Run, bool, Any], None],
                  launch_failed: Callable[[Run, BaseException], None], announce: Callable[[Run], None],
-                 pool: Callable[[], Any], announcing: Callable[[], bool] | None = None) -> None:
+                 unstart_locked: Callable[[Run], None], pool: Callable[[], Any],
+                 announcing: Callable[[], bool] | None = None) -> None:
         self._box = box
         self._lock = box.lock
         self._end_runs_locked = end_runs_locked
@@ -113,6 +118,7 @@ class Executors:
         self._finish = finish
         self._launch_failed = launch_failed
         self._announce = announce
+        self._unstart_locked = unstart_locked
         self._announcing = announcing
         self._get_pool = pool
         # Started sync runs waiting for a thread: (lane priority, command level, arrival, run), best first.
@@ -127,6 +133,10 @@ class Executors:
         self._fallback: MonotonicClock | None = None
         self._fallback_armed = False
         self._stopping = False
+        #: Fast runs wait in their lanes for a thread in a fast batch, whose return (or the fallback,
+        #: armed) dispatches again: a submit need not (read without a call on every submit).
+        self.holding = False
+        self._releasing = False  # the fallback dispatches for helpers: nothing waits for a thread
         # While a worker thread dispatches after its batch (and nothing was ready before): that
         # thread's batch, which the runs it starts go straight into (see launch_locked).
         self._sink: collections.deque[Run] | None = None
@@ -211,14 +221,52 @@ class Executors:
             if not self._pulling and not (self._fast and self._fallback_armed):
                 self._wake_locked()
 
+    def fast_room_locked(self, spec: ToolSpec | None) -> int | None:
+        """How many runs of tool ``spec`` to start now, if they are fast sync runs that would only wait
+        for a thread otherwise; None: no limit (not such runs, or a thread is woken or spawned for them).
+
+        A thread that is dispatching after its batch takes what its next batch has room for. While
+        a thread runs a batch of fast runs, no helper is woken for the runs after them (see the module
+        docstring): 0 then, and the fallback is armed; those runs are started as a thread takes them,
+        instead of being started to wait in the ready queue. Started, a run holds its lane's slot,
+        and costs a trip through the ready queue's heap and a second look when taken.
+        """
+        # The tool's average first: a tool that never ran is not fast, and its spec is not read further.
+        if (spec is None or self._tool_s.get(spec.name, 1.0) >= _FAST_S or spec.is_async or spec.cpu_bound
+                or self._stopping or self._releasing):
+            return None
+        sink = self._sink
+        if sink is not None:
+            room = _BATCH - len(sink)
+        elif self._fast:
+            room = 0
+        else:
+            return None
+        if not room:
+            self.holding = True
+            self._arm_fallback_locked()
+        return room
+
+    def chain_room_locked(self, run: Run) -> int:
+        """How many runs of ``run``'s tool the batch that ``run`` went into takes right after it (0: none,
+        or ``run`` is not the last in a worker thread's batch being filled by its dispatch)."""
+        sink = self._sink
+        return _BATCH - len(sink) if sink and sink[-1] is run else 0
+
+    def chain_locked(self, runs: list[Run]) -> None:
+        """Put ``runs`` in the batch being filled, after the run :meth:`chain_room_locked` was asked about
+        (and no more than it said)."""
+        assert self._sink is not None
+        self._sink.extend(runs)
+
     def _push_ready(self, run: Run) -> None:
         cmd = run.cmd
         heapq.heappush(self._ready, (cmd.lane.config.priority, cmd.level, next(self._arrivals), run))
 
     # shared by every executor -------------------------------------------------
 
-    def _run_batch(self, batch: collections.deque[Run]) -> list[tuple[Run, bool, Any]]:
-        """Run the sync tools of ``batch`` in turn (without the lock): ``(run, ok, value)`` each.
+    def _run_batch(self, worker: _Worker) -> list[tuple[Run, bool, Any]]:
+        """Run the sync tools of ``worker``'s batch in turn (without the lock): ``(run, ok, value)`` each.
 
         Consecutive runs of one tool are timed together, and the tool's moving average of real run
         time (what makes it "fast") moves once for them, by their mean: one clock reading per stretch,
@@ -227,6 +275,7 @@ class Executors:
         """
         outcomes: list[tuple[Run, bool, Any]] = []
         append = outcomes.append
+        batch = worker.batch
         perf_counter, token_var, announce = time.perf_counter, current_token_var, self._announce
         # Asked once per batch, not per run: a listener added meanwhile hears from the next batch on.
         everyone = self._announcing is None or self._announcing()
@@ -237,6 +286,7 @@ class Executors:
                 run = batch.popleft()  # atomic: the fallback may take the rest back meanwhile
             except IndexError:
                 break
+            worker.current = run
             cmd = run.cmd
             spec = cmd.spec
             if everyone or cmd.durable:
@@ -264,6 +314,7 @@ class Executors:
                 token_var.reset(mark)
         if count:
             self._timed(timed.name, count, perf_counter() - began)
+        worker.current = None  # it would keep the run's command, and its result, alive until the next batch
         return outcomes
 
     def _timed(self, name: str, count: int, seconds: float) -> None:
@@ -317,6 +368,8 @@ class Executors:
     def _fallback_due(self) -> None:
         with self._box:
             self._fallback_armed = False
+            held = self.holding  # runs wait in their lanes for a thread in a fast batch: look again later
+            self.holding = False
             now = time.perf_counter()
             frames: dict[int, Any] | None = None
             waiting = False  # a thread in a fast tool to check again later
@@ -324,7 +377,7 @@ class Executors:
             for worker, since in self._fast.items():
                 batch = worker.batch
                 if now - since <= _FALLBACK_S:
-                    waiting = waiting or bool(batch)
+                    waiting = waiting or held or bool(batch)
                     continue
                 if frames is None:
                     frames = sys._current_frames()
@@ -340,15 +393,39 @@ class Executors:
                         back.append(batch.pop())
                     except IndexError:
                         break
-                for run in reversed(back):
-                    self._push_ready(run)
+                self._hand_back_locked(worker.current, back[::-1])
                 seen = worker.seen
                 if back and seen is not None:  # the same run still: the next check need not wait again
                     worker.seen = ((since, 0), seen[1])
             frames = None  # frames hold their locals: drop them before anything else runs
+            if stuck:
+                # Commands handed back, and those that waited for the blocked thread, start for helpers.
+                self._releasing = True
+                try:
+                    self._dispatch_locked()
+                finally:
+                    self._releasing = False
             if waiting:
                 self._arm_fallback_locked()
+                self.holding = held and not stuck
             self._wake_locked(stuck)
+
+    def _hand_back_locked(self, current: Run | None, back: list[Run]) -> None:
+        """Runs a blocked thread held behind ``current`` (the run it is in), in batch order, go to other
+        threads: each that holds a slot through the ready queue; a chain's (:attr:`Run.slot`) back to
+        its lane's queue, as they share one slot. If ``current`` is in a chain that goes on in ``back``,
+        the chain's slot stays with ``current`` (which still runs on it) and its last run goes back too.
+        """
+        owed = current is not None and current.slot == 0
+        for run in back:
+            if run.slot == 0:
+                self._unstart_locked(run)
+            elif owed and current is not None and run.cmd.lane is current.cmd.lane:  # the end of current's chain
+                owed = False
+                current.slot = 1
+                self._unstart_locked(run)
+            else:
+                self._push_ready(run)
 
     @staticmethod
     def _stuck_locked(worker: _Worker, since: float, now: float, frame: Any) -> bool:
@@ -443,7 +520,7 @@ class Executors:
                     return
                 worker.woken = False
                 took = True
-            outcomes = run_batch(worker.batch)
+            outcomes = run_batch(worker)
             took = False
             try:
                 # The outbox's bare-lock protocol (see Outbox): two Python frames less per batch
@@ -451,6 +528,7 @@ class Executors:
                 if not lock.acquire(False):
                     box.acquire_contended()
                 try:
+                    self.holding = False  # this thread dispatches (and holds runs back again if it must)
                     if self._early is worker:  # woken by wake_early, and no run came: no longer on its way
                         self._early = None
                         self._pulling -= 1
@@ -570,6 +648,7 @@ class Executors:
         """Let idle threads exit and stop the event loop; busy threads are daemons and are abandoned."""
         with self._lock:
             self._stopping = True
+            self.holding = False
             for w in self._idle:
                 w.gate.release()
             self._idle.clear()

@@ -101,7 +101,7 @@ class Outcomes:
         # The lane of the plain completions gathered and not yet counted (None: none), how many, the sum
         # of their start times, and where their latencies go; the batch's settled results (see _settle_done).
         lane_of: Lane | None = None
-        count, started = 0, 0.0
+        count, slots, started = 0, 0, 0.0
         record: Callable[[float], Any]
         commands: dict[str, Command]
         futures: list[Any]
@@ -118,15 +118,16 @@ class Outcomes:
                     lane = cmd.lane
                     if lane is not lane_of:
                         if lane_of is not None:
-                            self._completed_locked(lane_of, count, started, now)
+                            self._completed_locked(lane_of, count, slots, started, now)
                         else:  # the first plain completion since the batch began or since another run
                             commands, futures, values = core.commands, self._done_futures, self._done_values
                             if not futures:  # settled by one effect, as in the general path
                                 add(self._settle_done)
-                        lane_of, count, started = lane, 0, 0.0
+                        lane_of, count, slots, started = lane, 0, 0, 0.0
                         memory = lane.memory  # the in-memory recorder's window takes each latency without a call
                         record = memory.latencies.record if memory is not None else partial(self._report, lane, now)
                     count += 1
+                    slots += run.slot
                     started += run.started_at
                     latency = now - cmd.submitted_at
                     record(latency)
@@ -139,7 +140,7 @@ class Outcomes:
                             "run_s": now - run.started_at, "attempts": cmd.attempts}))
                     continue
                 if lane_of is not None:
-                    self._completed_locked(lane_of, count, started, now)
+                    self._completed_locked(lane_of, count, slots, started, now)
                     lane_of = None
                 if told:  # ahead of this run's events
                     add(partial(self._publish_completed, told))
@@ -154,7 +155,7 @@ class Outcomes:
                 lane = cmd.lane
                 if cmd.preemptible:
                     del lane.runs[run]
-                self._ended_locked(lane, 1, run.started_at, now)
+                self._ended_locked(lane, 1, run.slot, run.started_at, now)
                 superseded = run.superseded
                 if superseded:
                     if not (run.requeue and cmd.state is CommandState.RUNNING):
@@ -216,7 +217,7 @@ class Outcomes:
             except Exception:  # the other runs of the batch still end
                 log.exception("lanes: recording the end of command %s failed", run.cmd.id)
         if lane_of is not None:
-            self._completed_locked(lane_of, count, started, now)
+            self._completed_locked(lane_of, count, slots, started, now)
         if told:
             add(partial(self._publish_completed, told))
 
@@ -226,11 +227,12 @@ class Outcomes:
         for source, data in told:
             publish("queue.command.completed", source, data)
 
-    def _completed_locked(self, lane: Lane, count: int, started: float, now: float) -> None:
-        """``count`` plain runs of ``lane`` completed at ``now`` (see :meth:`end_runs_locked`), ``started`` the
-        sum of their start times: what the lane counts of them, once for all (their latencies are recorded)."""
+    def _completed_locked(self, lane: Lane, count: int, slots: int, started: float, now: float) -> None:
+        """``count`` plain runs of ``lane`` completed at ``now`` (see :meth:`end_runs_locked`), freeing ``slots``,
+        ``started`` the sum of their start times: what the lane counts of them, once for all (their latencies
+        are recorded)."""
         try:
-            self._ended_locked(lane, count, started, now)
+            self._ended_locked(lane, count, slots, started, now)
             lane.completed += count
             memory = lane.memory
             if memory is not None:
@@ -241,15 +243,16 @@ class Outcomes:
         except Exception:
             log.exception("lanes: recording the end of %d command(s) of lane %r failed", count, lane.name)
 
-    def _ended_locked(self, lane: Lane, count: int, started: float, now: float) -> None:
+    def _ended_locked(self, lane: Lane, count: int, slots: int, started: float, now: float) -> None:
         """``count`` runs of ``lane`` ended at ``now``, ``started`` the sum of their start times, however
-        they ended: their lane and worker slots are free, and the run-time average behind ETAs moves."""
+        they ended: the ``slots`` lane and worker slots they held are free (:attr:`Run.slot`), and the
+        run-time average behind ETAs moves."""
         core = self._core
-        lane.active -= count
+        lane.active -= slots
         below = lane.config.min_concurrency - lane.active
-        if below > 0:  # a worker slot is kept for the lane again for each of these runs below its minimum
-            core.reserved += below if below < count else count
-        core.running -= count
+        if below > 0:  # a worker slot is kept for the lane again for each slot freed below its minimum
+            core.reserved += below if below < slots else slots
+        core.running -= slots
         # A hint: ``count`` updates by the runs' mean time, which is what one update per run gives when
         # they took the same time, and close when they did not.
         took = now - started / count

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from laneway.lanes._command import Command
+    from laneway.lanes._tools import ToolSpec
 
 _LEVELS = 5
 _heappush, _heappop = heapq.heappush, heapq.heappop
@@ -230,6 +231,43 @@ class FairQueue:
             taken.append(cmd)
             if cmd.batch is not None:
                 break
+        return taken
+
+    def head_spec(self) -> ToolSpec | None:
+        """The tool of the command :meth:`pop` takes next, if the queue is a run (None: empty, or not a run)."""
+        if self._callers:
+            return None
+        run, level = self._run, self._run_level
+        while run:
+            head = run[0]
+            if head.queued and head.level == level:
+                return head.spec
+            run.popleft()  # stale: discarded
+        return None
+
+    def pop_chain(self, limit: int, spec: ToolSpec) -> list[Command]:
+        """Take up to ``limit`` commands of tool ``spec`` from the head of the run, marked not queued, while
+        they are plain (not preemptible, no deadline, not a group's placeholder); none outside a run.
+
+        What :meth:`pop_many` would take next, as long as it stays so: the queue of a lane that
+        chains runs (see ``LaneCore.fill_lane_locked``) holds one caller's commands at one level.
+        """
+        taken: list[Command] = []
+        if self._callers:
+            return taken
+        run, level = self._run, self._run_level
+        while run and len(taken) < limit:
+            head = run[0]
+            if not (head.queued and head.level == level):
+                run.popleft()  # stale: discarded
+                continue
+            if head.spec is not spec or head.preemptible or head.deadline_s is not None or head.batch is not None:
+                break
+            run.popleft()
+            head.queued = False
+            taken.append(head)
+        # An emptied run holds nothing live (see pop).
+        self.size = self.size - len(taken) if run else 0
         return taken
 
     def _to_general(self) -> None:

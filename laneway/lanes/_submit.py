@@ -186,7 +186,8 @@ class Submitter:
                             handle = _new_tuple(CommandHandle, (cmd.id, lane.name, position, eta, cmd.future,
                                                                 self._cancel_fn))
                         # in_turn: eligible as enqueue_locked's lane update found it, without asking again.
-                        if cmd.queued and lane.in_turn:
+                        # holding: what would start waits for a thread that dispatches when back.
+                        if cmd.queued and lane.in_turn and not core.executors.holding:
                             # Else nothing can start that could not before: only this lane changed,
                             # and it has no free slot or no work (the command started or waits for one).
                             core.dispatch_locked()

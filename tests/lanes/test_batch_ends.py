@@ -247,7 +247,7 @@ def test_each_run_of_a_batch_sees_its_own_token_and_no_other_code_sees_one():
 
     ex = Executors(box, end_runs_locked=end, dispatch_locked=lambda: None, finish=lambda run, ok, value: None,
                    launch_failed=lambda run, exc: None, announce=lambda run: announced.append(current_token()),
-                   pool=lambda: None)
+                   unstart_locked=lambda run: None, pool=lambda: None)
     spec = SimpleNamespace(name="tool", fn=tool, is_async=False, cpu_bound=False, takes_token=False)
     ex._tool_s[spec.name] = 0.0  # fast: one thread takes them all in one batch
     lane_ = SimpleNamespace(config=SimpleNamespace(priority=0), name="lane")

@@ -25,10 +25,11 @@ class Harness:
         self.box = Outbox("test-executors")
         self.ended: list[str] = []
         self.dispatches = 0
+        self.unstarted: list[Any] = []  # runs handed back to their lane's queue
         self.cond = threading.Condition()
         self.ex = Executors(self.box, end_runs_locked=self._end, dispatch_locked=self._dispatch,
                             finish=lambda run, ok, value: None, launch_failed=lambda run, exc: None,
-                            announce=announce, pool=lambda: None)
+                            announce=announce, unstart_locked=self.unstarted.append, pool=lambda: None)
         self.spec = SimpleNamespace(name="tool", fn=fn, is_async=False, cpu_bound=False, takes_token=False)
 
     def fast(self) -> None:
