@@ -25,6 +25,18 @@ best first) and records all their ends in one critical section: the lock is
 taken once per batch, not once per run, and a batch lasts microseconds, so the
 runs behind it wait no longer than they would behind one thread serving them
 one by one.
+
+Fast runs are pulled, not pushed. A thread that records its batch dispatches in
+the same critical section, and the fast runs that dispatch starts go straight
+into its next batch; while a thread runs a batch of them, the fast runs that
+would only wait for it stay queued in their lanes, not started
+(:meth:`Executors.fast_room_locked`), and it takes the best of them when it is
+back. So a run is started when a thread takes it: it does not hold its lane's
+slot while it waits, nor pass through the ready queue's heap. The fallback,
+armed whenever runs are held back, starts them for a helper if that thread
+blocked. And as a batch runs one run after another, a lane's runs in it can
+share one slot (a chain, see ``LaneCore.fill_lane_locked``): a lane with two
+slots still fills a batch.
 """
 
 from __future__ import annotations

@@ -1,0 +1,158 @@
+"""Fast runs start as a worker thread takes them, and a lane's runs in one thread's batch share a slot.
+
+White-box where it must be: a batch's make-up and the hand-back of a blocked batch are
+what these tests are about, and neither shows in results alone.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Any
+
+import pytest
+
+from tests.lanes.support import WAIT, lane, start_lanes
+from tests.waiting import wait_until
+
+
+class Counting:
+    """A tool ``tool(x) -> x`` that counts its runs per ``x`` and how many run at once; ``x == blocks``
+    waits for ``gate`` (set by default: nothing blocks)."""
+
+    def __init__(self, blocks: int | None = None) -> None:
+        self.lock = threading.Lock()
+        self.calls: collections.Counter[int] = collections.Counter()
+        self.active = self.max_active = 0
+        self.blocks = blocks
+        self.gate = threading.Event()
+        self.gate.set()
+        self.blocked = threading.Event()
+
+    def __call__(self, x: int) -> int:
+        with self.lock:
+            self.calls[x] += 1
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            if x == self.blocks:
+                self.blocked.set()
+                self.gate.wait(WAIT)
+            return x
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def _batches_of(lanes, monkeypatch, lane_name: str) -> list[int]:
+    """How many runs of ``lane_name`` each batch a worker thread runs holds (patched before any thread starts)."""
+    core = lanes._core
+    sizes: list[int] = []
+    run_batch = core.executors._run_batch
+
+    def recording(worker: Any) -> Any:
+        sizes.append(sum(1 for run in worker.batch if run.cmd.lane.name == lane_name))
+        return run_batch(worker)
+
+    monkeypatch.setattr(core.executors, "_run_batch", recording)
+    return sizes
+
+
+def _assert_free(lanes, name: str) -> None:
+    assert lanes.drain(WAIT).drained
+    stats = lanes.lane_stats(name)
+    assert (stats.active, stats.pending) == (0, 0)
+    assert lanes.statistics().running == 0
+
+
+def _attempts_of(orch) -> dict[str, int]:
+    attempts: dict[str, int] = {}
+    orch.events.add_listener(lambda e: attempts.__setitem__(e.data["command_id"], e.data["attempts"]),
+                             "queue.command.completed")
+    return attempts
+
+
+def test_a_lane_with_two_slots_runs_a_burst_in_full_batches_on_its_slots(orch, monkeypatch):
+    lanes = start_lanes(orch, [lane("work", max_concurrency=2)])
+    tool = Counting()
+    lanes.tools.register(tool, name="tool")
+    sizes = _batches_of(lanes, monkeypatch, "work")
+    for i in range(20):  # the tool is known to be fast
+        assert lanes.call("work", "tool", {"x": -1 - i}) == -1 - i
+    sizes.clear()
+    handles = [lanes.submit("work", "tool", {"x": i}) for i in range(400)]
+    assert [h.result(timeout=WAIT) for h in handles] == list(range(400))
+    # One thread runs a batch one run after another: a lane with 2 slots fills batches with more
+    # than 2 of its runs (without chains, a batch holds at most the lane's started runs: 2).
+    assert max(sizes) > 2, sizes
+    assert sum(sizes) == 400
+    assert tool.max_active <= 2
+    assert all(tool.calls[i] == 1 for i in range(400))
+    _assert_free(lanes, "work")
+    assert lanes.lane_stats("work").completed == 420
+    assert lanes.call("work", "tool", {"x": 1000}) == 1000  # no slot is left taken
+
+
+@pytest.mark.timeout(120)
+def test_commands_chained_behind_a_run_that_blocks_go_back_to_their_lane_and_run_once(orch, monkeypatch):
+    lanes = start_lanes(orch, [lane("work", max_concurrency=1)])
+    tool = Counting()
+    lanes.tools.register(tool, name="tool")
+    core = lanes._core
+    handed_back: list[int] = []
+    unstart = core.executors._unstart_locked
+
+    def recording(run: Any) -> None:
+        handed_back.append(run.cmd.params["x"])
+        unstart(run)
+
+    monkeypatch.setattr(core.executors, "_unstart_locked", recording)
+    attempts = _attempts_of(orch)
+    for i in range(20):  # fast
+        assert lanes.call("work", "tool", {"x": -1 - i}) == -1 - i
+    # Queued first, then let go: the second batch of the burst is a run on the freed slot and a
+    # chain behind it; the 10th command is in its middle. The lane's one slot stays with the blocked
+    # run: what the chain held behind it must wait in the lane's queue, not run on a helper beside it.
+    tool.blocks = 10
+    tool.gate.clear()
+    lanes.pause("work")
+    handles = [lanes.submit("work", "tool", {"x": i}) for i in range(60)]
+    lanes.resume("work")
+    assert tool.blocked.wait(WAIT)
+    # The fallback finds the thread blocked and hands back what it held behind the blocked run.
+    wait_until(lambda: handed_back, what="the chain behind the blocked run handed back")
+    assert 10 not in handed_back and all(x > 10 for x in handed_back)
+    tool.gate.set()
+    assert [h.result(timeout=WAIT) for h in handles] == list(range(60))
+    assert all(tool.calls[i] == 1 for i in range(60)), "a command handed back ran twice"
+    assert tool.max_active == 1
+    ids = {h.command_id for h in handles}
+    assert all(attempts[c] == 1 for c in ids), "a command handed back counted an attempt it did not make"
+    _assert_free(lanes, "work")
+    assert lanes.call("work", "tool", {"x": 1000}) == 1000
+
+
+@pytest.mark.timeout(120)
+def test_fast_runs_that_wait_for_a_thread_blocked_in_its_tool_are_handed_to_a_helper(orch):
+    lanes = start_lanes(orch, [lane("slow", priority=0), lane("work", priority=1, max_concurrency=2)])
+    blocking = Counting(blocks=0)
+    tool = Counting()
+    lanes.tools.register(blocking, name="blocking")
+    lanes.tools.register(tool, name="tool")
+    for i in range(20):  # both known to be fast
+        assert lanes.call("slow", "blocking", {"x": 1 + i}) == 1 + i
+        assert lanes.call("work", "tool", {"x": -1 - i}) == -1 - i
+    blocking.gate.clear()
+    stuck = lanes.submit("slow", "blocking", {"x": 0})
+    assert blocking.blocked.wait(WAIT)
+    # The thread in its fast batch (of one run) is back soon, as far as the scheduler can tell: these
+    # wait in their lane for it, not started, and no submit after the first asks to dispatch them.
+    # Only the fallback, armed when they were held back, finds the thread blocked and starts them
+    # for a helper; nothing else comes that would.
+    handles = [lanes.submit("work", "tool", {"x": i}) for i in range(30)]
+    assert [h.result(timeout=WAIT) for h in handles] == list(range(30))
+    assert not stuck.future.done()
+    blocking.gate.set()
+    assert stuck.result(timeout=WAIT) == 0
+    _assert_free(lanes, "work")
+    _assert_free(lanes, "slow")
