@@ -410,8 +410,9 @@ class Executors:
                 if back and seen is not None:  # the same run still: the next check need not wait again
                     worker.seen = ((since, 0), seen[1])
             frames = None  # frames hold their locals: drop them before anything else runs
-            if stuck:
-                # Commands handed back, and those that waited for the blocked thread, start for helpers.
+            if stuck or (held and not waiting):
+                # Commands handed back, and those that waited for a thread now blocked (or no longer
+                # in a fast batch, and so not dispatching for them), start for helpers.
                 self._releasing = True
                 try:
                     self._dispatch_locked()
