@@ -274,21 +274,42 @@ def start_subsystems(orch: Orchestrator, cfg: SwarmConfig, total: int) -> None:
     orch.start_lanes(extra_lanes=[prompt])
 
 
+#: How long the main thread sleeps at most before it looks again at a Ctrl-C that came (see _sleep_until).
+_SIGNAL_SLICE_S = 0.1
+
+
+def _sleep_until(event: threading.Event, timeout: float) -> bool:
+    """``event.wait(timeout)``, in slices of ``_SIGNAL_SLICE_S``, so that a Ctrl-C interrupts it at once.
+
+    Python runs signal handlers in the main thread, when it runs Python code, and the kernel may hand
+    SIGINT to any thread of the process: handed to one of the orchestrator's threads, it leaves a
+    main thread asleep in one long wait until that wait ends (the run's end, here: then the Ctrl-C
+    came too late to cancel anything, and the run seemed to ignore it).
+    """
+    deadline = time.monotonic() + timeout
+    while not event.wait(min(_SIGNAL_SLICE_S, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline:
+            return False
+    return True
+
+
 def drive(orch: Orchestrator, wf: Any, dash: Dashboard, chaos: Chaos | None) -> tuple[Any, dict[str, Any]]:
     """Start the workflow, pause/resume it once under prompt-lane pressure, wait for its end."""
     wake = threading.Event()  # prompt-lane pressure, or the workflow ended first
+    ended = threading.Event()
     orch.events.add_listener(lambda e: wake.set(), lambda e: e.key == "queue.lane.pressure" and e.source == "prompt")
     dash.set_status("running" + (" with chaos" if chaos else ""))
     wf.start()
-    wf.future.add_done_callback(lambda f: wake.set())
+    wf.future.add_done_callback(lambda f: (ended.set(), wake.set()))
     if chaos:
         chaos.start()
     paused: dict[str, Any] = {}
     try:
-        wake.wait(timeout=3600)
+        _sleep_until(wake, 3600)
         if not wf.future.done() and wf.status().state is WorkflowState.RUNNING:
             paused = pause_and_resume(orch, wf.id)
-        status = wf.wait(timeout=3600)
+        _sleep_until(ended, 3600)
+        status = wf.wait(timeout=60)
     except KeyboardInterrupt:
         # Ctrl-C is a control command too: cancel through the control lane, keep what finished.
         dash.set_status("cancelling")
@@ -326,7 +347,7 @@ def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any
         run["control"] = paused
         if cfg.console_port is not None and cfg.console_linger_s > 0:
             print(f"the run ended; the console stays open {cfg.console_linger_s:g}s (Ctrl-C ends it)", file=sys.stderr)
-            threading.Event().wait(cfg.console_linger_s)
+            _sleep_until(threading.Event(), cfg.console_linger_s)
     return {"result": result, "run": run}
 
 
