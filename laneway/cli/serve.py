@@ -24,6 +24,7 @@ import threading
 from typing import Any, Mapping
 
 from laneway.cli._args import positive
+from laneway.cli._waiting import sleep_until
 from laneway.errors import ConfigError
 
 HELP = "run a cluster node: claim and run durable commands and workflows from a PostgreSQL store"
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"laneway serve: node {node.node} joined (epoch {node.epoch}); serving until SIGTERM or Ctrl-C",
               flush=True)
         try:
-            while not stop.wait(60.0):
+            while not sleep_until(stop, 60.0):  # a Ctrl-C or SIGTERM is seen at once, not at the next minute
                 log.info("%s", node.statistics())
         except KeyboardInterrupt:
             print("laneway serve: stopping", file=sys.stderr)

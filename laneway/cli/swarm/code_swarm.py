@@ -45,6 +45,7 @@ import cloudpickle
 from laneway import Orchestrator
 from laneway.actors import Backoff, OneForOne
 from laneway.cli._args import port, positive
+from laneway.cli._waiting import sleep_until
 from laneway.cli.swarm import code_analysis as ca
 from laneway.lanes import LaneConfig, Priority, RetryPolicy
 from laneway.observe import AlertThresholds, Dashboard, Monitor, Scope, Threshold
@@ -274,25 +275,6 @@ def start_subsystems(orch: Orchestrator, cfg: SwarmConfig, total: int) -> None:
     orch.start_lanes(extra_lanes=[prompt])
 
 
-#: How long the main thread sleeps at most before it looks again at a Ctrl-C that came (see _sleep_until).
-_SIGNAL_SLICE_S = 0.1
-
-
-def _sleep_until(event: threading.Event, timeout: float) -> bool:
-    """``event.wait(timeout)``, in slices of ``_SIGNAL_SLICE_S``, so that a Ctrl-C interrupts it at once.
-
-    Python runs signal handlers in the main thread, when it runs Python code, and the kernel may hand
-    SIGINT to any thread of the process: handed to one of the orchestrator's threads, it leaves a
-    main thread asleep in one long wait until that wait ends (the run's end, here: then the Ctrl-C
-    came too late to cancel anything, and the run seemed to ignore it).
-    """
-    deadline = time.monotonic() + timeout
-    while not event.wait(min(_SIGNAL_SLICE_S, max(0.0, deadline - time.monotonic()))):
-        if time.monotonic() >= deadline:
-            return False
-    return True
-
-
 def drive(orch: Orchestrator, wf: Any, dash: Dashboard, chaos: Chaos | None) -> tuple[Any, dict[str, Any]]:
     """Start the workflow, pause/resume it once under prompt-lane pressure, wait for its end."""
     wake = threading.Event()  # prompt-lane pressure, or the workflow ended first
@@ -300,15 +282,20 @@ def drive(orch: Orchestrator, wf: Any, dash: Dashboard, chaos: Chaos | None) -> 
     orch.events.add_listener(lambda e: wake.set(), lambda e: e.key == "queue.lane.pressure" and e.source == "prompt")
     dash.set_status("running" + (" with chaos" if chaos else ""))
     wf.start()
-    wf.future.add_done_callback(lambda f: (ended.set(), wake.set()))
+
+    def on_end(_: Any) -> None:
+        ended.set()
+        wake.set()
+
+    wf.future.add_done_callback(on_end)
     if chaos:
         chaos.start()
     paused: dict[str, Any] = {}
     try:
-        _sleep_until(wake, 3600)
+        sleep_until(wake, 3600)
         if not wf.future.done() and wf.status().state is WorkflowState.RUNNING:
             paused = pause_and_resume(orch, wf.id)
-        _sleep_until(ended, 3600)
+        sleep_until(ended, 3600)
         status = wf.wait(timeout=60)
     except KeyboardInterrupt:
         # Ctrl-C is a control command too: cancel through the control lane, keep what finished.
@@ -347,7 +334,7 @@ def run_swarm(cfg: SwarmConfig, label: str, stream: Any = None) -> dict[str, Any
         run["control"] = paused
         if cfg.console_port is not None and cfg.console_linger_s > 0:
             print(f"the run ended; the console stays open {cfg.console_linger_s:g}s (Ctrl-C ends it)", file=sys.stderr)
-            _sleep_until(threading.Event(), cfg.console_linger_s)
+            sleep_until(threading.Event(), cfg.console_linger_s)
     return {"result": result, "run": run}
 
 
