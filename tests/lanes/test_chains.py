@@ -156,3 +156,28 @@ def test_fast_runs_that_wait_for_a_thread_blocked_in_its_tool_are_handed_to_a_he
     assert stuck.result(timeout=WAIT) == 0
     _assert_free(lanes, "work")
     _assert_free(lanes, "slow")
+
+
+def test_a_control_command_submitted_during_a_burst_of_fast_prompts_waits_for_one_batch_at_most(orch):
+    # Prefetch must not defeat priority: a thread takes at most one batch of runs ahead (chains
+    # included), so a command of a better lane waits for no more than what that batch holds.
+    lanes = orch.start_lanes()
+    order: list[str] = []
+    control: list[Any] = []
+
+    def record(tag: str) -> str:
+        order.append(tag)
+        if tag == "p100":  # mid-burst, from inside a batch: the thread has taken its runs ahead
+            control.append(lanes.submit("control", "record", {"tag": "control"}))
+        return tag
+
+    lanes.tools.register(record, name="record")
+    for i in range(20):  # fast
+        assert lanes.call("prompt", "record", {"tag": f"warm{i}"}) == f"warm{i}"
+    order.clear()
+    lanes.pause("prompt")
+    prompts = [lanes.submit("prompt", "record", {"tag": f"p{i}"}) for i in range(3000)]
+    lanes.resume("prompt")
+    assert [h.result(timeout=WAIT) for h in prompts] == [f"p{i}" for i in range(3000)]
+    assert control[0].result(timeout=WAIT) == "control"
+    assert order.index("control") <= order.index("p100") + 16, order.index("control")
