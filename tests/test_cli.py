@@ -156,22 +156,27 @@ def test_version():
     assert out.returncode == 0 and out.stdout.strip() == "laneway 0.1.0"
 
 
-@pytest.mark.multiprocess
-def test_ctrl_c_cancels_the_workflow_through_the_control_lane(tmp_path):
+def _interrupted_demo(tmp_path, interrupt) -> tuple[str, dict]:
+    """A 600-file demo run, ``interrupt(proc)`` once its dashboard's first line is out (the run is
+    under way), which must end with exit code 1 (cancelled): its output and its report."""
     report_path = tmp_path / "report.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "laneway", "demo", "--plain", "--files", "600", "--out", str(report_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )  # fmt: skip
     try:
-        first = proc.stdout.readline()  # the dashboard's first line: the run is under way
-        assert "code swarm" in first
-        proc.send_signal(signal.SIGINT)
+        assert "code swarm" in proc.stdout.readline()
+        interrupt(proc)
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == 1, out + err
-    report = json.loads(report_path.read_text())
+    return out, json.loads(report_path.read_text())
+
+
+@pytest.mark.multiprocess
+def test_ctrl_c_cancels_the_workflow_through_the_control_lane(tmp_path):
+    out, report = _interrupted_demo(tmp_path, lambda proc: proc.send_signal(signal.SIGINT))
     run = report["run"]
     assert run["state"] == "cancelled" and report["result"] is None
     assert "code swarm over" in out and "cancelled" in out
@@ -182,28 +187,21 @@ def test_ctrl_c_cancels_the_workflow_through_the_control_lane(tmp_path):
     assert "files 0," not in out
 
 
+@pytest.mark.multiprocess
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc to name a thread of the child")
 def test_ctrl_c_cancels_the_run_when_the_kernel_hands_sigint_to_another_thread_than_the_main_one(tmp_path):
     # A process-directed signal goes to any thread that does not block it. Handed to one of the
     # orchestrator's threads, it left the demo's main thread asleep in its wait for the run's end:
-    # the run completed and the Ctrl-C came to nothing (rc 0). This test's SIGINT was such a one,
+    # the run completed and the Ctrl-C came to nothing (rc 0). This test's SIGINT is such a one,
     # sent to a thread of the child other than its main thread (kill(2) on a thread id prefers
     # that thread), which is how the test above failed once in a while.
-    report_path = tmp_path / "report.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "laneway", "demo", "--plain", "--files", "600", "--out", str(report_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        assert "code swarm" in proc.stdout.readline()
+    def to_another_thread(proc: subprocess.Popen) -> None:
         others = sorted(int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid)
         assert others, "the demo runs threads besides its main one"
         os.kill(others[len(others) // 2], signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1, out + err
-    assert json.loads(report_path.read_text())["run"]["state"] == "cancelled"
+
+    _, report = _interrupted_demo(tmp_path, to_another_thread)
+    assert report["run"]["state"] == "cancelled" and report["result"] is None
 
 
 def test_the_demos_analysis_on_known_code():
