@@ -79,7 +79,7 @@ class _Worker:
     thread's batch is filled already (it runs that without the lock), else by an effect.
     """
 
-    __slots__ = ("gate", "woken", "batch", "ident", "seen", "current")
+    __slots__ = ("gate", "woken", "batch", "done", "ident", "seen", "current")
 
     def __init__(self) -> None:
         self.gate = threading.Lock()
@@ -88,6 +88,9 @@ class _Worker:
         # The runs this thread took and has not started: it pops them one by one, and the
         # fallback pops the rest back to the ready queue if a run blocks; each pop is atomic.
         self.batch: collections.deque[Run] = collections.deque()
+        # How the runs it took ended, ``(run, ok, value)`` each, until recorded: by this thread once its
+        # batch is over, or by the fallback if the thread blocks in a later run (each popped atomically).
+        self.done: collections.deque[tuple[Run, bool, Any]] = collections.deque()
         self.ident = threading.get_ident()  # made by the thread itself
         # The run the fallback found this thread in, and since when (see Executors._stuck_locked).
         self.seen: tuple[tuple[float, int], float] | None = None
@@ -277,16 +280,16 @@ class Executors:
 
     # shared by every executor -------------------------------------------------
 
-    def _run_batch(self, worker: _Worker) -> list[tuple[Run, bool, Any]]:
-        """Run the sync tools of ``worker``'s batch in turn (without the lock): ``(run, ok, value)`` each.
+    def _run_batch(self, worker: _Worker) -> None:
+        """Run the sync tools of ``worker``'s batch in turn (without the lock): ``(run, ok, value)`` each,
+        into ``worker.done``.
 
         Consecutive runs of one tool are timed together, and the tool's moving average of real run
         time (what makes it "fast") moves once for them, by their mean: one clock reading per stretch,
         not per run. The time an announcement takes (an event, or a store write for a durable run)
         is left out of the stretch's: a tool's time is its own.
         """
-        outcomes: list[tuple[Run, bool, Any]] = []
-        append = outcomes.append
+        append = worker.done.append
         batch = worker.batch
         perf_counter, token_var, announce = time.perf_counter, current_token_var, self._announce
         # Asked once per batch, not per run: a listener added meanwhile hears from the next batch on.
@@ -327,7 +330,6 @@ class Executors:
         if count:
             self._timed(timed.name, count, perf_counter() - began)
         worker.current = None  # it would keep the run's command, and its result, alive until the next batch
-        return outcomes
 
     def _timed(self, name: str, count: int, seconds: float) -> None:
         """``count`` runs of tool ``name`` took ``seconds`` in all: its moving average moves once, toward
@@ -386,6 +388,7 @@ class Executors:
             frames: dict[int, Any] | None = None
             waiting = False  # a thread in a fast tool to check again later
             stuck = False
+            finished: list[tuple[Run, bool, Any]] = []  # what blocked threads ran before their blocked run
             for worker, since in self._fast.items():
                 batch = worker.batch
                 if now - since <= _FALLBACK_S:
@@ -406,6 +409,13 @@ class Executors:
                     except IndexError:
                         break
                 self._hand_back_locked(worker.current, back[::-1])
+                # The runs it finished before are recorded below, not when the blocked one returns: their
+                # callers get their results, their slots are free, and their timeouts cannot fire.
+                while True:
+                    try:
+                        finished.append(worker.done.popleft())
+                    except IndexError:
+                        break
                 seen = worker.seen
                 if back and seen is not None:  # the same run still: the next check need not wait again
                     worker.seen = ((since, 0), seen[1])
@@ -415,6 +425,8 @@ class Executors:
                 # in a fast batch, and so not dispatching for them), start for helpers.
                 self._releasing = True
                 try:
+                    if finished:  # after the loop over _fast: recording them may start runs, which changes it
+                        self._end_runs_locked(finished)
                     self._dispatch_locked()
                 finally:
                     self._releasing = False
@@ -516,6 +528,7 @@ class Executors:
         run_batch, fast = self._run_batch, self._fast
         ready, idle = self._ready, self._idle  # never rebound
         worker = _Worker()
+        done = worker.done
         with box:
             self._pulling -= 1
             took = self._take_locked(worker)
@@ -533,7 +546,7 @@ class Executors:
                     return
                 worker.woken = False
                 took = True
-            outcomes = run_batch(worker)
+            run_batch(worker)
             took = False
             try:
                 # The outbox's bare-lock protocol (see Outbox): two Python frames less per batch
@@ -546,6 +559,8 @@ class Executors:
                         self._early = None
                         self._pulling -= 1
                     fast.pop(worker, None)
+                    outcomes = list(done)  # what the fallback did not record already
+                    done.clear()
                     self._pulling += 1  # this thread takes the next ready run itself: no need to wake one
                     try:
                         if not ready and not self._stopping:

@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from laneway.errors import CommandCancelled
+from laneway.lanes import RetryPolicy
+
 from tests.lanes.support import WAIT, lane, start_lanes
 from tests.waiting import wait_until
 
@@ -122,6 +125,8 @@ def test_commands_chained_behind_a_run_that_blocks_go_back_to_their_lane_and_run
     # The fallback finds the thread blocked and hands back what it held behind the blocked run.
     wait_until(lambda: handed_back, what="the chain behind the blocked run handed back")
     assert 10 not in handed_back and all(x > 10 for x in handed_back)
+    # What the thread ran before the blocked run is recorded now, not when that one returns.
+    assert [h.result(timeout=WAIT) for h in handles[:10]] == list(range(10))
     tool.gate.set()
     assert [h.result(timeout=WAIT) for h in handles] == list(range(60))
     assert all(tool.calls[i] == 1 for i in range(60)), "a command handed back ran twice"
@@ -181,3 +186,62 @@ def test_a_control_command_submitted_during_a_burst_of_fast_prompts_waits_for_on
     assert [h.result(timeout=WAIT) for h in prompts] == [f"p{i}" for i in range(3000)]
     assert control[0].result(timeout=WAIT) == "control"
     assert order.index("control") <= order.index("p100") + 16, order.index("control")
+
+
+@pytest.mark.timeout(120)
+def test_cancels_that_race_a_burst_of_chained_runs_leave_every_command_settled_once_and_every_lane_free(orch):
+    lanes = orch.start_lanes()
+    tool = Counting()
+    lanes.tools.register(tool, name="tool")
+    names = ["system", "control", "query", "session", "skill", "prompt"]
+    for i in range(30):  # fast
+        assert lanes.call(names[i % 6], "tool", {"x": -1 - i}) == -1 - i
+    handles = [lanes.submit(names[i % 6], "tool", {"x": i}) for i in range(3000)]
+    # From another thread while the burst runs: whatever each one finds (queued, chained in a
+    # batch not yet run, running, done), every 7th command is cancelled.
+    canceller = threading.Thread(target=lambda: [h.cancel("test") for h in handles[::7]])
+    canceller.start()
+    canceller.join(WAIT)
+    assert not canceller.is_alive()
+    completed = cancelled = 0
+    for i, h in enumerate(handles):
+        try:
+            assert h.result(timeout=WAIT) == i
+            completed += 1
+        except CommandCancelled:
+            assert i % 7 == 0
+            cancelled += 1
+    assert all(tool.calls[i] <= 1 for i in range(3000))
+    assert sum(tool.calls[i] for i in range(3000)) >= completed  # a cancelled run may have run anyway
+    for name in names:
+        _assert_free(lanes, name)
+    stats = [lanes.lane_stats(name) for name in names]
+    assert sum(s.completed for s in stats) == completed + 30
+    assert sum(s.cancelled for s in stats) == cancelled
+
+
+@pytest.mark.timeout(120)
+def test_a_run_that_blocks_inside_a_chain_past_its_timeout_is_retried_and_the_lane_ends_free(orch):
+    lanes = start_lanes(orch, [lane("work", max_concurrency=1, timeout_s=0.05, retry=RetryPolicy.fixed(1, 0.0))])
+    tool = Counting()
+    lanes.tools.register(tool, name="tool")
+    for i in range(20):  # fast
+        assert lanes.call("work", "tool", {"x": -1 - i}) == -1 - i
+    tool.blocks = 10
+    tool.gate.clear()
+    lanes.pause("work")
+    handles = [lanes.submit("work", "tool", {"x": i}) for i in range(40)]
+    lanes.resume("work")
+    assert tool.blocked.wait(WAIT)
+    # The blocked run's timeout fires (its attempt fails and is retried); the runs chained behind it
+    # went back to the queue. The lane's one slot stays with the blocked run until it returns, so
+    # nothing else runs beside it, and the retry runs once it has.
+    wait_until(lambda: lanes.lane_stats("work").timed_out == 1, what="the blocked run's timeout")
+    assert tool.active == 1
+    tool.blocks = None
+    tool.gate.set()
+    assert [h.result(timeout=WAIT) for h in handles] == list(range(40))
+    assert tool.max_active == 1
+    assert tool.calls[10] == 2 and all(tool.calls[i] == 1 for i in range(40) if i != 10)
+    _assert_free(lanes, "work")
+    assert lanes.lane_stats("work").retried == 1
