@@ -440,24 +440,11 @@ class LaneCore:
         if not chain:
             return
         lane.pending -= len(chain)
-        now = run.started_at
-        clock = self.clock
-        runs = []
-        for cmd in chain:
-            if cmd.timers:
-                cmd.cancel_timers()
-            cmd.state = CommandState.RUNNING
-            attempts = cmd.attempts = cmd.attempts + 1
-            chained = cmd.run = Run(cmd, attempts, now)
-            chained.slot = 0
-            if cmd.timeout is not None:
-                cmd.add_timer(clock.call_later(cmd.timeout, partial(self.outcomes.on_timeout, chained)))
-            runs.append(chained)
+        runs: list[Run] = []
+        self._start_all_locked(lane, chain, runs)
         run.slot = 0
-        chained.slot = 1  # the slot passes to the chain's last run
+        runs[-1].slot = 1  # the slot passes to the chain's last run
         self.executors.chain_locked(runs)
-        if self.space_waiters:
-            self.space.notify_all()
 
     def unstart_locked(self, run: Run) -> None:
         """``run``, which holds no slot (:attr:`Run.slot`), was handed back before it executed: its command
@@ -510,9 +497,10 @@ class LaneCore:
             self.touch(lane)
             self.dispatch_locked()
 
-    def _start_all_locked(self, lane: Lane, cmds: Iterable[Command]) -> None:
+    def _start_all_locked(self, lane: Lane, cmds: Iterable[Command], chain: list[Run] | None = None) -> None:
         """Start a run of each of ``cmds``, in order, all of ``lane`` (the caller took them out of its
-        pending commands, if they were there)."""
+        pending commands, if they were there); with ``chain``, as a chain's runs (see :meth:`_chain_locked`):
+        appended to it, holding no slot or worker, and not launched."""
         now = self.now()  # one reading: they start within microseconds of each other
         min_concurrency = lane.config.min_concurrency
         limiter = lane.limiter
@@ -523,6 +511,12 @@ class LaneCore:
             cmd.state = CommandState.RUNNING
             attempts = cmd.attempts = cmd.attempts + 1
             run = cmd.run = Run(cmd, attempts, now)
+            if cmd.timeout is not None:
+                cmd.add_timer(self.clock.call_later(cmd.timeout, partial(self.outcomes.on_timeout, run)))
+            if chain is not None:
+                run.slot = 0
+                chain.append(run)
+                continue
             lane.active += 1
             if lane.active <= min_concurrency:
                 self.reserved -= 1
@@ -531,8 +525,6 @@ class LaneCore:
             self.running += 1
             if limiter is not None:
                 limiter.record(now)
-            if cmd.timeout is not None:
-                cmd.add_timer(self.clock.call_later(cmd.timeout, partial(self.outcomes.on_timeout, run)))
             try:
                 launch(run)
             except Exception as exc:

@@ -61,6 +61,21 @@ def _batches_of(lanes, monkeypatch, lane_name: str) -> list[int]:
     return sizes
 
 
+def _burst_blocked_in_a_chain(lanes, tool: Counting, n: int) -> list[Any]:
+    """``n`` commands of ``tool`` (known fast) to lane ``work`` (one slot), queued first, then let go;
+    returned once the 10th is blocked. The burst's second batch is a run on the freed slot and a
+    chain behind it, and the 10th command is in its middle."""
+    for i in range(20):  # fast
+        assert lanes.call("work", "tool", {"x": -1 - i}) == -1 - i
+    tool.blocks = 10
+    tool.gate.clear()
+    lanes.pause("work")
+    handles = [lanes.submit("work", "tool", {"x": i}) for i in range(n)]
+    lanes.resume("work")
+    assert tool.blocked.wait(WAIT)
+    return handles
+
+
 def _assert_free(lanes, name: str) -> None:
     assert lanes.drain(WAIT).drained
     stats = lanes.lane_stats(name)
@@ -111,17 +126,9 @@ def test_commands_chained_behind_a_run_that_blocks_go_back_to_their_lane_and_run
 
     monkeypatch.setattr(core.executors, "_unstart_locked", recording)
     attempts = _attempts_of(orch)
-    for i in range(20):  # fast
-        assert lanes.call("work", "tool", {"x": -1 - i}) == -1 - i
-    # Queued first, then let go: the second batch of the burst is a run on the freed slot and a
-    # chain behind it; the 10th command is in its middle. The lane's one slot stays with the blocked
-    # run: what the chain held behind it must wait in the lane's queue, not run on a helper beside it.
-    tool.blocks = 10
-    tool.gate.clear()
-    lanes.pause("work")
-    handles = [lanes.submit("work", "tool", {"x": i}) for i in range(60)]
-    lanes.resume("work")
-    assert tool.blocked.wait(WAIT)
+    # The lane's one slot stays with the blocked run: what the chain held behind it must wait in the
+    # lane's queue, not run on a helper beside it.
+    handles = _burst_blocked_in_a_chain(lanes, tool, 60)
     # The fallback finds the thread blocked and hands back what it held behind the blocked run.
     wait_until(lambda: handed_back, what="the chain behind the blocked run handed back")
     assert 10 not in handed_back and all(x > 10 for x in handed_back)
@@ -225,14 +232,7 @@ def test_a_run_that_blocks_inside_a_chain_past_its_timeout_is_retried_and_the_la
     lanes = start_lanes(orch, [lane("work", max_concurrency=1, timeout_s=0.05, retry=RetryPolicy.fixed(1, 0.0))])
     tool = Counting()
     lanes.tools.register(tool, name="tool")
-    for i in range(20):  # fast
-        assert lanes.call("work", "tool", {"x": -1 - i}) == -1 - i
-    tool.blocks = 10
-    tool.gate.clear()
-    lanes.pause("work")
-    handles = [lanes.submit("work", "tool", {"x": i}) for i in range(40)]
-    lanes.resume("work")
-    assert tool.blocked.wait(WAIT)
+    handles = _burst_blocked_in_a_chain(lanes, tool, 40)
     # The blocked run's timeout fires (its attempt fails and is retried); the runs chained behind it
     # went back to the queue. The lane's one slot stays with the blocked run until it returns, so
     # nothing else runs beside it, and the retry runs once it has.
